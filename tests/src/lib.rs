@@ -1,0 +1,7 @@
+//! Shared helpers for tests that run against the local stack (`dev/stack up`).
+//!
+//! Every helper that needs a service checks it first and panics with a message that names the
+//! service and how to start it, so a test never skips silently.
+
+pub mod kafka;
+pub mod stack;

@@ -1,0 +1,83 @@
+//! Endpoints of the local stack, read from `dev/ports.env` (overridable by environment variables).
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Data and logs of the running stack (`SAGA_STACK_DIR`, default `<repo>/.stack`).
+pub fn stack_dir() -> PathBuf {
+    std::env::var_os("SAGA_STACK_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".stack"))
+}
+
+/// A port from `dev/ports.env`, unless the environment sets the same name.
+pub fn port(name: &str) -> u16 {
+    if let Ok(value) = std::env::var(name) {
+        return value.parse().unwrap_or_else(|_| panic!("{name}={value} is not a port number"));
+    }
+    let ports = read_ports_file();
+    let value = ports.get(name).unwrap_or_else(|| panic!("dev/ports.env has no {name}"));
+    value.parse().unwrap_or_else(|_| panic!("dev/ports.env: {name}={value} is not a port number"))
+}
+
+fn read_ports_file() -> HashMap<String, String> {
+    let path = repo_root().join("dev/ports.env");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Panics naming the service unless something listens on its port.
+pub fn require(service: &str, port_name: &str) -> u16 {
+    let port = port(port_name);
+    let address = format!("127.0.0.1:{port}");
+    let reachable = address
+        .parse()
+        .ok()
+        .and_then(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
+        .is_some();
+    assert!(
+        reachable,
+        "{service} is down: nothing answers on {address} ({port_name}). Start the stack with `dev/stack up`; \
+         `dev/stack status` shows which service failed."
+    );
+    port
+}
+
+pub fn kafka_bootstrap() -> String {
+    format!("127.0.0.1:{}", require("kafka", "KAFKA_PORT"))
+}
+
+pub fn registry_url() -> String {
+    format!("http://127.0.0.1:{}/apis/ccompat/v7", require("registry (Apicurio)", "REGISTRY_PORT"))
+}
+
+pub fn connect_url() -> String {
+    format!("http://127.0.0.1:{}", require("kafka connect", "CONNECT_PORT"))
+}
+
+pub fn postgres_config() -> String {
+    let port = require("postgres", "POSTGRES_PORT");
+    format!("host=127.0.0.1 port={port} user=saga password=saga dbname=saga")
+}
+
+pub fn redis_url() -> String {
+    format!("redis://127.0.0.1:{}/", require("redis", "REDIS_PORT"))
+}
+
+pub fn prometheus_url() -> String {
+    format!("http://127.0.0.1:{}", require("prometheus", "PROMETHEUS_PORT"))
+}
+
+/// A name no other test run uses, for topics, tables, keys and connectors.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
