@@ -34,7 +34,11 @@ ensure_tools() {
   done
 }
 
-mvn_quiet() { mvn -B -q -Dstyle.color=never "$@"; }
+# Maven's output goes to a log, shown only when it fails.
+mvn_quiet() {
+  local log="$SAGA_CACHE/maven.log"
+  mvn -B -q "$@" >"$log" 2>&1 || { tail -n 30 "$log" >&2; return 1; }
+}
 
 # Kafka broker, tools and Connect runtime jars, resolved through dev/jvm/pom.xml.
 ensure_kafka_jars() {
