@@ -1,1 +1,56 @@
-pub fn placeholder() {}
+//! The saga's events: versioned Avro schemas (`avro/v1/*.avsc`), their Rust types, the Avro
+//! body encoding, the Confluent wire format and a client of the schema registry.
+//!
+//! Producing: [`SagaCodec::encode`] gives Confluent-framed bytes, what Kafka records (and the
+//! outbox, whose bytes Debezium passes through untouched) carry. Consuming: [`SagaCodec::decode`]
+//! resolves the writer's schema against ours, so events written with an older or newer
+//! compatible schema still read. [`encode_avro_body`], [`to_wire`] and [`parse_wire`] are the
+//! parts, for callers that hold a schema id already.
+//!
+//! ```
+//! use schemas::{decode_avro_body, encode_avro_body, Envelope, EventType, Payload, SagaEvent, ShipmentFailed};
+//!
+//! let placed = Envelope::new("order-42", "corr-42", 1_767_225_600_000);
+//! let failed = SagaEvent::new(
+//!     Envelope::caused_by(&placed, 1_767_225_601_500),
+//!     Payload::ShipmentFailed(ShipmentFailed { reason: "address not served".into() }),
+//! );
+//! assert_eq!(failed.topic(), "shipping.events");
+//!
+//! let body = encode_avro_body(&failed)?;
+//! assert_eq!(decode_avro_body(EventType::ShipmentFailed, &body)?, failed);
+//! # Ok::<(), schemas::AvroBodyError>(())
+//! ```
+
+mod avro_body;
+mod avro_schemas;
+mod codec;
+mod event_type;
+mod events;
+mod registry;
+mod wire;
+
+pub use avro_body::{decode_avro_body, decode_avro_body_written_with, encode_avro_body, AvroBodyError};
+pub use avro_schemas::{schema_of, schema_text_of, SCHEMA_VERSION};
+pub use codec::{subject_for, CodecError, SagaCodec};
+pub use event_type::{
+    topic_of, EventType, UnknownEventType, INVENTORY_EVENTS, NAMESPACE, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS,
+};
+pub use events::{
+    Address, CancellationReason, Envelope, InventoryReleased, InventoryReservationFailed, InventoryReserved,
+    OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderItem, OrderPlaced, Payload, PaymentCompleted,
+    PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCreated, ShipmentFailed, StockItem, UnknownCancellationReason,
+};
+pub use registry::{Compatibility, RegistryClient, RegistryError};
+pub use wire::{parse_wire, to_wire, WireError, HEADER_LEN, MAGIC_BYTE};
+
+// Lets the shared test samples say `schemas::…` both here and in the integration test.
+#[cfg(test)]
+extern crate self as schemas;
+
+#[cfg(test)]
+#[path = "../tests/support/samples.rs"]
+mod samples;
+
+#[cfg(test)]
+mod evolution_tests;

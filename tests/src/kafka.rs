@@ -88,3 +88,35 @@ pub fn read_topic(
     }
     records
 }
+
+/// Counts a topic's `read_committed` records as they arrive, for tests that act at a given progress.
+pub struct CommittedCounter {
+    consumer: BaseConsumer,
+    pub count: usize,
+}
+
+impl CommittedCounter {
+    pub fn new(bootstrap: &str, topic: &str) -> Self {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", crate::stack::unique("test-counter"))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .create()
+            .expect("counting consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        Self { consumer, count: 0 }
+    }
+
+    /// Reads until at least `target` records were seen; false if `timeout` passed first.
+    pub fn wait_for(&mut self, target: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.count < target && Instant::now() < deadline {
+            if let Some(Ok(_)) = self.consumer.poll(Duration::from_millis(100)) {
+                self.count += 1;
+            }
+        }
+        self.count >= target
+    }
+}

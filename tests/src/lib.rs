@@ -3,5 +3,6 @@
 //! Every helper that needs a service checks it first and panics with a message that names the
 //! service and how to start it, so a test never skips silently.
 
+pub mod eos;
 pub mod kafka;
 pub mod stack;

@@ -1,0 +1,182 @@
+//! User-facing runtime settings and the client properties exactly-once needs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+
+use crate::error::ErrorPolicy;
+
+/// How outputs, state and input offsets are committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessingGuarantee {
+    /// Kafka Streams' `exactly_once_v2`: one transaction per commit interval holds outputs,
+    /// changelog writes and input offsets (KIP-447).
+    ExactlyOnceV2,
+    /// Outputs are flushed, then offsets committed: a crash can repeat a batch.
+    AtLeastOnce,
+}
+
+#[derive(Clone, Debug)]
+pub struct StreamsConfig {
+    /// Consumer group id and prefix of internal topics (`<application.id>-<name>-repartition`).
+    pub application_id: String,
+    pub bootstrap_servers: String,
+    /// Stable per running instance: it makes up the `transactional.id`, so a restarted instance
+    /// fences its own zombie. Two live instances must never share it.
+    pub instance_id: String,
+    pub processing_guarantee: ProcessingGuarantee,
+    /// Upper bound on how long a transaction stays open (Kafka Streams' EOS default: 100 ms).
+    pub commit_interval: Duration,
+    /// Upper bound on records per transaction.
+    pub max_records_per_commit: usize,
+    /// How often wall-clock punctuations and durable timers are checked.
+    pub wall_clock_tick: Duration,
+    /// Timeout of every blocking client call (commit, abort, send offsets, restore).
+    pub blocking_timeout: Duration,
+    pub transaction_timeout: Duration,
+    /// What happens to a record whose processing fails.
+    pub error_policy: ErrorPolicy,
+    /// Passed through to every client (consumer, producer, admin, restore consumer),
+    /// e.g. `security.protocol`, `sasl.*`, `ssl.*`. See [`StreamsConfig::set`].
+    pub client_properties: BTreeMap<String, String>,
+    /// Offset reset for partitions without a committed offset.
+    pub auto_offset_reset: String,
+}
+
+impl StreamsConfig {
+    pub fn new(application_id: impl Into<String>, bootstrap_servers: impl Into<String>) -> Self {
+        let application_id = application_id.into();
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        Self {
+            instance_id: format!("{application_id}-{host}"),
+            application_id,
+            bootstrap_servers: bootstrap_servers.into(),
+            processing_guarantee: ProcessingGuarantee::ExactlyOnceV2,
+            commit_interval: Duration::from_millis(100),
+            max_records_per_commit: 2_000,
+            wall_clock_tick: Duration::from_millis(100),
+            blocking_timeout: Duration::from_secs(30),
+            transaction_timeout: Duration::from_secs(10),
+            error_policy: ErrorPolicy::DeadLetter,
+            client_properties: BTreeMap::new(),
+            auto_offset_reset: "earliest".into(),
+        }
+    }
+
+    /// Sets any librdkafka property on every client. Properties exactly-once depends on are
+    /// overridden at start, with a warning naming each one.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.client_properties.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn transactional_id(&self) -> String {
+        format!("{}-{}", self.application_id, self.instance_id)
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (key, value) in &self.client_properties {
+            config.set(key, value);
+        }
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        config
+    }
+
+    pub(crate) fn admin_config(&self) -> ClientConfig {
+        self.base()
+    }
+
+    pub(crate) fn consumer_config(&self) -> ClientConfig {
+        let mut required = vec![
+            ("group.id", self.application_id.clone()),
+            ("enable.auto.commit", "false".to_string()),
+            ("enable.auto.offset.store", "false".to_string()),
+            ("partition.assignment.strategy", "cooperative-sticky".to_string()),
+        ];
+        if self.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+            required.push(("isolation.level", "read_committed".to_string()));
+        }
+        let mut config = self.base();
+        config.set("auto.offset.reset", &self.auto_offset_reset);
+        apply_required(&mut config, &self.client_properties, "consumer", &required);
+        config
+    }
+
+    /// A group-less consumer that replays changelogs into stores.
+    pub(crate) fn restore_consumer_config(&self) -> ClientConfig {
+        let mut config = self.base();
+        let required = [
+            ("group.id", format!("{}-restore", self.application_id)),
+            ("enable.auto.commit", "false".to_string()),
+            ("enable.partition.eof", "true".to_string()),
+            ("isolation.level", "read_committed".to_string()),
+        ];
+        apply_required(&mut config, &self.client_properties, "restore consumer", &required);
+        config
+    }
+
+    pub(crate) fn producer_config(&self) -> ClientConfig {
+        // murmur2 matches Java clients (Debezium, Kafka Streams), so keys land on the same
+        // partitions whoever produced them: co-partitioning depends on it.
+        let mut required = vec![
+            ("enable.idempotence", "true".to_string()),
+            ("acks", "all".to_string()),
+            ("partitioner", "murmur2_random".to_string()),
+        ];
+        if self.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+            required.push(("transactional.id", self.transactional_id()));
+            required.push(("transaction.timeout.ms", self.transaction_timeout.as_millis().to_string()));
+        }
+        let mut config = self.base();
+        config.set("linger.ms", "5");
+        apply_required(&mut config, &self.client_properties, "producer", &required);
+        config
+    }
+}
+
+/// Sets what the runtime needs, warning when it overrides a value the user chose.
+fn apply_required(
+    config: &mut ClientConfig,
+    user: &BTreeMap<String, String>,
+    client: &str,
+    required: &[(&str, String)],
+) {
+    for (key, value) in required {
+        if let Some(theirs) = user.get(*key) {
+            if theirs != value {
+                tracing::warn!(client, key, configured = %theirs, used = %value,
+                    "client property overridden: the runtime's processing guarantee depends on it");
+            }
+        }
+        config.set(*key, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exactly_once_overrides_what_it_needs_and_passes_the_rest() {
+        let config = StreamsConfig::new("app", "127.0.0.1:9092")
+            .set("isolation.level", "read_uncommitted")
+            .set("security.protocol", "SASL_SSL");
+        let consumer = config.consumer_config();
+        assert_eq!(consumer.get("isolation.level"), Some("read_committed"));
+        assert_eq!(consumer.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(consumer.get("group.id"), Some("app"));
+        let producer = config.producer_config();
+        assert_eq!(producer.get("transactional.id"), Some(config.transactional_id().as_str()));
+        assert_eq!(producer.get("security.protocol"), Some("SASL_SSL"));
+    }
+
+    #[test]
+    fn at_least_once_has_no_transactions() {
+        let mut config = StreamsConfig::new("app", "127.0.0.1:9092");
+        config.processing_guarantee = ProcessingGuarantee::AtLeastOnce;
+        assert_eq!(config.producer_config().get("transactional.id"), None);
+        assert_eq!(config.consumer_config().get("isolation.level"), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! Every observable happening of the runtime as a small event: `emit()` logs it and updates its
+//! metric. All metric names live here; labels are fixed and bounded.
+
+use std::time::Duration;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// The runtime's metrics, registered once per registry.
+#[derive(Clone)]
+pub struct RuntimeMetrics {
+    application_id: String,
+    records_processed: IntCounterVec,
+    records_failed: IntCounterVec,
+    transactions: IntCounterVec,
+    commit_duration: HistogramVec,
+    restore_records: IntCounterVec,
+    restore_duration: HistogramVec,
+    tasks_assigned: IntGaugeVec,
+}
+
+impl RuntimeMetrics {
+    pub fn new(registry: &Registry, application_id: &str) -> prometheus::Result<Self> {
+        let app = &["application_id"];
+        let metrics = Self {
+            application_id: application_id.to_string(),
+            records_processed: IntCounterVec::new(
+                Opts::new("streams_records_processed_total", "Input records processed"), app)?,
+            records_failed: IntCounterVec::new(
+                Opts::new("streams_records_failed_total", "Input records whose processing failed, by error kind and what was done"),
+                &["application_id", "error_kind", "action"])?,
+            transactions: IntCounterVec::new(
+                Opts::new("streams_transactions_total", "Commits by outcome (committed, aborted)"),
+                &["application_id", "outcome"])?,
+            commit_duration: HistogramVec::new(
+                HistogramOpts::new("streams_commit_duration_seconds", "Time to send offsets and commit one transaction")
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]), app)?,
+            restore_records: IntCounterVec::new(
+                Opts::new("streams_restore_records_total", "Changelog records replayed into stores"), app)?,
+            restore_duration: HistogramVec::new(
+                HistogramOpts::new("streams_restore_duration_seconds", "Time to restore one task's stores from changelogs")
+                    .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]), app)?,
+            tasks_assigned: IntGaugeVec::new(
+                Opts::new("streams_tasks_assigned", "Tasks this instance runs"), app)?,
+        };
+        for collector in [
+            Box::new(metrics.records_processed.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(metrics.records_failed.clone()),
+            Box::new(metrics.transactions.clone()),
+            Box::new(metrics.commit_duration.clone()),
+            Box::new(metrics.restore_records.clone()),
+            Box::new(metrics.restore_duration.clone()),
+            Box::new(metrics.tasks_assigned.clone()),
+        ] {
+            match registry.register(collector) {
+                Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(metrics)
+    }
+}
+
+pub struct RecordsProcessed(pub u64);
+impl RecordsProcessed {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        m.records_processed.with_label_values(&[&m.application_id]).inc_by(self.0);
+    }
+}
+
+pub struct RecordFailed<'a> {
+    pub error: &'a crate::error::ProcessError,
+    pub error_kind: &'static str,
+    pub action: &'static str,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+impl RecordFailed<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        tracing::warn!(topic = self.topic, partition = self.partition, offset = self.offset,
+            action = self.action, error = %self.error, "record failed");
+        m.records_failed.with_label_values(&[&m.application_id, self.error_kind, self.action]).inc();
+    }
+}
+
+/// A record that aborted its transaction reached again on replay: it is dead-lettered.
+pub struct RecordFailedOnReplay<'a> {
+    pub poison: &'a super::dead_letter::Poison,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+impl RecordFailedOnReplay<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        tracing::warn!(topic = self.topic, partition = self.partition, offset = self.offset,
+            reason = %self.poison.message, "record aborted its transaction; dead-lettered on replay");
+        m.records_failed.with_label_values(&[&m.application_id, self.poison.class, "dead_lettered"]).inc();
+    }
+}
+
+pub struct TransactionCommitted { pub records: usize, pub elapsed: Duration }
+impl TransactionCommitted {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        tracing::trace!(records = self.records, elapsed_ms = self.elapsed.as_millis() as u64, "committed");
+        m.transactions.with_label_values(&[&m.application_id, "committed"]).inc();
+        m.commit_duration.with_label_values(&[&m.application_id]).observe(self.elapsed.as_secs_f64());
+    }
+}
+
+pub struct TransactionAborted<'a> { pub reason: &'a str }
+impl TransactionAborted<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        tracing::warn!(reason = self.reason, "transaction aborted; rewinding to the committed offsets");
+        m.transactions.with_label_values(&[&m.application_id, "aborted"]).inc();
+    }
+}
+
+pub struct TaskRestored<'a> { pub task: &'a str, pub records: u64, pub elapsed: Duration }
+impl TaskRestored<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        tracing::info!(task = self.task, records = self.records, elapsed_ms = self.elapsed.as_millis() as u64,
+            "task restored from changelogs");
+        m.restore_records.with_label_values(&[&m.application_id]).inc_by(self.records);
+        m.restore_duration.with_label_values(&[&m.application_id]).observe(self.elapsed.as_secs_f64());
+    }
+}
+
+pub struct TasksAssigned(pub usize);
+impl TasksAssigned {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        m.tasks_assigned.with_label_values(&[&m.application_id]).set(self.0 as i64);
+    }
+}

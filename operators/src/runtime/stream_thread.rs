@@ -1,0 +1,116 @@
+//! The consume → process → produce → commit loop, one per instance, on its own OS thread so
+//! that every blocking client call stays off any async executor. Shaped after librdkafka's
+//! `examples/transactions.c` (KIP-447: one transactional producer, cooperative rebalancing).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+
+use super::config::StreamsConfig;
+use super::engine::Engine;
+use super::error::RuntimeError;
+use super::internal_events::RuntimeMetrics;
+use crate::topology::Topology;
+
+/// Routes rebalance callbacks to the engine: commit before partitions are revoked, remember
+/// new partitions so their tasks are restored before they process anything.
+struct RebalanceHandler {
+    engine: Arc<Mutex<Engine>>,
+}
+
+impl ClientContext for RebalanceHandler {}
+
+impl ConsumerContext for RebalanceHandler {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            lock(&self.engine).on_revoked(consumer, partitions);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => lock(&self.engine).on_assigned(partitions),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
+    // A panic while holding the lock already stopped the thread; the state is rolled back by
+    // the next owner's restore, so the guard is safe to take.
+    engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(crate) fn run(
+    config: StreamsConfig,
+    topology: Arc<Topology>,
+    metrics: RuntimeMetrics,
+    stop: Arc<AtomicBool>,
+) -> Result<(), RuntimeError> {
+    let tick = config.wall_clock_tick;
+    let engine = Arc::new(Mutex::new(Engine::new(config.clone(), topology.clone(), metrics)?));
+    let consumer: BaseConsumer<RebalanceHandler> = config
+        .consumer_config()
+        .create_with_context(RebalanceHandler { engine: engine.clone() })
+        .map_err(|source| RuntimeError::Kafka { during: "creating the consumer", source })?;
+    let topics = topology.source_topics();
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topic_refs)
+        .map_err(|source| RuntimeError::Kafka { during: "subscribing", source })?;
+    tracing::info!(application_id = %config.application_id, transactional_id = %config.transactional_id(),
+        topics = ?topics, "stream thread started");
+
+    let mut last_tick = Instant::now();
+    let outcome = loop {
+        if stop.load(Ordering::Relaxed) {
+            break lock(&engine).commit(&consumer);
+        }
+        let timeout = lock(&engine).poll_timeout();
+        let message = consumer.poll(timeout);
+        let mut engine = lock(&engine);
+        if let Some(fatal) = engine.fatal.take() {
+            break Err(fatal);
+        }
+        if let Err(e) = engine.restore_assigned() {
+            break Err(e);
+        }
+        let step = match message {
+            Some(Ok(message)) => engine.process(&consumer, &message),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error");
+                Ok(())
+            }
+            None => Ok(()),
+        };
+        if let Err(e) = step {
+            break Err(e);
+        }
+        if last_tick.elapsed() >= tick {
+            last_tick = Instant::now();
+            if let Err(e) = engine.punctuate(&consumer, now_ms()) {
+                break Err(e);
+            }
+        }
+        if engine.commit_due() {
+            if let Err(e) = engine.commit(&consumer) {
+                break Err(e);
+            }
+        }
+    };
+    match &outcome {
+        Ok(()) => tracing::info!("stream thread stopped cleanly"),
+        Err(e) => tracing::error!(error = %e, "stream thread stopped"),
+    }
+    // Leaving the group runs the revoke callback, which finds nothing left to commit.
+    drop(consumer);
+    outcome
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

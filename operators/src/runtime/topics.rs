@@ -1,0 +1,90 @@
+//! Creates the internal topics a topology needs before it runs: repartition and changelog
+//! topics, and dead-letter topics when the error policy uses them.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::config::StreamsConfig;
+use super::error::RuntimeError;
+use crate::error::ErrorPolicy;
+use crate::topology::Topology;
+
+/// Name of the dead-letter topic of a source topic.
+pub fn dead_letter_topic(source_topic: &str) -> String {
+    format!("{source_topic}.dlq")
+}
+
+/// Ensures internal topics exist with as many partitions as the widest source topic, so that
+/// task `p` of every subtopology finds partition `p` of its changelogs.
+pub fn ensure_internal_topics(config: &StreamsConfig, topology: &Topology) -> Result<i32, RuntimeError> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .admin_config()
+        .create()
+        .map_err(|source| RuntimeError::Kafka { during: "creating the admin client", source })?;
+    let internal: Vec<String> = topology.repartition_topics();
+    let mut partitions = 0;
+    for topic in topology.source_topics() {
+        if internal.contains(&topic) {
+            continue;
+        }
+        let count = partition_count(&admin, &topic, config.blocking_timeout)?
+            .ok_or_else(|| RuntimeError::MissingSourceTopic(topic.clone()))?;
+        partitions = partitions.max(count);
+    }
+    if partitions == 0 {
+        return Err(RuntimeError::Config("the topology has no source topic".into()));
+    }
+
+    let mut wanted: Vec<(String, bool)> = Vec::new();
+    wanted.extend(topology.repartition_topics().into_iter().map(|t| (t, false)));
+    wanted.extend(topology.changelog_topics().into_iter().map(|t| (t, true)));
+    if config.error_policy != ErrorPolicy::Skip {
+        wanted.extend(topology.source_topics().iter().map(|t| (dead_letter_topic(t), false)));
+    }
+    let new_topics: Vec<NewTopic> = wanted
+        .iter()
+        .map(|(name, compacted)| {
+            let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
+            if *compacted { topic.set("cleanup.policy", "compact") } else { topic }
+        })
+        .collect();
+    if new_topics.is_empty() {
+        return Ok(partitions);
+    }
+    let options = AdminOptions::new().operation_timeout(Some(config.blocking_timeout));
+    let results = block_on(admin.create_topics(new_topics.iter(), &options))
+        .map_err(|source| RuntimeError::Kafka { during: "creating internal topics", source })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(RuntimeError::TopicCreation { topic, reason: code.to_string() }),
+        }
+    }
+    Ok(partitions)
+}
+
+fn partition_count(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<i32>, RuntimeError> {
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|source| RuntimeError::Kafka { during: "reading topic metadata", source })?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len() as i32)
+        .filter(|count| *count > 0))
+}
+
+/// The admin API is async; start-up is not. rdkafka's admin client completes its futures from
+/// its own polling thread, so a plain executor suffices, inside or outside a tokio runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    futures::executor::block_on(future)
+}

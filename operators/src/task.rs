@@ -1,0 +1,230 @@
+//! A task: one instance of a sub-topology for one partition, driven by the runtime (or by the
+//! [`TopologyTestDriver`](crate::test_driver::TopologyTestDriver)).
+//!
+//! Work happens in units (one record, one punctuation, one timer): a unit's store writes, output
+//! and progress are rolled back if it fails. Units accumulate until the runtime commits or
+//! aborts the transaction they were produced in.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::error::ProcessError;
+use crate::graph::{NodeFactory, NodeId, NodeSetup};
+use crate::node::{self, Node, NodeContext, NodeMeta};
+use crate::punctuation::PunctuationType;
+use crate::record::{OutputRecord, RawRecord, RecordMetadata};
+use crate::task_state::{Progress, StoreSlot, TaskState};
+use crate::topology::{Subtopology, TaskId};
+
+/// Stream time before the first record, as Kafka Streams' `-1`.
+pub const UNKNOWN_STREAM_TIME: i64 = -1;
+
+pub struct Task {
+    subtopology: Arc<Subtopology>,
+    /// By node id; `None` for nodes of other sub-topologies, and for a node whose code panicked.
+    nodes: Vec<Option<Box<dyn Node>>>,
+    factories: Arc<[NodeFactory]>,
+    meta: Arc<[NodeMeta]>,
+    /// Nodes whose `init` has not succeeded yet, last to initialize first.
+    uninitialized: Vec<NodeId>,
+    state: TaskState,
+    committed_progress: Progress,
+}
+
+impl Task {
+    pub(crate) fn new(
+        subtopology: Arc<Subtopology>,
+        nodes: Vec<Option<Box<dyn Node>>>,
+        factories: Arc<[NodeFactory]>,
+        meta: Arc<[NodeMeta]>,
+        state: TaskState,
+    ) -> Self {
+        let uninitialized = subtopology.nodes.iter().rev().copied().collect();
+        let committed_progress = state.progress;
+        Task { subtopology, nodes, factories, meta, uninitialized, state, committed_progress }
+    }
+
+    pub fn id(&self) -> TaskId {
+        self.state.task_id
+    }
+
+    /// Replaces the clock processors read with `current_system_time_ms` and wall-clock
+    /// punctuations are scheduled from.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.state.clock = clock;
+        self
+    }
+
+    /// Handles one record. Atomic: on `Err`, every store write and output made while handling
+    /// this record is discarded.
+    pub fn process(&mut self, record: RawRecord) -> Result<(), ProcessError> {
+        let (topic, partition, offset) = (record.topic.clone(), record.partition, record.offset);
+        let in_context = |error: ProcessError| error.with_source_record(&topic, partition, offset);
+        let source = *self
+            .subtopology
+            .sources
+            .get(&record.topic)
+            .ok_or_else(|| in_context(ProcessError::processing(format!("topic '{}' is not a source of task {}", record.topic, self.id()))))?;
+        self.initialize().map_err(in_context)?;
+
+        let metadata = RecordMetadata { topic: topic.clone(), partition, offset };
+        let timestamp_ms = record.timestamp_ms;
+        self.run_unit(Some(metadata), timestamp_ms, |task| {
+            let progress = &mut task.state.progress;
+            progress.stream_time_ms = progress.stream_time_ms.max(timestamp_ms);
+            task.invoke(source, |node, ctx| node.process(ctx, Box::new(record)))?;
+            task.state.record = None;
+            let stream_time_ms = task.state.progress.stream_time_ms;
+            for (id, node) in task.state.punctuations.take_due(PunctuationType::StreamTime, stream_time_ms) {
+                task.invoke(node, |node, ctx| node.punctuate(ctx, id, stream_time_ms))?;
+            }
+            Ok(())
+        })
+        .map_err(in_context)
+    }
+
+    /// Fires due wall-clock punctuations, then due durable timers, each as its own unit. Stops at
+    /// the first failure; a failed timer stays set and fires again on the next call.
+    pub fn punctuate_wall_clock(&mut self, now_ms: i64) -> Result<(), ProcessError> {
+        self.initialize()?;
+        for (id, node) in self.state.punctuations.take_due(PunctuationType::WallClockTime, now_ms) {
+            self.run_unit(None, now_ms, |task| task.invoke(node, |node, ctx| node.punctuate(ctx, id, now_ms)))?;
+        }
+        let subtopology = Arc::clone(&self.subtopology);
+        for &(node, store) in &subtopology.timers {
+            for (timer_key, fire_at_ms) in self.state.timer_store(store)?.due(now_ms)? {
+                self.run_unit(None, now_ms, |task| {
+                    let mut timers = task.state.timer_store(store)?;
+                    // An earlier timer's callback may have moved or cancelled this one.
+                    if timers.scheduled_at(&timer_key)? != Some(fire_at_ms) {
+                        return Ok(());
+                    }
+                    timers.cancel(&timer_key)?;
+                    task.invoke(node, |node, ctx| node.on_timer(ctx, &timer_key, fire_at_ms))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything to produce since the last take: sink, repartition and changelog records
+    /// (changelog records carry the task's partition), in the order they were made.
+    pub fn take_output(&mut self) -> Vec<OutputRecord> {
+        std::mem::take(&mut self.state.output)
+    }
+
+    /// The transaction committed: pending store writes become the committed state.
+    pub fn commit(&mut self) {
+        for slot in self.state.stores_mut() {
+            slot.store.commit();
+        }
+        self.committed_progress = self.state.progress;
+    }
+
+    /// The transaction aborted: every store returns to its last committed state, pending output
+    /// is dropped and stream time goes back to its committed value. Also the way back after user
+    /// code panicked inside [`Task::process`]: processors that panicked are replaced by fresh
+    /// instances, initialized again before the next record.
+    pub fn abort(&mut self) {
+        for slot in self.state.stores_mut() {
+            slot.store.abort();
+        }
+        self.state.output.clear();
+        self.state.progress = self.committed_progress;
+        self.replace_lost_nodes();
+    }
+
+    /// A node is out of its slot only while it runs, so after a panic it is missing for good.
+    fn replace_lost_nodes(&mut self) {
+        let setup = NodeSetup { application_id: &self.state.application_id };
+        for &node in &self.subtopology.nodes {
+            if let (Some(slot @ None), Some(factory)) = (self.nodes.get_mut(node), self.factories.get(node)) {
+                *slot = Some(factory(&setup));
+                if !self.uninitialized.contains(&node) {
+                    self.uninitialized.push(node);
+                }
+            }
+        }
+        self.uninitialized.sort_unstable_by(|a, b| b.cmp(a));
+    }
+
+    /// Restores one changelog record into the store behind `changelog_topic` (`None` deletes).
+    /// Not captured as output.
+    pub fn restore(&mut self, changelog_topic: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), ProcessError> {
+        let store = self.subtopology.changelogs.get(changelog_topic).copied();
+        let slot = store
+            .and_then(|id| self.state.stores.get_mut(id))
+            .and_then(Option::as_mut)
+            .ok_or_else(|| ProcessError::store(format!("'{changelog_topic}' is not a changelog of task {}", self.state.task_id)))?;
+        Ok(slot.store.restore(key, value)?)
+    }
+
+    /// The highest record timestamp processed, or
+    /// [`UNKNOWN_STREAM_TIME`] before the first record.
+    pub fn stream_time(&self) -> i64 {
+        self.state.progress.stream_time_ms
+    }
+
+    /// Sets stream time after a restart, e.g. from commit metadata, so records that were late
+    /// before the restart are still dropped. Never moves stream time backwards.
+    pub fn restore_stream_time(&mut self, stream_time_ms: i64) {
+        let restored = self.state.progress.stream_time_ms.max(stream_time_ms);
+        self.state.progress.stream_time_ms = restored;
+        self.committed_progress.stream_time_ms = self.committed_progress.stream_time_ms.max(restored);
+    }
+
+    /// Records dropped because they arrived after their window closed (counted per window, as in
+    /// Kafka Streams' `dropped-records` metric).
+    pub fn dropped_records(&self) -> u64 {
+        self.state.progress.dropped_records
+    }
+
+    pub(crate) fn store_slot(&self, name: &str) -> Option<&StoreSlot> {
+        self.state.stores.iter().flatten().find(|slot| slot.name == name)
+    }
+
+    /// Runs the `init` of nodes that have not been initialized, each as its own unit, so `init`
+    /// sees restored stores.
+    fn initialize(&mut self) -> Result<(), ProcessError> {
+        while let Some(&node) = self.uninitialized.last() {
+            let now_ms = self.state.clock.now_ms();
+            self.run_unit(None, now_ms, |task| task.invoke(node, |node, ctx| node.init(ctx)))?;
+            self.uninitialized.pop();
+        }
+        Ok(())
+    }
+
+    fn invoke(
+        &mut self,
+        node: NodeId,
+        call: impl FnOnce(&mut dyn Node, &mut NodeContext<'_>) -> Result<(), ProcessError>,
+    ) -> Result<(), ProcessError> {
+        node::invoke(&mut self.nodes, &self.meta, &mut self.state, node, call)
+    }
+
+    /// Runs `work` atomically: on error, its store writes, output and progress are undone.
+    fn run_unit(
+        &mut self,
+        record: Option<RecordMetadata>,
+        timestamp_ms: i64,
+        work: impl FnOnce(&mut Self) -> Result<(), ProcessError>,
+    ) -> Result<(), ProcessError> {
+        let output_len = self.state.output.len();
+        let progress = self.state.progress;
+        for slot in self.state.stores_mut() {
+            slot.store.savepoint();
+        }
+        self.state.record = record;
+        self.state.timestamp_ms = timestamp_ms;
+        let result = work(self);
+        self.state.record = None;
+        if result.is_err() {
+            self.state.output.truncate(output_len);
+            for slot in self.state.stores_mut() {
+                slot.store.rollback_to_savepoint();
+            }
+            self.state.progress = progress;
+        }
+        result
+    }
+}

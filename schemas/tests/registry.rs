@@ -1,0 +1,159 @@
+//! `SagaCodec` and `RegistryClient` against the real Apicurio registry of the local stack
+//! (`dev/stack up`). Every run uses topics of its own, so its subjects never collide with earlier
+//! runs; the test deletes them when it passes.
+
+#[path = "support/samples.rs"]
+mod samples;
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use apache_avro::Schema;
+use samples::sample;
+use schemas::{
+    encode_avro_body, parse_wire, schema_of, schema_text_of, subject_for, to_wire, topic_of, CodecError, Compatibility,
+    EventType, RegistryClient, RegistryError, SagaCodec,
+};
+use serde_json::json;
+
+/// `http://127.0.0.1:<REGISTRY_PORT>`, the port from the environment or `dev/ports.env`.
+/// Panics, naming the registry, unless something answers there: a test must never skip.
+fn registry_base_url() -> String {
+    let port = std::env::var("REGISTRY_PORT").unwrap_or_else(|_| port_from_ports_env("REGISTRY_PORT"));
+    let port: u16 = port.parse().unwrap_or_else(|_| panic!("REGISTRY_PORT={port} is not a port number"));
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(
+        TcpStream::connect_timeout(&address, Duration::from_secs(2)).is_ok(),
+        "schema registry (Apicurio) is down: nothing answers on {address} (REGISTRY_PORT). \
+         Start the local stack with `dev/stack up`; `dev/stack status` shows which service failed."
+    );
+    format!("http://{address}")
+}
+
+fn port_from_ports_env(name: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../dev/ports.env");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    text.lines()
+        .filter_map(|line| line.trim().split_once('='))
+        .find(|(key, _)| key.trim() == name)
+        .map(|(_, value)| value.trim().to_string())
+        .unwrap_or_else(|| panic!("{path} has no {name}"))
+}
+
+/// The real topic of `event_type` with a suffix no other run uses.
+fn run_topic(event_type: EventType, run: &str) -> String {
+    format!("{}.test-{run}", topic_of(event_type))
+}
+
+fn new_run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Removes a test subject for good (Confluent's API wants a soft delete first).
+async fn delete_subject(client: &RegistryClient, subject: &str) {
+    let url = format!("{}/subjects/{subject}", client.api_url());
+    let http = reqwest::Client::new();
+    for url in [url.clone(), format!("{url}?permanent=true")] {
+        let response = http.delete(&url).send().await.expect("DELETE subject");
+        assert!(response.status().is_success(), "DELETE {url}: {}", response.status());
+    }
+}
+
+/// GET /schemas/ids/{id}, parsed, without going through the client under test.
+async fn fetch_schema_by_id(client: &RegistryClient, id: u32) -> Schema {
+    let url = format!("{}/schemas/ids/{id}", client.api_url());
+    let answer: serde_json::Value =
+        reqwest::get(&url).await.expect("GET /schemas/ids").json().await.expect("schema JSON");
+    let text = answer["schema"].as_str().unwrap_or_else(|| panic!("{url} answered {answer}"));
+    Schema::parse_str(text).unwrap_or_else(|e| panic!("schema {id} does not parse: {e}"))
+}
+
+#[tokio::test]
+async fn every_event_round_trips_through_the_registry() {
+    let base = registry_base_url();
+    let run = new_run_id();
+    let codec = SagaCodec::new(RegistryClient::new(&base).unwrap());
+    // A second codec with empty caches decodes too: nothing rides on the encoder's state.
+    let fresh_codec = SagaCodec::new(RegistryClient::new(&base).unwrap());
+
+    for event_type in EventType::ALL {
+        let event = sample(event_type);
+        let topic = run_topic(event_type, &run);
+        let bytes = codec.encode(&topic, &event).await.unwrap_or_else(|e| panic!("encode {event_type}: {e}"));
+
+        let (schema_id, _) = parse_wire(&bytes).unwrap();
+        let registered = fetch_schema_by_id(codec.registry(), schema_id).await;
+        assert_eq!(&registered, schema_of(event_type), "schema id {schema_id} of {event_type}");
+
+        assert_eq!(codec.decode(&bytes).await.unwrap(), event, "{event_type}");
+        assert_eq!(fresh_codec.decode(&bytes).await.unwrap(), event, "{event_type}, fresh codec");
+    }
+
+    // Asked one by one: Apicurio caps GET /subjects at 1000 entries (apicurio.ccompat.max-subjects).
+    for event_type in EventType::ALL {
+        let subject = subject_for(&run_topic(event_type, &run), event_type);
+        let url = format!("{}/subjects/{subject}/versions", codec.registry().api_url());
+        let versions: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        assert_eq!(versions, json!([1]), "TopicRecordNameStrategy subject {subject}");
+        delete_subject(codec.registry(), &subject).await;
+    }
+}
+
+#[tokio::test]
+async fn backward_compatibility_refuses_a_new_required_field_and_accepts_a_defaulted_one() {
+    let client = RegistryClient::new(&registry_base_url()).unwrap();
+    let subject = subject_for(&run_topic(EventType::OrderPlaced, &new_run_id()), EventType::OrderPlaced);
+    let with_field = |field: serde_json::Value| {
+        let mut schema: serde_json::Value = serde_json::from_str(schema_text_of(EventType::OrderPlaced)).unwrap();
+        schema["fields"].as_array_mut().unwrap().push(field);
+        schema.to_string()
+    };
+
+    let v1_id = client.register(&subject, schema_text_of(EventType::OrderPlaced)).await.unwrap();
+    client.set_compatibility(&subject, Compatibility::Backward).await.unwrap();
+
+    let required = with_field(json!({"name": "gift_message", "type": "string"}));
+    match client.register(&subject, &required).await {
+        Err(RegistryError::Incompatible { subject: refused, message }) => {
+            assert_eq!(refused, subject);
+            assert!(message.contains("gift_message"), "the refusal names the field: {message}");
+        }
+        other => panic!("a new required field must be refused under BACKWARD, got {other:?}"),
+    }
+
+    let defaulted = with_field(json!({"name": "gift_message", "type": ["null", "string"], "default": null}));
+    let v2_id = client.register(&subject, &defaulted).await.expect("a defaulted field is BACKWARD compatible");
+    assert_ne!(v2_id, v1_id);
+
+    // Registering an existing version again is idempotent; a fresh client skips the cache.
+    let again = RegistryClient::new(&registry_base_url()).unwrap();
+    assert_eq!(again.register(&subject, schema_text_of(EventType::OrderPlaced)).await.unwrap(), v1_id);
+
+    delete_subject(&client, &subject).await;
+}
+
+#[tokio::test]
+async fn an_unknown_schema_id_is_a_typed_error() {
+    let codec = SagaCodec::new(RegistryClient::new(&registry_base_url()).unwrap());
+    let body = encode_avro_body(&sample(EventType::ShipmentFailed)).unwrap();
+    match codec.decode(&to_wire(u32::MAX, &body)).await {
+        Err(CodecError::Registry(RegistryError::SchemaNotFound { id: u32::MAX })) => {}
+        other => panic!("expected SchemaNotFound, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_writer_schema_that_is_no_saga_event_is_refused() {
+    let codec = SagaCodec::new(RegistryClient::new(&registry_base_url()).unwrap());
+    let subject = format!("schemas-test-{}-saga.other.Note", new_run_id());
+    let schema = r#"{"type": "record", "name": "Note", "namespace": "saga.other", "fields": [{"name": "text", "type": "string"}]}"#;
+    let id = codec.registry().register(&subject, schema).await.unwrap();
+
+    match codec.decode(&to_wire(id, &[4, b'h', b'i'])).await {
+        Err(CodecError::NotASagaEvent { schema_id, name }) => {
+            assert_eq!((schema_id, name.as_str()), (id, "saga.other.Note"));
+        }
+        other => panic!("expected NotASagaEvent, got {other:?}"),
+    }
+    delete_subject(codec.registry(), &subject).await;
+}

@@ -1,0 +1,171 @@
+//! The operators runtime against the real broker, after Kafka's `streams_eos_test.py`: a
+//! generator, the app (in-process or as a child process killed with SIGKILL), and a verifier
+//! reading `read_committed` outputs.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use integration_tests::eos::{generate, read_committed_by_key, verify_echo, verify_sums};
+use integration_tests::kafka::{create_topic, read_topic, CommittedCounter};
+use integration_tests::stack::{kafka_bootstrap, unique};
+
+const PARTITIONS: i32 = 3;
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Topics {
+    application_id: String,
+    input: String,
+    echo: String,
+    sums: String,
+}
+
+async fn topics(bootstrap: &str, name: &str) -> Topics {
+    let id = unique(name);
+    let topics = Topics {
+        application_id: format!("{id}-app"),
+        input: format!("{id}-input"),
+        echo: format!("{id}-echo"),
+        sums: format!("{id}-sums"),
+    };
+    for topic in [&topics.input, &topics.echo, &topics.sums] {
+        create_topic(bootstrap, topic, PARTITIONS).await;
+    }
+    topics
+}
+
+fn spawn_app(bootstrap: &str, topics: &Topics, instance: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_eos_app"))
+        .args([bootstrap, &topics.application_id, instance, &topics.input, &topics.echo, &topics.sums])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn eos_app")
+}
+
+/// Closes the app's stdin (a graceful stop) and checks it exited cleanly.
+fn stop_gracefully(mut app: Child) {
+    drop(app.stdin.take());
+    let status = app.wait().expect("wait for eos_app");
+    assert!(status.success(), "eos_app did not stop cleanly: {status}");
+}
+
+fn kill_9(mut app: Child) {
+    app.kill().expect("SIGKILL eos_app");
+    let _ = app.wait();
+}
+
+fn verify(bootstrap: &str, topics: &Topics, sent: &std::collections::BTreeMap<String, Vec<i64>>, total: usize) {
+    let echoed = read_committed_by_key(bootstrap, &topics.echo, total, WAIT);
+    verify_echo(sent, &echoed).unwrap_or_else(|e| panic!("echo output is not exactly the input: {e}"));
+    let sums = read_committed_by_key(bootstrap, &topics.sums, total, WAIT);
+    verify_sums(sent, &sums).unwrap_or_else(|e| panic!("sum output shows lost or repeated state updates: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_outputs_match_the_input() {
+    let bootstrap = kafka_bootstrap();
+    let topics = topics(&bootstrap, "eos-plain").await;
+    let total = 5_000;
+    let sent = generate(&bootstrap, &topics.input, 1, total as i64);
+    let app = spawn_app(&bootstrap, &topics, "only");
+    verify(&bootstrap, &topics, &sent, total);
+    stop_gracefully(app);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_and_restart_lose_and_duplicate_nothing() {
+    let bootstrap = kafka_bootstrap();
+    let topics = topics(&bootstrap, "eos-crash").await;
+    let total = 30_000;
+    let sent = generate(&bootstrap, &topics.input, 1, total as i64);
+    let mut progress = CommittedCounter::new(&bootstrap, &topics.echo);
+
+    // Kill mid-run twice, each time after more output was committed, then let it finish.
+    for target in [total / 4, total / 2] {
+        let app = spawn_app(&bootstrap, &topics, "crashy");
+        assert!(progress.wait_for(target, WAIT), "no progress to {target} committed records before the kill");
+        kill_9(app);
+    }
+    let app = spawn_app(&bootstrap, &topics, "crashy");
+    verify(&bootstrap, &topics, &sent, total);
+    stop_gracefully(app);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_one_of_two_instances_moves_partitions_and_state() {
+    let bootstrap = kafka_bootstrap();
+    let topics = topics(&bootstrap, "eos-rebalance").await;
+    let first_half = generate(&bootstrap, &topics.input, 1, 10_000);
+    let a = spawn_app(&bootstrap, &topics, "a");
+    let b = spawn_app(&bootstrap, &topics, "b");
+    let mut progress = CommittedCounter::new(&bootstrap, &topics.echo);
+    assert!(progress.wait_for(10_000, WAIT), "the two instances did not process the first half");
+
+    // b leaves; a takes its partitions and restores their sums from the changelog.
+    stop_gracefully(b);
+    let second_half = generate(&bootstrap, &topics.input, 10_001, 10_000);
+    let mut sent = first_half;
+    for (key, values) in second_half {
+        sent.entry(key).or_default().extend(values);
+    }
+    verify(&bootstrap, &topics, &sent, 20_000);
+    stop_gracefully(a);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_mid_transaction_aborts_the_whole_batch() {
+    use operators::dsl::{Consumed, Produced, StreamsBuilder};
+    use operators::runtime::{dead_letter_topic, KafkaStreams, StreamsConfig};
+    use operators::serdes::{I64Serde, StringSerde};
+
+    let bootstrap = kafka_bootstrap();
+    let id = unique("eos-abort");
+    let (input, output) = (format!("{id}-input"), format!("{id}-output"));
+    create_topic(&bootstrap, &input, 1).await;
+    create_topic(&bootstrap, &output, 1).await;
+    let total = 2_000i64;
+    let poison = 1_000i64;
+    generate(&bootstrap, &input, 1, total);
+
+    // Record `poison` maps to a value larger than the producer's message.max.bytes: producing
+    // it fails inside the open transaction, after the records before it were already sent.
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+        .map_values(move |n| if n == poison { vec![b'x'; 2_000_000] } else { n.to_be_bytes().to_vec() })
+        .to(&output, Produced::with(StringSerde, operators::serdes::BytesSerde));
+    let registry = prometheus::Registry::new();
+    let streams = KafkaStreams::start(builder.build(&format!("{id}-app")), StreamsConfig::new(format!("{id}-app"), bootstrap.as_str()), &registry)
+        .expect("start");
+
+    let committed = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= (total - 1) as usize);
+    let dead = read_topic(&bootstrap, &dead_letter_topic(&input), "read_committed", WAIT, |r| !r.is_empty());
+    let uncommitted = read_topic(&bootstrap, &output, "read_uncommitted", Duration::from_secs(5), |r| r.len() >= 2 * total as usize);
+    streams.close().expect("close");
+
+    let values: Vec<i64> = committed.iter().map(|r| i64::from_be_bytes(r.value.clone().unwrap().try_into().unwrap())).collect();
+    let expected: Vec<i64> = (1..=total).filter(|n| *n != poison).collect();
+    assert_eq!(values, expected, "read_committed must show every good record exactly once, in order");
+    assert_eq!(dead.len(), 1, "the poison record goes to the DLQ once");
+    let header = |name: &str| dead[0].header(name).map(|v| String::from_utf8_lossy(v).to_string());
+    assert_eq!(header("dlq.original.offset").as_deref(), Some(&*(poison - 1).to_string()));
+    assert_eq!(header("dlq.exception.class").as_deref(), Some("produce"));
+    assert!(
+        uncommitted.len() > committed.len(),
+        "the aborted batch's records must have reached the log (read_uncommitted saw {} vs {} committed)",
+        uncommitted.len(),
+        committed.len()
+    );
+    let aborted = registry
+        .gather()
+        .iter()
+        .find(|family| family.name() == "streams_transactions_total")
+        .map(|family| {
+            family.get_metric().iter()
+                .filter(|m| m.get_label().iter().any(|l| l.value() == "aborted"))
+                .map(|m| m.get_counter().value())
+                .sum::<f64>()
+        })
+        .unwrap_or(0.0);
+    assert!(aborted >= 1.0, "an aborted transaction must be counted");
+}
