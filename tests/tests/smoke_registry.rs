@@ -50,12 +50,19 @@ async fn avro_record_round_trips_through_the_ccompat_api() {
     let registered = by_id["schema"].as_str().expect("schema string");
     assert!(registered.contains("SmokeEvent"), "id {schema_id} resolved to {registered}");
 
-    // The subject follows TopicRecordNameStrategy.
-    let subjects: Vec<String> = reqwest::get(format!("{url}/subjects")).await.unwrap().json().await.unwrap();
+    // The subject follows TopicRecordNameStrategy. (Looked up directly: GET /subjects lists at most 1000.)
     let subject = format!("{topic}-saga.smoke.SmokeEvent");
-    assert!(subjects.contains(&subject), "subject {subject} missing from {subjects:?}");
+    let versions = reqwest::get(format!("{url}/subjects/{subject}/versions")).await.expect("GET versions");
+    assert!(versions.status().is_success(), "subject {subject} was not registered: {}", versions.status());
+    let versions: Vec<i64> = versions.json().await.expect("versions JSON");
+    assert_eq!(versions.len(), 1);
 
-    let decoder = EasyAvroDecoder::new(SrSettings::new(url));
+    let decoder = EasyAvroDecoder::new(SrSettings::new(url.clone()));
     let decoded = decoder.decode(Some(&bytes)).await.expect("decode");
     assert_eq!(decoded.value, record);
+
+    // Leave nothing behind: the registry lists a bounded number of subjects.
+    let client = reqwest::Client::new();
+    let _ = client.delete(format!("{url}/subjects/{subject}")).send().await;
+    let _ = client.delete(format!("{url}/subjects/{subject}?permanent=true")).send().await;
 }

@@ -1,0 +1,1 @@
+-- 0002_event_store: not written yet.

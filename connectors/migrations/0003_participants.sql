@@ -1,0 +1,1 @@
+-- 0003_participants: not written yet.

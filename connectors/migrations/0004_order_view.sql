@@ -1,0 +1,1 @@
+-- 0004_order_view: not written yet.

@@ -1,0 +1,82 @@
+//! Saga events as an operators [`Serde`]: Confluent-framed Avro with schema ids from the
+//! registry. The stream thread is synchronous, so every schema our events are written with is
+//! registered before the topologies start ([`EventSerde::prepare`]); a writer schema we have not
+//! seen (another service's version) is fetched once, off any async executor.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use apache_avro::Schema;
+use operators::serdes::{Serde, SerdeError};
+use schemas::{
+    decode_avro_body_written_with, encode_avro_body, parse_wire, schema_of, schema_text_of, subject_for, to_wire, topic_of,
+    EventType, RegistryClient, SagaEvent,
+};
+
+#[derive(Clone)]
+pub struct EventSerde {
+    registry: Arc<RegistryClient>,
+    /// Schema id of each event type on its topic, registered up front.
+    ids: Arc<HashMap<EventType, u32>>,
+    /// Writer schemas by id: ours, plus any fetched from the registry.
+    writers: Arc<RwLock<HashMap<u32, Arc<Schema>>>>,
+}
+
+impl EventSerde {
+    /// Registers the schema of every saga event under its topic's subject.
+    pub async fn prepare(registry: RegistryClient) -> Result<Self, schemas::RegistryError> {
+        let mut ids = HashMap::new();
+        let mut writers = HashMap::new();
+        for event_type in EventType::ALL {
+            let id = registry.register(&subject_for(topic_of(event_type), event_type), schema_text_of(event_type)).await?;
+            ids.insert(event_type, id);
+            writers.insert(id, Arc::new(schema_of(event_type).clone()));
+        }
+        Ok(Self { registry: Arc::new(registry), ids: Arc::new(ids), writers: Arc::new(RwLock::new(writers)) })
+    }
+
+    fn writer_schema(&self, id: u32) -> Result<Arc<Schema>, SerdeError> {
+        if let Some(schema) = self.writers.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Ok(schema.clone());
+        }
+        let registry = self.registry.clone();
+        // A scoped thread with its own runtime: callers may be inside an async runtime or not.
+        let fetched = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?
+                        .block_on(registry.schema_by_id(id))
+                        .map_err(|e| e.to_string())
+                })
+                .join()
+                .map_err(|_| "registry lookup thread panicked".to_string())?
+        })
+        .map_err(|e| SerdeError::new(format!("writer schema {id}: {e}")))?;
+        self.writers.write().unwrap_or_else(|e| e.into_inner()).insert(id, fetched.clone());
+        Ok(fetched)
+    }
+}
+
+impl Serde<SagaEvent> for EventSerde {
+    fn serialize(&self, _topic: &str, event: &SagaEvent) -> Result<Vec<u8>, SerdeError> {
+        let event_type = event.event_type();
+        let id = self
+            .ids
+            .get(&event_type)
+            .ok_or_else(|| SerdeError::new(format!("no schema id registered for {event_type:?}")))?;
+        let body = encode_avro_body(event).map_err(|e| SerdeError::new(e.to_string()))?;
+        Ok(to_wire(*id, &body))
+    }
+
+    fn deserialize(&self, _topic: &str, bytes: &[u8]) -> Result<SagaEvent, SerdeError> {
+        let (id, body) = parse_wire(bytes).map_err(|e| SerdeError::new(e.to_string()))?;
+        let writer = self.writer_schema(id)?;
+        let name = writer.name().map(|n| n.fullname(None)).unwrap_or_default();
+        let event_type = EventType::from_full_name(&name)
+            .ok_or_else(|| SerdeError::new(format!("schema {id} ({name}) is not a saga event")))?;
+        decode_avro_body_written_with(&writer, event_type, body).map_err(|e| SerdeError::new(e.to_string()))
+    }
+}

@@ -1,0 +1,41 @@
+//! PostgreSQL connection pool and the migrations in `connectors/migrations`, applied at start.
+
+use anyhow::{Context, Result};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+
+/// The migrations, in order, compiled into the binary so a deployed service needs no checkout.
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_outbox", include_str!("../../connectors/migrations/0001_outbox.sql")),
+    ("0002_event_store", include_str!("../../connectors/migrations/0002_event_store.sql")),
+    ("0003_participants", include_str!("../../connectors/migrations/0003_participants.sql")),
+    ("0004_order_view", include_str!("../../connectors/migrations/0004_order_view.sql")),
+];
+
+pub fn pool(database_url: &str, max_size: usize) -> Result<Pool> {
+    let config: tokio_postgres::Config = database_url.parse().with_context(|| "database.url is not a valid PostgreSQL URL")?;
+    let manager = Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager).max_size(max_size).build().context("building the PostgreSQL pool")
+}
+
+/// Applies every migration not applied yet, each in its own transaction. A lock keeps two
+/// processes starting at once from applying the same one twice.
+pub async fn migrate(pool: &Pool) -> Result<()> {
+    let mut client = pool.get().await.context("connecting to PostgreSQL to migrate")?;
+    client
+        .batch_execute(
+            "create table if not exists schema_migrations (name text primary key, applied_at timestamptz not null default now())",
+        )
+        .await?;
+    for (name, sql) in MIGRATIONS {
+        let tx = client.transaction().await?;
+        tx.execute("select pg_advisory_xact_lock(727274)", &[]).await?;
+        let done = tx.query_opt("select 1 from schema_migrations where name = $1", &[name]).await?.is_some();
+        if !done {
+            tx.batch_execute(sql).await.with_context(|| format!("migration {name} failed"))?;
+            tx.execute("insert into schema_migrations (name) values ($1)", &[name]).await?;
+            tracing::info!(migration = name, "applied");
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}

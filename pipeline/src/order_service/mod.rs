@@ -1,0 +1,1 @@
+//! The event-sourced order service: HTTP commands, event store, outbox.

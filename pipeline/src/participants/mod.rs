@@ -1,0 +1,1 @@
+//! The saga participants, each one a topology on the operators runtime.
