@@ -54,7 +54,7 @@ impl StreamsConfig {
             bootstrap_servers: bootstrap_servers.into(),
             processing_guarantee: ProcessingGuarantee::ExactlyOnceV2,
             commit_interval: Duration::from_millis(100),
-            max_records_per_commit: 2_000,
+            max_records_per_commit: 10_000,
             wall_clock_tick: Duration::from_millis(100),
             blocking_timeout: Duration::from_secs(30),
             transaction_timeout: Duration::from_secs(10),

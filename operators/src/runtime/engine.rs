@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::{ProcessingGuarantee, StreamsConfig};
@@ -31,8 +31,8 @@ type Partition = (String, i32);
 pub(crate) struct Engine {
     config: StreamsConfig,
     topology: Arc<Topology>,
-    /// Threaded: its background thread serves delivery reports, which abort needs.
-    producer: ThreadedProducer<DefaultProducerContext>,
+    /// Polled by this thread only (see `produce::purge_unacknowledged`).
+    producer: BaseProducer,
     restore_consumer: BaseConsumer,
     metrics: RuntimeMetrics,
     tasks: BTreeMap<TaskId, Task>,
@@ -50,7 +50,7 @@ pub(crate) struct Engine {
 
 impl Engine {
     pub fn new(config: StreamsConfig, topology: Arc<Topology>, metrics: RuntimeMetrics) -> Result<Self, RuntimeError> {
-        let producer: ThreadedProducer<DefaultProducerContext> = config
+        let producer: BaseProducer = config
             .producer_config()
             .create()
             .map_err(|source| RuntimeError::Kafka { during: "creating the producer", source })?;
@@ -179,6 +179,7 @@ impl Engine {
             match outcome {
                 Ok(Ok(())) => {
                     let outputs = task.take_output();
+                    self.producer.poll(Duration::ZERO);
                     for output in &outputs {
                         if let Err(e) = produce::send(&self.producer, output) {
                             // This record's outputs cannot be produced. Abort and replay from the
@@ -293,11 +294,12 @@ impl Engine {
             let metadata = consumer.group_metadata().ok_or(KafkaError::Subscription("no consumer group metadata".into()))?;
             with_retries(|| self.producer.send_offsets_to_transaction(&offsets, &metadata, timeout))?;
         }
+        produce::flush(&self.producer, timeout)?;
         with_retries(|| self.producer.commit_transaction(timeout))
     }
 
     fn commit_at_least_once<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) -> Result<(), KafkaError> {
-        self.producer.flush(self.config.blocking_timeout)?;
+        produce::flush(&self.producer, self.config.blocking_timeout)?;
         if !self.positions.is_empty() {
             consumer.commit(&offsets_list(&self.positions)?, CommitMode::Sync)?;
         }
@@ -308,6 +310,7 @@ impl Engine {
     /// seeks every assigned partition back to its committed offset.
     pub fn abort<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, reason: &str, rewind: bool) -> Result<(), RuntimeError> {
         if self.open_since.is_some() && self.exactly_once() {
+            produce::purge_unacknowledged(&self.producer, self.config.blocking_timeout);
             self.producer
                 .abort_transaction(self.config.blocking_timeout)
                 .map_err(|source| RuntimeError::Fatal { during: "abort_transaction", source })?;

@@ -33,7 +33,7 @@ impl RuntimeMetrics {
                 &["application_id", "outcome"])?,
             commit_duration: HistogramVec::new(
                 HistogramOpts::new("streams_commit_duration_seconds", "Time to send offsets and commit one transaction")
-                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]), app)?,
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]), app)?,
             restore_records: IntCounterVec::new(
                 Opts::new("streams_restore_records_total", "Changelog records replayed into stores"), app)?,
             restore_duration: HistogramVec::new(

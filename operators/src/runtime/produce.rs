@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 
 use crate::record::OutputRecord;
 
 /// Enqueues one record, waiting while the local queue is full. An error here means the record
 /// itself cannot be produced (too large, unknown partition), not that the broker is slow.
-pub fn send(producer: &ThreadedProducer<DefaultProducerContext>, record: &OutputRecord) -> Result<(), KafkaError> {
+pub fn send(producer: &BaseProducer, record: &OutputRecord) -> Result<(), KafkaError> {
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
     for header in &record.headers {
         headers = headers.insert(KafkaHeader { key: &header.key, value: Some(header.value.as_slice()) });
@@ -29,11 +29,35 @@ pub fn send(producer: &ThreadedProducer<DefaultProducerContext>, record: &Output
         match producer.send(base) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                // The producer's own thread serves delivery reports and drains the queue.
-                std::thread::sleep(Duration::from_millis(1));
+                // Serving delivery reports frees queue space.
+                producer.poll(Duration::from_millis(1));
                 base = returned;
             }
             Err((e, _)) => return Err(e),
         }
     }
+}
+
+/// Drops everything not yet acknowledged and serves the purged records' delivery reports, which
+/// librdkafka requires before it aborts a transaction. The stream thread is the only poller:
+/// a background polling thread would make every flush (and commit) wait out its poll interval.
+pub fn purge_unacknowledged(producer: &BaseProducer, timeout: Duration) {
+    producer.purge(PurgeConfig::default().queue().inflight());
+    let deadline = std::time::Instant::now() + timeout;
+    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+        producer.poll(Duration::from_millis(10));
+    }
+}
+
+/// Waits until every produced record is acknowledged, serving delivery reports as they come.
+/// rdkafka's own `flush` sleeps in 100 ms polls, which would cap commits at ten per second.
+pub fn flush(producer: &BaseProducer, timeout: Duration) -> Result<(), KafkaError> {
+    let deadline = std::time::Instant::now() + timeout;
+    while producer.in_flight_count() > 0 {
+        if std::time::Instant::now() >= deadline {
+            return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+    Ok(())
 }
