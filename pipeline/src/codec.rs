@@ -2,6 +2,7 @@
 //! registry. The stream thread is synchronous, so every schema our events are written with is
 //! registered before the topologies start ([`EventSerde::prepare`]); a writer schema we have not
 //! seen (another service's version) is fetched once, off any async executor.
+//! [`EventSerde::with_fixed_ids`] needs no registry at all, for tests and offline tools.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -15,7 +16,8 @@ use schemas::{
 
 #[derive(Clone)]
 pub struct EventSerde {
-    registry: Arc<RegistryClient>,
+    /// `None` for [`EventSerde::with_fixed_ids`]: only our own writer schemas are known.
+    registry: Option<Arc<RegistryClient>>,
     /// Schema id of each event type on its topic, registered up front.
     ids: Arc<HashMap<EventType, u32>>,
     /// Writer schemas by id: ours, plus any fetched from the registry.
@@ -32,14 +34,30 @@ impl EventSerde {
             ids.insert(event_type, id);
             writers.insert(id, Arc::new(schema_of(event_type).clone()));
         }
-        Ok(Self { registry: Arc::new(registry), ids: Arc::new(ids), writers: Arc::new(RwLock::new(writers)) })
+        Ok(Self { registry: Some(Arc::new(registry)), ids: Arc::new(ids), writers: Arc::new(RwLock::new(writers)) })
+    }
+
+    /// A serde that talks to no registry: the event types get schema ids 1..=12, in the order of
+    /// [`EventType::ALL`]. For tests and offline tools only: these ids mean nothing to a
+    /// registry, and bytes written with any other id cannot be read.
+    pub fn with_fixed_ids() -> Self {
+        let mut ids = HashMap::new();
+        let mut writers = HashMap::new();
+        for (id, event_type) in (1..).zip(EventType::ALL) {
+            ids.insert(event_type, id);
+            writers.insert(id, Arc::new(schema_of(event_type).clone()));
+        }
+        Self { registry: None, ids: Arc::new(ids), writers: Arc::new(RwLock::new(writers)) }
     }
 
     fn writer_schema(&self, id: u32) -> Result<Arc<Schema>, SerdeError> {
         if let Some(schema) = self.writers.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
             return Ok(schema.clone());
         }
-        let registry = self.registry.clone();
+        let registry = self
+            .registry
+            .clone()
+            .ok_or_else(|| SerdeError::new(format!("unknown writer schema {id}, and this serde has no registry to ask")))?;
         // A scoped thread with its own runtime: callers may be inside an async runtime or not.
         let fetched = std::thread::scope(|scope| {
             scope

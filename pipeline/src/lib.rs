@@ -1,8 +1,13 @@
 //! The order saga on the operators runtime: the event-sourced order service (command side), the
 //! saga participants, the projector (read side), and the admin and metrics endpoints.
 
+pub mod admin;
 pub mod codec;
+pub mod components;
+pub mod demo;
 pub mod db;
+pub mod settings;
+pub mod setup;
 pub mod order_service;
 pub mod participants;
 pub mod projector;

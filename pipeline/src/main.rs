@@ -1,1 +1,153 @@
-fn main() {}
+//! `pipeline`: the order saga's processes. Run every part in one process (`all`) or each part
+//! as its own process; see `pipeline --help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use pipeline::components::{self, Participant};
+use pipeline::demo;
+use pipeline::settings::Settings;
+
+#[derive(Parser)]
+#[command(name = "pipeline", version, about = "Exactly-once order saga on Kafka: order API, participants, projector, admin")]
+struct Cli {
+    /// The TOML configuration; every key can be overridden by SAGA__<SECTION>__<KEY>.
+    #[arg(long, short, global = true, default_value = "config/pipeline.toml", env = "SAGA_CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every part in one process: order API, the four participants, projector, admin endpoint.
+    All,
+    /// Creates the topics, applies the migrations and registers the Debezium outbox connector.
+    Setup,
+    /// The order service (POST /orders, POST /orders/{id}/cancel) and the read model's GET /orders.
+    OrderApi,
+    /// The payment participant (charges, refunds; balances per customer).
+    Payment,
+    /// The inventory participant (all-or-nothing reservations; stock per product).
+    Inventory,
+    /// The shipping participant (creates shipments, guarded against duplicates).
+    Shipping,
+    /// The order saga (status per order, step timeouts, OrderConfirmed / OrderCancelled).
+    OrderSaga,
+    /// The projector that keeps the order_view read model.
+    Projector,
+    /// The admin endpoint: /metrics (with consumer lag) and /health.
+    Admin,
+    /// Drives a demo load through a running pipeline and prints what happened.
+    Demo {
+        /// Number of orders to place.
+        #[arg(long, default_value_t = 2000)]
+        orders: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Seconds to wait for every order to reach a terminal state.
+        #[arg(long, default_value_t = 300)]
+        settle_timeout_s: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    if let Err(error) = run(cli).await {
+        eprintln!("pipeline: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let settings = Settings::load(&cli.config, std::env::vars())?;
+    match cli.command {
+        Command::All => run_all(&settings).await,
+        Command::Setup => components::prepare(&settings).await,
+        Command::OrderApi => components::serve_order_api(&settings).await,
+        Command::Payment => run_participants(&settings, &[Participant::Payment]).await,
+        Command::Inventory => run_participants(&settings, &[Participant::Inventory]).await,
+        Command::Shipping => run_participants(&settings, &[Participant::Shipping]).await,
+        Command::OrderSaga => run_participants(&settings, &[Participant::OrderSaga]).await,
+        Command::Projector => components::run_projector(&settings, shutdown_signal()).await,
+        Command::Admin => components::serve_admin(&settings).await,
+        Command::Demo { orders, concurrency, settle_timeout_s } => {
+            let options = demo::DemoOptions { orders, concurrency, settle_timeout: Duration::from_secs(settle_timeout_s) };
+            let report = demo::run(&settings, &options, true).await?;
+            demo::print_report(&report, &settings);
+            anyhow::ensure!(report.all_invariants_hold(), "an invariant does not hold (see above)");
+            Ok(())
+        }
+    }
+}
+
+async fn run_all(settings: &Settings) -> Result<()> {
+    components::prepare(settings).await?;
+    let participants = run_participants(settings, &Participant::ALL);
+    let order_api = components::serve_order_api(settings);
+    let admin = components::serve_admin(settings);
+    let projector = components::run_projector(settings, shutdown_signal());
+    tokio::select! {
+        result = participants => result.context("participants"),
+        result = order_api => result.context("order API"),
+        result = admin => result.context("admin endpoint"),
+        result = projector => result.context("projector"),
+    }
+}
+
+/// Runs participants until a shutdown signal (clean close: exit 0) or until one stops on a fatal
+/// error (non-zero exit, after closing the others).
+async fn run_participants(settings: &Settings, which: &[Participant]) -> Result<()> {
+    let serde = components::event_serde(settings).await?;
+    let mut running = Vec::new();
+    for participant in which {
+        running.push((*participant, components::start_participant(*participant, settings, serde.clone())?));
+    }
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            () = &mut signal => break,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                if running.iter().any(|(_, streams)| streams.is_finished()) {
+                    break;
+                }
+            }
+        }
+    }
+    let mut failure = None;
+    for (participant, streams) in running {
+        let outcome = tokio::task::spawn_blocking(move || if streams.is_finished() { streams.join() } else { streams.close() }).await?;
+        if let Err(e) = outcome {
+            failure.get_or_insert(anyhow::anyhow!("{} stopped: {e}", participant.application_id()));
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

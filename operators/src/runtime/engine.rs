@@ -33,7 +33,7 @@ pub(crate) struct Engine {
     topology: Arc<Topology>,
     /// Polled by this thread only (see `produce::purge_unacknowledged`).
     producer: BaseProducer,
-    restore_consumer: BaseConsumer,
+    restore_consumer: restore::RestoreConsumer,
     metrics: RuntimeMetrics,
     tasks: BTreeMap<TaskId, Task>,
     /// Assigned tasks whose stores have not been restored yet; they process nothing until then.
@@ -54,9 +54,9 @@ impl Engine {
             .producer_config()
             .create()
             .map_err(|source| RuntimeError::Kafka { during: "creating the producer", source })?;
-        let restore_consumer: BaseConsumer = config
+        let restore_consumer: restore::RestoreConsumer = config
             .restore_consumer_config()
-            .create()
+            .create_with_context(restore::RestoreContext)
             .map_err(|source| RuntimeError::Kafka { during: "creating the restore consumer", source })?;
         if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             // Fences any zombie with our transactional.id and aborts its open transaction.

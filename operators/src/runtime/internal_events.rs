@@ -1,6 +1,7 @@
 //! Every observable happening of the runtime as a small event: `emit()` logs it and updates its
 //! metric. All metric names live here; labels are fixed and bounded.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -18,29 +19,63 @@ pub struct RuntimeMetrics {
     tasks_assigned: IntGaugeVec,
 }
 
+/// The metric families, created once per process: every application in the process shares them
+/// (their `application_id` label tells them apart), so a second application registering the same
+/// names cannot end up writing to collectors no registry exposes.
+struct Families {
+    records_processed: IntCounterVec,
+    records_failed: IntCounterVec,
+    transactions: IntCounterVec,
+    commit_duration: HistogramVec,
+    restore_records: IntCounterVec,
+    restore_duration: HistogramVec,
+    tasks_assigned: IntGaugeVec,
+}
+
+fn families() -> prometheus::Result<&'static Families> {
+    static FAMILIES: OnceLock<Families> = OnceLock::new();
+    if let Some(families) = FAMILIES.get() {
+        return Ok(families);
+    }
+    let app = &["application_id"];
+    let families = Families {
+        records_processed: IntCounterVec::new(Opts::new("streams_records_processed_total", "Input records processed"), app)?,
+        records_failed: IntCounterVec::new(
+            Opts::new("streams_records_failed_total", "Input records whose processing failed, by error kind and what was done"),
+            &["application_id", "error_kind", "action"],
+        )?,
+        transactions: IntCounterVec::new(
+            Opts::new("streams_transactions_total", "Commits by outcome (committed, aborted)"),
+            &["application_id", "outcome"],
+        )?,
+        commit_duration: HistogramVec::new(
+            HistogramOpts::new("streams_commit_duration_seconds", "Time to send offsets and commit one transaction")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            app,
+        )?,
+        restore_records: IntCounterVec::new(Opts::new("streams_restore_records_total", "Changelog records replayed into stores"), app)?,
+        restore_duration: HistogramVec::new(
+            HistogramOpts::new("streams_restore_duration_seconds", "Time to restore one task's stores from changelogs")
+                .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]),
+            app,
+        )?,
+        tasks_assigned: IntGaugeVec::new(Opts::new("streams_tasks_assigned", "Tasks this instance runs"), app)?,
+    };
+    Ok(FAMILIES.get_or_init(|| families))
+}
+
 impl RuntimeMetrics {
     pub fn new(registry: &Registry, application_id: &str) -> prometheus::Result<Self> {
-        let app = &["application_id"];
+        let f = families()?;
         let metrics = Self {
             application_id: application_id.to_string(),
-            records_processed: IntCounterVec::new(
-                Opts::new("streams_records_processed_total", "Input records processed"), app)?,
-            records_failed: IntCounterVec::new(
-                Opts::new("streams_records_failed_total", "Input records whose processing failed, by error kind and what was done"),
-                &["application_id", "error_kind", "action"])?,
-            transactions: IntCounterVec::new(
-                Opts::new("streams_transactions_total", "Commits by outcome (committed, aborted)"),
-                &["application_id", "outcome"])?,
-            commit_duration: HistogramVec::new(
-                HistogramOpts::new("streams_commit_duration_seconds", "Time to send offsets and commit one transaction")
-                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]), app)?,
-            restore_records: IntCounterVec::new(
-                Opts::new("streams_restore_records_total", "Changelog records replayed into stores"), app)?,
-            restore_duration: HistogramVec::new(
-                HistogramOpts::new("streams_restore_duration_seconds", "Time to restore one task's stores from changelogs")
-                    .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]), app)?,
-            tasks_assigned: IntGaugeVec::new(
-                Opts::new("streams_tasks_assigned", "Tasks this instance runs"), app)?,
+            records_processed: f.records_processed.clone(),
+            records_failed: f.records_failed.clone(),
+            transactions: f.transactions.clone(),
+            commit_duration: f.commit_duration.clone(),
+            restore_records: f.restore_records.clone(),
+            restore_duration: f.restore_duration.clone(),
+            tasks_assigned: f.tasks_assigned.clone(),
         };
         for collector in [
             Box::new(metrics.records_processed.clone()) as Box<dyn prometheus::core::Collector>,

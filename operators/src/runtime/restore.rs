@@ -2,7 +2,8 @@
 
 use std::time::Instant;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -11,11 +12,27 @@ use super::config::StreamsConfig;
 use super::error::RuntimeError;
 use crate::task::Task;
 
+/// The restore consumer's context: reaching a changelog's end is how a restore finishes, so
+/// librdkafka's end-of-partition "errors" are not logged.
+pub struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !is_end_of_partition(&error) {
+            tracing::warn!(%error, reason, "restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
+pub type RestoreConsumer = BaseConsumer<RestoreContext>;
+
 /// Reads each changelog partition of `task` from the beginning to its end and applies every
 /// record. Under `read_committed` the end is the last stable offset, so aborted writes are never
 /// replayed. Returns the number of records replayed.
 pub fn restore_task(
-    consumer: &BaseConsumer,
+    consumer: &RestoreConsumer,
     config: &StreamsConfig,
     task: &mut Task,
     changelogs: &[String],
@@ -30,7 +47,7 @@ pub fn restore_task(
 }
 
 fn restore_changelog(
-    consumer: &BaseConsumer,
+    consumer: &RestoreConsumer,
     config: &StreamsConfig,
     task: &mut Task,
     changelog: &str,
@@ -75,4 +92,10 @@ fn restore_changelog(
 
 fn restore_error(changelog: &str, e: KafkaError) -> RuntimeError {
     RuntimeError::Restore { changelog: changelog.to_string(), reason: e.to_string() }
+}
+
+/// librdkafka reports the end of a partition either as a consumer event or as a global error.
+fn is_end_of_partition(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::PartitionEOF(_))
+        || matches!(error, KafkaError::Global(code) if *code == rdkafka::types::RDKafkaErrorCode::PartitionEOF)
 }

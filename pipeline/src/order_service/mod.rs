@@ -1,1 +1,40 @@
-//! The event-sourced order service: HTTP commands, event store, outbox.
+//! The event-sourced order service (command side): HTTP commands ([`routes`]), the `Order`
+//! aggregate, the event store with snapshots, the transactional outbox and its sweeper, and the
+//! `Idempotency-Key` guard (Redis first, PostgreSQL the final word).
+
+pub mod aggregate;
+pub mod commands;
+pub mod event_store;
+pub mod http;
+pub mod idempotency;
+pub mod outbox;
+pub mod request;
+pub mod trace;
+
+use std::sync::Arc;
+
+use schemas::SagaCodec;
+
+pub use http::routes;
+pub use outbox::run_outbox_sweeper;
+
+/// Shared by every request: cheap to clone.
+#[derive(Clone)]
+pub struct OrderService {
+    pool: deadpool_postgres::Pool,
+    redis: redis::aio::ConnectionManager,
+    codec: Arc<SagaCodec>,
+    /// A snapshot is written each time an aggregate's version crosses a multiple of this.
+    snapshot_every: u32,
+}
+
+impl OrderService {
+    pub fn new(
+        pool: deadpool_postgres::Pool,
+        redis: redis::aio::ConnectionManager,
+        codec: Arc<SagaCodec>,
+        snapshot_every: u32,
+    ) -> Self {
+        OrderService { pool, redis, codec, snapshot_every }
+    }
+}

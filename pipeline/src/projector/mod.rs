@@ -1,1 +1,23 @@
-//! The CQRS read side: order_view in PostgreSQL and its query API.
+//! The CQRS read side: the projector folds the saga topics into `order_view` (PostgreSQL,
+//! `connectors/migrations/0004_order_view.sql`) and the query API serves it.
+//!
+//! - [`run_projector`]: consume, project each event in one transaction (deduplicated by event id),
+//!   commit offsets after the database. Metrics `projector_events_total{topic,outcome}` and
+//!   `projector_lag_seconds` in the default registry.
+//! - [`query_routes`]: `GET /orders/{id}[?min_version=N]` and
+//!   `GET /orders?customer_id=&status=&page=&limit=`.
+
+mod api;
+mod config;
+mod consumer;
+mod internal_events;
+mod offsets;
+mod queries;
+mod store;
+mod view;
+
+pub use api::{query_routes, FRESH_HEADER, MAX_LIMIT, MIN_VERSION_WAIT};
+pub use config::ProjectorConfig;
+pub use consumer::run_projector;
+pub use queries::OrderRecord;
+pub use view::{OrderStatus, OrderView};

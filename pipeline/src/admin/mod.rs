@@ -1,0 +1,26 @@
+//! The admin + metrics endpoint: `/metrics` (Prometheus text), `/health`, and the consumer-lag
+//! exporter that feeds `kafka_consumergroup_group_lag`.
+
+pub mod lag;
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus::{Encoder, TextEncoder};
+
+pub fn routes() -> Router {
+    Router::new().route("/metrics", get(metrics)).route("/health", get(|| async { "ok" }))
+}
+
+async fn metrics() -> impl IntoResponse {
+    let mut body = Vec::new();
+    match TextEncoder::new().encode(&prometheus::gather(), &mut body) {
+        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, TextEncoder::new().format_type().to_string())], body),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain".to_string())],
+            format!("encoding metrics failed: {e}").into_bytes(),
+        ),
+    }
+}

@@ -1,0 +1,152 @@
+//! Starts each part of the pipeline from the settings. `pipeline all` runs every one in one
+//! process; each subcommand runs one, so they can also be deployed apart.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use operators::runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig};
+use operators::topology::Topology;
+
+use crate::admin::lag::WatchedGroup;
+use crate::codec::EventSerde;
+use crate::participants::{inventory, order_saga, payment, shipping};
+use crate::settings::{Guarantee, Settings};
+use crate::{admin, db, order_service, projector, setup};
+
+/// The saga participants, by the name their subcommand and application id use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Participant {
+    Payment,
+    Inventory,
+    Shipping,
+    OrderSaga,
+}
+
+impl Participant {
+    pub const ALL: [Participant; 4] = [Participant::Payment, Participant::Inventory, Participant::Shipping, Participant::OrderSaga];
+
+    pub fn application_id(self) -> &'static str {
+        match self {
+            Participant::Payment => "payment",
+            Participant::Inventory => "inventory",
+            Participant::Shipping => "shipping",
+            Participant::OrderSaga => "order-saga",
+        }
+    }
+}
+
+pub async fn event_serde(settings: &Settings) -> Result<EventSerde> {
+    let registry = schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?;
+    EventSerde::prepare(registry)
+        .await
+        .with_context(|| format!("registering the saga schemas at {}", settings.registry.url))
+}
+
+pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde) -> Result<Topology> {
+    Ok(match participant {
+        Participant::Payment => payment::topology(
+            serde,
+            &payment::PaymentConfig {
+                initial_balances: settings.payment.balances.clone(),
+                default_balance_cents: settings.payment.default_balance_cents,
+                ..Default::default()
+            },
+        ),
+        Participant::Inventory => inventory::topology(
+            serde,
+            &inventory::InventoryConfig {
+                initial_stock: settings.inventory.stock.clone(),
+                default_stock: settings.inventory.default_stock,
+                ..Default::default()
+            },
+        ),
+        Participant::Shipping => shipping::topology(
+            serde,
+            &shipping::ShippingConfig::new(settings.database_url()?, settings.redis.url.clone(), settings.shipping.allowed_countries.clone()),
+        )
+        .context("starting shipping")?,
+        Participant::OrderSaga => order_saga::topology(
+            serde,
+            &order_saga::SagaConfig {
+                payment_timeout: Duration::from_millis(settings.saga.payment_timeout_ms),
+                inventory_timeout: Duration::from_millis(settings.saga.inventory_timeout_ms),
+                shipping_timeout: Duration::from_millis(settings.saga.shipping_timeout_ms),
+                ..Default::default()
+            },
+        ),
+    })
+}
+
+/// Starts a participant's topology on the exactly-once runtime (or at-least-once if configured).
+pub fn start_participant(participant: Participant, settings: &Settings, serde: EventSerde) -> Result<KafkaStreams> {
+    let topology = topology(participant, settings, serde)?;
+    let mut config = StreamsConfig::new(participant.application_id(), settings.kafka.bootstrap_servers.as_str());
+    config.commit_interval = settings.commit_interval();
+    config.processing_guarantee = match settings.kafka.processing_guarantee {
+        Guarantee::ExactlyOnce => ProcessingGuarantee::ExactlyOnceV2,
+        Guarantee::AtLeastOnce => ProcessingGuarantee::AtLeastOnce,
+    };
+    KafkaStreams::start(topology, config, prometheus::default_registry())
+        .with_context(|| format!("starting {}", participant.application_id()))
+}
+
+/// Topics, schemas, migrations and the outbox connector: everything the parts expect to exist.
+pub async fn prepare(settings: &Settings) -> Result<()> {
+    setup::create_topics(settings).await?;
+    let pool = db::pool(&settings.database_url()?, 4)?;
+    db::migrate(&pool).await?;
+    setup::register_connector(settings).await?;
+    Ok(())
+}
+
+/// The command side (POST) and the query side (GET) on the order API port.
+pub async fn serve_order_api(settings: &Settings) -> Result<()> {
+    let pool = db::pool(&settings.database_url()?, settings.database.pool_size)?;
+    db::migrate(&pool).await?;
+    let redis = redis::Client::open(settings.redis.url.as_str()).context("redis.url")?;
+    let redis = redis::aio::ConnectionManager::new(redis)
+        .await
+        .with_context(|| format!("connecting to Redis at {}", settings.redis.url))?;
+    let registry = schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?;
+    let service = order_service::OrderService::new(
+        pool.clone(),
+        redis,
+        Arc::new(schemas::SagaCodec::new(registry)),
+        settings.order_service.snapshot_every,
+    );
+    tokio::spawn(order_service::run_outbox_sweeper(
+        pool.clone(),
+        Duration::from_secs(settings.order_service.outbox_retention_s),
+        Duration::from_secs(60),
+    ));
+    let app = order_service::routes(service).merge(projector::query_routes(pool));
+    serve(app, settings.http.order_api_port, "order API").await
+}
+
+pub async fn run_projector(settings: &Settings, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    let pool = db::pool(&settings.database_url()?, 4)?;
+    db::migrate(&pool).await?;
+    let serde = event_serde(settings).await?;
+    projector::run_projector(projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone()), serde, pool, shutdown).await
+}
+
+/// `/metrics` and `/health`, plus the consumer-lag exporter for every group of the pipeline.
+pub async fn serve_admin(settings: &Settings) -> Result<()> {
+    let topics: Vec<String> = setup::SAGA_TOPICS.iter().map(|t| t.to_string()).collect();
+    let mut groups: Vec<WatchedGroup> = Participant::ALL
+        .iter()
+        .map(|p| WatchedGroup { group: p.application_id().to_string(), topics: topics.clone() })
+        .collect();
+    groups.push(WatchedGroup { group: "projector".into(), topics });
+    tokio::spawn(admin::lag::run(settings.kafka.bootstrap_servers.clone(), groups, Duration::from_secs(5)));
+    serve(admin::routes(), settings.http.admin_port, "admin endpoint").await
+}
+
+async fn serve(app: axum::Router, port: u16, what: &str) -> Result<()> {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("{what}: cannot listen on {address}"))?;
+    tracing::info!(%address, "{what} listening");
+    axum::serve(listener, app).await.with_context(|| format!("{what} stopped"))
+}

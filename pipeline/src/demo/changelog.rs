@@ -1,0 +1,101 @@
+//! Reads a whole topic `read_committed` to its end: the latest value per key of a changelog
+//! (a store's committed state), or every record of a saga topic.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub struct TopicRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: HashMap<String, Vec<u8>>,
+}
+
+/// Reaching the end of a partition is how this reader knows it is done, not an error to log.
+struct EndIsExpected;
+
+impl ClientContext for EndIsExpected {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !is_end_of_partition(&error) {
+            tracing::warn!(%error, reason, "kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for EndIsExpected {}
+
+/// Every committed record of `topic`, partition by partition in offset order.
+pub fn read_all(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Vec<TopicRecord>> {
+    let consumer: BaseConsumer<EndIsExpected> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("demo-reader-{}", uuid::Uuid::new_v4().simple()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create_with_context(EndIsExpected)?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        bail!("topic {topic} does not exist");
+    }
+    let mut assignment = TopicPartitionList::new();
+    for partition in &partitions {
+        assignment.add_partition_offset(topic, *partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut finished: HashSet<i32> = HashSet::new();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while finished.len() < partitions.len() {
+        if Instant::now() > deadline {
+            bail!("reading {topic} did not reach its end within {timeout:?}");
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                finished.insert(partition);
+            }
+            Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}")),
+            Some(Ok(message)) => records.push(TopicRecord {
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers: message
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+                    .unwrap_or_default(),
+            }),
+        }
+    }
+    Ok(records)
+}
+
+/// The latest value per key: a changelog's committed store contents (tombstones remove keys).
+pub fn latest_by_key(records: Vec<TopicRecord>) -> HashMap<Vec<u8>, Vec<u8>> {
+    let mut latest = HashMap::new();
+    for record in records {
+        let Some(key) = record.key else { continue };
+        match record.value {
+            Some(value) => latest.insert(key, value),
+            None => latest.remove(&key),
+        };
+    }
+    latest
+}
+
+/// librdkafka reports the end of a partition either as a consumer event or as a global error.
+fn is_end_of_partition(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::PartitionEOF(_))
+        || matches!(error, KafkaError::Global(code) if *code == rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+}

@@ -1,0 +1,145 @@
+//! The saga's invariants, checked over one demo run's orders against committed state: the
+//! read model, the participants' changelog-backed stores, the saga topics and the shipments table.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use deadpool_postgres::Pool;
+
+use super::changelog::{latest_by_key, read_all};
+use super::load::PlacedOrder;
+use super::outcome::{is_terminal, FinalState};
+
+/// One invariant and whether it held, with the first counter-examples when it did not.
+pub struct Check {
+    pub name: &'static str,
+    pub violations: Vec<String>,
+}
+
+impl Check {
+    pub fn holds(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+pub struct Sources<'a> {
+    pub bootstrap: &'a str,
+    pub pool: &'a Pool,
+    pub default_balance_cents: i64,
+    pub default_stock: i64,
+}
+
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub async fn check_all(sources: &Sources<'_>, orders: &[PlacedOrder], states: &HashMap<String, FinalState>) -> Result<Vec<Check>> {
+    let ids: HashSet<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
+    let saga = store_json(sources.bootstrap, "order-saga-orders-changelog")?;
+    let balances = store_json(sources.bootstrap, "payment-balances-changelog")?;
+    let stock = store_json(sources.bootstrap, "inventory-stock-changelog")?;
+    let saga_status = |id: &str| saga.get(id).and_then(|s| s["status"].as_str().map(str::to_string));
+
+    let mut checks = Vec::new();
+
+    // 1. Exactly one terminal state per order, in the saga and the read model.
+    let mut violations = Vec::new();
+    for order in orders {
+        let status = saga_status(&order.order_id).unwrap_or_else(|| "missing".into());
+        if !matches!(status.as_str(), "CONFIRMED" | "CANCELLED") {
+            violations.push(format!("{} ({:?}) ended as {status} in the saga", order.order_id, order.scenario));
+        }
+    }
+    checks.push(Check { name: "every order reached exactly one terminal state", violations });
+
+    // 2. Money: initial credit = balance + total of CONFIRMED orders, per customer.
+    let confirmed = |order: &PlacedOrder| saga_status(&order.order_id).as_deref() == Some("CONFIRMED");
+    let mut spent: BTreeMap<&str, i64> = BTreeMap::new();
+    for order in orders {
+        *spent.entry(&order.customer_id).or_default() += if confirmed(order) { order.total_cents } else { 0 };
+    }
+    let mut violations = Vec::new();
+    for (customer, spent) in &spent {
+        let balance = balances.get(*customer).and_then(|b| b["balance_cents"].as_i64());
+        match balance {
+            Some(balance) if balance + spent == sources.default_balance_cents => {}
+            other => violations.push(format!(
+                "{customer}: initial {} != balance {other:?} + confirmed {spent}",
+                sources.default_balance_cents
+            )),
+        }
+    }
+    checks.push(Check { name: "money is conserved (initial = balance + confirmed totals)", violations });
+
+    // 3. Stock: initial = stock + units of CONFIRMED orders, and never negative.
+    let mut sold: BTreeMap<&str, i64> = BTreeMap::new();
+    for order in orders {
+        for (product, quantity) in &order.items {
+            *sold.entry(product).or_default() += if confirmed(order) { *quantity } else { 0 };
+        }
+    }
+    let mut violations = Vec::new();
+    for (product, sold) in &sold {
+        let available = stock.get(*product).and_then(|s| s["available"].as_i64());
+        match available {
+            Some(available) if available >= 0 && available + sold == sources.default_stock => {}
+            other => violations.push(format!("{product}: initial {} != stock {other:?} + confirmed {sold}", sources.default_stock)),
+        }
+    }
+    checks.push(Check { name: "stock is conserved and never negative", violations });
+
+    // 4. No duplicates: no two events of one type for one order on the committed topics,
+    //    and at most one shipment per order.
+    let mut violations = Vec::new();
+    for topic in crate::setup::SAGA_TOPICS {
+        let mut seen: HashMap<(String, String), usize> = HashMap::new();
+        for record in read_all(sources.bootstrap, topic, READ_TIMEOUT)? {
+            let order_id = String::from_utf8_lossy(&record.key.unwrap_or_default()).to_string();
+            if !ids.contains(order_id.as_str()) {
+                continue;
+            }
+            let event_type = record
+                .headers
+                .get("event_type")
+                .map(|v| String::from_utf8_lossy(v).to_string())
+                .or_else(|| event_type_of(record.value.as_deref()))
+                .unwrap_or_else(|| "unknown".into());
+            *seen.entry((order_id, event_type)).or_default() += 1;
+        }
+        violations.extend(seen.into_iter().filter(|(_, n)| *n > 1).map(|((o, t), n)| format!("{topic}: {t} x{n} for {o}")));
+    }
+    let client = sources.pool.get().await?;
+    let id_list: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    let shipments = client
+        .query("select order_id, count(*) from shipments where order_id = any($1) group by order_id having count(*) > 1", &[&id_list])
+        .await
+        .context("counting shipments")?;
+    violations.extend(shipments.iter().map(|row| format!("{} shipments for {}", row.get::<_, i64>(1), row.get::<_, String>(0))));
+    checks.push(Check { name: "no duplicate events on read_committed topics, at most one shipment per order", violations });
+
+    // 5. The read model agrees with the saga.
+    let mut violations = Vec::new();
+    for order in orders {
+        let saga = saga_status(&order.order_id);
+        let view = states.get(&order.order_id).map(|s| s.status.clone());
+        if saga.is_none() || saga != view || !view.as_deref().is_some_and(is_terminal) {
+            violations.push(format!("{}: saga {saga:?}, read model {view:?}", order.order_id));
+        }
+    }
+    checks.push(Check { name: "the read model agrees with the saga's final states", violations });
+    Ok(checks)
+}
+
+/// A store's committed contents: string keys, JSON values.
+fn store_json(bootstrap: &str, changelog: &str) -> Result<HashMap<String, serde_json::Value>> {
+    let latest = latest_by_key(read_all(bootstrap, changelog, READ_TIMEOUT)?);
+    Ok(latest
+        .into_iter()
+        .filter_map(|(k, v)| Some((String::from_utf8(k).ok()?, serde_json::from_slice(&v).ok()?)))
+        .collect())
+}
+
+/// Event type from the wire bytes, when a record carries no header (events the participants wrote).
+fn event_type_of(value: Option<&[u8]>) -> Option<String> {
+    let (id, _) = schemas::parse_wire(value?).ok()?;
+    Some(format!("schema-{id}"))
+}

@@ -1,0 +1,150 @@
+//! Drives a demo load through the order API: mostly good orders, plus every failure path.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+/// What an order in the demo is meant to exercise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scenario {
+    Happy,
+    LowCredit,
+    LowStock,
+    BadAddress,
+    CustomerCancel,
+}
+
+impl Scenario {
+    /// One order in twelve fails on purpose, each failure kind in turn.
+    pub fn for_index(i: usize) -> Scenario {
+        match i % 48 {
+            5 => Scenario::LowCredit,
+            17 => Scenario::LowStock,
+            29 => Scenario::BadAddress,
+            41 => Scenario::CustomerCancel,
+            _ => Scenario::Happy,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PlacedOrder {
+    pub order_id: String,
+    pub customer_id: String,
+    pub scenario: Scenario,
+    pub total_cents: i64,
+    /// (product_id, quantity)
+    pub items: Vec<(String, i64)>,
+    /// Wall-clock ms when the POST was sent.
+    pub placed_at_ms: i64,
+}
+
+pub struct LoadSpec {
+    pub api: String,
+    pub run_id: String,
+    pub orders: usize,
+    pub concurrency: usize,
+    /// More than any customer's starting credit (payment fails).
+    pub unaffordable_cents: i64,
+    /// More than any product's starting stock (reservation fails); the API allows up to 10,000.
+    pub unobtainable_quantity: i64,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn order_body(spec: &LoadSpec, i: usize, scenario: Scenario) -> (Value, String, i64, Vec<(String, i64)>) {
+    let customer = format!("{}-customer-{}", spec.run_id, i % 97);
+    let mut items = vec![(format!("{}-product-{}", spec.run_id, i % 31), 1 + (i % 3) as i64, 1_250 + (i % 7) as i64 * 100)];
+    if i % 4 == 0 {
+        items.push((format!("{}-product-{}", spec.run_id, (i + 11) % 31), 1, 990));
+    }
+    match scenario {
+        Scenario::LowCredit => items[0].2 = spec.unaffordable_cents,
+        // Cheap, so that payment succeeds and inventory is what refuses it.
+        Scenario::LowStock => (items[0].1, items[0].2) = (spec.unobtainable_quantity, 1),
+        _ => {}
+    }
+    let line1 = if scenario == Scenario::BadAddress { "INVALID street 0" } else { "1 Example Street" };
+    let total = items.iter().map(|(_, q, p)| q * p).sum();
+    let body = json!({
+        "customer_id": customer,
+        "items": items.iter().map(|(p, q, u)| json!({"product_id": p, "quantity": q, "unit_price": u})).collect::<Vec<_>>(),
+        "shipping_address": {"line1": line1, "city": "Berlin", "postal_code": "10115", "country": "DE"},
+    });
+    (body, customer, total, items.into_iter().map(|(p, q, _)| (p, q)).collect())
+}
+
+/// Places every order (and cancels the CustomerCancel ones right away), `concurrency` at a time.
+pub async fn drive(spec: LoadSpec, progress: impl Fn(usize, usize) + Send + Sync + 'static) -> Result<Vec<PlacedOrder>> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let spec = Arc::new(spec);
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::new(progress);
+    let mut workers = Vec::new();
+    for _ in 0..spec.concurrency.max(1) {
+        let (client, spec, next, done, progress) = (client.clone(), spec.clone(), next.clone(), done.clone(), progress.clone());
+        workers.push(tokio::spawn(async move {
+            let mut placed = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= spec.orders {
+                    return Ok::<_, anyhow::Error>(placed);
+                }
+                let scenario = Scenario::for_index(i);
+                let (body, customer_id, total_cents, items) = order_body(&spec, i, scenario);
+                let placed_at_ms = now_ms();
+                let order_id = post_order(&client, &spec, &body, i).await?;
+                if scenario == Scenario::CustomerCancel {
+                    cancel_order(&client, &spec.api, &order_id).await?;
+                }
+                placed.push(PlacedOrder { order_id, customer_id, scenario, total_cents, items, placed_at_ms });
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, spec.orders);
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(spec.orders);
+    for worker in workers {
+        all.extend(worker.await.context("load worker")??);
+    }
+    Ok(all)
+}
+
+async fn post_order(client: &reqwest::Client, spec: &LoadSpec, body: &Value, i: usize) -> Result<String> {
+    let started = Instant::now();
+    loop {
+        let response = client
+            .post(format!("{}/orders", spec.api))
+            .header("Idempotency-Key", format!("{}-{i}", spec.run_id))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("order API at {} is unreachable", spec.api))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            let value: Value = serde_json::from_str(&text).with_context(|| format!("order API answered {text}"))?;
+            return value["order_id"].as_str().map(str::to_string).with_context(|| format!("no order_id in {text}"));
+        }
+        // 409 while a retry of the same key is in flight; anything else is a real failure.
+        if status.as_u16() != 409 || started.elapsed() > Duration::from_secs(30) {
+            bail!("POST /orders failed ({status}): {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn cancel_order(client: &reqwest::Client, api: &str, order_id: &str) -> Result<()> {
+    let response = client.post(format!("{api}/orders/{order_id}/cancel")).send().await?;
+    let status = response.status();
+    // 409: the order already reached a terminal state; the customer was too late.
+    if !status.is_success() && status.as_u16() != 409 {
+        bail!("POST /orders/{order_id}/cancel failed ({status}): {}", response.text().await.unwrap_or_default());
+    }
+    Ok(())
+}

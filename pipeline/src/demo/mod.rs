@@ -1,0 +1,130 @@
+//! `pipeline demo`: drives a load of orders through a running pipeline, waits until it has
+//! caught up, and prints what happened: outcomes, latency, throughput and the invariants.
+
+mod changelog;
+mod invariants;
+mod load;
+mod outcome;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+pub use invariants::Check;
+pub use load::{PlacedOrder, Scenario};
+
+use crate::settings::Settings;
+
+pub struct DemoOptions {
+    pub orders: usize,
+    pub concurrency: usize,
+    /// How long to wait for every order to reach a terminal state once all are placed.
+    pub settle_timeout: Duration,
+}
+
+pub struct DemoReport {
+    pub orders: Vec<PlacedOrder>,
+    pub outcomes: std::collections::BTreeMap<String, usize>,
+    pub latency_ms: Option<(i64, i64, i64)>,
+    pub placed_per_second: f64,
+    pub completed_per_second: f64,
+    pub checks: Vec<Check>,
+}
+
+impl DemoReport {
+    pub fn all_invariants_hold(&self) -> bool {
+        self.checks.iter().all(Check::holds)
+    }
+}
+
+pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool) -> Result<DemoReport> {
+    let api = format!("http://127.0.0.1:{}", settings.http.order_api_port);
+    let pool = crate::db::pool(&settings.database_url()?, 4)?;
+    let spec = load::LoadSpec {
+        api,
+        run_id: format!("demo{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        orders: options.orders,
+        concurrency: options.concurrency,
+        unaffordable_cents: settings.payment.default_balance_cents + 1,
+        unobtainable_quantity: settings.inventory.default_stock + 1,
+    };
+    let started = Instant::now();
+    let orders = load::drive(spec, move |done, total| {
+        if show_progress && (done % 100 == 0 || done == total) {
+            print!("\r  placing orders: {done}/{total}");
+            let _ = std::io::stdout().flush();
+        }
+    })
+    .await?;
+    let placing = started.elapsed();
+    if show_progress {
+        println!();
+    }
+    let states = outcome::wait_for_terminal(&pool, &orders, options.settle_timeout, |terminal, total| {
+        if show_progress {
+            print!("\r  orders in a terminal state: {terminal}/{total}   ");
+            let _ = std::io::stdout().flush();
+        }
+    })
+    .await?;
+    let settled = started.elapsed();
+    if show_progress {
+        println!();
+    }
+    let checks = invariants::check_all(
+        &invariants::Sources {
+            bootstrap: &settings.kafka.bootstrap_servers,
+            pool: &pool,
+            default_balance_cents: settings.payment.default_balance_cents,
+            default_stock: settings.inventory.default_stock,
+        },
+        &orders,
+        &states,
+    )
+    .await?;
+    Ok(DemoReport {
+        outcomes: outcome::outcome_counts(&states, &orders),
+        latency_ms: outcome::latency_percentiles(&states),
+        placed_per_second: orders.len() as f64 / placing.as_secs_f64().max(1e-3),
+        completed_per_second: orders.len() as f64 / settled.as_secs_f64().max(1e-3),
+        orders,
+        checks,
+    })
+}
+
+pub fn print_report(report: &DemoReport, settings: &Settings) {
+    println!("\nOutcomes ({} orders)", report.orders.len());
+    println!("  {:<40} {:>8}", "final state", "orders");
+    for (outcome, count) in &report.outcomes {
+        println!("  {outcome:<40} {count:>8}");
+    }
+    let mut planned = std::collections::BTreeMap::new();
+    for order in &report.orders {
+        *planned.entry(format!("{:?}", order.scenario)).or_insert(0) += 1;
+    }
+    println!("  planned scenarios: {planned:?}");
+    match report.latency_ms {
+        Some((p50, p95, p99)) => println!("\nEnd-to-end latency, POST → terminal state in the read model: p50 {p50} ms, p95 {p95} ms, p99 {p99} ms"),
+        None => println!("\nEnd-to-end latency: no order reached a terminal state"),
+    }
+    println!(
+        "Throughput: {:.0} orders/s placed; {:.0} orders/s from the first POST to the last terminal state",
+        report.placed_per_second, report.completed_per_second
+    );
+    println!("\nInvariants");
+    for check in &report.checks {
+        println!("  [{}] {}", if check.holds() { "ok" } else { "FAILED" }, check.name);
+        for violation in check.violations.iter().take(5) {
+            println!("         {violation}");
+        }
+        if check.violations.len() > 5 {
+            println!("         … and {} more", check.violations.len() - 5);
+        }
+    }
+    println!("\nWhere to look next");
+    println!("  metrics             http://127.0.0.1:{}/metrics", settings.http.admin_port);
+    println!("  orders (read model) http://127.0.0.1:{}/orders?limit=20", settings.http.order_api_port);
+    println!("  Prometheus          http://127.0.0.1:9090/graph?g0.expr=kafka_consumergroup_group_lag");
+    println!("  alert rules         dashboards/prometheus/alerts.yml; Grafana: dashboards/grafana/saga-overview.json");
+}

@@ -1,0 +1,177 @@
+//! The order service's commands: place an order, request its cancellation. Each encodes its
+//! events first (the registry may be called), then writes event store, snapshot, outbox and, for
+//! placements with an `Idempotency-Key`, `order_requests` in one PostgreSQL transaction.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use deadpool_postgres::{PoolError, Transaction};
+use schemas::{CodecError, OrderPlaced};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::error::SqlState;
+
+use super::aggregate::{self, CancelRejected, DomainEvent, OrderStatus};
+use super::event_store::{self, Loaded, StoreError};
+use super::idempotency::{Begin, IdempotencyGuard};
+use super::outbox::{self, OutboxRow};
+use super::trace::TraceParent;
+use super::OrderService;
+
+/// The body of a `202` answer; for placements also what a retry with the same key gets back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrderAccepted {
+    pub order_id: String,
+    pub status: OrderStatus,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("order {0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Rejected(#[from] CancelRejected),
+    #[error("a request with this Idempotency-Key is still being processed; retry later")]
+    InProgress,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("encoding the event for the outbox failed: {0}")]
+    Encode(#[from] CodecError),
+    #[error("no PostgreSQL connection: {0}")]
+    Pool(#[from] PoolError),
+    #[error("the stored response of Idempotency-Key {key:?} is unreadable: {detail}")]
+    StoredResponse { key: String, detail: String },
+}
+
+impl From<tokio_postgres::Error> for CommandError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        CommandError::Store(StoreError::Database(e))
+    }
+}
+
+impl OrderService {
+    fn guard(&self) -> IdempotencyGuard {
+        IdempotencyGuard::new(self.redis.clone())
+    }
+
+    /// Places an order. With an idempotency key, a retry gets the first request's answer and
+    /// records nothing; a retry while the first is running gets `InProgress`.
+    pub async fn place_order(
+        &self,
+        placed: OrderPlaced,
+        idempotency_key: Option<&str>,
+        trace: &TraceParent,
+    ) -> Result<OrderAccepted, CommandError> {
+        let Some(key) = idempotency_key else { return self.record_placement(placed, None, trace).await };
+        let guard = self.guard();
+        let lease = match guard.begin(key).await {
+            Begin::Acquired(lease) => Some(lease),
+            Begin::InProgress => return Err(CommandError::InProgress),
+            Begin::Completed(response) => return read_response(key, response),
+            Begin::Unavailable => None,
+        };
+        let result = self.record_placement(placed, Some(key), trace).await;
+        match (&result, lease) {
+            (Ok(accepted), _) => match serde_json::to_value(accepted) {
+                Ok(response) => guard.complete(key, &response).await,
+                Err(e) => tracing::warn!(error = %e, "cannot cache the response; PostgreSQL still has it"),
+            },
+            (Err(_), Some(lease)) => guard.release(lease).await,
+            (Err(_), None) => {}
+        }
+        result
+    }
+
+    async fn record_placement(
+        &self,
+        placed: OrderPlaced,
+        idempotency_key: Option<&str>,
+        trace: &TraceParent,
+    ) -> Result<OrderAccepted, CommandError> {
+        let order_id = uuid::Uuid::new_v4().to_string();
+        let correlation_id = uuid::Uuid::new_v4().to_string();
+        let event = aggregate::place(&order_id, &correlation_id, placed, now_millis());
+        let row = OutboxRow::encode(&self.codec, &event, trace.as_str()).await?;
+        let accepted = OrderAccepted { order_id: order_id.clone(), status: OrderStatus::Placed };
+
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if let Some(key) = idempotency_key {
+            let response = serde_json::to_string(&accepted)
+                .map_err(|e| CommandError::StoredResponse { key: key.to_string(), detail: e.to_string() })?;
+            // First statement of the transaction: a duplicate waits here for the first request's
+            // commit, then gets the unique violation and the first response.
+            let claimed = tx
+                .execute(
+                    "insert into order_requests (idempotency_key, order_id, response) values ($1, $2, $3::text::jsonb)",
+                    &[&key, &order_id, &response],
+                )
+                .await;
+            match claimed {
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    tx.rollback().await?;
+                    return stored_response(&client, key).await;
+                }
+                other => other?,
+            };
+        }
+        self.commit_events(tx, &order_id, None, &[event], &[row], trace).await?;
+        Ok(accepted)
+    }
+
+    /// Appends an `OrderCancellationRequested`; the saga decides what cancelling means now.
+    pub async fn request_cancellation(
+        &self,
+        order_id: &str,
+        trace: &TraceParent,
+    ) -> Result<OrderAccepted, CommandError> {
+        let mut client = self.pool.get().await?;
+        let loaded =
+            event_store::load(&client, order_id).await?.ok_or_else(|| CommandError::NotFound(order_id.to_string()))?;
+        // No authentication yet: the customer is the one asking.
+        let event = loaded.order.request_cancellation(&loaded.order.customer_id, now_millis())?;
+        let row = OutboxRow::encode(&self.codec, &event, trace.as_str()).await?;
+        let tx = client.transaction().await?;
+        self.commit_events(tx, order_id, Some(&loaded), &[event], &[row], trace).await?;
+        Ok(OrderAccepted { order_id: order_id.to_string(), status: OrderStatus::CancellationRequested })
+    }
+
+    /// The order as the event store knows it: latest snapshot plus the events after it.
+    pub async fn load(&self, order_id: &str) -> Result<Option<Loaded>, CommandError> {
+        let client = self.pool.get().await?;
+        Ok(event_store::load(&client, order_id).await?)
+    }
+
+    /// Appends `events` after `loaded`'s version, snapshots if due, adds the outbox rows, commits.
+    async fn commit_events(
+        &self,
+        tx: Transaction<'_>,
+        aggregate_id: &str,
+        loaded: Option<&Loaded>,
+        events: &[DomainEvent],
+        rows: &[OutboxRow],
+        trace: &TraceParent,
+    ) -> Result<(), CommandError> {
+        let expected_version = loaded.map_or(0, |l| l.version);
+        let new_version = event_store::append(&tx, aggregate_id, expected_version, events, trace.as_str()).await?;
+        if let Some(state) = aggregate::replay(loaded.map(|l| l.order.clone()), events) {
+            event_store::snapshot_if_due(&tx, &state, expected_version, new_version, self.snapshot_every).await?;
+        }
+        outbox::insert(&tx, rows).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn stored_response(client: &tokio_postgres::Client, key: &str) -> Result<OrderAccepted, CommandError> {
+    let row = client.query_one("select response::text from order_requests where idempotency_key = $1", &[&key]).await?;
+    serde_json::from_str(row.get::<_, &str>(0))
+        .map_err(|e| CommandError::StoredResponse { key: key.to_string(), detail: e.to_string() })
+}
+
+fn read_response(key: &str, response: serde_json::Value) -> Result<OrderAccepted, CommandError> {
+    serde_json::from_value(response)
+        .map_err(|e| CommandError::StoredResponse { key: key.to_string(), detail: e.to_string() })
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,138 @@
+//! HTTP commands: `POST /orders` and `POST /orders/{id}/cancel`. Every error is JSON
+//! `{"error": "..."}` with a status that says whose fault it is.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use schemas::CodecError;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::commands::{CommandError, OrderAccepted};
+use super::event_store::StoreError;
+use super::request::PlaceOrderRequest;
+use super::trace::TraceParent;
+use super::OrderService;
+
+/// Far above any valid order (100 items of bounded fields); larger bodies get 413.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// Order ids are UUIDs; anything longer cannot name an order.
+const MAX_ORDER_ID_LEN: usize = 64;
+
+pub fn routes(state: OrderService) -> Router {
+    Router::new()
+        .route("/orders", post(place_order))
+        .route("/orders/{id}/cancel", post(cancel_order))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn place_order(
+    State(service): State<OrderService>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<PlaceOrderRequest>,
+) -> Result<(StatusCode, Json<OrderAccepted>), ApiError> {
+    let placed = request.validate().map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let idempotency_key = idempotency_key(&headers)?;
+    let trace = trace_of(&headers);
+    let accepted = service.place_order(placed, idempotency_key, &trace).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+async fn cancel_order(
+    State(service): State<OrderService>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<OrderAccepted>), ApiError> {
+    if order_id.len() > MAX_ORDER_ID_LEN {
+        return Err(CommandError::NotFound(order_id).into());
+    }
+    let accepted = service.request_cancellation(&order_id, &trace_of(&headers)).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    value
+        .to_str()
+        .ok()
+        .filter(|key| (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
+            )
+        })
+}
+
+fn trace_of(headers: &HeaderMap) -> TraceParent {
+    TraceParent::continue_or_start(headers.get("traceparent").and_then(|value| value.to_str().ok()))
+}
+
+/// `Json<T>` whose rejections (malformed JSON, wrong types, missing content type, too large)
+/// are JSON errors like every other answer.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(rejection.into()),
+        }
+    }
+}
+
+/// An error answer: the status and a message for the caller.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError::new(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        let status = match &error {
+            CommandError::NotFound(_) => StatusCode::NOT_FOUND,
+            CommandError::Rejected(_) | CommandError::InProgress => StatusCode::CONFLICT,
+            CommandError::Store(StoreError::ConcurrencyConflict { .. }) => StatusCode::CONFLICT,
+            CommandError::Encode(CodecError::Registry(_)) | CommandError::Pool(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CommandError::Encode(_) | CommandError::Store(_) | CommandError::StoredResponse { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %error, "order command failed");
+        }
+        let message = match &error {
+            // Internal detail stays in the log.
+            CommandError::Store(StoreError::Database(_)) => "the order store failed; retry later".to_string(),
+            _ => error.to_string(),
+        };
+        ApiError::new(status, message)
+    }
+}

@@ -1,0 +1,25 @@
+//! The order saga: follows each order through payment, inventory and shipping, confirms it
+//! when all three succeeded, and otherwise decides, exactly once, to cancel it.
+//!
+//! One processor over the four topics keeps an [`OrderSagaState`] per order and one durable
+//! timer per order for the step it waits on (payment, inventory, shipping, then the
+//! compensations). Status: PLACED → PAID → RESERVED → CONFIRMED; on a failure, a customer's
+//! cancellation before confirmation or a step timeout it emits OrderCancelled(reason) and goes
+//! COMPENSATING while a refund or release is outstanding, then CANCELLED. A compensation that
+//! does not finish within its own timeout leaves the order REQUIRES_INTERVENTION.
+//!
+//! Transitions depend only on facts, which only accumulate, so duplicated and late events never
+//! move an order backwards.
+
+mod config;
+mod processor;
+mod state;
+mod topology;
+mod transitions;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::SagaConfig;
+pub use state::{Awaiting, OrderSagaState, OrderStatus, Progress, Step};
+pub use topology::{topology, ORDERS_STORE};

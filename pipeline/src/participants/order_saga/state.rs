@@ -1,0 +1,106 @@
+//! What the order saga stores per order, as JSON.
+
+use std::fmt;
+
+use schemas::{CancellationReason, Envelope};
+use serde::{Deserialize, Serialize};
+
+/// One order's saga, keyed by order id.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OrderSagaState {
+    pub status: OrderStatus,
+    /// Why the order was cancelled; set once.
+    pub reason: Option<CancellationReason>,
+    pub customer_id: Option<String>,
+    pub total_cents: i64,
+    /// Units ordered, over all lines.
+    pub item_count: i64,
+    pub tracking_number: Option<String>,
+    /// Bumped on every change, starting at 1.
+    pub version: u64,
+    pub correlation_id: String,
+    pub progress: Progress,
+    /// The step with a timer running, if any.
+    pub awaiting: Option<Awaiting>,
+}
+
+/// Facts learnt from the participants. They only ever become true.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub placed: bool,
+    pub charged: bool,
+    pub reserved: bool,
+    pub shipped: bool,
+    pub refunded: bool,
+    pub released: bool,
+}
+
+impl Progress {
+    /// A compensation is still to come: money held, or stock held.
+    pub fn compensation_outstanding(&self) -> bool {
+        (self.charged && !self.refunded) || (self.reserved && !self.released)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    #[default]
+    Placed,
+    Paid,
+    Reserved,
+    Confirmed,
+    Compensating,
+    Cancelled,
+    RequiresIntervention,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Placed => "PLACED",
+            OrderStatus::Paid => "PAID",
+            OrderStatus::Reserved => "RESERVED",
+            OrderStatus::Confirmed => "CONFIRMED",
+            OrderStatus::Compensating => "COMPENSATING",
+            OrderStatus::Cancelled => "CANCELLED",
+            OrderStatus::RequiresIntervention => "REQUIRES_INTERVENTION",
+        }
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A running step timer: what it guards, the event that started the step (the cause of a
+/// timeout's OrderCancelled) and when it fires.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Awaiting {
+    pub step: Step,
+    pub cause: Envelope,
+    pub due_ms: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Payment,
+    Inventory,
+    Shipping,
+    Compensation,
+}
+
+impl Step {
+    /// The name in `timeout:<step>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Payment => "payment",
+            Step::Inventory => "inventory",
+            Step::Shipping => "shipping",
+            Step::Compensation => "compensation",
+        }
+    }
+}

@@ -1,0 +1,373 @@
+use std::time::Duration;
+
+use schemas::{
+    CancellationReason, EventType, InventoryReleased, InventoryReservationFailed, InventoryReserved, OrderCancellationRequested, Payload,
+    PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCreated, ShipmentFailed,
+};
+
+use super::*;
+use crate::codec::EventSerde;
+use crate::participants::test_support::{assert_caused_by, caused_by, order_placed, Driven, TestResult};
+use crate::participants::SagaTopics;
+
+const ORDER: &str = "o-1";
+
+fn saga() -> Driven {
+    Driven::new(topology(EventSerde::with_fixed_ids(), &SagaConfig::default()))
+}
+
+fn topics() -> SagaTopics {
+    SagaTopics::default()
+}
+
+/// The events of one order's saga, each caused by the one before, piped to the right topic.
+struct Run {
+    driven: Driven,
+    placed: SagaEvent,
+    last: SagaEvent,
+}
+
+impl Run {
+    fn start() -> Result<Run, Box<dyn std::error::Error>> {
+        let driven = saga();
+        let placed = order_placed(ORDER, "alice", &[("apple", 2, 1_000), ("pear", 1, 500)], "DE");
+        driven.pipe(&topics().order, &placed)?;
+        Ok(Run { driven, last: placed.clone(), placed })
+    }
+
+    fn send(&mut self, payload: Payload) -> Result<SagaEvent, Box<dyn std::error::Error>> {
+        let event = caused_by(&self.last, payload);
+        self.resend(&event)?;
+        self.last = event.clone();
+        Ok(event)
+    }
+
+    fn resend(&self, event: &SagaEvent) -> Result<(), Box<dyn std::error::Error>> {
+        let topic = match event.event_type() {
+            EventType::PaymentCompleted | EventType::PaymentFailed | EventType::PaymentRefunded => topics().payment,
+            EventType::InventoryReserved | EventType::InventoryReservationFailed | EventType::InventoryReleased => topics().inventory,
+            EventType::ShipmentCreated | EventType::ShipmentFailed => topics().shipping,
+            _ => topics().order,
+        };
+        Ok(self.driven.pipe(&topic, event)?)
+    }
+
+    fn decisions(&self) -> Result<Vec<SagaEvent>, Box<dyn std::error::Error>> {
+        Ok(self.driven.read(&topics().order)?)
+    }
+
+    fn state(&self) -> Result<OrderSagaState, Box<dyn std::error::Error>> {
+        let store = self.driven.driver.key_value_store::<String, OrderSagaState>(ORDERS_STORE)?;
+        Ok(store.get(&ORDER.to_owned())?.ok_or("no saga state")?)
+    }
+
+    fn status(&self) -> Result<OrderStatus, Box<dyn std::error::Error>> {
+        Ok(self.state()?.status)
+    }
+
+    fn advance(&self, by: Duration) -> Result<(), Box<dyn std::error::Error>> {
+        Ok(self.driven.driver.advance_wall_clock_time(by)?)
+    }
+
+    fn paid(&mut self) -> Result<SagaEvent, Box<dyn std::error::Error>> {
+        self.send(Payload::PaymentCompleted(PaymentCompleted {
+            customer_id: "alice".into(),
+            amount_cents: 2_500,
+            payment_id: "pay-1".into(),
+        }))
+    }
+
+    fn reserved(&mut self) -> Result<SagaEvent, Box<dyn std::error::Error>> {
+        self.send(Payload::InventoryReserved(InventoryReserved { items: vec![], reservation_id: "r-1".into() }))
+    }
+
+    fn shipped(&mut self) -> Result<SagaEvent, Box<dyn std::error::Error>> {
+        self.send(Payload::ShipmentCreated(ShipmentCreated { shipment_id: "s-1".into(), tracking_number: "TRK-1".into() }))
+    }
+
+    fn refunded(&mut self, reason: CancellationReason) -> Result<SagaEvent, Box<dyn std::error::Error>> {
+        self.send(Payload::PaymentRefunded(PaymentRefunded {
+            customer_id: "alice".into(),
+            amount_cents: 2_500,
+            payment_id: "pay-1".into(),
+            reason,
+        }))
+    }
+
+    fn released(&mut self, reason: CancellationReason) -> Result<SagaEvent, Box<dyn std::error::Error>> {
+        self.send(Payload::InventoryReleased(InventoryReleased { reservation_id: "r-1".into(), items: vec![], reason }))
+    }
+
+    fn customer_cancels(&mut self) -> Result<SagaEvent, Box<dyn std::error::Error>> {
+        self.send(Payload::OrderCancellationRequested(OrderCancellationRequested {
+            customer_id: "alice".into(),
+            requested_by: "alice".into(),
+        }))
+    }
+}
+
+fn cancellation(event: &SagaEvent) -> CancellationReason {
+    match &event.payload {
+        Payload::OrderCancelled(cancelled) => cancelled.reason.clone(),
+        _ => panic!("expected OrderCancelled, got {event:?}"),
+    }
+}
+
+fn only(events: Vec<SagaEvent>) -> SagaEvent {
+    let [event] = <[SagaEvent; 1]>::try_from(events).unwrap_or_else(|events| panic!("expected one event, got {events:?}"));
+    event
+}
+
+fn timeout(step: &str) -> CancellationReason {
+    CancellationReason::Timeout { step: step.into() }
+}
+
+#[test]
+fn an_order_that_is_paid_reserved_and_shipped_is_confirmed() -> TestResult {
+    let mut run = Run::start()?;
+    assert_eq!(run.status()?, OrderStatus::Placed);
+    run.paid()?;
+    assert_eq!(run.status()?, OrderStatus::Paid);
+    run.reserved()?;
+    assert_eq!(run.status()?, OrderStatus::Reserved);
+    let shipped = run.shipped()?;
+    let confirmed = only(run.decisions()?);
+    let Payload::OrderConfirmed(confirmation) = &confirmed.payload else { panic!("expected OrderConfirmed, got {confirmed:?}") };
+    assert_eq!(
+        (confirmation.customer_id.as_str(), confirmation.total_cents, confirmation.tracking_number.as_str()),
+        ("alice", 2_500, "TRK-1")
+    );
+    assert_caused_by(&confirmed, &shipped);
+    assert_eq!(confirmed.envelope.correlation_id, run.placed.envelope.correlation_id);
+
+    let state = run.state()?;
+    assert_eq!(state.status, OrderStatus::Confirmed);
+    assert_eq!((state.customer_id.as_deref(), state.total_cents, state.item_count), (Some("alice"), 2_500, 3));
+    assert_eq!((state.tracking_number.as_deref(), state.reason.clone(), state.version), (Some("TRK-1"), None, 4));
+    assert_eq!(state.awaiting, None);
+    run.advance(Duration::from_secs(3_600))?;
+    assert!(run.decisions()?.is_empty(), "no timer is left");
+    Ok(())
+}
+
+#[test]
+fn a_failed_payment_cancels_the_order_with_nothing_to_compensate() -> TestResult {
+    let mut run = Run::start()?;
+    let failure = run.send(Payload::PaymentFailed(PaymentFailed {
+        customer_id: "alice".into(),
+        amount_cents: 2_500,
+        reason: "insufficient_funds".into(),
+    }))?;
+    let cancelled = only(run.decisions()?);
+    assert_eq!(cancellation(&cancelled), CancellationReason::PaymentFailed);
+    assert_caused_by(&cancelled, &failure);
+    let Payload::OrderCancelled(details) = &cancelled.payload else { unreachable!() };
+    assert_eq!((details.customer_id.as_str(), details.total_cents), ("alice", 2_500));
+    assert_eq!((run.status()?, run.state()?.reason), (OrderStatus::Cancelled, Some(CancellationReason::PaymentFailed)));
+    Ok(())
+}
+
+#[test]
+fn insufficient_stock_cancels_and_waits_for_the_refund() -> TestResult {
+    let mut run = Run::start()?;
+    run.paid()?;
+    run.send(Payload::InventoryReservationFailed(InventoryReservationFailed { reason: "insufficient_stock".into(), items: vec![] }))?;
+    assert_eq!(cancellation(&only(run.decisions()?)), CancellationReason::InsufficientStock);
+    assert_eq!(run.status()?, OrderStatus::Compensating);
+    run.refunded(CancellationReason::InsufficientStock)?;
+    assert_eq!(run.status()?, OrderStatus::Cancelled);
+    assert!(run.decisions()?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_failed_shipment_compensates_release_then_refund() -> TestResult {
+    let mut run = Run::start()?;
+    run.paid()?;
+    run.reserved()?;
+    run.send(Payload::ShipmentFailed(ShipmentFailed { reason: "address_rejected".into() }))?;
+    assert_eq!(cancellation(&only(run.decisions()?)), CancellationReason::ShipmentFailed);
+    assert_eq!(run.status()?, OrderStatus::Compensating);
+    run.released(CancellationReason::ShipmentFailed)?;
+    assert_eq!(run.status()?, OrderStatus::Compensating, "the refund is still outstanding");
+    run.refunded(CancellationReason::ShipmentFailed)?;
+    assert_eq!(run.status()?, OrderStatus::Cancelled);
+    let progress = run.state()?.progress;
+    assert!(progress.released && progress.refunded && !progress.compensation_outstanding());
+    Ok(())
+}
+
+#[test]
+fn a_customer_can_cancel_until_confirmation() -> TestResult {
+    let mut placed = Run::start()?;
+    placed.customer_cancels()?;
+    assert_eq!(cancellation(&only(placed.decisions()?)), CancellationReason::CustomerCancelled);
+    assert_eq!(placed.status()?, OrderStatus::Cancelled);
+
+    let mut paid = Run::start()?;
+    paid.paid()?;
+    paid.customer_cancels()?;
+    assert_eq!(cancellation(&only(paid.decisions()?)), CancellationReason::CustomerCancelled);
+    assert_eq!(paid.status()?, OrderStatus::Compensating);
+    paid.refunded(CancellationReason::CustomerCancelled)?;
+    assert_eq!(paid.status()?, OrderStatus::Cancelled);
+
+    let mut reserved = Run::start()?;
+    reserved.paid()?;
+    reserved.reserved()?;
+    reserved.customer_cancels()?;
+    assert_eq!(cancellation(&only(reserved.decisions()?)), CancellationReason::CustomerCancelled);
+    reserved.released(CancellationReason::CustomerCancelled)?;
+    reserved.refunded(CancellationReason::CustomerCancelled)?;
+    assert_eq!(reserved.status()?, OrderStatus::Cancelled);
+
+    let mut confirmed = Run::start()?;
+    confirmed.paid()?;
+    confirmed.reserved()?;
+    confirmed.shipped()?;
+    assert_eq!(only(confirmed.decisions()?).event_type(), EventType::OrderConfirmed);
+    confirmed.customer_cancels()?;
+    assert!(confirmed.decisions()?.is_empty(), "too late to cancel");
+    assert_eq!(confirmed.status()?, OrderStatus::Confirmed);
+    Ok(())
+}
+
+#[test]
+fn each_step_times_out_on_its_own_deadline() -> TestResult {
+    let run = Run::start()?;
+    run.advance(Duration::from_millis(29_999))?;
+    assert!(run.decisions()?.is_empty());
+    run.advance(Duration::from_millis(1))?;
+    let cancelled = only(run.decisions()?);
+    assert_eq!(cancellation(&cancelled), timeout("payment"));
+    assert_caused_by(&cancelled, &run.placed);
+    assert_eq!(run.status()?, OrderStatus::Cancelled);
+
+    let mut paid = Run::start()?;
+    paid.advance(Duration::from_secs(20))?;
+    paid.paid()?;
+    paid.advance(Duration::from_millis(9_999))?;
+    assert!(paid.decisions()?.is_empty(), "the inventory deadline runs from PAID");
+    paid.advance(Duration::from_millis(1))?;
+    assert_eq!(cancellation(&only(paid.decisions()?)), timeout("inventory"));
+    assert_eq!(paid.status()?, OrderStatus::Compensating);
+
+    let mut reserved = Run::start()?;
+    reserved.paid()?;
+    reserved.reserved()?;
+    reserved.advance(Duration::from_secs(15))?;
+    assert_eq!(cancellation(&only(reserved.decisions()?)), timeout("shipping"));
+    assert_eq!(reserved.state()?.reason, Some(timeout("shipping")));
+    Ok(())
+}
+
+#[test]
+fn a_redelivered_event_does_not_push_a_deadline_back() -> TestResult {
+    let mut run = Run::start()?;
+    let paid = run.paid()?;
+    run.advance(Duration::from_secs(6))?;
+    run.resend(&paid)?;
+    run.resend(&run.placed)?;
+    run.advance(Duration::from_secs(4))?;
+    assert_eq!(cancellation(&only(run.decisions()?)), timeout("inventory"));
+    Ok(())
+}
+
+#[test]
+fn timers_survive_a_restart() -> TestResult {
+    let run = Run::start()?;
+    run.driven.driver.restart_from_changelogs()?;
+    run.advance(Duration::from_secs(30))?;
+    assert_eq!(cancellation(&only(run.decisions()?)), timeout("payment"));
+    Ok(())
+}
+
+#[test]
+fn a_compensation_that_never_finishes_needs_intervention() -> TestResult {
+    let mut run = Run::start()?;
+    run.paid()?;
+    run.customer_cancels()?;
+    assert_eq!(run.status()?, OrderStatus::Compensating);
+    run.advance(SagaConfig::default().compensation_timeout)?;
+    assert_eq!(run.status()?, OrderStatus::RequiresIntervention);
+    assert_eq!(only(run.decisions()?).event_type(), EventType::OrderCancelled, "nothing beyond the cancellation");
+    run.refunded(CancellationReason::CustomerCancelled)?;
+    assert_eq!(run.status()?, OrderStatus::Cancelled, "a late refund resolves it");
+    Ok(())
+}
+
+#[test]
+fn duplicated_events_repeat_no_decision_and_no_version() -> TestResult {
+    let mut run = Run::start()?;
+    let paid = run.paid()?;
+    let failure =
+        run.send(Payload::InventoryReservationFailed(InventoryReservationFailed { reason: "insufficient_stock".into(), items: vec![] }))?;
+    let version = run.state()?.version;
+    for event in [&run.placed.clone(), &paid, &failure, &failure] {
+        run.resend(event)?;
+    }
+    assert_eq!(only(run.decisions()?).event_type(), EventType::OrderCancelled);
+    assert_eq!(run.state()?.version, version);
+
+    let mut confirmed = Run::start()?;
+    confirmed.paid()?;
+    confirmed.reserved()?;
+    let shipped = confirmed.shipped()?;
+    confirmed.resend(&shipped)?;
+    assert_eq!(only(confirmed.decisions()?).event_type(), EventType::OrderConfirmed);
+    Ok(())
+}
+
+#[test]
+fn late_events_never_move_an_order_backwards() -> TestResult {
+    let mut confirmed = Run::start()?;
+    let paid = confirmed.paid()?;
+    let reserved = confirmed.reserved()?;
+    confirmed.shipped()?;
+    confirmed.resend(&reserved)?;
+    confirmed.resend(&paid)?;
+    confirmed.send(Payload::ShipmentFailed(ShipmentFailed { reason: "address_rejected".into() }))?;
+    assert_eq!(confirmed.status()?, OrderStatus::Confirmed);
+    assert_eq!(only(confirmed.decisions()?).event_type(), EventType::OrderConfirmed);
+
+    let mut cancelled = Run::start()?;
+    cancelled.customer_cancels()?;
+    cancelled.paid()?;
+    cancelled.reserved()?;
+    cancelled.shipped()?;
+    assert_eq!(cancelled.status()?, OrderStatus::Cancelled);
+    assert_eq!(only(cancelled.decisions()?).event_type(), EventType::OrderCancelled);
+    Ok(())
+}
+
+#[test]
+fn events_arriving_before_the_order_still_count() -> TestResult {
+    let driven = saga();
+    let placed = order_placed(ORDER, "alice", &[("apple", 1, 700)], "DE");
+    let paid = caused_by(
+        &placed,
+        Payload::PaymentCompleted(PaymentCompleted { customer_id: "alice".into(), amount_cents: 700, payment_id: "p".into() }),
+    );
+    driven.pipe(&topics().payment, &paid)?;
+    driven.pipe(&topics().order, &placed)?;
+    let state = driven.driver.key_value_store::<String, OrderSagaState>(ORDERS_STORE)?.get(&ORDER.to_owned())?.ok_or("no state")?;
+    assert_eq!((state.status, state.total_cents, state.item_count), (OrderStatus::Paid, 700, 1));
+    assert_eq!(state.awaiting.map(|awaiting| awaiting.step), Some(Step::Inventory));
+    Ok(())
+}
+
+#[test]
+fn a_payment_failure_overtaking_its_order_still_cancels_with_the_terms() -> TestResult {
+    let driven = saga();
+    let placed = order_placed(ORDER, "alice", &[("apple", 1, 700)], "DE");
+    let failure = PaymentFailed { customer_id: "alice".into(), amount_cents: 700, reason: "insufficient_funds".into() };
+    driven.pipe(&topics().payment, &caused_by(&placed, Payload::PaymentFailed(failure)))?;
+    let cancelled = only(driven.read(&topics().order)?);
+    let Payload::OrderCancelled(details) = &cancelled.payload else { panic!("expected OrderCancelled, got {cancelled:?}") };
+    assert_eq!((details.customer_id.as_str(), details.total_cents, details.reason.clone()), ("alice", 700, CancellationReason::PaymentFailed));
+    driven.pipe(&topics().order, &placed)?;
+    let state = driven.driver.key_value_store::<String, OrderSagaState>(ORDERS_STORE)?.get(&ORDER.to_owned())?.ok_or("no state")?;
+    assert_eq!((state.status, state.item_count, state.awaiting), (OrderStatus::Cancelled, 1, None));
+    assert!(driven.read(&topics().order)?.is_empty());
+    Ok(())
+}

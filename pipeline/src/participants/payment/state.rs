@@ -1,0 +1,75 @@
+//! What payment stores, as JSON: one [`OrderPayment`] per order, one [`CustomerBalance`] per
+//! customer, and the [`BalanceRequest`]s passed from one to the other.
+
+use schemas::{CancellationReason, Envelope};
+use serde::{Deserialize, Serialize};
+
+/// Everything payment knows about one order, keyed by order id.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OrderPayment {
+    /// From OrderPlaced; `None` until it was seen.
+    pub customer_id: Option<String>,
+    pub amount_cents: i64,
+    pub charge: ChargeState,
+    pub inventory: InventoryOutcome,
+    /// InventoryReleased was seen.
+    pub released: bool,
+    /// OrderCancelled was seen, with this reason.
+    pub cancelled: Option<CancellationReason>,
+    pub refund: RefundState,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub enum ChargeState {
+    #[default]
+    NotRequested,
+    /// Sent to the customer's balance; the answer comes back on the payment topic.
+    Requested,
+    Charged {
+        payment_id: String,
+    },
+    Failed,
+}
+
+/// How inventory answered the PaymentCompleted: a refund waits for it, so that a reservation is
+/// released before the money goes back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InventoryOutcome {
+    #[default]
+    Unknown,
+    Reserved,
+    Failed {
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefundState {
+    #[default]
+    NotRequested,
+    Requested,
+    Refunded,
+}
+
+/// The money a customer has, keyed by customer id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerBalance {
+    pub balance_cents: i64,
+}
+
+/// A charge or refund for one order, keyed by customer id on its way to the balances.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BalanceRequest {
+    pub order_id: String,
+    pub customer_id: String,
+    pub amount_cents: i64,
+    pub command: BalanceCommand,
+    /// The event the outcome reacts to.
+    pub cause: Envelope,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BalanceCommand {
+    Charge,
+    Refund { payment_id: String, reason: CancellationReason },
+}

@@ -1,0 +1,39 @@
+//! The payment topology: order ledger → balance requests by customer → balances.
+
+use std::sync::Arc;
+
+use operators::dsl::{Consumed, Processed, Produced, Repartitioned, StreamsBuilder};
+use operators::serdes::{JsonSerde, StringSerde};
+use operators::store::StoreBuilder;
+use operators::topology::Topology;
+
+use super::balances::Balances;
+use super::config::PaymentConfig;
+use super::ledger::OrderLedger;
+use super::state::{BalanceRequest, CustomerBalance, OrderPayment};
+use crate::codec::EventSerde;
+
+/// [`OrderPayment`]s by order id.
+pub const ORDERS_STORE: &str = "orders";
+/// [`CustomerBalance`]s by customer id.
+pub const BALANCES_STORE: &str = "balances";
+
+pub fn topology(serde: EventSerde, config: &PaymentConfig) -> Topology {
+    let topics = &config.topics;
+    let builder = StreamsBuilder::new();
+    builder.add_state_store(StoreBuilder::key_value(ORDERS_STORE, StringSerde, JsonSerde::<OrderPayment>::new()));
+    builder.add_state_store(StoreBuilder::key_value(BALANCES_STORE, StringSerde, JsonSerde::<CustomerBalance>::new()));
+
+    let read = |topic: &str| builder.stream(topic, Consumed::with(StringSerde, serde.clone()));
+    let events = read(&topics.order).merge(&read(&topics.inventory)).merge(&read(&topics.payment));
+    let balances_config = Arc::new(config.clone());
+    events
+        .process_with(|| OrderLedger, Processed::named("order-ledger").with_stores(&[ORDERS_STORE]))
+        .repartition(Repartitioned::with(StringSerde, JsonSerde::<BalanceRequest>::new()).with_name("balance-requests"))
+        .process_with(
+            move || Balances { config: Arc::clone(&balances_config) },
+            Processed::named("balances").with_stores(&[BALANCES_STORE]),
+        )
+        .to(&topics.payment, Produced::with(StringSerde, serde));
+    builder.build(&config.application_id)
+}

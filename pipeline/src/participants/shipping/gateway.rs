@@ -1,0 +1,44 @@
+//! The side effect shipping performs, behind a trait so the topology can be driven in tests
+//! without Postgres or Redis.
+
+use operators::error::ProcessError;
+
+/// A shipment as recorded in the `shipments` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shipment {
+    pub shipment_id: String,
+    pub tracking_number: String,
+}
+
+/// Creates the shipment of an order, at most once: calling again for the same order returns
+/// the shipment created the first time. Called on the stream thread, so it blocks (with
+/// timeouts).
+pub trait ShipmentGateway: Send + Sync {
+    fn create_shipment(&self, order_id: &str) -> Result<Shipment, ShipmentError>;
+}
+
+/// Why a shipment could not be created.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ShipmentError {
+    pub message: String,
+    /// Trying again later may succeed (a store is down, or another attempt holds the lease).
+    pub retriable: bool,
+}
+
+impl ShipmentError {
+    pub fn retriable(message: impl Into<String>) -> Self {
+        ShipmentError { message: message.into(), retriable: true }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ShipmentError { message: message.into(), retriable: false }
+    }
+}
+
+impl From<ShipmentError> for ProcessError {
+    fn from(error: ShipmentError) -> Self {
+        let retriable = error.retriable;
+        ProcessError::processing(format!("creating the shipment failed: {}", error.message)).with_retriable(retriable)
+    }
+}

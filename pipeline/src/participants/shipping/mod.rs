@@ -1,0 +1,33 @@
+//! Shipping: creates a shipment for every order inventory reserved, unless the order was
+//! cancelled or its address is rejected.
+//!
+//! Creating a shipment is a side effect outside Kafka's transaction: a row in Postgres table
+//! `shipments`. A redelivered InventoryReserved (after a crash or an aborted transaction) must
+//! not create a second one, so [`GuardedShipments`] takes a Redis idempotency key first (a
+//! PROCESSING lease of 30 s, then COMPLETED for 7 days, each transition one atomic command or
+//! script) and inserts with the primary key on `order_id` as the last word: a replay finds the
+//! row and emits the same shipment again. A store unavailable fails the record with a
+//! retriable error.
+
+mod config;
+mod gateway;
+mod guard;
+mod guarded;
+mod processor;
+mod shipments_table;
+mod state;
+mod topology;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::ShippingConfig;
+pub use gateway::{Shipment, ShipmentError, ShipmentGateway};
+pub use guarded::{idempotency_key, GuardedShipments};
+pub use state::{OrderShipment, ShipmentOutcome};
+pub use topology::{topology, topology_with_gateway, ORDERS_STORE};
+
+/// ShipmentFailed's reason when the address is not served.
+pub const ADDRESS_REJECTED: &str = "address_rejected";
+/// ShipmentFailed's reason when the order was cancelled before shipping.
+pub const CANCELLED: &str = "cancelled";

@@ -1,0 +1,92 @@
+//! The `shipments` table (connectors/migrations/0003_participants.sql), from the synchronous
+//! stream thread: tokio-postgres on a private current-thread runtime, every call with a timeout.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::gateway::{Shipment, ShipmentError};
+
+const INSERT: &str = "INSERT INTO shipments (order_id, shipment_id, tracking_number) VALUES ($1, $2::text::uuid, $3) \
+                      ON CONFLICT (order_id) DO NOTHING RETURNING shipment_id::text, tracking_number";
+const SELECT: &str = "SELECT shipment_id::text, tracking_number FROM shipments WHERE order_id = $1";
+
+pub(super) struct ShipmentsTable {
+    config: Config,
+    timeout: Duration,
+    runtime: Runtime,
+    /// Kept between calls while healthy.
+    client: Option<Client>,
+}
+
+impl ShipmentsTable {
+    pub(super) fn new(database_url: &str, timeout: Duration) -> Result<Self, ShipmentError> {
+        let mut config: Config = database_url.parse().map_err(|e| ShipmentError::permanent(format!("database url is invalid: {e}")))?;
+        config.connect_timeout(timeout);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ShipmentError::permanent(format!("cannot start the runtime of the shipments table: {e}")))?;
+        Ok(ShipmentsTable { config, timeout, runtime, client: None })
+    }
+
+    /// Inserts a new shipment for the order unless it has one; returns the one on record.
+    pub(super) fn insert_or_fetch(&mut self, order_id: &str) -> Result<Shipment, ShipmentError> {
+        let candidate = Shipment { shipment_id: uuid::Uuid::new_v4().to_string(), tracking_number: new_tracking_number() };
+        let client = self.connected()?;
+        let query = async {
+            let inserted = client.query_opt(INSERT, &[&order_id, &candidate.shipment_id, &candidate.tracking_number]).await?;
+            match inserted {
+                Some(row) => Ok(Some(row)),
+                None => client.query_opt(SELECT, &[&order_id]).await,
+            }
+        };
+        // On any error the client is dropped here, and the next call reconnects.
+        let row = self.call(query)?;
+        self.client = Some(client);
+        let row = row.ok_or_else(|| ShipmentError::retriable(format!("the shipment of order {order_id} vanished after a conflict")))?;
+        let shipment_id: String = row.try_get(0).map_err(|e| ShipmentError::permanent(format!("shipments.shipment_id: {e}")))?;
+        let tracking_number: String = row.try_get(1).map_err(|e| ShipmentError::permanent(format!("shipments.tracking_number: {e}")))?;
+        Ok(Shipment { shipment_id, tracking_number })
+    }
+
+    /// The open client, or a new one.
+    fn connected(&mut self) -> Result<Client, ShipmentError> {
+        if let Some(client) = self.client.take().filter(|client| !client.is_closed()) {
+            return Ok(client);
+        }
+        let (client, connection) = self.call(self.config.connect(NoTls))?;
+        // Driven whenever the runtime runs a query; ends when the client is dropped.
+        self.runtime.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "connection to the shipments table ended");
+            }
+        });
+        Ok(client)
+    }
+
+    fn call<T>(&self, future: impl Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, ShipmentError> {
+        // The timer must be made inside the runtime, so the whole timeout is.
+        match self.runtime.block_on(async { tokio::time::timeout(self.timeout, future).await }) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(classify(&error)),
+            Err(_) => Err(ShipmentError::retriable(format!("postgres did not answer within {:?}", self.timeout))),
+        }
+    }
+}
+
+/// Connection trouble, shutdowns, resource limits and conflicts pass; other database errors
+/// (a missing table, bad SQL) will not go away by trying again.
+fn classify(error: &tokio_postgres::Error) -> ShipmentError {
+    let message = format!("postgres: {error}");
+    match error.as_db_error().map(|db| db.code().code()) {
+        Some(code) if !["08", "40", "53", "57"].iter().any(|class| code.starts_with(class)) => ShipmentError::permanent(message),
+        _ => ShipmentError::retriable(message),
+    }
+}
+
+fn new_tracking_number() -> String {
+    format!("TRK{}", uuid::Uuid::new_v4().simple().to_string().to_uppercase())
+}

@@ -1,0 +1,34 @@
+//! What shipping stores per order, as JSON.
+
+use schemas::{Address, Envelope, Payload, ShipmentCreated, ShipmentFailed};
+use serde::{Deserialize, Serialize};
+
+/// Everything shipping knows about one order, keyed by order id.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OrderShipment {
+    /// From OrderPlaced; `None` until it was seen.
+    pub address: Option<Address>,
+    /// The InventoryReserved a shipment answers; `None` until it was seen.
+    pub reserved: Option<Envelope>,
+    /// OrderCancelled was seen.
+    pub cancelled: bool,
+    /// Set once, when the order was shipped or refused.
+    pub outcome: Option<ShipmentOutcome>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShipmentOutcome {
+    Created { shipment_id: String, tracking_number: String },
+    Failed { reason: String },
+}
+
+impl ShipmentOutcome {
+    pub(super) fn payload(&self) -> Payload {
+        match self {
+            ShipmentOutcome::Created { shipment_id, tracking_number } => {
+                Payload::ShipmentCreated(ShipmentCreated { shipment_id: shipment_id.clone(), tracking_number: tracking_number.clone() })
+            }
+            ShipmentOutcome::Failed { reason } => Payload::ShipmentFailed(ShipmentFailed { reason: reason.clone() }),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use schemas::{CancellationReason, EventType, InventoryReserved, OrderCancelled, Payload, SagaEvent, StockItem};
+
+use super::*;
+use crate::codec::EventSerde;
+use crate::participants::test_support::{assert_caused_by, caused_by, order_placed, Driven, TestResult};
+use crate::participants::SagaTopics;
+
+/// Counts calls; fails with a retriable error while `down` is set.
+#[derive(Default)]
+struct FakeGateway {
+    calls: AtomicUsize,
+    down: AtomicBool,
+}
+
+impl ShipmentGateway for FakeGateway {
+    fn create_shipment(&self, order_id: &str) -> Result<Shipment, ShipmentError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ShipmentError::retriable("postgres is unavailable"));
+        }
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(Shipment { shipment_id: format!("s-{order_id}"), tracking_number: format!("TRK-{order_id}") })
+    }
+}
+
+fn config() -> ShippingConfig {
+    ShippingConfig::new("host=127.0.0.1 user=saga", "redis://127.0.0.1/", vec!["DE".into(), "FR".into()])
+}
+
+fn shipping() -> (Driven, Arc<FakeGateway>) {
+    let gateway = Arc::new(FakeGateway::default());
+    let topology = topology_with_gateway(EventSerde::with_fixed_ids(), &config(), Arc::clone(&gateway) as Arc<dyn ShipmentGateway>);
+    (Driven::new(topology), gateway)
+}
+
+fn topics() -> SagaTopics {
+    SagaTopics::default()
+}
+
+fn reserved(cause: &SagaEvent) -> SagaEvent {
+    let items = vec![StockItem { product_id: "p1".into(), quantity: 1 }];
+    caused_by(cause, Payload::InventoryReserved(InventoryReserved { items, reservation_id: "r-1".into() }))
+}
+
+fn only(events: Vec<SagaEvent>) -> SagaEvent {
+    let [event] = <[SagaEvent; 1]>::try_from(events).unwrap_or_else(|events| panic!("expected one event, got {events:?}"));
+    event
+}
+
+fn failure_reason(event: &SagaEvent) -> &str {
+    match &event.payload {
+        Payload::ShipmentFailed(failed) => &failed.reason,
+        _ => panic!("expected ShipmentFailed, got {event:?}"),
+    }
+}
+
+#[test]
+fn a_reserved_order_is_shipped() -> TestResult {
+    let (driven, gateway) = shipping();
+    let placed = order_placed("o-1", "alice", &[("p1", 1, 100)], "DE");
+    let reservation = reserved(&placed);
+    driven.pipe(&topics().order, &placed)?;
+    driven.pipe(&topics().inventory, &reservation)?;
+    let event = only(driven.read(&topics().shipping)?);
+    let Payload::ShipmentCreated(created) = &event.payload else { panic!("expected ShipmentCreated, got {event:?}") };
+    assert_eq!((created.shipment_id.as_str(), created.tracking_number.as_str()), ("s-o-1", "TRK-o-1"));
+    assert_caused_by(&event, &reservation);
+    assert_eq!(gateway.calls.load(Ordering::SeqCst), 1);
+    let order = driven.driver.key_value_store::<String, OrderShipment>(ORDERS_STORE)?.get(&"o-1".to_owned())?.ok_or("no order")?;
+    assert_eq!(order.outcome, Some(ShipmentOutcome::Created { shipment_id: "s-o-1".into(), tracking_number: "TRK-o-1".into() }));
+    Ok(())
+}
+
+#[test]
+fn a_reservation_seen_before_the_order_ships_once_the_address_is_known() -> TestResult {
+    let (driven, gateway) = shipping();
+    let placed = order_placed("o-1", "alice", &[("p1", 1, 100)], "FR");
+    driven.pipe(&topics().inventory, &reserved(&placed))?;
+    assert!(driven.read(&topics().shipping)?.is_empty());
+    driven.pipe(&topics().order, &placed)?;
+    assert_eq!(only(driven.read(&topics().shipping)?).event_type(), EventType::ShipmentCreated);
+    assert_eq!(gateway.calls.load(Ordering::SeqCst), 1);
+    Ok(())
+}
+
+#[test]
+fn a_redelivered_reservation_creates_no_second_shipment() -> TestResult {
+    let (driven, gateway) = shipping();
+    let placed = order_placed("o-1", "alice", &[("p1", 1, 100)], "DE");
+    let reservation = reserved(&placed);
+    driven.pipe(&topics().order, &placed)?;
+    driven.pipe(&topics().inventory, &reservation)?;
+    driven.pipe(&topics().inventory, &reservation)?;
+    driven.driver.restart_from_changelogs()?;
+    driven.pipe(&topics().inventory, &reservation)?;
+    assert_eq!(driven.read(&topics().shipping)?.len(), 1);
+    assert_eq!(gateway.calls.load(Ordering::SeqCst), 1);
+    Ok(())
+}
+
+#[test]
+fn rejected_addresses_fail_without_a_shipment() -> TestResult {
+    let (driven, gateway) = shipping();
+    let mut flagged = order_placed("o-1", "alice", &[("p1", 1, 100)], "DE");
+    if let Payload::OrderPlaced(placed) = &mut flagged.payload {
+        placed.shipping_address.line1 = "INVALID street 1".into();
+    }
+    let unserved = order_placed("o-2", "alice", &[("p1", 1, 100)], "US");
+    for placed in [&flagged, &unserved] {
+        driven.pipe(&topics().order, placed)?;
+        driven.pipe(&topics().inventory, &reserved(placed))?;
+    }
+    let events = driven.read(&topics().shipping)?;
+    let reasons: Vec<_> = events.iter().map(failure_reason).collect();
+    assert_eq!(reasons, [ADDRESS_REJECTED, ADDRESS_REJECTED]);
+    assert_eq!(gateway.calls.load(Ordering::SeqCst), 0);
+    Ok(())
+}
+
+#[test]
+fn an_order_cancelled_before_its_reservation_arrives_is_not_shipped() -> TestResult {
+    let (driven, gateway) = shipping();
+    let placed = order_placed("o-1", "alice", &[("p1", 1, 100)], "DE");
+    let cancel = OrderCancelled { customer_id: "alice".into(), reason: CancellationReason::CustomerCancelled, total_cents: 100 };
+    driven.pipe(&topics().order, &placed)?;
+    driven.pipe(&topics().order, &caused_by(&placed, Payload::OrderCancelled(cancel)))?;
+    driven.pipe(&topics().inventory, &reserved(&placed))?;
+    assert_eq!(failure_reason(&only(driven.read(&topics().shipping)?)), CANCELLED);
+    assert_eq!(gateway.calls.load(Ordering::SeqCst), 0);
+    Ok(())
+}
+
+#[test]
+fn an_unavailable_store_fails_the_record_retriably_and_a_redelivery_ships() -> TestResult {
+    let (driven, gateway) = shipping();
+    let placed = order_placed("o-1", "alice", &[("p1", 1, 100)], "DE");
+    let reservation = reserved(&placed);
+    driven.pipe(&topics().order, &placed)?;
+    gateway.down.store(true, Ordering::SeqCst);
+    let error = driven.pipe(&topics().inventory, &reservation).err().ok_or("expected the record to fail")?;
+    assert!(error.as_process_error().is_some_and(|error| error.is_retriable()), "{error}");
+    assert!(driven.read(&topics().shipping)?.is_empty());
+
+    gateway.down.store(false, Ordering::SeqCst);
+    driven.pipe(&topics().inventory, &reservation)?;
+    assert_eq!(only(driven.read(&topics().shipping)?).event_type(), EventType::ShipmentCreated);
+    Ok(())
+}
+
+#[test]
+fn the_real_gateway_reports_unreachable_stores_as_retriable() -> TestResult {
+    let nothing_listens = ShippingConfig {
+        io_timeout: Duration::from_secs(2),
+        ..ShippingConfig::new("host=127.0.0.1 port=1 user=saga dbname=saga", "redis://127.0.0.1:1/", vec!["DE".into()])
+    };
+    let gateway = GuardedShipments::new(&nothing_listens)?;
+    let started = Instant::now();
+    let error = gateway.create_shipment("o-1").err().ok_or("expected an error")?;
+    assert!(error.retriable, "{error}");
+    assert!(error.message.contains("redis"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the io timeout");
+    Ok(())
+}
+
+#[test]
+fn malformed_urls_are_refused_up_front() {
+    let bad_redis = ShippingConfig::new("host=127.0.0.1", "not a url", vec![]);
+    assert!(topology(EventSerde::with_fixed_ids(), &bad_redis).err().is_some_and(|error| !error.retriable));
+    let bad_database = ShippingConfig::new("postgres://[::1", "redis://127.0.0.1/", vec![]);
+    assert!(topology(EventSerde::with_fixed_ids(), &bad_database).is_err());
+}

@@ -1,0 +1,217 @@
+//! The query API over order_view: `GET /orders/{id}` (optionally waiting for a version the
+//! client already knows of) and `GET /orders` (filtered, paged).
+
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use deadpool_postgres::Pool;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::queries::{find_order, list_orders, OrderFilter};
+use super::store::StoreError;
+use super::view::OrderStatus;
+
+/// How long `?min_version=N` waits for the projection to catch up.
+pub const MIN_VERSION_WAIT: Duration = Duration::from_secs(5);
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// `true` when the order answered has at least the version asked for (always, without
+/// `min_version`); `false` when the wait ran out and an older version is returned.
+pub const FRESH_HEADER: HeaderName = HeaderName::from_static("x-projection-fresh");
+
+pub const DEFAULT_LIMIT: i64 = 20;
+pub const MAX_LIMIT: i64 = 100;
+/// Keeps the offset (page × limit) far inside an i64.
+const MAX_PAGE: i64 = 1_000_000;
+const MAX_CUSTOMER_ID_LEN: usize = 200;
+
+pub fn query_routes(pool: Pool) -> Router {
+    Router::new().route("/orders", get(get_orders)).route("/orders/{id}", get(get_order)).with_state(pool)
+}
+
+/// A request the API refuses or cannot answer, as a JSON error.
+#[derive(Debug)]
+enum ApiError {
+    BadRequest(String),
+    NotFound(String),
+    Unavailable(StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            ApiError::NotFound(message) => (StatusCode::NOT_FOUND, message),
+            ApiError::Unavailable(error) => {
+                tracing::warn!(%error, "order_view query failed");
+                (StatusCode::SERVICE_UNAVAILABLE, format!("the read model is unavailable: {error}"))
+            }
+        };
+        (status, Json(json!({ "error": message }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ApiError::Unavailable(error)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+/// Query parameters as sent; validated by hand so every refusal says what was wrong.
+#[derive(Debug, Default, Deserialize)]
+struct OrderParams {
+    min_version: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ListParams {
+    customer_id: Option<String>,
+    status: Option<String>,
+    page: Option<String>,
+    limit: Option<String>,
+}
+
+async fn get_order(
+    State(pool): State<Pool>,
+    Path(order_id): Path<String>,
+    params: Result<Query<OrderParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params?;
+    let min_version =
+        params.min_version.as_deref().map(|text| parse_bounded("min_version", text, 0, i64::MAX)).transpose()?;
+    let deadline = Instant::now() + MIN_VERSION_WAIT;
+    loop {
+        let order = find_order(&pool, &order_id).await?;
+        let fresh = match (&order, min_version) {
+            (_, None) => true,
+            (Some(order), Some(wanted)) => order.version >= wanted,
+            (None, Some(_)) => false,
+        };
+        if fresh || Instant::now() >= deadline {
+            return match order {
+                Some(order) => {
+                    let mut response = Json(order).into_response();
+                    response
+                        .headers_mut()
+                        .insert(FRESH_HEADER, HeaderValue::from_static(if fresh { "true" } else { "false" }));
+                    Ok(response)
+                }
+                None => Err(ApiError::NotFound(match min_version {
+                    Some(wanted) => format!(
+                        "order {order_id} not found (waited {} s for version {wanted})",
+                        MIN_VERSION_WAIT.as_secs()
+                    ),
+                    None => format!("order {order_id} not found"),
+                })),
+            };
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+async fn get_orders(
+    State(pool): State<Pool>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params?;
+    let filter = validate(params)?;
+    let (orders, has_more) = list_orders(&pool, &filter).await?;
+    let body = json!({ "orders": orders, "page": filter.page, "limit": filter.limit, "has_more": has_more });
+    Ok(Json(body).into_response())
+}
+
+fn validate(params: ListParams) -> Result<OrderFilter, ApiError> {
+    let customer_id = match params.customer_id {
+        Some(id) if id.is_empty() || id.len() > MAX_CUSTOMER_ID_LEN => {
+            return Err(ApiError::BadRequest(format!("customer_id must be 1 to {MAX_CUSTOMER_ID_LEN} characters long")))
+        }
+        other => other,
+    };
+    let status = params
+        .status
+        .map(|text| {
+            OrderStatus::parse(&text).ok_or_else(|| {
+                let known: Vec<&str> = OrderStatus::ALL.iter().map(|status| status.as_str()).collect();
+                ApiError::BadRequest(format!("status {text:?} is not one of {}", known.join(", ")))
+            })
+        })
+        .transpose()?;
+    let page = params.page.as_deref().map(|text| parse_bounded("page", text, 1, MAX_PAGE)).transpose()?.unwrap_or(1);
+    let limit = params
+        .limit
+        .as_deref()
+        .map(|text| parse_bounded("limit", text, 1, MAX_LIMIT))
+        .transpose()?
+        .unwrap_or(DEFAULT_LIMIT);
+    Ok(OrderFilter { customer_id, status, page, limit })
+}
+
+fn parse_bounded(name: &str, text: &str, min: i64, max: i64) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|value| (min..=max).contains(value))
+        .ok_or_else(|| ApiError::BadRequest(format!("{name} must be an integer from {min} to {max}, got {text:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(customer_id: Option<&str>, status: Option<&str>, page: Option<&str>, limit: Option<&str>) -> ListParams {
+        ListParams {
+            customer_id: customer_id.map(str::to_string),
+            status: status.map(str::to_string),
+            page: page.map(str::to_string),
+            limit: limit.map(str::to_string),
+        }
+    }
+
+    fn refusal(params: ListParams) -> String {
+        match validate(params) {
+            Err(ApiError::BadRequest(message)) => message,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn listing_parameters_default_and_parse() {
+        let filter = validate(ListParams::default()).unwrap();
+        assert_eq!(filter, OrderFilter { customer_id: None, status: None, page: 1, limit: DEFAULT_LIMIT });
+
+        let filter = validate(params(Some("c-1"), Some("CANCELLED"), Some("3"), Some("100"))).unwrap();
+        assert_eq!(
+            filter,
+            OrderFilter { customer_id: Some("c-1".into()), status: Some(OrderStatus::Cancelled), page: 3, limit: 100 }
+        );
+    }
+
+    #[test]
+    fn bad_listing_parameters_are_refused_with_what_was_wrong() {
+        assert_eq!(
+            refusal(params(None, None, None, Some("101"))),
+            "limit must be an integer from 1 to 100, got \"101\""
+        );
+        assert_eq!(refusal(params(None, None, None, Some("0"))), "limit must be an integer from 1 to 100, got \"0\"");
+        assert_eq!(
+            refusal(params(None, None, Some("x"), None)),
+            "page must be an integer from 1 to 1000000, got \"x\""
+        );
+        assert!(
+            refusal(params(None, Some("shipped"), None, None)).starts_with("status \"shipped\" is not one of PLACED")
+        );
+        assert_eq!(refusal(params(Some(""), None, None, None)), "customer_id must be 1 to 200 characters long");
+    }
+}

@@ -1,0 +1,136 @@
+//! Every observable happening of the projector as a small event: `emit()` logs it and updates its
+//! metric. The metric names live here; labels are fixed and bounded (topic, outcome).
+
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::{Gauge, IntCounterVec, Opts};
+
+struct ProjectorMetrics {
+    events: IntCounterVec,
+    lag_seconds: Gauge,
+}
+
+/// Registered once in the default registry, which the admin endpoint serves.
+static METRICS: LazyLock<ProjectorMetrics> = LazyLock::new(|| {
+    let metrics = ProjectorMetrics {
+        events: IntCounterVec::new(
+            Opts::new("projector_events_total", "Records the projector handled, by topic and outcome"),
+            &["topic", "outcome"],
+        )
+        .expect("static metric definition"),
+        lag_seconds: Gauge::new(
+            "projector_lag_seconds",
+            "Now minus occurred_at of the event applied last (or being retried): how far order_view is behind",
+        )
+        .expect("static metric definition"),
+    };
+    let registry = prometheus::default_registry();
+    for collector in [
+        Box::new(metrics.events.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(metrics.lag_seconds.clone()),
+    ] {
+        if let Err(error) = registry.register(collector) {
+            tracing::warn!(%error, "projector metrics not registered");
+        }
+    }
+    metrics
+});
+
+fn count(topic: &str, outcome: &str) {
+    METRICS.events.with_label_values(&[topic, outcome]).inc();
+}
+
+fn observe_lag(occurred_at_ms: i64) {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64;
+    METRICS.lag_seconds.set(now_ms.saturating_sub(occurred_at_ms).max(0) as f64 / 1000.0);
+}
+
+pub struct EventApplied<'a> {
+    pub topic: &'a str,
+    pub event_type: &'a str,
+    pub order_id: &'a str,
+    pub occurred_at_ms: i64,
+    pub status: &'a str,
+    pub version: i64,
+}
+impl EventApplied<'_> {
+    pub fn emit(self) {
+        tracing::debug!(
+            topic = self.topic,
+            event_type = self.event_type,
+            order_id = self.order_id,
+            status = self.status,
+            version = self.version,
+            "projected"
+        );
+        count(self.topic, "applied");
+        observe_lag(self.occurred_at_ms);
+    }
+}
+
+pub struct DuplicateSkipped<'a> {
+    pub topic: &'a str,
+    pub event_id: &'a str,
+}
+impl DuplicateSkipped<'_> {
+    pub fn emit(self) {
+        tracing::debug!(topic = self.topic, event_id = self.event_id, "already projected; skipped");
+        count(self.topic, "duplicate");
+    }
+}
+
+pub struct RecordUndecodable<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub error: &'a str,
+}
+impl RecordUndecodable<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            error = self.error,
+            "record is not a saga event; skipped"
+        );
+        count(self.topic, "undecodable");
+    }
+}
+
+pub struct ProjectionFailed<'a> {
+    pub topic: &'a str,
+    pub event_id: &'a str,
+    pub occurred_at_ms: i64,
+    pub error: &'a dyn std::error::Error,
+    pub retry_in: Duration,
+}
+impl ProjectionFailed<'_> {
+    pub fn emit(self) {
+        tracing::warn!(topic = self.topic, event_id = self.event_id, error = %self.error,
+            retry_in_ms = self.retry_in.as_millis() as u64, "projecting failed; retrying");
+        count(self.topic, "db_error");
+        // The read model falls behind while this event waits: the lag alert should see it.
+        observe_lag(self.occurred_at_ms);
+    }
+}
+
+pub struct ConsumeFailed<'a> {
+    pub error: &'a dyn std::error::Error,
+}
+impl ConsumeFailed<'_> {
+    pub fn emit(self) {
+        tracing::warn!(error = %self.error, "projector consumer error");
+    }
+}
+
+pub struct OffsetsCommitFailed<'a> {
+    pub error: &'a dyn std::error::Error,
+}
+impl OffsetsCommitFailed<'_> {
+    pub fn emit(self) {
+        // Harmless for correctness: the records are read again and skipped as duplicates.
+        tracing::warn!(error = %self.error, "committing projector offsets failed");
+    }
+}

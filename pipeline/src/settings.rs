@@ -1,0 +1,272 @@
+//! Configuration: one TOML file, every key overridable from the environment
+//! (`SAGA__<SECTION>__<KEY>`), secrets from the environment or files. A bad key stops start-up
+//! with a message naming it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+const ENV_PREFIX: &str = "SAGA__";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub registry: RegistrySettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub http: HttpSettings,
+    pub connect: ConnectSettings,
+    pub saga: SagaSettings,
+    pub order_service: OrderServiceSettings,
+    pub payment: PaymentSettings,
+    pub inventory: InventorySettings,
+    pub shipping: ShippingSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    pub partitions: i32,
+    pub processing_guarantee: Guarantee,
+    pub commit_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySettings {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub dbname: String,
+    pub password: Option<String>,
+    /// A file holding the password (a mounted secret); wins over `password`.
+    pub password_file: Option<String>,
+    pub pool_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub order_api_port: u16,
+    pub admin_port: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectSettings {
+    pub url: String,
+    pub connector_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SagaSettings {
+    pub payment_timeout_ms: u64,
+    pub inventory_timeout_ms: u64,
+    pub shipping_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderServiceSettings {
+    pub snapshot_every: u32,
+    pub outbox_retention_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSettings {
+    pub default_balance_cents: i64,
+    #[serde(default)]
+    pub balances: HashMap<String, i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventorySettings {
+    pub default_stock: i64,
+    #[serde(default)]
+    pub stock: HashMap<String, i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingSettings {
+    pub allowed_countries: Vec<String>,
+}
+
+impl Settings {
+    /// Reads `path`, applies `SAGA__…` variables from `env`, and validates.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        let mut document: toml::Table =
+            toml::from_str(&text).with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+        for (name, value) in env {
+            if let Some(key) = name.strip_prefix(ENV_PREFIX) {
+                apply_override(&mut document, key, &value).with_context(|| format!("environment variable {name}"))?;
+            }
+        }
+        let settings: Settings = toml::from_str(&document.to_string())
+            .map_err(|e| anyhow::anyhow!("bad configuration: {}", e.message()))
+            .with_context(|| format!("in {} (with SAGA__ overrides)", path.display()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let positive = [
+            ("kafka.partitions", self.kafka.partitions as i64),
+            ("kafka.commit_interval_ms", self.kafka.commit_interval_ms as i64),
+            ("database.pool_size", self.database.pool_size as i64),
+            ("saga.payment_timeout_ms", self.saga.payment_timeout_ms as i64),
+            ("saga.inventory_timeout_ms", self.saga.inventory_timeout_ms as i64),
+            ("saga.shipping_timeout_ms", self.saga.shipping_timeout_ms as i64),
+            ("order_service.snapshot_every", self.order_service.snapshot_every as i64),
+        ];
+        for (key, value) in positive {
+            if value <= 0 {
+                bail!("bad configuration: {key} must be positive, got {value}");
+            }
+        }
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            bail!("bad configuration: kafka.bootstrap_servers is empty");
+        }
+        for (key, url) in [("registry.url", &self.registry.url), ("connect.url", &self.connect.url)] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("bad configuration: {key} must be an http(s) URL, got {url:?}");
+            }
+        }
+        if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
+            bail!("bad configuration: redis.url must start with redis:// or rediss://");
+        }
+        Ok(())
+    }
+
+    /// The database password: `password_file` if set, else `password`.
+    pub fn database_password(&self) -> Result<Option<String>> {
+        match &self.database.password_file {
+            Some(file) => std::fs::read_to_string(file)
+                .map(|p| Some(p.trim_end().to_string()))
+                .with_context(|| format!("database.password_file {file} cannot be read")),
+            None => Ok(self.database.password.clone()),
+        }
+    }
+
+    /// A libpq-style connection string for tokio-postgres.
+    pub fn database_url(&self) -> Result<String> {
+        let db = &self.database;
+        let mut url = format!("host={} port={} user={} dbname={}", db.host, db.port, db.user, db.dbname);
+        if let Some(password) = self.database_password()? {
+            url.push_str(&format!(" password='{}'", password.replace('\\', "\\\\").replace('\'', "\\'")));
+        }
+        Ok(url)
+    }
+
+    pub fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.kafka.commit_interval_ms)
+    }
+}
+
+/// `KAFKA__BOOTSTRAP_SERVERS=x` sets `kafka.bootstrap_servers`. The value is read as TOML when it
+/// parses as a number, boolean or array, else as a string.
+fn apply_override(document: &mut toml::Table, key: &str, raw: &str) -> Result<()> {
+    let path: Vec<String> = key.split("__").map(str::to_lowercase).collect();
+    if path.iter().any(String::is_empty) {
+        bail!("malformed key {key:?}");
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let (last, parents) = path.split_last().expect("split of a non-empty key");
+    let mut table = document;
+    for part in parents {
+        table = table
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("{part} is not a section"))?;
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_config() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/pipeline.toml")
+    }
+
+    #[test]
+    fn the_shipped_config_loads() {
+        let settings = Settings::load(&repo_config(), []).expect("config/pipeline.toml loads");
+        assert_eq!(settings.kafka.partitions, 6);
+        assert_eq!(settings.saga.payment_timeout_ms, 30_000);
+        assert_eq!(settings.payment.balances.get("customer-low-credit"), Some(&1000));
+    }
+
+    #[test]
+    fn environment_overrides_any_key() {
+        let env = [
+            ("SAGA__KAFKA__BOOTSTRAP_SERVERS".to_string(), "broker:9999".to_string()),
+            ("SAGA__SAGA__PAYMENT_TIMEOUT_MS".to_string(), "5".to_string()),
+            ("SAGA__PAYMENT__BALANCES__ALICE".to_string(), "42".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let settings = Settings::load(&repo_config(), env).unwrap();
+        assert_eq!(settings.kafka.bootstrap_servers, "broker:9999");
+        assert_eq!(settings.saga.payment_timeout_ms, 5);
+        assert_eq!(settings.payment.balances.get("alice"), Some(&42));
+    }
+
+    #[test]
+    fn a_bad_key_is_named() {
+        let wrong_type = [("SAGA__KAFKA__PARTITIONS".to_string(), "\"many\"".to_string())];
+        let error = format!("{:#}", Settings::load(&repo_config(), wrong_type).unwrap_err());
+        assert!(error.contains("partitions"), "{error}");
+
+        let unknown = [("SAGA__KAFKA__BOOTSTRAP".to_string(), "x".to_string())];
+        let error = format!("{:#}", Settings::load(&repo_config(), unknown).unwrap_err());
+        assert!(error.contains("bootstrap"), "{error}");
+
+        let zero = [("SAGA__KAFKA__COMMIT_INTERVAL_MS".to_string(), "0".to_string())];
+        let error = format!("{:#}", Settings::load(&repo_config(), zero).unwrap_err());
+        assert!(error.contains("kafka.commit_interval_ms"), "{error}");
+    }
+
+    #[test]
+    fn password_file_wins() {
+        let file = std::env::temp_dir().join(format!("saga-pw-{}", std::process::id()));
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let env = [("SAGA__DATABASE__PASSWORD_FILE".to_string(), file.display().to_string())];
+        let settings = Settings::load(&repo_config(), env).unwrap();
+        assert!(settings.database_url().unwrap().contains("password='s3cret'"));
+        let _ = std::fs::remove_file(file);
+    }
+}

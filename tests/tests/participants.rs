@@ -1,0 +1,262 @@
+//! The four saga participants on the real stack: each topology runs in its own `KafkaStreams`
+//! (unique application ids and topics), OrderPlaced events go straight to Kafka, and outcomes
+//! are read back `read_committed`, along with the `shipments` rows and Redis keys shipping
+//! leaves behind.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use integration_tests::kafka::{create_topic, read_topic};
+use integration_tests::stack::{kafka_bootstrap, postgres_config, redis_url, require, unique};
+use operators::runtime::{KafkaStreams, StreamsConfig};
+use operators::serdes::Serde;
+use pipeline::codec::EventSerde;
+use pipeline::participants::inventory::InventoryConfig;
+use pipeline::participants::order_saga::SagaConfig;
+use pipeline::participants::payment::PaymentConfig;
+use pipeline::participants::shipping::{idempotency_key, GuardedShipments, ShipmentGateway, ShippingConfig};
+use pipeline::participants::{inventory, order_saga, payment, shipping, SagaTopics};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use schemas::{Address, CancellationReason, Envelope, EventType, OrderItem, OrderPlaced, Payload, RegistryClient, SagaEvent};
+use tokio::runtime::Runtime;
+
+const PARTITIONS: i32 = 6;
+const WAIT: Duration = Duration::from_secs(120);
+
+fn runtime() -> Runtime {
+    Runtime::new().expect("tokio runtime")
+}
+
+fn registry_base_url() -> String {
+    format!("http://127.0.0.1:{}", require("registry (Apicurio)", "REGISTRY_PORT"))
+}
+
+/// Applies the migrations, so the `shipments` table exists.
+fn migrate(runtime: &Runtime) {
+    let pool = pipeline::db::pool(&postgres_config(), 2).expect("postgres pool");
+    runtime.block_on(pipeline::db::migrate(&pool)).unwrap_or_else(|e| panic!("postgres: migrations failed: {e:#}"));
+}
+
+fn shipments_of(runtime: &Runtime, order_id: &str) -> Vec<(String, String)> {
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&postgres_config(), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("postgres is down or refuses connections: {e}"));
+        tokio::spawn(connection);
+        let rows = client
+            .query("SELECT shipment_id::text, tracking_number FROM shipments WHERE order_id = $1", &[&order_id])
+            .await
+            .expect("query shipments");
+        rows.iter().map(|row| (row.get(0), row.get(1))).collect()
+    })
+}
+
+fn redis_connection() -> redis::Connection {
+    redis::Client::open(redis_url())
+        .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(5)))
+        .unwrap_or_else(|e| panic!("redis is down or refuses connections: {e}"))
+}
+
+fn order_placed(order_id: &str, customer_id: &str, items: &[(&str, i32, i64)], country: &str) -> SagaEvent {
+    let items: Vec<OrderItem> = items
+        .iter()
+        .map(|&(product_id, quantity, unit_price_cents)| OrderItem { product_id: product_id.into(), quantity, unit_price_cents })
+        .collect();
+    let total_cents = items.iter().map(|item| i64::from(item.quantity) * item.unit_price_cents).sum();
+    let shipping_address = Address { line1: "Main St 1".into(), city: "Berlin".into(), postal_code: "10115".into(), country: country.into() };
+    let placed = OrderPlaced { customer_id: customer_id.into(), items, total_cents, shipping_address };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    SagaEvent::new(Envelope::new(order_id, format!("corr-{order_id}"), now), Payload::OrderPlaced(placed))
+}
+
+fn produce(bootstrap: &str, topic: &str, serde: &EventSerde, events: &[&SagaEvent]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .create()
+        .expect("producer");
+    for event in events {
+        let value = serde.serialize(topic, event).expect("encode an OrderPlaced");
+        producer
+            .send(BaseRecord::to(topic).key(&event.envelope.order_id).payload(&value))
+            .unwrap_or_else(|(e, _)| panic!("kafka: producing to {topic} failed: {e}"));
+    }
+    producer.flush(Duration::from_secs(30)).unwrap_or_else(|e| panic!("kafka: flushing to {topic} failed: {e}"));
+}
+
+/// Everything committed to `topic`, decoded, read until `done` holds (or the wait ends).
+fn committed_events(bootstrap: &str, topic: &str, serde: &EventSerde, done: impl Fn(&[SagaEvent]) -> bool) -> Vec<SagaEvent> {
+    let decode = |records: &[integration_tests::kafka::Consumed]| -> Vec<SagaEvent> {
+        records
+            .iter()
+            .map(|record| {
+                let event = serde.deserialize(topic, record.value.as_deref().unwrap_or_default()).expect("a saga event");
+                assert_eq!(record.key.as_deref(), Some(event.envelope.order_id.as_bytes()), "saga events are keyed by order id");
+                event
+            })
+            .collect()
+    };
+    let records = read_topic(bootstrap, topic, "read_committed", WAIT, |records| done(&decode(records)));
+    decode(&records)
+}
+
+fn of<'a>(events: &'a [SagaEvent], order_id: &str, event_type: EventType) -> Vec<&'a SagaEvent> {
+    events.iter().filter(|event| event.envelope.order_id == order_id && event.event_type() == event_type).collect()
+}
+
+fn start(topology: operators::topology::Topology, application_id: &str, bootstrap: &str) -> KafkaStreams {
+    let config = StreamsConfig::new(application_id, bootstrap);
+    KafkaStreams::start(topology, config, &prometheus::Registry::new())
+        .unwrap_or_else(|e| panic!("kafka: starting {application_id} failed: {e}"))
+}
+
+#[test]
+fn orders_reach_their_outcomes_through_the_four_participants() {
+    let bootstrap = kafka_bootstrap();
+    let runtime = runtime();
+    migrate(&runtime);
+    let registry = RegistryClient::new(&registry_base_url()).expect("registry url");
+    let serde = runtime.block_on(EventSerde::prepare(registry)).unwrap_or_else(|e| panic!("registry: registering the schemas failed: {e}"));
+
+    let run = unique("participants");
+    let topics = SagaTopics::with_prefix(&run);
+    for topic in [&topics.order, &topics.payment, &topics.inventory, &topics.shipping] {
+        runtime.block_on(create_topic(&bootstrap, topic, PARTITIONS));
+    }
+    let (rich, poor, rare) = (format!("{run}-rich"), format!("{run}-poor"), format!("{run}-rare"));
+    let payment_config = PaymentConfig {
+        application_id: format!("{run}-payment"),
+        topics: topics.clone(),
+        initial_balances: HashMap::from([(poor.clone(), 100)]),
+        default_balance_cents: 100_000,
+    };
+    let inventory_config = InventoryConfig {
+        application_id: format!("{run}-inventory"),
+        topics: topics.clone(),
+        initial_stock: HashMap::from([(rare.clone(), 1)]),
+        default_stock: 100,
+    };
+    let shipping_config = ShippingConfig {
+        application_id: format!("{run}-shipping"),
+        topics: topics.clone(),
+        ..ShippingConfig::new(postgres_config(), redis_url(), vec!["DE".into()])
+    };
+    let saga_config = SagaConfig { application_id: format!("{run}-saga"), topics: topics.clone(), ..SagaConfig::default() };
+    let shipping_topology = shipping::topology(serde.clone(), &shipping_config).expect("shipping topology");
+    let streams = [
+        start(payment::topology(serde.clone(), &payment_config), &payment_config.application_id, &bootstrap),
+        start(inventory::topology(serde.clone(), &inventory_config), &inventory_config.application_id, &bootstrap),
+        start(shipping_topology, &shipping_config.application_id, &bootstrap),
+        start(order_saga::topology(serde.clone(), &saga_config), &saga_config.application_id, &bootstrap),
+    ];
+
+    let ok = order_placed(&format!("{run}-ok"), &rich, &[("apple", 2, 1_000), ("pear", 1, 500)], "DE");
+    let broke = order_placed(&format!("{run}-funds"), &poor, &[("apple", 1, 1_000)], "DE");
+    let scarce = order_placed(&format!("{run}-stock"), &rich, &[("apple", 1, 1_000), (&rare, 2, 1_000)], "DE");
+    let abroad = order_placed(&format!("{run}-address"), &rich, &[("apple", 1, 1_000)], "US");
+    // Debezium is at-least-once: the first order arrives twice.
+    produce(&bootstrap, &topics.order, &serde, &[&ok, &broke, &scarce, &abroad, &ok]);
+    let id = |event: &SagaEvent| event.envelope.order_id.clone();
+
+    let decided = committed_events(&bootstrap, &topics.order, &serde, |events| {
+        of(events, &id(&ok), EventType::OrderConfirmed).len() == 1
+            && [&broke, &scarce, &abroad].iter().all(|order| of(events, &id(order), EventType::OrderCancelled).len() == 1)
+    });
+    let payments = committed_events(&bootstrap, &topics.payment, &serde, |events| {
+        !of(events, &id(&ok), EventType::PaymentCompleted).is_empty()
+            && !of(events, &id(&broke), EventType::PaymentFailed).is_empty()
+            && [&scarce, &abroad].iter().all(|order| !of(events, &id(order), EventType::PaymentRefunded).is_empty())
+    });
+    let stock = committed_events(&bootstrap, &topics.inventory, &serde, |events| {
+        !of(events, &id(&ok), EventType::InventoryReserved).is_empty()
+            && !of(events, &id(&scarce), EventType::InventoryReservationFailed).is_empty()
+            && !of(events, &id(&abroad), EventType::InventoryReleased).is_empty()
+    });
+    let shipments = committed_events(&bootstrap, &topics.shipping, &serde, |events| {
+        !of(events, &id(&ok), EventType::ShipmentCreated).is_empty() && !of(events, &id(&abroad), EventType::ShipmentFailed).is_empty()
+    });
+    for (name, stream) in ["payment", "inventory", "shipping", "order saga"].into_iter().zip(streams) {
+        stream.close().unwrap_or_else(|e| panic!("the {name} stream thread failed: {e}"));
+    }
+
+    // Confirmed, charged once although placed twice, shipped once.
+    let [confirmed] = of(&decided, &id(&ok), EventType::OrderConfirmed)[..] else { panic!("{run}-ok was not confirmed: {decided:?}") };
+    let Payload::OrderConfirmed(confirmation) = &confirmed.payload else { unreachable!() };
+    assert_eq!(of(&payments, &id(&ok), EventType::PaymentCompleted).len(), 1, "charged once");
+    assert_eq!(of(&stock, &id(&ok), EventType::InventoryReserved).len(), 1, "reserved once");
+    let [created] = of(&shipments, &id(&ok), EventType::ShipmentCreated)[..] else { panic!("{run}-ok was not shipped: {shipments:?}") };
+    let Payload::ShipmentCreated(shipment) = &created.payload else { unreachable!() };
+    assert_eq!(confirmation.tracking_number, shipment.tracking_number);
+    assert_eq!(confirmed.envelope.causation_id.as_deref(), Some(created.envelope.event_id.as_str()));
+    assert_eq!(confirmed.envelope.correlation_id, ok.envelope.correlation_id);
+    assert_eq!(shipments_of(&runtime, &id(&ok)), [(shipment.shipment_id.clone(), shipment.tracking_number.clone())]);
+
+    let reason = |order: &SagaEvent| match &of(&decided, &id(order), EventType::OrderCancelled)[0].payload {
+        Payload::OrderCancelled(cancelled) => cancelled.reason.clone(),
+        other => panic!("expected OrderCancelled, got {other:?}"),
+    };
+    assert_eq!(reason(&broke), CancellationReason::PaymentFailed);
+    assert!(of(&payments, &id(&broke), EventType::PaymentRefunded).is_empty(), "nothing was charged");
+    assert_eq!(reason(&scarce), CancellationReason::InsufficientStock);
+    assert_eq!(of(&payments, &id(&scarce), EventType::PaymentRefunded).len(), 1);
+
+    // Compensations in reverse order: the refund is caused by the release.
+    assert_eq!(reason(&abroad), CancellationReason::ShipmentFailed);
+    let [released] = of(&stock, &id(&abroad), EventType::InventoryReleased)[..] else { panic!("no release: {stock:?}") };
+    let [refunded] = of(&payments, &id(&abroad), EventType::PaymentRefunded)[..] else { panic!("no single refund: {payments:?}") };
+    assert_eq!(refunded.envelope.causation_id.as_deref(), Some(released.envelope.event_id.as_str()));
+    assert!(shipments_of(&runtime, &id(&abroad)).is_empty(), "a rejected address creates no shipment row");
+}
+
+#[test]
+fn a_shipment_is_created_once_however_often_it_is_asked_for() {
+    let runtime = runtime();
+    migrate(&runtime);
+    let config = ShippingConfig::new(postgres_config(), redis_url(), vec!["DE".into()]);
+    let gateway = GuardedShipments::new(&config).expect("gateway");
+    let order_id = unique("guarded-order");
+
+    let first = gateway.create_shipment(&order_id).unwrap_or_else(|e| panic!("creating a shipment failed: {e}"));
+    let again = gateway.create_shipment(&order_id).unwrap_or_else(|e| panic!("asking again failed: {e}"));
+    assert_eq!(first, again, "a repeated request returns the shipment on record");
+    assert_eq!(shipments_of(&runtime, &order_id), [(first.shipment_id.clone(), first.tracking_number.clone())]);
+
+    let mut redis = redis_connection();
+    let key = idempotency_key(&order_id);
+    let state: Option<String> = redis::cmd("GET").arg(&key).query(&mut redis).expect("GET");
+    assert_eq!(state.as_deref(), Some("COMPLETED"));
+    let ttl_s: i64 = redis::cmd("TTL").arg(&key).query(&mut redis).expect("TTL");
+    assert!((604_000..=604_800).contains(&ttl_s), "COMPLETED is kept for 7 days, got {ttl_s} s");
+
+    // Even with the key gone (expired, or Redis flushed) the table's primary key holds.
+    let _: () = redis::cmd("DEL").arg(&key).query(&mut redis).expect("DEL");
+    assert_eq!(gateway.create_shipment(&order_id).expect("after the key expired"), first);
+    assert_eq!(shipments_of(&runtime, &order_id).len(), 1);
+}
+
+#[test]
+fn a_held_lease_or_a_database_outage_is_a_retriable_failure() {
+    let runtime = runtime();
+    migrate(&runtime);
+    let mut redis = redis_connection();
+
+    let busy_order = unique("leased-order");
+    let _: () = redis::cmd("SET").arg(idempotency_key(&busy_order)).arg("PROCESSING").arg("PX").arg(30_000).query(&mut redis).expect("SET");
+    let gateway = GuardedShipments::new(&ShippingConfig::new(postgres_config(), redis_url(), vec![])).expect("gateway");
+    let error = gateway.create_shipment(&busy_order).expect_err("another attempt holds the lease");
+    assert!(error.retriable && error.message.contains("another attempt"), "{error}");
+    assert!(shipments_of(&runtime, &busy_order).is_empty());
+
+    let order_id = unique("db-down-order");
+    let no_database = ShippingConfig {
+        io_timeout: Duration::from_secs(2),
+        ..ShippingConfig::new("host=127.0.0.1 port=1 user=saga dbname=saga", redis_url(), vec![])
+    };
+    let gateway = GuardedShipments::new(&no_database).expect("gateway");
+    let error = gateway.create_shipment(&order_id).expect_err("postgres is unreachable");
+    assert!(error.retriable && error.message.contains("postgres"), "{error}");
+    let state: Option<String> = redis::cmd("GET").arg(idempotency_key(&order_id)).query(&mut redis).expect("GET");
+    assert_eq!(state, None, "the lease is given up so a retry need not wait for it to expire");
+}

@@ -1,0 +1,515 @@
+//! The projector against the real stack: saga events produced (Avro through the registry) to
+//! topics of this test's own, projected into order_view in PostgreSQL, served by the query API.
+//! Covers a confirmed order, a cancelled one with both compensations, one whose events arrive
+//! before its OrderPlaced, duplicates, an undecodable record and a full replay.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use integration_tests::kafka::create_topic;
+use integration_tests::stack::{kafka_bootstrap, postgres_config, require, unique};
+use operators::serdes::Serde;
+use pipeline::codec::EventSerde;
+use pipeline::projector::{query_routes, run_projector, ProjectorConfig, FRESH_HEADER};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use schemas::{
+    Address, CancellationReason, Envelope, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
+    OrderItem, OrderPlaced, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, RegistryClient, SagaEvent,
+    ShipmentCreated, ShipmentFailed, StockItem, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS,
+};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The four saga topics under this test's own names.
+struct Topics(HashMap<&'static str, String>);
+
+impl Topics {
+    async fn create(bootstrap: &str) -> Self {
+        let mut names = HashMap::new();
+        for standard in [ORDER_EVENTS, PAYMENT_EVENTS, INVENTORY_EVENTS, SHIPPING_EVENTS] {
+            let name = unique(&format!("projector-{}", standard.replace('.', "-")));
+            create_topic(bootstrap, &name, 6).await;
+            names.insert(standard, name);
+        }
+        Topics(names)
+    }
+
+    fn of(&self, event: &SagaEvent) -> &str {
+        &self.0[event.topic()]
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.0.values().cloned().collect()
+    }
+}
+
+struct Producer {
+    producer: FutureProducer,
+    serde: EventSerde,
+}
+
+impl Producer {
+    async fn send(&self, topics: &Topics, event: &SagaEvent) {
+        let bytes = self.serde.serialize(event.topic(), event).expect("encoding a saga event");
+        self.send_bytes(topics.of(event), &event.envelope.order_id, &bytes).await;
+    }
+
+    async fn send_bytes(&self, topic: &str, key: &str, bytes: &[u8]) {
+        self.producer
+            .send(FutureRecord::to(topic).key(key).payload(bytes), Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("kafka: producing to {topic} failed: {e}"));
+    }
+}
+
+/// Resolves when the test stops the projector.
+struct Stopped(oneshot::Receiver<()>);
+
+impl Future for Stopped {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+/// A running projector and the way to stop it.
+struct RunningProjector {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningProjector {
+    fn start<F>(run: impl FnOnce(Stopped) -> F) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        RunningProjector { stop, task: tokio::spawn(run(Stopped(stopped))) }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("projector did not stop within 30 s")
+            .expect("projector task panicked")
+            .expect("projector failed");
+    }
+}
+
+async fn connect(config: &str) -> Client {
+    let (client, connection) =
+        tokio_postgres::connect(config, NoTls).await.unwrap_or_else(|e| panic!("postgres at {config}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn after(cause: &SagaEvent, payload: Payload) -> SagaEvent {
+    SagaEvent::new(Envelope::caused_by(&cause.envelope, cause.envelope.occurred_at + 100), payload)
+}
+
+fn placed(order_id: &str, customer_id: &str, at_ms: i64) -> SagaEvent {
+    SagaEvent::new(
+        Envelope::new(order_id, format!("corr-{order_id}"), at_ms),
+        Payload::OrderPlaced(OrderPlaced {
+            customer_id: customer_id.into(),
+            items: vec![
+                OrderItem { product_id: "p-1".into(), quantity: 2, unit_price_cents: 1_000 },
+                OrderItem { product_id: "p-2".into(), quantity: 1, unit_price_cents: 500 },
+            ],
+            total_cents: 2_500,
+            shipping_address: Address {
+                line1: "1 Main St".into(),
+                city: "Berlin".into(),
+                postal_code: "10115".into(),
+                country: "DE".into(),
+            },
+        }),
+    )
+}
+
+fn paid(cause: &SagaEvent, customer_id: &str) -> SagaEvent {
+    after(
+        cause,
+        Payload::PaymentCompleted(PaymentCompleted {
+            customer_id: customer_id.into(),
+            amount_cents: 2_500,
+            payment_id: "pay-1".into(),
+        }),
+    )
+}
+
+fn reserved(cause: &SagaEvent) -> SagaEvent {
+    after(cause, Payload::InventoryReserved(InventoryReserved { items: stock(), reservation_id: "res-1".into() }))
+}
+
+fn stock() -> Vec<StockItem> {
+    vec![StockItem { product_id: "p-1".into(), quantity: 2 }, StockItem { product_id: "p-2".into(), quantity: 1 }]
+}
+
+struct Row {
+    status: String,
+    version: i64,
+    customer_id: Option<String>,
+    total_amount: Option<i64>,
+    item_count: Option<i64>,
+    tracking_number: Option<String>,
+    cancellation_reason: Option<String>,
+    placed_at_ms: Option<i64>,
+}
+
+async fn row(client: &Client, order_id: &str) -> Option<Row> {
+    client
+        .query_opt(
+            "select status, version, customer_id, total_amount, item_count, tracking_number, cancellation_reason, \
+                    (extract(epoch from placed_at) * 1000)::bigint as placed_at_ms \
+             from order_view where order_id = $1",
+            &[&order_id],
+        )
+        .await
+        .expect("postgres: reading order_view")
+        .map(|r| Row {
+            status: r.get("status"),
+            version: r.get("version"),
+            customer_id: r.get("customer_id"),
+            total_amount: r.get("total_amount"),
+            item_count: r.get("item_count"),
+            tracking_number: r.get("tracking_number"),
+            cancellation_reason: r.get("cancellation_reason"),
+            placed_at_ms: r.get("placed_at_ms"),
+        })
+}
+
+/// Waits until the order's row has `version` applied events.
+async fn wait_for_version(db: &Client, order_id: &str, version: i64) -> Row {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let current = row(db, order_id).await;
+        match current {
+            Some(current) if current.version >= version => return current,
+            _ if Instant::now() > deadline => panic!(
+                "order {order_id} did not reach version {version} within 30 s (now {:?})",
+                current.map(|r| r.version)
+            ),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+fn counter(topic: &str, outcome: &str) -> f64 {
+    prometheus::default_registry()
+        .gather()
+        .iter()
+        .filter(|family| family.name() == "projector_events_total")
+        .flat_map(|family| family.get_metric())
+        .filter(|metric| {
+            let labels: HashMap<&str, &str> = metric.get_label().iter().map(|l| (l.name(), l.value())).collect();
+            labels.get("topic") == Some(&topic) && labels.get("outcome") == Some(&outcome)
+        })
+        .map(|metric| metric.get_counter().value())
+        .sum()
+}
+
+async fn wait_for_counter(topic: &str, outcome: &str, value: f64) {
+    let deadline = Instant::now() + WAIT;
+    while counter(topic, outcome) < value && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(counter(topic, outcome), value, "projector_events_total{{topic={topic}, outcome={outcome}}}");
+}
+
+fn gauge(name: &str) -> Option<f64> {
+    prometheus::default_registry()
+        .gather()
+        .iter()
+        .find(|family| family.name() == name)
+        .and_then(|family| family.get_metric().first().map(|metric| metric.get_gauge().value()))
+}
+
+async fn get(base: &str, path: &str) -> (u16, Option<String>, Value) {
+    let response = reqwest::get(format!("{base}{path}")).await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = response.status().as_u16();
+    let fresh = response.headers().get(FRESH_HEADER.as_str()).map(|v| v.to_str().unwrap().to_string());
+    let body = response.json().await.unwrap_or_else(|e| panic!("GET {path}: body is not JSON: {e}"));
+    (status, fresh, body)
+}
+
+fn order_ids(listing: &Value) -> Vec<String> {
+    listing["orders"]
+        .as_array()
+        .expect("orders array")
+        .iter()
+        .map(|o| o["order_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projector_builds_order_view_and_the_query_api_serves_it() {
+    let bootstrap = kafka_bootstrap();
+    let registry = format!("http://127.0.0.1:{}", require("registry (Apicurio)", "REGISTRY_PORT"));
+    let pool = pipeline::db::pool(&postgres_config(), 4).expect("postgres pool");
+    let db = connect(&postgres_config()).await;
+    pipeline::db::migrate(&pool).await.expect("postgres: applying the migrations");
+    let serde = EventSerde::prepare(RegistryClient::new(&registry).expect("registry client"))
+        .await
+        .unwrap_or_else(|e| panic!("registry at {registry}: registering the saga schemas failed: {e}"));
+    let topics = Topics::create(&bootstrap).await;
+    let producer = Producer {
+        producer: ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("enable.idempotence", "true")
+            .create()
+            .expect("kafka producer"),
+        serde: serde.clone(),
+    };
+
+    let customer = unique("customer");
+    let [confirmed_id, cancelled_id, early_id, failed_id, awaited_id] =
+        ["confirmed", "cancelled", "early", "failed", "awaited"].map(unique);
+    let t0 = now_ms() - 60_000;
+
+    // Events that come before their order's OrderPlaced, projected on their own first.
+    let early_placed = placed(&early_id, &customer, t0 + 2_000);
+    let early_paid = paid(&early_placed, &customer);
+    let early_reserved = reserved(&early_paid);
+    producer.send(&topics, &early_paid).await;
+    producer.send(&topics, &early_reserved).await;
+
+    let mut config = ProjectorConfig::new(&bootstrap);
+    config.group_id = unique("projector-test");
+    config.topics = topics.all();
+    config.commit_interval = Duration::from_millis(200);
+    let projector =
+        RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
+
+    let early = wait_for_version(&db, &early_id, 2).await;
+    assert_eq!(early.status, "RESERVED");
+    assert_eq!(early.customer_id.as_deref(), Some(customer.as_str()), "learned from PaymentCompleted");
+    assert_eq!((early.total_amount, early.item_count, early.placed_at_ms), (None, None, None));
+
+    // A confirmed order, with its PaymentCompleted and OrderConfirmed delivered twice.
+    let confirmed_placed = placed(&confirmed_id, &customer, t0);
+    let confirmed_paid = paid(&confirmed_placed, &customer);
+    let confirmed_reserved = reserved(&confirmed_paid);
+    let shipped = after(
+        &confirmed_reserved,
+        Payload::ShipmentCreated(ShipmentCreated { shipment_id: "s-1".into(), tracking_number: "TRK-777".into() }),
+    );
+    let confirmed = after(
+        &shipped,
+        Payload::OrderConfirmed(OrderConfirmed {
+            customer_id: customer.clone(),
+            total_cents: 2_500,
+            tracking_number: "TRK-777".into(),
+        }),
+    );
+    for event in
+        [&confirmed_placed, &confirmed_paid, &confirmed_paid, &confirmed_reserved, &shipped, &confirmed, &confirmed]
+    {
+        producer.send(&topics, event).await;
+    }
+
+    // A cancelled order that had been charged and reserved: release, then refund.
+    let cancelled_placed = placed(&cancelled_id, &customer, t0 + 1_000);
+    let cancelled_paid = paid(&cancelled_placed, &customer);
+    let cancelled_reserved = reserved(&cancelled_paid);
+    let shipment_failed =
+        after(&cancelled_reserved, Payload::ShipmentFailed(ShipmentFailed { reason: "address_rejected".into() }));
+    let cancelled = after(
+        &shipment_failed,
+        Payload::OrderCancelled(OrderCancelled {
+            customer_id: customer.clone(),
+            reason: CancellationReason::ShipmentFailed,
+            total_cents: 2_500,
+        }),
+    );
+    let released = after(
+        &cancelled,
+        Payload::InventoryReleased(InventoryReleased {
+            reservation_id: "res-1".into(),
+            items: stock(),
+            reason: CancellationReason::ShipmentFailed,
+        }),
+    );
+    let refunded = after(
+        &released,
+        Payload::PaymentRefunded(PaymentRefunded {
+            customer_id: customer.clone(),
+            amount_cents: 2_500,
+            payment_id: "pay-1".into(),
+            reason: CancellationReason::ShipmentFailed,
+        }),
+    );
+    for event in [&cancelled_placed, &cancelled_paid, &cancelled_reserved, &shipment_failed, &cancelled] {
+        producer.send(&topics, event).await;
+    }
+    let compensating = wait_for_version(&db, &cancelled_id, 5).await;
+    assert_eq!(compensating.status, "COMPENSATING", "refund and release are still outstanding");
+    producer.send(&topics, &released).await;
+    let still_compensating = wait_for_version(&db, &cancelled_id, 6).await;
+    assert_eq!(still_compensating.status, "COMPENSATING", "the refund is still outstanding");
+    producer.send(&topics, &refunded).await;
+
+    // A payment that failed; and garbage on the order topic, which must not stop anything.
+    let failed_placed = placed(&failed_id, &customer, t0 + 3_000);
+    let payment_failed = after(
+        &failed_placed,
+        Payload::PaymentFailed(PaymentFailed {
+            customer_id: customer.clone(),
+            amount_cents: 2_500,
+            reason: "insufficient_funds".into(),
+        }),
+    );
+    let order_failed = after(
+        &payment_failed,
+        Payload::OrderCancelled(OrderCancelled {
+            customer_id: customer.clone(),
+            reason: CancellationReason::PaymentFailed,
+            total_cents: 2_500,
+        }),
+    );
+    producer.send_bytes(&topics.0[ORDER_EVENTS], &failed_id, b"not avro at all").await;
+    for event in [&failed_placed, &payment_failed, &order_failed] {
+        producer.send(&topics, event).await;
+    }
+    producer.send(&topics, &early_placed).await;
+
+    let confirmed_row = wait_for_version(&db, &confirmed_id, 5).await;
+    assert_eq!(confirmed_row.status, "CONFIRMED");
+    assert_eq!(confirmed_row.tracking_number.as_deref(), Some("TRK-777"));
+    assert_eq!((confirmed_row.total_amount, confirmed_row.item_count), (Some(2_500), Some(3)));
+    assert_eq!(confirmed_row.placed_at_ms, Some(t0));
+    assert_eq!(confirmed_row.cancellation_reason, None);
+
+    let cancelled_row = wait_for_version(&db, &cancelled_id, 7).await;
+    assert_eq!(cancelled_row.status, "CANCELLED");
+    assert_eq!(cancelled_row.cancellation_reason.as_deref(), Some("shipment_failed"));
+
+    let failed_row = wait_for_version(&db, &failed_id, 3).await;
+    assert_eq!(failed_row.status, "CANCELLED", "nothing to compensate");
+    assert_eq!(failed_row.cancellation_reason.as_deref(), Some("payment_failed"));
+
+    let early_row = wait_for_version(&db, &early_id, 3).await;
+    assert_eq!(early_row.status, "RESERVED", "OrderPlaced arriving last does not move it back");
+    assert_eq!((early_row.total_amount, early_row.item_count), (Some(2_500), Some(3)));
+    assert_eq!(early_row.placed_at_ms, Some(t0 + 2_000));
+
+    // The duplicates were skipped, not counted as versions; the garbage was counted and skipped.
+    wait_for_counter(&topics.0[PAYMENT_EVENTS], "duplicate", 1.0).await;
+    wait_for_counter(&topics.0[ORDER_EVENTS], "duplicate", 1.0).await;
+    wait_for_counter(&topics.0[ORDER_EVENTS], "undecodable", 1.0).await;
+    assert_eq!(row(&db, &confirmed_id).await.unwrap().version, 5);
+    let lag = gauge("projector_lag_seconds").expect("projector_lag_seconds is registered");
+    assert!((0.0..300.0).contains(&lag), "lag {lag} s: events happened about a minute ago");
+
+    // The query API.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding the query API");
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = query_routes(pool.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (status, fresh, order) = get(&base, &format!("/orders/{confirmed_id}")).await;
+    assert_eq!((status, fresh.as_deref()), (200, Some("true")));
+    assert_eq!(order["status"], "CONFIRMED");
+    assert_eq!(order["customer_id"], customer.as_str());
+    assert_eq!(order["total_amount"], 2_500);
+    assert_eq!(order["item_count"], 3);
+    assert_eq!(order["tracking_number"], "TRK-777");
+    assert_eq!(order["version"], 5);
+    assert!(order["placed_at"].as_str().unwrap().ends_with('Z'), "RFC 3339 UTC: {}", order["placed_at"]);
+
+    let (status, _, error) = get(&base, "/orders/no-such-order").await;
+    assert_eq!(status, 404);
+    assert_eq!(error["error"], "order no-such-order not found");
+
+    // Newest first: failed (t0+3s), early (t0+2s), cancelled (t0+1s), confirmed (t0).
+    let (status, _, first) = get(&base, &format!("/orders?customer_id={customer}&limit=3")).await;
+    assert_eq!(status, 200);
+    assert_eq!(order_ids(&first), [&failed_id, &early_id, &cancelled_id].map(String::clone));
+    assert_eq!(first["has_more"], true);
+    let (_, _, second) = get(&base, &format!("/orders?customer_id={customer}&limit=3&page=2")).await;
+    assert_eq!(order_ids(&second), std::slice::from_ref(&confirmed_id));
+    assert_eq!(second["has_more"], false);
+
+    let (_, _, cancelled_listing) = get(&base, &format!("/orders?customer_id={customer}&status=CANCELLED")).await;
+    assert_eq!(order_ids(&cancelled_listing), [failed_id.clone(), cancelled_id.clone()]);
+    assert_eq!(cancelled_listing["orders"][1]["cancellation_reason"], "shipment_failed");
+
+    for (query, message) in [
+        ("limit=101", "limit must be an integer from 1 to 100, got \"101\""),
+        ("page=0", "page must be an integer from 1 to 1000000, got \"0\""),
+        (
+            "status=SHIPPED",
+            "status \"SHIPPED\" is not one of PLACED, PAID, RESERVED, CONFIRMED, COMPENSATING, CANCELLED",
+        ),
+    ] {
+        let (status, _, error) = get(&base, &format!("/orders?{query}")).await;
+        assert_eq!((status, error["error"].as_str()), (400, Some(message)), "{query}");
+    }
+    let (status, _, _) = get(&base, &format!("/orders/{confirmed_id}?min_version=-1")).await;
+    assert_eq!(status, 400);
+
+    // Read-your-writes: a reader asking for version 1 of an order not projected yet waits for it.
+    let awaited_placed = placed(&awaited_id, &customer, now_ms());
+    let waiting_reader = {
+        let (base, path) = (base.clone(), format!("/orders/{awaited_id}?min_version=1"));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            (get(&base, &path).await, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    producer.send(&topics, &awaited_placed).await;
+    let ((status, fresh, order), waited) = waiting_reader.await.unwrap();
+    assert_eq!((status, fresh.as_deref()), (200, Some("true")), "{order}");
+    assert_eq!(order["status"], "PLACED");
+    assert!(waited < Duration::from_secs(5), "answered as soon as projected, took {waited:?}");
+
+    // A version that never comes: after the bounded wait, what there is, marked stale.
+    let started = Instant::now();
+    let (status, fresh, order) = get(&base, &format!("/orders/{confirmed_id}?min_version=99")).await;
+    assert_eq!((status, fresh.as_deref(), order["version"].as_i64()), (200, Some("false"), Some(5)));
+    assert!(started.elapsed() >= Duration::from_secs(5), "waited the bound first");
+
+    projector.stop().await;
+
+    // A replay of everything (a new group, as after an offset reset) changes no row.
+    let mut replay = config.clone();
+    replay.group_id = unique("projector-replay");
+    let replaying = RunningProjector::start(|stopped| run_projector(replay, serde.clone(), pool.clone(), stopped));
+    // Every valid record once more: early 3, confirmed 7 (2 of them duplicates), cancelled 7, failed 3, awaited 1.
+    let replayed_duplicates = 3 + 7 + 7 + 3 + 1;
+    let duplicates = || topics.all().iter().map(|topic| counter(topic, "duplicate")).sum::<f64>();
+    let deadline = Instant::now() + WAIT;
+    while duplicates() < f64::from(2 + replayed_duplicates) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for_counter(&topics.0[ORDER_EVENTS], "undecodable", 2.0).await;
+    replaying.stop().await;
+    assert_eq!(duplicates(), f64::from(2 + replayed_duplicates), "every replayed event was a duplicate");
+    let applied: f64 = topics.all().iter().map(|topic| counter(topic, "applied")).sum();
+    assert_eq!(applied, 19.0, "each distinct event was applied once, across both runs");
+    for (order_id, version, status) in [
+        (&confirmed_id, 5, "CONFIRMED"),
+        (&cancelled_id, 7, "CANCELLED"),
+        (&failed_id, 3, "CANCELLED"),
+        (&early_id, 3, "RESERVED"),
+        (&awaited_id, 1, "PLACED"),
+    ] {
+        let row = row(&db, order_id).await.unwrap();
+        assert_eq!((row.version, row.status.as_str()), (version, status), "{order_id} after the replay");
+    }
+}
