@@ -150,3 +150,48 @@ async fn serve(app: axum::Router, port: u16, what: &str) -> Result<()> {
     tracing::info!(%address, "{what} listening");
     axum::serve(listener, app).await.with_context(|| format!("{what} stopped"))
 }
+
+/// Every part in one process until `shutdown` resolves or one part fails.
+pub async fn run_all(settings: &Settings, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    prepare(settings).await?;
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    tokio::select! {
+        result = run_participants(settings, &Participant::ALL, shutdown.clone()) => result.context("participants"),
+        result = serve_order_api(settings) => result.context("order API"),
+        result = serve_admin(settings) => result.context("admin endpoint"),
+        result = run_projector(settings, shutdown.clone()) => result.context("projector"),
+    }
+}
+
+/// Runs participants until `shutdown` (clean close) or until one stops on a fatal error (an
+/// error, after closing the others).
+pub async fn run_participants(
+    settings: &Settings,
+    which: &[Participant],
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let serde = event_serde(settings).await?;
+    let mut running = Vec::new();
+    for participant in which {
+        running.push((*participant, start_participant(*participant, settings, serde.clone())?));
+    }
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                if running.iter().any(|(_, streams)| streams.is_finished()) {
+                    break;
+                }
+            }
+        }
+    }
+    let mut failure = None;
+    for (participant, streams) in running {
+        let outcome = tokio::task::spawn_blocking(move || if streams.is_finished() { streams.join() } else { streams.close() }).await?;
+        if let Err(e) = outcome {
+            failure.get_or_insert(anyhow::anyhow!("{} stopped: {e}", participant.application_id()));
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use pipeline::components::{self, Participant};
 use pipeline::demo;
@@ -71,13 +71,13 @@ async fn main() {
 async fn run(cli: Cli) -> Result<()> {
     let settings = Settings::load(&cli.config, std::env::vars())?;
     match cli.command {
-        Command::All => run_all(&settings).await,
+        Command::All => components::run_all(&settings, shutdown_signal()).await,
         Command::Setup => components::prepare(&settings).await,
         Command::OrderApi => components::serve_order_api(&settings).await,
-        Command::Payment => run_participants(&settings, &[Participant::Payment]).await,
-        Command::Inventory => run_participants(&settings, &[Participant::Inventory]).await,
-        Command::Shipping => run_participants(&settings, &[Participant::Shipping]).await,
-        Command::OrderSaga => run_participants(&settings, &[Participant::OrderSaga]).await,
+        Command::Payment => components::run_participants(&settings, &[Participant::Payment], shutdown_signal()).await,
+        Command::Inventory => components::run_participants(&settings, &[Participant::Inventory], shutdown_signal()).await,
+        Command::Shipping => components::run_participants(&settings, &[Participant::Shipping], shutdown_signal()).await,
+        Command::OrderSaga => components::run_participants(&settings, &[Participant::OrderSaga], shutdown_signal()).await,
         Command::Projector => components::run_projector(&settings, shutdown_signal()).await,
         Command::Admin => components::serve_admin(&settings).await,
         Command::Demo { orders, concurrency, settle_timeout_s } => {
@@ -88,50 +88,6 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
-}
-
-async fn run_all(settings: &Settings) -> Result<()> {
-    components::prepare(settings).await?;
-    let participants = run_participants(settings, &Participant::ALL);
-    let order_api = components::serve_order_api(settings);
-    let admin = components::serve_admin(settings);
-    let projector = components::run_projector(settings, shutdown_signal());
-    tokio::select! {
-        result = participants => result.context("participants"),
-        result = order_api => result.context("order API"),
-        result = admin => result.context("admin endpoint"),
-        result = projector => result.context("projector"),
-    }
-}
-
-/// Runs participants until a shutdown signal (clean close: exit 0) or until one stops on a fatal
-/// error (non-zero exit, after closing the others).
-async fn run_participants(settings: &Settings, which: &[Participant]) -> Result<()> {
-    let serde = components::event_serde(settings).await?;
-    let mut running = Vec::new();
-    for participant in which {
-        running.push((*participant, components::start_participant(*participant, settings, serde.clone())?));
-    }
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
-    loop {
-        tokio::select! {
-            () = &mut signal => break,
-            () = tokio::time::sleep(Duration::from_millis(200)) => {
-                if running.iter().any(|(_, streams)| streams.is_finished()) {
-                    break;
-                }
-            }
-        }
-    }
-    let mut failure = None;
-    for (participant, streams) in running {
-        let outcome = tokio::task::spawn_blocking(move || if streams.is_finished() { streams.join() } else { streams.close() }).await?;
-        if let Err(e) = outcome {
-            failure.get_or_insert(anyhow::anyhow!("{} stopped: {e}", participant.application_id()));
-        }
-    }
-    failure.map_or(Ok(()), Err)
 }
 
 async fn shutdown_signal() {

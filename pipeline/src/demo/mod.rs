@@ -25,6 +25,8 @@ pub struct DemoOptions {
 
 pub struct DemoReport {
     pub orders: Vec<PlacedOrder>,
+    /// Final state per order id, as `outcome_counts` labels it.
+    pub final_outcomes: std::collections::HashMap<String, String>,
     pub outcomes: std::collections::BTreeMap<String, usize>,
     pub latency_ms: Option<(i64, i64, i64)>,
     pub placed_per_second: f64,
@@ -35,6 +37,10 @@ pub struct DemoReport {
 impl DemoReport {
     pub fn all_invariants_hold(&self) -> bool {
         self.checks.iter().all(Check::holds)
+    }
+
+    pub fn final_outcome(&self, order_id: &str) -> String {
+        self.final_outcomes.get(order_id).cloned().unwrap_or_else(|| outcome::NOT_SEEN.to_string())
     }
 }
 
@@ -85,6 +91,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
     .await?;
     Ok(DemoReport {
         outcomes: outcome::outcome_counts(&states, &orders),
+        final_outcomes: orders.iter().map(|o| (o.order_id.clone(), outcome::label(states.get(&o.order_id)))).collect(),
         latency_ms: outcome::latency_percentiles(&states),
         placed_per_second: orders.len() as f64 / placing.as_secs_f64().max(1e-3),
         completed_per_second: orders.len() as f64 / settled.as_secs_f64().max(1e-3),

@@ -56,18 +56,24 @@ pub async fn wait_for_terminal(
     }
 }
 
+pub const NOT_SEEN: &str = "not in the read model";
+
+/// "CONFIRMED", "CANCELLED (<reason>)", another status, or NOT_SEEN.
+pub fn label(state: Option<&FinalState>) -> String {
+    match state {
+        Some(state) if state.status == "CANCELLED" => {
+            format!("CANCELLED ({})", state.reason.clone().unwrap_or_else(|| "no reason".into()))
+        }
+        Some(state) => state.status.clone(),
+        None => NOT_SEEN.into(),
+    }
+}
+
 /// Counts per final status and cancellation reason.
 pub fn outcome_counts(states: &HashMap<String, FinalState>, orders: &[PlacedOrder]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for order in orders {
-        let label = match states.get(&order.order_id) {
-            Some(state) if state.status == "CANCELLED" => {
-                format!("CANCELLED ({})", state.reason.clone().unwrap_or_else(|| "no reason".into()))
-            }
-            Some(state) => state.status.clone(),
-            None => "not in the read model".into(),
-        };
-        *counts.entry(label).or_insert(0) += 1;
+        *counts.entry(label(states.get(&order.order_id))).or_insert(0) += 1;
     }
     counts
 }

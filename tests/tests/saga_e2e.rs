@@ -1,0 +1,86 @@
+//! The whole saga on the real stack: the order API writes the outbox, Debezium carries it to
+//! Kafka, the four participants run exactly-once, the projector fills the read model. A demo
+//! load with every failure path runs through it, and every invariant must hold.
+//!
+//! Uses the pipeline's real topics, ports and application ids: don't run `dev/demo` at the same time.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use integration_tests::stack::{kafka_bootstrap, port, repo_root, require};
+use pipeline::demo::{self, DemoOptions, Scenario};
+use pipeline::settings::Settings;
+
+fn settings() -> Settings {
+    let overrides = [
+        ("SAGA__KAFKA__BOOTSTRAP_SERVERS".to_string(), kafka_bootstrap()),
+        ("SAGA__CONNECT__CONNECTOR_FILE".to_string(), repo_root().join("connectors/debezium/order-outbox.json").display().to_string()),
+        ("SAGA__DATABASE__PORT".to_string(), require("postgres", "POSTGRES_PORT").to_string()),
+        ("SAGA__REGISTRY__URL".to_string(), format!("http://127.0.0.1:{}", require("registry", "REGISTRY_PORT"))),
+        ("SAGA__CONNECT__URL".to_string(), format!("http://127.0.0.1:{}", require("kafka connect", "CONNECT_PORT"))),
+        ("SAGA__REDIS__URL".to_string(), format!("redis://127.0.0.1:{}/", require("redis", "REDIS_PORT"))),
+        ("SAGA__HTTP__ORDER_API_PORT".to_string(), port("ORDER_API_PORT").to_string()),
+        ("SAGA__HTTP__ADMIN_PORT".to_string(), port("ADMIN_PORT").to_string()),
+    ];
+    Settings::load(&repo_root().join("config/pipeline.toml"), overrides).expect("config/pipeline.toml")
+}
+
+/// True once every participant of this process owns tasks (so the load measures the saga, not start-up).
+fn participants_assigned() -> bool {
+    prometheus::gather()
+        .iter()
+        .find(|family| family.name() == "streams_tasks_assigned")
+        .map(|family| family.get_metric().iter().filter(|m| m.get_gauge().value() > 0.0).count() >= 4)
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_demo_load_keeps_every_invariant() {
+    let settings = settings();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let pipeline_settings = settings.clone();
+    let pipeline = tokio::spawn(async move {
+        pipeline::components::run_all(&pipeline_settings, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !participants_assigned() {
+        assert!(!pipeline.is_finished(), "the pipeline stopped during start-up");
+        assert!(Instant::now() < deadline, "the participants were not assigned partitions within 180 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let options = DemoOptions { orders: 240, concurrency: 8, settle_timeout: Duration::from_secs(240) };
+    let report = demo::run(&settings, &options, false).await.expect("demo run");
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(60), pipeline).await;
+
+    for check in &report.checks {
+        assert!(check.holds(), "invariant '{}' does not hold: {:?}", check.name, &check.violations[..check.violations.len().min(5)]);
+    }
+    assert_eq!(report.checks.len(), 5, "all five invariants were checked");
+
+    // Each planned failure ends the way it should.
+    let expected: HashMap<Scenario, &[&str]> = HashMap::from([
+        (Scenario::Happy, &["CONFIRMED"][..]),
+        (Scenario::LowCredit, &["CANCELLED (payment_failed)"][..]),
+        (Scenario::LowStock, &["CANCELLED (insufficient_stock)"][..]),
+        (Scenario::BadAddress, &["CANCELLED (shipment_failed)"][..]),
+        // A cancellation can lose the race against a fast saga.
+        (Scenario::CustomerCancel, &["CANCELLED (customer_cancelled)", "CONFIRMED"][..]),
+    ]);
+    for order in &report.orders {
+        let outcome = report.final_outcome(&order.order_id);
+        assert!(
+            expected[&order.scenario].contains(&outcome.as_str()),
+            "{} ({:?}) ended as {outcome}",
+            order.order_id,
+            order.scenario
+        );
+    }
+    let cancelled_by_customer = report.orders.iter().filter(|o| report.final_outcome(&o.order_id) == "CANCELLED (customer_cancelled)").count();
+    assert!(cancelled_by_customer > 0, "at least one customer cancellation must win");
+}
