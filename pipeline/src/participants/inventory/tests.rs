@@ -180,3 +180,29 @@ fn items_with_a_non_positive_quantity_fail_the_reservation() -> TestResult {
     assert_eq!(stock(&driven, "apple")?, None);
     Ok(())
 }
+
+#[test]
+fn a_cancellation_while_products_answer_gives_back_what_was_granted() {
+    use super::reservations::{on_event, on_reply, Effect};
+
+    let placed = order_placed("o-1", "alice", &[("apple", 2, 10), ("pear", 1, 10)], "DE");
+    let payment = paid(&placed);
+    let mut order = OrderReservation::default();
+    on_event(&mut order, "o-1", &placed, 0);
+    let asked = on_event(&mut order, "o-1", &payment, 0);
+    assert_eq!(asked.len(), 2, "one request per product: {asked:?}");
+    let granted = |product: &str, quantity| StockReply { product_id: product.into(), quantity, granted: true };
+
+    assert!(on_reply(&mut order, "o-1", &granted("apple", 2), 0).is_empty(), "pear has not answered yet");
+    assert!(on_event(&mut order, "o-1", &cancelled(&payment, CancellationReason::CustomerCancelled), 0).is_empty());
+    let effects = on_reply(&mut order, "o-1", &granted("pear", 1), 0);
+    let released: Vec<_> = effects.iter().filter_map(|effect| effect.clone().into_release()).map(|request| request.product_id).collect();
+    assert_eq!(released, ["apple", "pear"]);
+    let Some(Effect::Emit(event)) = effects.last() else { panic!("expected an event last, got {effects:?}") };
+    let Payload::InventoryReservationFailed(failed) = &event.payload else { panic!("expected a failure, got {event:?}") };
+    assert_eq!(failed.reason, CANCELLED);
+    assert_eq!(order.phase, ReservationPhase::Failed { reason: CANCELLED.into() });
+
+    let late = on_reply(&mut order, "o-1", &granted("apple", 2), 0);
+    assert_eq!(late.into_iter().filter_map(Effect::into_release).count(), 1, "an unexpected grant is given back");
+}
