@@ -64,7 +64,8 @@ fn order_placed(order_id: &str, customer_id: &str, items: &[(&str, i32, i64)], c
         .map(|&(product_id, quantity, unit_price_cents)| OrderItem { product_id: product_id.into(), quantity, unit_price_cents })
         .collect();
     let total_cents = items.iter().map(|item| i64::from(item.quantity) * item.unit_price_cents).sum();
-    let shipping_address = Address { line1: "Main St 1".into(), city: "Berlin".into(), postal_code: "10115".into(), country: country.into() };
+    let shipping_address =
+        Address { line1: "Main St 1".into(), city: "Berlin".into(), postal_code: "10115".into(), country: country.into() };
     let placed = OrderPlaced { customer_id: customer_id.into(), items, total_cents, shipping_address };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     SagaEvent::new(Envelope::new(order_id, format!("corr-{order_id}"), now), Payload::OrderPlaced(placed))

@@ -364,7 +364,10 @@ fn a_payment_failure_overtaking_its_order_still_cancels_with_the_terms() -> Test
     driven.pipe(&topics().payment, &caused_by(&placed, Payload::PaymentFailed(failure)))?;
     let cancelled = only(driven.read(&topics().order)?);
     let Payload::OrderCancelled(details) = &cancelled.payload else { panic!("expected OrderCancelled, got {cancelled:?}") };
-    assert_eq!((details.customer_id.as_str(), details.total_cents, details.reason.clone()), ("alice", 700, CancellationReason::PaymentFailed));
+    assert_eq!(
+        (details.customer_id.as_str(), details.total_cents, details.reason.clone()),
+        ("alice", 700, CancellationReason::PaymentFailed)
+    );
     driven.pipe(&topics().order, &placed)?;
     let state = driven.driver.key_value_store::<String, OrderSagaState>(ORDERS_STORE)?.get(&ORDER.to_owned())?.ok_or("no state")?;
     assert_eq!((state.status, state.item_count, state.awaiting), (OrderStatus::Cancelled, 1, None));
