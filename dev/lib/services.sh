@@ -11,10 +11,13 @@ render() { # render TEMPLATE OUT: substitutes @NAME@ with $NAME
 
 # ---- PostgreSQL: a dedicated cluster under the stack dir, run as the unprivileged postgres user.
 pg_as_owner() {
-  if [[ "$(id -u)" -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From /: the caller's working dir may be one the postgres user cannot enter.
+  if [[ "$(id -u)" -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
-PG_DATA() { echo "$STACK_DIR/postgres/data"; }
-PG_SOCKET() { echo "$STACK_DIR/postgres/run"; }
+# Resolved paths: the postgres user may not be able to walk through $STACK_DIR (see below).
+PG_DIR() { readlink -f "$STACK_DIR/postgres"; }
+PG_DATA() { echo "$(PG_DIR)/data"; }
+PG_SOCKET() { echo "$(PG_DIR)/run"; }
 # The postgres user must reach its data dir. A clone under a private home (/root) is not reachable,
 # so the cluster then lives in /var/lib/postgresql and $STACK_DIR/postgres links to it.
 place_postgres_dir() {
@@ -35,13 +38,13 @@ health_postgres() {
       -c "select 1 where current_setting('wal_level') = 'logical'" | grep -q 1
 }
 start_postgres() {
-  local data sock; data="$(PG_DATA)"; sock="$(PG_SOCKET)"
   place_postgres_dir
+  local data sock; data="$(PG_DATA)"; sock="$(PG_SOCKET)"
   mkdir -p "$sock" "$LOG_DIR"
   [[ "$(id -u)" -eq 0 ]] && chown postgres "$STACK_DIR/postgres/" "$sock"
   if [[ ! -f "$data/PG_VERSION" ]]; then
     say "postgres: creating a cluster in $data"
-    local pwfile="$STACK_DIR/postgres/.pw"
+    local pwfile; pwfile="$(PG_DIR)/.pw"
     printf '%s\n' "$PG_PASSWORD" >"$pwfile"; [[ "$(id -u)" -eq 0 ]] && chown postgres "$pwfile"
     pg_as_owner "$PG_BIN/initdb" -D "$data" -U "$PG_USER" --pwfile="$pwfile" -A scram-sha-256 -E UTF8 \
       >"$LOG_DIR/postgres-initdb.log" 2>&1 || { rm -f "$pwfile"; fail_service postgres-initdb "initdb failed"; }
@@ -61,8 +64,8 @@ CONF
   fi
   if health_postgres; then say "postgres: already up"; return 0; fi
   # The server writes its log as the postgres user, inside its own dir; logs/ links to it.
-  ln -sfn "$STACK_DIR/postgres/server.log" "$LOG_DIR/postgres.log"
-  pg_as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$STACK_DIR/postgres/server.log" -w -t 60 start >/dev/null \
+  ln -sfn "$(PG_DIR)/server.log" "$LOG_DIR/postgres.log"
+  pg_as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$(PG_DIR)/server.log" -w -t 60 start >/dev/null \
     || fail_service postgres "pg_ctl start failed (is port $POSTGRES_PORT taken by another PostgreSQL?)"
   echo "$(head -1 "$data/postmaster.pid")" >"$(pid_file postgres)"
   wait_for postgres 30 "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$POSTGRES_PORT"
