@@ -81,7 +81,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Projector => components::run_projector(&settings, shutdown_signal()).await,
         Command::Admin => components::serve_admin(&settings).await,
         Command::Demo { orders, concurrency, settle_timeout_s } => {
-            let options = demo::DemoOptions { orders, concurrency, settle_timeout: Duration::from_secs(settle_timeout_s) };
+            let options = demo::DemoOptions { orders, concurrency, rate: None, settle_timeout: Duration::from_secs(settle_timeout_s) };
             let report = demo::run(&settings, &options, true).await?;
             demo::print_report(&report, &settings);
             anyhow::ensure!(report.all_invariants_hold(), "an invariant does not hold (see above)");

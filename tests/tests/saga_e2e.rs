@@ -53,7 +53,7 @@ async fn a_demo_load_keeps_every_invariant() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let options = DemoOptions { orders: 240, concurrency: 8, settle_timeout: Duration::from_secs(240) };
+    let options = DemoOptions { orders: 240, concurrency: 8, rate: None, settle_timeout: Duration::from_secs(240) };
     let report = demo::run(&settings, &options, false).await.expect("demo run");
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(60), pipeline).await;

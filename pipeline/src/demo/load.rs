@@ -47,6 +47,8 @@ pub struct LoadSpec {
     pub run_id: String,
     pub orders: usize,
     pub concurrency: usize,
+    /// Orders per second to offer; None places them as fast as `concurrency` allows.
+    pub rate: Option<f64>,
     /// More than any customer's starting credit (payment fails).
     pub unaffordable_cents: i64,
     /// More than any product's starting stock (reservation fails); the API allows up to 10,000.
@@ -86,6 +88,7 @@ pub async fn drive(spec: LoadSpec, progress: impl Fn(usize, usize) + Send + Sync
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let progress = Arc::new(progress);
+    let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..spec.concurrency.max(1) {
         let (client, spec, next, done, progress) = (client.clone(), spec.clone(), next.clone(), done.clone(), progress.clone());
@@ -95,6 +98,11 @@ pub async fn drive(spec: LoadSpec, progress: impl Fn(usize, usize) + Send + Sync
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= spec.orders {
                     return Ok::<_, anyhow::Error>(placed);
+                }
+                if let Some(rate) = spec.rate {
+                    // Open-loop pacing: order i is due at i / rate seconds from the start.
+                    let due = started + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
                 }
                 let scenario = Scenario::for_index(i);
                 let (body, customer_id, total_cents, items) = order_body(&spec, i, scenario);

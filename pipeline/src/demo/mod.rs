@@ -19,6 +19,8 @@ use crate::settings::Settings;
 pub struct DemoOptions {
     pub orders: usize,
     pub concurrency: usize,
+    /// Offered orders per second; None = as fast as `concurrency` allows.
+    pub rate: Option<f64>,
     /// How long to wait for every order to reach a terminal state once all are placed.
     pub settle_timeout: Duration,
 }
@@ -52,6 +54,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
         run_id: format!("demo{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
         orders: options.orders,
         concurrency: options.concurrency,
+        rate: options.rate,
         unaffordable_cents: settings.payment.default_balance_cents + 1,
         unobtainable_quantity: settings.inventory.default_stock + 1,
     };
