@@ -79,6 +79,16 @@ pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde
     })
 }
 
+/// True once every participant running in this process owns tasks (its stores are restored and
+/// it processes): the moment a load measures the saga rather than start-up.
+pub fn participants_assigned() -> bool {
+    prometheus::gather()
+        .iter()
+        .find(|family| family.name() == "streams_tasks_assigned")
+        .map(|family| family.get_metric().iter().filter(|m| m.get_gauge().value() > 0.0).count() >= Participant::ALL.len())
+        .unwrap_or(false)
+}
+
 /// Starts a participant's topology on the exactly-once runtime (or at-least-once if configured).
 pub fn start_participant(participant: Participant, settings: &Settings, serde: EventSerde) -> Result<KafkaStreams> {
     let topology = topology(participant, settings, serde)?;

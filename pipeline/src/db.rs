@@ -17,25 +17,25 @@ pub fn pool(database_url: &str, max_size: usize) -> Result<Pool> {
     Pool::builder(manager).max_size(max_size).build().context("building the PostgreSQL pool")
 }
 
-/// Applies every migration not applied yet, each in its own transaction. A lock keeps two
-/// processes starting at once from applying the same one twice.
+/// Applies every migration not applied yet, all in one transaction. An advisory lock, taken
+/// before anything else (even creating the bookkeeping table, which races under concurrency),
+/// lets several processes start at once.
 pub async fn migrate(pool: &Pool) -> Result<()> {
     let mut client = pool.get().await.context("connecting to PostgreSQL to migrate")?;
-    client
-        .batch_execute(
-            "create table if not exists schema_migrations (name text primary key, applied_at timestamptz not null default now())",
-        )
-        .await?;
+    let tx = client.transaction().await?;
+    tx.execute("select pg_advisory_xact_lock(727274)", &[]).await?;
+    tx.batch_execute(
+        "create table if not exists schema_migrations (name text primary key, applied_at timestamptz not null default now())",
+    )
+    .await?;
     for (name, sql) in MIGRATIONS {
-        let tx = client.transaction().await?;
-        tx.execute("select pg_advisory_xact_lock(727274)", &[]).await?;
         let done = tx.query_opt("select 1 from schema_migrations where name = $1", &[name]).await?.is_some();
         if !done {
             tx.batch_execute(sql).await.with_context(|| format!("migration {name} failed"))?;
             tx.execute("insert into schema_migrations (name) values ($1)", &[name]).await?;
             tracing::info!(migration = name, "applied");
         }
-        tx.commit().await?;
     }
+    tx.commit().await?;
     Ok(())
 }

@@ -25,15 +25,6 @@ fn settings() -> Settings {
     Settings::load(&repo_root().join("config/pipeline.toml"), overrides).expect("config/pipeline.toml")
 }
 
-/// True once every participant of this process owns tasks (so the load measures the saga, not start-up).
-fn participants_assigned() -> bool {
-    prometheus::gather()
-        .iter()
-        .find(|family| family.name() == "streams_tasks_assigned")
-        .map(|family| family.get_metric().iter().filter(|m| m.get_gauge().value() > 0.0).count() >= 4)
-        .unwrap_or(false)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_demo_load_keeps_every_invariant() {
     let settings = settings();
@@ -47,7 +38,7 @@ async fn a_demo_load_keeps_every_invariant() {
     });
 
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !participants_assigned() {
+    while !pipeline::components::participants_assigned() {
         assert!(!pipeline.is_finished(), "the pipeline stopped during start-up");
         assert!(Instant::now() < deadline, "the participants were not assigned partitions within 180 s");
         tokio::time::sleep(Duration::from_millis(500)).await;

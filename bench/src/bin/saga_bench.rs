@@ -69,14 +69,6 @@ fn lag_by_group() -> BTreeMap<String, i64> {
     lag
 }
 
-fn participants_assigned() -> bool {
-    prometheus::gather()
-        .iter()
-        .find(|family| family.name() == "streams_tasks_assigned")
-        .map(|family| family.get_metric().iter().filter(|m| m.get_gauge().value() > 0.0).count() >= 4)
-        .unwrap_or(false)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> Result<()> {
     let options = options()?;
@@ -89,7 +81,7 @@ async fn main() -> Result<()> {
         })
         .await
     });
-    while !participants_assigned() {
+    while !pipeline::components::participants_assigned() {
         if pipeline.is_finished() {
             bail!("the pipeline stopped during start-up: {:?}", pipeline.await);
         }
@@ -98,8 +90,8 @@ async fn main() -> Result<()> {
 
     println!("saga-bench: whole pipeline in one process, stack on the same machine; {} s per rate", options.seconds);
     println!(
-        "{:>8} {:>10} {:>9} {:>9} {:>9}  {:<44} {}",
-        "offered", "sustained", "p50 ms", "p95 ms", "p99 ms", "max lag per group (events)", "mean commit ms per app"
+        "{:>8} {:>10} {:>9} {:>9} {:>9}  {:<44} mean commit ms per app",
+        "offered", "sustained", "p50 ms", "p95 ms", "p99 ms", "max lag per group (events)"
     );
     for rate in &options.rates {
         let orders = (rate * options.seconds as f64).round() as usize;

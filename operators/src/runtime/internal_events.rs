@@ -6,17 +6,11 @@ use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
-/// The runtime's metrics, registered once per registry.
+/// The runtime's metrics for one application, registered in the registry it was given.
 #[derive(Clone)]
 pub struct RuntimeMetrics {
     application_id: String,
-    records_processed: IntCounterVec,
-    records_failed: IntCounterVec,
-    transactions: IntCounterVec,
-    commit_duration: HistogramVec,
-    restore_records: IntCounterVec,
-    restore_duration: HistogramVec,
-    tasks_assigned: IntGaugeVec,
+    families: &'static Families,
 }
 
 /// The metric families, created once per process: every application in the process shares them
@@ -67,38 +61,28 @@ fn families() -> prometheus::Result<&'static Families> {
 impl RuntimeMetrics {
     pub fn new(registry: &Registry, application_id: &str) -> prometheus::Result<Self> {
         let f = families()?;
-        let metrics = Self {
-            application_id: application_id.to_string(),
-            records_processed: f.records_processed.clone(),
-            records_failed: f.records_failed.clone(),
-            transactions: f.transactions.clone(),
-            commit_duration: f.commit_duration.clone(),
-            restore_records: f.restore_records.clone(),
-            restore_duration: f.restore_duration.clone(),
-            tasks_assigned: f.tasks_assigned.clone(),
-        };
         for collector in [
-            Box::new(metrics.records_processed.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(metrics.records_failed.clone()),
-            Box::new(metrics.transactions.clone()),
-            Box::new(metrics.commit_duration.clone()),
-            Box::new(metrics.restore_records.clone()),
-            Box::new(metrics.restore_duration.clone()),
-            Box::new(metrics.tasks_assigned.clone()),
+            Box::new(f.records_processed.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(f.records_failed.clone()),
+            Box::new(f.transactions.clone()),
+            Box::new(f.commit_duration.clone()),
+            Box::new(f.restore_records.clone()),
+            Box::new(f.restore_duration.clone()),
+            Box::new(f.tasks_assigned.clone()),
         ] {
             match registry.register(collector) {
                 Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(metrics)
+        Ok(Self { application_id: application_id.to_string(), families: f })
     }
 }
 
 pub struct RecordsProcessed(pub u64);
 impl RecordsProcessed {
     pub fn emit(self, m: &RuntimeMetrics) {
-        m.records_processed.with_label_values(&[&m.application_id]).inc_by(self.0);
+        m.families.records_processed.with_label_values(&[&m.application_id]).inc_by(self.0);
     }
 }
 
@@ -114,7 +98,7 @@ impl RecordFailed<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::warn!(topic = self.topic, partition = self.partition, offset = self.offset,
             action = self.action, error = %self.error, "record failed");
-        m.records_failed.with_label_values(&[&m.application_id, self.error_kind, self.action]).inc();
+        m.families.records_failed.with_label_values(&[&m.application_id, self.error_kind, self.action]).inc();
     }
 }
 
@@ -129,7 +113,7 @@ impl RecordFailedOnReplay<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::warn!(topic = self.topic, partition = self.partition, offset = self.offset,
             reason = %self.poison.message, "record aborted its transaction; dead-lettered on replay");
-        m.records_failed.with_label_values(&[&m.application_id, self.poison.class, "dead_lettered"]).inc();
+        m.families.records_failed.with_label_values(&[&m.application_id, self.poison.class, "dead_lettered"]).inc();
     }
 }
 
@@ -137,8 +121,8 @@ pub struct TransactionCommitted { pub records: usize, pub elapsed: Duration }
 impl TransactionCommitted {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::trace!(records = self.records, elapsed_ms = self.elapsed.as_millis() as u64, "committed");
-        m.transactions.with_label_values(&[&m.application_id, "committed"]).inc();
-        m.commit_duration.with_label_values(&[&m.application_id]).observe(self.elapsed.as_secs_f64());
+        m.families.transactions.with_label_values(&[&m.application_id, "committed"]).inc();
+        m.families.commit_duration.with_label_values(&[&m.application_id]).observe(self.elapsed.as_secs_f64());
     }
 }
 
@@ -146,7 +130,7 @@ pub struct TransactionAborted<'a> { pub reason: &'a str }
 impl TransactionAborted<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::warn!(reason = self.reason, "transaction aborted; rewinding to the committed offsets");
-        m.transactions.with_label_values(&[&m.application_id, "aborted"]).inc();
+        m.families.transactions.with_label_values(&[&m.application_id, "aborted"]).inc();
     }
 }
 
@@ -155,14 +139,14 @@ impl TaskRestored<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::info!(task = self.task, records = self.records, elapsed_ms = self.elapsed.as_millis() as u64,
             "task restored from changelogs");
-        m.restore_records.with_label_values(&[&m.application_id]).inc_by(self.records);
-        m.restore_duration.with_label_values(&[&m.application_id]).observe(self.elapsed.as_secs_f64());
+        m.families.restore_records.with_label_values(&[&m.application_id]).inc_by(self.records);
+        m.families.restore_duration.with_label_values(&[&m.application_id]).observe(self.elapsed.as_secs_f64());
     }
 }
 
 pub struct TasksAssigned(pub usize);
 impl TasksAssigned {
     pub fn emit(self, m: &RuntimeMetrics) {
-        m.tasks_assigned.with_label_values(&[&m.application_id]).set(self.0 as i64);
+        m.families.tasks_assigned.with_label_values(&[&m.application_id]).set(self.0 as i64);
     }
 }

@@ -62,7 +62,7 @@ pub fn now_ms() -> i64 {
 fn order_body(spec: &LoadSpec, i: usize, scenario: Scenario) -> (Value, String, i64, Vec<(String, i64)>) {
     let customer = format!("{}-customer-{}", spec.run_id, i % 97);
     let mut items = vec![(format!("{}-product-{}", spec.run_id, i % 31), 1 + (i % 3) as i64, 1_250 + (i % 7) as i64 * 100)];
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         items.push((format!("{}-product-{}", spec.run_id, (i + 11) % 31), 1, 990));
     }
     match scenario {
