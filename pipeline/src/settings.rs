@@ -130,8 +130,12 @@ impl Settings {
                 apply_override(&mut document, key, &value).with_context(|| format!("environment variable {name}"))?;
             }
         }
-        let settings: Settings = toml::from_str(&document.to_string())
-            .map_err(|e| anyhow::anyhow!("bad configuration: {}", e.message()))
+        let merged = document.to_string();
+        let settings: Settings = toml::from_str(&merged)
+            .map_err(|e| match e.span().and_then(|span| key_at(&merged, span.start)) {
+                Some(key) => anyhow::anyhow!("bad configuration: {key}: {}", e.message()),
+                None => anyhow::anyhow!("bad configuration: {}", e.message()),
+            })
             .with_context(|| format!("in {} (with SAGA__ overrides)", path.display()))?;
         settings.validate()?;
         Ok(settings)
@@ -188,6 +192,23 @@ impl Settings {
 
     pub fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.kafka.commit_interval_ms)
+    }
+}
+
+/// The dotted key (`section.key`) whose value sits at byte `offset` of a TOML document.
+fn key_at(document: &str, offset: usize) -> Option<String> {
+    let before = document.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = document[line_start..].lines().next()?;
+    let key = line.split('=').next()?.trim().trim_matches('"');
+    let section = before[..line_start]
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')).map(str::to_string));
+    match (section, key.is_empty() || key.starts_with('[')) {
+        (_, true) => None,
+        (Some(section), false) => Some(format!("{section}.{key}")),
+        (None, false) => Some(key.to_string()),
     }
 }
 
@@ -249,7 +270,7 @@ mod tests {
     fn a_bad_key_is_named() {
         let wrong_type = [("SAGA__KAFKA__PARTITIONS".to_string(), "\"many\"".to_string())];
         let error = format!("{:#}", Settings::load(&repo_config(), wrong_type).unwrap_err());
-        assert!(error.contains("partitions"), "{error}");
+        assert!(error.contains("kafka.partitions"), "{error}");
 
         let unknown = [("SAGA__KAFKA__BOOTSTRAP".to_string(), "x".to_string())];
         let error = format!("{:#}", Settings::load(&repo_config(), unknown).unwrap_err());
