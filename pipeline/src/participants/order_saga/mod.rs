@@ -12,6 +12,7 @@
 //! move an order backwards.
 
 mod config;
+mod internal_events;
 mod processor;
 mod state;
 mod topology;

@@ -11,6 +11,7 @@ use super::config::SagaConfig;
 use super::state::OrderSagaState;
 use super::topology::ORDERS_STORE;
 use super::transitions::{on_event, on_timeout};
+use super::internal_events;
 use crate::participants::envelope::event_record;
 
 pub(super) struct OrderSaga {
@@ -57,8 +58,9 @@ fn step(
 ) -> Result<(), ProcessError> {
     let mut orders = ctx.kv_store::<String, OrderSagaState>(ORDERS_STORE)?;
     let stored = orders.get(order_id)?;
-    let mut state = stored.clone().unwrap_or_default();
+    let mut state = stored.clone().unwrap_or_else(|| OrderSagaState { started_at_ms: timestamp_ms, ..Default::default() });
     let emitted = apply(&mut state);
+    internal_events::emit_transition(stored.as_ref(), &state, timestamp_ms);
     if stored.as_ref() != Some(&state) {
         state.version += 1;
         orders.put(order_id, &state)?;

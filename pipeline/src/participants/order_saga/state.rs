@@ -22,6 +22,9 @@ pub struct OrderSagaState {
     pub progress: Progress,
     /// The step with a timer running, if any.
     pub awaiting: Option<Awaiting>,
+    /// Timestamp of the first event seen for the order, for the end-to-end latency metric.
+    #[serde(default)]
+    pub started_at_ms: i64,
 }
 
 /// Facts learnt from the participants. They only ever become true.
