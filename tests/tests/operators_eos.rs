@@ -163,6 +163,7 @@ async fn an_error_mid_transaction_aborts_the_whole_batch() {
             .unwrap_or(0.0)
     };
     assert!(counter("streams_transactions_total", Some("aborted")) >= 1.0, "an aborted transaction must be counted");
+    assert!(counter("dlq_records_total", None) >= 1.0, "the dead-lettered record must be counted");
     // Good records of the aborted batch were processed twice (before the abort and on replay)
     // yet appear once above: the abort took their first outputs and state with it.
     let processed = counter("streams_records_processed_total", None);

@@ -17,7 +17,7 @@ use super::config::{ProcessingGuarantee, StreamsConfig};
 use super::dead_letter::{dead_letter_record, FailureReason, Poison};
 use super::error::RuntimeError;
 use super::internal_events::{
-    RecordFailed, RecordFailedOnReplay, RecordsProcessed, RuntimeMetrics, TaskRestored, TasksAssigned, TransactionAborted,
+    RecordDeadLettered, RecordFailed, RecordFailedOnReplay, RecordsProcessed, RuntimeMetrics, TaskRestored, TasksAssigned, TransactionAborted,
     TransactionCommitted,
 };
 use super::{produce, restore};
@@ -225,7 +225,9 @@ impl Engine {
     fn dead_letter(&mut self, record: RawRecord, reason: &FailureReason<'_>, attempts: u32) -> Result<(), RuntimeError> {
         let output = dead_letter_record(record, &self.config.application_id, reason, attempts);
         produce::send(&self.producer, &output)
-            .map_err(|source| RuntimeError::Kafka { during: "producing to the dead-letter topic", source })
+            .map_err(|source| RuntimeError::Kafka { during: "producing to the dead-letter topic", source })?;
+        RecordDeadLettered { dead_letter_topic: &output.topic }.emit(&self.metrics);
+        Ok(())
     }
 
     /// Fires wall-clock punctuations and due timers of every task.

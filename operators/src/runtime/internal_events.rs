@@ -24,6 +24,7 @@ struct Families {
     restore_records: IntCounterVec,
     restore_duration: HistogramVec,
     tasks_assigned: IntGaugeVec,
+    dead_lettered: IntCounterVec,
 }
 
 fn families() -> prometheus::Result<&'static Families> {
@@ -54,6 +55,7 @@ fn families() -> prometheus::Result<&'static Families> {
             app,
         )?,
         tasks_assigned: IntGaugeVec::new(Opts::new("streams_tasks_assigned", "Tasks this instance runs"), app)?,
+        dead_lettered: IntCounterVec::new(Opts::new("dlq_records_total", "Records written to a dead-letter topic"), &["topic"])?,
     };
     Ok(FAMILIES.get_or_init(|| families))
 }
@@ -69,6 +71,7 @@ impl RuntimeMetrics {
             Box::new(f.restore_records.clone()),
             Box::new(f.restore_duration.clone()),
             Box::new(f.tasks_assigned.clone()),
+            Box::new(f.dead_lettered.clone()),
         ] {
             match registry.register(collector) {
                 Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
@@ -148,5 +151,15 @@ pub struct TasksAssigned(pub usize);
 impl TasksAssigned {
     pub fn emit(self, m: &RuntimeMetrics) {
         m.families.tasks_assigned.with_label_values(&[&m.application_id]).set(self.0 as i64);
+    }
+}
+
+/// A record was written to a dead-letter topic (counted when it is sent, inside the transaction).
+pub struct RecordDeadLettered<'a> {
+    pub dead_letter_topic: &'a str,
+}
+impl RecordDeadLettered<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        m.families.dead_lettered.with_label_values(&[self.dead_letter_topic]).inc();
     }
 }
