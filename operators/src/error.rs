@@ -17,14 +17,21 @@ pub enum ErrorKind {
     Store,
 }
 
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl ErrorKind {
+    /// The kind's name, as logs, metric labels and DLQ headers carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
             ErrorKind::Deserialization => "deserialization",
             ErrorKind::Processing => "processing",
             ErrorKind::Serialization => "serialization",
             ErrorKind::Store => "store",
-        })
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -46,7 +46,7 @@ pub struct Poison {
 impl FailureReason<'_> {
     pub fn class(&self) -> String {
         match self {
-            FailureReason::Process(e) => format!("{}", e.kind()),
+            FailureReason::Process(e) => e.kind().as_str().into(),
             FailureReason::Poisoned(poison) => poison.class.into(),
         }
     }

@@ -56,7 +56,7 @@ impl Engine {
             .map_err(|source| RuntimeError::Kafka { during: "creating the producer", source })?;
         let restore_consumer: restore::RestoreConsumer = config
             .restore_consumer_config()
-            .create_with_context(restore::RestoreContext)
+            .create_with_context(restore::EndOfPartitionIsExpected)
             .map_err(|source| RuntimeError::Kafka { during: "creating the restore consumer", source })?;
         if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             // Fences any zombie with our transactional.id and aborts its open transaction.
@@ -119,6 +119,9 @@ impl Engine {
 
     /// Builds and restores every task assigned since the last call.
     pub fn restore_assigned(&mut self) -> Result<(), RuntimeError> {
+        if self.unrestored.is_empty() {
+            return Ok(());
+        }
         while let Some(id) = self.unrestored.pop_first() {
             let started = Instant::now();
             let mut task = self.topology.create_task(id);
@@ -161,7 +164,8 @@ impl Engine {
         self.records_in_transaction += 1;
         RecordsProcessed(1).emit(&self.metrics);
 
-        if let Some(poison) = self.poisoned.remove(&((topic.clone(), partition), offset)) {
+        let poisoned = if self.poisoned.is_empty() { None } else { self.poisoned.remove(&((topic.clone(), partition), offset)) };
+        if let Some(poison) = poisoned {
             RecordFailedOnReplay { poison: &poison, topic: &topic, partition, offset }.emit(&self.metrics);
             return self.dead_letter(raw_record(message), &FailureReason::Poisoned(&poison), 1);
         }
@@ -211,7 +215,7 @@ impl Engine {
     }
 
     fn handle_failure(&mut self, message: &BorrowedMessage<'_>, error: &ProcessError, attempts: u32) -> Result<(), RuntimeError> {
-        let kind = kind_label(error);
+        let kind = error.kind().as_str();
         if self.config.error_policy == ErrorPolicy::Skip {
             RecordFailed { error, error_kind: kind, action: "skipped", topic: message.topic(), partition: message.partition(), offset: message.offset() }
                 .emit(&self.metrics);
@@ -398,16 +402,6 @@ fn with_retries(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), 
             }
             other => return other,
         }
-    }
-}
-
-fn kind_label(error: &ProcessError) -> &'static str {
-    use crate::error::ErrorKind;
-    match error.kind() {
-        ErrorKind::Deserialization => "deserialization",
-        ErrorKind::Processing => "processing",
-        ErrorKind::Serialization => "serialization",
-        ErrorKind::Store => "store",
     }
 }
 

@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 pub use config::{ProcessingGuarantee, StreamsConfig};
 pub use error::RuntimeError;
 pub use internal_events::RuntimeMetrics;
+pub use restore::{is_end_of_partition, EndOfPartitionIsExpected};
 pub use topics::dead_letter_topic;
 
 use crate::topology::Topology;

@@ -12,21 +12,21 @@ use super::config::StreamsConfig;
 use super::error::RuntimeError;
 use crate::task::Task;
 
-/// The restore consumer's context: reaching a changelog's end is how a restore finishes, so
-/// librdkafka's end-of-partition "errors" are not logged.
-pub struct RestoreContext;
+/// A consumer context for readers that stop at the end of their partitions (a restore, a
+/// verifier): librdkafka's end-of-partition "errors" are how they finish, so they are not logged.
+pub struct EndOfPartitionIsExpected;
 
-impl ClientContext for RestoreContext {
+impl ClientContext for EndOfPartitionIsExpected {
     fn error(&self, error: KafkaError, reason: &str) {
         if !is_end_of_partition(&error) {
-            tracing::warn!(%error, reason, "restore consumer error");
+            tracing::warn!(%error, reason, "kafka consumer error");
         }
     }
 }
 
-impl ConsumerContext for RestoreContext {}
+impl ConsumerContext for EndOfPartitionIsExpected {}
 
-pub type RestoreConsumer = BaseConsumer<RestoreContext>;
+pub type RestoreConsumer = BaseConsumer<EndOfPartitionIsExpected>;
 
 /// Reads each changelog partition of `task` from the beginning to its end and applies every
 /// record. Under `read_committed` the end is the last stable offset, so aborted writes are never
@@ -95,7 +95,7 @@ fn restore_error(changelog: &str, e: KafkaError) -> RuntimeError {
 }
 
 /// librdkafka reports the end of a partition either as a consumer event or as a global error.
-fn is_end_of_partition(error: &KafkaError) -> bool {
+pub fn is_end_of_partition(error: &KafkaError) -> bool {
     matches!(error, KafkaError::PartitionEOF(_))
         || matches!(error, KafkaError::Global(code) if *code == rdkafka::types::RDKafkaErrorCode::PartitionEOF)
 }

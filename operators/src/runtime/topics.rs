@@ -39,7 +39,7 @@ pub fn ensure_internal_topics(config: &StreamsConfig, topology: &Topology) -> Re
     }
 
     let mut wanted: Vec<(String, bool)> = Vec::new();
-    wanted.extend(topology.repartition_topics().into_iter().map(|t| (t, false)));
+    wanted.extend(internal.into_iter().map(|t| (t, false)));
     wanted.extend(topology.changelog_topics().into_iter().map(|t| (t, true)));
     if config.error_policy != ErrorPolicy::Skip {
         wanted.extend(topology.source_topics().iter().map(|t| (dead_letter_topic(t), false)));

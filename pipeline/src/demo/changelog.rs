@@ -5,9 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use operators::runtime::EndOfPartitionIsExpected;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -18,28 +18,15 @@ pub struct TopicRecord {
     pub headers: HashMap<String, Vec<u8>>,
 }
 
-/// Reaching the end of a partition is how this reader knows it is done, not an error to log.
-struct EndIsExpected;
-
-impl ClientContext for EndIsExpected {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if !is_end_of_partition(&error) {
-            tracing::warn!(%error, reason, "kafka client error");
-        }
-    }
-}
-
-impl ConsumerContext for EndIsExpected {}
-
 /// Every committed record of `topic`, partition by partition in offset order.
 pub fn read_all(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Vec<TopicRecord>> {
-    let consumer: BaseConsumer<EndIsExpected> = ClientConfig::new()
+    let consumer: BaseConsumer<EndOfPartitionIsExpected> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("demo-reader-{}", uuid::Uuid::new_v4().simple()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
-        .create_with_context(EndIsExpected)?;
+        .create_with_context(EndOfPartitionIsExpected)?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -94,8 +81,3 @@ pub fn latest_by_key(records: Vec<TopicRecord>) -> HashMap<Vec<u8>, Vec<u8>> {
     latest
 }
 
-/// librdkafka reports the end of a partition either as a consumer event or as a global error.
-fn is_end_of_partition(error: &KafkaError) -> bool {
-    matches!(error, KafkaError::PartitionEOF(_))
-        || matches!(error, KafkaError::Global(code) if *code == rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-}
