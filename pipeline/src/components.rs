@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use deadpool_postgres::Pool;
 use operators::runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig};
 use operators::topology::Topology;
 
@@ -102,19 +103,21 @@ pub fn start_participant(participant: Participant, settings: &Settings, serde: E
         .with_context(|| format!("starting {}", participant.application_id()))
 }
 
-/// Topics, schemas, migrations and the outbox connector: everything the parts expect to exist.
+/// The database pool, with every migration applied: each part that uses PostgreSQL starts here.
+pub async fn database(settings: &Settings) -> Result<Pool> {
+    let pool = db::pool(&settings.database_url()?, settings.database.pool_size)?;
+    db::migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Topics and the outbox connector: what the parts expect to exist besides the database.
 pub async fn prepare(settings: &Settings) -> Result<()> {
     setup::create_topics(settings).await?;
-    let pool = db::pool(&settings.database_url()?, 4)?;
-    db::migrate(&pool).await?;
-    setup::register_connector(settings).await?;
-    Ok(())
+    setup::register_connector(settings).await
 }
 
 /// The command side (POST) and the query side (GET) on the order API port.
-pub async fn serve_order_api(settings: &Settings) -> Result<()> {
-    let pool = db::pool(&settings.database_url()?, settings.database.pool_size)?;
-    db::migrate(&pool).await?;
+pub async fn serve_order_api(settings: &Settings, pool: Pool) -> Result<()> {
     let redis = redis::Client::open(settings.redis.url.as_str()).context("redis.url")?;
     let redis = redis::aio::ConnectionManager::new(redis)
         .await
@@ -135,10 +138,12 @@ pub async fn serve_order_api(settings: &Settings) -> Result<()> {
     serve(app, settings.http.order_api_port, "order API").await
 }
 
-pub async fn run_projector(settings: &Settings, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
-    let pool = db::pool(&settings.database_url()?, 4)?;
-    db::migrate(&pool).await?;
-    let serde = event_serde(settings).await?;
+pub async fn run_projector(
+    settings: &Settings,
+    pool: Pool,
+    serde: EventSerde,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     projector::run_projector(projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone()), serde, pool, shutdown).await
 }
 
@@ -162,14 +167,17 @@ async fn serve(app: axum::Router, port: u16, what: &str) -> Result<()> {
 }
 
 /// Every part in one process until `shutdown` resolves or one part fails.
+/// The pool and the registered event serde are made once and shared by every part.
 pub async fn run_all(settings: &Settings, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    let pool = database(settings).await?;
     prepare(settings).await?;
+    let serde = event_serde(settings).await?;
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     tokio::select! {
-        result = run_participants(settings, &Participant::ALL, shutdown.clone()) => result.context("participants"),
-        result = serve_order_api(settings) => result.context("order API"),
+        result = run_participants(settings, &Participant::ALL, serde.clone(), shutdown.clone()) => result.context("participants"),
+        result = serve_order_api(settings, pool.clone()) => result.context("order API"),
         result = serve_admin(settings) => result.context("admin endpoint"),
-        result = run_projector(settings, shutdown.clone()) => result.context("projector"),
+        result = run_projector(settings, pool, serde, shutdown.clone()) => result.context("projector"),
     }
 }
 
@@ -178,9 +186,9 @@ pub async fn run_all(settings: &Settings, shutdown: impl std::future::Future<Out
 pub async fn run_participants(
     settings: &Settings,
     which: &[Participant],
+    serde: EventSerde,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let serde = event_serde(settings).await?;
     let mut running = Vec::new();
     for participant in which {
         running.push((*participant, start_participant(*participant, settings, serde.clone())?));

@@ -72,13 +72,19 @@ async fn run(cli: Cli) -> Result<()> {
     let settings = Settings::load(&cli.config, std::env::vars())?;
     match cli.command {
         Command::All => components::run_all(&settings, shutdown_signal()).await,
-        Command::Setup => components::prepare(&settings).await,
-        Command::OrderApi => components::serve_order_api(&settings).await,
-        Command::Payment => components::run_participants(&settings, &[Participant::Payment], shutdown_signal()).await,
-        Command::Inventory => components::run_participants(&settings, &[Participant::Inventory], shutdown_signal()).await,
-        Command::Shipping => components::run_participants(&settings, &[Participant::Shipping], shutdown_signal()).await,
-        Command::OrderSaga => components::run_participants(&settings, &[Participant::OrderSaga], shutdown_signal()).await,
-        Command::Projector => components::run_projector(&settings, shutdown_signal()).await,
+        Command::Setup => {
+            components::database(&settings).await?;
+            components::prepare(&settings).await
+        }
+        Command::OrderApi => components::serve_order_api(&settings, components::database(&settings).await?).await,
+        Command::Payment => run_participants(&settings, Participant::Payment).await,
+        Command::Inventory => run_participants(&settings, Participant::Inventory).await,
+        Command::Shipping => run_participants(&settings, Participant::Shipping).await,
+        Command::OrderSaga => run_participants(&settings, Participant::OrderSaga).await,
+        Command::Projector => {
+            let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);
+            components::run_projector(&settings, pool, serde, shutdown_signal()).await
+        }
         Command::Admin => components::serve_admin(&settings).await,
         Command::Demo { orders, concurrency, settle_timeout_s } => {
             let options = demo::DemoOptions { orders, concurrency, rate: None, settle_timeout: Duration::from_secs(settle_timeout_s) };
@@ -88,6 +94,11 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn run_participants(settings: &Settings, participant: Participant) -> Result<()> {
+    let serde = components::event_serde(settings).await?;
+    components::run_participants(settings, &[participant], serde, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -2,6 +2,8 @@
 //! existing dashboards and alerts apply. Reads committed offsets and high watermarks; runs on
 //! a blocking thread since every rdkafka call here blocks.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{IntGaugeVec, Opts};
@@ -45,44 +47,66 @@ pub struct WatchedGroup {
     pub topics: Vec<String>,
 }
 
-/// Reads the lag of every watched group once.
-pub fn sample(bootstrap: &str, groups: &[WatchedGroup], metrics: &LagMetrics) -> anyhow::Result<()> {
-    for watched in groups {
-        // A consumer with the group's id reads its committed offsets without joining it.
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", &watched.group)
-            .set("enable.auto.commit", "false")
-            .create()?;
-        let metadata = consumer.fetch_metadata(None, TIMEOUT)?;
-        let mut partitions = TopicPartitionList::new();
-        for topic in metadata.topics().iter().filter(|t| watched.topics.iter().any(|w| w == t.name())) {
-            for partition in topic.partitions() {
-                partitions.add_partition(topic.name(), partition.id());
-            }
-        }
-        let committed = consumer.committed_offsets(partitions, TIMEOUT)?;
-        for element in committed.elements() {
-            let (topic, partition) = (element.topic(), element.partition());
-            // No committed offset: the group does not read this partition (yet).
-            let Offset::Offset(position) = element.offset() else { continue };
-            let (_, high) = consumer.fetch_watermarks(topic, partition, TIMEOUT)?;
-            let partition_label = partition.to_string();
-            let labels = [watched.group.as_str(), topic, partition_label.as_str()];
-            metrics.latest.with_label_values(&[topic, &partition_label]).set(high);
-            metrics.offset.with_label_values(&labels).set(position);
-            metrics.lag.with_label_values(&labels).set((high - position).max(0));
-        }
-    }
-    Ok(())
+/// Reads the lag of every watched group, reusing one consumer per group across samples.
+struct LagSampler {
+    /// A consumer with the group's id reads its committed offsets without joining the group.
+    groups: Vec<(WatchedGroup, BaseConsumer)>,
+    metrics: LagMetrics,
 }
 
-/// Samples every `every` until the process ends; errors are logged, not fatal.
+impl LagSampler {
+    fn new(bootstrap: &str, groups: Vec<WatchedGroup>) -> anyhow::Result<Self> {
+        let mut consumers = Vec::with_capacity(groups.len());
+        for watched in groups {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", bootstrap)
+                .set("group.id", &watched.group)
+                .set("enable.auto.commit", "false")
+                .create()?;
+            consumers.push((watched, consumer));
+        }
+        Ok(Self { groups: consumers, metrics: LagMetrics::register()? })
+    }
+
+    fn sample(&self) -> anyhow::Result<()> {
+        let Some((_, any_consumer)) = self.groups.first() else { return Ok(()) };
+        let metadata = any_consumer.fetch_metadata(None, TIMEOUT)?;
+        // High watermarks once per partition, whichever groups read it.
+        let mut latest: HashMap<(String, i32), i64> = HashMap::new();
+        for topic in metadata.topics().iter().filter(|t| self.groups.iter().any(|(g, _)| g.topics.iter().any(|w| w == t.name()))) {
+            for partition in topic.partitions() {
+                let (_, high) = any_consumer.fetch_watermarks(topic.name(), partition.id(), TIMEOUT)?;
+                self.metrics.latest.with_label_values(&[topic.name(), &partition.id().to_string()]).set(high);
+                latest.insert((topic.name().to_string(), partition.id()), high);
+            }
+        }
+        for (watched, consumer) in &self.groups {
+            let mut partitions = TopicPartitionList::new();
+            for (topic, partition) in latest.keys().filter(|(t, _)| watched.topics.contains(t)) {
+                partitions.add_partition(topic, *partition);
+            }
+            for element in consumer.committed_offsets(partitions, TIMEOUT)?.elements() {
+                // No committed offset: the group does not read this partition (yet).
+                let Offset::Offset(position) = element.offset() else { continue };
+                let high = latest[&(element.topic().to_string(), element.partition())];
+                let partition_label = element.partition().to_string();
+                let labels = [watched.group.as_str(), element.topic(), partition_label.as_str()];
+                self.metrics.offset.with_label_values(&labels).set(position);
+                self.metrics.lag.with_label_values(&labels).set((high - position).max(0));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Samples every `every` until the process ends; a failed sample is logged, not fatal. Each
+/// sample runs on a blocking thread and the wait between them is async, so a runtime shutting
+/// down never waits on the sampler.
 pub async fn run(bootstrap: String, groups: Vec<WatchedGroup>, every: Duration) -> anyhow::Result<()> {
-    let metrics = std::sync::Arc::new(LagMetrics::register()?);
+    let sampler = Arc::new(tokio::task::spawn_blocking(move || LagSampler::new(&bootstrap, groups)).await??);
     loop {
-        let (bootstrap, groups, metrics) = (bootstrap.clone(), groups.clone(), metrics.clone());
-        match tokio::task::spawn_blocking(move || sample(&bootstrap, &groups, &metrics)).await {
+        let sampler = sampler.clone();
+        match tokio::task::spawn_blocking(move || sampler.sample()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "consumer lag sample failed"),
             Err(e) => tracing::warn!(error = %e, "consumer lag sampler stopped"),
