@@ -15,6 +15,8 @@ pub enum ErrorKind {
     Serialization,
     /// A state store failed.
     Store,
+    /// User code panicked; the task caught it and replaced the processor.
+    Panic,
 }
 
 impl ErrorKind {
@@ -25,6 +27,7 @@ impl ErrorKind {
             ErrorKind::Processing => "processing",
             ErrorKind::Serialization => "serialization",
             ErrorKind::Store => "store",
+            ErrorKind::Panic => "panic",
         }
     }
 }
@@ -58,7 +61,13 @@ pub struct ProcessError {
 
 impl ProcessError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ProcessError { kind, retriable: false, message: message.into(), source_record: None, cause: None }
+        ProcessError {
+            kind,
+            retriable: false,
+            message: message.into(),
+            source_record: None,
+            cause: None,
+        }
     }
 
     pub fn deserialization(message: impl Into<String>) -> Self {
@@ -96,7 +105,11 @@ impl ProcessError {
     /// Records where the failing record came from, unless an inner layer already did.
     pub fn with_source_record(mut self, topic: &str, partition: i32, offset: i64) -> Self {
         if self.source_record.is_none() {
-            self.source_record = Some(SourceRecordRef { topic: topic.to_owned(), partition, offset });
+            self.source_record = Some(SourceRecordRef {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+            });
         }
         self
     }
@@ -137,7 +150,9 @@ impl fmt::Display for ProcessError {
 
 impl Error for ProcessError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.cause.as_deref().map(|cause| cause as &(dyn Error + 'static))
+        self.cause
+            .as_deref()
+            .map(|cause| cause as &(dyn Error + 'static))
     }
 }
 
@@ -160,14 +175,22 @@ mod tests {
     #[test]
     fn display_names_kind_source_and_cause() {
         let cause = std::io::Error::other("disk full");
-        let error = ProcessError::store("cannot write").with_cause(cause).with_source_record("orders", 3, 42).retriable();
-        assert_eq!(error.to_string(), "store error on record orders-3@42: cannot write: disk full (retriable)");
+        let error = ProcessError::store("cannot write")
+            .with_cause(cause)
+            .with_source_record("orders", 3, 42)
+            .retriable();
+        assert_eq!(
+            error.to_string(),
+            "store error on record orders-3@42: cannot write: disk full (retriable)"
+        );
         assert!(error.source().is_some());
     }
 
     #[test]
     fn inner_source_record_wins() {
-        let error = ProcessError::processing("x").with_source_record("a", 0, 1).with_source_record("b", 1, 2);
+        let error = ProcessError::processing("x")
+            .with_source_record("a", 0, 1)
+            .with_source_record("b", 1, 2);
         assert_eq!(error.source_record().map(|at| at.topic.as_str()), Some("a"));
     }
 

@@ -5,10 +5,12 @@
 //! and progress are rolled back if it fails. Units accumulate until the runtime commits or
 //! aborts the transaction they were produced in.
 
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::error::ProcessError;
+use crate::error::{ErrorKind, ProcessError};
 use crate::graph::{NodeFactory, NodeId, NodeSetup};
 use crate::node::{self, Node, NodeContext, NodeMeta};
 use crate::punctuation::PunctuationType;
@@ -18,6 +20,9 @@ use crate::topology::{Subtopology, TaskId};
 
 /// Stream time before the first record, as Kafka Streams' `-1`.
 pub const UNKNOWN_STREAM_TIME: i64 = -1;
+
+/// How much later a timer whose callback failed fires again.
+pub const TIMER_RETRY_MS: i64 = 1_000;
 
 pub struct Task {
     subtopology: Arc<Subtopology>,
@@ -41,7 +46,15 @@ impl Task {
     ) -> Self {
         let uninitialized = subtopology.nodes.iter().rev().copied().collect();
         let committed_progress = state.progress;
-        Task { subtopology, nodes, factories, meta, uninitialized, state, committed_progress }
+        Task {
+            subtopology,
+            nodes,
+            factories,
+            meta,
+            uninitialized,
+            state,
+            committed_progress,
+        }
     }
 
     pub fn id(&self) -> TaskId {
@@ -60,14 +73,20 @@ impl Task {
     pub fn process(&mut self, record: RawRecord) -> Result<(), ProcessError> {
         let (topic, partition, offset) = (record.topic.clone(), record.partition, record.offset);
         let in_context = |error: ProcessError| error.with_source_record(&topic, partition, offset);
-        let source = *self
-            .subtopology
-            .sources
-            .get(&record.topic)
-            .ok_or_else(|| in_context(ProcessError::processing(format!("topic '{}' is not a source of task {}", record.topic, self.id()))))?;
+        let source = *self.subtopology.sources.get(&record.topic).ok_or_else(|| {
+            in_context(ProcessError::processing(format!(
+                "topic '{}' is not a source of task {}",
+                record.topic,
+                self.id()
+            )))
+        })?;
         self.initialize().map_err(in_context)?;
 
-        let metadata = RecordMetadata { topic: topic.clone(), partition, offset };
+        let metadata = RecordMetadata {
+            topic: topic.clone(),
+            partition,
+            offset,
+        };
         let timestamp_ms = record.timestamp_ms;
         self.run_unit(Some(metadata), timestamp_ms, |task| {
             let progress = &mut task.state.progress;
@@ -75,7 +94,11 @@ impl Task {
             task.invoke(source, |node, ctx| node.process(ctx, Box::new(record)))?;
             task.state.record = None;
             let stream_time_ms = task.state.progress.stream_time_ms;
-            for (id, node) in task.state.punctuations.take_due(PunctuationType::StreamTime, stream_time_ms) {
+            for (id, node) in task
+                .state
+                .punctuations
+                .take_due(PunctuationType::StreamTime, stream_time_ms)
+            {
                 task.invoke(node, |node, ctx| node.punctuate(ctx, id, stream_time_ms))?;
             }
             Ok(())
@@ -83,17 +106,41 @@ impl Task {
         .map_err(in_context)
     }
 
-    /// Fires due wall-clock punctuations, then due durable timers, each as its own unit. Stops at
-    /// the first failure; a failed timer stays set and fires again on the next call.
-    pub fn punctuate_wall_clock(&mut self, now_ms: i64) -> Result<(), ProcessError> {
-        self.initialize()?;
-        for (id, node) in self.state.punctuations.take_due(PunctuationType::WallClockTime, now_ms) {
-            self.run_unit(None, now_ms, |task| task.invoke(node, |node, ctx| node.punctuate(ctx, id, now_ms)))?;
+    /// Fires due wall-clock punctuations, then due durable timers, each as its own unit. A unit
+    /// that fails is rolled back and does not stop the ones after it: a failed timer is moved
+    /// `TIMER_RETRY_MS` later, so it neither spins nor blocks the task's later timers. Returns
+    /// the failures; the output and store writes of the units that succeeded stay pending.
+    pub fn punctuate_wall_clock(&mut self, now_ms: i64) -> Vec<ProcessError> {
+        if let Err(error) = self.initialize() {
+            return vec![error];
+        }
+        let mut failures = Vec::new();
+        for (id, node) in self
+            .state
+            .punctuations
+            .take_due(PunctuationType::WallClockTime, now_ms)
+        {
+            if let Err(error) = self.run_unit(None, now_ms, |task| {
+                task.invoke(node, |node, ctx| node.punctuate(ctx, id, now_ms))
+            }) {
+                failures.push(error);
+            }
         }
         let subtopology = Arc::clone(&self.subtopology);
         for &(node, store) in &subtopology.timers {
-            for (timer_key, fire_at_ms) in self.state.timer_store(store)?.due(now_ms)? {
-                self.run_unit(None, now_ms, |task| {
+            let due = match self
+                .state
+                .timer_store(store)
+                .and_then(|timers| Ok(timers.due(now_ms)?))
+            {
+                Ok(due) => due,
+                Err(error) => {
+                    failures.push(error);
+                    continue;
+                }
+            };
+            for (timer_key, fire_at_ms) in due {
+                let fired = self.run_unit(None, now_ms, |task| {
                     let mut timers = task.state.timer_store(store)?;
                     // An earlier timer's callback may have moved or cancelled this one.
                     if timers.scheduled_at(&timer_key)? != Some(fire_at_ms) {
@@ -101,10 +148,22 @@ impl Task {
                     }
                     timers.cancel(&timer_key)?;
                     task.invoke(node, |node, ctx| node.on_timer(ctx, &timer_key, fire_at_ms))
-                })?;
+                });
+                if let Err(error) = fired {
+                    failures.push(error);
+                    let retry_at = now_ms + TIMER_RETRY_MS;
+                    if let Err(error) = self.run_unit(None, now_ms, |task| {
+                        Ok(task
+                            .state
+                            .timer_store(store)?
+                            .schedule(&timer_key, retry_at)?)
+                    }) {
+                        failures.push(error);
+                    }
+                }
             }
         }
-        Ok(())
+        failures
     }
 
     /// Everything to produce since the last take: sink, repartition and changelog records
@@ -136,9 +195,13 @@ impl Task {
 
     /// A node is out of its slot only while it runs, so after a panic it is missing for good.
     fn replace_lost_nodes(&mut self) {
-        let setup = NodeSetup { application_id: &self.state.application_id };
+        let setup = NodeSetup {
+            application_id: &self.state.application_id,
+        };
         for &node in &self.subtopology.nodes {
-            if let (Some(slot @ None), Some(factory)) = (self.nodes.get_mut(node), self.factories.get(node)) {
+            if let (Some(slot @ None), Some(factory)) =
+                (self.nodes.get_mut(node), self.factories.get(node))
+            {
                 *slot = Some(factory(&setup));
                 if !self.uninitialized.contains(&node) {
                     self.uninitialized.push(node);
@@ -150,12 +213,22 @@ impl Task {
 
     /// Restores one changelog record into the store behind `changelog_topic` (`None` deletes).
     /// Not captured as output.
-    pub fn restore(&mut self, changelog_topic: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), ProcessError> {
+    pub fn restore(
+        &mut self,
+        changelog_topic: &str,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), ProcessError> {
         let store = self.subtopology.changelogs.get(changelog_topic).copied();
         let slot = store
             .and_then(|id| self.state.stores.get_mut(id))
             .and_then(Option::as_mut)
-            .ok_or_else(|| ProcessError::store(format!("'{changelog_topic}' is not a changelog of task {}", self.state.task_id)))?;
+            .ok_or_else(|| {
+                ProcessError::store(format!(
+                    "'{changelog_topic}' is not a changelog of task {}",
+                    self.state.task_id
+                ))
+            })?;
         Ok(slot.store.restore(key, value)?)
     }
 
@@ -170,7 +243,8 @@ impl Task {
     pub fn restore_stream_time(&mut self, stream_time_ms: i64) {
         let restored = self.state.progress.stream_time_ms.max(stream_time_ms);
         self.state.progress.stream_time_ms = restored;
-        self.committed_progress.stream_time_ms = self.committed_progress.stream_time_ms.max(restored);
+        self.committed_progress.stream_time_ms =
+            self.committed_progress.stream_time_ms.max(restored);
     }
 
     /// Records dropped because they arrived after their window closed (counted per window, as in
@@ -180,7 +254,11 @@ impl Task {
     }
 
     pub(crate) fn store_slot(&self, name: &str) -> Option<&StoreSlot> {
-        self.state.stores.iter().flatten().find(|slot| slot.name == name)
+        self.state
+            .stores
+            .iter()
+            .flatten()
+            .find(|slot| slot.name == name)
     }
 
     /// Runs the `init` of nodes that have not been initialized, each as its own unit, so `init`
@@ -188,7 +266,9 @@ impl Task {
     fn initialize(&mut self) -> Result<(), ProcessError> {
         while let Some(&node) = self.uninitialized.last() {
             let now_ms = self.state.clock.now_ms();
-            self.run_unit(None, now_ms, |task| task.invoke(node, |node, ctx| node.init(ctx)))?;
+            self.run_unit(None, now_ms, |task| {
+                task.invoke(node, |node, ctx| node.init(ctx))
+            })?;
             self.uninitialized.pop();
         }
         Ok(())
@@ -202,7 +282,8 @@ impl Task {
         node::invoke(&mut self.nodes, &self.meta, &mut self.state, node, call)
     }
 
-    /// Runs `work` atomically: on error, its store writes, output and progress are undone.
+    /// Runs `work` atomically: on error or panic, its store writes, output and progress are
+    /// undone. A panic becomes an error, and the processors it took down are replaced.
     fn run_unit(
         &mut self,
         record: Option<RecordMetadata>,
@@ -216,7 +297,16 @@ impl Task {
         }
         self.state.record = record;
         self.state.timestamp_ms = timestamp_ms;
-        let result = work(self);
+        let result = match catch_unwind(AssertUnwindSafe(|| work(&mut *self))) {
+            Ok(result) => result,
+            Err(panic) => {
+                self.replace_lost_nodes();
+                Err(ProcessError::new(
+                    ErrorKind::Panic,
+                    format!("user code panicked: {}", panic_message(panic.as_ref())),
+                ))
+            }
+        };
         self.state.record = None;
         if result.is_err() {
             self.state.output.truncate(output_len);
@@ -227,4 +317,13 @@ impl Task {
         }
         result
     }
+}
+
+/// The text a panic was raised with, when it was a string.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }

@@ -94,7 +94,9 @@ impl TopologyTestDriver {
             outputs: HashMap::new(),
             changelog: Vec::new(),
         };
-        TopologyTestDriver { core: Rc::new(RefCell::new(core)) }
+        TopologyTestDriver {
+            core: Rc::new(RefCell::new(core)),
+        }
     }
 
     pub fn create_input_topic<K, V>(
@@ -103,7 +105,12 @@ impl TopologyTestDriver {
         key_serde: impl Serde<K> + 'static,
         value_serde: impl Serde<V> + 'static,
     ) -> TestInputTopic<K, V> {
-        TestInputTopic::new(Rc::clone(&self.core), topic, Arc::new(key_serde), Arc::new(value_serde))
+        TestInputTopic::new(
+            Rc::clone(&self.core),
+            topic,
+            Arc::new(key_serde),
+            Arc::new(value_serde),
+        )
     }
 
     pub fn create_output_topic<K, V>(
@@ -112,26 +119,51 @@ impl TopologyTestDriver {
         key_serde: impl Serde<K> + 'static,
         value_serde: impl Serde<V> + 'static,
     ) -> TestOutputTopic<K, V> {
-        TestOutputTopic::new(Rc::clone(&self.core), topic, Arc::new(key_serde), Arc::new(value_serde))
+        TestOutputTopic::new(
+            Rc::clone(&self.core),
+            topic,
+            Arc::new(key_serde),
+            Arc::new(value_serde),
+        )
     }
 
     /// Pipes a record with exactly these key and value bytes, e.g. bytes no serde would produce.
     /// The driver assigns partition 0 and the topic's next offset.
     pub fn pipe_raw_record(&self, record: RawRecord) -> Result<(), DriverError> {
-        self.core.borrow_mut().pipe(record.topic.clone(), record.timestamp_ms, record.key, record.value, record.headers)
+        self.core.borrow_mut().pipe(
+            record.topic.clone(),
+            record.timestamp_ms,
+            record.key,
+            record.value,
+            record.headers,
+        )
     }
 
     /// A typed view of a key–value store, declared with the types it holds.
-    pub fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<TestKeyValueStore<K, V>, DriverError> {
+    pub fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<TestKeyValueStore<K, V>, DriverError> {
         let core = self.core.borrow();
         let slot = core.store_slot(name)?;
         if slot.kind != StoreKind::KeyValue {
-            return Err(DriverError::Store { name: name.to_owned(), reason: "not a key-value store".to_owned() });
+            return Err(DriverError::Store {
+                name: name.to_owned(),
+                reason: "not a key-value store".to_owned(),
+            });
         }
-        let serdes = slot.serdes.downcast_ref::<StoreSerdes<K, V>>().cloned().ok_or_else(|| DriverError::Store {
-            name: name.to_owned(),
-            reason: format!("does not hold {} keys and {} values", std::any::type_name::<K>(), std::any::type_name::<V>()),
-        })?;
+        let serdes = slot
+            .serdes
+            .downcast_ref::<StoreSerdes<K, V>>()
+            .cloned()
+            .ok_or_else(|| DriverError::Store {
+                name: name.to_owned(),
+                reason: format!(
+                    "does not hold {} keys and {} values",
+                    std::any::type_name::<K>(),
+                    std::any::type_name::<V>()
+                ),
+            })?;
         Ok(TestKeyValueStore::new(Rc::clone(&self.core), name, serdes))
     }
 
@@ -141,7 +173,9 @@ impl TopologyTestDriver {
 
     /// Moves the wall clock forward and fires due wall-clock punctuations and durable timers.
     pub fn advance_wall_clock_time(&self, advance: Duration) -> Result<(), DriverError> {
-        self.core.borrow_mut().advance_wall_clock(duration_ms(advance))
+        self.core
+            .borrow_mut()
+            .advance_wall_clock(duration_ms(advance))
     }
 
     /// Simulates a crash: every task is rebuilt from nothing and its stores restored from the
@@ -152,18 +186,36 @@ impl TopologyTestDriver {
 
     /// Changelog records committed so far for one changelog topic.
     pub fn changelog_records(&self, changelog_topic: &str) -> Vec<OutputRecord> {
-        self.core.borrow().changelog.iter().filter(|record| record.topic == changelog_topic).cloned().collect()
+        self.core
+            .borrow()
+            .changelog
+            .iter()
+            .filter(|record| record.topic == changelog_topic)
+            .cloned()
+            .collect()
     }
 
     /// Late records dropped by windowed aggregations, over all tasks.
     pub fn dropped_records(&self) -> u64 {
-        self.core.borrow().tasks.iter().map(Task::dropped_records).sum()
+        self.core
+            .borrow()
+            .tasks
+            .iter()
+            .map(Task::dropped_records)
+            .sum()
     }
 }
 
 fn create_tasks(topology: &Topology, clock: &ManualClock) -> Vec<Task> {
     (0..topology.subtopology_count())
-        .map(|subtopology| topology.create_task(TaskId { subtopology, partition: 0 }).with_clock(Arc::new(clock.clone())))
+        .map(|subtopology| {
+            topology
+                .create_task(TaskId {
+                    subtopology,
+                    partition: 0,
+                })
+                .with_clock(Arc::new(clock.clone()))
+        })
         .collect()
 }
 
@@ -190,7 +242,15 @@ impl DriverCore {
             return Err(DriverError::UnknownTopic(topic));
         }
         let offset = self.next_offset(&topic);
-        let record = RawRecord { topic, partition: 0, offset, timestamp_ms, key, value, headers };
+        let record = RawRecord {
+            topic,
+            partition: 0,
+            offset,
+            timestamp_ms,
+            key,
+            value,
+            headers,
+        };
         self.process_all(VecDeque::from([record]))
     }
 
@@ -198,7 +258,10 @@ impl DriverCore {
     /// none are left. Each record is its own committed transaction.
     fn process_all(&mut self, mut queue: VecDeque<RawRecord>) -> Result<(), DriverError> {
         while let Some(record) = queue.pop_front() {
-            let subtopology = self.topology.subtopology_of(&record.topic).ok_or_else(|| DriverError::UnknownTopic(record.topic.clone()))?;
+            let subtopology = self
+                .topology
+                .subtopology_of(&record.topic)
+                .ok_or_else(|| DriverError::UnknownTopic(record.topic.clone()))?;
             let Some(task) = self.tasks.get_mut(subtopology) else {
                 return Err(DriverError::UnknownTopic(record.topic));
             };
@@ -229,7 +292,10 @@ impl DriverCore {
                 });
             }
             if !self.repartition_topics.contains(&record.topic) {
-                self.outputs.entry(record.topic.clone()).or_default().push_back(record);
+                self.outputs
+                    .entry(record.topic.clone())
+                    .or_default()
+                    .push_back(record);
             }
         }
     }
@@ -240,13 +306,15 @@ impl DriverCore {
         let mut queue = VecDeque::new();
         let mut first_error = None;
         for index in 0..self.tasks.len() {
-            let Some(task) = self.tasks.get_mut(index) else { continue };
+            let Some(task) = self.tasks.get_mut(index) else {
+                continue;
+            };
             // Units that succeeded before a failure are kept, as the runtime would commit them.
-            let result = task.punctuate_wall_clock(now_ms);
+            let failures = task.punctuate_wall_clock(now_ms);
             let output = task.take_output();
             task.commit();
             self.route(output, &mut queue);
-            if let Err(error) = result {
+            if let Some(error) = failures.into_iter().next() {
                 first_error.get_or_insert(error);
             }
         }
@@ -257,10 +325,17 @@ impl DriverCore {
     fn restart(&mut self) -> Result<(), DriverError> {
         self.tasks = create_tasks(&self.topology, &self.clock);
         let task_of_changelog: HashMap<String, usize> = (0..self.topology.subtopology_count())
-            .flat_map(|subtopology| self.topology.changelogs_of(subtopology).into_iter().map(move |topic| (topic, subtopology)))
+            .flat_map(|subtopology| {
+                self.topology
+                    .changelogs_of(subtopology)
+                    .into_iter()
+                    .map(move |topic| (topic, subtopology))
+            })
             .collect();
         for record in &self.changelog {
-            let (Some(&subtopology), Some(key)) = (task_of_changelog.get(&record.topic), &record.key) else {
+            let (Some(&subtopology), Some(key)) =
+                (task_of_changelog.get(&record.topic), &record.key)
+            else {
                 continue;
             };
             if let Some(task) = self.tasks.get_mut(subtopology) {
@@ -271,7 +346,10 @@ impl DriverCore {
     }
 
     pub(crate) fn store_slot(&self, name: &str) -> Result<&StoreSlot, DriverError> {
-        self.tasks.iter().find_map(|task| task.store_slot(name)).ok_or_else(|| DriverError::UnknownStore(name.to_owned()))
+        self.tasks
+            .iter()
+            .find_map(|task| task.store_slot(name))
+            .ok_or_else(|| DriverError::UnknownStore(name.to_owned()))
     }
 
     /// Takes the next record of an output topic.

@@ -80,14 +80,10 @@ pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde
     })
 }
 
-/// True once every participant running in this process owns tasks (its stores are restored and
-/// it processes): the moment a load measures the saga rather than start-up.
+/// True once every participant runs in this process and is RUNNING (assigned, stores restored):
+/// the moment a load measures the saga rather than start-up.
 pub fn participants_assigned() -> bool {
-    prometheus::gather()
-        .iter()
-        .find(|family| family.name() == "streams_tasks_assigned")
-        .map(|family| family.get_metric().iter().filter(|m| m.get_gauge().value() > 0.0).count() >= Participant::ALL.len())
-        .unwrap_or(false)
+    Participant::ALL.iter().all(|p| admin::health::state_of(p.application_id()) == Some(operators::runtime::State::Running))
 }
 
 /// Starts a participant's topology on the exactly-once runtime (or at-least-once if configured).
@@ -99,7 +95,11 @@ pub fn start_participant(participant: Participant, settings: &Settings, serde: E
         Guarantee::ExactlyOnce => ProcessingGuarantee::ExactlyOnceV2,
         Guarantee::AtLeastOnce => ProcessingGuarantee::AtLeastOnce,
     };
-    KafkaStreams::start(topology, config, prometheus::default_registry())
+    if let Some(instance_id) = &settings.kafka.instance_id {
+        config.instance_id = instance_id.clone();
+    }
+    let listener = admin::health::listener(participant.application_id());
+    KafkaStreams::start_with_state_listener(topology, config, prometheus::default_registry(), Some(listener))
         .with_context(|| format!("starting {}", participant.application_id()))
 }
 

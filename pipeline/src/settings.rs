@@ -34,6 +34,10 @@ pub struct KafkaSettings {
     pub partitions: i32,
     pub processing_guarantee: Guarantee,
     pub commit_interval_ms: u64,
+    /// Makes up each participant's `transactional.id`; must differ between live instances.
+    /// Unset (the default), every process generates `<host>-<pid>-<random>`.
+    #[serde(default)]
+    pub instance_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -16,6 +16,12 @@ pub const KEYS: usize = 12;
 /// Produces `count` records: key `k<i % KEYS>`, value = the record's number (1-based) as an
 /// 8-byte big-endian i64. Returns what each key received, in order.
 pub fn generate(bootstrap: &str, topic: &str, first: i64, count: i64) -> BTreeMap<String, Vec<i64>> {
+    generate_over(bootstrap, &[topic], first, count)
+}
+
+/// [`generate`] over several co-partitioned topics: each key's records rotate through all of
+/// them, and murmur2 (as Java clients use) puts a key on the same partition number in each.
+pub fn generate_over(bootstrap: &str, topics: &[&str], first: i64, count: i64) -> BTreeMap<String, Vec<i64>> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -26,6 +32,8 @@ pub fn generate(bootstrap: &str, topic: &str, first: i64, count: i64) -> BTreeMa
     let mut sent: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for n in first..first + count {
         let key = format!("k{}", n as usize % KEYS);
+        // Not n % topics.len(): with KEYS a multiple of it, a key would always get the same topic.
+        let topic = topics[n as usize / KEYS % topics.len()];
         let value = n.to_be_bytes();
         let mut record = BaseRecord::to(topic).key(&key).payload(&value);
         loop {
@@ -59,8 +67,13 @@ pub fn read_committed_by_key(bootstrap: &str, topic: &str, expected: usize, time
     // A short grace read: anything beyond `expected` is a duplicate the verifier must see.
     let extra = read_topic(bootstrap, topic, "read_committed", Duration::from_secs(3), |r| r.len() > expected);
     let records = if extra.len() > records.len() { extra } else { records };
+    values_by_key(&records)
+}
+
+/// Each key's i64 values, in the order read (partition order, as a key has one partition).
+pub fn values_by_key(records: &[Consumed]) -> BTreeMap<String, Vec<i64>> {
     let mut by_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for record in &records {
+    for record in records {
         by_key.entry(key_of(record)).or_default().push(decode_i64(&record.value));
     }
     by_key

@@ -6,6 +6,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 
 /// One consumed record, owned.
@@ -15,12 +16,14 @@ pub struct Consumed {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// In order; `None` is a null value.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl Consumed {
+    /// The value of the first header named `name`; a null value reads as empty.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_deref().unwrap_or_default())
     }
 }
 
@@ -33,8 +36,15 @@ pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 
 /// Creates a topic and fails the test with the broker's reason if it cannot.
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    create_topic_with(bootstrap, name, partitions, &[]).await
+}
+
+/// As [`create_topic`], with topic configs such as `max.message.bytes`.
+pub async fn create_topic_with(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
     let admin = admin(bootstrap);
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let topic = configs
+        .iter()
+        .fold(NewTopic::new(name, partitions, TopicReplication::Fixed(1)), |topic, (key, value)| topic.set(key, value));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin.create_topics([&topic], &options).await.unwrap_or_else(|e| {
         panic!("kafka: cannot create topic {name} at {bootstrap}: {e} (is the broker up? `dev/stack status`)")
@@ -77,11 +87,13 @@ pub fn read_topic(
                     .map(|headers| {
                         headers
                             .iter()
-                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
                             .collect()
                     })
                     .unwrap_or_default(),
             }),
+            // The app under test may not have created its internal topics yet.
+            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => {}
             Some(Err(e)) => panic!("kafka: consuming {topic} failed: {e}"),
             None => {}
         }

@@ -3,6 +3,8 @@
 //! Every helper that needs a service checks it first and panics with a message that names the
 //! service and how to start it, so a test never skips silently.
 
+pub mod app;
 pub mod eos;
+pub mod eos_verifier;
 pub mod kafka;
 pub mod stack;

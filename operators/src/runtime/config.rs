@@ -22,8 +22,10 @@ pub struct StreamsConfig {
     /// Consumer group id and prefix of internal topics (`<application.id>-<name>-repartition`).
     pub application_id: String,
     pub bootstrap_servers: String,
-    /// Stable per running instance: it makes up the `transactional.id`, so a restarted instance
-    /// fences its own zombie. Two live instances must never share it.
+    /// Unique per running process: it makes up the `transactional.id`. Under exactly_once_v2
+    /// zombies are fenced by the group generation (KIP-447), so uniqueness matters and
+    /// stability does not. Defaults to `<host>-<pid>-<random>`; set it explicitly (e.g. from
+    /// an `instance_id` setting) only to a value no other live instance uses.
     pub instance_id: String,
     pub processing_guarantee: ProcessingGuarantee,
     /// Upper bound on how long a transaction stays open (Kafka Streams' EOS default: 100 ms).
@@ -32,8 +34,11 @@ pub struct StreamsConfig {
     pub max_records_per_commit: usize,
     /// How often wall-clock punctuations and durable timers are checked.
     pub wall_clock_tick: Duration,
-    /// Timeout of every blocking client call (commit, abort, send offsets, restore).
+    /// Timeout of every blocking client call (commit, abort, send offsets, watermarks). Must be
+    /// below `transaction_timeout`, so a stuck call cannot outlive the open transaction.
     pub blocking_timeout: Duration,
+    /// `transaction.timeout.ms`: how long the broker keeps a transaction of a crashed instance
+    /// open (blocking `read_committed` readers of its partitions) before aborting it.
     pub transaction_timeout: Duration,
     /// What happens to a record whose processing fails.
     pub error_policy: ErrorPolicy,
@@ -46,17 +51,15 @@ pub struct StreamsConfig {
 
 impl StreamsConfig {
     pub fn new(application_id: impl Into<String>, bootstrap_servers: impl Into<String>) -> Self {
-        let application_id = application_id.into();
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
         Self {
-            instance_id: format!("{application_id}-{host}"),
-            application_id,
+            instance_id: generated_instance_id(),
+            application_id: application_id.into(),
             bootstrap_servers: bootstrap_servers.into(),
             processing_guarantee: ProcessingGuarantee::ExactlyOnceV2,
             commit_interval: Duration::from_millis(100),
             max_records_per_commit: 10_000,
             wall_clock_tick: Duration::from_millis(100),
-            blocking_timeout: Duration::from_secs(30),
+            blocking_timeout: Duration::from_secs(5),
             transaction_timeout: Duration::from_secs(10),
             error_policy: ErrorPolicy::DeadLetter,
             client_properties: BTreeMap::new(),
@@ -73,6 +76,20 @@ impl StreamsConfig {
 
     pub fn transactional_id(&self) -> String {
         format!("{}-{}", self.application_id, self.instance_id)
+    }
+
+    /// Settings that would break the runtime's guarantees.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.instance_id.trim().is_empty() {
+            return Err("instance_id is empty".into());
+        }
+        if self.blocking_timeout >= self.transaction_timeout {
+            return Err(format!(
+                "blocking_timeout ({:?}) must be below transaction_timeout ({:?}): a blocking call must not outlive the transaction",
+                self.blocking_timeout, self.transaction_timeout
+            ));
+        }
+        Ok(())
     }
 
     fn base(&self) -> ClientConfig {
@@ -93,7 +110,10 @@ impl StreamsConfig {
             ("group.id", self.application_id.clone()),
             ("enable.auto.commit", "false".to_string()),
             ("enable.auto.offset.store", "false".to_string()),
-            ("partition.assignment.strategy", "cooperative-sticky".to_string()),
+            // Eager `range` gives partition p of every source topic to the same member when the
+            // topics have equal partition counts (checked at start): a task is assigned whole.
+            // Cooperative-sticky knows nothing of co-partitioning (see docs/architecture.md).
+            ("partition.assignment.strategy", "range".to_string()),
         ];
         if self.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             required.push(("isolation.level", "read_committed".to_string()));
@@ -104,7 +124,8 @@ impl StreamsConfig {
         config
     }
 
-    /// A group-less consumer that replays changelogs into stores.
+    /// A group-less consumer that replays changelogs into stores. Reads `read_committed`, so
+    /// aborted writes are skipped; how far it reads comes from [`Self::end_offsets_config`].
     pub(crate) fn restore_consumer_config(&self) -> ClientConfig {
         let mut config = self.base();
         let required = [
@@ -115,7 +136,31 @@ impl StreamsConfig {
             // The end of a changelog shows as an empty fetch: don't let the broker hold it 500 ms.
             ("fetch.wait.max.ms", "10".to_string()),
         ];
-        apply_required(&mut config, &self.client_properties, "restore consumer", &required);
+        apply_required(
+            &mut config,
+            &self.client_properties,
+            "restore consumer",
+            &required,
+        );
+        config
+    }
+
+    /// A group-less client for changelog end offsets: `read_uncommitted`, so the end is the high
+    /// watermark, not the last stable offset (KAFKA-10167). A restore that stopped at the last
+    /// stable offset could miss a commit whose markers the broker has not written yet.
+    pub(crate) fn end_offsets_config(&self) -> ClientConfig {
+        let mut config = self.base();
+        let required = [
+            ("group.id", format!("{}-restore", self.application_id)),
+            ("enable.auto.commit", "false".to_string()),
+            ("isolation.level", "read_uncommitted".to_string()),
+        ];
+        apply_required(
+            &mut config,
+            &self.client_properties,
+            "end-offsets client",
+            &required,
+        );
         config
     }
 
@@ -129,13 +174,29 @@ impl StreamsConfig {
         ];
         if self.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             required.push(("transactional.id", self.transactional_id()));
-            required.push(("transaction.timeout.ms", self.transaction_timeout.as_millis().to_string()));
+            required.push((
+                "transaction.timeout.ms",
+                self.transaction_timeout.as_millis().to_string(),
+            ));
         }
         let mut config = self.base();
         config.set("linger.ms", "5");
         apply_required(&mut config, &self.client_properties, "producer", &required);
         config
     }
+}
+
+/// `<host>-<pid>-<random>`: two processes started the same way on one host still differ, even
+/// where `HOSTNAME` is not exported.
+fn generated_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..8])
 }
 
 /// Sets what the runtime needs, warning when it overrides a value the user chose.
@@ -170,8 +231,33 @@ mod tests {
         assert_eq!(consumer.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(consumer.get("group.id"), Some("app"));
         let producer = config.producer_config();
-        assert_eq!(producer.get("transactional.id"), Some(config.transactional_id().as_str()));
+        assert_eq!(
+            producer.get("transactional.id"),
+            Some(config.transactional_id().as_str())
+        );
         assert_eq!(producer.get("security.protocol"), Some("SASL_SSL"));
+    }
+
+    #[test]
+    fn generated_instance_ids_differ_within_one_process() {
+        let (a, b) = (
+            StreamsConfig::new("app", "b:9092"),
+            StreamsConfig::new("app", "b:9092"),
+        );
+        assert_ne!(a.transactional_id(), b.transactional_id());
+        assert!(
+            a.instance_id.contains(&std::process::id().to_string()),
+            "{}",
+            a.instance_id
+        );
+    }
+
+    #[test]
+    fn a_blocking_timeout_at_or_above_the_transaction_timeout_is_refused() {
+        let mut config = StreamsConfig::new("app", "b:9092");
+        assert_eq!(config.validate(), Ok(()));
+        config.blocking_timeout = config.transaction_timeout;
+        assert!(config.validate().unwrap_err().contains("blocking_timeout"));
     }
 
     #[test]

@@ -7,7 +7,12 @@ use crate::record::{Header, OutputRecord, RawRecord};
 
 use super::topics::dead_letter_topic;
 
-pub fn dead_letter_record(record: RawRecord, group: &str, reason: &FailureReason<'_>, attempts: u32) -> OutputRecord {
+pub fn dead_letter_record(
+    record: RawRecord,
+    group: &str,
+    reason: &FailureReason<'_>,
+    attempts: u32,
+) -> OutputRecord {
     let mut headers = record.headers;
     headers.retain(|h| !h.key.starts_with("dlq."));
     let mut add = |key: &str, value: String| headers.push(Header::new(key, value.into_bytes()));
@@ -78,10 +83,21 @@ mod tests {
         let out = dead_letter_record(record, "app", &FailureReason::Process(&error), 1);
         assert_eq!(out.topic, "orders.dlq");
         assert_eq!(out.value, Some(vec![0xff]));
-        let header = |k: &str| out.headers.iter().find(|h| h.key == k).map(|h| String::from_utf8(h.value.clone()).unwrap());
+        let header = |k: &str| {
+            out.headers
+                .iter()
+                .find(|h| h.key == k)
+                .map(|h| String::from_utf8(h.value_bytes().to_vec()).unwrap())
+        };
         assert_eq!(header("trace").as_deref(), Some("t"));
         assert_eq!(header("dlq.original.offset").as_deref(), Some("41"));
-        assert_eq!(header("dlq.exception.class").as_deref(), Some("deserialization"));
-        assert_eq!(header("dlq.exception.message").as_deref(), Some("deserialization error: bad magic byte"));
+        assert_eq!(
+            header("dlq.exception.class").as_deref(),
+            Some("deserialization")
+        );
+        assert_eq!(
+            header("dlq.exception.message").as_deref(),
+            Some("deserialization error: bad magic byte")
+        );
     }
 }

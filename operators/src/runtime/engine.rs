@@ -2,80 +2,116 @@
 //! aborting. Shared between the stream thread and the rebalance callbacks, which run inside
 //! `poll` on the same thread.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::{ProcessingGuarantee, StreamsConfig};
 use super::dead_letter::{dead_letter_record, FailureReason, Poison};
+use super::delivery::{DeliveryTracker, FailedDelivery, Origin};
 use super::error::RuntimeError;
 use super::internal_events::{
-    RecordDeadLettered, RecordFailed, RecordFailedOnReplay, RecordsProcessed, RuntimeMetrics, TaskRestored, TasksAssigned, TransactionAborted,
+    DeliveryFailed, PunctuationFailed, RecordDeadLettered, RecordFailed, RecordFailedOnReplay,
+    RecordsProcessed, RuntimeMetrics, TaskRestored, TasksAssigned, TransactionAborted,
     TransactionCommitted,
 };
-use super::{produce, restore};
+use super::produce::{self, TrackedProducer};
+use super::raw_message::raw_record;
+use super::restore::Restorer;
+use super::state::{State, StateCell};
 use crate::error::{ErrorPolicy, ProcessError};
-use crate::record::{Header, RawRecord};
-use crate::task::Task;
+use crate::task::{panic_message, Task};
 use crate::topology::{TaskId, Topology};
 
 type Partition = (String, i32);
+
+/// Commit metadata that carries a task's stream time across failover (as Kafka Streams does).
+const STREAM_TIME_METADATA: &str = "stream_time=";
 
 pub(crate) struct Engine {
     config: StreamsConfig,
     topology: Arc<Topology>,
     /// Polled by this thread only (see `produce::purge_unacknowledged`).
-    producer: BaseProducer,
-    restore_consumer: restore::RestoreConsumer,
+    producer: TrackedProducer,
+    restorer: Restorer,
     metrics: RuntimeMetrics,
+    state: StateCell,
     tasks: BTreeMap<TaskId, Task>,
+    /// Tasks of a clean eager revoke, kept in case the same rebalance gives them back: nobody
+    /// else can have processed them in between, so they resume without a restore.
+    suspended: BTreeMap<TaskId, Task>,
     /// Assigned tasks whose stores have not been restored yet; they process nothing until then.
     unrestored: BTreeSet<TaskId>,
     /// The consumer position (next offset) of every partition processed in the open transaction.
     positions: BTreeMap<Partition, i64>,
+    /// The first offset processed of each partition in the open transaction: where a rewind goes
+    /// when the group has no committed offset for it.
+    batch_start: BTreeMap<Partition, i64>,
     /// Records whose outputs could not be produced: dead-lettered on replay instead of processed.
     poisoned: HashMap<(Partition, i64), Poison>,
+    /// Records in a batch the broker rejected: the broker rejects a whole produce batch, so on
+    /// replay each is first retried in a transaction of its own, and poisoned only if that fails.
+    suspects: HashSet<(Partition, i64)>,
+    /// The suspect being retried alone in the open transaction.
+    isolated: Option<(Partition, i64)>,
     open_since: Option<Instant>,
     records_in_transaction: usize,
+    /// Set once the thread stops on an error: the revoke callback run by leaving the group
+    /// must abort, never commit.
+    failed: bool,
     /// A fatal error met inside a rebalance callback, surfaced by the next loop iteration.
     pub(crate) fatal: Option<RuntimeError>,
 }
 
 impl Engine {
-    pub fn new(config: StreamsConfig, topology: Arc<Topology>, metrics: RuntimeMetrics) -> Result<Self, RuntimeError> {
-        let producer: BaseProducer = config
+    pub fn new(
+        config: StreamsConfig,
+        topology: Arc<Topology>,
+        metrics: RuntimeMetrics,
+        state: StateCell,
+    ) -> Result<Self, RuntimeError> {
+        let producer: TrackedProducer = config
             .producer_config()
-            .create()
-            .map_err(|source| RuntimeError::Kafka { during: "creating the producer", source })?;
-        let restore_consumer: restore::RestoreConsumer = config
-            .restore_consumer_config()
-            .create_with_context(restore::EndOfPartitionIsExpected)
-            .map_err(|source| RuntimeError::Kafka { during: "creating the restore consumer", source })?;
+            .create_with_context(DeliveryTracker::default())
+            .map_err(|source| RuntimeError::Kafka {
+                during: "creating the producer",
+                source,
+            })?;
+        let restorer = Restorer::new(&config)?;
         if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             // Fences any zombie with our transactional.id and aborts its open transaction.
-            producer
-                .init_transactions(config.blocking_timeout)
-                .map_err(|source| RuntimeError::Fatal { during: "init_transactions", source })?;
+            with_retries(|| producer.init_transactions(config.blocking_timeout)).map_err(
+                |source| RuntimeError::Fatal {
+                    during: "init_transactions",
+                    source,
+                },
+            )?;
         }
         Ok(Self {
             config,
             topology,
             producer,
-            restore_consumer,
+            restorer,
             metrics,
+            state,
             tasks: BTreeMap::new(),
+            suspended: BTreeMap::new(),
             unrestored: BTreeSet::new(),
             positions: BTreeMap::new(),
+            batch_start: BTreeMap::new(),
             poisoned: HashMap::new(),
+            suspects: HashSet::new(),
+            isolated: None,
             open_since: None,
             records_in_transaction: 0,
+            failed: false,
             fatal: None,
         })
     }
@@ -85,55 +121,161 @@ impl Engine {
     }
 
     fn task_id(&self, topic: &str, partition: i32) -> Option<TaskId> {
-        self.topology.subtopology_of(topic).map(|subtopology| TaskId { subtopology, partition })
+        self.topology
+            .subtopology_of(topic)
+            .map(|subtopology| TaskId {
+                subtopology,
+                partition,
+            })
     }
 
+    /// Under the eager protocol `partitions` is the whole new assignment. Every task it touches
+    /// must come with all of its source partitions; a task split across members would write
+    /// the same changelog partition from two places.
     pub fn on_assigned(&mut self, partitions: &TopicPartitionList) {
-        for element in partitions.elements() {
-            if let Some(id) = self.task_id(element.topic(), element.partition()) {
-                if !self.tasks.contains_key(&id) {
-                    self.unrestored.insert(id);
+        let assigned: BTreeSet<Partition> = partitions
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let mut tasks = BTreeSet::new();
+        for (topic, partition) in &assigned {
+            match self.task_id(topic, *partition) {
+                Some(id) => {
+                    tasks.insert(id);
+                }
+                None => {
+                    self.fatal.get_or_insert(RuntimeError::UnassignedTask {
+                        topic: topic.clone(),
+                        partition: *partition,
+                    });
                 }
             }
         }
+        for id in &tasks {
+            let missing: Vec<String> = self
+                .topology
+                .source_topics_of(id.subtopology)
+                .into_iter()
+                .filter(|topic| !assigned.contains(&(topic.clone(), id.partition)))
+                .collect();
+            if !missing.is_empty() {
+                self.fatal.get_or_insert(RuntimeError::IncompleteTask {
+                    task: id.to_string(),
+                    missing,
+                });
+            }
+        }
+        for id in tasks {
+            match self.suspended.remove(&id) {
+                Some(task) => {
+                    self.tasks.insert(id, task);
+                }
+                None if !self.tasks.contains_key(&id) => {
+                    self.unrestored.insert(id);
+                }
+                None => {}
+            }
+        }
+        // Suspended tasks that went elsewhere are closed.
+        self.suspended.clear();
+        TasksAssigned(self.tasks.len()).emit(&self.metrics);
+        if self.unrestored.is_empty() {
+            self.state.set(State::Running);
+        }
     }
 
-    /// Commits (or, if the assignment was lost, aborts) before the partitions go, then drops their tasks.
-    pub fn on_revoked<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partitions: &TopicPartitionList) {
-        let outcome = if consumer.assignment_lost() {
+    /// Commits (or, if the assignment was lost or the thread failed, aborts) before the
+    /// partitions go. After a clean commit their tasks are suspended, else dropped.
+    pub fn on_revoked<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        partitions: &TopicPartitionList,
+    ) {
+        self.state.set(State::Rebalancing);
+        let lost = consumer.assignment_lost();
+        let outcome = if lost || self.failed {
             self.abort(consumer, "assignment lost", false)
         } else {
             self.commit(consumer)
         };
+        let keep = outcome.is_ok() && !lost && !self.failed;
         if let Err(e) = outcome {
             self.fatal.get_or_insert(e);
         }
         for element in partitions.elements() {
             if let Some(id) = self.task_id(element.topic(), element.partition()) {
-                self.tasks.remove(&id);
+                if let Some(task) = self.tasks.remove(&id) {
+                    if keep {
+                        self.suspended.insert(id, task);
+                    }
+                }
                 self.unrestored.remove(&id);
             }
         }
         TasksAssigned(self.tasks.len()).emit(&self.metrics);
     }
 
-    /// Builds and restores every task assigned since the last call.
-    pub fn restore_assigned(&mut self) -> Result<(), RuntimeError> {
+    /// Builds and restores every task assigned since the last call, after closing the open
+    /// transaction so that it cannot outlive `transaction.timeout.ms` during a long restore.
+    pub fn restore_assigned<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), RuntimeError> {
         if self.unrestored.is_empty() {
             return Ok(());
         }
+        self.commit(consumer)?;
         while let Some(id) = self.unrestored.pop_first() {
             let started = Instant::now();
             let mut task = self.topology.create_task(id);
             let changelogs = self.topology.changelogs_of(id.subtopology);
-            let records = restore::restore_task(&self.restore_consumer, &self.config, &mut task, &changelogs)?;
+            let records = self
+                .restorer
+                .restore_task(&self.config, &mut task, &changelogs)?;
+            if let Some(stream_time) = self.committed_stream_time(consumer, id)? {
+                task.restore_stream_time(stream_time);
+            }
             task.commit();
-            TaskRestored { task: &format!("{}_{}", id.subtopology, id.partition), records, elapsed: started.elapsed() }
-                .emit(&self.metrics);
+            TaskRestored {
+                task: &id.to_string(),
+                records,
+                elapsed: started.elapsed(),
+            }
+            .emit(&self.metrics);
             self.tasks.insert(id, task);
         }
         TasksAssigned(self.tasks.len()).emit(&self.metrics);
+        self.state.set(State::Running);
         Ok(())
+    }
+
+    /// The stream time the task's last commit recorded in its offsets' metadata.
+    fn committed_stream_time<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        id: TaskId,
+    ) -> Result<Option<i64>, RuntimeError> {
+        let kafka = |source| RuntimeError::Kafka {
+            during: "reading committed offsets",
+            source,
+        };
+        let mut list = TopicPartitionList::new();
+        for topic in self.topology.source_topics_of(id.subtopology) {
+            list.add_partition(&topic, id.partition);
+        }
+        let committed = consumer
+            .committed_offsets(list, self.config.blocking_timeout)
+            .map_err(kafka)?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                e.metadata()
+                    .strip_prefix(STREAM_TIME_METADATA)
+                    .and_then(|t| t.parse::<i64>().ok())
+            })
+            .max())
     }
 
     fn ensure_open(&mut self) -> Result<(), RuntimeError> {
@@ -141,7 +283,10 @@ impl Engine {
             if self.exactly_once() {
                 self.producer
                     .begin_transaction()
-                    .map_err(|source| RuntimeError::Fatal { during: "begin_transaction", source })?;
+                    .map_err(|source| RuntimeError::Fatal {
+                        during: "begin_transaction",
+                        source,
+                    })?;
             }
             self.open_since = Some(Instant::now());
             self.records_in_transaction = 0;
@@ -155,42 +300,84 @@ impl Engine {
         consumer: &BaseConsumer<C>,
         message: &BorrowedMessage<'_>,
     ) -> Result<(), RuntimeError> {
-        let (topic, partition, offset) = (message.topic().to_string(), message.partition(), message.offset());
-        let Some(id) = self.task_id(&topic, partition) else {
-            return Ok(());
-        };
+        let (topic, partition, offset) = (
+            message.topic().to_string(),
+            message.partition(),
+            message.offset(),
+        );
+        // A record of a task not running here is a bug in the assignment, never a skip: its
+        // offset would be committed with nothing processed.
+        let id = self
+            .task_id(&topic, partition)
+            .filter(|id| self.tasks.contains_key(id))
+            .ok_or_else(|| RuntimeError::UnassignedTask {
+                topic: topic.clone(),
+                partition,
+            })?;
+        let key = ((topic.clone(), partition), offset);
+        if self.suspects.remove(&key) {
+            // Commit what came before, so this record's outputs travel alone.
+            self.commit(consumer)?;
+            self.isolated = Some(key.clone());
+        }
         self.ensure_open()?;
-        self.positions.insert((topic.clone(), partition), offset + 1);
+        self.batch_start
+            .entry((topic.clone(), partition))
+            .or_insert(offset);
+        self.positions
+            .insert((topic.clone(), partition), offset + 1);
         self.records_in_transaction += 1;
         RecordsProcessed(1).emit(&self.metrics);
+        let record = raw_record(message);
 
-        let poisoned = if self.poisoned.is_empty() { None } else { self.poisoned.remove(&((topic.clone(), partition), offset)) };
-        if let Some(poison) = poisoned {
-            RecordFailedOnReplay { poison: &poison, topic: &topic, partition, offset }.emit(&self.metrics);
-            return self.dead_letter(raw_record(message), &FailureReason::Poisoned(&poison), 1);
+        if let Some(poison) = self.poisoned.get(&key).cloned() {
+            RecordFailedOnReplay {
+                poison: &poison,
+                topic: &topic,
+                partition,
+                offset,
+                skipped: self.skips(),
+            }
+            .emit(&self.metrics);
+            if !self.skips() {
+                self.dead_letter(record, &FailureReason::Poisoned(&poison), 1)?;
+            }
+            self.poisoned.remove(&key);
+            return Ok(());
         }
         let max_attempts = match self.config.error_policy {
             ErrorPolicy::Retry { max_attempts } => max_attempts.max(1),
             _ => 1,
         };
+        let origin = self.producer.context().track(Origin::Input {
+            topic: topic.clone(),
+            partition,
+            offset,
+        });
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let Some(task) = self.tasks.get_mut(&id) else {
-                return Ok(());
-            };
-            let outcome = catch_unwind(AssertUnwindSafe(|| task.process(raw_record(message))));
-            match outcome {
+            let task = self
+                .tasks
+                .get_mut(&id)
+                .ok_or_else(|| RuntimeError::UnassignedTask {
+                    topic: topic.clone(),
+                    partition,
+                })?;
+            match catch_unwind(AssertUnwindSafe(|| task.process(record.clone()))) {
                 Ok(Ok(())) => {
                     let outputs = task.take_output();
                     self.producer.poll(Duration::ZERO);
                     for output in &outputs {
-                        if let Err(e) = produce::send(&self.producer, output) {
+                        if let Err(e) = produce::send(&self.producer, output, origin) {
                             // This record's outputs cannot be produced. Abort and replay from the
                             // last commit, dead-lettering the record when it comes round again.
-                            let poison = Poison { class: "produce", message: format!("producing to {} failed: {e}", output.topic) };
+                            let poison = Poison {
+                                class: "produce",
+                                message: format!("producing to {} failed: {e}", output.topic),
+                            };
                             let reason = poison.message.clone();
-                            self.poisoned.insert(((topic.clone(), partition), offset), poison);
+                            self.poisoned.insert(key, poison);
                             return self.abort(consumer, &reason, true);
                         }
                     }
@@ -200,57 +387,118 @@ impl Engine {
                     if error.is_retriable() && attempts < max_attempts {
                         continue;
                     }
-                    return self.handle_failure(message, &error, attempts);
+                    return self.handle_failure(record, &error, attempts);
                 }
                 Err(panic) => {
-                    // A panic can leave the task's in-flight state half-written: roll everything
-                    // back to the last commit and dead-letter this record on replay.
-                    let poison = Poison { class: "panic", message: format!("user code panicked: {}", panic_message(&panic)) };
+                    // A panic outside any unit of work: roll everything back to the last commit
+                    // and dead-letter this record on replay.
+                    let poison = Poison {
+                        class: "panic",
+                        message: format!("user code panicked: {}", panic_message(panic.as_ref())),
+                    };
                     let reason = poison.message.clone();
-                    self.poisoned.insert(((topic.clone(), partition), offset), poison);
+                    self.poisoned.insert(key, poison);
                     return self.abort(consumer, &reason, true);
                 }
             }
         }
     }
 
-    fn handle_failure(&mut self, message: &BorrowedMessage<'_>, error: &ProcessError, attempts: u32) -> Result<(), RuntimeError> {
-        let kind = error.kind().as_str();
-        if self.config.error_policy == ErrorPolicy::Skip {
-            RecordFailed { error, error_kind: kind, action: "skipped", topic: message.topic(), partition: message.partition(), offset: message.offset() }
-                .emit(&self.metrics);
-            return Ok(());
-        }
-        RecordFailed { error, error_kind: kind, action: "dead_lettered", topic: message.topic(), partition: message.partition(), offset: message.offset() }
-            .emit(&self.metrics);
-        self.dead_letter(raw_record(message), &FailureReason::Process(error), attempts)
+    fn skips(&self) -> bool {
+        self.config.error_policy == ErrorPolicy::Skip
     }
 
-    fn dead_letter(&mut self, record: RawRecord, reason: &FailureReason<'_>, attempts: u32) -> Result<(), RuntimeError> {
+    fn handle_failure(
+        &mut self,
+        record: crate::record::RawRecord,
+        error: &ProcessError,
+        attempts: u32,
+    ) -> Result<(), RuntimeError> {
+        let kind = error.kind().as_str();
+        let action = if self.skips() {
+            "skipped"
+        } else {
+            "dead_lettered"
+        };
+        RecordFailed {
+            error,
+            error_kind: kind,
+            action,
+            topic: &record.topic,
+            partition: record.partition,
+            offset: record.offset,
+        }
+        .emit(&self.metrics);
+        if self.skips() {
+            return Ok(());
+        }
+        self.dead_letter(record, &FailureReason::Process(error), attempts)
+    }
+
+    fn dead_letter(
+        &mut self,
+        record: crate::record::RawRecord,
+        reason: &FailureReason<'_>,
+        attempts: u32,
+    ) -> Result<(), RuntimeError> {
+        let origin = Origin::DeadLetter {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+        };
+        let origin = self.producer.context().track(origin);
         let output = dead_letter_record(record, &self.config.application_id, reason, attempts);
-        produce::send(&self.producer, &output)
-            .map_err(|source| RuntimeError::Kafka { during: "producing to the dead-letter topic", source })?;
-        RecordDeadLettered { dead_letter_topic: &output.topic }.emit(&self.metrics);
+        produce::send(&self.producer, &output, origin).map_err(|source| RuntimeError::Kafka {
+            during: "producing to the dead-letter topic",
+            source,
+        })?;
+        RecordDeadLettered {
+            dead_letter_topic: &output.topic,
+        }
+        .emit(&self.metrics);
         Ok(())
     }
 
-    /// Fires wall-clock punctuations and due timers of every task.
-    pub fn punctuate<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, now_ms: i64) -> Result<(), RuntimeError> {
+    /// Fires wall-clock punctuations and due timers of every task. A failed unit is rolled back
+    /// and retried later by the task; the outputs of the units that succeeded are sent with
+    /// their store writes in the open transaction.
+    pub fn punctuate(&mut self, now_ms: i64) -> Result<(), RuntimeError> {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
-            let Some(task) = self.tasks.get_mut(&id) else { continue };
-            if let Err(error) = task.punctuate_wall_clock(now_ms) {
-                tracing::warn!(task = ?id, %error, "punctuation failed; its writes were discarded");
+            let Some(task) = self.tasks.get_mut(&id) else {
                 continue;
-            }
+            };
+            let failures = task.punctuate_wall_clock(now_ms);
             let outputs = task.take_output();
+            for error in &failures {
+                PunctuationFailed {
+                    task: &id.to_string(),
+                    error,
+                    action: "retried",
+                }
+                .emit(&self.metrics);
+            }
             if outputs.is_empty() {
                 continue;
             }
             self.ensure_open()?;
+            let origin = self.producer.context().track(Origin::Punctuation {
+                task: id.to_string(),
+            });
             for output in &outputs {
-                if let Err(e) = produce::send(&self.producer, output) {
-                    return self.abort(consumer, &format!("producing a punctuation output failed: {e}"), true);
+                if let Err(e) = produce::send(&self.producer, output, origin) {
+                    // Not replayable like an input record: aborting would fire the same
+                    // punctuation into the same failure forever. The record is dropped, loudly.
+                    let error = ProcessError::serialization(format!(
+                        "producing a punctuation output to {} failed: {e}",
+                        output.topic
+                    ));
+                    PunctuationFailed {
+                        task: &id.to_string(),
+                        error: &error,
+                        action: "output_dropped",
+                    }
+                    .emit(&self.metrics);
                 }
             }
         }
@@ -258,98 +506,254 @@ impl Engine {
     }
 
     pub fn commit_due(&self) -> bool {
-        self.open_since.is_some_and(|since| {
-            since.elapsed() >= self.config.commit_interval || self.records_in_transaction >= self.config.max_records_per_commit
-        })
+        self.isolated.is_some()
+            || self.open_since.is_some_and(|since| {
+                since.elapsed() >= self.config.commit_interval
+                    || self.records_in_transaction >= self.config.max_records_per_commit
+            })
     }
 
     /// How long the next poll may block without delaying a due commit.
     pub fn poll_timeout(&self) -> Duration {
         let tick = self.config.wall_clock_tick;
         match self.open_since {
-            Some(since) => self.config.commit_interval.saturating_sub(since.elapsed()).min(tick),
+            Some(since) => self
+                .config
+                .commit_interval
+                .saturating_sub(since.elapsed())
+                .min(tick),
             None => tick,
         }
     }
 
-    /// Commits outputs, store writes and input positions together. An abortable failure aborts
-    /// and rewinds (and is not an error); anything else is fatal.
-    pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RuntimeError> {
-        let Some(_) = self.open_since else { return Ok(()) };
+    /// Commits outputs, store writes and input positions together. A failed delivery poisons
+    /// the input it came from, aborts and rewinds; an abortable failure aborts and rewinds (and
+    /// is not an error); anything else is fatal.
+    pub fn commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), RuntimeError> {
+        let Some(_) = self.open_since else {
+            return Ok(());
+        };
         let started = Instant::now();
-        let outcome = if self.exactly_once() { self.commit_transaction(consumer) } else { self.commit_at_least_once(consumer) };
+        let outcome = if self.exactly_once() {
+            self.commit_transaction(consumer)
+        } else {
+            self.commit_at_least_once(consumer)
+        };
         match outcome {
             Ok(()) => {
                 for task in self.tasks.values_mut() {
                     task.commit();
                 }
-                TransactionCommitted { records: self.records_in_transaction, elapsed: started.elapsed() }.emit(&self.metrics);
-                self.positions.clear();
-                self.open_since = None;
+                TransactionCommitted {
+                    records: self.records_in_transaction,
+                    elapsed: started.elapsed(),
+                }
+                .emit(&self.metrics);
+                self.close_transaction();
                 Ok(())
             }
-            Err(e) if self.exactly_once() && requires_abort(&e) => self.abort(consumer, &e.to_string(), true),
-            Err(source) => Err(RuntimeError::Fatal { during: "commit", source }),
+            Err(CommitFailure::Delivery(failures)) => {
+                self.poison_failed_deliveries(&failures)?;
+                self.abort(
+                    consumer,
+                    &format!("{} output(s) could not be delivered", failures.len()),
+                    true,
+                )
+            }
+            Err(CommitFailure::Kafka(e)) if self.exactly_once() && requires_abort(&e) => {
+                self.abort(consumer, &e.to_string(), true)
+            }
+            Err(CommitFailure::Kafka(source)) => Err(RuntimeError::Fatal {
+                during: "commit",
+                source,
+            }),
         }
     }
 
-    fn commit_transaction<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) -> Result<(), KafkaError> {
+    fn commit_transaction<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), CommitFailure> {
         let timeout = self.config.blocking_timeout;
+        // Deliveries first: once one fails the transaction can only abort, and the failure
+        // must be attributed before any later call reports it as a bare abortable error.
+        self.flush()?;
         if !self.positions.is_empty() {
-            let offsets = offsets_list(&self.positions)?;
-            let metadata = consumer.group_metadata().ok_or(KafkaError::Subscription("no consumer group metadata".into()))?;
-            with_retries(|| self.producer.send_offsets_to_transaction(&offsets, &metadata, timeout))?;
+            let offsets = self.offsets_to_commit()?;
+            let metadata = consumer.group_metadata().ok_or(KafkaError::Subscription(
+                "no consumer group metadata".into(),
+            ))?;
+            with_retries(|| {
+                self.producer
+                    .send_offsets_to_transaction(&offsets, &metadata, timeout)
+            })?;
         }
-        produce::flush(&self.producer, timeout)?;
-        with_retries(|| self.producer.commit_transaction(timeout))
+        Ok(with_retries(|| self.producer.commit_transaction(timeout))?)
     }
 
-    fn commit_at_least_once<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) -> Result<(), KafkaError> {
-        produce::flush(&self.producer, self.config.blocking_timeout)?;
+    /// Offsets are committed only once every output is acknowledged, so a failed delivery fails
+    /// the commit and the batch is read again: nothing is lost, some outputs repeat.
+    fn commit_at_least_once<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), CommitFailure> {
+        self.flush()?;
         if !self.positions.is_empty() {
-            consumer.commit(&offsets_list(&self.positions)?, CommitMode::Sync)?;
+            consumer.commit(&self.offsets_to_commit()?, CommitMode::Sync)?;
         }
         Ok(())
     }
 
-    /// Aborts the open transaction, rolls every store back to its last commit and, when `rewind`,
-    /// seeks every assigned partition back to its committed offset.
-    pub fn abort<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, reason: &str, rewind: bool) -> Result<(), RuntimeError> {
-        if self.open_since.is_some() && self.exactly_once() {
-            produce::purge_unacknowledged(&self.producer, self.config.blocking_timeout);
-            self.producer
-                .abort_transaction(self.config.blocking_timeout)
-                .map_err(|source| RuntimeError::Fatal { during: "abort_transaction", source })?;
+    fn flush(&self) -> Result<(), CommitFailure> {
+        produce::flush(&self.producer, self.config.blocking_timeout)?;
+        let failures = self.producer.context().failures();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(CommitFailure::Delivery(failures))
         }
-        TransactionAborted { reason }.emit(&self.metrics);
+    }
+
+    /// Each input whose outputs were rejected is dead-lettered when it is read again. A
+    /// rejected dead-letter or punctuation record cannot be set aside that way: that is fatal.
+    fn poison_failed_deliveries(
+        &mut self,
+        failures: &[FailedDelivery],
+    ) -> Result<(), RuntimeError> {
+        for failure in failures {
+            DeliveryFailed { failure }.emit(&self.metrics);
+            match &failure.origin {
+                Origin::Input {
+                    topic,
+                    partition,
+                    offset,
+                } => {
+                    let key = ((topic.clone(), *partition), *offset);
+                    if self.isolated.as_ref() == Some(&key) {
+                        let message =
+                            format!("delivery to {} failed: {}", failure.topic, failure.error);
+                        self.poisoned.insert(
+                            key,
+                            Poison {
+                                class: "produce",
+                                message,
+                            },
+                        );
+                    } else {
+                        self.suspects.insert(key);
+                    }
+                }
+                Origin::DeadLetter { .. } | Origin::Punctuation { .. } => {
+                    return Err(RuntimeError::Undeliverable {
+                        origin: format!("{:?}", failure.origin),
+                        topic: failure.topic.clone(),
+                        reason: failure.error.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The positions, each with its task's stream time as metadata.
+    fn offsets_to_commit(&self) -> Result<TopicPartitionList, KafkaError> {
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), next) in &self.positions {
+            let task = self
+                .task_id(topic, *partition)
+                .and_then(|id| self.tasks.get(&id));
+            let mut element = list.add_partition(topic, *partition);
+            element.set_offset(Offset::Offset(*next))?;
+            if let Some(task) = task {
+                element.set_metadata(format!("{STREAM_TIME_METADATA}{}", task.stream_time()));
+            }
+        }
+        Ok(list)
+    }
+
+    fn close_transaction(&mut self) {
+        self.isolated = None;
+        self.positions.clear();
+        self.batch_start.clear();
+        self.open_since = None;
+        self.producer.context().reset();
+    }
+
+    /// Aborts the open transaction (or, at-least-once, drops unsent outputs), rolls every store
+    /// back to its last commit and, when `rewind`, seeks every partition processed in it back.
+    pub fn abort<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        reason: &str,
+        rewind: bool,
+    ) -> Result<(), RuntimeError> {
+        if self.open_since.is_some() {
+            produce::purge_unacknowledged(&self.producer, self.config.blocking_timeout);
+            if self.exactly_once() {
+                with_retries(|| {
+                    self.producer
+                        .abort_transaction(self.config.blocking_timeout)
+                })
+                .map_err(|source| RuntimeError::Fatal {
+                    during: "abort_transaction",
+                    source,
+                })?;
+            }
+            TransactionAborted { reason }.emit(&self.metrics);
+        }
         for task in self.tasks.values_mut() {
             task.abort();
         }
-        self.positions.clear();
-        self.open_since = None;
+        let batch_start = std::mem::take(&mut self.batch_start);
+        self.close_transaction();
         if rewind {
-            self.rewind(consumer)?;
+            self.rewind(consumer, &batch_start)?;
         }
         Ok(())
     }
 
-    fn rewind<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) -> Result<(), RuntimeError> {
+    /// Called once when the thread stops on an error: nothing of the open transaction may be
+    /// committed, including by the revoke callback that leaving the group runs.
+    pub fn abort_after_failure<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        self.failed = true;
+        if let Err(e) = self.abort(consumer, "the stream thread stopped on an error", false) {
+            tracing::error!(error = %e, "aborting after a fatal error failed; the broker aborts the transaction at its timeout");
+        }
+    }
+
+    /// Seeks each partition processed in the aborted transaction back to its committed offset,
+    /// or, where the group has none yet, to the first offset the transaction processed.
+    fn rewind<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        batch_start: &BTreeMap<Partition, i64>,
+    ) -> Result<(), RuntimeError> {
+        if batch_start.is_empty() {
+            return Ok(());
+        }
         let kafka = |during, source| RuntimeError::Kafka { during, source };
-        let assignment = consumer.assignment().map_err(|e| kafka("reading the assignment", e))?;
+        let mut processed = TopicPartitionList::new();
+        for (topic, partition) in batch_start.keys() {
+            processed.add_partition(topic, *partition);
+        }
         let committed = consumer
-            .committed_offsets(assignment, self.config.blocking_timeout)
+            .committed_offsets(processed, self.config.blocking_timeout)
             .map_err(|e| kafka("reading committed offsets", e))?;
         let mut seek = TopicPartitionList::new();
         for element in committed.elements() {
             let offset = match element.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
-                _ if self.config.auto_offset_reset == "latest" => Offset::End,
-                _ => Offset::Beginning,
+                Offset::Offset(o) => o,
+                _ => batch_start[&(element.topic().to_string(), element.partition())],
             };
-            seek.add_partition_offset(element.topic(), element.partition(), offset)
+            seek.add_partition_offset(element.topic(), element.partition(), Offset::Offset(offset))
                 .map_err(|e| kafka("building the rewind list", e))?;
         }
-        let result = consumer.seek_partitions(seek, self.config.blocking_timeout).map_err(|e| kafka("rewinding", e))?;
+        let result = consumer
+            .seek_partitions(seek, self.config.blocking_timeout)
+            .map_err(|e| kafka("rewinding", e))?;
         for element in result.elements() {
             if let Err(e) = element.error() {
                 return Err(kafka("rewinding a partition", e));
@@ -359,32 +763,16 @@ impl Engine {
     }
 }
 
-fn raw_record(message: &BorrowedMessage<'_>) -> RawRecord {
-    RawRecord {
-        topic: message.topic().to_string(),
-        partition: message.partition(),
-        offset: message.offset(),
-        timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
-        headers: message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| Header::new(h.key, h.value.map(<[u8]>::to_vec).unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }
+enum CommitFailure {
+    /// Outputs the broker rejected, with what they came from.
+    Delivery(Vec<FailedDelivery>),
+    Kafka(KafkaError),
 }
 
-fn offsets_list(positions: &BTreeMap<Partition, i64>) -> Result<TopicPartitionList, KafkaError> {
-    let mut list = TopicPartitionList::new();
-    for ((topic, partition), next) in positions {
-        list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+impl From<KafkaError> for CommitFailure {
+    fn from(error: KafkaError) -> Self {
+        CommitFailure::Kafka(error)
     }
-    Ok(list)
 }
 
 fn requires_abort(error: &KafkaError) -> bool {
@@ -396,7 +784,7 @@ fn with_retries(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), 
     let mut attempts = 0;
     loop {
         match call() {
-            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 5 => {
+            Err(e) if is_retriable(&e) && attempts < 5 => {
                 attempts += 1;
                 std::thread::sleep(Duration::from_millis(50 << attempts));
             }
@@ -405,10 +793,9 @@ fn with_retries(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), 
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
+fn is_retriable(error: &KafkaError) -> bool {
+    match error {
+        KafkaError::Transaction(e) => e.is_retriable(),
+        other => other.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut),
+    }
 }

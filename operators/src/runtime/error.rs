@@ -13,11 +13,31 @@ pub enum RuntimeError {
     /// Another instance with the same transactional.id took over, or the producer hit a fatal
     /// error: nothing of the open transaction was committed.
     #[error("producer fenced or fatal error during {during}: {source}")]
-    Fatal { during: &'static str, source: KafkaError },
+    Fatal {
+        during: &'static str,
+        source: KafkaError,
+    },
     #[error("kafka client error during {during}: {source}")]
-    Kafka { during: &'static str, source: KafkaError },
+    Kafka {
+        during: &'static str,
+        source: KafkaError,
+    },
     #[error("restoring {changelog} failed: {reason}")]
     Restore { changelog: String, reason: String },
+    /// The group assigned a partition whose task is not running here, or only some of a task's
+    /// co-partitioned source partitions: processing would skip records or split the task.
+    #[error("partition {topic}-{partition} was handed to this instance without its task; is another instance using an assignor other than `range`?")]
+    UnassignedTask { topic: String, partition: i32 },
+    #[error("task {task} was assigned without its partitions of {missing:?}: co-partitioned topics must go to one member together (all instances must use the `range` assignor)")]
+    IncompleteTask { task: String, missing: Vec<String> },
+    /// A record the runtime cannot set aside for replay (a dead-letter copy, a punctuation
+    /// output) was rejected by the broker.
+    #[error("the broker rejected a record for {topic} from {origin}: {reason}")]
+    Undeliverable {
+        origin: String,
+        topic: String,
+        reason: String,
+    },
     #[error("the stream thread panicked")]
     ThreadPanicked,
 }

@@ -36,28 +36,60 @@ fn families() -> prometheus::Result<&'static Families> {
     }
     let app = &["application_id"];
     let families = Families {
-        records_processed: IntCounterVec::new(Opts::new("streams_records_processed_total", "Input records processed"), app)?,
+        records_processed: IntCounterVec::new(
+            Opts::new("streams_records_processed_total", "Input records processed"),
+            app,
+        )?,
         records_failed: IntCounterVec::new(
-            Opts::new("streams_records_failed_total", "Input records whose processing failed, by error kind and what was done"),
+            Opts::new(
+                "streams_records_failed_total",
+                "Input records whose processing failed, by error kind and what was done",
+            ),
             &["application_id", "error_kind", "action"],
         )?,
         transactions: IntCounterVec::new(
-            Opts::new("streams_transactions_total", "Commits by outcome (committed, aborted)"),
+            Opts::new(
+                "streams_transactions_total",
+                "Commits by outcome (committed, aborted)",
+            ),
             &["application_id", "outcome"],
         )?,
         commit_duration: HistogramVec::new(
-            HistogramOpts::new("streams_commit_duration_seconds", "Time to send offsets and commit one transaction")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "streams_commit_duration_seconds",
+                "Time to send offsets and commit one transaction",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             app,
         )?,
-        restore_records: IntCounterVec::new(Opts::new("streams_restore_records_total", "Changelog records replayed into stores"), app)?,
+        restore_records: IntCounterVec::new(
+            Opts::new(
+                "streams_restore_records_total",
+                "Changelog records replayed into stores",
+            ),
+            app,
+        )?,
         restore_duration: HistogramVec::new(
-            HistogramOpts::new("streams_restore_duration_seconds", "Time to restore one task's stores from changelogs")
-                .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]),
+            HistogramOpts::new(
+                "streams_restore_duration_seconds",
+                "Time to restore one task's stores from changelogs",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]),
             app,
         )?,
-        tasks_assigned: IntGaugeVec::new(Opts::new("streams_tasks_assigned", "Tasks this instance runs"), app)?,
-        dead_lettered: IntCounterVec::new(Opts::new("dlq_records_total", "Records written to a dead-letter topic"), &["topic"])?,
+        tasks_assigned: IntGaugeVec::new(
+            Opts::new("streams_tasks_assigned", "Tasks this instance runs"),
+            app,
+        )?,
+        dead_lettered: IntCounterVec::new(
+            Opts::new(
+                "dlq_records_total",
+                "Records written to a dead-letter topic",
+            ),
+            &["topic"],
+        )?,
     };
     Ok(FAMILIES.get_or_init(|| families))
 }
@@ -107,56 +139,135 @@ impl RecordFailed<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::warn!(topic = self.topic, partition = self.partition, offset = self.offset,
             action = self.action, error = %self.error, "record failed");
-        m.families.records_failed.with_label_values(&[&m.application_id, self.error_kind, self.action]).inc();
+        m.families
+            .records_failed
+            .with_label_values(&[&m.application_id, self.error_kind, self.action])
+            .inc();
     }
 }
 
-/// A record that aborted its transaction reached again on replay: it is dead-lettered.
+/// A record that aborted its transaction reached again on replay: it is dead-lettered, or
+/// skipped under the Skip policy.
 pub struct RecordFailedOnReplay<'a> {
     pub poison: &'a super::dead_letter::Poison,
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
+    pub skipped: bool,
 }
 impl RecordFailedOnReplay<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
-        tracing::warn!(topic = self.topic, partition = self.partition, offset = self.offset,
-            reason = %self.poison.message, "record aborted its transaction; dead-lettered on replay");
-        m.families.records_failed.with_label_values(&[&m.application_id, self.poison.class, "dead_lettered"]).inc();
+        let action = if self.skipped {
+            "skipped"
+        } else {
+            "dead_lettered"
+        };
+        tracing::warn!(topic = self.topic, partition = self.partition, offset = self.offset, action,
+            reason = %self.poison.message, "record aborted its transaction; set aside on replay");
+        m.families
+            .records_failed
+            .with_label_values(&[&m.application_id, self.poison.class, action])
+            .inc();
     }
 }
 
-pub struct TransactionCommitted { pub records: usize, pub elapsed: Duration }
+/// The broker rejected a produced record; the delivery report names what it came from.
+pub struct DeliveryFailed<'a> {
+    pub failure: &'a super::delivery::FailedDelivery,
+}
+impl DeliveryFailed<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        tracing::warn!(topic = %self.failure.topic, origin = ?self.failure.origin, error = %self.failure.error, "delivery failed");
+        m.families
+            .records_failed
+            .with_label_values(&[&m.application_id, "produce", "delivery_failed"])
+            .inc();
+    }
+}
+
+/// A punctuation or timer failed (it is rolled back and fires again later), or one of its
+/// outputs could not be produced.
+pub struct PunctuationFailed<'a> {
+    pub task: &'a str,
+    pub error: &'a crate::error::ProcessError,
+    pub action: &'static str,
+}
+impl PunctuationFailed<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        tracing::warn!(task = self.task, action = self.action, error = %self.error, "punctuation failed");
+        m.families
+            .records_failed
+            .with_label_values(&[&m.application_id, self.error.kind().as_str(), self.action])
+            .inc();
+    }
+}
+
+pub struct TransactionCommitted {
+    pub records: usize,
+    pub elapsed: Duration,
+}
 impl TransactionCommitted {
     pub fn emit(self, m: &RuntimeMetrics) {
-        tracing::trace!(records = self.records, elapsed_ms = self.elapsed.as_millis() as u64, "committed");
-        m.families.transactions.with_label_values(&[&m.application_id, "committed"]).inc();
-        m.families.commit_duration.with_label_values(&[&m.application_id]).observe(self.elapsed.as_secs_f64());
+        tracing::trace!(
+            records = self.records,
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "committed"
+        );
+        m.families
+            .transactions
+            .with_label_values(&[&m.application_id, "committed"])
+            .inc();
+        m.families
+            .commit_duration
+            .with_label_values(&[&m.application_id])
+            .observe(self.elapsed.as_secs_f64());
     }
 }
 
-pub struct TransactionAborted<'a> { pub reason: &'a str }
+pub struct TransactionAborted<'a> {
+    pub reason: &'a str,
+}
 impl TransactionAborted<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
-        tracing::warn!(reason = self.reason, "transaction aborted; rewinding to the committed offsets");
-        m.families.transactions.with_label_values(&[&m.application_id, "aborted"]).inc();
+        tracing::warn!(reason = self.reason, "transaction aborted");
+        m.families
+            .transactions
+            .with_label_values(&[&m.application_id, "aborted"])
+            .inc();
     }
 }
 
-pub struct TaskRestored<'a> { pub task: &'a str, pub records: u64, pub elapsed: Duration }
+pub struct TaskRestored<'a> {
+    pub task: &'a str,
+    pub records: u64,
+    pub elapsed: Duration,
+}
 impl TaskRestored<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
-        tracing::info!(task = self.task, records = self.records, elapsed_ms = self.elapsed.as_millis() as u64,
-            "task restored from changelogs");
-        m.families.restore_records.with_label_values(&[&m.application_id]).inc_by(self.records);
-        m.families.restore_duration.with_label_values(&[&m.application_id]).observe(self.elapsed.as_secs_f64());
+        tracing::info!(
+            task = self.task,
+            records = self.records,
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "task restored from changelogs"
+        );
+        m.families
+            .restore_records
+            .with_label_values(&[&m.application_id])
+            .inc_by(self.records);
+        m.families
+            .restore_duration
+            .with_label_values(&[&m.application_id])
+            .observe(self.elapsed.as_secs_f64());
     }
 }
 
 pub struct TasksAssigned(pub usize);
 impl TasksAssigned {
     pub fn emit(self, m: &RuntimeMetrics) {
-        m.families.tasks_assigned.with_label_values(&[&m.application_id]).set(self.0 as i64);
+        m.families
+            .tasks_assigned
+            .with_label_values(&[&m.application_id])
+            .set(self.0 as i64);
     }
 }
 
@@ -166,6 +277,9 @@ pub struct RecordDeadLettered<'a> {
 }
 impl RecordDeadLettered<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
-        m.families.dead_lettered.with_label_values(&[self.dead_letter_topic]).inc();
+        m.families
+            .dead_lettered
+            .with_label_values(&[self.dead_letter_topic])
+            .inc();
     }
 }

@@ -11,11 +11,14 @@
 
 mod config;
 mod dead_letter;
+mod delivery;
 mod engine;
 mod error;
 mod internal_events;
 mod produce;
+mod raw_message;
 mod restore;
+mod state;
 mod stream_thread;
 mod topics;
 
@@ -27,31 +30,59 @@ pub use config::{ProcessingGuarantee, StreamsConfig};
 pub use error::RuntimeError;
 pub use internal_events::RuntimeMetrics;
 pub use restore::{is_end_of_partition, EndOfPartitionIsExpected};
+pub use state::{State, StateListener};
 pub use topics::dead_letter_topic;
 
 use crate::topology::Topology;
+use state::StateCell;
 
 /// A running instance of a topology. Scale out by starting more instances with the same
-/// `application_id` (and distinct `instance_id`s): Kafka's group protocol spreads the partitions.
+/// `application_id`: Kafka's group protocol (eager `range`) assigns each task whole to one of them.
 pub struct KafkaStreams {
     stop: Arc<AtomicBool>,
+    state: StateCell,
     thread: Option<JoinHandle<Result<(), RuntimeError>>>,
 }
 
 impl KafkaStreams {
-    /// Creates the topology's internal topics, then starts its stream thread.
-    pub fn start(topology: Topology, config: StreamsConfig, registry: &prometheus::Registry) -> Result<Self, RuntimeError> {
+    /// Starts the stream thread, which creates the topology's internal topics, joins the group
+    /// and processes. Returns at once without network I/O, so it is safe on an async executor;
+    /// a failure at start shows as [`State::Error`] and as the result of [`KafkaStreams::join`].
+    pub fn start(
+        topology: Topology,
+        config: StreamsConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, RuntimeError> {
+        Self::start_with_state_listener(topology, config, registry, None)
+    }
+
+    /// As [`KafkaStreams::start`], with a listener called with `(new, old)` on every state change.
+    pub fn start_with_state_listener(
+        topology: Topology,
+        config: StreamsConfig,
+        registry: &prometheus::Registry,
+        listener: Option<StateListener>,
+    ) -> Result<Self, RuntimeError> {
+        config.validate().map_err(RuntimeError::Config)?;
         let metrics = RuntimeMetrics::new(registry, &config.application_id)
             .map_err(|e| RuntimeError::Config(format!("registering metrics: {e}")))?;
-        topics::ensure_internal_topics(&config, &topology)?;
+        let state = StateCell::new(listener);
         let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = stop.clone();
+        let (thread_state, thread_stop) = (state.clone(), stop.clone());
         let topology = Arc::new(topology);
         let thread = std::thread::Builder::new()
             .name(format!("{}-stream-thread", config.application_id))
-            .spawn(move || stream_thread::run(config, topology, metrics, thread_stop))
+            .spawn(move || stream_thread::run(config, topology, metrics, thread_state, thread_stop))
             .map_err(|e| RuntimeError::Config(format!("spawning the stream thread: {e}")))?;
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self {
+            stop,
+            state,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn state(&self) -> State {
+        self.state.get()
     }
 
     /// True once the stream thread has stopped, cleanly or on a fatal error.
@@ -61,13 +92,18 @@ impl KafkaStreams {
 
     /// Commits what is in flight, leaves the group and stops.
     pub fn close(mut self) -> Result<(), RuntimeError> {
-        self.stop.store(true, Ordering::Relaxed);
+        self.request_stop();
         self.join_thread()
     }
 
     /// Waits until the stream thread stops by itself (a fatal error) and returns why.
     pub fn join(mut self) -> Result<(), RuntimeError> {
         self.join_thread()
+    }
+
+    fn request_stop(&self) {
+        self.state.set(State::PendingShutdown);
+        self.stop.store(true, Ordering::Relaxed);
     }
 
     fn join_thread(&mut self) -> Result<(), RuntimeError> {
@@ -80,7 +116,9 @@ impl KafkaStreams {
 
 impl Drop for KafkaStreams {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.join_thread();
+        if self.thread.is_some() {
+            self.request_stop();
+            let _ = self.join_thread();
+        }
     }
 }

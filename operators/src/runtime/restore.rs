@@ -1,6 +1,6 @@
 //! Replays a task's changelog partitions into its stores before the task processes anything.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -28,70 +28,171 @@ impl ConsumerContext for EndOfPartitionIsExpected {}
 
 pub type RestoreConsumer = BaseConsumer<EndOfPartitionIsExpected>;
 
-/// Reads each changelog partition of `task` from the beginning to its end and applies every
-/// record. Under `read_committed` the end is the last stable offset, so aborted writes are never
-/// replayed. Returns the number of records replayed.
-pub fn restore_task(
-    consumer: &RestoreConsumer,
-    config: &StreamsConfig,
-    task: &mut Task,
-    changelogs: &[String],
-) -> Result<u64, RuntimeError> {
-    let partition = task.id().partition;
-    let mut replayed = 0;
-    // One changelog at a time: an end-of-partition event names the partition, not the topic.
-    for changelog in changelogs {
-        replayed += restore_changelog(consumer, config, task, changelog, partition)?;
-    }
-    Ok(replayed)
+/// How often a long restore reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// The two group-less clients a restore needs: a `read_committed` reader, and a
+/// `read_uncommitted` one whose end offsets are the high watermarks.
+pub struct Restorer {
+    reader: RestoreConsumer,
+    end_offsets: RestoreConsumer,
 }
 
-fn restore_changelog(
-    consumer: &RestoreConsumer,
-    config: &StreamsConfig,
-    task: &mut Task,
-    changelog: &str,
-    partition: i32,
-) -> Result<u64, RuntimeError> {
-    let (low, high) = consumer
-        .fetch_watermarks(changelog, partition, config.blocking_timeout)
-        .map_err(|e| restore_error(changelog, e))?;
-    if high <= low {
-        return Ok(0);
+impl Restorer {
+    pub fn new(config: &StreamsConfig) -> Result<Self, RuntimeError> {
+        let create = |client: rdkafka::ClientConfig, during| {
+            client
+                .create_with_context(EndOfPartitionIsExpected)
+                .map_err(|source| RuntimeError::Kafka { during, source })
+        };
+        Ok(Restorer {
+            reader: create(
+                config.restore_consumer_config(),
+                "creating the restore consumer",
+            )?,
+            end_offsets: create(
+                config.end_offsets_config(),
+                "creating the end-offsets client",
+            )?,
+        })
     }
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(changelog, partition, Offset::Beginning)
-        .map_err(|e| restore_error(changelog, e))?;
-    consumer.assign(&assignment).map_err(|e| restore_error(changelog, e))?;
 
-    let deadline = Instant::now() + config.blocking_timeout * 4;
-    let mut replayed = 0u64;
-    loop {
-        if Instant::now() > deadline {
-            return Err(RuntimeError::Restore {
-                changelog: changelog.to_string(),
-                reason: "did not reach the end in time (is another instance's transaction still open on it?)".into(),
-            });
+    /// Replays each changelog partition of `task` into its stores, up to the high watermark the
+    /// partition had when the restore began (as Kafka Streams since KAFKA-10167). Aborted
+    /// writes are skipped. There is no deadline: a large changelog takes what it takes, and
+    /// progress is logged. Returns the number of records replayed.
+    pub fn restore_task(
+        &self,
+        config: &StreamsConfig,
+        task: &mut Task,
+        changelogs: &[String],
+    ) -> Result<u64, RuntimeError> {
+        let partition = task.id().partition;
+        let mut replayed = 0;
+        // One changelog at a time: an end-of-partition event names the partition, not the topic.
+        for changelog in changelogs {
+            replayed += self.restore_changelog(config, task, changelog, partition)?;
         }
-        match consumer.poll(config.wall_clock_tick) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
-            Some(Err(e)) => return Err(restore_error(changelog, e)),
-            Some(Ok(message)) => {
-                let key = message.key().unwrap_or_default();
-                task.restore(changelog, key, message.payload())
-                    .map_err(|e| RuntimeError::Restore { changelog: changelog.to_string(), reason: e.to_string() })?;
-                replayed += 1;
+        Ok(replayed)
+    }
+
+    fn restore_changelog(
+        &self,
+        config: &StreamsConfig,
+        task: &mut Task,
+        changelog: &str,
+        partition: i32,
+    ) -> Result<u64, RuntimeError> {
+        let timeout = config.blocking_timeout;
+        let (low, high_watermark) = watermarks(&self.end_offsets, changelog, partition, timeout)?;
+        if high_watermark <= low {
+            return Ok(0);
+        }
+        self.wait_until_stable(config, changelog, partition, high_watermark)?;
+
+        // The last stable offset is now at or past the target, so the first end of partition
+        // the reader meets lies past it too.
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(changelog, partition, Offset::Beginning)
+            .map_err(|e| restore_error(changelog, e))?;
+        self.reader
+            .assign(&assignment)
+            .map_err(|e| restore_error(changelog, e))?;
+        let mut replayed = 0u64;
+        let mut last_report = Instant::now();
+        loop {
+            match self.reader.poll(config.wall_clock_tick) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(restore_error(changelog, e)),
+                Some(Ok(message)) => {
+                    let key = message.key().unwrap_or_default();
+                    task.restore(changelog, key, message.payload())
+                        .map_err(|e| RuntimeError::Restore {
+                            changelog: changelog.to_string(),
+                            reason: e.to_string(),
+                        })?;
+                    replayed += 1;
+                }
+            }
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                last_report = Instant::now();
+                tracing::info!(
+                    changelog,
+                    partition,
+                    replayed,
+                    target = high_watermark,
+                    "restoring"
+                );
             }
         }
+        self.reader
+            .unassign()
+            .map_err(|e| restore_error(changelog, e))?;
+        Ok(replayed)
     }
-    consumer.unassign().map_err(|e| restore_error(changelog, e))?;
-    Ok(replayed)
+
+    /// Waits until no transaction that was open on the partition at `target` is still
+    /// undecided: the last stable offset (the reader's end offset) reaches the target. A crashed
+    /// writer's transaction is aborted by the broker after `transaction.timeout.ms`.
+    fn wait_until_stable(
+        &self,
+        config: &StreamsConfig,
+        changelog: &str,
+        partition: i32,
+        target: i64,
+    ) -> Result<(), RuntimeError> {
+        let mut last_report = Instant::now();
+        loop {
+            let (_, last_stable) = watermarks(&self.reader, changelog, partition, config.blocking_timeout)?;
+            if last_stable >= target {
+                return Ok(());
+            }
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                last_report = Instant::now();
+                tracing::info!(
+                    changelog,
+                    partition,
+                    last_stable,
+                    target,
+                    "restore waits for an open transaction on the changelog"
+                );
+            }
+            std::thread::sleep(config.wall_clock_tick);
+        }
+    }
+}
+
+/// A changelog created a moment ago may have no leader yet: such errors pass, so they are retried
+/// for a while before they count.
+fn watermarks(client: &RestoreConsumer, changelog: &str, partition: i32, timeout: Duration) -> Result<(i64, i64), RuntimeError> {
+    let mut attempts = 0;
+    loop {
+        match client.fetch_watermarks(changelog, partition, timeout) {
+            Err(e) if attempts < 20 && is_transient(&e) => {
+                attempts += 1;
+                tracing::debug!(changelog, partition, error = %e, "changelog not ready; retrying");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            other => return other.map_err(|e| restore_error(changelog, e)),
+        }
+    }
+}
+
+fn is_transient(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(Code::NotLeaderForPartition | Code::LeaderNotAvailable | Code::UnknownTopicOrPartition | Code::OperationTimedOut)
+    )
 }
 
 fn restore_error(changelog: &str, e: KafkaError) -> RuntimeError {
-    RuntimeError::Restore { changelog: changelog.to_string(), reason: e.to_string() }
+    RuntimeError::Restore {
+        changelog: changelog.to_string(),
+        reason: e.to_string(),
+    }
 }
 
 /// librdkafka reports the end of a partition either as a consumer event or as a global error.

@@ -1,6 +1,7 @@
 //! The consume → process → produce → commit loop, one per instance, on its own OS thread so
 //! that every blocking client call stays off any async executor. Shaped after librdkafka's
-//! `examples/transactions.c` (KIP-447: one transactional producer, cooperative rebalancing).
+//! `examples/transactions.c` (KIP-447: one transactional producer), with the eager `range`
+//! assignor so that a task's co-partitioned source partitions move together.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,6 +14,8 @@ use super::config::StreamsConfig;
 use super::engine::Engine;
 use super::error::RuntimeError;
 use super::internal_events::RuntimeMetrics;
+use super::state::{State, StateCell};
+use super::topics;
 use crate::topology::Topology;
 
 /// Routes rebalance callbacks to the engine: commit before partitions are revoked, remember
@@ -42,28 +45,67 @@ impl ConsumerContext for RebalanceHandler {
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     // A panic while holding the lock already stopped the thread; the state is rolled back by
     // the next owner's restore, so the guard is safe to take.
-    engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    engine
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub(crate) fn run(
     config: StreamsConfig,
     topology: Arc<Topology>,
     metrics: RuntimeMetrics,
+    state: StateCell,
     stop: Arc<AtomicBool>,
 ) -> Result<(), RuntimeError> {
+    let outcome = run_until_stopped(config, topology, metrics, state.clone(), stop);
+    match &outcome {
+        Ok(()) => {
+            tracing::info!("stream thread stopped cleanly");
+            state.set(State::NotRunning);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "stream thread stopped");
+            state.set(State::Error);
+        }
+    }
+    outcome
+}
+
+fn run_until_stopped(
+    config: StreamsConfig,
+    topology: Arc<Topology>,
+    metrics: RuntimeMetrics,
+    state: StateCell,
+    stop: Arc<AtomicBool>,
+) -> Result<(), RuntimeError> {
+    topics::ensure_internal_topics(&config, &topology)?;
     let tick = config.wall_clock_tick;
-    let engine = Arc::new(Mutex::new(Engine::new(config.clone(), topology.clone(), metrics)?));
+    let engine = Arc::new(Mutex::new(Engine::new(
+        config.clone(),
+        topology.clone(),
+        metrics,
+        state.clone(),
+    )?));
     let consumer: BaseConsumer<RebalanceHandler> = config
         .consumer_config()
-        .create_with_context(RebalanceHandler { engine: engine.clone() })
-        .map_err(|source| RuntimeError::Kafka { during: "creating the consumer", source })?;
+        .create_with_context(RebalanceHandler {
+            engine: engine.clone(),
+        })
+        .map_err(|source| RuntimeError::Kafka {
+            during: "creating the consumer",
+            source,
+        })?;
     let topics = topology.source_topics();
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topic_refs)
-        .map_err(|source| RuntimeError::Kafka { during: "subscribing", source })?;
-    tracing::info!(application_id = %config.application_id, transactional_id = %config.transactional_id(),
-        topics = ?topics, "stream thread started");
+        .map_err(|source| RuntimeError::Kafka {
+            during: "subscribing",
+            source,
+        })?;
+    state.set(State::Rebalancing);
+    tracing::info!(application_id = %config.application_id, instance_id = %config.instance_id,
+        transactional_id = %config.transactional_id(), topics = ?topics, "stream thread started");
 
     let mut last_tick = Instant::now();
     let outcome = loop {
@@ -76,7 +118,7 @@ pub(crate) fn run(
         if let Some(fatal) = engine.fatal.take() {
             break Err(fatal);
         }
-        if let Err(e) = engine.restore_assigned() {
+        if let Err(e) = engine.restore_assigned(&consumer) {
             break Err(e);
         }
         let step = match message {
@@ -92,7 +134,7 @@ pub(crate) fn run(
         }
         if last_tick.elapsed() >= tick {
             last_tick = Instant::now();
-            if let Err(e) = engine.punctuate(&consumer, now_ms()) {
+            if let Err(e) = engine.punctuate(now_ms()) {
                 break Err(e);
             }
         }
@@ -102,15 +144,18 @@ pub(crate) fn run(
             }
         }
     };
-    match &outcome {
-        Ok(()) => tracing::info!("stream thread stopped cleanly"),
-        Err(e) => tracing::error!(error = %e, "stream thread stopped"),
+    if outcome.is_err() {
+        // Before the consumer goes: dropping it leaves the group, whose revoke callback would
+        // otherwise commit whatever the failed transaction holds.
+        lock(&engine).abort_after_failure(&consumer);
     }
-    // Leaving the group runs the revoke callback, which finds nothing left to commit.
     drop(consumer);
     outcome
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

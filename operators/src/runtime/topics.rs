@@ -19,51 +19,98 @@ pub fn dead_letter_topic(source_topic: &str) -> String {
 
 /// Ensures internal topics exist with as many partitions as the widest source topic, so that
 /// task `p` of every subtopology finds partition `p` of its changelogs.
-pub fn ensure_internal_topics(config: &StreamsConfig, topology: &Topology) -> Result<i32, RuntimeError> {
-    let admin: AdminClient<DefaultClientContext> = config
-        .admin_config()
-        .create()
-        .map_err(|source| RuntimeError::Kafka { during: "creating the admin client", source })?;
+pub fn ensure_internal_topics(
+    config: &StreamsConfig,
+    topology: &Topology,
+) -> Result<i32, RuntimeError> {
+    let admin: AdminClient<DefaultClientContext> =
+        config
+            .admin_config()
+            .create()
+            .map_err(|source| RuntimeError::Kafka {
+                during: "creating the admin client",
+                source,
+            })?;
     let internal: Vec<String> = topology.repartition_topics();
     let mut partitions = 0;
-    for topic in topology.source_topics() {
-        if internal.contains(&topic) {
-            continue;
+    for subtopology in 0..topology.subtopology_count() {
+        let mut counts: Vec<(String, i32)> = Vec::new();
+        for topic in topology.source_topics_of(subtopology) {
+            if internal.contains(&topic) {
+                continue;
+            }
+            let count = partition_count(&admin, &topic, config.blocking_timeout)?
+                .ok_or_else(|| RuntimeError::MissingSourceTopic(topic.clone()))?;
+            partitions = partitions.max(count);
+            counts.push((topic, count));
         }
-        let count = partition_count(&admin, &topic, config.blocking_timeout)?
-            .ok_or_else(|| RuntimeError::MissingSourceTopic(topic.clone()))?;
-        partitions = partitions.max(count);
+        check_co_partitioned(subtopology, &counts)?;
     }
     if partitions == 0 {
-        return Err(RuntimeError::Config("the topology has no source topic".into()));
+        return Err(RuntimeError::Config(
+            "the topology has no source topic".into(),
+        ));
     }
 
     let mut wanted: Vec<(String, bool)> = Vec::new();
     wanted.extend(internal.into_iter().map(|t| (t, false)));
     wanted.extend(topology.changelog_topics().into_iter().map(|t| (t, true)));
     if config.error_policy != ErrorPolicy::Skip {
-        wanted.extend(topology.source_topics().iter().map(|t| (dead_letter_topic(t), false)));
+        wanted.extend(
+            topology
+                .source_topics()
+                .iter()
+                .map(|t| (dead_letter_topic(t), false)),
+        );
     }
     let new_topics: Vec<NewTopic> = wanted
         .iter()
         .map(|(name, compacted)| {
             let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
-            if *compacted { topic.set("cleanup.policy", "compact") } else { topic }
+            if *compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
         })
         .collect();
     if new_topics.is_empty() {
         return Ok(partitions);
     }
     let options = AdminOptions::new().operation_timeout(Some(config.blocking_timeout));
-    let results = block_on(admin.create_topics(new_topics.iter(), &options))
-        .map_err(|source| RuntimeError::Kafka { during: "creating internal topics", source })?;
+    let results = block_on(admin.create_topics(new_topics.iter(), &options)).map_err(|source| {
+        RuntimeError::Kafka {
+            during: "creating internal topics",
+            source,
+        }
+    })?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(RuntimeError::TopicCreation { topic, reason: code.to_string() }),
+            Err((topic, code)) => {
+                return Err(RuntimeError::TopicCreation {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
         }
     }
     Ok(partitions)
+}
+
+/// The topics one sub-topology reads make up its tasks partition by partition, so they must
+/// have the same number of partitions (Kafka Streams' co-partitioning requirement).
+fn check_co_partitioned(subtopology: usize, counts: &[(String, i32)]) -> Result<(), RuntimeError> {
+    match counts.split_first() {
+        Some(((first, expected), rest)) => match rest.iter().find(|(_, count)| count != expected) {
+            Some((other, count)) => Err(RuntimeError::Config(format!(
+                "sub-topology {subtopology} reads {first} ({expected} partitions) and {other} ({count} partitions): \
+                 co-partitioned topics need the same partition count"
+            ))),
+            None => Ok(()),
+        },
+        None => Ok(()),
+    }
 }
 
 fn partition_count(
@@ -74,7 +121,10 @@ fn partition_count(
     let metadata = admin
         .inner()
         .fetch_metadata(Some(topic), timeout)
-        .map_err(|source| RuntimeError::Kafka { during: "reading topic metadata", source })?;
+        .map_err(|source| RuntimeError::Kafka {
+            during: "reading topic metadata",
+            source,
+        })?;
     Ok(metadata
         .topics()
         .iter()
@@ -87,4 +137,26 @@ fn partition_count(
 /// its own polling thread, so a plain executor suffices, inside or outside a tokio runtime.
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     futures::executor::block_on(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn co_partitioned_topics_need_equal_partition_counts() {
+        let counts = |list: &[(&str, i32)]| {
+            list.iter()
+                .map(|(t, c)| (t.to_string(), *c))
+                .collect::<Vec<_>>()
+        };
+        assert!(check_co_partitioned(0, &counts(&[("a", 6), ("b", 6)])).is_ok());
+        let error = check_co_partitioned(1, &counts(&[("a", 6), ("b", 6), ("c", 3)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("a (6 partitions) and c (3 partitions)"),
+            "{error}"
+        );
+    }
 }

@@ -1,6 +1,8 @@
-//! The admin + metrics endpoint: `/metrics` (Prometheus text), `/health`, and the consumer-lag
-//! exporter that feeds `kafka_consumergroup_group_lag`.
+//! The admin + metrics endpoint: `/metrics` (Prometheus text), `/health` and `/ready` (from the
+//! stream instances' states), and the consumer-lag exporter that feeds
+//! `kafka_consumergroup_group_lag`.
 
+pub mod health;
 pub mod lag;
 
 use axum::http::{header, StatusCode};
@@ -10,7 +12,7 @@ use axum::Router;
 use prometheus::{Encoder, TextEncoder};
 
 pub fn routes() -> Router {
-    Router::new().route("/metrics", get(metrics)).route("/health", get(|| async { "ok" }))
+    Router::new().route("/metrics", get(metrics)).route("/health", get(health::health)).route("/ready", get(health::ready))
 }
 
 async fn metrics() -> impl IntoResponse {

@@ -1,0 +1,103 @@
+//! Attributes failed deliveries to what produced them: a broker-side rejection (an output over
+//! the topic's `max.message.bytes`, say) arrives as a delivery report, long after the send, and
+//! must still name the input record whose outputs it was.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use rdkafka::client::ClientContext;
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::ProducerContext;
+
+/// What a produced record came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// An output of processing this input record.
+    Input {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+    /// The dead-letter copy of this input record.
+    DeadLetter {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+    /// An output of a punctuation or timer of this task.
+    Punctuation { task: String },
+}
+
+/// A delivery that failed, and what it came from.
+#[derive(Clone, Debug)]
+pub struct FailedDelivery {
+    pub origin: Origin,
+    pub topic: String,
+    pub error: String,
+}
+
+/// The producer's context: every record carries the index of its origin in the open
+/// transaction; failed deliveries are collected until the next commit or abort looks at them.
+#[derive(Default)]
+pub struct DeliveryTracker {
+    inner: Mutex<Tracked>,
+}
+
+#[derive(Default)]
+struct Tracked {
+    /// Ids are never reused, so a late report from an aborted transaction matches nothing.
+    next_id: usize,
+    origins: HashMap<usize, Origin>,
+    failed: Vec<FailedDelivery>,
+}
+
+impl DeliveryTracker {
+    fn lock(&self) -> MutexGuard<'_, Tracked> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers an origin; its id goes with each of its records as the delivery opaque.
+    pub fn track(&self, origin: Origin) -> usize {
+        let mut tracked = self.lock();
+        let id = tracked.next_id;
+        tracked.next_id += 1;
+        tracked.origins.insert(id, origin);
+        id
+    }
+
+    /// The failures since the last `reset`.
+    pub fn failures(&self) -> Vec<FailedDelivery> {
+        self.lock().failed.clone()
+    }
+
+    /// Forgets origins and failures: the transaction they belonged to is over.
+    pub fn reset(&self) {
+        let mut tracked = self.lock();
+        tracked.origins.clear();
+        tracked.failed.clear();
+    }
+}
+
+impl ClientContext for DeliveryTracker {}
+
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, origin: usize) {
+        let Err((error, message)) = result else {
+            return;
+        };
+        let mut tracked = self.lock();
+        // Unknown: a record of a transaction already aborted, whose failure changes nothing.
+        let Some(origin) = tracked.origins.get(&origin).cloned() else {
+            return;
+        };
+        tracked.failed.push(FailedDelivery {
+            origin,
+            topic: message.topic().to_string(),
+            error: error.to_string(),
+        });
+    }
+}
