@@ -90,7 +90,6 @@ async fn broker_rejection_is_dead_lettered(guarantee: ProcessingGuarantee, name:
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "known defect (issue 7): under exactly-once the record retried alone after a rejected batch fails with PurgeQueue and the wrong record is dead-lettered"]
 async fn a_broker_rejected_output_poisons_its_input_under_exactly_once() {
     broker_rejection_is_dead_lettered(ProcessingGuarantee::ExactlyOnceV2, "fault-reject-eos").await;
 }

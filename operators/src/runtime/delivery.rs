@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use rdkafka::client::ClientContext;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::ProducerContext;
 
@@ -34,6 +35,17 @@ pub struct FailedDelivery {
     pub origin: Origin,
     pub topic: String,
     pub error: String,
+    code: Option<RDKafkaErrorCode>,
+}
+
+impl FailedDelivery {
+    /// Dropped by a purge of the producer's queues, not rejected for what it is.
+    pub fn purged(&self) -> bool {
+        matches!(
+            self.code,
+            Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+        )
+    }
 }
 
 /// The producer's context: every record carries the index of its origin in the open
@@ -98,6 +110,7 @@ impl ProducerContext for DeliveryTracker {
             origin,
             topic: message.topic().to_string(),
             error: error.to_string(),
+            code: error.rdkafka_error_code(),
         });
     }
 }

@@ -2,7 +2,7 @@
 //! aborting. Shared between the stream thread and the rebalance callbacks, which run inside
 //! `poll` on the same thread.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +32,18 @@ use crate::topology::{TaskId, Topology};
 
 type Partition = (String, i32);
 
+/// How often a suspect retried alone may lose its outputs to a purge before it is poisoned.
+const MAX_PURGED_RETRIES: u32 = 3;
+
+/// A suspect retried in a transaction of its own. After a broker rejection librdkafka purges
+/// the producer's queues in the background, and that purge can take the first record of the
+/// next transaction with it: a purge says nothing about the record, so it is retried again.
+#[derive(Debug)]
+struct Isolated {
+    record: (Partition, i64),
+    purged: u32,
+}
+
 /// Commit metadata that carries a task's stream time across failover (as Kafka Streams does).
 const STREAM_TIME_METADATA: &str = "stream_time=";
 
@@ -58,9 +70,10 @@ pub(crate) struct Engine {
     poisoned: HashMap<(Partition, i64), Poison>,
     /// Records in a batch the broker rejected: the broker rejects a whole produce batch, so on
     /// replay each is first retried in a transaction of its own, and poisoned only if that fails.
-    suspects: HashSet<(Partition, i64)>,
+    /// The count is how many of those retries only lost outputs to a purge (see `Isolated`).
+    suspects: HashMap<(Partition, i64), u32>,
     /// The suspect being retried alone in the open transaction.
-    isolated: Option<(Partition, i64)>,
+    isolated: Option<Isolated>,
     open_since: Option<Instant>,
     records_in_transaction: usize,
     /// Set once the thread stops on an error: the revoke callback run by leaving the group
@@ -107,7 +120,7 @@ impl Engine {
             positions: BTreeMap::new(),
             batch_start: BTreeMap::new(),
             poisoned: HashMap::new(),
-            suspects: HashSet::new(),
+            suspects: HashMap::new(),
             isolated: None,
             open_since: None,
             records_in_transaction: 0,
@@ -315,10 +328,13 @@ impl Engine {
                 partition,
             })?;
         let key = ((topic.clone(), partition), offset);
-        if self.suspects.remove(&key) {
+        if let Some(purged) = self.suspects.remove(&key) {
             // Commit what came before, so this record's outputs travel alone.
             self.commit(consumer)?;
-            self.isolated = Some(key.clone());
+            self.isolated = Some(Isolated {
+                record: key.clone(),
+                purged,
+            });
         }
         self.ensure_open()?;
         self.batch_start
@@ -632,18 +648,27 @@ impl Engine {
                     offset,
                 } => {
                     let key = ((topic.clone(), *partition), *offset);
-                    if self.isolated.as_ref() == Some(&key) {
-                        let message =
-                            format!("delivery to {} failed: {}", failure.topic, failure.error);
-                        self.poisoned.insert(
-                            key,
-                            Poison {
-                                class: "produce",
-                                message,
-                            },
-                        );
-                    } else {
-                        self.suspects.insert(key);
+                    match &self.isolated {
+                        Some(isolated) if isolated.record == key => {
+                            if failure.purged() && isolated.purged < MAX_PURGED_RETRIES {
+                                self.suspects.insert(key, isolated.purged + 1);
+                            } else {
+                                let message = format!(
+                                    "delivery to {} failed: {}",
+                                    failure.topic, failure.error
+                                );
+                                self.poisoned.insert(
+                                    key,
+                                    Poison {
+                                        class: "produce",
+                                        message,
+                                    },
+                                );
+                            }
+                        }
+                        _ => {
+                            self.suspects.entry(key).or_insert(0);
+                        }
                     }
                 }
                 Origin::DeadLetter { .. } | Origin::Punctuation { .. } => {

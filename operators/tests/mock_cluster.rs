@@ -1,0 +1,206 @@
+//! Engine fault paths a real broker cannot be pushed into on demand, on librdkafka's mock
+//! cluster: a fenced producer, an abortable offset commit, a transaction coordinator that goes
+//! down. The mock keeps no transaction markers and no transactional offset commits, so these
+//! tests judge the engine by its transaction outcomes, by what it reads again and by whether it
+//! keeps running, not by `read_committed` output (the real-broker verifier in `tests/` does).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use operators::dsl::{Consumed, Produced, StreamsBuilder};
+use operators::error::ErrorPolicy;
+use operators::runtime::{KafkaStreams, RuntimeError, State, StreamsConfig};
+use operators::serdes::{I64Serde, StringSerde};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::{MockCluster, MockCoordinator};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+const INPUT: &str = "input";
+const OUTPUT: &str = "output";
+const RECORDS: i64 = 200;
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Fixture {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl Fixture {
+    fn new(brokers: i32) -> Self {
+        let cluster = MockCluster::new(brokers).expect("mock cluster");
+        cluster.create_topic(INPUT, 1, 1).expect("input topic");
+        cluster.create_topic(OUTPUT, 1, 1).expect("output topic");
+        // Broker 1 leads the data; the coordinator tests take the others down.
+        for topic in [INPUT, OUTPUT] {
+            cluster.partition_leader(topic, 0, Some(1)).expect("partition leader");
+        }
+        Self { cluster }
+    }
+
+    fn bootstrap(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    fn produce_input(&self, from: i64, to: i64) {
+        let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("producer");
+        for n in from..=to {
+            producer.send(BaseRecord::to(INPUT).key(&format!("k{}", n % 7)).payload(&n.to_be_bytes()[..])).expect("send");
+        }
+        producer.flush(Duration::from_secs(10)).expect("flush");
+    }
+
+    /// A stateless passthrough under exactly-once. `Skip` creates no dead-letter topic: the mock
+    /// has no CreateTopics.
+    fn start(&self, app: &str, instance: &str) -> (KafkaStreams, prometheus::Registry) {
+        let builder = StreamsBuilder::new();
+        builder.stream::<String, i64>(INPUT, Consumed::with(StringSerde, I64Serde)).to(OUTPUT, Produced::with(StringSerde, I64Serde));
+        let mut config = StreamsConfig::new(app, self.bootstrap());
+        config.instance_id = instance.into();
+        config.error_policy = ErrorPolicy::Skip;
+        let registry = prometheus::Registry::new();
+        let streams = KafkaStreams::start(builder.build(app), config, &registry).expect("start");
+        (streams, registry)
+    }
+
+    /// The distinct values on the output topic (the mock shows aborted records too).
+    fn output_values(&self) -> BTreeSet<i64> {
+        self.read_output(Duration::from_secs(10))
+    }
+
+    fn wait_for_output(&self, wanted: &BTreeSet<i64>) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got = self.output_values();
+            if wanted.is_subset(&got) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} of {} values reached the output", got.intersection(wanted).count(), wanted.len());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn read_output(&self, within: Duration) -> BTreeSet<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("group.id", "output-reader")
+            .set("enable.partition.eof", "true")
+            .create()
+            .expect("consumer");
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(OUTPUT, 0, Offset::Beginning).expect("offset");
+        consumer.assign(&list).expect("assign");
+        let mut values = BTreeSet::new();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(message)) => {
+                    let bytes: [u8; 8] = message.payload().unwrap_or_default().try_into().expect("an i64 value");
+                    values.insert(i64::from_be_bytes(bytes));
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                _ => {}
+            }
+        }
+        values
+    }
+}
+
+fn wait_for_state(streams: &KafkaStreams, wanted: State) {
+    let deadline = Instant::now() + WAIT;
+    while streams.state() != wanted {
+        assert!(Instant::now() < deadline, "never reached {wanted}: stuck in {}", streams.state());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn inputs(from: i64, to: i64) -> BTreeSet<i64> {
+    (from..=to).collect()
+}
+
+fn counter(registry: &prometheus::Registry, name: &str, label: Option<(&str, &str)>) -> u64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == name)
+        .flat_map(|family| family.get_metric().iter())
+        .filter(|metric| label.is_none_or(|(k, v)| metric.get_label().iter().any(|l| l.name() == k && l.value() == v)))
+        .map(|metric| metric.get_counter().value() as u64)
+        .sum()
+}
+
+fn transactions(registry: &prometheus::Registry, outcome: &str) -> u64 {
+    counter(registry, "streams_transactions_total", Some(("outcome", outcome)))
+}
+
+fn processed(registry: &prometheus::Registry) -> u64 {
+    counter(registry, "streams_records_processed_total", None)
+}
+
+#[test]
+fn a_fenced_producer_stops_the_instance_and_commits_nothing_more() {
+    let fixture = Fixture::new(1);
+    let (streams, registry) = fixture.start("fenced", "a");
+    wait_for_state(&streams, State::Running);
+    fixture.produce_input(1, 10);
+    fixture.wait_for_output(&inputs(1, 10));
+    let committed = transactions(&registry, "committed");
+
+    // The broker says another producer with our transactional.id has a newer epoch.
+    fixture.cluster.request_errors(RDKafkaApiKey::TxnOffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH]);
+    fixture.produce_input(11, 20);
+    let error = streams.join().expect_err("a fenced instance must stop");
+    assert!(matches!(error, RuntimeError::Fatal { .. }), "unexpected error: {error}");
+    assert_eq!(transactions(&registry, "committed"), committed, "a fenced instance committed a transaction");
+}
+
+#[test]
+fn an_abortable_offset_commit_aborts_rewinds_and_replays_the_batch() {
+    let fixture = Fixture::new(1);
+    let (streams, registry) = fixture.start("abortable", "a");
+    wait_for_state(&streams, State::Running);
+
+    // A stale generation makes the offset commit abortable: the transaction must be aborted,
+    // its records read again and committed by a later transaction.
+    fixture.cluster.request_errors(RDKafkaApiKey::TxnOffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION]);
+    fixture.produce_input(1, RECORDS);
+    fixture.wait_for_output(&inputs(1, RECORDS));
+    let deadline = Instant::now() + WAIT;
+    while transactions(&registry, "committed") == 0 {
+        assert!(Instant::now() < deadline, "nothing was committed after the abort");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!streams.is_finished(), "an abortable commit must not stop the instance");
+    streams.close().expect("close");
+    assert_eq!(transactions(&registry, "aborted"), 1, "the failed commit is aborted once");
+    assert!(processed(&registry) > RECORDS as u64, "the aborted batch was not read again: {} records processed", processed(&registry));
+}
+
+#[test]
+fn a_transaction_coordinator_that_goes_down_and_comes_back_costs_no_record() {
+    let fixture = Fixture::new(3);
+    let (app, instance) = ("coordinator", "a");
+    fixture.cluster.coordinator(MockCoordinator::Transaction(format!("{app}-{instance}")), 2).expect("transaction coordinator");
+    fixture.cluster.coordinator(MockCoordinator::Group(app.into()), 3).expect("group coordinator");
+    let (streams, registry) = fixture.start(app, instance);
+    wait_for_state(&streams, State::Running);
+    fixture.produce_input(1, RECORDS / 2);
+    fixture.wait_for_output(&inputs(1, RECORDS / 2));
+
+    fixture.cluster.broker_down(2).expect("broker down");
+    fixture.produce_input(RECORDS / 2 + 1, RECORDS);
+    // Shorter than the blocking timeout the engine retries within.
+    std::thread::sleep(Duration::from_secs(3));
+    fixture.cluster.broker_up(2).expect("broker up");
+    let committed = transactions(&registry, "committed");
+
+    fixture.wait_for_output(&inputs(1, RECORDS));
+    let deadline = Instant::now() + WAIT;
+    while transactions(&registry, "committed") == committed {
+        assert!(Instant::now() < deadline, "nothing was committed after the coordinator came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!streams.is_finished(), "a coordinator outage shorter than the timeouts must not stop the instance: {:?}", streams.join().err());
+    streams.close().expect("close");
+}
