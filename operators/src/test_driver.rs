@@ -14,7 +14,7 @@ mod store;
 mod topics;
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +74,11 @@ pub(crate) struct DriverCore {
     changelog: Vec<OutputRecord>,
     changelog_topics: HashSet<String>,
     repartition_topics: HashSet<String>,
+    /// Whether an output to a topic the topology also reads is processed at once (see
+    /// [`TopologyTestDriver::feed_back_outputs`]).
+    feed_back_outputs: bool,
+    /// Repartition records waiting for [`TopologyTestDriver::deliver_held`], when held.
+    held: Option<BTreeMap<String, VecDeque<RawRecord>>>,
 }
 
 impl TopologyTestDriver {
@@ -93,10 +98,45 @@ impl TopologyTestDriver {
             next_offsets: HashMap::new(),
             outputs: HashMap::new(),
             changelog: Vec::new(),
+            feed_back_outputs: true,
+            held: None,
         };
         TopologyTestDriver {
             core: Rc::new(RefCell::new(core)),
         }
+    }
+
+    /// By default an output to a topic the topology also reads is processed right away, as in
+    /// Kafka Streams' driver. Turned off, such outputs only wait on their output topic, so a
+    /// test can hand them back in any order it likes against the topology's other inputs, as
+    /// a real broker may. Repartition topics are always processed at once.
+    pub fn feed_back_outputs(self, on: bool) -> Self {
+        self.core.borrow_mut().feed_back_outputs = on;
+        self
+    }
+
+    /// Holds records written to repartition topics instead of processing them at once, so a
+    /// test can deliver them one at a time ([`Self::deliver_held`]), interleaved with other
+    /// input as a real broker may.
+    pub fn hold_repartitions(self) -> Self {
+        self.core.borrow_mut().held = Some(BTreeMap::new());
+        self
+    }
+
+    /// The repartition topics with held records.
+    pub fn held_topics(&self) -> Vec<String> {
+        let core = self.core.borrow();
+        core.held.iter().flatten().filter(|(_, queue)| !queue.is_empty()).map(|(topic, _)| topic.clone()).collect()
+    }
+
+    /// Processes the oldest held record of `topic`, and what it causes; `false` if none was held.
+    pub fn deliver_held(&self, topic: &str) -> Result<bool, DriverError> {
+        let mut core = self.core.borrow_mut();
+        let Some(record) = core.held.as_mut().and_then(|held| held.get_mut(topic)).and_then(VecDeque::pop_front) else {
+            return Ok(false);
+        };
+        core.process_all(VecDeque::from([record]))?;
+        Ok(true)
     }
 
     pub fn create_input_topic<K, V>(
@@ -279,9 +319,14 @@ impl DriverCore {
                 self.changelog.push(record);
                 continue;
             }
-            if self.topology.subtopology_of(&record.topic).is_some() {
+            let internal = self.repartition_topics.contains(&record.topic);
+            if self.topology.subtopology_of(&record.topic).is_some() && (internal || self.feed_back_outputs) {
                 let offset = self.next_offset(&record.topic);
-                queue.push_back(RawRecord {
+                let target = match self.held.as_mut() {
+                    Some(held) if internal => held.entry(record.topic.clone()).or_default(),
+                    _ => &mut *queue,
+                };
+                target.push_back(RawRecord {
                     topic: record.topic.clone(),
                     partition: 0,
                     offset,

@@ -110,6 +110,10 @@ fn payload_to_value(payload: &Payload) -> apache_avro::AvroResult<Value> {
         Payload::InventoryReleased(p) => to_value(p),
         Payload::ShipmentCreated(p) => to_value(p),
         Payload::ShipmentFailed(p) => to_value(p),
+        Payload::OrderCancellationRejected(p) => to_value(p),
+        Payload::OrderRequiresIntervention(p) => to_value(p),
+        Payload::ShipmentCancelled(p) => to_value(p),
+        Payload::ShipmentCancellationFailed(p) => to_value(p),
     }
 }
 
@@ -127,6 +131,10 @@ fn payload_from_value(event_type: EventType, record: &Value) -> apache_avro::Avr
         EventType::InventoryReleased => Payload::InventoryReleased(from_value(record)?),
         EventType::ShipmentCreated => Payload::ShipmentCreated(from_value(record)?),
         EventType::ShipmentFailed => Payload::ShipmentFailed(from_value(record)?),
+        EventType::OrderCancellationRejected => Payload::OrderCancellationRejected(from_value(record)?),
+        EventType::OrderRequiresIntervention => Payload::OrderRequiresIntervention(from_value(record)?),
+        EventType::ShipmentCancelled => Payload::ShipmentCancelled(from_value(record)?),
+        EventType::ShipmentCancellationFailed => Payload::ShipmentCancellationFailed(from_value(record)?),
     })
 }
 

@@ -25,6 +25,10 @@ pub fn schema_text_of(event_type: EventType) -> &'static str {
         EventType::InventoryReleased => include_str!("../avro/v1/InventoryReleased.avsc"),
         EventType::ShipmentCreated => include_str!("../avro/v1/ShipmentCreated.avsc"),
         EventType::ShipmentFailed => include_str!("../avro/v1/ShipmentFailed.avsc"),
+        EventType::OrderCancellationRejected => include_str!("../avro/v1/OrderCancellationRejected.avsc"),
+        EventType::OrderRequiresIntervention => include_str!("../avro/v1/OrderRequiresIntervention.avsc"),
+        EventType::ShipmentCancelled => include_str!("../avro/v1/ShipmentCancelled.avsc"),
+        EventType::ShipmentCancellationFailed => include_str!("../avro/v1/ShipmentCancellationFailed.avsc"),
     }
 }
 

@@ -18,6 +18,8 @@ pub enum EventType {
     OrderCancellationRequested,
     OrderConfirmed,
     OrderCancelled,
+    OrderCancellationRejected,
+    OrderRequiresIntervention,
     PaymentCompleted,
     PaymentFailed,
     PaymentRefunded,
@@ -26,14 +28,18 @@ pub enum EventType {
     InventoryReleased,
     ShipmentCreated,
     ShipmentFailed,
+    ShipmentCancelled,
+    ShipmentCancellationFailed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 16] = [
         EventType::OrderPlaced,
         EventType::OrderCancellationRequested,
         EventType::OrderConfirmed,
         EventType::OrderCancelled,
+        EventType::OrderCancellationRejected,
+        EventType::OrderRequiresIntervention,
         EventType::PaymentCompleted,
         EventType::PaymentFailed,
         EventType::PaymentRefunded,
@@ -42,6 +48,8 @@ impl EventType {
         EventType::InventoryReleased,
         EventType::ShipmentCreated,
         EventType::ShipmentFailed,
+        EventType::ShipmentCancelled,
+        EventType::ShipmentCancellationFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +66,10 @@ impl EventType {
             EventType::InventoryReleased => "InventoryReleased",
             EventType::ShipmentCreated => "ShipmentCreated",
             EventType::ShipmentFailed => "ShipmentFailed",
+            EventType::OrderCancellationRejected => "OrderCancellationRejected",
+            EventType::OrderRequiresIntervention => "OrderRequiresIntervention",
+            EventType::ShipmentCancelled => "ShipmentCancelled",
+            EventType::ShipmentCancellationFailed => "ShipmentCancellationFailed",
         }
     }
 
@@ -79,12 +91,17 @@ pub fn topic_of(event_type: EventType) -> &'static str {
         EventType::OrderPlaced
         | EventType::OrderCancellationRequested
         | EventType::OrderConfirmed
-        | EventType::OrderCancelled => ORDER_EVENTS,
+        | EventType::OrderCancelled
+        | EventType::OrderCancellationRejected
+        | EventType::OrderRequiresIntervention => ORDER_EVENTS,
         EventType::PaymentCompleted | EventType::PaymentFailed | EventType::PaymentRefunded => PAYMENT_EVENTS,
         EventType::InventoryReserved | EventType::InventoryReservationFailed | EventType::InventoryReleased => {
             INVENTORY_EVENTS
         }
-        EventType::ShipmentCreated | EventType::ShipmentFailed => SHIPPING_EVENTS,
+        EventType::ShipmentCreated
+        | EventType::ShipmentFailed
+        | EventType::ShipmentCancelled
+        | EventType::ShipmentCancellationFailed => SHIPPING_EVENTS,
     }
 }
 
@@ -129,6 +146,10 @@ mod tests {
             (EventType::InventoryReleased, "inventory.events"),
             (EventType::ShipmentCreated, "shipping.events"),
             (EventType::ShipmentFailed, "shipping.events"),
+            (EventType::ShipmentCancelled, "shipping.events"),
+            (EventType::ShipmentCancellationFailed, "shipping.events"),
+            (EventType::OrderCancellationRejected, "order.events"),
+            (EventType::OrderRequiresIntervention, "order.events"),
         ];
         assert_eq!(expected.len(), EventType::ALL.len());
         for (event_type, topic) in expected {

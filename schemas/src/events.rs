@@ -93,6 +93,10 @@ pub enum Payload {
     InventoryReleased(InventoryReleased),
     ShipmentCreated(ShipmentCreated),
     ShipmentFailed(ShipmentFailed),
+    OrderCancellationRejected(OrderCancellationRejected),
+    OrderRequiresIntervention(OrderRequiresIntervention),
+    ShipmentCancelled(ShipmentCancelled),
+    ShipmentCancellationFailed(ShipmentCancellationFailed),
 }
 
 impl Payload {
@@ -110,6 +114,10 @@ impl Payload {
             Payload::InventoryReleased(_) => EventType::InventoryReleased,
             Payload::ShipmentCreated(_) => EventType::ShipmentCreated,
             Payload::ShipmentFailed(_) => EventType::ShipmentFailed,
+            Payload::OrderCancellationRejected(_) => EventType::OrderCancellationRejected,
+            Payload::OrderRequiresIntervention(_) => EventType::OrderRequiresIntervention,
+            Payload::ShipmentCancelled(_) => EventType::ShipmentCancelled,
+            Payload::ShipmentCancellationFailed(_) => EventType::ShipmentCancellationFailed,
         }
     }
 }
@@ -218,6 +226,35 @@ pub struct ShipmentCreated {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShipmentFailed {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrderCancellationRejected {
+    pub customer_id: String,
+    /// For people, e.g. "the order is already confirmed".
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrderRequiresIntervention {
+    /// E.g. `timeout:compensation` or `shipment_not_cancellable`.
+    pub reason: String,
+    /// The compensations still missing: `refund`, `release`, `cancel_shipment`.
+    pub outstanding: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShipmentCancelled {
+    pub shipment_id: String,
+    /// Compensations happen because the order was cancelled; this says why.
+    pub reason: CancellationReason,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShipmentCancellationFailed {
+    pub shipment_id: String,
+    /// For people, e.g. "handed to the carrier".
     pub reason: String,
 }
 

@@ -38,8 +38,9 @@ pub use event_type::{
 };
 pub use events::{
     Address, CancellationReason, Envelope, InventoryReleased, InventoryReservationFailed, InventoryReserved,
-    OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderItem, OrderPlaced, Payload, PaymentCompleted,
-    PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCreated, ShipmentFailed, StockItem, UnknownCancellationReason,
+    OrderCancellationRejected, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderItem, OrderPlaced,
+    OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCancellationFailed,
+    ShipmentCancelled, ShipmentCreated, ShipmentFailed, StockItem, UnknownCancellationReason,
 };
 pub use registry::{Compatibility, RegistryClient, RegistryError};
 pub use wire::{parse_wire, to_wire, WireError, HEADER_LEN, MAGIC_BYTE};

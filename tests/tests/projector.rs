@@ -453,7 +453,7 @@ async fn projector_builds_order_view_and_the_query_api_serves_it() {
         ("page=0", "page must be an integer from 1 to 1000000, got \"0\""),
         (
             "status=SHIPPED",
-            "status \"SHIPPED\" is not one of PLACED, PAID, RESERVED, CONFIRMED, COMPENSATING, CANCELLED",
+            "status \"SHIPPED\" is not one of PLACED, PAID, RESERVED, CONFIRMED, COMPENSATING, CANCELLED, REQUIRES_INTERVENTION",
         ),
     ] {
         let (status, _, error) = get(&base, &format!("/orders?{query}")).await;

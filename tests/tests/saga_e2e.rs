@@ -46,6 +46,7 @@ async fn a_demo_load_keeps_every_invariant() {
 
     let options = DemoOptions { orders: 240, concurrency: 8, rate: None, settle_timeout: Duration::from_secs(240) };
     let report = demo::run(&settings, &options, false).await.expect("demo run");
+    late_cancels_are_refused_with_a_reason(&settings, &report).await;
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(60), pipeline).await;
 
@@ -74,4 +75,30 @@ async fn a_demo_load_keeps_every_invariant() {
     }
     let cancelled_by_customer = report.orders.iter().filter(|o| report.final_outcome(&o.order_id) == "CANCELLED (customer_cancelled)").count();
     assert!(cancelled_by_customer > 0, "at least one customer cancellation must win");
+}
+
+/// A cancel after the outcome is a 409 with the reason, and changes nothing (docs/saga.md).
+async fn late_cancels_are_refused_with_a_reason(settings: &Settings, report: &demo::DemoReport) {
+    let api = format!("http://127.0.0.1:{}", settings.http.order_api_port);
+    let client = reqwest::Client::new();
+    for (outcome, expected) in [("CONFIRMED", "already confirmed"), ("CANCELLED (payment_failed)", "already cancelled (payment_failed)")] {
+        let order = report.orders.iter().find(|o| report.final_outcome(&o.order_id) == outcome).expect("an order with that outcome");
+        let response = client.post(format!("{api}/orders/{}/cancel", order.order_id)).send().await.expect("POST cancel");
+        assert_eq!(response.status().as_u16(), 409, "a cancel of a {outcome} order");
+        let body: serde_json::Value = response.json().await.expect("a JSON error");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{outcome}: {message}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let confirmed = report.orders.iter().find(|o| report.final_outcome(&o.order_id) == "CONFIRMED").expect("a confirmed order");
+    let view: serde_json::Value = client
+        .get(format!("{api}/orders/{}", confirmed.order_id))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("GET /orders/{id}")
+        .json()
+        .await
+        .expect("an order");
+    assert_eq!(view["status"], "CONFIRMED", "a refused cancel changes nothing: {view}");
 }

@@ -95,6 +95,11 @@ pub struct Order {
 pub enum CancelRejected {
     #[error("cancellation of order {0} was already requested")]
     AlreadyRequested(String),
+    /// The read model knows the saga's outcome (docs/saga.md).
+    #[error("order {0} is already confirmed and can no longer be cancelled")]
+    AlreadyConfirmed(String),
+    #[error("order {order_id} is already cancelled ({reason})")]
+    AlreadyCancelled { order_id: String, reason: String },
 }
 
 /// The event that places a new order; a new order starts a new saga run.

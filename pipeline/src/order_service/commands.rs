@@ -126,6 +126,7 @@ impl OrderService {
         let mut client = self.pool.get().await?;
         let loaded =
             event_store::load(&client, order_id).await?.ok_or_else(|| CommandError::NotFound(order_id.to_string()))?;
+        refuse_if_settled(&client, order_id).await?;
         // No authentication yet: the customer is the one asking.
         let event = loaded.order.request_cancellation(&loaded.order.customer_id, now_millis())?;
         let row = OutboxRow::encode(&self.codec, &event, trace.as_str()).await?;
@@ -158,6 +159,21 @@ impl OrderService {
         outbox::insert(&tx, rows).await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// A cancellation of an order the saga has settled is refused here when the read model
+/// already shows the outcome. One that races the outcome is refused by the saga instead
+/// (OrderCancellationRejected, shown in the read model): never a request dropped in silence.
+async fn refuse_if_settled(client: &tokio_postgres::Client, order_id: &str) -> Result<(), CommandError> {
+    let row = client.query_opt("select status, cancellation_reason from order_view where order_id = $1", &[&order_id]).await?;
+    let Some(row) = row else { return Ok(()) };
+    let status: &str = row.get(0);
+    let reason: Option<String> = row.get(1);
+    match (status, reason) {
+        ("CONFIRMED", _) => Err(CancelRejected::AlreadyConfirmed(order_id.to_string()).into()),
+        (_, Some(reason)) => Err(CancelRejected::AlreadyCancelled { order_id: order_id.to_string(), reason }.into()),
+        _ => Ok(()),
     }
 }
 

@@ -20,6 +20,8 @@ mod topics;
 #[cfg(test)]
 mod saga_flow_tests;
 #[cfg(test)]
+mod interleaving_tests;
+#[cfg(test)]
 mod test_support;
 
 pub use topics::SagaTopics;

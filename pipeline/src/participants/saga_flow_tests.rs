@@ -11,7 +11,7 @@ use schemas::{CancellationReason, EventType, Payload, SagaEvent};
 use super::inventory::{self, InventoryConfig, ProductStock};
 use super::order_saga::{self, OrderSagaState, OrderStatus, SagaConfig};
 use super::payment::{self, CustomerBalance, PaymentConfig};
-use super::shipping::{self, Shipment, ShipmentError, ShipmentGateway, ShippingConfig};
+use super::shipping::{self, Cancellation, Shipment, ShipmentError, ShipmentGateway, ShippingConfig};
 use super::test_support::{order_placed, Driven, TestResult};
 use super::SagaTopics;
 use crate::codec::EventSerde;
@@ -31,6 +31,10 @@ impl ShipmentGateway for Carrier {
         let mut created = self.created.lock().map_err(|_| ShipmentError::permanent("poisoned"))?;
         created.push(order_id.to_owned());
         Ok(Shipment { shipment_id: format!("s-{}", created.len()), tracking_number: format!("TRK-{}", created.len()) })
+    }
+
+    fn cancel_shipment(&self, _order_id: &str, _shipment_id: &str) -> Result<Cancellation, ShipmentError> {
+        Ok(Cancellation::Cancelled)
     }
 }
 

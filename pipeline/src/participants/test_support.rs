@@ -40,6 +40,13 @@ impl Driven {
         Driven { driver: TopologyTestDriver::with_wall_clock_ms(topology, T0) }
     }
 
+    /// A driver that leaves outputs to the topology's own source topics for the test to hand
+    /// back, and holds its repartition records for the test to deliver, in the order the test
+    /// chooses.
+    pub(crate) fn without_feedback(topology: Topology) -> Self {
+        Driven { driver: TopologyTestDriver::with_wall_clock_ms(topology, T0).feed_back_outputs(false).hold_repartitions() }
+    }
+
     pub(crate) fn pipe(&self, topic: &str, event: &SagaEvent) -> Result<(), operators::test_driver::DriverError> {
         let input = self.driver.create_input_topic(topic, StringSerde, EventSerde::with_fixed_ids());
         input.pipe_input(event.envelope.order_id.clone(), event.clone())

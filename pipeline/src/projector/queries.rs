@@ -18,6 +18,11 @@ pub struct OrderRecord {
     pub item_count: Option<i64>,
     pub tracking_number: Option<String>,
     pub cancellation_reason: Option<String>,
+    /// Why a cancellation the customer asked for was refused.
+    pub cancellation_rejected: Option<String>,
+    /// While REQUIRES_INTERVENTION: why, and the compensations still missing.
+    pub intervention_reason: Option<String>,
+    pub outstanding_compensations: Option<Vec<String>>,
     pub version: i64,
     pub placed_at: Option<String>,
     pub updated_at: String,
@@ -34,7 +39,7 @@ pub struct OrderFilter {
 }
 
 const COLUMNS: &str = "order_id, customer_id, status, total_amount, item_count, tracking_number, \
-    cancellation_reason, version, \
+    cancellation_reason, cancellation_rejected, intervention_reason, outstanding_compensations, version, \
     to_char(placed_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') as placed_at, \
     to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') as updated_at";
 
@@ -89,6 +94,9 @@ fn to_record(row: &Row) -> OrderRecord {
         item_count: row.get("item_count"),
         tracking_number: row.get("tracking_number"),
         cancellation_reason: row.get("cancellation_reason"),
+        cancellation_rejected: row.get("cancellation_rejected"),
+        intervention_reason: row.get("intervention_reason"),
+        outstanding_compensations: row.get("outstanding_compensations"),
         version: row.get("version"),
         placed_at: row.get("placed_at"),
         updated_at: row.get("updated_at"),

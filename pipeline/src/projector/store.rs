@@ -4,7 +4,7 @@
 use deadpool_postgres::{GenericClient, Pool};
 use schemas::SagaEvent;
 
-use super::view::{OrderStatus, OrderView, Progress};
+use super::view::{Intervention, OrderStatus, OrderView, Progress};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,7 +56,8 @@ async fn load_for_update(client: &impl GenericClient, order_id: &str) -> Result<
     let row = client
         .query_one(
             "select customer_id, status, total_amount, item_count, tracking_number, cancellation_reason, \
-                    charged, refunded, reserved, released, version, \
+                    charged, refunded, reserved, released, shipped, shipment_cancelled, \
+                    cancellation_rejected, intervention_reason, outstanding_compensations, version, \
                     (extract(epoch from placed_at) * 1000)::bigint as placed_at_ms \
              from order_view where order_id = $1 for update",
             &[&order_id],
@@ -72,11 +73,18 @@ async fn load_for_update(client: &impl GenericClient, order_id: &str) -> Result<
         item_count: row.get("item_count"),
         tracking_number: row.get("tracking_number"),
         cancellation_reason: row.get("cancellation_reason"),
+        cancellation_rejected: row.get("cancellation_rejected"),
+        intervention: row.get::<_, Option<String>>("intervention_reason").map(|reason| Intervention {
+            reason,
+            outstanding: row.get::<_, Option<Vec<String>>>("outstanding_compensations").unwrap_or_default(),
+        }),
         progress: Progress {
             charged: row.get("charged"),
             refunded: row.get("refunded"),
             reserved: row.get("reserved"),
             released: row.get("released"),
+            shipped: row.get("shipped"),
+            shipment_cancelled: row.get("shipment_cancelled"),
         },
         version: row.get("version"),
         placed_at_ms: row.get("placed_at_ms"),
@@ -85,12 +93,17 @@ async fn load_for_update(client: &impl GenericClient, order_id: &str) -> Result<
 
 async fn save(client: &impl GenericClient, view: &OrderView) -> Result<(), StoreError> {
     let placed_at_seconds = view.placed_at_ms.map(|ms| ms as f64 / 1000.0);
+    // Shown only while the order is parked.
+    let parked = view.intervention.as_ref().filter(|_| view.status == OrderStatus::RequiresIntervention);
+    let intervention_reason = parked.map(|parked| parked.reason.clone());
+    let outstanding = parked.map(|parked| parked.outstanding.clone());
     client
         .execute(
             "update order_view set customer_id = $2, status = $3, total_amount = $4, item_count = $5, \
                     tracking_number = $6, cancellation_reason = $7, charged = $8, refunded = $9, \
                     reserved = $10, released = $11, version = $12, placed_at = to_timestamp($13), \
-                    updated_at = now() \
+                    shipped = $14, shipment_cancelled = $15, cancellation_rejected = $16, \
+                    intervention_reason = $17, outstanding_compensations = $18, updated_at = now() \
              where order_id = $1",
             &[
                 &view.order_id,
@@ -106,6 +119,11 @@ async fn save(client: &impl GenericClient, view: &OrderView) -> Result<(), Store
                 &view.progress.released,
                 &view.version,
                 &placed_at_seconds,
+                &view.progress.shipped,
+                &view.progress.shipment_cancelled,
+                &view.cancellation_rejected,
+                &intervention_reason,
+                &outstanding,
             ],
         )
         .await?;

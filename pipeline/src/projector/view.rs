@@ -18,16 +18,18 @@ pub enum OrderStatus {
     Confirmed,
     Compensating,
     Cancelled,
+    RequiresIntervention,
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 6] = [
+    pub const ALL: [OrderStatus; 7] = [
         OrderStatus::Placed,
         OrderStatus::Paid,
         OrderStatus::Reserved,
         OrderStatus::Confirmed,
         OrderStatus::Compensating,
         OrderStatus::Cancelled,
+        OrderStatus::RequiresIntervention,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +40,7 @@ impl OrderStatus {
             OrderStatus::Confirmed => "CONFIRMED",
             OrderStatus::Compensating => "COMPENSATING",
             OrderStatus::Cancelled => "CANCELLED",
+            OrderStatus::RequiresIntervention => "REQUIRES_INTERVENTION",
         }
     }
 
@@ -45,9 +48,10 @@ impl OrderStatus {
         OrderStatus::ALL.into_iter().find(|status| status.as_str() == text)
     }
 
-    /// Terminal states never change again, whatever arrives late.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, OrderStatus::Confirmed | OrderStatus::Cancelled)
+    /// A confirmed order never changes again. A cancelled one goes back to COMPENSATING when a
+    /// step completes late, as the saga does (docs/saga.md).
+    pub fn is_final(self) -> bool {
+        self == OrderStatus::Confirmed
     }
 }
 
@@ -64,6 +68,8 @@ pub struct Progress {
     pub refunded: bool,
     pub reserved: bool,
     pub released: bool,
+    pub shipped: bool,
+    pub shipment_cancelled: bool,
 }
 
 impl Progress {
@@ -73,10 +79,22 @@ impl Progress {
         self.charged = true;
     }
 
+    /// A shipment only follows a reservation.
+    fn ship(&mut self) {
+        self.reserve();
+        self.shipped = true;
+    }
+
     /// A compensation the cancelled order still waits for.
     fn compensation_outstanding(self) -> bool {
-        (self.charged && !self.refunded) || (self.reserved && !self.released)
+        (self.charged && !self.refunded) || (self.reserved && !self.released) || (self.shipped && !self.shipment_cancelled)
     }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Intervention {
+    pub reason: String,
+    pub outstanding: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -90,6 +108,10 @@ pub struct OrderView {
     pub item_count: Option<i64>,
     pub tracking_number: Option<String>,
     pub cancellation_reason: Option<String>,
+    /// Why a customer's cancellation was refused.
+    pub cancellation_rejected: Option<String>,
+    /// Why the saga parked the order, and the compensations it was missing then.
+    pub intervention: Option<Intervention>,
     pub progress: Progress,
     /// Distinct events applied.
     pub version: i64,
@@ -108,6 +130,8 @@ impl OrderView {
             item_count: None,
             tracking_number: None,
             cancellation_reason: None,
+            cancellation_rejected: None,
+            intervention: None,
             progress: Progress::default(),
             version: 0,
             placed_at_ms: None,
@@ -118,7 +142,7 @@ impl OrderView {
     pub fn apply(&mut self, event: &SagaEvent) {
         self.record(event);
         self.version += 1;
-        if !self.status.is_terminal() {
+        if !self.status.is_final() {
             self.status = self.derived_status(matches!(event.payload, Payload::OrderConfirmed(_)));
         }
     }
@@ -163,9 +187,21 @@ impl OrderView {
             }
             Payload::ShipmentCreated(created) => {
                 self.tracking_number = Some(created.tracking_number.clone());
-                self.progress.reserve();
+                self.progress.ship();
             }
             Payload::ShipmentFailed(_) => self.progress.reserve(),
+            Payload::ShipmentCancelled(_) => {
+                self.progress.ship();
+                self.progress.shipment_cancelled = true;
+            }
+            Payload::ShipmentCancellationFailed(_) => self.progress.ship(),
+            Payload::OrderCancellationRejected(rejected) => {
+                self.learn_customer(&rejected.customer_id);
+                self.cancellation_rejected = Some(rejected.reason.clone());
+            }
+            Payload::OrderRequiresIntervention(parked) => {
+                self.intervention = Some(Intervention { reason: parked.reason.clone(), outstanding: parked.outstanding.clone() });
+            }
         }
     }
 
@@ -176,10 +212,12 @@ impl OrderView {
 
     fn derived_status(&self, confirmed_now: bool) -> OrderStatus {
         if self.cancellation_reason.is_some() {
-            return if self.progress.compensation_outstanding() {
-                OrderStatus::Compensating
-            } else {
+            return if !self.progress.compensation_outstanding() {
                 OrderStatus::Cancelled
+            } else if self.intervention.is_some() {
+                OrderStatus::RequiresIntervention
+            } else {
+                OrderStatus::Compensating
             };
         }
         if confirmed_now {
@@ -361,13 +399,25 @@ mod tests {
     }
 
     #[test]
-    fn terminal_states_do_not_move_when_late_events_arrive() {
+    fn a_confirmed_order_stays_confirmed_and_a_late_step_reopens_a_cancelled_one() {
         let (view, trail) = statuses(&[confirmed(), paid(), reserved()]);
         assert_eq!(trail, [OrderStatus::Confirmed; 3]);
         assert_eq!(view.version, 3);
 
-        let (_, trail) = statuses(&[placed(), cancelled(CancellationReason::CustomerCancelled), paid()]);
-        assert_eq!(trail, [OrderStatus::Placed, OrderStatus::Cancelled, OrderStatus::Cancelled]);
+        let (_, trail) = statuses(&[placed(), cancelled(CancellationReason::CustomerCancelled), paid(), refunded()]);
+        assert_eq!(trail, [OrderStatus::Placed, OrderStatus::Cancelled, OrderStatus::Compensating, OrderStatus::Cancelled]);
+    }
+
+    #[test]
+    fn a_parked_order_shows_why_until_its_compensations_arrive() {
+        let parked = event(Payload::OrderRequiresIntervention(schemas::OrderRequiresIntervention {
+            reason: "shipment_not_cancellable".into(),
+            outstanding: vec!["cancel_shipment".into()],
+        }));
+        let shipped = event(Payload::ShipmentCreated(ShipmentCreated { shipment_id: "s-1".into(), tracking_number: "T-1".into() }));
+        let (view, trail) = statuses(&[placed(), cancelled(CancellationReason::CustomerCancelled), shipped, parked]);
+        assert_eq!(trail.last(), Some(&OrderStatus::RequiresIntervention));
+        assert_eq!(view.intervention.map(|i| i.outstanding), Some(vec!["cancel_shipment".to_owned()]));
     }
 
     #[test]
@@ -376,6 +426,6 @@ mod tests {
             assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(OrderStatus::parse("placed"), None);
-        assert_eq!(OrderStatus::parse("REQUIRES_INTERVENTION"), None);
+        assert_eq!(OrderStatus::parse("requires_intervention"), None);
     }
 }

@@ -2,8 +2,9 @@
 
 use schemas::{
     Address, CancellationReason, Envelope, EventType, InventoryReleased, InventoryReservationFailed, InventoryReserved,
-    OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderItem, OrderPlaced, Payload, PaymentCompleted,
-    PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCreated, ShipmentFailed, StockItem,
+    OrderCancellationRejected, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderItem, OrderPlaced,
+    OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCancellationFailed,
+    ShipmentCancelled, ShipmentCreated, ShipmentFailed, StockItem,
 };
 
 const PLACED_AT: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -89,6 +90,10 @@ pub fn sample(event_type: EventType) -> SagaEvent {
             tracking_number: "1Z999AA10123456784".into(),
         }),
         EventType::ShipmentFailed => Payload::ShipmentFailed(ShipmentFailed { reason: "address not served".into() }),
+        EventType::OrderCancellationRejected => Payload::OrderCancellationRejected(OrderCancellationRejected { customer_id: "cust-7".into(), reason: "the order is already confirmed".into() }),
+        EventType::OrderRequiresIntervention => Payload::OrderRequiresIntervention(OrderRequiresIntervention { reason: "timeout:compensation".into(), outstanding: vec!["refund".into()] }),
+        EventType::ShipmentCancelled => Payload::ShipmentCancelled(ShipmentCancelled { shipment_id: "ship-5".into(), reason: CancellationReason::CustomerCancelled }),
+        EventType::ShipmentCancellationFailed => Payload::ShipmentCancellationFailed(ShipmentCancellationFailed { shipment_id: "ship-5".into(), reason: "handed to the carrier".into() }),
     };
     SagaEvent::new(envelope, payload)
 }

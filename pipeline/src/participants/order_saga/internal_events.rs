@@ -13,6 +13,7 @@ struct SagaMetrics {
     completed: IntCounterVec,
     end_to_end: Histogram,
     compensations: IntCounterVec,
+    parked: IntCounterVec,
 }
 
 static METRICS: LazyLock<Option<SagaMetrics>> = LazyLock::new(|| {
@@ -36,6 +37,12 @@ static METRICS: LazyLock<Option<SagaMetrics>> = LazyLock::new(|| {
             &["kind", "outcome"]
         )
         .ok()?,
+        parked: register_int_counter_vec!(
+            "saga_orders_parked_total",
+            "Orders parked for a person (REQUIRES_INTERVENTION), by reason",
+            &["reason"]
+        )
+        .ok()?,
     };
     Some(metrics)
 });
@@ -52,6 +59,8 @@ struct Effects {
     completed: Option<(&'static str, f64)>,
     /// (kind, outcome) per compensation that finished or was given up on.
     compensations: Vec<(&'static str, &'static str)>,
+    /// Why the order was just parked.
+    parked: Option<String>,
 }
 
 fn effects(before: Option<&OrderSagaState>, after: &OrderSagaState, now_ms: i64) -> Effects {
@@ -72,13 +81,12 @@ fn effects(before: Option<&OrderSagaState>, after: &OrderSagaState, now_ms: i64)
     if now.released && !was.released {
         effects.compensations.push(("release", "succeeded"));
     }
+    if now.shipment_cancelled && !was.shipment_cancelled {
+        effects.compensations.push(("cancel_shipment", "succeeded"));
+    }
     if after.status == OrderStatus::RequiresIntervention && before_status != Some(OrderStatus::RequiresIntervention) {
-        if now.charged && !now.refunded {
-            effects.compensations.push(("refund", "failed"));
-        }
-        if now.reserved && !now.released {
-            effects.compensations.push(("release", "failed"));
-        }
+        effects.compensations.extend(now.outstanding().into_iter().map(|kind| (kind, "failed")));
+        effects.parked = after.parked.clone();
     }
     effects
 }
@@ -96,6 +104,9 @@ pub(super) fn emit_transition(before: Option<&OrderSagaState>, after: &OrderSaga
     }
     for (kind, outcome) in effects.compensations {
         metrics.compensations.with_label_values(&[kind, outcome]).inc();
+    }
+    if let Some(reason) = effects.parked {
+        metrics.parked.with_label_values(&[&reason]).inc();
     }
 }
 
@@ -119,7 +130,13 @@ mod tests {
         let compensating = OrderSagaState { status: OrderStatus::Compensating, progress: charged.clone(), ..Default::default() };
         let released = OrderSagaState { progress: Progress { released: true, ..charged.clone() }, ..compensating.clone() };
         assert_eq!(effects(Some(&compensating), &released, 0).compensations, [("release", "succeeded")]);
-        let stuck = OrderSagaState { status: OrderStatus::RequiresIntervention, ..released.clone() };
-        assert_eq!(effects(Some(&released), &stuck, 0).compensations, [("refund", "failed")]);
+        let stuck = OrderSagaState {
+            status: OrderStatus::RequiresIntervention,
+            parked: Some("timeout:compensation".into()),
+            ..released.clone()
+        };
+        let parking = effects(Some(&released), &stuck, 0);
+        assert_eq!(parking.compensations, [("refund", "failed")]);
+        assert_eq!(parking.parked.as_deref(), Some("timeout:compensation"));
     }
 }

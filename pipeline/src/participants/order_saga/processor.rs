@@ -25,7 +25,13 @@ impl Processor<String, SagaEvent> for OrderSaga {
         record: Record<String, SagaEvent>,
     ) -> Result<(), ProcessError> {
         // The saga's own decisions, read back from the order topic.
-        if matches!(record.value.payload, Payload::OrderConfirmed(_) | Payload::OrderCancelled(_)) {
+        if matches!(
+            record.value.payload,
+            Payload::OrderConfirmed(_)
+                | Payload::OrderCancelled(_)
+                | Payload::OrderCancellationRejected(_)
+                | Payload::OrderRequiresIntervention(_)
+        ) {
             return Ok(());
         }
         let now_ms = ctx.current_system_time_ms();

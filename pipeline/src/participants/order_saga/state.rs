@@ -25,6 +25,13 @@ pub struct OrderSagaState {
     /// Timestamp of the first event seen for the order, for the end-to-end latency metric.
     #[serde(default)]
     pub started_at_ms: i64,
+    /// Why the order is parked for a person (REQUIRES_INTERVENTION); cleared once every
+    /// compensation has arrived after all.
+    #[serde(default)]
+    pub parked: Option<String>,
+    /// A customer's cancellation of the confirmed order was refused (and said so, once).
+    #[serde(default)]
+    pub cancellation_rejected: bool,
 }
 
 /// Facts learnt from the participants. They only ever become true.
@@ -36,12 +43,25 @@ pub struct Progress {
     pub shipped: bool,
     pub refunded: bool,
     pub released: bool,
+    #[serde(default)]
+    pub shipment_cancelled: bool,
 }
 
 impl Progress {
-    /// A compensation is still to come: money held, or stock held.
+    /// The compensations still to come, by name: money held, stock held, a live shipment.
+    pub fn outstanding(&self) -> Vec<&'static str> {
+        [
+            (self.charged && !self.refunded, "refund"),
+            (self.reserved && !self.released, "release"),
+            (self.shipped && !self.shipment_cancelled, "cancel_shipment"),
+        ]
+        .into_iter()
+        .filter_map(|(outstanding, name)| outstanding.then_some(name))
+        .collect()
+    }
+
     pub fn compensation_outstanding(&self) -> bool {
-        (self.charged && !self.refunded) || (self.reserved && !self.released)
+        !self.outstanding().is_empty()
     }
 }
 

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use schemas::{
     CancellationReason, EventType, InventoryReleased, InventoryReservationFailed, InventoryReserved, OrderCancellationRequested, Payload,
-    PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCreated, ShipmentFailed,
+    PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCancelled, ShipmentCreated, ShipmentFailed,
 };
 
 use super::*;
@@ -227,7 +227,10 @@ fn a_customer_can_cancel_until_confirmation() -> TestResult {
     confirmed.shipped()?;
     assert_eq!(only(confirmed.decisions()?).event_type(), EventType::OrderConfirmed);
     confirmed.customer_cancels()?;
-    assert!(confirmed.decisions()?.is_empty(), "too late to cancel");
+    let rejected = only(confirmed.decisions()?);
+    assert!(matches!(&rejected.payload, Payload::OrderCancellationRejected(r) if r.reason == "the order is already confirmed"), "{rejected:?}");
+    confirmed.customer_cancels()?;
+    assert!(confirmed.decisions()?.is_empty(), "a cancellation is refused once");
     assert_eq!(confirmed.status()?, OrderStatus::Confirmed);
     Ok(())
 }
@@ -290,7 +293,10 @@ fn a_compensation_that_never_finishes_needs_intervention() -> TestResult {
     assert_eq!(run.status()?, OrderStatus::Compensating);
     run.advance(SagaConfig::default().compensation_timeout)?;
     assert_eq!(run.status()?, OrderStatus::RequiresIntervention);
-    assert_eq!(only(run.decisions()?).event_type(), EventType::OrderCancelled, "nothing beyond the cancellation");
+    let decisions = run.decisions()?;
+    assert_eq!(decisions.iter().map(SagaEvent::event_type).collect::<Vec<_>>(), [EventType::OrderCancelled, EventType::OrderRequiresIntervention]);
+    let Payload::OrderRequiresIntervention(parked) = &decisions[1].payload else { unreachable!("checked above") };
+    assert_eq!((parked.reason.as_str(), parked.outstanding.as_slice()), ("timeout:compensation", &["refund".to_owned()][..]));
     run.refunded(CancellationReason::CustomerCancelled)?;
     assert_eq!(run.status()?, OrderStatus::Cancelled, "a late refund resolves it");
     Ok(())
@@ -319,7 +325,7 @@ fn duplicated_events_repeat_no_decision_and_no_version() -> TestResult {
 }
 
 #[test]
-fn late_events_never_move_an_order_backwards() -> TestResult {
+fn a_confirmed_order_never_moves_and_late_steps_of_a_cancelled_one_are_compensated() -> TestResult {
     let mut confirmed = Run::start()?;
     let paid = confirmed.paid()?;
     let reserved = confirmed.reserved()?;
@@ -335,8 +341,14 @@ fn late_events_never_move_an_order_backwards() -> TestResult {
     cancelled.paid()?;
     cancelled.reserved()?;
     cancelled.shipped()?;
-    assert_eq!(cancelled.status()?, OrderStatus::Cancelled);
+    assert_eq!(cancelled.status()?, OrderStatus::Compensating, "each late step must be undone");
     assert_eq!(only(cancelled.decisions()?).event_type(), EventType::OrderCancelled);
+    cancelled.released(CancellationReason::CustomerCancelled)?;
+    cancelled.refunded(CancellationReason::CustomerCancelled)?;
+    assert_eq!(cancelled.status()?, OrderStatus::Compensating, "the shipment is still live");
+    cancelled.send(Payload::ShipmentCancelled(ShipmentCancelled { shipment_id: "s-1".into(), reason: CancellationReason::CustomerCancelled }))?;
+    assert_eq!(cancelled.status()?, OrderStatus::Cancelled);
+    assert!(cancelled.decisions()?.is_empty());
     Ok(())
 }
 

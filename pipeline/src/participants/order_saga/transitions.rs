@@ -1,7 +1,9 @@
 //! The saga's state machine as pure functions: a state and an event (or a timer) in, the new
 //! state and at most one event to emit out.
 
-use schemas::{CancellationReason, Envelope, OrderCancelled, OrderConfirmed, Payload, SagaEvent};
+use schemas::{
+    CancellationReason, Envelope, OrderCancellationRejected, OrderCancelled, OrderConfirmed, OrderRequiresIntervention, Payload, SagaEvent,
+};
 
 use super::config::SagaConfig;
 use super::state::{Awaiting, OrderSagaState, OrderStatus, Step};
@@ -11,9 +13,10 @@ pub(super) fn on_event(state: &mut OrderSagaState, event: &SagaEvent, now_ms: i6
     if state.correlation_id.is_empty() {
         state.correlation_id = event.envelope.correlation_id.clone();
     }
-    let trigger = learn(state, &event.payload);
-    let emitted = match trigger {
-        Some(reason) => cancel(state, reason, &event.envelope, now_ms),
+    let emitted = match learn(state, &event.payload) {
+        Some(Trigger::Cancel(reason)) => cancel(state, reason, &event.envelope, now_ms),
+        Some(Trigger::RejectCancellation) => reject_cancellation(state, &event.envelope, now_ms),
+        Some(Trigger::Park(reason)) => park(state, reason, &event.envelope, now_ms),
         None => None,
     };
     let emitted = emitted.or_else(|| advance(state, &event.envelope, now_ms));
@@ -27,8 +30,7 @@ pub(super) fn on_timeout(state: &mut OrderSagaState, order_id: &str, now_ms: i64
     let emitted = match awaiting.step {
         Step::Compensation => {
             tracing::error!(order_id, reason = ?state.reason, "compensation did not finish in time; the order needs intervention");
-            state.status = OrderStatus::RequiresIntervention;
-            None
+            park(state, "timeout:compensation", &awaiting.cause, now_ms)
         }
         step => cancel(state, CancellationReason::Timeout { step: step.as_str().to_owned() }, &awaiting.cause, now_ms),
     };
@@ -36,8 +38,20 @@ pub(super) fn on_timeout(state: &mut OrderSagaState, order_id: &str, now_ms: i64
     emitted
 }
 
-/// Records the facts an event carries; returns the cancellation it calls for, if any.
-fn learn(state: &mut OrderSagaState, payload: &Payload) -> Option<CancellationReason> {
+/// What an event calls for, besides the facts it carries.
+enum Trigger {
+    Cancel(CancellationReason),
+    /// A customer asked to cancel an order that is confirmed already.
+    RejectCancellation,
+    /// A compensation cannot happen without a person.
+    Park(&'static str),
+}
+
+/// Why an order is parked when a shipment cannot be cancelled.
+pub(super) const SHIPMENT_NOT_CANCELLABLE: &str = "shipment_not_cancellable";
+
+/// Records the facts an event carries; returns what else it calls for, if anything.
+fn learn(state: &mut OrderSagaState, payload: &Payload) -> Option<Trigger> {
     let progress = &mut state.progress;
     match payload {
         Payload::OrderPlaced(placed) if !progress.placed => {
@@ -52,20 +66,25 @@ fn learn(state: &mut OrderSagaState, payload: &Payload) -> Option<CancellationRe
         }
         Payload::PaymentFailed(failed) => {
             learn_terms(state, &failed.customer_id, failed.amount_cents);
-            return Some(CancellationReason::PaymentFailed);
+            return Some(Trigger::Cancel(CancellationReason::PaymentFailed));
         }
         Payload::PaymentRefunded(_) => progress.refunded = true,
         Payload::InventoryReserved(_) => progress.reserved = true,
-        Payload::InventoryReservationFailed(_) => return Some(CancellationReason::InsufficientStock),
+        Payload::InventoryReservationFailed(_) => return Some(Trigger::Cancel(CancellationReason::InsufficientStock)),
         Payload::InventoryReleased(_) => progress.released = true,
         Payload::ShipmentCreated(created) => {
             progress.shipped = true;
             state.tracking_number.get_or_insert_with(|| created.tracking_number.clone());
         }
-        Payload::ShipmentFailed(_) => return Some(CancellationReason::ShipmentFailed),
+        Payload::ShipmentFailed(_) => return Some(Trigger::Cancel(CancellationReason::ShipmentFailed)),
+        Payload::ShipmentCancelled(_) => progress.shipment_cancelled = true,
+        Payload::ShipmentCancellationFailed(_) => return Some(Trigger::Park(SHIPMENT_NOT_CANCELLABLE)),
         Payload::OrderCancellationRequested(requested) => {
             state.customer_id.get_or_insert_with(|| requested.customer_id.clone());
-            return Some(CancellationReason::CustomerCancelled);
+            if state.status == OrderStatus::Confirmed {
+                return Some(Trigger::RejectCancellation);
+            }
+            return Some(Trigger::Cancel(CancellationReason::CustomerCancelled));
         }
         _ => {}
     }
@@ -87,18 +106,55 @@ fn cancel(state: &mut OrderSagaState, reason: CancellationReason, cause: &Envelo
         return None;
     }
     state.reason = Some(reason.clone());
-    state.status = if state.progress.compensation_outstanding() { OrderStatus::Compensating } else { OrderStatus::Cancelled };
+    settle_cancelled(state);
     let cancelled = OrderCancelled { customer_id: state.customer_id.clone().unwrap_or_default(), reason, total_cents: state.total_cents };
     Some(reply(cause, Payload::OrderCancelled(cancelled), now_ms))
+}
+
+/// A confirmed order stays confirmed: the customer is told so, once.
+fn reject_cancellation(state: &mut OrderSagaState, cause: &Envelope, now_ms: i64) -> Option<SagaEvent> {
+    if state.cancellation_rejected {
+        return None;
+    }
+    state.cancellation_rejected = true;
+    let rejected = OrderCancellationRejected {
+        customer_id: state.customer_id.clone().unwrap_or_default(),
+        reason: "the order is already confirmed".to_owned(),
+    };
+    Some(reply(cause, Payload::OrderCancellationRejected(rejected), now_ms))
+}
+
+/// Parks a cancelled order for a person, saying why and what is missing, once.
+fn park(state: &mut OrderSagaState, reason: &str, cause: &Envelope, now_ms: i64) -> Option<SagaEvent> {
+    if state.parked.is_some() || !state.progress.compensation_outstanding() {
+        return None;
+    }
+    state.parked = Some(reason.to_owned());
+    state.status = OrderStatus::RequiresIntervention;
+    let outstanding = state.progress.outstanding().into_iter().map(str::to_owned).collect();
+    let parked = OrderRequiresIntervention { reason: reason.to_owned(), outstanding };
+    Some(reply(cause, Payload::OrderRequiresIntervention(parked), now_ms))
+}
+
+/// The status of a cancelled order: CANCELLED once nothing is held, else COMPENSATING, or
+/// REQUIRES_INTERVENTION while parked. A step that completes late (after the cancellation)
+/// takes a CANCELLED order back to COMPENSATING: the participants saw the cancellation and
+/// compensate that step too.
+fn settle_cancelled(state: &mut OrderSagaState) {
+    if !state.progress.compensation_outstanding() {
+        state.status = OrderStatus::Cancelled;
+        state.parked = None;
+    } else if state.parked.is_some() {
+        state.status = OrderStatus::RequiresIntervention;
+    } else {
+        state.status = OrderStatus::Compensating;
+    }
 }
 
 /// Moves the status forward to what the facts support; confirms once.
 fn advance(state: &mut OrderSagaState, cause: &Envelope, now_ms: i64) -> Option<SagaEvent> {
     if state.reason.is_some() {
-        let compensating = matches!(state.status, OrderStatus::Compensating | OrderStatus::RequiresIntervention);
-        if compensating && !state.progress.compensation_outstanding() {
-            state.status = OrderStatus::Cancelled;
-        }
+        settle_cancelled(state);
         return None;
     }
     let progress = &state.progress;

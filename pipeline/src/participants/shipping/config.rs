@@ -18,6 +18,9 @@ pub struct ShippingConfig {
     pub allowed_countries: Vec<String>,
     /// Bound on every connect, query and command, so a hung store cannot stall the stream thread.
     pub io_timeout: Duration,
+    /// A shipment this old is with the carrier and can no longer be cancelled (a stand-in for
+    /// the carrier's own answer); `None`: always cancellable.
+    pub handover_after: Option<Duration>,
 }
 
 impl ShippingConfig {
@@ -29,6 +32,7 @@ impl ShippingConfig {
             redis_url: redis_url.into(),
             allowed_countries,
             io_timeout: Duration::from_secs(5),
+            handover_after: None,
         }
     }
 }

@@ -10,11 +10,20 @@ pub struct Shipment {
     pub tracking_number: String,
 }
 
-/// Creates the shipment of an order, at most once: calling again for the same order returns
-/// the shipment created the first time. Called on the stream thread, so it blocks (with
-/// timeouts).
+/// What came of cancelling a shipment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cancellation {
+    Cancelled,
+    /// The shipment stays live: it is with the carrier already, say.
+    TooLate { reason: String },
+}
+
+/// Creates and cancels the shipment of an order, each at most once: calling again for the
+/// same order returns what the first call did. Called on the stream thread, so it blocks
+/// (with timeouts).
 pub trait ShipmentGateway: Send + Sync {
     fn create_shipment(&self, order_id: &str) -> Result<Shipment, ShipmentError>;
+    fn cancel_shipment(&self, order_id: &str, shipment_id: &str) -> Result<Cancellation, ShipmentError>;
 }
 
 /// Why a shipment could not be created.
@@ -39,6 +48,6 @@ impl ShipmentError {
 impl From<ShipmentError> for ProcessError {
     fn from(error: ShipmentError) -> Self {
         let retriable = error.retriable;
-        ProcessError::processing(format!("creating the shipment failed: {}", error.message)).with_retriable(retriable)
+        ProcessError::processing(format!("shipping: {}", error.message)).with_retriable(retriable)
     }
 }

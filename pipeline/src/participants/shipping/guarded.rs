@@ -4,7 +4,7 @@
 use std::sync::{Mutex, PoisonError};
 
 use super::config::ShippingConfig;
-use super::gateway::{Shipment, ShipmentError, ShipmentGateway};
+use super::gateway::{Cancellation, Shipment, ShipmentError, ShipmentGateway};
 use super::guard::{Claim, IdempotencyGuard, LEASE};
 use super::shipments_table::ShipmentsTable;
 
@@ -22,7 +22,7 @@ impl GuardedShipments {
     /// Checks the URLs; connects on first use.
     pub fn new(config: &ShippingConfig) -> Result<Self, ShipmentError> {
         let guard = IdempotencyGuard::new(&config.redis_url, config.io_timeout)?;
-        let table = ShipmentsTable::new(&config.database_url, config.io_timeout)?;
+        let table = ShipmentsTable::new(&config.database_url, config.io_timeout, config.handover_after)?;
         Ok(GuardedShipments { stores: Mutex::new(Stores { guard, table }) })
     }
 }
@@ -32,32 +32,50 @@ pub fn idempotency_key(order_id: &str) -> String {
     format!("shipping:shipment:{order_id}")
 }
 
-impl ShipmentGateway for GuardedShipments {
-    fn create_shipment(&self, order_id: &str) -> Result<Shipment, ShipmentError> {
-        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = idempotency_key(order_id);
-        match stores.guard.claim(&key)? {
-            Claim::InProgress => Err(ShipmentError::retriable(format!(
-                "another attempt is creating the shipment of order {order_id}; its lease ends within {LEASE:?}"
-            ))),
-            // Created before: the insert conflicts and returns the row on record.
-            Claim::Completed => stores.table.insert_or_fetch(order_id),
-            Claim::Acquired => match stores.table.insert_or_fetch(order_id) {
-                Ok(shipment) => {
+/// The Redis key guarding the cancellation of one order's shipment.
+pub fn cancellation_key(order_id: &str) -> String {
+    format!("shipping:cancellation:{order_id}")
+}
+
+impl Stores {
+    /// Runs `effect` under the idempotency key `key`: once per key, and a replay after it
+    /// completed runs it again only to read back the row it left (every effect is idempotent
+    /// in the table too).
+    fn guarded<T>(&mut self, key: &str, effect: impl Fn(&mut ShipmentsTable) -> Result<T, ShipmentError>) -> Result<T, ShipmentError> {
+        match self.guard.claim(key)? {
+            Claim::InProgress => {
+                Err(ShipmentError::retriable(format!("another attempt holds idempotency key {key}; its lease ends within {LEASE:?}")))
+            }
+            Claim::Completed => effect(&mut self.table),
+            Claim::Acquired => match effect(&mut self.table) {
+                Ok(done) => {
                     // The row is the final word; an unmarked key only delays a replay until the lease ends.
-                    if let Err(error) = stores.guard.complete(&key) {
-                        tracing::warn!(order_id, %error, "shipment created but its idempotency key was not marked COMPLETED");
+                    if let Err(error) = self.guard.complete(key) {
+                        tracing::warn!(key, %error, "effect done but its idempotency key was not marked COMPLETED");
                     }
-                    Ok(shipment)
+                    Ok(done)
                 }
                 Err(error) => {
                     // Lets the retry start at once instead of after the lease; the lease expires anyway.
-                    if let Err(release_error) = stores.guard.release(&key) {
-                        tracing::warn!(order_id, %release_error, "could not give up the shipment lease");
+                    if let Err(release_error) = self.guard.release(key) {
+                        tracing::warn!(key, %release_error, "could not give up the lease");
                     }
                     Err(error)
                 }
             },
         }
+    }
+}
+
+impl ShipmentGateway for GuardedShipments {
+    fn create_shipment(&self, order_id: &str) -> Result<Shipment, ShipmentError> {
+        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        // Created before: the insert conflicts and returns the row on record.
+        stores.guarded(&idempotency_key(order_id), |table| table.insert_or_fetch(order_id))
+    }
+
+    fn cancel_shipment(&self, order_id: &str, shipment_id: &str) -> Result<Cancellation, ShipmentError> {
+        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        stores.guarded(&cancellation_key(order_id), |table| table.cancel(order_id, shipment_id))
     }
 }

@@ -8,6 +8,11 @@
 //! script) and inserts with the primary key on `order_id` as the last word: a replay finds the
 //! row and emits the same shipment again. A store unavailable fails the record with a
 //! retriable error.
+//!
+//! A shipment of an order cancelled after it was created is cancelled the same way: a Redis
+//! key per cancellation, and `shipments.cancelled_at` set once. A shipment older than
+//! `handover_after` is with the carrier and cannot be cancelled: shipping says so
+//! (ShipmentCancellationFailed) and the saga parks the order for a person.
 
 mod config;
 mod gateway;
@@ -22,8 +27,8 @@ mod topology;
 mod tests;
 
 pub use config::ShippingConfig;
-pub use gateway::{Shipment, ShipmentError, ShipmentGateway};
-pub use guarded::{idempotency_key, GuardedShipments};
+pub use gateway::{Cancellation, Shipment, ShipmentError, ShipmentGateway};
+pub use guarded::{cancellation_key, idempotency_key, GuardedShipments};
 pub use state::{OrderShipment, ShipmentOutcome};
 pub use topology::{topology, topology_with_gateway, ORDERS_STORE};
 

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use operators::error::ProcessError;
 use operators::processor::{Processor, ProcessorContext};
 use operators::record::Record;
-use schemas::{Payload, SagaEvent};
+use schemas::{CancellationReason, Payload, SagaEvent, ShipmentCancellationFailed, ShipmentCancelled};
 
 use super::config::accepts;
-use super::gateway::ShipmentGateway;
-use super::state::{OrderShipment, ShipmentOutcome};
+use super::gateway::{Cancellation, ShipmentGateway};
+use super::state::{CancellationOutcome, OrderShipment, ShipmentOutcome};
 use super::topology::ORDERS_STORE;
 use super::{ADDRESS_REJECTED, CANCELLED};
 use crate::participants::envelope::{event_record, reply};
@@ -37,6 +37,14 @@ impl Processor<String, SagaEvent> for ShipOrders {
                 order.outcome = Some(outcome);
             }
         }
+        // A shipment created before the cancellation reached us: undo it, once.
+        if let (Payload::OrderCancelled(cancelled), Some(ShipmentOutcome::Created { shipment_id, .. }), None) =
+            (&record.value.payload, &order.outcome, &order.cancellation)
+        {
+            let (outcome, payload) = self.cancel(&record.key, shipment_id, &cancelled.reason)?;
+            emitted = Some(reply(&record.value.envelope, payload, now_ms));
+            order.cancellation = Some(outcome);
+        }
         if stored.as_ref() != Some(&order) {
             orders.put(&record.key, &order)?;
         }
@@ -62,6 +70,21 @@ impl ShipOrders {
         }
         let shipment = self.gateway.create_shipment(order_id)?;
         Ok(Some(ShipmentOutcome::Created { shipment_id: shipment.shipment_id, tracking_number: shipment.tracking_number }))
+    }
+}
+
+impl ShipOrders {
+    fn cancel(&self, order_id: &str, shipment_id: &str, reason: &CancellationReason) -> Result<(CancellationOutcome, Payload), ProcessError> {
+        let shipment_id = shipment_id.to_owned();
+        Ok(match self.gateway.cancel_shipment(order_id, &shipment_id)? {
+            Cancellation::Cancelled => {
+                (CancellationOutcome::Cancelled, Payload::ShipmentCancelled(ShipmentCancelled { shipment_id, reason: reason.clone() }))
+            }
+            Cancellation::TooLate { reason } => (
+                CancellationOutcome::TooLate { reason: reason.clone() },
+                Payload::ShipmentCancellationFailed(ShipmentCancellationFailed { shipment_id, reason }),
+            ),
+        })
     }
 }
 

@@ -7,29 +7,36 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::gateway::{Shipment, ShipmentError};
+use super::gateway::{Cancellation, Shipment, ShipmentError};
 
 const INSERT: &str = "INSERT INTO shipments (order_id, shipment_id, tracking_number) VALUES ($1, $2::text::uuid, $3) \
                       ON CONFLICT (order_id) DO NOTHING RETURNING shipment_id::text, tracking_number";
 const SELECT: &str = "SELECT shipment_id::text, tracking_number FROM shipments WHERE order_id = $1";
+/// Cancels once; a shipment already cancelled stays so, one past the handover stays live.
+const CANCEL: &str = "UPDATE shipments SET cancelled_at = coalesce(cancelled_at, now()) \
+                      WHERE order_id = $1 AND shipment_id = $2::text::uuid \
+                      AND (cancelled_at IS NOT NULL OR $3::bigint IS NULL OR created_at > now() - $3::bigint * interval '1 millisecond') \
+                      RETURNING 1";
 
 pub(super) struct ShipmentsTable {
     config: Config,
     timeout: Duration,
+    handover_after_ms: Option<i64>,
     runtime: Runtime,
     /// Kept between calls while healthy.
     client: Option<Client>,
 }
 
 impl ShipmentsTable {
-    pub(super) fn new(database_url: &str, timeout: Duration) -> Result<Self, ShipmentError> {
+    pub(super) fn new(database_url: &str, timeout: Duration, handover_after: Option<Duration>) -> Result<Self, ShipmentError> {
         let mut config: Config = database_url.parse().map_err(|e| ShipmentError::permanent(format!("database url is invalid: {e}")))?;
         config.connect_timeout(timeout);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| ShipmentError::permanent(format!("cannot start the runtime of the shipments table: {e}")))?;
-        Ok(ShipmentsTable { config, timeout, runtime, client: None })
+        let handover_after_ms = handover_after.map(|after| i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+        Ok(ShipmentsTable { config, timeout, handover_after_ms, runtime, client: None })
     }
 
     /// Inserts a new shipment for the order unless it has one; returns the one on record.
@@ -50,6 +57,18 @@ impl ShipmentsTable {
         let shipment_id: String = row.try_get(0).map_err(|e| ShipmentError::permanent(format!("shipments.shipment_id: {e}")))?;
         let tracking_number: String = row.try_get(1).map_err(|e| ShipmentError::permanent(format!("shipments.tracking_number: {e}")))?;
         Ok(Shipment { shipment_id, tracking_number })
+    }
+
+    /// Marks the order's shipment cancelled, unless it is past the handover to the carrier.
+    pub(super) fn cancel(&mut self, order_id: &str, shipment_id: &str) -> Result<Cancellation, ShipmentError> {
+        let client = self.connected()?;
+        let handover_after_ms = self.handover_after_ms;
+        let row = self.call(client.query_opt(CANCEL, &[&order_id, &shipment_id, &handover_after_ms]))?;
+        self.client = Some(client);
+        Ok(match row {
+            Some(_) => Cancellation::Cancelled,
+            None => Cancellation::TooLate { reason: "the shipment is with the carrier".to_owned() },
+        })
     }
 
     /// The open client, or a new one.

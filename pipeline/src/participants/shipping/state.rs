@@ -14,6 +14,15 @@ pub struct OrderShipment {
     pub cancelled: bool,
     /// Set once, when the order was shipped or refused.
     pub outcome: Option<ShipmentOutcome>,
+    /// Set once, when a shipment of a cancelled order was cancelled or found past cancelling.
+    #[serde(default)]
+    pub cancellation: Option<CancellationOutcome>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CancellationOutcome {
+    Cancelled,
+    TooLate { reason: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

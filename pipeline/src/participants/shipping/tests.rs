@@ -9,11 +9,14 @@ use crate::codec::EventSerde;
 use crate::participants::test_support::{assert_caused_by, caused_by, order_placed, Driven, TestResult};
 use crate::participants::SagaTopics;
 
-/// Counts calls; fails with a retriable error while `down` is set.
+/// Counts calls; fails with a retriable error while `down` is set; refuses to cancel while
+/// `handed_over` is set.
 #[derive(Default)]
 struct FakeGateway {
     calls: AtomicUsize,
+    cancels: AtomicUsize,
     down: AtomicBool,
+    handed_over: AtomicBool,
 }
 
 impl ShipmentGateway for FakeGateway {
@@ -23,6 +26,17 @@ impl ShipmentGateway for FakeGateway {
         }
         self.calls.fetch_add(1, Ordering::SeqCst);
         Ok(Shipment { shipment_id: format!("s-{order_id}"), tracking_number: format!("TRK-{order_id}") })
+    }
+
+    fn cancel_shipment(&self, _order_id: &str, _shipment_id: &str) -> Result<Cancellation, ShipmentError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ShipmentError::retriable("postgres is unavailable"));
+        }
+        self.cancels.fetch_add(1, Ordering::SeqCst);
+        if self.handed_over.load(Ordering::SeqCst) {
+            return Ok(Cancellation::TooLate { reason: "with the carrier".into() });
+        }
+        Ok(Cancellation::Cancelled)
     }
 }
 
@@ -171,4 +185,42 @@ fn malformed_urls_are_refused_up_front() {
     assert!(topology(EventSerde::with_fixed_ids(), &bad_redis).err().is_some_and(|error| !error.retriable));
     let bad_database = ShippingConfig::new("postgres://[::1", "redis://127.0.0.1/", vec![]);
     assert!(topology(EventSerde::with_fixed_ids(), &bad_database).is_err());
+}
+
+fn cancelled(cause: &SagaEvent) -> SagaEvent {
+    let cancelled = OrderCancelled { customer_id: "c-1".into(), reason: CancellationReason::CustomerCancelled, total_cents: 100 };
+    caused_by(cause, Payload::OrderCancelled(cancelled))
+}
+
+#[test]
+fn a_shipment_created_before_the_cancellation_is_cancelled_once() -> TestResult {
+    let (driven, gateway) = shipping();
+    let placed = order_placed("o-1", "c-1", &[("p1", 1, 100)], "DE");
+    driven.pipe(&topics().order, &placed)?;
+    driven.pipe(&topics().inventory, &reserved(&placed))?;
+    assert_eq!(only(driven.read(&topics().shipping)?).event_type(), EventType::ShipmentCreated);
+
+    let cancel = cancelled(&placed);
+    driven.pipe(&topics().order, &cancel)?;
+    let undone = only(driven.read(&topics().shipping)?);
+    assert_caused_by(&undone, &cancel);
+    assert!(matches!(&undone.payload, Payload::ShipmentCancelled(c) if c.shipment_id == "s-o-1" && c.reason == CancellationReason::CustomerCancelled));
+    driven.pipe(&topics().order, &cancel)?;
+    assert!(driven.read(&topics().shipping)?.is_empty(), "a redelivered cancellation changes nothing");
+    assert_eq!(gateway.cancels.load(Ordering::SeqCst), 1);
+    Ok(())
+}
+
+#[test]
+fn a_shipment_with_the_carrier_is_reported_as_not_cancellable() -> TestResult {
+    let (driven, gateway) = shipping();
+    gateway.handed_over.store(true, Ordering::SeqCst);
+    let placed = order_placed("o-1", "c-1", &[("p1", 1, 100)], "DE");
+    driven.pipe(&topics().order, &placed)?;
+    driven.pipe(&topics().inventory, &reserved(&placed))?;
+    driven.read(&topics().shipping)?;
+    driven.pipe(&topics().order, &cancelled(&placed))?;
+    let refused = only(driven.read(&topics().shipping)?);
+    assert!(matches!(&refused.payload, Payload::ShipmentCancellationFailed(f) if f.reason == "with the carrier"), "{refused:?}");
+    Ok(())
 }
