@@ -130,6 +130,19 @@ fn counter(registry: &prometheus::Registry, name: &str, label: Option<(&str, &st
         .sum()
 }
 
+/// The value once it stayed the same for a second (commits close every 100 ms).
+fn settled(read: impl Fn() -> u64) -> u64 {
+    let mut last = read();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = read();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
 fn transactions(registry: &prometheus::Registry, outcome: &str) -> u64 {
     counter(registry, "streams_transactions_total", Some(("outcome", outcome)))
 }
@@ -145,7 +158,8 @@ fn a_fenced_producer_stops_the_instance_and_commits_nothing_more() {
     wait_for_state(&streams, State::Running);
     fixture.produce_input(1, 10);
     fixture.wait_for_output(&inputs(1, 10));
-    let committed = transactions(&registry, "committed");
+    // The mock shows outputs before their commit: wait until the commits stop.
+    let committed = settled(|| transactions(&registry, "committed"));
 
     // The broker says another producer with our transactional.id has a newer epoch.
     fixture.cluster.request_errors(RDKafkaApiKey::TxnOffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH]);

@@ -65,7 +65,10 @@ pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde
         ),
         Participant::Shipping => shipping::topology(
             serde,
-            &shipping::ShippingConfig::new(settings.database_url()?, settings.redis.url.clone(), settings.shipping.allowed_countries.clone()),
+            &shipping::ShippingConfig {
+                handover_after: settings.shipping.handover_after_ms.map(Duration::from_millis),
+                ..shipping::ShippingConfig::new(settings.database_url()?, settings.redis.url.clone(), settings.shipping.allowed_countries.clone())
+            },
         )
         .context("starting shipping")?,
         Participant::OrderSaga => order_saga::topology(
@@ -97,6 +100,12 @@ pub fn start_participant(participant: Participant, settings: &Settings, serde: E
     };
     if let Some(instance_id) = &settings.kafka.instance_id {
         config.instance_id = instance_id.clone();
+    }
+    if let Some(session_timeout_ms) = settings.kafka.session_timeout_ms {
+        // librdkafka wants heartbeats well inside the session.
+        config = config
+            .set("session.timeout.ms", session_timeout_ms.to_string())
+            .set("heartbeat.interval.ms", (session_timeout_ms / 3).max(1).to_string());
     }
     let listener = admin::health::listener(participant.application_id());
     KafkaStreams::start_with_state_listener(topology, config, prometheus::default_registry(), Some(listener))

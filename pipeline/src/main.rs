@@ -51,6 +51,12 @@ enum Command {
         /// Seconds to wait for every order to reach a terminal state.
         #[arg(long, default_value_t = 300)]
         settle_timeout_s: u64,
+        /// Orders per second to offer (open loop); unset: as fast as `concurrency` allows.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Customers cancel after a random 0.2–2.5 s, also one in six good orders (for `dev/chaos`).
+        #[arg(long)]
+        racing_cancels: bool,
     },
 }
 
@@ -86,8 +92,9 @@ async fn run(cli: Cli) -> Result<()> {
             components::run_projector(&settings, pool, serde, shutdown_signal()).await
         }
         Command::Admin => components::serve_admin(&settings).await,
-        Command::Demo { orders, concurrency, settle_timeout_s } => {
-            let options = demo::DemoOptions { orders, concurrency, rate: None, settle_timeout: Duration::from_secs(settle_timeout_s) };
+        Command::Demo { orders, concurrency, settle_timeout_s, rate, racing_cancels } => {
+            let settle_timeout = Duration::from_secs(settle_timeout_s);
+            let options = demo::DemoOptions { orders, concurrency, rate, settle_timeout, racing_cancels };
             let report = demo::run(&settings, &options, true).await?;
             demo::print_report(&report, &settings);
             anyhow::ensure!(report.all_invariants_hold(), "an invariant does not hold (see above)");

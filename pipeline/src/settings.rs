@@ -38,6 +38,10 @@ pub struct KafkaSettings {
     /// Unset (the default), every process generates `<host>-<pid>-<random>`.
     #[serde(default)]
     pub instance_id: Option<String>,
+    /// How long the group waits for a silent member before moving its tasks; unset: librdkafka's
+    /// 45 s. Shorter means faster failover after a crash, and more rebalances on a slow host.
+    #[serde(default)]
+    pub session_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -121,6 +125,10 @@ pub struct InventorySettings {
 #[serde(deny_unknown_fields)]
 pub struct ShippingSettings {
     pub allowed_countries: Vec<String>,
+    /// Shipments older than this are with the carrier and cannot be cancelled (a stand-in for
+    /// the carrier's answer); unset: always cancellable.
+    #[serde(default)]
+    pub handover_after_ms: Option<u64>,
 }
 
 impl Settings {

@@ -14,7 +14,7 @@ use pipeline::codec::EventSerde;
 use pipeline::participants::inventory::InventoryConfig;
 use pipeline::participants::order_saga::SagaConfig;
 use pipeline::participants::payment::PaymentConfig;
-use pipeline::participants::shipping::{idempotency_key, GuardedShipments, ShipmentGateway, ShippingConfig};
+use pipeline::participants::shipping::{cancellation_key, idempotency_key, Cancellation, GuardedShipments, ShipmentGateway, ShippingConfig};
 use pipeline::participants::{inventory, order_saga, payment, shipping, SagaTopics};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -263,4 +263,64 @@ fn a_held_lease_or_a_database_outage_is_a_retriable_failure() {
     assert!(error.retriable && error.message.contains("postgres"), "{error}");
     let state: Option<String> = redis::cmd("GET").arg(idempotency_key(&order_id)).query(&mut redis).expect("GET");
     assert_eq!(state, None, "the lease is given up so a retry need not wait for it to expire");
+}
+
+#[test]
+fn giving_up_a_lease_never_deletes_the_lease_of_the_attempt_that_took_over() {
+    let mut redis = redis_connection();
+    // A database that accepts the connection and never answers: the attempt outlives its lease.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("address").port();
+    let slow = ShippingConfig {
+        io_timeout: Duration::from_secs(2),
+        lease: Duration::from_millis(300),
+        ..ShippingConfig::new(format!("host=127.0.0.1 port={port} user=saga dbname=saga"), redis_url(), vec![])
+    };
+    let gateway = GuardedShipments::new(&slow).expect("gateway");
+    let order_id = unique("lease-order");
+    let key = idempotency_key(&order_id);
+    let attempt = std::thread::spawn(move || gateway.create_shipment(&order_id));
+    std::thread::sleep(Duration::from_millis(800));
+    // The first attempt's lease ran out; a second attempt takes the key.
+    let taken: Option<String> =
+        redis::cmd("SET").arg(&key).arg("PROCESSING:second-attempt").arg("NX").arg("PX").arg(30_000).query(&mut redis).expect("SET");
+    assert_eq!(taken.as_deref(), Some("OK"), "the first lease should have expired");
+
+    let error = attempt.join().expect("attempt thread").expect_err("the silent database cannot create a shipment");
+    assert!(error.retriable, "{error}");
+    let holder: Option<String> = redis::cmd("GET").arg(&key).query(&mut redis).expect("GET");
+    assert_eq!(holder.as_deref(), Some("PROCESSING:second-attempt"), "the first attempt deleted a lease it no longer held");
+    drop(silent);
+}
+
+#[test]
+fn a_shipment_is_cancelled_once_and_not_once_it_is_with_the_carrier() {
+    let runtime = runtime();
+    migrate(&runtime);
+    let config = ShippingConfig::new(postgres_config(), redis_url(), vec![]);
+    let gateway = GuardedShipments::new(&config).expect("gateway");
+    let order_id = unique("cancel-order");
+    let shipment = gateway.create_shipment(&order_id).expect("create");
+    assert_eq!(gateway.cancel_shipment(&order_id, &shipment.shipment_id).expect("cancel"), Cancellation::Cancelled);
+    assert_eq!(gateway.cancel_shipment(&order_id, &shipment.shipment_id).expect("cancel again"), Cancellation::Cancelled);
+    let mut redis = redis_connection();
+    let state: Option<String> = redis::cmd("GET").arg(cancellation_key(&order_id)).query(&mut redis).expect("GET");
+    assert_eq!(state.as_deref(), Some("COMPLETED"));
+    let cancelled = runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&postgres_config(), tokio_postgres::NoTls).await.expect("postgres");
+        tokio::spawn(connection);
+        let row = client.query_one("SELECT cancelled_at IS NOT NULL FROM shipments WHERE order_id = $1", &[&order_id]).await.expect("row");
+        row.get::<_, bool>(0)
+    });
+    assert!(cancelled, "shipments.cancelled_at is set");
+
+    let handed_over = ShippingConfig { handover_after: Some(Duration::from_millis(1)), ..config };
+    let gateway = GuardedShipments::new(&handed_over).expect("gateway");
+    let late_order = unique("handed-over-order");
+    let shipment = gateway.create_shipment(&late_order).expect("create");
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        matches!(gateway.cancel_shipment(&late_order, &shipment.shipment_id).expect("cancel"), Cancellation::TooLate { .. }),
+        "a shipment past the handover stays live"
+    );
 }

@@ -2,7 +2,6 @@
 //! the topic's `max.message.bytes`, say) arrives as a delivery report, long after the send, and
 //! must still name the input record whose outputs it was.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use rdkafka::client::ClientContext;
@@ -57,9 +56,11 @@ pub struct DeliveryTracker {
 
 #[derive(Default)]
 struct Tracked {
-    /// Ids are never reused, so a late report from an aborted transaction matches nothing.
-    next_id: usize,
-    origins: HashMap<usize, Origin>,
+    /// The id of `origins[0]`. Ids are never reused, so a late report from an aborted
+    /// transaction matches nothing.
+    first_id: usize,
+    /// In id order: tracking is a push per input record, on the hot path.
+    origins: Vec<Origin>,
     failed: Vec<FailedDelivery>,
 }
 
@@ -73,9 +74,8 @@ impl DeliveryTracker {
     /// Registers an origin; its id goes with each of its records as the delivery opaque.
     pub fn track(&self, origin: Origin) -> usize {
         let mut tracked = self.lock();
-        let id = tracked.next_id;
-        tracked.next_id += 1;
-        tracked.origins.insert(id, origin);
+        let id = tracked.first_id + tracked.origins.len();
+        tracked.origins.push(origin);
         id
     }
 
@@ -87,6 +87,7 @@ impl DeliveryTracker {
     /// Forgets origins and failures: the transaction they belonged to is over.
     pub fn reset(&self) {
         let mut tracked = self.lock();
+        tracked.first_id += tracked.origins.len();
         tracked.origins.clear();
         tracked.failed.clear();
     }
@@ -103,7 +104,7 @@ impl ProducerContext for DeliveryTracker {
         };
         let mut tracked = self.lock();
         // Unknown: a record of a transaction already aborted, whose failure changes nothing.
-        let Some(origin) = tracked.origins.get(&origin).cloned() else {
+        let Some(origin) = origin.checked_sub(tracked.first_id).and_then(|index| tracked.origins.get(index)).cloned() else {
             return;
         };
         tracked.failed.push(FailedDelivery {

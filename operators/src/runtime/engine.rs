@@ -337,15 +337,14 @@ impl Engine {
             });
         }
         self.ensure_open()?;
-        self.batch_start
-            .entry((topic.clone(), partition))
-            .or_insert(offset);
-        self.positions
-            .insert((topic.clone(), partition), offset + 1);
+        if !self.batch_start.contains_key(&key.0) {
+            self.batch_start.insert(key.0.clone(), offset);
+        }
+        self.positions.insert(key.0.clone(), offset + 1);
         self.records_in_transaction += 1;
         RecordsProcessed(1).emit(&self.metrics);
-        let record = raw_record(message);
 
+        // Removed only once its dead letter is sent: an abort before then must find it again.
         if let Some(poison) = self.poisoned.get(&key).cloned() {
             RecordFailedOnReplay {
                 poison: &poison,
@@ -356,7 +355,7 @@ impl Engine {
             }
             .emit(&self.metrics);
             if !self.skips() {
-                self.dead_letter(record, &FailureReason::Poisoned(&poison), 1)?;
+                self.dead_letter(raw_record(message), &FailureReason::Poisoned(&poison), 1)?;
             }
             self.poisoned.remove(&key);
             return Ok(());
@@ -380,7 +379,8 @@ impl Engine {
                     topic: topic.clone(),
                     partition,
                 })?;
-            match catch_unwind(AssertUnwindSafe(|| task.process(record.clone()))) {
+            // Built afresh per attempt: one copy of the bytes, none kept while all goes well.
+            match catch_unwind(AssertUnwindSafe(|| task.process(raw_record(message)))) {
                 Ok(Ok(())) => {
                     let outputs = task.take_output();
                     self.producer.poll(Duration::ZERO);
@@ -403,7 +403,7 @@ impl Engine {
                     if error.is_retriable() && attempts < max_attempts {
                         continue;
                     }
-                    return self.handle_failure(record, &error, attempts);
+                    return self.handle_failure(raw_record(message), &error, attempts);
                 }
                 Err(panic) => {
                     // A panic outside any unit of work: roll everything back to the last commit

@@ -41,11 +41,14 @@ pub async fn check_all(sources: &Sources<'_>, orders: &[PlacedOrder], states: &H
 
     let mut checks = Vec::new();
 
-    // 1. Exactly one terminal state per order, in the saga and the read model.
+    // 1. Exactly one terminal state per order, in the saga and the read model; a parked order
+    //    says why.
     let mut violations = Vec::new();
     for order in orders {
         let status = saga_status(&order.order_id).unwrap_or_else(|| "missing".into());
-        if !matches!(status.as_str(), "CONFIRMED" | "CANCELLED") {
+        let parked_with_reason = saga.get(&order.order_id).is_some_and(|s| s["parked"].is_string());
+        let terminal = matches!(status.as_str(), "CONFIRMED" | "CANCELLED") || (status == "REQUIRES_INTERVENTION" && parked_with_reason);
+        if !terminal {
             violations.push(format!("{} ({:?}) ended as {status} in the saga", order.order_id, order.scenario));
         }
     }
@@ -90,6 +93,7 @@ pub async fn check_all(sources: &Sources<'_>, orders: &[PlacedOrder], states: &H
     // 4. No duplicates: no two events of one type for one order on the committed topics,
     //    and at most one shipment per order.
     let mut violations = Vec::new();
+    let mut events: HashMap<(String, String), usize> = HashMap::new();
     for topic in crate::setup::SAGA_TOPICS {
         let mut seen: HashMap<(String, String), usize> = HashMap::new();
         for record in read_all(sources.bootstrap, topic, READ_TIMEOUT)? {
@@ -105,7 +109,8 @@ pub async fn check_all(sources: &Sources<'_>, orders: &[PlacedOrder], states: &H
                 .unwrap_or_else(|| "unknown".into());
             *seen.entry((order_id, event_type)).or_default() += 1;
         }
-        violations.extend(seen.into_iter().filter(|(_, n)| *n > 1).map(|((o, t), n)| format!("{topic}: {t} x{n} for {o}")));
+        violations.extend(seen.iter().filter(|(_, n)| **n > 1).map(|((o, t), n)| format!("{topic}: {t} x{n} for {o}")));
+        events.extend(seen);
     }
     let client = sources.pool.get().await?;
     let id_list: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
@@ -126,6 +131,33 @@ pub async fn check_all(sources: &Sources<'_>, orders: &[PlacedOrder], states: &H
         }
     }
     checks.push(Check { name: "the read model agrees with the saga's final states", violations });
+
+    // 6. Every step a cancelled order completed was compensated, exactly once.
+    let count = |order_id: &str, event_type: &str| events.get(&(order_id.to_string(), event_type.to_string())).copied().unwrap_or(0);
+    let mut violations = Vec::new();
+    for order in orders.iter().filter(|o| saga_status(&o.order_id).as_deref() == Some("CANCELLED")) {
+        for (step, undo) in
+            [("PaymentCompleted", "PaymentRefunded"), ("InventoryReserved", "InventoryReleased"), ("ShipmentCreated", "ShipmentCancelled")]
+        {
+            let (done, undone) = (count(&order.order_id, step), count(&order.order_id, undo));
+            if done != undone || done > 1 {
+                violations.push(format!("{}: {step} x{done}, {undo} x{undone}", order.order_id));
+            }
+        }
+    }
+    checks.push(Check { name: "every completed step of a cancelled order was compensated exactly once", violations });
+
+    // 7. No cancellation vanished: a 202 ends cancelled, or confirmed with the refusal published.
+    let mut violations = Vec::new();
+    for order in orders {
+        let status = saga_status(&order.order_id).unwrap_or_default();
+        match order.cancel_answer {
+            None | Some(409) => {}
+            Some(202) if status != "CONFIRMED" || count(&order.order_id, "OrderCancellationRejected") == 1 => {}
+            Some(answer) => violations.push(format!("{}: cancel answered {answer}, order ended {status} with no refusal", order.order_id)),
+        }
+    }
+    checks.push(Check { name: "every accepted cancellation was carried out or refused in the open", violations });
     Ok(checks)
 }
 

@@ -40,6 +40,8 @@ pub struct PlacedOrder {
     pub items: Vec<(String, i64)>,
     /// Wall-clock ms when the POST was sent.
     pub placed_at_ms: i64,
+    /// The HTTP status that answered the customer's cancellation, if one was sent.
+    pub cancel_answer: Option<u16>,
 }
 
 pub struct LoadSpec {
@@ -53,6 +55,22 @@ pub struct LoadSpec {
     pub unaffordable_cents: i64,
     /// More than any product's starting stock (reservation fails); the API allows up to 10,000.
     pub unobtainable_quantity: i64,
+    /// Cancellations race the saga: sent after a random delay in this range (ms), and also for
+    /// one in six of the good orders. `None`: CustomerCancel orders are cancelled at once.
+    pub cancel_delay_ms: Option<(u64, u64)>,
+}
+
+/// Whether order `i` gets a cancellation, and after how long.
+fn cancellation(spec: &LoadSpec, i: usize, scenario: Scenario) -> Option<Duration> {
+    match spec.cancel_delay_ms {
+        None => (scenario == Scenario::CustomerCancel).then_some(Duration::ZERO),
+        Some((min, max)) if scenario == Scenario::CustomerCancel || (scenario == Scenario::Happy && i % 6 == 3) => {
+            // uuid's random bits: good enough to spread delays, and no extra dependency.
+            let spread = max.saturating_sub(min).max(1);
+            Some(Duration::from_millis(min + (uuid::Uuid::new_v4().as_u128() % u128::from(spread)) as u64))
+        }
+        Some(_) => None,
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -81,7 +99,7 @@ fn order_body(spec: &LoadSpec, i: usize, scenario: Scenario) -> (Value, String, 
     (body, customer, total, items.into_iter().map(|(p, q, _)| (p, q)).collect())
 }
 
-/// Places every order (and cancels the CustomerCancel ones right away), `concurrency` at a time.
+/// Places every order (and cancels some, see [`LoadSpec::cancel_delay_ms`]), `concurrency` at a time.
 pub async fn drive(spec: LoadSpec, progress: impl Fn(usize, usize) + Send + Sync + 'static) -> Result<Vec<PlacedOrder>> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let spec = Arc::new(spec);
@@ -93,10 +111,17 @@ pub async fn drive(spec: LoadSpec, progress: impl Fn(usize, usize) + Send + Sync
     for _ in 0..spec.concurrency.max(1) {
         let (client, spec, next, done, progress) = (client.clone(), spec.clone(), next.clone(), done.clone(), progress.clone());
         workers.push(tokio::spawn(async move {
-            let mut placed = Vec::new();
+            let mut placed: Vec<PlacedOrder> = Vec::new();
+            let mut cancels: Vec<(usize, tokio::task::JoinHandle<Result<u16>>)> = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= spec.orders {
+                    for (index, cancel) in cancels {
+                        let answer = cancel.await.context("cancel task")??;
+                        if let Some(order) = placed.get_mut(index) {
+                            order.cancel_answer = Some(answer);
+                        }
+                    }
                     return Ok::<_, anyhow::Error>(placed);
                 }
                 if let Some(rate) = spec.rate {
@@ -108,10 +133,22 @@ pub async fn drive(spec: LoadSpec, progress: impl Fn(usize, usize) + Send + Sync
                 let (body, customer_id, total_cents, items) = order_body(&spec, i, scenario);
                 let placed_at_ms = now_ms();
                 let order_id = post_order(&client, &spec, &body, i).await?;
-                if scenario == Scenario::CustomerCancel {
-                    cancel_order(&client, &spec.api, &order_id).await?;
+                let mut cancel_answer = None;
+                match cancellation(&spec, i, scenario) {
+                    Some(Duration::ZERO) => cancel_answer = Some(cancel_order(&client, &spec.api, &order_id).await?),
+                    Some(delay) => {
+                        let (client, api, order_id) = (client.clone(), spec.api.clone(), order_id.clone());
+                        cancels.push((
+                            placed.len(),
+                            tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                cancel_order(&client, &api, &order_id).await
+                            }),
+                        ));
+                    }
+                    None => {}
                 }
-                placed.push(PlacedOrder { order_id, customer_id, scenario, total_cents, items, placed_at_ms });
+                placed.push(PlacedOrder { order_id, customer_id, scenario, total_cents, items, placed_at_ms, cancel_answer });
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, spec.orders);
             }
         }));
@@ -123,36 +160,42 @@ pub async fn drive(spec: LoadSpec, progress: impl Fn(usize, usize) + Send + Sync
     Ok(all)
 }
 
+/// Retries with the same Idempotency-Key, as a client should: while the first attempt is in
+/// flight (409), and on a 5xx or a lost connection, with backoff, for up to 30 s.
 async fn post_order(client: &reqwest::Client, spec: &LoadSpec, body: &Value, i: usize) -> Result<String> {
     let started = Instant::now();
+    let mut backoff = Duration::from_millis(50);
     loop {
-        let response = client
-            .post(format!("{}/orders", spec.api))
-            .header("Idempotency-Key", format!("{}-{i}", spec.run_id))
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("order API at {} is unreachable", spec.api))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if status.is_success() {
-            let value: Value = serde_json::from_str(&text).with_context(|| format!("order API answered {text}"))?;
-            return value["order_id"].as_str().map(str::to_string).with_context(|| format!("no order_id in {text}"));
+        let sent = client.post(format!("{}/orders", spec.api)).header("Idempotency-Key", format!("{}-{i}", spec.run_id)).json(body).send().await;
+        let failure = match sent {
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                if status.is_success() {
+                    let value: Value = serde_json::from_str(&text).with_context(|| format!("order API answered {text}"))?;
+                    return value["order_id"].as_str().map(str::to_string).with_context(|| format!("no order_id in {text}"));
+                }
+                if status.as_u16() != 409 && !status.is_server_error() {
+                    bail!("POST /orders failed ({status}): {text}");
+                }
+                format!("{status}: {text}")
+            }
+            Err(e) => format!("order API at {} is unreachable: {e}", spec.api),
+        };
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("POST /orders kept failing for 30 s: {failure}");
         }
-        // 409 while a retry of the same key is in flight; anything else is a real failure.
-        if status.as_u16() != 409 || started.elapsed() > Duration::from_secs(30) {
-            bail!("POST /orders failed ({status}): {text}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
-async fn cancel_order(client: &reqwest::Client, api: &str, order_id: &str) -> Result<()> {
+/// The status that answered: 202, or 409 when the order is past cancelling (a reason comes with it).
+async fn cancel_order(client: &reqwest::Client, api: &str, order_id: &str) -> Result<u16> {
     let response = client.post(format!("{api}/orders/{order_id}/cancel")).send().await?;
     let status = response.status();
-    // 409: the order already reached a terminal state; the customer was too late.
     if !status.is_success() && status.as_u16() != 409 {
         bail!("POST /orders/{order_id}/cancel failed ({status}): {}", response.text().await.unwrap_or_default());
     }
-    Ok(())
+    Ok(status.as_u16())
 }

@@ -23,6 +23,8 @@ pub struct DemoOptions {
     pub rate: Option<f64>,
     /// How long to wait for every order to reach a terminal state once all are placed.
     pub settle_timeout: Duration,
+    /// Cancellations race the saga (see `load::LoadSpec::cancel_delay_ms`), as under `dev/chaos`.
+    pub racing_cancels: bool,
 }
 
 pub struct DemoReport {
@@ -57,6 +59,8 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
         rate: options.rate,
         unaffordable_cents: settings.payment.default_balance_cents + 1,
         unobtainable_quantity: settings.inventory.default_stock + 1,
+        // Customers cancel 0.2–2.5 s after placing, the window the saga's races live in.
+        cancel_delay_ms: options.racing_cancels.then_some((200, 2_500)),
     };
     let started = Instant::now();
     let orders = load::drive(spec, move |done, total| {
@@ -125,12 +129,16 @@ pub fn print_report(report: &DemoReport, settings: &Settings) {
     println!("\nInvariants");
     for check in &report.checks {
         println!("  [{}] {}", if check.holds() { "ok" } else { "FAILED" }, check.name);
-        for violation in check.violations.iter().take(5) {
+        for violation in check.violations.iter().take(20) {
             println!("         {violation}");
         }
-        if check.violations.len() > 5 {
-            println!("         … and {} more", check.violations.len() - 5);
+        if check.violations.len() > 20 {
+            println!("         … and {} more", check.violations.len() - 20);
         }
+    }
+    // What `dev/chaos` (like Kafka's streams_eos_test.py) looks for.
+    if report.all_invariants_hold() {
+        println!("\nALL-RECORDS-DELIVERED");
     }
     println!("\nWhere to look next");
     println!("  metrics             http://127.0.0.1:{}/metrics", settings.http.admin_port);

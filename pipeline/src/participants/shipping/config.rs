@@ -18,6 +18,8 @@ pub struct ShippingConfig {
     pub allowed_countries: Vec<String>,
     /// Bound on every connect, query and command, so a hung store cannot stall the stream thread.
     pub io_timeout: Duration,
+    /// How long one attempt may hold an idempotency key before another may take over.
+    pub lease: Duration,
     /// A shipment this old is with the carrier and can no longer be cancelled (a stand-in for
     /// the carrier's own answer); `None`: always cancellable.
     pub handover_after: Option<Duration>,
@@ -32,6 +34,7 @@ impl ShippingConfig {
             redis_url: redis_url.into(),
             allowed_countries,
             io_timeout: Duration::from_secs(5),
+            lease: super::guard::LEASE,
             handover_after: None,
         }
     }

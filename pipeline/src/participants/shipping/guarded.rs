@@ -5,7 +5,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::config::ShippingConfig;
 use super::gateway::{Cancellation, Shipment, ShipmentError, ShipmentGateway};
-use super::guard::{Claim, IdempotencyGuard, LEASE};
+use super::guard::{Claim, IdempotencyGuard};
 use super::shipments_table::ShipmentsTable;
 
 pub struct GuardedShipments {
@@ -21,7 +21,7 @@ struct Stores {
 impl GuardedShipments {
     /// Checks the URLs; connects on first use.
     pub fn new(config: &ShippingConfig) -> Result<Self, ShipmentError> {
-        let guard = IdempotencyGuard::new(&config.redis_url, config.io_timeout)?;
+        let guard = IdempotencyGuard::new(&config.redis_url, config.io_timeout, config.lease)?;
         let table = ShipmentsTable::new(&config.database_url, config.io_timeout, config.handover_after)?;
         Ok(GuardedShipments { stores: Mutex::new(Stores { guard, table }) })
     }
@@ -43,11 +43,9 @@ impl Stores {
     /// in the table too).
     fn guarded<T>(&mut self, key: &str, effect: impl Fn(&mut ShipmentsTable) -> Result<T, ShipmentError>) -> Result<T, ShipmentError> {
         match self.guard.claim(key)? {
-            Claim::InProgress => {
-                Err(ShipmentError::retriable(format!("another attempt holds idempotency key {key}; its lease ends within {LEASE:?}")))
-            }
+            Claim::InProgress => Err(ShipmentError::retriable(format!("another attempt holds idempotency key {key} (its lease runs out)"))),
             Claim::Completed => effect(&mut self.table),
-            Claim::Acquired => match effect(&mut self.table) {
+            Claim::Acquired(lease) => match effect(&mut self.table) {
                 Ok(done) => {
                     // The row is the final word; an unmarked key only delays a replay until the lease ends.
                     if let Err(error) = self.guard.complete(key) {
@@ -57,7 +55,7 @@ impl Stores {
                 }
                 Err(error) => {
                     // Lets the retry start at once instead of after the lease; the lease expires anyway.
-                    if let Err(release_error) = self.guard.release(key) {
+                    if let Err(release_error) = self.guard.release(key, &lease) {
                         tracing::warn!(key, %release_error, "could not give up the lease");
                     }
                     Err(error)
