@@ -16,11 +16,22 @@ use serde::Serialize;
 pub struct SerdeError {
     message: String,
     cause: Option<Arc<dyn Error + Send + Sync>>,
+    transient: bool,
 }
 
 impl SerdeError {
     pub fn new(message: impl Into<String>) -> Self {
-        SerdeError { message: message.into(), cause: None }
+        SerdeError { message: message.into(), cause: None, transient: false }
+    }
+
+    /// The bytes may well be fine: what is needed to read them (a schema registry, say) is
+    /// unavailable for now, so trying again later can succeed.
+    pub fn transient(message: impl Into<String>) -> Self {
+        SerdeError { transient: true, ..SerdeError::new(message) }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.transient
     }
 
     pub fn with_cause(mut self, cause: impl Error + Send + Sync + 'static) -> Self {

@@ -11,7 +11,7 @@ use apache_avro::Schema;
 use operators::serdes::{Serde, SerdeError};
 use schemas::{
     decode_avro_body_written_with, encode_avro_body, parse_wire, schema_of, schema_text_of, subject_for, to_wire, topic_of,
-    EventType, RegistryClient, SagaEvent,
+    EventType, RegistryClient, RegistryError, SagaEvent,
 };
 
 #[derive(Clone)]
@@ -62,19 +62,28 @@ impl EventSerde {
         let fetched = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    tokio::runtime::Builder::new_current_thread()
+                    let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
-                        .map_err(|e| e.to_string())?
-                        .block_on(registry.schema_by_id(id))
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| SerdeError::transient(format!("writer schema {id}: no runtime to ask the registry: {e}")))?;
+                    runtime.block_on(registry.schema_by_id(id)).map_err(|e| lookup_failed(id, &e))
                 })
                 .join()
-                .map_err(|_| "registry lookup thread panicked".to_string())?
-        })
-        .map_err(|e| SerdeError::new(format!("writer schema {id}: {e}")))?;
+                .map_err(|_| SerdeError::transient(format!("writer schema {id}: the registry lookup thread panicked")))?
+        })?;
         self.writers.write().unwrap_or_else(|e| e.into_inner()).insert(id, fetched.clone());
         Ok(fetched)
+    }
+}
+
+/// An id the registry does not have, or a schema it holds that we cannot use, will not change
+/// by asking again; an unreachable or failing registry may.
+fn lookup_failed(id: u32, error: &RegistryError) -> SerdeError {
+    let message = format!("writer schema {id}: {error}");
+    match error {
+        RegistryError::Unreachable { .. } | RegistryError::BadResponse { .. } => SerdeError::transient(message),
+        RegistryError::Rejected { status, .. } if status.is_server_error() => SerdeError::transient(message),
+        _ => SerdeError::new(message),
     }
 }
 
@@ -96,5 +105,23 @@ impl Serde<SagaEvent> for EventSerde {
         let event_type = EventType::from_full_name(&name)
             .ok_or_else(|| SerdeError::new(format!("schema {id} ({name}) is not a saga event")))?;
         decode_avro_body_written_with(&writer, event_type, body).map_err(|e| SerdeError::new(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_that_fails_is_transient_and_an_unknown_schema_is_not() {
+        let flaky = RegistryError::BadResponse { request: "GET /schemas/ids/7".into(), detail: "truncated".into() };
+        assert!(lookup_failed(7, &flaky).is_transient());
+        assert!(!lookup_failed(7, &RegistryError::SchemaNotFound { id: 7 }).is_transient());
+    }
+
+    #[test]
+    fn bytes_that_are_not_ours_are_poison_not_transient() {
+        let error = EventSerde::with_fixed_ids().deserialize("order.events", b"not avro at all").expect_err("garbage");
+        assert!(!error.is_transient(), "{error}");
     }
 }

@@ -10,6 +10,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_participants", include_str!("../../connectors/migrations/0003_participants.sql")),
     ("0004_order_view", include_str!("../../connectors/migrations/0004_order_view.sql")),
     ("0005_saga_rules", include_str!("../../connectors/migrations/0005_saga_rules.sql")),
+    ("0006_projection_problem", include_str!("../../connectors/migrations/0006_projection_problem.sql")),
 ];
 
 pub fn pool(database_url: &str, max_size: usize) -> Result<Pool> {

@@ -37,6 +37,8 @@ impl Topics {
         for standard in [ORDER_EVENTS, PAYMENT_EVENTS, INVENTORY_EVENTS, SHIPPING_EVENTS] {
             let name = unique(&format!("projector-{}", standard.replace('.', "-")));
             create_topic(bootstrap, &name, 6).await;
+            // As `pipeline setup` creates them: where the projector sets aside what it cannot read.
+            create_topic(bootstrap, &format!("{name}.dlq"), 6).await;
             names.insert(standard, name);
         }
         Topics(names)
@@ -412,6 +414,20 @@ async fn projector_builds_order_view_and_the_query_api_serves_it() {
     wait_for_counter(&topics.0[ORDER_EVENTS], "duplicate", 1.0).await;
     wait_for_counter(&topics.0[ORDER_EVENTS], "undecodable", 1.0).await;
     assert_eq!(row(&db, &confirmed_id).await.unwrap().version, 5);
+    // The garbage is set aside with its reason, and its order says so.
+    let dead = integration_tests::kafka::read_topic(
+        &bootstrap,
+        &format!("{}.dlq", topics.0[ORDER_EVENTS]),
+        "read_committed",
+        Duration::from_secs(30),
+        |records| !records.is_empty(),
+    );
+    assert_eq!(dead.first().and_then(|r| r.value.clone()).as_deref(), Some(&b"not avro at all"[..]), "the original bytes");
+    let reason = String::from_utf8_lossy(dead[0].header("dlq.exception.message").unwrap_or_default()).into_owned();
+    assert!(reason.contains("magic"), "dead-lettered because: {reason}");
+    let problem: Option<String> =
+        db.query_one("select projection_problem from order_view where order_id = $1", &[&failed_id]).await.expect("row").get(0);
+    assert!(problem.is_some_and(|p| p.contains("magic")), "the order is flagged in the read model");
     let lag = gauge("projector_lag_seconds").expect("projector_lag_seconds is registered");
     assert!((0.0..300.0).contains(&lag), "lag {lag} s: events happened about a minute ago");
 

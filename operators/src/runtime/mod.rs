@@ -27,8 +27,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use config::{ProcessingGuarantee, StreamsConfig};
+pub use dead_letter::{dead_letter_record, FailureReason, Poison};
 pub use error::RuntimeError;
 pub use internal_events::RuntimeMetrics;
+pub use raw_message::raw_record;
 pub use restore::{is_end_of_partition, EndOfPartitionIsExpected};
 pub use state::{State, StateListener};
 pub use topics::dead_letter_topic;

@@ -32,7 +32,13 @@ pub struct Sources<'a> {
 
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub async fn check_all(sources: &Sources<'_>, orders: &[PlacedOrder], states: &HashMap<String, FinalState>) -> Result<Vec<Check>> {
+/// The checks, and how many of the run's events of each type the topics hold (which shows what
+/// the run exercised: late steps, compensations, refused cancellations).
+pub async fn check_all(
+    sources: &Sources<'_>,
+    orders: &[PlacedOrder],
+    states: &HashMap<String, FinalState>,
+) -> Result<(Vec<Check>, BTreeMap<String, usize>)> {
     let ids: HashSet<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
     let saga = store_json(sources.bootstrap, "order-saga-orders-changelog")?;
     let balances = store_json(sources.bootstrap, "payment-balances-changelog")?;
@@ -158,7 +164,11 @@ pub async fn check_all(sources: &Sources<'_>, orders: &[PlacedOrder], states: &H
         }
     }
     checks.push(Check { name: "every accepted cancellation was carried out or refused in the open", violations });
-    Ok(checks)
+    let mut tally: BTreeMap<String, usize> = BTreeMap::new();
+    for ((_, event_type), n) in &events {
+        *tally.entry(event_type.clone()).or_default() += n;
+    }
+    Ok((checks, tally))
 }
 
 /// A store's committed contents: string keys, JSON values.

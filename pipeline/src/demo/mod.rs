@@ -36,6 +36,8 @@ pub struct DemoReport {
     pub placed_per_second: f64,
     pub completed_per_second: f64,
     pub checks: Vec<Check>,
+    /// Events of the run's orders on the saga topics, by type.
+    pub event_counts: std::collections::BTreeMap<String, usize>,
 }
 
 impl DemoReport {
@@ -85,7 +87,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
     if show_progress {
         println!();
     }
-    let checks = invariants::check_all(
+    let (checks, event_counts) = invariants::check_all(
         &invariants::Sources {
             bootstrap: &settings.kafka.bootstrap_servers,
             pool: &pool,
@@ -104,6 +106,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
         completed_per_second: orders.len() as f64 / settled.as_secs_f64().max(1e-3),
         orders,
         checks,
+        event_counts,
     })
 }
 
@@ -126,6 +129,8 @@ pub fn print_report(report: &DemoReport, settings: &Settings) {
         "Throughput: {:.0} orders/s placed; {:.0} orders/s from the first POST to the last terminal state",
         report.placed_per_second, report.completed_per_second
     );
+    let counts: Vec<String> = report.event_counts.iter().map(|(event_type, n)| format!("{event_type} {n}")).collect();
+    println!("Events of these orders on the saga topics: {}", counts.join(", "));
     println!("\nInvariants");
     for check in &report.checks {
         println!("  [{}] {}", if check.holds() { "ok" } else { "FAILED" }, check.name);

@@ -26,6 +26,13 @@ impl ProjectorConfig {
         }
     }
 
+    /// For dead letters: records the projector can never read.
+    pub(super) fn producer_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers).set("enable.idempotence", "true");
+        config
+    }
+
     pub(super) fn consumer_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config

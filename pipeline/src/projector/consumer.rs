@@ -1,6 +1,11 @@
 //! The projector's loop: consume the saga topics (read_committed), project each event in one
 //! PostgreSQL transaction, commit offsets after the database did. At-least-once delivery plus the
 //! event-id dedup in the same transaction makes each event count once.
+//!
+//! Nothing is skipped for a transient failure: while the database or the schema registry fails,
+//! the projector retries the same record with backoff and stays behind. Only a record that can
+//! never be read (poison) is set aside: dead-lettered to `<topic>.dlq` with its reason, and its
+//! order flagged in the read model (`projection_problem`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,17 +13,20 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use deadpool_postgres::Pool;
-use operators::serdes::Serde;
+use operators::record::RawRecord;
+use operators::runtime::{dead_letter_record, raw_record, FailureReason, Poison};
+use operators::serdes::{Serde, SerdeError};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::SagaEvent;
 
 use super::config::ProjectorConfig;
 use super::internal_events::{
-    ConsumeFailed, DuplicateSkipped, EventApplied, OffsetsCommitFailed, ProjectionFailed, RecordUndecodable,
+    ConsumeFailed, DecodeRetried, DuplicateSkipped, EventApplied, OffsetsCommitFailed, ProjectionFailed, RecordUndecodable,
 };
 use super::offsets::PendingOffsets;
-use super::store::{apply_event, Projection};
+use super::store::{apply_event, flag_projection_problem, Projection};
 use crate::codec::EventSerde;
 
 /// Backoff between attempts to project an event while PostgreSQL fails.
@@ -37,6 +45,7 @@ pub async fn run_projector(
 ) -> Result<()> {
     let consumer: Arc<StreamConsumer> =
         Arc::new(config.consumer_config().create().context("creating the projector's Kafka consumer")?);
+    let dead_letters: FutureProducer = config.producer_config().create().context("creating the projector's dead-letter producer")?;
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).with_context(|| format!("subscribing the projector to {topics:?}"))?;
     tracing::info!(group = %config.group_id, ?topics, "projector started");
@@ -47,7 +56,9 @@ pub async fn run_projector(
         let received = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            received = consumer.recv() => received.map(|message| message.detach()),
+            // Read through the runtime's decoder: rdkafka's own header accessor panics on a
+            // header key that is not UTF-8.
+            received = consumer.recv() => received.map(|message| raw_record(&message)),
         };
         let record = match received {
             Ok(record) => record,
@@ -61,9 +72,9 @@ pub async fn run_projector(
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            () = project_record(&record, &serde, &pool) => {}
+            () = project_record(&record, &serde, &pool, &dead_letters, &config.group_id) => {}
         }
-        pending.done(record.topic(), record.partition(), record.offset());
+        pending.done(&record.topic, record.partition, record.offset);
         if pending.due() {
             commit(&consumer, &mut pending, CommitMode::Async);
         }
@@ -82,14 +93,25 @@ pub async fn run_projector(
     Ok(())
 }
 
-/// Projects one record, retrying while the database fails: an event is never dropped for that.
-async fn project_record(record: &OwnedMessage, serde: &EventSerde, pool: &Pool) {
-    let topic = record.topic();
-    let event = match decode(record, serde).await {
-        Ok(event) => event,
-        Err(error) => {
-            RecordUndecodable { topic, partition: record.partition(), offset: record.offset(), error: &error }.emit();
-            return;
+/// Projects one record, retrying while the database or the registry fails: an event is never
+/// dropped for that.
+async fn project_record(record: &RawRecord, serde: &EventSerde, pool: &Pool, dead_letters: &FutureProducer, group: &str) {
+    let topic = record.topic.as_str();
+    let mut retry_in = FIRST_RETRY;
+    let event = loop {
+        match decode(record, serde).await {
+            Ok(event) => break event,
+            Err(error) if error.is_transient() => {
+                DecodeRetried { topic, offset: record.offset, error: &error.to_string(), retry_in }.emit();
+                tokio::time::sleep(retry_in).await;
+                retry_in = (retry_in * 2).min(MAX_RETRY);
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                RecordUndecodable { topic, partition: record.partition, offset: record.offset, error: &reason }.emit();
+                set_aside(record, &reason, pool, dead_letters, group).await;
+                return;
+            }
         }
     };
     let mut retry_in = FIRST_RETRY;
@@ -128,14 +150,48 @@ async fn project_record(record: &OwnedMessage, serde: &EventSerde, pool: &Pool) 
 }
 
 /// Decoding may fetch an unknown writer schema from the registry with a blocking call.
-async fn decode(record: &OwnedMessage, serde: &EventSerde) -> Result<SagaEvent, String> {
-    let bytes = record.payload().ok_or("record has no value (tombstone)")?.to_vec();
-    let topic = record.topic().to_string();
+async fn decode(record: &RawRecord, serde: &EventSerde) -> Result<SagaEvent, SerdeError> {
+    let bytes = record.value.clone().ok_or_else(|| SerdeError::new("record has no value (tombstone)"))?;
+    let topic = record.topic.clone();
     let serde = serde.clone();
     tokio::task::spawn_blocking(move || serde.deserialize(&topic, &bytes))
         .await
-        .map_err(|e| format!("decoding panicked: {e}"))?
-        .map_err(|e| e.to_string())
+        .map_err(|e| SerdeError::transient(format!("decoding panicked: {e}")))?
+}
+
+/// A poison record: its dead letter (the original bytes, `dlq.*` headers with the reason), and
+/// a flag on its order. Both are retried until they succeed, so the record is never lost.
+async fn set_aside(record: &RawRecord, reason: &str, pool: &Pool, dead_letters: &FutureProducer, group: &str) {
+    let poison = Poison { class: "deserialization", message: reason.to_string() };
+    let letter = dead_letter_record(record.clone(), group, &FailureReason::Poisoned(&poison), 1);
+    let mut headers = OwnedHeaders::new_with_capacity(letter.headers.len());
+    for header in &letter.headers {
+        headers = headers.insert(Header { key: &header.key, value: header.value.as_deref() });
+    }
+    let mut retry_in = FIRST_RETRY;
+    loop {
+        let mut out = FutureRecord::<[u8], [u8]>::to(&letter.topic).headers(headers.clone()).timestamp(letter.timestamp_ms);
+        if let Some(key) = letter.key.as_deref() {
+            out = out.key(key);
+        }
+        if let Some(value) = letter.value.as_deref() {
+            out = out.payload(value);
+        }
+        let sent = dead_letters.send(out, Duration::from_secs(10)).await.map_err(|(e, _)| e.to_string());
+        let flagged = match (&sent, record.key.as_deref().map(String::from_utf8_lossy)) {
+            (Ok(_), Some(order_id)) => flag_projection_problem(pool, &order_id, reason).await.map_err(|e| e.to_string()),
+            (Ok(_), None) => Ok(()),
+            (Err(e), _) => Err(e.clone()),
+        };
+        match flagged {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(topic = %record.topic, offset = record.offset, %error, ?retry_in, "setting an undecodable record aside failed; retrying");
+                tokio::time::sleep(retry_in).await;
+                retry_in = (retry_in * 2).min(MAX_RETRY);
+            }
+        }
+    }
 }
 
 fn commit(consumer: &StreamConsumer, pending: &mut PendingOffsets, mode: CommitMode) {

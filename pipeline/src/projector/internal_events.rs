@@ -93,9 +93,22 @@ impl RecordUndecodable<'_> {
             partition = self.partition,
             offset = self.offset,
             error = self.error,
-            "record is not a saga event; skipped"
+            "record is not a saga event; dead-lettered and its order flagged"
         );
         count(self.topic, "undecodable");
+    }
+}
+
+pub struct DecodeRetried<'a> {
+    pub topic: &'a str,
+    pub offset: i64,
+    pub error: &'a str,
+    pub retry_in: std::time::Duration,
+}
+impl DecodeRetried<'_> {
+    pub fn emit(self) {
+        tracing::warn!(topic = self.topic, offset = self.offset, error = self.error, retry_in = ?self.retry_in, "cannot decode the record for now; retrying");
+        count(self.topic, "decode_retried");
     }
 }
 

@@ -52,6 +52,19 @@ pub async fn apply_event(pool: &Pool, event: &SagaEvent) -> Result<Projection, S
     Ok(Projection::Applied(view))
 }
 
+/// Marks the order of a record the projector could never read, so the read model says so.
+pub async fn flag_projection_problem(pool: &Pool, order_id: &str, reason: &str) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "insert into order_view (order_id, status, version, updated_at, projection_problem) values ($1, $2, 0, now(), $3) \
+             on conflict (order_id) do update set projection_problem = excluded.projection_problem, updated_at = now()",
+            &[&order_id, &OrderStatus::Placed.as_str(), &reason],
+        )
+        .await?;
+    Ok(())
+}
+
 async fn load_for_update(client: &impl GenericClient, order_id: &str) -> Result<OrderView, StoreError> {
     let row = client
         .query_one(
