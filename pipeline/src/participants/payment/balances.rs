@@ -8,7 +8,7 @@ use operators::record::Record;
 use schemas::{Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent};
 
 use super::config::PaymentConfig;
-use super::state::{BalanceCommand, BalanceRequest, CustomerBalance};
+use super::state::{BalanceCommand, BalanceRequest, CustomerBalance, Settled};
 use super::topology::BALANCES_STORE;
 use super::{INSUFFICIENT_FUNDS, INVALID_AMOUNT};
 use crate::participants::envelope::{event_record, reply};
@@ -27,7 +27,7 @@ impl Processor<String, BalanceRequest, String, SagaEvent> for Balances {
         let request = &record.value;
         let mut balances = ctx.kv_store::<String, CustomerBalance>(BALANCES_STORE)?;
         let mut balance =
-            balances.get(&record.key)?.unwrap_or_else(|| CustomerBalance { balance_cents: self.config.initial_balance(&record.key) });
+            balances.get(&record.key)?.unwrap_or_else(|| CustomerBalance::new(self.config.initial_balance(&record.key)));
         let payload = settle(&mut balance, request);
         // Written even when nothing moved, so a customer's starting balance is on record.
         balances.put(&record.key, &balance)?;
@@ -36,21 +36,84 @@ impl Processor<String, BalanceRequest, String, SagaEvent> for Balances {
     }
 }
 
+/// Applies a request once; a request applied before gets its first answer again.
 fn settle(balance: &mut CustomerBalance, request: &BalanceRequest) -> Payload {
-    let (customer_id, amount_cents) = (request.customer_id.clone(), request.amount_cents);
-    let failed =
-        |reason: &str| Payload::PaymentFailed(PaymentFailed { customer_id: customer_id.clone(), amount_cents, reason: reason.to_owned() });
-    match &request.command {
-        BalanceCommand::Charge if amount_cents < 0 => failed(INVALID_AMOUNT),
-        BalanceCommand::Charge if balance.balance_cents < amount_cents => failed(INSUFFICIENT_FUNDS),
+    let key = request.applied_key();
+    if let Some(settled) = balance.applied.get(&key) {
+        return answer(settled, request);
+    }
+    let settled = match &request.command {
+        BalanceCommand::Charge if request.amount_cents < 0 => Settled::Declined { reason: INVALID_AMOUNT.to_owned() },
+        BalanceCommand::Charge if balance.balance_cents < request.amount_cents => Settled::Declined { reason: INSUFFICIENT_FUNDS.to_owned() },
         BalanceCommand::Charge => {
-            balance.balance_cents -= amount_cents;
-            let payment_id = uuid::Uuid::new_v4().to_string();
-            Payload::PaymentCompleted(PaymentCompleted { customer_id, amount_cents, payment_id })
+            balance.balance_cents -= request.amount_cents;
+            Settled::Charged { payment_id: uuid::Uuid::new_v4().to_string() }
         }
-        BalanceCommand::Refund { payment_id, reason } => {
-            balance.balance_cents = balance.balance_cents.saturating_add(amount_cents);
+        BalanceCommand::Refund { .. } => {
+            balance.balance_cents = balance.balance_cents.saturating_add(request.amount_cents);
+            Settled::Refunded
+        }
+    };
+    let payload = answer(&settled, request);
+    balance.applied.insert(key, settled);
+    payload
+}
+
+fn answer(settled: &Settled, request: &BalanceRequest) -> Payload {
+    let (customer_id, amount_cents) = (request.customer_id.clone(), request.amount_cents);
+    match (settled, &request.command) {
+        (Settled::Charged { payment_id }, _) => Payload::PaymentCompleted(PaymentCompleted { customer_id, amount_cents, payment_id: payment_id.clone() }),
+        (Settled::Declined { reason }, _) => Payload::PaymentFailed(PaymentFailed { customer_id, amount_cents, reason: reason.clone() }),
+        (Settled::Refunded, BalanceCommand::Refund { payment_id, reason }) => {
             Payload::PaymentRefunded(PaymentRefunded { customer_id, amount_cents, payment_id: payment_id.clone(), reason: reason.clone() })
         }
+        // A refund key only ever holds Refunded; keep the request's own terms if not.
+        (Settled::Refunded, BalanceCommand::Charge) => Payload::PaymentFailed(PaymentFailed {
+            customer_id,
+            amount_cents,
+            reason: "inconsistent balance record".to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use schemas::{CancellationReason, Envelope};
+
+    use super::*;
+
+    fn request(command: BalanceCommand) -> BalanceRequest {
+        BalanceRequest {
+            order_id: "o-1".into(),
+            customer_id: "c-1".into(),
+            amount_cents: 300,
+            command,
+            cause: Envelope::new("o-1", "corr-1", 1_000),
+        }
+    }
+
+    #[test]
+    fn a_request_seen_again_moves_no_money_and_gets_the_same_answer() {
+        let mut balance = CustomerBalance::new(1_000);
+        let charge = request(BalanceCommand::Charge);
+        let first = settle(&mut balance, &charge);
+        assert_eq!(settle(&mut balance, &charge), first, "the same payment id again");
+        assert_eq!(balance.balance_cents, 700);
+
+        let Payload::PaymentCompleted(completed) = first else { panic!("expected a charge, got {first:?}") };
+        let refund = request(BalanceCommand::Refund { payment_id: completed.payment_id, reason: CancellationReason::CustomerCancelled });
+        let refunded = settle(&mut balance, &refund);
+        assert_eq!(settle(&mut balance, &refund), refunded);
+        assert_eq!(balance.balance_cents, 1_000, "refunded once");
+    }
+
+    #[test]
+    fn a_declined_charge_stays_declined_when_seen_again_even_with_money_arrived() {
+        let mut balance = CustomerBalance::new(100);
+        let charge = request(BalanceCommand::Charge);
+        assert!(matches!(settle(&mut balance, &charge), Payload::PaymentFailed(_)));
+        balance.balance_cents = 10_000;
+        assert!(matches!(settle(&mut balance, &charge), Payload::PaymentFailed(_)));
+        assert_eq!(balance.balance_cents, 10_000);
     }
 }

@@ -1,6 +1,8 @@
 //! What payment stores, as JSON: one [`OrderPayment`] per order, one [`CustomerBalance`] per
 //! customer, and the [`BalanceRequest`]s passed from one to the other.
 
+use std::collections::BTreeMap;
+
 use schemas::{CancellationReason, Envelope};
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +57,24 @@ pub enum RefundState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerBalance {
     pub balance_cents: i64,
+    /// What each (order, command) this balance applied came to, keyed `<order>/<command>`: a
+    /// request seen again (a replay under at-least-once) gets the same answer and moves no money.
+    #[serde(default)]
+    pub applied: BTreeMap<String, Settled>,
+}
+
+impl CustomerBalance {
+    pub fn new(balance_cents: i64) -> Self {
+        CustomerBalance { balance_cents, applied: BTreeMap::new() }
+    }
+}
+
+/// The outcome of one applied request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Settled {
+    Charged { payment_id: String },
+    Declined { reason: String },
+    Refunded,
 }
 
 /// A charge or refund for one order, keyed by customer id on its way to the balances.
@@ -72,4 +92,15 @@ pub struct BalanceRequest {
 pub enum BalanceCommand {
     Charge,
     Refund { payment_id: String, reason: CancellationReason },
+}
+
+impl BalanceRequest {
+    /// Names the request in [`CustomerBalance::applied`].
+    pub fn applied_key(&self) -> String {
+        let command = match self.command {
+            BalanceCommand::Charge => "charge",
+            BalanceCommand::Refund { .. } => "refund",
+        };
+        format!("{}/{command}", self.order_id)
+    }
 }
