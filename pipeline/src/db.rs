@@ -11,6 +11,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_order_view", include_str!("../../connectors/migrations/0004_order_view.sql")),
     ("0005_saga_rules", include_str!("../../connectors/migrations/0005_saga_rules.sql")),
     ("0006_projection_problem", include_str!("../../connectors/migrations/0006_projection_problem.sql")),
+    ("0007_request_hash", include_str!("../../connectors/migrations/0007_request_hash.sql")),
 ];
 
 pub fn pool(database_url: &str, max_size: usize) -> Result<Pool> {

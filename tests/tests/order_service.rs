@@ -7,7 +7,8 @@ use std::time::Duration;
 use integration_tests::stack::{postgres_config, redis_url, require, unique};
 use pipeline::order_service::aggregate::{replay, OrderStatus};
 use pipeline::order_service::event_store::{self, StoreError};
-use pipeline::order_service::idempotency::{Begin, IdempotencyGuard};
+use pipeline::order_service::idempotency::{request_hash, scoped_key, Begin, IdempotencyGuard};
+use pipeline::order_service::request::PlaceOrderRequest;
 use pipeline::order_service::outbox::sweep_outbox;
 use pipeline::order_service::{routes, OrderService};
 use reqwest::StatusCode;
@@ -226,7 +227,7 @@ async fn a_retry_with_the_same_idempotency_key_returns_the_first_response_and_re
     assert_eq!(retry, first, "the retry gets the first response");
 
     let mut redis = h.redis.clone();
-    let redis_key = pipeline::order_service::idempotency::redis_key(&key);
+    let redis_key = pipeline::order_service::idempotency::redis_key(&scoped_key(&customer, &key));
     let cached: String = redis::cmd("GET").arg(&redis_key).query_async(&mut redis).await.expect("GET");
     let cached: Value = serde_json::from_str(&cached).expect("JSON record");
     assert_eq!(cached["state"], "COMPLETED");
@@ -245,7 +246,7 @@ async fn a_retry_with_the_same_idempotency_key_returns_the_first_response_and_re
     assert_eq!(h.events_of(order_id).await.len(), 1);
     assert_eq!(h.outbox_of(order_id).await.len(), 1);
     let stored: String =
-        h.db.query_one("select order_id from order_requests where idempotency_key = $1", &[&key])
+        h.db.query_one("select order_id from order_requests where idempotency_key = $1", &[&scoped_key(&customer, &key)])
             .await
             .expect("order_requests row")
             .get(0);
@@ -258,8 +259,10 @@ async fn a_duplicate_while_the_first_is_processing_gets_409() {
     let customer = unique("customer");
     let key = unique("idem");
     let guard = IdempotencyGuard::new(h.redis.clone());
-    let Begin::Acquired(lease) = guard.begin(&key).await else { panic!("a fresh key must be acquired") };
-    assert_eq!(guard.begin(&key).await, Begin::InProgress);
+    // What the service stores for this customer's key and this body.
+    let (scoped, hash) = (scoped_key(&customer, &key), hash_of(&order_body(&customer)));
+    let Begin::Acquired(lease) = guard.begin(&scoped, &hash).await else { panic!("a fresh key must be acquired") };
+    assert_eq!(guard.begin(&scoped, &hash).await, Begin::InProgress);
 
     let (status, body) = h.place(&order_body(&customer), Some(&key)).await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -270,6 +273,43 @@ async fn a_duplicate_while_the_first_is_processing_gets_409() {
     let (status, body) = h.place(&order_body(&customer), Some(&key)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(h.events_of_customer(&customer).await, 1);
+}
+
+fn hash_of(body: &Value) -> String {
+    let request: PlaceOrderRequest = serde_json::from_value(body.clone()).expect("a request body");
+    request_hash(&request.validate().expect("a valid order"))
+}
+
+#[tokio::test]
+async fn an_idempotency_key_belongs_to_one_customer_and_one_request_body() {
+    let h = start(100).await;
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let key = unique("shared-key");
+    let (status, first) = h.place(&order_body(&alice), Some(&key)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+
+    // Another customer with the same key places an order of their own.
+    let (status, other) = h.place(&order_body(&bob), Some(&key)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{other}");
+    assert_ne!(other["order_id"], first["order_id"], "never another customer's response");
+
+    // The same customer and key with another body: refused, and nothing recorded.
+    let mut changed = order_body(&alice);
+    changed["items"][0]["quantity"] = json!(5);
+    let (status, body) = h.place(&changed, Some(&key)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("different request"), "{body}");
+
+    // Also when Redis has forgotten the key: PostgreSQL keeps the hash.
+    let mut redis = h.redis.clone();
+    let _: i64 = redis::cmd("DEL")
+        .arg(pipeline::order_service::idempotency::redis_key(&scoped_key(&alice, &key)))
+        .query_async(&mut redis)
+        .await
+        .expect("DEL");
+    let (status, _) = h.place(&changed, Some(&key)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(h.events_of_customer(&alice).await, 1, "one order for alice");
 }
 
 /// Makes one field of a valid order body wrong.

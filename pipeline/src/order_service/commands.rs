@@ -11,7 +11,7 @@ use tokio_postgres::error::SqlState;
 
 use super::aggregate::{self, CancelRejected, DomainEvent, OrderStatus};
 use super::event_store::{self, Loaded, StoreError};
-use super::idempotency::{Begin, IdempotencyGuard};
+use super::idempotency::{request_hash, scoped_key, Begin, IdempotencyGuard};
 use super::outbox::{self, OutboxRow};
 use super::trace::TraceParent;
 use super::OrderService;
@@ -31,6 +31,8 @@ pub enum CommandError {
     Rejected(#[from] CancelRejected),
     #[error("a request with this Idempotency-Key is still being processed; retry later")]
     InProgress,
+    #[error("this Idempotency-Key was already used for a different request; use a new key for a new request")]
+    KeyReused,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("encoding the event for the outbox failed: {0}")]
@@ -61,17 +63,19 @@ impl OrderService {
         trace: &TraceParent,
     ) -> Result<OrderAccepted, CommandError> {
         let Some(key) = idempotency_key else { return self.record_placement(placed, None, trace).await };
+        let (key, hash) = (scoped_key(&placed.customer_id, key), request_hash(&placed));
         let guard = self.guard();
-        let lease = match guard.begin(key).await {
+        let lease = match guard.begin(&key, &hash).await {
             Begin::Acquired(lease) => Some(lease),
             Begin::InProgress => return Err(CommandError::InProgress),
-            Begin::Completed(response) => return read_response(key, response),
+            Begin::Completed(response) => return read_response(&key, response),
+            Begin::Reused => return Err(CommandError::KeyReused),
             Begin::Unavailable => None,
         };
-        let result = self.record_placement(placed, Some(key), trace).await;
+        let result = self.record_placement(placed, Some((&key, &hash)), trace).await;
         match (&result, lease) {
             (Ok(accepted), _) => match serde_json::to_value(accepted) {
-                Ok(response) => guard.complete(key, &response).await,
+                Ok(response) => guard.complete(&key, &hash, &response).await,
                 Err(e) => tracing::warn!(error = %e, "cannot cache the response; PostgreSQL still has it"),
             },
             (Err(_), Some(lease)) => guard.release(lease).await,
@@ -80,10 +84,11 @@ impl OrderService {
         result
     }
 
+    /// `idempotency_key`: the scoped key and the request's hash.
     async fn record_placement(
         &self,
         placed: OrderPlaced,
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<(&str, &str)>,
         trace: &TraceParent,
     ) -> Result<OrderAccepted, CommandError> {
         let order_id = uuid::Uuid::new_v4().to_string();
@@ -94,21 +99,21 @@ impl OrderService {
 
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        if let Some(key) = idempotency_key {
+        if let Some((key, hash)) = idempotency_key {
             let response = serde_json::to_string(&accepted)
                 .map_err(|e| CommandError::StoredResponse { key: key.to_string(), detail: e.to_string() })?;
             // First statement of the transaction: a duplicate waits here for the first request's
             // commit, then gets the unique violation and the first response.
             let claimed = tx
                 .execute(
-                    "insert into order_requests (idempotency_key, order_id, response) values ($1, $2, $3::text::jsonb)",
-                    &[&key, &order_id, &response],
+                    "insert into order_requests (idempotency_key, order_id, response, request_hash) values ($1, $2, $3::text::jsonb, $4)",
+                    &[&key, &order_id, &response, &hash],
                 )
                 .await;
             match claimed {
                 Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                     tx.rollback().await?;
-                    return stored_response(&client, key).await;
+                    return stored_response(&client, key, hash).await;
                 }
                 other => other?,
             };
@@ -177,8 +182,11 @@ async fn refuse_if_settled(client: &tokio_postgres::Client, order_id: &str) -> R
     }
 }
 
-async fn stored_response(client: &tokio_postgres::Client, key: &str) -> Result<OrderAccepted, CommandError> {
-    let row = client.query_one("select response::text from order_requests where idempotency_key = $1", &[&key]).await?;
+async fn stored_response(client: &tokio_postgres::Client, key: &str, hash: &str) -> Result<OrderAccepted, CommandError> {
+    let row = client.query_one("select response::text, request_hash from order_requests where idempotency_key = $1", &[&key]).await?;
+    if row.get::<_, Option<&str>>(1).is_some_and(|stored| stored != hash) {
+        return Err(CommandError::KeyReused);
+    }
     serde_json::from_str(row.get::<_, &str>(0))
         .map_err(|e| CommandError::StoredResponse { key: key.to_string(), detail: e.to_string() })
 }

@@ -118,6 +118,7 @@ impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
         let status = match &error {
             CommandError::NotFound(_) => StatusCode::NOT_FOUND,
+            CommandError::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             CommandError::Rejected(_) | CommandError::InProgress => StatusCode::CONFLICT,
             CommandError::Store(StoreError::ConcurrencyConflict { .. }) => StatusCode::CONFLICT,
             CommandError::Encode(CodecError::Registry(_)) | CommandError::Pool(_) => StatusCode::SERVICE_UNAVAILABLE,
