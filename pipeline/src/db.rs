@@ -12,6 +12,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_saga_rules", include_str!("../../connectors/migrations/0005_saga_rules.sql")),
     ("0006_projection_problem", include_str!("../../connectors/migrations/0006_projection_problem.sql")),
     ("0007_request_hash", include_str!("../../connectors/migrations/0007_request_hash.sql")),
+    ("0008_outbox_aggregate_version", include_str!("../../connectors/migrations/0008_outbox_aggregate_version.sql")),
+    ("0009_order_view_version", include_str!("../../connectors/migrations/0009_order_view_version.sql")),
 ];
 
 pub fn pool(database_url: &str, max_size: usize) -> Result<Pool> {

@@ -180,7 +180,7 @@ async fn placing_an_order_records_version_1_and_an_outbox_row_in_wire_format() {
         .expect("order API answers");
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let body: Value = response.json().await.expect("JSON");
-    assert_eq!(body["status"], "PLACED");
+    assert_eq!((body["status"].as_str(), body["version"].as_i64()), (Some("PLACED"), Some(1)));
     let order_id = body["order_id"].as_str().expect("order_id").to_string();
     assert!(uuid::Uuid::parse_str(&order_id).is_ok(), "order id {order_id} is a UUID");
 
@@ -200,6 +200,13 @@ async fn placing_an_order_records_version_1_and_an_outbox_row_in_wire_format() {
     assert_eq!((row.aggregate_type.as_str(), row.event_type.as_str()), ("order", "OrderPlaced"));
     assert_eq!(row.correlation_id.as_deref(), metadata["correlation_id"].as_str());
     assert_eq!(row.causation_id, None);
+    let row_version: i64 = h
+        .db
+        .query_one("select aggregate_version from outbox where id = $1::text::uuid", &[&row.id])
+        .await
+        .expect("outbox row")
+        .get(0);
+    assert_eq!(row_version, 1, "the outbox row carries the order's version, for read-your-writes");
     let trace = row.traceparent.as_deref().expect("traceparent");
     assert!(trace.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "continues the caller's trace: {trace}");
     assert_ne!(trace, incoming_trace, "with our own span id");
@@ -374,7 +381,7 @@ async fn cancelling_appends_version_2_and_a_second_cancel_or_an_unknown_order_is
 
     let (status, body) = h.cancel(&order_id).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    assert_eq!(body, json!({"order_id": order_id, "status": "CANCELLATION_REQUESTED"}));
+    assert_eq!(body, json!({"order_id": order_id, "status": "CANCELLATION_REQUESTED", "version": 2}), "the version to read your write at");
 
     let events = h.events_of(&order_id).await;
     let types: Vec<(i32, &str)> = events.iter().map(|e| (e.version, e.event_type.as_str())).collect();

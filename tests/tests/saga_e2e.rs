@@ -47,6 +47,7 @@ async fn a_demo_load_keeps_every_invariant() {
     let options = DemoOptions { orders: 240, concurrency: 8, rate: None, settle_timeout: Duration::from_secs(240), racing_cancels: false };
     let report = demo::run(&settings, &options, false).await.expect("demo run");
     late_cancels_are_refused_with_a_reason(&settings, &report).await;
+    a_reader_sees_its_own_write(&settings).await;
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(60), pipeline).await;
 
@@ -101,4 +102,23 @@ async fn late_cancels_are_refused_with_a_reason(settings: &Settings, report: &de
         .await
         .expect("an order");
     assert_eq!(view["status"], "CONFIRMED", "a refused cancel changes nothing: {view}");
+}
+
+/// The version POST /orders returns is what `min_version` waits for, through Debezium and the
+/// projector: read-your-writes across the whole pipeline.
+async fn a_reader_sees_its_own_write(settings: &Settings) {
+    let api = format!("http://127.0.0.1:{}", settings.http.order_api_port);
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({
+        "customer_id": "e2e-read-your-writes",
+        "items": [{"product_id": "e2e-product", "quantity": 1, "unit_price": 100}],
+        "shipping_address": {"line1": "1 Example Street", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+    });
+    let accepted: serde_json::Value =
+        client.post(format!("{api}/orders")).json(&body).send().await.expect("POST /orders").json().await.expect("JSON");
+    let (order_id, version) = (accepted["order_id"].as_str().expect("order_id"), accepted["version"].as_i64().expect("version"));
+    let response = client.get(format!("{api}/orders/{order_id}?min_version={version}")).send().await.expect("GET");
+    assert_eq!(response.headers().get(pipeline::projector::FRESH_HEADER).map(|v| v.as_bytes().to_vec()), Some(b"true".to_vec()), "fresh within the wait");
+    let view: serde_json::Value = response.json().await.expect("an order");
+    assert!(view["order_version"].as_i64() >= Some(version), "{view}");
 }

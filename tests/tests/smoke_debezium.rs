@@ -64,7 +64,9 @@ async fn outbox_insert_becomes_a_keyed_kafka_record() {
     let topic = format!("{aggregate_type}.events");
     create_topic(&bootstrap, &topic, 1).await;
 
-    let migration = std::fs::read_to_string(repo_root().join("connectors/migrations/0001_outbox.sql")).unwrap();
+    let migration = ["0001_outbox.sql", "0008_outbox_aggregate_version.sql"]
+        .map(|file| std::fs::read_to_string(repo_root().join("connectors/migrations").join(file)).unwrap())
+        .join("\n");
     db.batch_execute(&format!("create schema {schema}; set search_path to {schema}; {migration}; reset search_path"))
         .await
         .expect("apply the outbox migration in the test schema");
@@ -116,8 +118,8 @@ async fn outbox_insert_becomes_a_keyed_kafka_record() {
     let payload: Vec<u8> = vec![0x00, 0x00, 0x00, 0x00, 0x2a, 0xff, 0x10, 0x80];
     db.execute(
         &format!(
-            "insert into {schema}.outbox (id, aggregate_type, aggregate_id, event_type, payload, correlation_id, causation_id, traceparent) \
-             values ($1::text::uuid, $2, 'order-42', 'SmokeHappened', $3, 'corr-1', 'cause-1', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01')"
+            "insert into {schema}.outbox (id, aggregate_type, aggregate_id, event_type, payload, correlation_id, causation_id, traceparent, aggregate_version) \
+             values ($1::text::uuid, $2, 'order-42', 'SmokeHappened', $3, 'corr-1', 'cause-1', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', 7)"
         ),
         &[&event_id, &aggregate_type, &payload],
     )
@@ -136,4 +138,5 @@ async fn outbox_insert_becomes_a_keyed_kafka_record() {
     assert_eq!(record.header("event_id"), Some(event_id.as_bytes()));
     assert_eq!(record.header("event_type"), Some(b"SmokeHappened".as_slice()));
     assert_eq!(record.header("correlation_id"), Some(b"corr-1".as_slice()));
+    assert_eq!(record.header("aggregate_version"), Some(b"7".as_slice()), "the order's version, for read-your-writes");
 }

@@ -21,6 +21,10 @@ use super::OrderService;
 pub struct OrderAccepted {
     pub order_id: String,
     pub status: OrderStatus,
+    /// The order's event-store version after this command: `GET /orders/{id}?min_version=` it
+    /// to read your own write. Absent (0) in answers stored before versions were returned.
+    #[serde(default)]
+    pub version: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +99,7 @@ impl OrderService {
         let correlation_id = uuid::Uuid::new_v4().to_string();
         let event = aggregate::place(&order_id, &correlation_id, placed, now_millis());
         let row = OutboxRow::encode(&self.codec, &event, trace.as_str()).await?;
-        let accepted = OrderAccepted { order_id: order_id.clone(), status: OrderStatus::Placed };
+        let accepted = OrderAccepted { order_id: order_id.clone(), status: OrderStatus::Placed, version: 1 };
 
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -137,7 +141,7 @@ impl OrderService {
         let row = OutboxRow::encode(&self.codec, &event, trace.as_str()).await?;
         let tx = client.transaction().await?;
         self.commit_events(tx, order_id, Some(&loaded), &[event], &[row], trace).await?;
-        Ok(OrderAccepted { order_id: order_id.to_string(), status: OrderStatus::CancellationRequested })
+        Ok(OrderAccepted { order_id: order_id.to_string(), status: OrderStatus::CancellationRequested, version: i64::from(loaded.version) + 1 })
     }
 
     /// The order as the event store knows it: latest snapshot plus the events after it.
@@ -161,7 +165,7 @@ impl OrderService {
         if let Some(state) = aggregate::replay(loaded.map(|l| l.order.clone()), events) {
             event_store::snapshot_if_due(&tx, &state, expected_version, new_version, self.snapshot_every).await?;
         }
-        outbox::insert(&tx, rows).await?;
+        outbox::insert(&tx, rows, i64::from(expected_version)).await?;
         tx.commit().await?;
         Ok(())
     }

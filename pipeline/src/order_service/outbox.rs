@@ -37,14 +37,16 @@ impl OutboxRow {
     }
 }
 
-pub async fn insert(tx: &Transaction<'_>, rows: &[OutboxRow]) -> Result<(), tokio_postgres::Error> {
+/// Inserts the rows of events appended right after version `appended_after` of their order:
+/// row i carries the order's version after it (`appended_after + i + 1`), for read-your-writes.
+pub async fn insert(tx: &Transaction<'_>, rows: &[OutboxRow], appended_after: i64) -> Result<(), tokio_postgres::Error> {
     let statement = tx
         .prepare(
-            "insert into outbox (id, aggregate_type, aggregate_id, event_type, payload, correlation_id, causation_id, traceparent) \
-             values ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8)",
+            "insert into outbox (id, aggregate_type, aggregate_id, event_type, payload, correlation_id, causation_id, traceparent, aggregate_version) \
+             values ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .await?;
-    for row in rows {
+    for (version, row) in (appended_after + 1..).zip(rows) {
         tx.execute(
             &statement,
             &[
@@ -56,6 +58,7 @@ pub async fn insert(tx: &Transaction<'_>, rows: &[OutboxRow]) -> Result<(), toki
                 &row.correlation_id,
                 &row.causation_id,
                 &row.traceparent,
+                &version,
             ],
         )
         .await?;

@@ -1,5 +1,6 @@
-//! The query API over order_view: `GET /orders/{id}` (optionally waiting for a version the
-//! client already knows of) and `GET /orders` (filtered, paged).
+//! The query API over order_view: `GET /orders/{id}` (optionally waiting until the view reflects
+//! the order's event-store version a command returned: read-your-writes) and `GET /orders`
+//! (filtered, paged).
 
 use std::time::Duration;
 
@@ -97,7 +98,8 @@ async fn get_order(
         let order = find_order(&pool, &order_id).await?;
         let fresh = match (&order, min_version) {
             (_, None) => true,
-            (Some(order), Some(wanted)) => order.version >= wanted,
+            // The order's own version, as the command API returned it: read-your-writes.
+            (Some(order), Some(wanted)) => order.order_version >= wanted,
             (None, Some(_)) => false,
         };
         if fresh || Instant::now() >= deadline {

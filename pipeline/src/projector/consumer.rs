@@ -116,7 +116,7 @@ async fn project_record(record: &RawRecord, serde: &EventSerde, pool: &Pool, dea
     };
     let mut retry_in = FIRST_RETRY;
     loop {
-        match apply_event(pool, &event).await {
+        match apply_event(pool, &event, order_version(record)).await {
             Ok(Projection::Applied(view)) => {
                 EventApplied {
                     topic,
@@ -147,6 +147,12 @@ async fn project_record(record: &RawRecord, serde: &EventSerde, pool: &Pool, dea
             }
         }
     }
+}
+
+/// The order's event-store version, which Debezium copies from the outbox row into a header.
+fn order_version(record: &RawRecord) -> Option<i64> {
+    let header = record.headers.iter().find(|header| header.key == "aggregate_version")?;
+    std::str::from_utf8(header.value.as_deref()?).ok()?.trim().parse().ok()
 }
 
 /// Decoding may fetch an unknown writer schema from the registry with a blocking call.

@@ -25,7 +25,10 @@ pub struct OrderRecord {
     pub outstanding_compensations: Option<Vec<String>>,
     /// Set when one of the order's events could not be read (it is in `<topic>.dlq`).
     pub projection_problem: Option<String>,
+    /// Distinct events projected.
     pub version: i64,
+    /// The order's event-store version reflected (what `?min_version=` waits for).
+    pub order_version: i64,
     pub placed_at: Option<String>,
     pub updated_at: String,
 }
@@ -41,7 +44,7 @@ pub struct OrderFilter {
 }
 
 const COLUMNS: &str = "order_id, customer_id, status, total_amount, item_count, tracking_number, \
-    cancellation_reason, cancellation_rejected, intervention_reason, outstanding_compensations, projection_problem, version, \
+    cancellation_reason, cancellation_rejected, intervention_reason, outstanding_compensations, projection_problem, version, order_version, \
     to_char(placed_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') as placed_at, \
     to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') as updated_at";
 
@@ -101,6 +104,7 @@ fn to_record(row: &Row) -> OrderRecord {
         outstanding_compensations: row.get("outstanding_compensations"),
         projection_problem: row.get("projection_problem"),
         version: row.get("version"),
+        order_version: row.get("order_version"),
         placed_at: row.get("placed_at"),
         updated_at: row.get("updated_at"),
     }

@@ -24,7 +24,8 @@ pub enum Projection {
     Duplicate,
 }
 
-pub async fn apply_event(pool: &Pool, event: &SagaEvent) -> Result<Projection, StoreError> {
+/// `order_version`: the order's event-store version the event was written at, when known.
+pub async fn apply_event(pool: &Pool, event: &SagaEvent, order_version: Option<i64>) -> Result<Projection, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let envelope = &event.envelope;
@@ -46,7 +47,7 @@ pub async fn apply_event(pool: &Pool, event: &SagaEvent) -> Result<Projection, S
     )
     .await?;
     let mut view = load_for_update(&tx, &envelope.order_id).await?;
-    view.apply(event);
+    view.apply(event, order_version);
     save(&tx, &view).await?;
     tx.commit().await?;
     Ok(Projection::Applied(view))
@@ -70,7 +71,7 @@ async fn load_for_update(client: &impl GenericClient, order_id: &str) -> Result<
         .query_one(
             "select customer_id, status, total_amount, item_count, tracking_number, cancellation_reason, \
                     charged, refunded, reserved, released, shipped, shipment_cancelled, \
-                    cancellation_rejected, intervention_reason, outstanding_compensations, version, \
+                    cancellation_rejected, intervention_reason, outstanding_compensations, version, order_version, \
                     (extract(epoch from placed_at) * 1000)::bigint as placed_at_ms \
              from order_view where order_id = $1 for update",
             &[&order_id],
@@ -100,6 +101,7 @@ async fn load_for_update(client: &impl GenericClient, order_id: &str) -> Result<
             shipment_cancelled: row.get("shipment_cancelled"),
         },
         version: row.get("version"),
+        order_version: row.get("order_version"),
         placed_at_ms: row.get("placed_at_ms"),
     })
 }
@@ -116,7 +118,7 @@ async fn save(client: &impl GenericClient, view: &OrderView) -> Result<(), Store
                     tracking_number = $6, cancellation_reason = $7, charged = $8, refunded = $9, \
                     reserved = $10, released = $11, version = $12, placed_at = to_timestamp($13), \
                     shipped = $14, shipment_cancelled = $15, cancellation_rejected = $16, \
-                    intervention_reason = $17, outstanding_compensations = $18, updated_at = now() \
+                    intervention_reason = $17, outstanding_compensations = $18, order_version = $19, updated_at = now() \
              where order_id = $1",
             &[
                 &view.order_id,
@@ -137,6 +139,7 @@ async fn save(client: &impl GenericClient, view: &OrderView) -> Result<(), Store
                 &view.cancellation_rejected,
                 &intervention_reason,
                 &outstanding,
+                &view.order_version,
             ],
         )
         .await?;

@@ -115,6 +115,9 @@ pub struct OrderView {
     pub progress: Progress,
     /// Distinct events applied.
     pub version: i64,
+    /// The highest event-store version of the order seen (the `aggregate_version` header of its
+    /// order-service events): what `min_version` waits for.
+    pub order_version: i64,
     /// When OrderPlaced happened, in milliseconds since the Unix epoch.
     pub placed_at_ms: Option<i64>,
 }
@@ -134,14 +137,17 @@ impl OrderView {
             intervention: None,
             progress: Progress::default(),
             version: 0,
+            order_version: 0,
             placed_at_ms: None,
         }
     }
 
-    /// Applies one event not applied before (the caller deduplicates by event id).
-    pub fn apply(&mut self, event: &SagaEvent) {
+    /// Applies one event not applied before (the caller deduplicates by event id), written at
+    /// `order_version` of the order when it came from the order service.
+    pub fn apply(&mut self, event: &SagaEvent, order_version: Option<i64>) {
         self.record(event);
         self.version += 1;
+        self.order_version = self.order_version.max(order_version.unwrap_or(0));
         if !self.status.is_final() {
             self.status = self.derived_status(matches!(event.payload, Payload::OrderConfirmed(_)));
         }
@@ -328,7 +334,7 @@ mod tests {
         let trail = events
             .iter()
             .map(|event| {
-                view.apply(event);
+                view.apply(event, None);
                 view.status
             })
             .collect();
