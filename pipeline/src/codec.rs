@@ -37,7 +37,7 @@ impl EventSerde {
         Ok(Self { registry: Some(Arc::new(registry)), ids: Arc::new(ids), writers: Arc::new(RwLock::new(writers)) })
     }
 
-    /// A serde that talks to no registry: the event types get schema ids 1..=12, in the order of
+    /// A serde that talks to no registry: the event types get schema ids 1, 2, …, in the order of
     /// [`EventType::ALL`]. For tests and offline tools only: these ids mean nothing to a
     /// registry, and bytes written with any other id cannot be read.
     pub fn with_fixed_ids() -> Self {

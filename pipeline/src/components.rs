@@ -137,7 +137,8 @@ pub async fn serve_order_api(settings: &Settings, pool: Pool) -> Result<()> {
         redis,
         Arc::new(schemas::SagaCodec::new(registry)),
         settings.order_service.snapshot_every,
-    );
+    )
+    .with_admin_token(settings.order_service.admin_token.clone());
     tokio::spawn(order_service::run_outbox_sweeper(
         pool.clone(),
         Duration::from_secs(settings.order_service.outbox_retention_s),

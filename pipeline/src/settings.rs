@@ -103,6 +103,10 @@ pub struct SagaSettings {
 pub struct OrderServiceSettings {
     pub snapshot_every: u32,
     pub outbox_retention_s: u64,
+    /// Bearer token of the operators' `POST /admin/orders/{id}/intervention`; unset disables it.
+    /// A secret: set it through SAGA__ORDER_SERVICE__ADMIN_TOKEN.
+    #[serde(default)]
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

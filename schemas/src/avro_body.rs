@@ -112,6 +112,7 @@ fn payload_to_value(payload: &Payload) -> apache_avro::AvroResult<Value> {
         Payload::ShipmentFailed(p) => to_value(p),
         Payload::OrderCancellationRejected(p) => to_value(p),
         Payload::OrderRequiresIntervention(p) => to_value(p),
+        Payload::OrderInterventionRequested(p) => to_value(p),
         Payload::ShipmentCancelled(p) => to_value(p),
         Payload::ShipmentCancellationFailed(p) => to_value(p),
     }
@@ -133,6 +134,7 @@ fn payload_from_value(event_type: EventType, record: &Value) -> apache_avro::Avr
         EventType::ShipmentFailed => Payload::ShipmentFailed(from_value(record)?),
         EventType::OrderCancellationRejected => Payload::OrderCancellationRejected(from_value(record)?),
         EventType::OrderRequiresIntervention => Payload::OrderRequiresIntervention(from_value(record)?),
+        EventType::OrderInterventionRequested => Payload::OrderInterventionRequested(from_value(record)?),
         EventType::ShipmentCancelled => Payload::ShipmentCancelled(from_value(record)?),
         EventType::ShipmentCancellationFailed => Payload::ShipmentCancellationFailed(from_value(record)?),
     })

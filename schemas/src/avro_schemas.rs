@@ -27,6 +27,7 @@ pub fn schema_text_of(event_type: EventType) -> &'static str {
         EventType::ShipmentFailed => include_str!("../avro/v1/ShipmentFailed.avsc"),
         EventType::OrderCancellationRejected => include_str!("../avro/v1/OrderCancellationRejected.avsc"),
         EventType::OrderRequiresIntervention => include_str!("../avro/v1/OrderRequiresIntervention.avsc"),
+        EventType::OrderInterventionRequested => include_str!("../avro/v1/OrderInterventionRequested.avsc"),
         EventType::ShipmentCancelled => include_str!("../avro/v1/ShipmentCancelled.avsc"),
         EventType::ShipmentCancellationFailed => include_str!("../avro/v1/ShipmentCancellationFailed.avsc"),
     }

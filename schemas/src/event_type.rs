@@ -20,6 +20,7 @@ pub enum EventType {
     OrderCancelled,
     OrderCancellationRejected,
     OrderRequiresIntervention,
+    OrderInterventionRequested,
     PaymentCompleted,
     PaymentFailed,
     PaymentRefunded,
@@ -33,13 +34,14 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 16] = [
+    pub const ALL: [EventType; 17] = [
         EventType::OrderPlaced,
         EventType::OrderCancellationRequested,
         EventType::OrderConfirmed,
         EventType::OrderCancelled,
         EventType::OrderCancellationRejected,
         EventType::OrderRequiresIntervention,
+        EventType::OrderInterventionRequested,
         EventType::PaymentCompleted,
         EventType::PaymentFailed,
         EventType::PaymentRefunded,
@@ -68,6 +70,7 @@ impl EventType {
             EventType::ShipmentFailed => "ShipmentFailed",
             EventType::OrderCancellationRejected => "OrderCancellationRejected",
             EventType::OrderRequiresIntervention => "OrderRequiresIntervention",
+            EventType::OrderInterventionRequested => "OrderInterventionRequested",
             EventType::ShipmentCancelled => "ShipmentCancelled",
             EventType::ShipmentCancellationFailed => "ShipmentCancellationFailed",
         }
@@ -93,7 +96,8 @@ pub fn topic_of(event_type: EventType) -> &'static str {
         | EventType::OrderConfirmed
         | EventType::OrderCancelled
         | EventType::OrderCancellationRejected
-        | EventType::OrderRequiresIntervention => ORDER_EVENTS,
+        | EventType::OrderRequiresIntervention
+        | EventType::OrderInterventionRequested => ORDER_EVENTS,
         EventType::PaymentCompleted | EventType::PaymentFailed | EventType::PaymentRefunded => PAYMENT_EVENTS,
         EventType::InventoryReserved | EventType::InventoryReservationFailed | EventType::InventoryReleased => {
             INVENTORY_EVENTS
@@ -150,6 +154,7 @@ mod tests {
             (EventType::ShipmentCancellationFailed, "shipping.events"),
             (EventType::OrderCancellationRejected, "order.events"),
             (EventType::OrderRequiresIntervention, "order.events"),
+            (EventType::OrderInterventionRequested, "order.events"),
         ];
         assert_eq!(expected.len(), EventType::ALL.len());
         for (event_type, topic) in expected {

@@ -95,6 +95,7 @@ pub enum Payload {
     ShipmentFailed(ShipmentFailed),
     OrderCancellationRejected(OrderCancellationRejected),
     OrderRequiresIntervention(OrderRequiresIntervention),
+    OrderInterventionRequested(OrderInterventionRequested),
     ShipmentCancelled(ShipmentCancelled),
     ShipmentCancellationFailed(ShipmentCancellationFailed),
 }
@@ -116,6 +117,7 @@ impl Payload {
             Payload::ShipmentFailed(_) => EventType::ShipmentFailed,
             Payload::OrderCancellationRejected(_) => EventType::OrderCancellationRejected,
             Payload::OrderRequiresIntervention(_) => EventType::OrderRequiresIntervention,
+            Payload::OrderInterventionRequested(_) => EventType::OrderInterventionRequested,
             Payload::ShipmentCancelled(_) => EventType::ShipmentCancelled,
             Payload::ShipmentCancellationFailed(_) => EventType::ShipmentCancellationFailed,
         }
@@ -256,6 +258,14 @@ pub struct ShipmentCancellationFailed {
     pub shipment_id: String,
     /// For people, e.g. "handed to the carrier".
     pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrderInterventionRequested {
+    /// `retry_compensations` or `resolve`.
+    pub action: String,
+    pub note: String,
+    pub operator: String,
 }
 
 /// Why an order was cancelled. On the wire a string: `payment_failed`, `insufficient_stock`,

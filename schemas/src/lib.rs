@@ -38,8 +38,8 @@ pub use event_type::{
 };
 pub use events::{
     Address, CancellationReason, Envelope, InventoryReleased, InventoryReservationFailed, InventoryReserved,
-    OrderCancellationRejected, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderItem, OrderPlaced,
-    OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCancellationFailed,
+    OrderCancellationRejected, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderInterventionRequested, OrderItem,
+    OrderPlaced, OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCancellationFailed,
     ShipmentCancelled, ShipmentCreated, ShipmentFailed, StockItem, UnknownCancellationReason,
 };
 pub use registry::{Compatibility, RegistryClient, RegistryError};

@@ -24,6 +24,9 @@ struct Harness {
     service: OrderService,
 }
 
+/// The operators' bearer token of every harness.
+const ADMIN_TOKEN: &str = "test-admin-token";
+
 /// Migrates, then serves the order API with `snapshot_every` on an ephemeral port.
 async fn start(snapshot_every: u32) -> Harness {
     let config = postgres_config();
@@ -42,7 +45,7 @@ async fn start(snapshot_every: u32) -> Harness {
     let registry_base = format!("http://127.0.0.1:{}", require("registry (Apicurio)", "REGISTRY_PORT"));
     let codec = Arc::new(SagaCodec::new(RegistryClient::new(&registry_base).expect("registry url")));
 
-    let service = OrderService::new(pool, redis.clone(), codec.clone(), snapshot_every);
+    let service = OrderService::new(pool, redis.clone(), codec.clone(), snapshot_every).with_admin_token(Some(ADMIN_TOKEN.into()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("ephemeral port");
     let base = format!("http://{}", listener.local_addr().expect("bound address"));
     let app = routes(service.clone());
@@ -81,6 +84,16 @@ impl Harness {
     async fn cancel(&self, order_id: &str) -> (StatusCode, Value) {
         let response =
             self.http.post(format!("{}/orders/{order_id}/cancel", self.base)).send().await.expect("order API answers");
+        let status = response.status();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    async fn intervene(&self, order_id: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+        let mut request = self.http.post(format!("{}/admin/orders/{order_id}/intervention", self.base)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("order API answers");
         let status = response.status();
         (status, response.json().await.expect("JSON body"))
     }
@@ -504,4 +517,43 @@ async fn the_sweeper_deletes_only_outbox_rows_older_than_the_retention() {
     assert_eq!(h.outbox_of(&old).await.len(), 0);
     assert_eq!(h.outbox_of(&fresh).await.len(), 1, "rows inside the retention stay");
     assert_eq!(h.events_of(&old).await.len(), 1, "the event store keeps every event");
+}
+
+#[tokio::test]
+async fn an_operator_acts_on_a_parked_order_only_with_the_token_and_the_action_is_recorded() {
+    let h = start(100).await;
+    let order_id = h.place_ok(&unique("customer")).await;
+    let resolve = json!({"action": "resolve", "note": "refunded by hand, ticket 4711", "operator": "ops-anna"});
+
+    let (status, body) = h.intervene(&order_id, None, &resolve).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _) = h.intervene(&order_id, Some("wrong-token"), &resolve).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = h.intervene(&order_id, Some(ADMIN_TOKEN), &json!({"action": "delete", "note": "x", "operator": "ops"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = h.intervene(&order_id, Some(ADMIN_TOKEN), &json!({"action": "resolve", "note": " ", "operator": "ops"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // Not parked (the read model has no REQUIRES_INTERVENTION for it): refused, nothing recorded.
+    let (status, body) = h.intervene(&order_id, Some(ADMIN_TOKEN), &resolve).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("not waiting for intervention"), "{body}");
+    assert_eq!(h.events_of(&order_id).await.len(), 1);
+
+    // Parked, as the projector would show it: the action is an event of the order, with who and why.
+    h.db.execute(
+        "insert into order_view (order_id, status, version, updated_at) values ($1, 'REQUIRES_INTERVENTION', 3, now()) \
+         on conflict (order_id) do update set status = 'REQUIRES_INTERVENTION'",
+        &[&order_id],
+    )
+    .await
+    .expect("park the order in the read model");
+    let (status, body) = h.intervene(&order_id, Some(ADMIN_TOKEN), &resolve).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["version"], 2);
+    let events = h.events_of(&order_id).await;
+    let recorded = events.last().expect("an event");
+    assert_eq!((recorded.version, recorded.event_type.as_str()), (2, "OrderInterventionRequested"));
+    assert_eq!(recorded.payload, resolve, "audited: the action, the note and the operator");
+    assert_eq!(h.outbox_of(&order_id).await.len(), 2, "published through the outbox");
 }

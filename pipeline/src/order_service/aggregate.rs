@@ -1,8 +1,9 @@
 //! The `Order` aggregate: a pure state machine over its own events (placed, cancellation
-//! requested). Commands decide which event to record; `evolve` folds recorded events into state.
+//! requested, an operator's intervention). Commands decide which event to record; `evolve`
+//! folds recorded events into state.
 //! Saga outcomes (paid, confirmed, cancelled) live in the saga's stores, not here.
 
-use schemas::{Envelope, EventType, OrderCancellationRequested, OrderPlaced, Payload, SagaEvent};
+use schemas::{Envelope, EventType, OrderCancellationRequested, OrderInterventionRequested, OrderPlaced, Payload, SagaEvent};
 use serde::{Deserialize, Serialize};
 
 /// `aggregate_type` of orders in the event store and the outbox; Debezium routes outbox rows to
@@ -14,6 +15,8 @@ pub const AGGREGATE_TYPE: &str = "order";
 pub enum OrderEvent {
     Placed(OrderPlaced),
     CancellationRequested(OrderCancellationRequested),
+    /// Recorded for the audit trail; the saga acts on it.
+    InterventionRequested(OrderInterventionRequested),
 }
 
 impl OrderEvent {
@@ -21,6 +24,7 @@ impl OrderEvent {
         match self {
             OrderEvent::Placed(_) => EventType::OrderPlaced,
             OrderEvent::CancellationRequested(_) => EventType::OrderCancellationRequested,
+            OrderEvent::InterventionRequested(_) => EventType::OrderInterventionRequested,
         }
     }
 
@@ -29,6 +33,7 @@ impl OrderEvent {
         match self {
             OrderEvent::Placed(placed) => serde_json::to_value(placed),
             OrderEvent::CancellationRequested(requested) => serde_json::to_value(requested),
+            OrderEvent::InterventionRequested(requested) => serde_json::to_value(requested),
         }
     }
 
@@ -41,6 +46,9 @@ impl OrderEvent {
             }
             Ok(EventType::OrderCancellationRequested) => serde_json::from_str(payload)
                 .map(OrderEvent::CancellationRequested)
+                .map_err(|e| unreadable(e.to_string())),
+            Ok(EventType::OrderInterventionRequested) => serde_json::from_str(payload)
+                .map(OrderEvent::InterventionRequested)
                 .map_err(|e| unreadable(e.to_string())),
             _ => Err(unreadable("not an event of the order aggregate".to_string())),
         }
@@ -67,6 +75,7 @@ impl DomainEvent {
         let payload = match &self.event {
             OrderEvent::Placed(placed) => Payload::OrderPlaced(placed.clone()),
             OrderEvent::CancellationRequested(requested) => Payload::OrderCancellationRequested(requested.clone()),
+            OrderEvent::InterventionRequested(requested) => Payload::OrderInterventionRequested(requested.clone()),
         };
         SagaEvent::new(self.envelope.clone(), payload)
     }
@@ -119,6 +128,16 @@ impl Order {
                     requested_by: requested_by.to_string(),
                 }),
             }),
+        }
+    }
+}
+
+impl Order {
+    /// The event recording an operator's action on this order, continuing its saga run.
+    pub fn request_intervention(&self, requested: OrderInterventionRequested, occurred_at: i64) -> DomainEvent {
+        DomainEvent {
+            envelope: Envelope::new(&self.order_id, &self.correlation_id, occurred_at),
+            event: OrderEvent::InterventionRequested(requested),
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::{PoolError, Transaction};
-use schemas::{CodecError, OrderPlaced};
+use schemas::{CodecError, OrderInterventionRequested, OrderPlaced};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::error::SqlState;
 
@@ -37,6 +37,8 @@ pub enum CommandError {
     InProgress,
     #[error("this Idempotency-Key was already used for a different request; use a new key for a new request")]
     KeyReused,
+    #[error("order {order_id} is {status}, not waiting for intervention (REQUIRES_INTERVENTION)")]
+    NotParked { order_id: String, status: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("encoding the event for the outbox failed: {0}")]
@@ -142,6 +144,31 @@ impl OrderService {
         let tx = client.transaction().await?;
         self.commit_events(tx, order_id, Some(&loaded), &[event], &[row], trace).await?;
         Ok(OrderAccepted { order_id: order_id.to_string(), status: OrderStatus::CancellationRequested, version: i64::from(loaded.version) + 1 })
+    }
+
+    /// Records an operator's action on a parked order; the saga carries it out. Asking again
+    /// is harmless: the saga and the participants act on each order's state once.
+    pub async fn request_intervention(
+        &self,
+        order_id: &str,
+        requested: OrderInterventionRequested,
+        trace: &TraceParent,
+    ) -> Result<OrderAccepted, CommandError> {
+        let mut client = self.pool.get().await?;
+        let loaded =
+            event_store::load(&client, order_id).await?.ok_or_else(|| CommandError::NotFound(order_id.to_string()))?;
+        let status: Option<String> =
+            client.query_opt("select status from order_view where order_id = $1", &[&order_id]).await?.map(|row| row.get(0));
+        if status.as_deref() != Some("REQUIRES_INTERVENTION") {
+            let status = status.unwrap_or_else(|| "not in the read model yet".to_string());
+            return Err(CommandError::NotParked { order_id: order_id.to_string(), status });
+        }
+        tracing::info!(order_id, action = %requested.action, operator = %requested.operator, note = %requested.note, "operator intervention");
+        let event = loaded.order.request_intervention(requested, now_millis());
+        let row = OutboxRow::encode(&self.codec, &event, trace.as_str()).await?;
+        let tx = client.transaction().await?;
+        self.commit_events(tx, order_id, Some(&loaded), &[event], &[row], trace).await?;
+        Ok(OrderAccepted { order_id: order_id.to_string(), status: loaded.order.status, version: i64::from(loaded.version) + 1 })
     }
 
     /// The order as the event store knows it: latest snapshot plus the events after it.

@@ -1,4 +1,5 @@
-//! HTTP commands: `POST /orders` and `POST /orders/{id}/cancel`. Every error is JSON
+//! HTTP commands: `POST /orders`, `POST /orders/{id}/cancel`, and the operators'
+//! `POST /admin/orders/{id}/intervention` (bearer token). Every error is JSON
 //! `{"error": "..."}` with a status that says whose fault it is.
 
 use axum::extract::rejection::JsonRejection;
@@ -27,6 +28,7 @@ pub fn routes(state: OrderService) -> Router {
     Router::new()
         .route("/orders", post(place_order))
         .route("/orders/{id}/cancel", post(cancel_order))
+        .route("/admin/orders/{id}/intervention", post(intervene))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -53,6 +55,59 @@ async fn cancel_order(
     }
     let accepted = service.request_cancellation(&order_id, &trace_of(&headers)).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// An operator's action on a parked order: `retry_compensations` or `resolve`, with a note.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InterventionRequest {
+    action: String,
+    note: String,
+    operator: String,
+}
+
+const INTERVENTIONS: [&str; 2] = [crate::participants::RETRY_COMPENSATIONS, crate::participants::RESOLVE];
+const MAX_NOTE_LEN: usize = 2_000;
+
+async fn intervene(
+    State(service): State<OrderService>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<InterventionRequest>,
+) -> Result<(StatusCode, Json<OrderAccepted>), ApiError> {
+    authorize(service.admin_token(), &headers)?;
+    let unprocessable = |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message);
+    if !INTERVENTIONS.contains(&request.action.as_str()) {
+        return Err(unprocessable(format!("action must be one of {INTERVENTIONS:?}, got {:?}", request.action)));
+    }
+    if request.note.trim().is_empty() || request.note.len() > MAX_NOTE_LEN {
+        return Err(unprocessable(format!("note must say why, in 1 to {MAX_NOTE_LEN} bytes")));
+    }
+    if request.operator.trim().is_empty() || request.operator.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        return Err(unprocessable(format!("operator must name who acts, in 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes")));
+    }
+    if order_id.len() > MAX_ORDER_ID_LEN {
+        return Err(CommandError::NotFound(order_id).into());
+    }
+    let requested = schemas::OrderInterventionRequested { action: request.action, note: request.note, operator: request.operator };
+    let accepted = service.request_intervention(&order_id, requested, &trace_of(&headers)).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// `Authorization: Bearer <token>`, compared in constant time.
+fn authorize(expected: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "operator calls are disabled: set order_service.admin_token"));
+    };
+    let given = headers.get("authorization").and_then(|value| value.to_str().ok()).and_then(|value| value.strip_prefix("Bearer "));
+    let matches = given.is_some_and(|given| {
+        given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "an operator call needs Authorization: Bearer <admin token>"))
+    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
@@ -119,6 +174,7 @@ impl From<CommandError> for ApiError {
         let status = match &error {
             CommandError::NotFound(_) => StatusCode::NOT_FOUND,
             CommandError::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            CommandError::NotParked { .. } => StatusCode::CONFLICT,
             CommandError::Rejected(_) | CommandError::InProgress => StatusCode::CONFLICT,
             CommandError::Store(StoreError::ConcurrencyConflict { .. }) => StatusCode::CONFLICT,
             CommandError::Encode(CodecError::Registry(_)) | CommandError::Pool(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -135,5 +191,25 @@ impl From<CommandError> for ApiError {
             _ => error.to_string(),
         };
         ApiError::new(status, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().expect("a header value"));
+        headers
+    }
+
+    #[test]
+    fn operator_calls_need_the_configured_token() {
+        let status = |result: Result<(), ApiError>| result.err().map(|error| error.status);
+        assert_eq!(status(authorize(None, &bearer("anything"))), Some(StatusCode::SERVICE_UNAVAILABLE), "disabled without a token");
+        assert_eq!(status(authorize(Some("s3cret"), &HeaderMap::new())), Some(StatusCode::UNAUTHORIZED));
+        assert_eq!(status(authorize(Some("s3cret"), &bearer("s3cre"))), Some(StatusCode::UNAUTHORIZED));
+        assert_eq!(status(authorize(Some("s3cret"), &bearer("s3cret"))), None);
     }
 }

@@ -26,6 +26,8 @@ pub struct OrderService {
     codec: Arc<SagaCodec>,
     /// A snapshot is written each time an aggregate's version crosses a multiple of this.
     snapshot_every: u32,
+    /// The bearer token operators' calls must carry; `None` disables them.
+    admin_token: Option<Arc<str>>,
 }
 
 impl OrderService {
@@ -35,6 +37,16 @@ impl OrderService {
         codec: Arc<SagaCodec>,
         snapshot_every: u32,
     ) -> Self {
-        OrderService { pool, redis, codec, snapshot_every }
+        OrderService { pool, redis, codec, snapshot_every, admin_token: None }
+    }
+
+    pub(crate) fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    /// Enables the operators' calls (`POST /admin/orders/{id}/intervention`) for this token.
+    pub fn with_admin_token(mut self, token: Option<String>) -> Self {
+        self.admin_token = token.filter(|token| !token.is_empty()).map(Arc::from);
+        self
     }
 }

@@ -17,14 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use schemas::{Envelope, EventType, OrderCancellationRequested, Payload, SagaEvent};
+use schemas::{Envelope, EventType, OrderCancellationRequested, OrderInterventionRequested, Payload, SagaEvent};
 
 use super::inventory::{self, InventoryConfig, ProductStock};
 use super::order_saga::{self, OrderSagaState, OrderStatus, SagaConfig};
 use super::payment::{self, CustomerBalance, PaymentConfig};
 use super::shipping::{self, Cancellation, Shipment, ShipmentError, ShipmentGateway, ShippingConfig};
 use super::test_support::{order_placed, Driven, T0};
-use super::SagaTopics;
+use super::{SagaTopics, RESOLVE, RETRY_COMPENSATIONS};
 use crate::codec::EventSerde;
 
 const ORDER: &str = "o-1";
@@ -270,8 +270,34 @@ fn cancel_request(placed: &SagaEvent) -> SagaEvent {
     SagaEvent::new(Envelope::new(ORDER, placed.envelope.correlation_id.clone(), T0 + 1), Payload::OrderCancellationRequested(requested))
 }
 
+/// What an operator does about a parked order once the run settled.
+#[derive(Clone, Copy, Debug)]
+enum Operator {
+    /// Nothing: the order stays parked.
+    Away,
+    /// The carrier gives the shipment back, and the operator retries the compensations.
+    Retries,
+    /// The operator settles the order as it stands.
+    Resolves,
+}
+
+fn intervention(placed: &SagaEvent, action: &str) -> SagaEvent {
+    let requested = OrderInterventionRequested { action: action.into(), note: "checked with the carrier".into(), operator: "ops".into() };
+    SagaEvent::new(Envelope::new(ORDER, placed.envelope.correlation_id.clone(), T0 + 2), Payload::OrderInterventionRequested(requested))
+}
+
 /// Runs one schedule and checks every invariant of the saga.
 fn run(scenario: Scenario, moves: &[Move], cancel_at: Option<usize>, handed_over: bool) -> Result<(), TestCaseError> {
+    run_with_operator(scenario, moves, cancel_at, handed_over, Operator::Away).map(drop)
+}
+
+fn run_with_operator(
+    scenario: Scenario,
+    moves: &[Move],
+    cancel_at: Option<usize>,
+    handed_over: bool,
+    operator: Operator,
+) -> Result<World, TestCaseError> {
     let mut world = World::new(handed_over);
     let placed = placed(scenario);
     let customer = match &placed.payload {
@@ -295,7 +321,22 @@ fn run(scenario: Scenario, moves: &[Move], cancel_at: Option<usize>, handed_over
         world.publish("order.events", cancel_request(&placed));
         world.settle()?;
     }
-    check(&world, scenario, &customer, cancel_at.is_some())
+    if world.saga_state()?.status == OrderStatus::RequiresIntervention {
+        match operator {
+            Operator::Away => {}
+            Operator::Retries => {
+                world.carrier.handed_over.store(false, Ordering::SeqCst);
+                world.publish("order.events", intervention(&placed, RETRY_COMPENSATIONS));
+                world.settle()?;
+            }
+            Operator::Resolves => {
+                world.publish("order.events", intervention(&placed, RESOLVE));
+                world.settle()?;
+            }
+        }
+    }
+    check(&world, scenario, &customer, cancel_at.is_some())?;
+    Ok(world)
 }
 
 fn check(world: &World, scenario: Scenario, customer: &str, cancel_requested: bool) -> Result<(), TestCaseError> {
@@ -335,6 +376,11 @@ fn check(world: &World, scenario: Scenario, customer: &str, cancel_requested: bo
             prop_assert_eq!((balance, apples), (BALANCE - 2_000, STOCK - 2), "money or stock of a confirmed order\n{}", trace());
             prop_assert!(matches!(scenario, Scenario::Happy), "{:?} confirmed\n{}", scenario, trace());
         }
+        OrderStatus::Cancelled if saga.resolution.is_some() => {
+            // Settled by a person as it stood: only a shipment the carrier kept may stay live.
+            prop_assert!(world.carrier.handed_over.load(Ordering::SeqCst) && shipped, "resolved without cause\n{}", trace());
+            prop_assert_eq!(world.count(EventType::ShipmentCancelled), 0);
+        }
         OrderStatus::Cancelled => {
             // Every completed step was compensated exactly once, and nothing is held.
             prop_assert_eq!(world.count(EventType::PaymentRefunded), usize::from(charged), "refunds\n{}", trace());
@@ -356,6 +402,10 @@ fn check(world: &World, scenario: Scenario, customer: &str, cancel_requested: bo
     Ok(())
 }
 
+fn operators() -> impl Strategy<Value = Operator> {
+    prop_oneof![Just(Operator::Away), Just(Operator::Retries), Just(Operator::Resolves)]
+}
+
 fn scenarios() -> impl Strategy<Value = Scenario> {
     prop_oneof![Just(Scenario::Happy), Just(Scenario::Poor), Just(Scenario::Scarce), Just(Scenario::Unserved)]
 }
@@ -374,8 +424,9 @@ proptest! {
         moves in moves(),
         cancel_at in proptest::option::of(0usize..42),
         handed_over in proptest::bool::weighted(0.2),
+        operator in operators(),
     ) {
-        run(scenario, &moves, cancel_at, handed_over)?;
+        run_with_operator(scenario, &moves, cancel_at, handed_over, operator)?;
     }
 }
 
@@ -399,4 +450,33 @@ fn a_late_charge_after_a_payment_timeout_is_refunded() -> Result<(), TestCaseErr
 #[test]
 fn a_cancel_after_confirmation_is_rejected() -> Result<(), TestCaseError> {
     run(Scenario::Happy, &[], Some(usize::MAX), false)
+}
+
+#[test]
+fn a_parked_order_is_retried_by_an_operator_once_the_carrier_lets_go() -> Result<(), TestCaseError> {
+    // The saga cancels on the customer's request just as shipping creates the shipment; the
+    // carrier keeps it, the order is parked, the operator retries once the carrier lets go.
+    let world = run_with_operator(Scenario::Happy, &racing_shipment(), Some(0), true, Operator::Retries)?;
+    prop_assert_eq!(world.count(EventType::OrderRequiresIntervention), 1, "parked first");
+    prop_assert_eq!(world.count(EventType::ShipmentCancelled), 1, "then cancelled after all");
+    prop_assert_eq!(world.saga_state()?.status, OrderStatus::Cancelled);
+    Ok(())
+}
+
+/// Shipping sees the reservation before the cancellation; the saga sees the cancellation first.
+fn racing_shipment() -> Vec<Move> {
+    // The first ready record is always taken: participants in order (payment, inventory,
+    // shipping, saga), each topic in order, so this is a fixed schedule, not a random one.
+    let mut moves = vec![Move::Deliver(0); 60];
+    moves.insert(0, Move::Deliver(3));
+    moves
+}
+
+#[test]
+fn a_parked_order_is_resolved_by_an_operator_as_it_stands() -> Result<(), TestCaseError> {
+    let world = run_with_operator(Scenario::Happy, &racing_shipment(), Some(0), true, Operator::Resolves)?;
+    prop_assert_eq!(world.count(EventType::OrderRequiresIntervention), 1, "parked first");
+    let saga = world.saga_state()?;
+    prop_assert_eq!((saga.status, saga.resolution.as_deref()), (OrderStatus::Cancelled, Some("checked with the carrier")));
+    Ok(())
 }

@@ -25,3 +25,8 @@ mod interleaving_tests;
 mod test_support;
 
 pub use topics::SagaTopics;
+
+/// OrderInterventionRequested's action: the participants try the outstanding compensations again.
+pub const RETRY_COMPENSATIONS: &str = "retry_compensations";
+/// OrderInterventionRequested's action: a person settled the order; it ends CANCELLED as it stands.
+pub const RESOLVE: &str = "resolve";

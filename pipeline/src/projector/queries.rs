@@ -23,6 +23,8 @@ pub struct OrderRecord {
     /// While REQUIRES_INTERVENTION: why, and the compensations still missing.
     pub intervention_reason: Option<String>,
     pub outstanding_compensations: Option<Vec<String>>,
+    /// An operator's note settling a parked order.
+    pub resolution: Option<String>,
     /// Set when one of the order's events could not be read (it is in `<topic>.dlq`).
     pub projection_problem: Option<String>,
     /// Distinct events projected.
@@ -44,7 +46,7 @@ pub struct OrderFilter {
 }
 
 const COLUMNS: &str = "order_id, customer_id, status, total_amount, item_count, tracking_number, \
-    cancellation_reason, cancellation_rejected, intervention_reason, outstanding_compensations, projection_problem, version, order_version, \
+    cancellation_reason, cancellation_rejected, intervention_reason, outstanding_compensations, resolution, projection_problem, version, order_version, \
     to_char(placed_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') as placed_at, \
     to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') as updated_at";
 
@@ -102,6 +104,7 @@ fn to_record(row: &Row) -> OrderRecord {
         cancellation_rejected: row.get("cancellation_rejected"),
         intervention_reason: row.get("intervention_reason"),
         outstanding_compensations: row.get("outstanding_compensations"),
+        resolution: row.get("resolution"),
         projection_problem: row.get("projection_problem"),
         version: row.get("version"),
         order_version: row.get("order_version"),

@@ -71,7 +71,7 @@ async fn load_for_update(client: &impl GenericClient, order_id: &str) -> Result<
         .query_one(
             "select customer_id, status, total_amount, item_count, tracking_number, cancellation_reason, \
                     charged, refunded, reserved, released, shipped, shipment_cancelled, \
-                    cancellation_rejected, intervention_reason, outstanding_compensations, version, order_version, \
+                    cancellation_rejected, intervention_reason, outstanding_compensations, resolution, version, order_version, \
                     (extract(epoch from placed_at) * 1000)::bigint as placed_at_ms \
              from order_view where order_id = $1 for update",
             &[&order_id],
@@ -92,6 +92,7 @@ async fn load_for_update(client: &impl GenericClient, order_id: &str) -> Result<
             reason,
             outstanding: row.get::<_, Option<Vec<String>>>("outstanding_compensations").unwrap_or_default(),
         }),
+        resolution: row.get("resolution"),
         progress: Progress {
             charged: row.get("charged"),
             refunded: row.get("refunded"),
@@ -118,7 +119,7 @@ async fn save(client: &impl GenericClient, view: &OrderView) -> Result<(), Store
                     tracking_number = $6, cancellation_reason = $7, charged = $8, refunded = $9, \
                     reserved = $10, released = $11, version = $12, placed_at = to_timestamp($13), \
                     shipped = $14, shipment_cancelled = $15, cancellation_rejected = $16, \
-                    intervention_reason = $17, outstanding_compensations = $18, order_version = $19, updated_at = now() \
+                    intervention_reason = $17, outstanding_compensations = $18, order_version = $19, resolution = $20, updated_at = now() \
              where order_id = $1",
             &[
                 &view.order_id,
@@ -140,6 +141,7 @@ async fn save(client: &impl GenericClient, view: &OrderView) -> Result<(), Store
                 &intervention_reason,
                 &outstanding,
                 &view.order_version,
+                &view.resolution,
             ],
         )
         .await?;

@@ -112,6 +112,8 @@ pub struct OrderView {
     pub cancellation_rejected: Option<String>,
     /// Why the saga parked the order, and the compensations it was missing then.
     pub intervention: Option<Intervention>,
+    /// An operator's note settling a parked order.
+    pub resolution: Option<String>,
     pub progress: Progress,
     /// Distinct events applied.
     pub version: i64,
@@ -135,6 +137,7 @@ impl OrderView {
             cancellation_reason: None,
             cancellation_rejected: None,
             intervention: None,
+            resolution: None,
             progress: Progress::default(),
             version: 0,
             order_version: 0,
@@ -208,6 +211,14 @@ impl OrderView {
             Payload::OrderRequiresIntervention(parked) => {
                 self.intervention = Some(Intervention { reason: parked.reason.clone(), outstanding: parked.outstanding.clone() });
             }
+            // As the saga: on a parked order only. A retry un-parks it, a resolution settles it.
+            Payload::OrderInterventionRequested(requested) if self.intervention.is_some() => {
+                self.intervention = None;
+                if requested.action == crate::participants::RESOLVE {
+                    self.resolution = Some(requested.note.clone());
+                }
+            }
+            Payload::OrderInterventionRequested(_) => {}
         }
     }
 
@@ -218,7 +229,7 @@ impl OrderView {
 
     fn derived_status(&self, confirmed_now: bool) -> OrderStatus {
         if self.cancellation_reason.is_some() {
-            return if !self.progress.compensation_outstanding() {
+            return if self.resolution.is_some() || !self.progress.compensation_outstanding() {
                 OrderStatus::Cancelled
             } else if self.intervention.is_some() {
                 OrderStatus::RequiresIntervention

@@ -2,8 +2,8 @@
 
 use schemas::{
     Address, CancellationReason, Envelope, EventType, InventoryReleased, InventoryReservationFailed, InventoryReserved,
-    OrderCancellationRejected, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderItem, OrderPlaced,
-    OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCancellationFailed,
+    OrderCancellationRejected, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderInterventionRequested, OrderItem,
+    OrderPlaced, OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCancellationFailed,
     ShipmentCancelled, ShipmentCreated, ShipmentFailed, StockItem,
 };
 
@@ -91,6 +91,7 @@ pub fn sample(event_type: EventType) -> SagaEvent {
         }),
         EventType::ShipmentFailed => Payload::ShipmentFailed(ShipmentFailed { reason: "address not served".into() }),
         EventType::OrderCancellationRejected => Payload::OrderCancellationRejected(OrderCancellationRejected { customer_id: "cust-7".into(), reason: "the order is already confirmed".into() }),
+        EventType::OrderInterventionRequested => Payload::OrderInterventionRequested(OrderInterventionRequested { action: "resolve".into(), note: "refunded by hand".into(), operator: "ops-1".into() }),
         EventType::OrderRequiresIntervention => Payload::OrderRequiresIntervention(OrderRequiresIntervention { reason: "timeout:compensation".into(), outstanding: vec!["refund".into()] }),
         EventType::ShipmentCancelled => Payload::ShipmentCancelled(ShipmentCancelled { shipment_id: "ship-5".into(), reason: CancellationReason::CustomerCancelled }),
         EventType::ShipmentCancellationFailed => Payload::ShipmentCancellationFailed(ShipmentCancellationFailed { shipment_id: "ship-5".into(), reason: "handed to the carrier".into() }),

@@ -9,6 +9,7 @@ use schemas::{Envelope, InventoryReleased, InventoryReservationFailed, Inventory
 use super::state::{OrderReservation, ReservationPhase, StockReply, StockRequest};
 use super::{CANCELLED, INSUFFICIENT_STOCK, INVALID_QUANTITY};
 use crate::participants::envelope::reply;
+use crate::participants::RETRY_COMPENSATIONS;
 
 /// What a step asks for: stock to take or give back (keyed by product), or an event to emit.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +49,10 @@ pub(super) fn on_event(order: &mut OrderReservation, order_id: &str, event: &Sag
         Payload::PaymentCompleted(_) if order.payment.is_none() => order.payment = Some(event.envelope.clone()),
         Payload::OrderCancelled(cancelled) if order.cancelled.is_none() => {
             order.cancelled = Some(cancelled.reason.clone());
+            return release_if_reserved(order, order_id, &event.envelope, now_ms);
+        }
+        // An operator asks for the outstanding compensations again.
+        Payload::OrderInterventionRequested(requested) if requested.action == RETRY_COMPENSATIONS => {
             return release_if_reserved(order, order_id, &event.envelope, now_ms);
         }
         _ => return Vec::new(),

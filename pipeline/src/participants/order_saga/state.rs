@@ -32,6 +32,9 @@ pub struct OrderSagaState {
     /// A customer's cancellation of the confirmed order was refused (and said so, once).
     #[serde(default)]
     pub cancellation_rejected: bool,
+    /// An operator settled the parked order, with this note: it is CANCELLED as it stands.
+    #[serde(default)]
+    pub resolution: Option<String>,
 }
 
 /// Facts learnt from the participants. They only ever become true.

@@ -8,6 +8,7 @@ use schemas::{
 use super::config::SagaConfig;
 use super::state::{Awaiting, OrderSagaState, OrderStatus, Step};
 use crate::participants::envelope::reply;
+use crate::participants::RETRY_COMPENSATIONS;
 
 pub(super) fn on_event(state: &mut OrderSagaState, event: &SagaEvent, now_ms: i64, config: &SagaConfig) -> Option<SagaEvent> {
     if state.correlation_id.is_empty() {
@@ -17,6 +18,10 @@ pub(super) fn on_event(state: &mut OrderSagaState, event: &SagaEvent, now_ms: i6
         Some(Trigger::Cancel(reason)) => cancel(state, reason, &event.envelope, now_ms),
         Some(Trigger::RejectCancellation) => reject_cancellation(state, &event.envelope, now_ms),
         Some(Trigger::Park(reason)) => park(state, reason, &event.envelope, now_ms),
+        Some(Trigger::Intervene { retry, note }) => {
+            intervene(state, retry, note);
+            None
+        }
         None => None,
     };
     let emitted = emitted.or_else(|| advance(state, &event.envelope, now_ms));
@@ -45,6 +50,8 @@ enum Trigger {
     RejectCancellation,
     /// A compensation cannot happen without a person.
     Park(&'static str),
+    /// An operator acted on the parked order: retry its compensations, or resolve it.
+    Intervene { retry: bool, note: String },
 }
 
 /// Why an order is parked when a shipment cannot be cancelled.
@@ -79,6 +86,9 @@ fn learn(state: &mut OrderSagaState, payload: &Payload) -> Option<Trigger> {
         Payload::ShipmentFailed(_) => return Some(Trigger::Cancel(CancellationReason::ShipmentFailed)),
         Payload::ShipmentCancelled(_) => progress.shipment_cancelled = true,
         Payload::ShipmentCancellationFailed(_) => return Some(Trigger::Park(SHIPMENT_NOT_CANCELLABLE)),
+        Payload::OrderInterventionRequested(requested) => {
+            return Some(Trigger::Intervene { retry: requested.action == RETRY_COMPENSATIONS, note: requested.note.clone() });
+        }
         Payload::OrderCancellationRequested(requested) => {
             state.customer_id.get_or_insert_with(|| requested.customer_id.clone());
             if state.status == OrderStatus::Confirmed {
@@ -126,7 +136,7 @@ fn reject_cancellation(state: &mut OrderSagaState, cause: &Envelope, now_ms: i64
 
 /// Parks a cancelled order for a person, saying why and what is missing, once.
 fn park(state: &mut OrderSagaState, reason: &str, cause: &Envelope, now_ms: i64) -> Option<SagaEvent> {
-    if state.parked.is_some() || !state.progress.compensation_outstanding() {
+    if state.parked.is_some() || state.resolution.is_some() || !state.progress.compensation_outstanding() {
         return None;
     }
     state.parked = Some(reason.to_owned());
@@ -136,12 +146,27 @@ fn park(state: &mut OrderSagaState, reason: &str, cause: &Envelope, now_ms: i64)
     Some(reply(cause, Payload::OrderRequiresIntervention(parked), now_ms))
 }
 
+/// An operator's action, on a parked order only. A retry un-parks it: the participants try the
+/// outstanding compensations again, under a new compensation timer. A resolution ends it
+/// CANCELLED as it stands.
+fn intervene(state: &mut OrderSagaState, retry: bool, note: String) {
+    if state.parked.is_none() {
+        return;
+    }
+    state.parked = None;
+    if !retry {
+        state.resolution = Some(note);
+    }
+}
+
 /// The status of a cancelled order: CANCELLED once nothing is held, else COMPENSATING, or
 /// REQUIRES_INTERVENTION while parked. A step that completes late (after the cancellation)
 /// takes a CANCELLED order back to COMPENSATING: the participants saw the cancellation and
 /// compensate that step too.
 fn settle_cancelled(state: &mut OrderSagaState) {
-    if !state.progress.compensation_outstanding() {
+    if state.resolution.is_some() {
+        state.status = OrderStatus::Cancelled;
+    } else if !state.progress.compensation_outstanding() {
         state.status = OrderStatus::Cancelled;
         state.parked = None;
     } else if state.parked.is_some() {

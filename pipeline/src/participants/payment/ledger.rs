@@ -8,6 +8,7 @@ use schemas::{CancellationReason, Envelope, Payload, SagaEvent};
 use super::state::{BalanceCommand, BalanceRequest, ChargeState, InventoryOutcome, OrderPayment, RefundState};
 use super::topology::ORDERS_STORE;
 use crate::participants::inventory::CANCELLED as RESERVATION_CANCELLED;
+use crate::participants::RETRY_COMPENSATIONS;
 
 /// Keyed by order id; forwards balance requests keyed by customer id.
 pub(super) struct OrderLedger;
@@ -63,6 +64,13 @@ pub(super) fn apply(order: &mut OrderPayment, order_id: &str, event: &SagaEvent)
             order.inventory = InventoryOutcome::Failed { reason: failed.reason.clone() };
         }
         Payload::InventoryReleased(_) => order.released = true,
+        // An operator asks for the outstanding compensations again: a refund requested but never
+        // confirmed is requested again (the balance answers a repeated request once).
+        Payload::OrderInterventionRequested(requested) if requested.action == RETRY_COMPENSATIONS => {
+            if order.refund == RefundState::Requested {
+                order.refund = RefundState::NotRequested;
+            }
+        }
         _ => return None,
     }
     refund_if_due(order, order_id, &event.envelope)

@@ -13,6 +13,7 @@ use super::state::{CancellationOutcome, OrderShipment, ShipmentOutcome};
 use super::topology::ORDERS_STORE;
 use super::{ADDRESS_REJECTED, CANCELLED};
 use crate::participants::envelope::{event_record, reply};
+use crate::participants::RETRY_COMPENSATIONS;
 
 pub(super) struct ShipOrders {
     pub(super) gateway: Arc<dyn ShipmentGateway>,
@@ -37,11 +38,16 @@ impl Processor<String, SagaEvent> for ShipOrders {
                 order.outcome = Some(outcome);
             }
         }
-        // A shipment created before the cancellation reached us: undo it, once.
-        if let (Payload::OrderCancelled(cancelled), Some(ShipmentOutcome::Created { shipment_id, .. }), None) =
-            (&record.value.payload, &order.outcome, &order.cancellation)
-        {
-            let (outcome, payload) = self.cancel(&record.key, shipment_id, &cancelled.reason)?;
+        // A shipment created before the cancellation reached us: undo it, once; and again when
+        // an operator asks, if the carrier refused before.
+        let retry = matches!(&record.value.payload, Payload::OrderInterventionRequested(r) if r.action == RETRY_COMPENSATIONS);
+        let due = match (&record.value.payload, &order.cancellation) {
+            (Payload::OrderCancelled(_), None) => true,
+            (_, Some(CancellationOutcome::TooLate { .. })) => retry,
+            _ => false,
+        };
+        if let (true, Some(ShipmentOutcome::Created { shipment_id, .. }), Some(reason)) = (due, &order.outcome, &order.cancel_reason) {
+            let (outcome, payload) = self.cancel(&record.key, shipment_id, reason)?;
             emitted = Some(reply(&record.value.envelope, payload, now_ms));
             order.cancellation = Some(outcome);
         }
@@ -93,7 +99,10 @@ fn learn(order: &mut OrderShipment, event: &SagaEvent) {
     match &event.payload {
         Payload::OrderPlaced(placed) if order.address.is_none() => order.address = Some(placed.shipping_address.clone()),
         Payload::InventoryReserved(_) if order.reserved.is_none() => order.reserved = Some(event.envelope.clone()),
-        Payload::OrderCancelled(_) => order.cancelled = true,
+        Payload::OrderCancelled(cancelled) => {
+            order.cancelled = true;
+            order.cancel_reason.get_or_insert_with(|| cancelled.reason.clone());
+        }
         _ => {}
     }
 }

@@ -1,6 +1,6 @@
 //! What shipping stores per order, as JSON.
 
-use schemas::{Address, Envelope, Payload, ShipmentCreated, ShipmentFailed};
+use schemas::{Address, CancellationReason, Envelope, Payload, ShipmentCreated, ShipmentFailed};
 use serde::{Deserialize, Serialize};
 
 /// Everything shipping knows about one order, keyed by order id.
@@ -12,6 +12,9 @@ pub struct OrderShipment {
     pub reserved: Option<Envelope>,
     /// OrderCancelled was seen.
     pub cancelled: bool,
+    /// Its reason, for the ShipmentCancelled of a retried cancellation.
+    #[serde(default)]
+    pub cancel_reason: Option<CancellationReason>,
     /// Set once, when the order was shipped or refused.
     pub outcome: Option<ShipmentOutcome>,
     /// Set once, when a shipment of a cancelled order was cancelled or found past cancelling.
