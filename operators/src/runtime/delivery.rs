@@ -38,12 +38,10 @@ pub struct FailedDelivery {
 }
 
 impl FailedDelivery {
-    /// Dropped by a purge of the producer's queues, not rejected for what it is.
-    pub fn purged(&self) -> bool {
-        matches!(
-            self.code,
-            Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
-        )
+    /// The broker refused the record for what it is (see [`super::produce::is_record_specific`]),
+    /// rather than it being lost with a transaction that failed (purged, erroneous state).
+    pub fn blames_the_record(&self) -> bool {
+        self.code.is_some_and(super::produce::is_record_specific)
     }
 }
 

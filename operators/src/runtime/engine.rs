@@ -32,16 +32,18 @@ use crate::topology::{TaskId, Topology};
 
 type Partition = (String, i32);
 
-/// How often a suspect retried alone may lose its outputs to a purge before it is poisoned.
-const MAX_PURGED_RETRIES: u32 = 3;
+/// How often a suspect retried alone may lose its outputs for reasons not its own before it is
+/// poisoned anyway (so that the loop ends).
+const MAX_ISOLATED_RETRIES: u32 = 3;
 
 /// A suspect retried in a transaction of its own. After a broker rejection librdkafka purges
-/// the producer's queues in the background, and that purge can take the first record of the
-/// next transaction with it: a purge says nothing about the record, so it is retried again.
+/// the producer's queues in the background and settles the transaction's state, and that can
+/// take the first record of the next transaction with it (purged, erroneous state): such a
+/// failure says nothing about the record, so it is retried alone again.
 #[derive(Debug)]
 struct Isolated {
     record: (Partition, i64),
-    purged: u32,
+    retries: u32,
 }
 
 /// Commit metadata that carries a task's stream time across failover (as Kafka Streams does).
@@ -70,7 +72,7 @@ pub(crate) struct Engine {
     poisoned: HashMap<(Partition, i64), Poison>,
     /// Records in a batch the broker rejected: the broker rejects a whole produce batch, so on
     /// replay each is first retried in a transaction of its own, and poisoned only if that fails.
-    /// The count is how many of those retries only lost outputs to a purge (see `Isolated`).
+    /// The count is how many of those retries lost outputs for reasons not their own (see `Isolated`).
     suspects: HashMap<(Partition, i64), u32>,
     /// The suspect being retried alone in the open transaction.
     isolated: Option<Isolated>,
@@ -328,12 +330,12 @@ impl Engine {
                 partition,
             })?;
         let key = ((topic.clone(), partition), offset);
-        if let Some(purged) = self.suspects.remove(&key) {
+        if let Some(retries) = self.suspects.remove(&key) {
             // Commit what came before, so this record's outputs travel alone.
             self.commit(consumer)?;
             self.isolated = Some(Isolated {
                 record: key.clone(),
-                purged,
+                retries,
             });
         }
         self.ensure_open()?;
@@ -386,14 +388,12 @@ impl Engine {
                     self.producer.poll(Duration::ZERO);
                     for output in &outputs {
                         if let Err(e) = produce::send(&self.producer, output, origin) {
-                            // This record's outputs cannot be produced. Abort and replay from the
-                            // last commit, dead-lettering the record when it comes round again.
-                            let poison = Poison {
-                                class: "produce",
-                                message: format!("producing to {} failed: {e}", output.topic),
-                            };
-                            let reason = poison.message.clone();
-                            self.poisoned.insert(key, poison);
+                            // Abort and replay from the last commit; when the output itself
+                            // cannot be produced, dead-letter the record when it comes round again.
+                            let reason = format!("producing to {} failed: {e}", output.topic);
+                            if produce::rejects_the_record(&e) {
+                                self.poisoned.insert(key, Poison { class: "produce", message: reason.clone() });
+                            }
                             return self.abort(consumer, &reason, true);
                         }
                     }
@@ -478,7 +478,7 @@ impl Engine {
     /// Fires wall-clock punctuations and due timers of every task. A failed unit is rolled back
     /// and retried later by the task; the outputs of the units that succeeded are sent with
     /// their store writes in the open transaction.
-    pub fn punctuate(&mut self, now_ms: i64) -> Result<(), RuntimeError> {
+    pub fn punctuate<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, now_ms: i64) -> Result<(), RuntimeError> {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
             let Some(task) = self.tasks.get_mut(&id) else {
@@ -503,6 +503,11 @@ impl Engine {
             });
             for output in &outputs {
                 if let Err(e) = produce::send(&self.producer, output, origin) {
+                    if !produce::rejects_the_record(&e) {
+                        // The transaction cannot go on; its timers' store writes roll back with
+                        // it, so they fire again after the replay.
+                        return self.abort(consumer, &format!("producing a punctuation output to {} failed: {e}", output.topic), true);
+                    }
                     // Not replayable like an input record: aborting would fire the same
                     // punctuation into the same failure forever. The record is dropped, loudly.
                     let error = ProcessError::serialization(format!(
@@ -650,8 +655,8 @@ impl Engine {
                     let key = ((topic.clone(), *partition), *offset);
                     match &self.isolated {
                         Some(isolated) if isolated.record == key => {
-                            if failure.purged() && isolated.purged < MAX_PURGED_RETRIES {
-                                self.suspects.insert(key, isolated.purged + 1);
+                            if !failure.blames_the_record() && isolated.retries < MAX_ISOLATED_RETRIES {
+                                self.suspects.insert(key, isolated.retries + 1);
                             } else {
                                 let message = format!(
                                     "delivery to {} failed: {}",

@@ -51,11 +51,34 @@ pub fn send(
     }
 }
 
-/// Drops everything not yet acknowledged and serves the purged records' delivery reports, which
-/// librdkafka requires before it aborts a transaction. The stream thread is the only poller:
-/// a background polling thread would make every flush (and commit) wait out its poll interval.
+/// Whether a failed `send` is about the record itself (too large, no such partition), so that
+/// sending it again can never work. Anything else (the transaction in an error state, a fenced
+/// or failed producer) says nothing about the record: abort and replay, and poison nothing.
+pub fn rejects_the_record(error: &KafkaError) -> bool {
+    error.rdkafka_error_code().is_some_and(is_record_specific)
+}
+
+/// Errors about one record, locally or from the broker.
+pub fn is_record_specific(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::InvalidRecord
+    )
+}
+
+/// Drops everything still queued (not what is in flight: purging in-flight records of an
+/// idempotent producer leaves gaps in its sequence numbers, which librdkafka repairs by bumping
+/// the epoch, failing records of the next transaction) and serves the delivery reports until
+/// nothing is outstanding. The stream thread is the only poller: a background polling thread
+/// would make every flush (and commit) wait out its poll interval.
 pub fn purge_unacknowledged(producer: &TrackedProducer, timeout: Duration) {
-    producer.purge(PurgeConfig::default().queue().inflight());
+    producer.purge(PurgeConfig::default().queue());
     let deadline = std::time::Instant::now() + timeout;
     while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
         producer.poll(Duration::from_millis(10));

@@ -134,7 +134,7 @@ fn run_until_stopped(
         }
         if last_tick.elapsed() >= tick {
             last_tick = Instant::now();
-            if let Err(e) = engine.punctuate(now_ms()) {
+            if let Err(e) = engine.punctuate(&consumer, now_ms()) {
                 break Err(e);
             }
         }
