@@ -599,19 +599,24 @@ impl Engine {
         consumer: &BaseConsumer<C>,
     ) -> Result<(), CommitFailure> {
         let timeout = self.config.blocking_timeout;
-        // Deliveries first: once one fails the transaction can only abort, and the failure
-        // must be attributed before any later call reports it as a bare abortable error.
-        self.flush()?;
         if !self.positions.is_empty() {
             let offsets = self.offsets_to_commit()?;
             let metadata = consumer.group_metadata().ok_or(KafkaError::Subscription(
                 "no consumer group metadata".into(),
             ))?;
-            with_retries(|| {
+            // While the outputs are still being acknowledged: the offsets' round trips overlap
+            // theirs. A delivery that failed meanwhile fails this call as a bare abortable
+            // error, so the failure is attributed from the delivery reports first.
+            if let Err(e) = with_retries(|| {
                 self.producer
                     .send_offsets_to_transaction(&offsets, &metadata, timeout)
-            })?;
+            }) {
+                self.flush()?;
+                return Err(e.into());
+            }
         }
+        // Deliveries before the commit, so that a failed one is attributed to its input.
+        self.flush()?;
         Ok(with_retries(|| self.producer.commit_transaction(timeout))?)
     }
 
