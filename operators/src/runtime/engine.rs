@@ -70,6 +70,9 @@ pub(crate) struct Engine {
     batch_start: BTreeMap<Partition, i64>,
     /// Records whose outputs could not be produced: dead-lettered on replay instead of processed.
     poisoned: HashMap<(Partition, i64), Poison>,
+    /// Poisoned records dead-lettered in the open transaction: forgotten once it commits, and
+    /// dead-lettered again after an abort.
+    dead_lettered: Vec<(Partition, i64)>,
     /// Records in a batch the broker rejected: the broker rejects a whole produce batch, so on
     /// replay each is first retried in a transaction of its own, and poisoned only if that fails.
     /// The count is how many of those retries lost outputs for reasons not their own (see `Isolated`).
@@ -122,6 +125,7 @@ impl Engine {
             positions: BTreeMap::new(),
             batch_start: BTreeMap::new(),
             poisoned: HashMap::new(),
+            dead_lettered: Vec::new(),
             suspects: HashMap::new(),
             isolated: None,
             open_since: None,
@@ -346,7 +350,7 @@ impl Engine {
         self.records_in_transaction += 1;
         RecordsProcessed(1).emit(&self.metrics);
 
-        // Removed only once its dead letter is sent: an abort before then must find it again.
+        // Kept until its dead letter is committed: an abort before then must find it again.
         if let Some(poison) = self.poisoned.get(&key).cloned() {
             RecordFailedOnReplay {
                 poison: &poison,
@@ -359,7 +363,7 @@ impl Engine {
             if !self.skips() {
                 self.dead_letter(raw_record(message), &FailureReason::Poisoned(&poison), 1)?;
             }
-            self.poisoned.remove(&key);
+            self.dead_lettered.push(key);
             return Ok(());
         }
         let max_attempts = match self.config.error_policy {
@@ -568,6 +572,9 @@ impl Engine {
                 for task in self.tasks.values_mut() {
                     task.commit();
                 }
+                for key in self.dead_lettered.drain(..) {
+                    self.poisoned.remove(&key);
+                }
                 TransactionCommitted {
                     records: self.records_in_transaction,
                     elapsed: started.elapsed(),
@@ -644,7 +651,8 @@ impl Engine {
     }
 
     /// Each input whose outputs were rejected is dead-lettered when it is read again. A
-    /// rejected dead-letter or punctuation record cannot be set aside that way: that is fatal.
+    /// dead-letter or punctuation record the broker rejects for what it is cannot be set aside
+    /// that way: that is fatal.
     fn poison_failed_deliveries(
         &mut self,
         failures: &[FailedDelivery],
@@ -681,6 +689,9 @@ impl Engine {
                         }
                     }
                 }
+                // Lost with a transaction that failed (purged, erroneous state): the abort
+                // that follows replays it, and the dead letter or punctuation comes again.
+                Origin::DeadLetter { .. } | Origin::Punctuation { .. } if !failure.blames_the_record() => {}
                 Origin::DeadLetter { .. } | Origin::Punctuation { .. } => {
                     return Err(RuntimeError::Undeliverable {
                         origin: format!("{:?}", failure.origin),
@@ -711,6 +722,7 @@ impl Engine {
 
     fn close_transaction(&mut self) {
         self.isolated = None;
+        self.dead_lettered.clear();
         self.positions.clear();
         self.batch_start.clear();
         self.open_since = None;
