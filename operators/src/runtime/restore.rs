@@ -164,13 +164,13 @@ impl Restorer {
     }
 }
 
-/// A changelog created a moment ago may have no leader yet: such errors pass, so they are retried
-/// for a while before they count.
+/// A changelog created a moment ago may have no leader yet, or not be in the client's metadata
+/// yet: such errors pass, so they are retried for up to 30 s before they count.
 fn watermarks(client: &RestoreConsumer, changelog: &str, partition: i32, timeout: Duration) -> Result<(i64, i64), RuntimeError> {
     let mut attempts = 0;
     loop {
         match client.fetch_watermarks(changelog, partition, timeout) {
-            Err(e) if attempts < 20 && is_transient(&e) => {
+            Err(e) if attempts < 120 && is_transient(&e) => {
                 attempts += 1;
                 tracing::debug!(changelog, partition, error = %e, "changelog not ready; retrying");
                 std::thread::sleep(Duration::from_millis(250));
@@ -184,7 +184,15 @@ fn is_transient(error: &KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as Code;
     matches!(
         error.rdkafka_error_code(),
-        Some(Code::NotLeaderForPartition | Code::LeaderNotAvailable | Code::UnknownTopicOrPartition | Code::OperationTimedOut)
+        Some(
+            Code::NotLeaderForPartition
+                | Code::LeaderNotAvailable
+                | Code::UnknownTopicOrPartition
+                // librdkafka's own view: its metadata of a topic created a moment ago lags.
+                | Code::UnknownPartition
+                | Code::UnknownTopic
+                | Code::OperationTimedOut
+        )
     )
 }
 
