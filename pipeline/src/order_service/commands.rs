@@ -157,8 +157,7 @@ impl OrderService {
         let mut client = self.pool.get().await?;
         let loaded =
             event_store::load(&client, order_id).await?.ok_or_else(|| CommandError::NotFound(order_id.to_string()))?;
-        let status: Option<String> =
-            client.query_opt("select status from order_view where order_id = $1", &[&order_id]).await?.map(|row| row.get(0));
+        let status = outcome_in_read_model(&client, order_id).await?.map(|(status, _)| status);
         if status.as_deref() != Some("REQUIRES_INTERVENTION") {
             let status = status.unwrap_or_else(|| "not in the read model yet".to_string());
             return Err(CommandError::NotParked { order_id: order_id.to_string(), status });
@@ -202,15 +201,22 @@ impl OrderService {
 /// already shows the outcome. One that races the outcome is refused by the saga instead
 /// (OrderCancellationRejected, shown in the read model): never a request dropped in silence.
 async fn refuse_if_settled(client: &tokio_postgres::Client, order_id: &str) -> Result<(), CommandError> {
-    let row = client.query_opt("select status, cancellation_reason from order_view where order_id = $1", &[&order_id]).await?;
-    let Some(row) = row else { return Ok(()) };
-    let status: &str = row.get(0);
-    let reason: Option<String> = row.get(1);
-    match (status, reason) {
+    let Some((status, reason)) = outcome_in_read_model(client, order_id).await? else { return Ok(()) };
+    match (status.as_str(), reason) {
         ("CONFIRMED", _) => Err(CancelRejected::AlreadyConfirmed(order_id.to_string()).into()),
         (_, Some(reason)) => Err(CancelRejected::AlreadyCancelled { order_id: order_id.to_string(), reason }.into()),
         _ => Ok(()),
     }
+}
+
+/// The order's status and cancellation reason as the read model shows them (the saga's outcome,
+/// which the event store does not hold).
+async fn outcome_in_read_model(
+    client: &tokio_postgres::Client,
+    order_id: &str,
+) -> Result<Option<(String, Option<String>)>, tokio_postgres::Error> {
+    let row = client.query_opt("select status, cancellation_reason from order_view where order_id = $1", &[&order_id]).await?;
+    Ok(row.map(|row| (row.get(0), row.get(1))))
 }
 
 async fn stored_response(client: &tokio_postgres::Client, key: &str, hash: &str) -> Result<OrderAccepted, CommandError> {

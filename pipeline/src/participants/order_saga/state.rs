@@ -63,8 +63,9 @@ impl Progress {
         .collect()
     }
 
+    /// Per saga event, so without `outstanding`'s allocation.
     pub fn compensation_outstanding(&self) -> bool {
-        !self.outstanding().is_empty()
+        (self.charged && !self.refunded) || (self.reserved && !self.released) || (self.shipped && !self.shipment_cancelled)
     }
 }
 

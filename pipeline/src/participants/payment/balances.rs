@@ -49,9 +49,9 @@ fn settle(balance: &mut CustomerBalance, request: &BalanceRequest) -> Payload {
             balance.balance_cents -= request.amount_cents;
             Settled::Charged { payment_id: uuid::Uuid::new_v4().to_string() }
         }
-        BalanceCommand::Refund { .. } => {
+        BalanceCommand::Refund { payment_id, reason } => {
             balance.balance_cents = balance.balance_cents.saturating_add(request.amount_cents);
-            Settled::Refunded
+            Settled::Refunded { payment_id: payment_id.clone(), reason: reason.clone() }
         }
     };
     let payload = answer(&settled, request);
@@ -61,18 +61,12 @@ fn settle(balance: &mut CustomerBalance, request: &BalanceRequest) -> Payload {
 
 fn answer(settled: &Settled, request: &BalanceRequest) -> Payload {
     let (customer_id, amount_cents) = (request.customer_id.clone(), request.amount_cents);
-    match (settled, &request.command) {
-        (Settled::Charged { payment_id }, _) => Payload::PaymentCompleted(PaymentCompleted { customer_id, amount_cents, payment_id: payment_id.clone() }),
-        (Settled::Declined { reason }, _) => Payload::PaymentFailed(PaymentFailed { customer_id, amount_cents, reason: reason.clone() }),
-        (Settled::Refunded, BalanceCommand::Refund { payment_id, reason }) => {
+    match settled {
+        Settled::Charged { payment_id } => Payload::PaymentCompleted(PaymentCompleted { customer_id, amount_cents, payment_id: payment_id.clone() }),
+        Settled::Declined { reason } => Payload::PaymentFailed(PaymentFailed { customer_id, amount_cents, reason: reason.clone() }),
+        Settled::Refunded { payment_id, reason } => {
             Payload::PaymentRefunded(PaymentRefunded { customer_id, amount_cents, payment_id: payment_id.clone(), reason: reason.clone() })
         }
-        // A refund key only ever holds Refunded; keep the request's own terms if not.
-        (Settled::Refunded, BalanceCommand::Charge) => Payload::PaymentFailed(PaymentFailed {
-            customer_id,
-            amount_cents,
-            reason: "inconsistent balance record".to_owned(),
-        }),
     }
 }
 

@@ -74,7 +74,7 @@ impl CustomerBalance {
 pub enum Settled {
     Charged { payment_id: String },
     Declined { reason: String },
-    Refunded,
+    Refunded { payment_id: String, reason: CancellationReason },
 }
 
 /// A charge or refund for one order, keyed by customer id on its way to the balances.
