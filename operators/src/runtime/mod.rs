@@ -30,6 +30,7 @@ pub use config::{ProcessingGuarantee, StreamsConfig};
 pub use dead_letter::{dead_letter_record, FailureReason, Poison};
 pub use error::RuntimeError;
 pub use internal_events::RuntimeMetrics;
+pub use produce::kafka_headers;
 pub use raw_message::raw_record;
 pub use restore::{is_end_of_partition, EndOfPartitionIsExpected};
 pub use state::{State, StateListener};

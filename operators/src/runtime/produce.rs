@@ -7,7 +7,7 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 
 use super::delivery::DeliveryTracker;
-use crate::record::OutputRecord;
+use crate::record::{Header, OutputRecord};
 
 pub type TrackedProducer = BaseProducer<DeliveryTracker>;
 
@@ -19,13 +19,7 @@ pub fn send(
     record: &OutputRecord,
     origin: usize,
 ) -> Result<(), KafkaError> {
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-    for header in &record.headers {
-        headers = headers.insert(KafkaHeader {
-            key: &header.key,
-            value: header.value.as_deref(),
-        });
-    }
+    let headers = kafka_headers(&record.headers);
     let mut base = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&record.topic, origin)
         .headers(headers)
         .timestamp(record.timestamp_ms);
@@ -49,6 +43,13 @@ pub fn send(
             Err((e, _)) => return Err(e),
         }
     }
+}
+
+/// Our headers as rdkafka's, null values kept null.
+pub fn kafka_headers(headers: &[Header]) -> OwnedHeaders {
+    headers.iter().fold(OwnedHeaders::new_with_capacity(headers.len()), |kafka, header| {
+        kafka.insert(KafkaHeader { key: &header.key, value: header.value.as_deref() })
+    })
 }
 
 /// Whether a failed `send` is about the record itself (too large, no such partition), so that

@@ -14,10 +14,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use deadpool_postgres::Pool;
 use operators::record::RawRecord;
-use operators::runtime::{dead_letter_record, raw_record, FailureReason, Poison};
+use operators::runtime::{dead_letter_record, kafka_headers, raw_record, FailureReason, Poison};
 use operators::serdes::{Serde, SerdeError};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::SagaEvent;
 
@@ -170,10 +169,7 @@ async fn decode(record: &RawRecord, serde: &EventSerde) -> Result<SagaEvent, Ser
 async fn set_aside(record: &RawRecord, reason: &str, pool: &Pool, dead_letters: &FutureProducer, group: &str) {
     let poison = Poison { class: "deserialization", message: reason.to_string() };
     let letter = dead_letter_record(record.clone(), group, &FailureReason::Poisoned(&poison), 1);
-    let mut headers = OwnedHeaders::new_with_capacity(letter.headers.len());
-    for header in &letter.headers {
-        headers = headers.insert(Header { key: &header.key, value: header.value.as_deref() });
-    }
+    let headers = kafka_headers(&letter.headers);
     let mut retry_in = FIRST_RETRY;
     loop {
         let mut out = FutureRecord::<[u8], [u8]>::to(&letter.topic).headers(headers.clone()).timestamp(letter.timestamp_ms);
