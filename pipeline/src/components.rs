@@ -77,6 +77,8 @@ pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde
                 payment_timeout: Duration::from_millis(settings.saga.payment_timeout_ms),
                 inventory_timeout: Duration::from_millis(settings.saga.inventory_timeout_ms),
                 shipping_timeout: Duration::from_millis(settings.saga.shipping_timeout_ms),
+                compensation_timeout: Duration::from_millis(settings.saga.compensation_timeout_ms),
+                compensation_retries: settings.saga.compensation_retries,
                 ..Default::default()
             },
         ),

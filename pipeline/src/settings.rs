@@ -96,6 +96,10 @@ pub struct SagaSettings {
     pub payment_timeout_ms: u64,
     pub inventory_timeout_ms: u64,
     pub shipping_timeout_ms: u64,
+    /// Per outstanding compensation, before the participants are asked for it again.
+    pub compensation_timeout_ms: u64,
+    /// Requests again per compensation before the order needs a person.
+    pub compensation_retries: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,6 +169,7 @@ impl Settings {
             ("saga.payment_timeout_ms", self.saga.payment_timeout_ms as i64),
             ("saga.inventory_timeout_ms", self.saga.inventory_timeout_ms as i64),
             ("saga.shipping_timeout_ms", self.saga.shipping_timeout_ms as i64),
+            ("saga.compensation_timeout_ms", self.saga.compensation_timeout_ms as i64),
             ("order_service.snapshot_every", self.order_service.snapshot_every as i64),
         ];
         for (key, value) in positive {

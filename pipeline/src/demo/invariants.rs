@@ -115,7 +115,9 @@ pub async fn check_all(
                 .unwrap_or_else(|| "unknown".into());
             *seen.entry((order_id, event_type)).or_default() += 1;
         }
-        violations.extend(seen.iter().filter(|(_, n)| **n > 1).map(|((o, t), n)| format!("{topic}: {t} x{n} for {o}")));
+        // A request to retry compensations is repeatable by design (the saga's own, when one is overdue).
+        let repeated = seen.iter().filter(|((_, event_type), n)| **n > 1 && event_type != "OrderInterventionRequested");
+        violations.extend(repeated.map(|((o, t), n)| format!("{topic}: {t} x{n} for {o}")));
         events.extend(seen);
     }
     let client = sources.pool.get().await?;

@@ -30,3 +30,6 @@ pub use topics::SagaTopics;
 pub const RETRY_COMPENSATIONS: &str = "retry_compensations";
 /// OrderInterventionRequested's action: a person settled the order; it ends CANCELLED as it stands.
 pub const RESOLVE: &str = "resolve";
+/// OrderInterventionRequested's operator when the saga itself asks again for a compensation
+/// that is overdue; the saga and the read model skip these, they concern the participants only.
+pub const SAGA_OPERATOR: &str = "order-saga";

@@ -211,8 +211,9 @@ impl OrderView {
             Payload::OrderRequiresIntervention(parked) => {
                 self.intervention = Some(Intervention { reason: parked.reason.clone(), outstanding: parked.outstanding.clone() });
             }
-            // As the saga: on a parked order only. A retry un-parks it, a resolution settles it.
-            Payload::OrderInterventionRequested(requested) if self.intervention.is_some() => {
+            // As the saga: an operator's action, on a parked order only. A retry un-parks it, a
+            // resolution settles it. The saga's own requests again concern the participants.
+            Payload::OrderInterventionRequested(requested) if self.intervention.is_some() && requested.operator != crate::participants::SAGA_OPERATOR => {
                 self.intervention = None;
                 if requested.action == crate::participants::RESOLVE {
                     self.resolution = Some(requested.note.clone());

@@ -16,9 +16,12 @@ pub struct SagaConfig {
     pub inventory_timeout: Duration,
     /// From RESERVED until shipping answers.
     pub shipping_timeout: Duration,
-    /// From the cancellation until every refund and release arrived; then the order needs a
-    /// person (REQUIRES_INTERVENTION).
+    /// Per compensation, from when it became due until it arrives; on expiry the participants
+    /// are asked for it again.
     pub compensation_timeout: Duration,
+    /// Automatic requests again per compensation; once they are spent too, the order needs a
+    /// person (REQUIRES_INTERVENTION).
+    pub compensation_retries: u32,
 }
 
 impl Default for SagaConfig {
@@ -30,6 +33,7 @@ impl Default for SagaConfig {
             inventory_timeout: Duration::from_secs(10),
             shipping_timeout: Duration::from_secs(15),
             compensation_timeout: Duration::from_secs(300),
+            compensation_retries: 3,
         }
     }
 }

@@ -33,7 +33,7 @@ static METRICS: LazyLock<Option<SagaMetrics>> = LazyLock::new(|| {
         .ok()?,
         compensations: register_int_counter_vec!(
             "saga_compensations_total",
-            "Compensations seen completing (succeeded) or given up on (failed)",
+            "Compensations seen completing (succeeded), asked for again (retried) or given up on (failed)",
             &["kind", "outcome"]
         )
         .ok()?,
@@ -47,6 +47,9 @@ static METRICS: LazyLock<Option<SagaMetrics>> = LazyLock::new(|| {
     Some(metrics)
 });
 
+/// The compensation kinds, as `Progress::outstanding` names them.
+const COMPENSATIONS: [&str; 3] = ["refund", "release", "cancel_shipment"];
+
 fn is_outcome(status: OrderStatus) -> bool {
     matches!(status, OrderStatus::Confirmed | OrderStatus::Cancelled | OrderStatus::RequiresIntervention)
 }
@@ -57,7 +60,7 @@ struct Effects {
     started: bool,
     /// The outcome label and the seconds it took, when the order reached one.
     completed: Option<(&'static str, f64)>,
-    /// (kind, outcome) per compensation that finished or was given up on.
+    /// (kind, outcome) per compensation that finished, was asked for again or was given up on.
     compensations: Vec<(&'static str, &'static str)>,
     /// Why the order was just parked.
     parked: Option<String>,
@@ -83,6 +86,12 @@ fn effects(before: Option<&OrderSagaState>, after: &OrderSagaState, now_ms: i64)
     }
     if now.shipment_cancelled && !was.shipment_cancelled {
         effects.compensations.push(("cancel_shipment", "succeeded"));
+    }
+    for (name, deadline) in &after.compensations {
+        let asked_again = before.and_then(|b| b.compensations.get(name)).is_some_and(|was| was.retries < deadline.retries);
+        if let Some(kind) = COMPENSATIONS.into_iter().find(|kind| kind == name).filter(|_| asked_again) {
+            effects.compensations.push((kind, "retried"));
+        }
     }
     if after.status == OrderStatus::RequiresIntervention && before_status != Some(OrderStatus::RequiresIntervention) {
         effects.compensations.extend(now.outstanding().into_iter().map(|kind| (kind, "failed")));

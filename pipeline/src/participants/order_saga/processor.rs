@@ -13,6 +13,7 @@ use super::topology::ORDERS_STORE;
 use super::transitions::{on_event, on_timeout};
 use super::internal_events;
 use crate::participants::envelope::event_record;
+use crate::participants::SAGA_OPERATOR;
 
 pub(super) struct OrderSaga {
     pub(super) config: Arc<SagaConfig>,
@@ -24,14 +25,17 @@ impl Processor<String, SagaEvent> for OrderSaga {
         ctx: &mut ProcessorContext<'_, String, SagaEvent>,
         record: Record<String, SagaEvent>,
     ) -> Result<(), ProcessError> {
-        // The saga's own decisions, read back from the order topic.
-        if matches!(
-            record.value.payload,
-            Payload::OrderConfirmed(_)
-                | Payload::OrderCancelled(_)
-                | Payload::OrderCancellationRejected(_)
-                | Payload::OrderRequiresIntervention(_)
-        ) {
+        // The saga's own decisions and requests, read back from the order topic.
+        let own_request = matches!(&record.value.payload, Payload::OrderInterventionRequested(r) if r.operator == SAGA_OPERATOR);
+        if own_request
+            || matches!(
+                record.value.payload,
+                Payload::OrderConfirmed(_)
+                    | Payload::OrderCancelled(_)
+                    | Payload::OrderCancellationRejected(_)
+                    | Payload::OrderRequiresIntervention(_)
+            )
+        {
             return Ok(());
         }
         let now_ms = ctx.current_system_time_ms();
@@ -47,7 +51,8 @@ impl Processor<String, SagaEvent> for OrderSaga {
     ) -> Result<(), ProcessError> {
         let order_id =
             String::from_utf8(timer_key.to_vec()).map_err(|_| ProcessError::processing("a saga timer key is not an order id"))?;
-        let now_ms = ctx.current_system_time_ms();
+        // Never before its time, so the deadline that set the timer counts as passed.
+        let now_ms = ctx.current_system_time_ms().max(fire_at_ms);
         let config = Arc::clone(&self.config);
         step(ctx, &order_id, fire_at_ms, &[], |state| on_timeout(state, &order_id, now_ms, &config))
     }

@@ -1,5 +1,6 @@
 //! What the order saga stores per order, as JSON.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use schemas::{CancellationReason, Envelope};
@@ -35,6 +36,17 @@ pub struct OrderSagaState {
     /// An operator settled the parked order, with this note: it is CANCELLED as it stands.
     #[serde(default)]
     pub resolution: Option<String>,
+    /// While COMPENSATING: each outstanding compensation's own deadline, by name (`refund`,
+    /// `release`, `cancel_shipment`). The order's one durable timer fires at the earliest.
+    #[serde(default)]
+    pub compensations: BTreeMap<String, CompensationDeadline>,
+}
+
+/// When an outstanding compensation is next due, and how often it was asked for again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompensationDeadline {
+    pub due_ms: i64,
+    pub retries: u32,
 }
 
 /// Facts learnt from the participants. They only ever become true.

@@ -8,7 +8,7 @@ use schemas::{
 use super::*;
 use crate::codec::EventSerde;
 use crate::participants::test_support::{assert_caused_by, caused_by, order_placed, Driven, TestResult};
-use crate::participants::SagaTopics;
+use crate::participants::{SagaTopics, RETRY_COMPENSATIONS, SAGA_OPERATOR};
 
 const ORDER: &str = "o-1";
 
@@ -286,19 +286,58 @@ fn timers_survive_a_restart() -> TestResult {
 }
 
 #[test]
-fn a_compensation_that_never_finishes_needs_intervention() -> TestResult {
+fn a_compensation_that_never_finishes_is_asked_for_again_then_needs_intervention() -> TestResult {
+    let config = SagaConfig::default();
     let mut run = Run::start()?;
     run.paid()?;
     run.customer_cancels()?;
     assert_eq!(run.status()?, OrderStatus::Compensating);
-    run.advance(SagaConfig::default().compensation_timeout)?;
+    assert_eq!(only(run.decisions()?).event_type(), EventType::OrderCancelled);
+    for attempt in 1..=config.compensation_retries {
+        run.advance(config.compensation_timeout)?;
+        assert_eq!(run.status()?, OrderStatus::Compensating, "retry {attempt} is not the end yet");
+        let retry = only(run.decisions()?);
+        let Payload::OrderInterventionRequested(requested) = &retry.payload else { panic!("expected a retry, got {retry:?}") };
+        assert_eq!((requested.action.as_str(), requested.operator.as_str()), (RETRY_COMPENSATIONS, SAGA_OPERATOR));
+        assert_eq!(requested.note, "overdue: refund");
+        run.resend(&retry)?;
+        assert_eq!(run.state()?.compensations["refund"].retries, attempt, "the saga's own request, read back, changes nothing");
+    }
+    run.advance(config.compensation_timeout)?;
     assert_eq!(run.status()?, OrderStatus::RequiresIntervention);
-    let decisions = run.decisions()?;
-    assert_eq!(decisions.iter().map(SagaEvent::event_type).collect::<Vec<_>>(), [EventType::OrderCancelled, EventType::OrderRequiresIntervention]);
-    let Payload::OrderRequiresIntervention(parked) = &decisions[1].payload else { unreachable!("checked above") };
+    let parked = only(run.decisions()?);
+    let Payload::OrderRequiresIntervention(parked) = &parked.payload else { panic!("expected the parking, got {parked:?}") };
     assert_eq!((parked.reason.as_str(), parked.outstanding.as_slice()), ("timeout:compensation", &["refund".to_owned()][..]));
+    assert!(run.state()?.compensations.is_empty(), "a parked order waits for a person, without a timer");
     run.refunded(CancellationReason::CustomerCancelled)?;
     assert_eq!(run.status()?, OrderStatus::Cancelled, "a late refund resolves it");
+    Ok(())
+}
+
+#[test]
+fn each_compensation_runs_on_its_own_deadline() -> TestResult {
+    let timeout = SagaConfig::default().compensation_timeout;
+    let mut run = Run::start()?;
+    run.paid()?;
+    run.customer_cancels()?;
+    run.decisions()?;
+    run.advance(timeout / 2)?;
+    run.reserved()?;
+    assert_eq!(run.status()?, OrderStatus::Compensating, "a late reservation is to be released too");
+    run.advance(timeout / 2)?;
+    let first = only(run.decisions()?);
+    assert!(matches!(&first.payload, Payload::OrderInterventionRequested(r) if r.note == "overdue: refund"), "{first:?}");
+    run.released(CancellationReason::CustomerCancelled)?;
+    run.advance(timeout / 2)?;
+    assert!(run.decisions()?.is_empty(), "the release arrived before its deadline");
+    run.advance(timeout / 2)?;
+    let second = only(run.decisions()?);
+    assert!(matches!(&second.payload, Payload::OrderInterventionRequested(r) if r.note == "overdue: refund"), "{second:?}");
+    run.refunded(CancellationReason::CustomerCancelled)?;
+    assert_eq!(run.status()?, OrderStatus::Cancelled);
+    assert!(run.state()?.awaiting.is_none() && run.state()?.compensations.is_empty());
+    run.advance(timeout * 4)?;
+    assert!(run.decisions()?.is_empty(), "nothing fires after the end");
     Ok(())
 }
 

@@ -2,13 +2,14 @@
 //! state and at most one event to emit out.
 
 use schemas::{
-    CancellationReason, Envelope, OrderCancellationRejected, OrderCancelled, OrderConfirmed, OrderRequiresIntervention, Payload, SagaEvent,
+    CancellationReason, Envelope, OrderCancellationRejected, OrderCancelled, OrderConfirmed, OrderInterventionRequested,
+    OrderRequiresIntervention, Payload, SagaEvent,
 };
 
 use super::config::SagaConfig;
-use super::state::{Awaiting, OrderSagaState, OrderStatus, Step};
+use super::state::{Awaiting, CompensationDeadline, OrderSagaState, OrderStatus, Step};
 use crate::participants::envelope::reply;
-use crate::participants::RETRY_COMPENSATIONS;
+use crate::participants::{RETRY_COMPENSATIONS, SAGA_OPERATOR};
 
 pub(super) fn on_event(state: &mut OrderSagaState, event: &SagaEvent, now_ms: i64, config: &SagaConfig) -> Option<SagaEvent> {
     if state.correlation_id.is_empty() {
@@ -33,10 +34,7 @@ pub(super) fn on_event(state: &mut OrderSagaState, event: &SagaEvent, now_ms: i6
 pub(super) fn on_timeout(state: &mut OrderSagaState, order_id: &str, now_ms: i64, config: &SagaConfig) -> Option<SagaEvent> {
     let awaiting = state.awaiting.take()?;
     let emitted = match awaiting.step {
-        Step::Compensation => {
-            tracing::error!(order_id, reason = ?state.reason, "compensation did not finish in time; the order needs intervention");
-            park(state, "timeout:compensation", &awaiting.cause, now_ms)
-        }
+        Step::Compensation => retry_or_park(state, order_id, &awaiting.cause, now_ms, config),
         step => cancel(state, CancellationReason::Timeout { step: step.as_str().to_owned() }, &awaiting.cause, now_ms),
     };
     set_timer(state, &awaiting.cause, now_ms, config);
@@ -119,6 +117,33 @@ fn cancel(state: &mut OrderSagaState, reason: CancellationReason, cause: &Envelo
     settle_cancelled(state);
     let cancelled = OrderCancelled { customer_id: state.customer_id.clone().unwrap_or_default(), reason, total_cents: state.total_cents };
     Some(reply(cause, Payload::OrderCancelled(cancelled), now_ms))
+}
+
+/// The compensations whose deadline passed are asked for again, each up to
+/// `compensation_retries` times; once one has spent its retries, the order is parked.
+fn retry_or_park(state: &mut OrderSagaState, order_id: &str, cause: &Envelope, now_ms: i64, config: &SagaConfig) -> Option<SagaEvent> {
+    let timeout_ms = duration_ms(config.compensation_timeout);
+    let overdue: Vec<String> = state.compensations.iter().filter(|(_, deadline)| deadline.due_ms <= now_ms).map(|(name, _)| name.clone()).collect();
+    if overdue.is_empty() {
+        return None;
+    }
+    if overdue.iter().any(|name| state.compensations[name].retries >= config.compensation_retries) {
+        tracing::error!(order_id, reason = ?state.reason, ?overdue, "compensation did not finish in time; the order needs intervention");
+        return park(state, "timeout:compensation", cause, now_ms);
+    }
+    for name in &overdue {
+        if let Some(deadline) = state.compensations.get_mut(name) {
+            deadline.retries += 1;
+            deadline.due_ms = now_ms.saturating_add(timeout_ms);
+        }
+    }
+    tracing::warn!(order_id, ?overdue, "compensation overdue; asking the participants again");
+    let retry = OrderInterventionRequested {
+        action: RETRY_COMPENSATIONS.to_owned(),
+        note: format!("overdue: {}", overdue.join(", ")),
+        operator: SAGA_OPERATOR.to_owned(),
+    };
+    Some(reply(cause, Payload::OrderInterventionRequested(retry), now_ms))
 }
 
 /// A confirmed order stays confirmed: the customer is told so, once.
@@ -208,8 +233,10 @@ fn advance(state: &mut OrderSagaState, cause: &Envelope, now_ms: i64) -> Option<
 }
 
 /// Points the timer at the step the order now waits on, restarting it only when the step
-/// changed, so a redelivered event does not push a deadline back.
+/// changed, so a redelivered event does not push a deadline back. While compensating, it points
+/// at the earliest deadline of the outstanding compensations.
 fn set_timer(state: &mut OrderSagaState, cause: &Envelope, now_ms: i64, config: &SagaConfig) {
+    track_compensations(state, now_ms, config);
     let step = match state.status {
         OrderStatus::Placed => Some(Step::Payment),
         OrderStatus::Paid => Some(Step::Inventory),
@@ -218,11 +245,41 @@ fn set_timer(state: &mut OrderSagaState, cause: &Envelope, now_ms: i64, config: 
         OrderStatus::Confirmed | OrderStatus::Cancelled | OrderStatus::RequiresIntervention => None,
     };
     match step {
+        Some(Step::Compensation) => {
+            let Some(due_ms) = state.compensations.values().map(|deadline| deadline.due_ms).min() else {
+                state.awaiting = None;
+                return;
+            };
+            let cause = match state.awaiting.take() {
+                Some(awaiting) if awaiting.step == Step::Compensation => awaiting.cause,
+                _ => cause.clone(),
+            };
+            state.awaiting = Some(Awaiting { step: Step::Compensation, cause, due_ms });
+        }
         Some(step) if state.awaiting.as_ref().is_some_and(|awaiting| awaiting.step == step) => {}
         Some(step) => {
-            let timeout_ms = i64::try_from(config.timeout(step).as_millis()).unwrap_or(i64::MAX);
-            state.awaiting = Some(Awaiting { step, cause: cause.clone(), due_ms: now_ms.saturating_add(timeout_ms) });
+            let due_ms = now_ms.saturating_add(duration_ms(config.timeout(step)));
+            state.awaiting = Some(Awaiting { step, cause: cause.clone(), due_ms });
         }
         None => state.awaiting = None,
     }
+}
+
+/// Gives each compensation that became due its own deadline and forgets those that arrived;
+/// none outside COMPENSATING (a parked order waits for a person, without a timer).
+fn track_compensations(state: &mut OrderSagaState, now_ms: i64, config: &SagaConfig) {
+    if state.status != OrderStatus::Compensating {
+        state.compensations.clear();
+        return;
+    }
+    let outstanding = state.progress.outstanding();
+    state.compensations.retain(|name, _| outstanding.contains(&name.as_str()));
+    let due_ms = now_ms.saturating_add(duration_ms(config.compensation_timeout));
+    for name in outstanding {
+        state.compensations.entry(name.to_owned()).or_insert(CompensationDeadline { due_ms, retries: 0 });
+    }
+}
+
+fn duration_ms(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
