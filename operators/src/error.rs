@@ -3,6 +3,7 @@
 use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Which stage of record handling failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,6 +57,7 @@ pub struct ProcessError {
     retriable: bool,
     message: String,
     source_record: Option<SourceRecordRef>,
+    processor: Option<String>,
     cause: Option<Arc<dyn Error + Send + Sync>>,
 }
 
@@ -66,6 +68,7 @@ impl ProcessError {
             retriable: false,
             message: message.into(),
             source_record: None,
+            processor: None,
             cause: None,
         }
     }
@@ -114,6 +117,12 @@ impl ProcessError {
         self
     }
 
+    /// Names the processor that failed, unless an inner one already did.
+    pub fn with_processor(mut self, processor: &str) -> Self {
+        self.processor.get_or_insert_with(|| processor.to_owned());
+        self
+    }
+
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
@@ -128,6 +137,46 @@ impl ProcessError {
 
     pub fn source_record(&self) -> Option<&SourceRecordRef> {
         self.source_record.as_ref()
+    }
+
+    pub fn processor(&self) -> Option<&str> {
+        self.processor.as_deref()
+    }
+
+    /// Retriable errors are transient (a schema registry that is down included); bytes that
+    /// cannot be read are poison; the rest is permanent.
+    pub fn class(&self) -> FailureClass {
+        if self.retriable {
+            FailureClass::Transient
+        } else if self.kind == ErrorKind::Deserialization {
+            FailureClass::Poison
+        } else {
+            FailureClass::Permanent
+        }
+    }
+}
+
+/// How a failure is handled: a transient one is retried with backoff, a permanent or poison one
+/// goes to the dead-letter topic at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureClass {
+    /// Trying again later may succeed (a dependency down, a timeout).
+    Transient,
+    /// Trying again cannot succeed without a change (a bug, bad data that decodes).
+    Permanent,
+    /// The bytes cannot be read: bad magic byte, unknown schema id, truncated Avro, a schema
+    /// that does not resolve.
+    Poison,
+}
+
+impl FailureClass {
+    /// As the `dlq.error.class` header and metric labels carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Transient => "transient",
+            FailureClass::Permanent => "permanent",
+            FailureClass::Poison => "poison",
+        }
     }
 }
 
@@ -157,15 +206,46 @@ impl Error for ProcessError {
 }
 
 /// What the runtime does with a record whose processing failed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorPolicy {
     /// Drop the record and move on.
     Skip,
     /// Produce the original record to a dead-letter topic, in the same transaction, and move on.
-    #[default]
     DeadLetter,
-    /// Handle the record again, up to `max_attempts` times in total, before dead-lettering it.
-    Retry { max_attempts: u32 },
+    /// Retry a transient failure with backoff, without holding up the other keys of its
+    /// partition, and dead-letter it once its attempts are spent; permanent and poison failures
+    /// are dead-lettered at once. See `docs/retries.md`.
+    Retry(RetryPolicy),
+}
+
+impl Default for ErrorPolicy {
+    fn default() -> Self {
+        ErrorPolicy::Retry(RetryPolicy::default())
+    }
+}
+
+/// Exponential backoff for transient failures: `initial_backoff`, times `multiplier` per retry,
+/// at most `max_backoff`, for at most `max_attempts` attempts in all (the first included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub initial_backoff: Duration,
+    pub multiplier: u32,
+    pub max_backoff: Duration,
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { initial_backoff: Duration::from_secs(1), multiplier: 2, max_backoff: Duration::from_secs(60), max_attempts: 5 }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt + 1`, after `attempt` attempts failed (`attempt` >= 1).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = self.multiplier.max(1).saturating_pow(attempt.saturating_sub(1));
+        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+    }
 }
 
 #[cfg(test)]
@@ -195,7 +275,18 @@ mod tests {
     }
 
     #[test]
-    fn default_policy_dead_letters() {
-        assert_eq!(ErrorPolicy::default(), ErrorPolicy::DeadLetter);
+    fn the_default_policy_retries_with_doubling_backoff_up_to_a_minute() {
+        let ErrorPolicy::Retry(policy) = ErrorPolicy::default() else { panic!("the default policy retries") };
+        let waits: Vec<u64> = (1..=8).map(|attempt| policy.backoff(attempt).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(policy.max_attempts, 5);
+    }
+
+    #[test]
+    fn failures_fall_into_three_classes() {
+        assert_eq!(ProcessError::processing("redis down").retriable().class(), FailureClass::Transient);
+        assert_eq!(ProcessError::deserialization("registry down").retriable().class(), FailureClass::Transient);
+        assert_eq!(ProcessError::deserialization("bad magic byte").class(), FailureClass::Poison);
+        assert_eq!(ProcessError::processing("bug").class(), FailureClass::Permanent);
     }
 }

@@ -148,7 +148,7 @@ async fn an_error_mid_transaction_aborts_the_whole_batch() {
     assert_eq!(dead.len(), 1, "the poison record goes to the DLQ once");
     let header = |name: &str| dead[0].header(name).map(|v| String::from_utf8_lossy(v).to_string());
     assert_eq!(header("dlq.original.offset").as_deref(), Some(&*(poison - 1).to_string()));
-    assert_eq!(header("dlq.exception.class").as_deref(), Some("produce"));
+    assert_eq!((header("dlq.processor").as_deref(), header("dlq.error.class").as_deref()), (Some("produce"), Some("permanent")));
     let counter = |name: &str, label: Option<&str>| {
         registry
             .gather()

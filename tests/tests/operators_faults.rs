@@ -10,7 +10,10 @@ use integration_tests::eos::generate;
 use integration_tests::kafka::{admin, create_topic, create_topic_with, read_topic};
 use integration_tests::stack::{kafka_bootstrap, unique};
 use operators::dsl::{Consumed, Produced, StreamsBuilder};
-use operators::error::ErrorPolicy;
+use operators::dsl::Processed;
+use operators::error::{ErrorPolicy, ProcessError, RetryPolicy};
+use operators::processor::{Processor, ProcessorContext};
+use operators::record::Record;
 use operators::runtime::{dead_letter_topic, KafkaStreams, ProcessingGuarantee, RuntimeError, State, StreamsConfig};
 use operators::serdes::{BytesSerde, I64Serde, StringSerde};
 use rdkafka::bindings as rdsys;
@@ -74,9 +77,9 @@ async fn broker_rejection_is_dead_lettered(guarantee: ProcessingGuarantee, name:
     streams.close().expect("close");
 
     assert_eq!(dead.len(), 1, "the record whose output the broker rejected is dead-lettered once");
-    let reason = String::from_utf8_lossy(dead[0].header("dlq.exception.message").unwrap_or_default()).into_owned();
+    let reason = String::from_utf8_lossy(dead[0].header("dlq.error.message").unwrap_or_default()).into_owned();
     assert_eq!(dead[0].header("dlq.original.offset"), Some((poison - 1).to_string().as_bytes()), "dead-lettered because: {reason}");
-    assert_eq!(dead[0].header("dlq.exception.class"), Some(&b"produce"[..]));
+    assert_eq!((dead[0].header("dlq.processor"), dead[0].header("dlq.error.class")), (Some(&b"produce"[..]), Some(&b"permanent"[..])));
     let got = values(&out);
     match guarantee {
         ProcessingGuarantee::ExactlyOnceV2 => assert_eq!(got, expected, "exactly once: every good record once, in order"),
@@ -311,4 +314,160 @@ async fn the_state_goes_from_rebalancing_to_running_to_not_running() {
     assert_eq!(seen.first(), Some(&(State::Created, State::Rebalancing)), "{seen:?}");
     assert!(seen.contains(&(State::Rebalancing, State::Running)), "{seen:?}");
     assert_eq!(seen.last(), Some(&(State::PendingShutdown, State::NotRunning)), "{seen:?}");
+}
+
+/// Fails transiently on `slow`:1 for its first `slow_failures` attempts and on `never`:1 every
+/// time, permanently on `broken`:1, and passes everything else through; counts attempts.
+struct Flaky {
+    attempts: Arc<Mutex<std::collections::HashMap<(String, i64), u32>>>,
+    slow_failures: u32,
+}
+
+impl Processor<String, i64, String, i64> for Flaky {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>, record: Record<String, i64>) -> Result<(), ProcessError> {
+        let attempt = {
+            let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+            let count = attempts.entry((record.key.clone(), record.value)).or_default();
+            *count += 1;
+            *count
+        };
+        match (record.key.as_str(), record.value) {
+            ("slow", 1) if attempt <= self.slow_failures => Err(ProcessError::processing("downstream unavailable").retriable()),
+            ("never", 1) => Err(ProcessError::processing("downstream unavailable for good").retriable()),
+            ("broken", 1) => Err(ProcessError::processing("cannot handle this record")),
+            _ => ctx.forward(record),
+        }
+    }
+}
+
+fn flaky_app(input: &str, output: &str, app: &str, attempts: &Arc<Mutex<std::collections::HashMap<(String, i64), u32>>>, slow_failures: u32) -> operators::topology::Topology {
+    let builder = StreamsBuilder::new();
+    let attempts = Arc::clone(attempts);
+    builder
+        .stream::<String, i64>(input, Consumed::with(StringSerde, I64Serde))
+        .process_with(move || Flaky { attempts: Arc::clone(&attempts), slow_failures }, Processed::named("flaky"))
+        .to(output, Produced::with(StringSerde, I64Serde));
+    builder.build(app)
+}
+
+fn send_keyed(bootstrap: &str, topic: &str, records: &[(&str, i64)]) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("producer");
+    for (key, value) in records {
+        producer.send(rdkafka::producer::BaseRecord::to(topic).key(*key).payload(&value.to_be_bytes())).expect("send");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+}
+
+fn keyed(records: &[integration_tests::kafka::Consumed]) -> Vec<(String, i64)> {
+    records
+        .iter()
+        .map(|r| {
+            let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+            (key, i64::from_be_bytes(r.value.clone().unwrap_or_default().try_into().unwrap_or_default()))
+        })
+        .collect()
+}
+
+fn quick_retries() -> ErrorPolicy {
+    ErrorPolicy::Retry(RetryPolicy {
+        initial_backoff: Duration::from_millis(200),
+        multiplier: 2,
+        max_backoff: Duration::from_secs(1),
+        max_attempts: 5,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transient_failure_is_retried_with_backoff_behind_its_key_while_other_keys_go_on() {
+    let bootstrap = kafka_bootstrap();
+    let id = unique("fault-retry");
+    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
+    create_topic(&bootstrap, &input, 1).await;
+    create_topic(&bootstrap, &output, 1).await;
+    let sent = [
+        ("slow", 1),
+        ("slow", 2),
+        ("fast", 1),
+        ("never", 1),
+        ("never", 2),
+        ("broken", 1),
+        ("broken", 2),
+        ("fast", 2),
+        ("slow", 3),
+        ("fast", 3),
+    ];
+    send_keyed(&bootstrap, &input, &sent);
+    let attempts = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
+    config.error_policy = quick_retries();
+    let streams = KafkaStreams::start(flaky_app(&input, &output, &app, &attempts, 3), config, &prometheus::Registry::new()).expect("start");
+    let out = keyed(&read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 8));
+    let dead = read_topic(&bootstrap, &dead_letter_topic(&input), "read_committed", WAIT, |r| r.len() >= 2);
+    let lane = read_topic(&bootstrap, &operators::runtime::retry_lane_topic(&app, 0), "read_committed", Duration::from_secs(5), |_| false);
+    streams.close().expect("close");
+
+    let of = |key: &str| out.iter().filter(|(k, _)| k == key).map(|(_, v)| *v).collect::<Vec<_>>();
+    assert_eq!(out.len(), 8, "every record that can succeed, once: {out:?}");
+    assert_eq!((of("slow"), of("fast"), of("never"), of("broken")), (vec![1, 2, 3], vec![1, 2, 3], vec![2], vec![2]), "per-key order: {out:?}");
+    let position = |record: (&str, i64)| out.iter().position(|(k, v)| k == record.0 && *v == record.1);
+    assert!(position(("fast", 3)) < position(("slow", 1)), "other keys are not held up by a retry: {out:?}");
+
+    let seen = attempts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let tries = |key: &str, value: i64| seen.get(&(key.to_owned(), value)).copied().unwrap_or(0);
+    assert_eq!((tries("slow", 1), tries("slow", 2), tries("slow", 3)), (4, 1, 1), "three retries, then success; the rest only waited");
+    assert_eq!((tries("never", 1), tries("never", 2), tries("broken", 1)), (5, 1, 1));
+
+    let header = |record: &integration_tests::kafka::Consumed, name: &str| String::from_utf8_lossy(record.header(name).unwrap_or_default()).into_owned();
+    let by_key = |key: &str| dead.iter().find(|r| r.key.as_deref() == Some(key.as_bytes())).unwrap_or_else(|| panic!("no dead letter for {key}"));
+    let (never, broken) = (by_key("never"), by_key("broken"));
+    assert_eq!((header(never, "dlq.error.class"), header(never, "dlq.attempts")), ("transient".to_owned(), "5".to_owned()));
+    assert_eq!((header(broken, "dlq.error.class"), header(broken, "dlq.attempts")), ("permanent".to_owned(), "1".to_owned()));
+    assert_eq!((header(never, "dlq.processor"), header(never, "dlq.original.offset")), ("flaky".to_owned(), "3".to_owned()));
+    assert_eq!(never.header("retry.attempts"), None, "the lane's bookkeeping stays out of the dead letter");
+    assert_eq!(dead.len(), 2);
+
+    let slow_retries: Vec<(String, i64)> = lane
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(&b"slow"[..]) && r.header("retry.original.offset") == Some(&b"0"[..]))
+        .map(|r| (header(r, "retry.attempts"), header(r, "retry.not_before").parse().unwrap_or(0)))
+        .collect();
+    let attempts_in_lane: Vec<&str> = slow_retries.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(attempts_in_lane, ["1", "2", "3"], "slow:1 went through the lane after each failure");
+    assert!(slow_retries.windows(2).all(|w| w[1].1 - w[0].1 >= 200), "each retry waits longer: {slow_retries:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_instance_keeps_later_records_of_a_key_behind_one_waiting_in_the_retry_lane() {
+    let bootstrap = kafka_bootstrap();
+    let id = unique("fault-retry-restart");
+    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
+    create_topic(&bootstrap, &input, 1).await;
+    create_topic(&bootstrap, &output, 1).await;
+    let attempts = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    let policy = ErrorPolicy::Retry(RetryPolicy {
+        initial_backoff: Duration::from_secs(6),
+        multiplier: 2,
+        max_backoff: Duration::from_secs(6),
+        max_attempts: 3,
+    });
+    let start = || {
+        let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
+        config.error_policy = policy;
+        KafkaStreams::start(flaky_app(&input, &output, &app, &attempts, 1), config, &prometheus::Registry::new()).expect("start")
+    };
+    send_keyed(&bootstrap, &input, &[("slow", 1)]);
+    let first = start();
+    let lane = operators::runtime::retry_lane_topic(&app, 0);
+    read_topic(&bootstrap, &lane, "read_committed", WAIT, |r| !r.is_empty());
+    first.close().expect("close");
+
+    // The index of waiting keys lives in the lane itself: a new instance must find slow:1 there.
+    let second = start();
+    wait_for_state(&second, State::Running);
+    send_keyed(&bootstrap, &input, &[("slow", 2), ("fast", 1)]);
+    let out = keyed(&read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 3));
+    second.close().expect("close");
+    let slow: Vec<i64> = out.iter().filter(|(k, _)| k == "slow").map(|(_, v)| *v).collect();
+    assert_eq!(slow, [1, 2], "slow:2 waited behind slow:1 across the restart: {out:?}");
+    assert_eq!(out.first().map(|(k, _)| k.as_str()), Some("fast"), "fast:1 did not wait: {out:?}");
 }

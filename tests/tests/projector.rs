@@ -434,7 +434,7 @@ async fn projector_builds_order_view_and_the_query_api_serves_it() {
         |records| !records.is_empty(),
     );
     assert_eq!(dead.first().and_then(|r| r.value.clone()).as_deref(), Some(&b"not avro at all"[..]), "the original bytes");
-    let reason = String::from_utf8_lossy(dead[0].header("dlq.exception.message").unwrap_or_default()).into_owned();
+    let reason = String::from_utf8_lossy(dead[0].header("dlq.error.message").unwrap_or_default()).into_owned();
     assert!(reason.contains("magic"), "dead-lettered because: {reason}");
     let problem: Option<String> =
         db.query_one("select projection_problem from order_view where order_id = $1", &[&failed_id]).await.expect("row").get(0);

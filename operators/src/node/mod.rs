@@ -129,7 +129,11 @@ pub(crate) fn invoke(
     if let Some(slot) = nodes.get_mut(node) {
         *slot = Some(instance);
     }
-    result
+    // The innermost node names the failure: the processor a dead letter blames.
+    result.map_err(|error| match meta.get(node) {
+        Some(meta) => error.with_processor(&meta.name),
+        None => error,
+    })
 }
 
 pub(crate) fn deliver(nodes: &mut NodeSlots, meta: &[NodeMeta], state: &mut TaskState, node: NodeId, record: AnyRecord) -> Result<(), ProcessError> {

@@ -61,7 +61,7 @@ impl StreamsConfig {
             wall_clock_tick: Duration::from_millis(100),
             blocking_timeout: Duration::from_secs(5),
             transaction_timeout: Duration::from_secs(10),
-            error_policy: ErrorPolicy::DeadLetter,
+            error_policy: ErrorPolicy::default(),
             client_properties: BTreeMap::new(),
             auto_offset_reset: "earliest".into(),
         }

@@ -19,14 +19,17 @@ use super::delivery::{DeliveryTracker, FailedDelivery, Origin};
 use super::error::RuntimeError;
 use super::internal_events::{
     DeliveryFailed, PunctuationFailed, RecordDeadLettered, RecordFailed, RecordFailedOnReplay,
-    RecordsProcessed, RuntimeMetrics, TaskRestored, TasksAssigned, TransactionAborted,
+    RecordRetried, RecordsProcessed, RuntimeMetrics, TaskRestored, TasksAssigned, TransactionAborted,
     TransactionCommitted,
 };
 use super::produce::{self, TrackedProducer};
 use super::raw_message::raw_record;
 use super::restore::Restorer;
+use super::retry::{retry_lane_topic, LaneEntry, LaneIndex};
 use super::state::{State, StateCell};
-use crate::error::{ErrorPolicy, ProcessError};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{ErrorPolicy, FailureClass, ProcessError, RetryPolicy};
+use crate::record::RawRecord;
 use crate::task::{panic_message, Task};
 use crate::topology::{TaskId, Topology};
 
@@ -44,6 +47,15 @@ const MAX_ISOLATED_RETRIES: u32 = 3;
 struct Isolated {
     record: (Partition, i64),
     retries: u32,
+}
+
+/// A retry lane partition paused until its first record is due.
+#[derive(Debug)]
+struct Held {
+    /// That record's offset: where reading goes on, and past which anything fetched before the
+    /// pause is ignored.
+    offset: i64,
+    until_ms: i64,
 }
 
 /// Commit metadata that carries a task's stream time across failover (as Kafka Streams does).
@@ -79,6 +91,12 @@ pub(crate) struct Engine {
     suspects: HashMap<(Partition, i64), u32>,
     /// The suspect being retried alone in the open transaction.
     isolated: Option<Isolated>,
+    /// Retry lane topics by sub-topology, under the Retry policy (see `retry`).
+    lane_topics: BTreeMap<String, usize>,
+    /// Each task's index of the keys waiting in its retry lane.
+    lanes: BTreeMap<TaskId, LaneIndex>,
+    /// Lane partitions paused until their first record is due.
+    held: BTreeMap<Partition, Held>,
     open_since: Option<Instant>,
     records_in_transaction: usize,
     /// Set once the thread stops on an error: the revoke callback run by leaving the group
@@ -112,7 +130,16 @@ impl Engine {
                 },
             )?;
         }
+        let lane_topics = match config.error_policy {
+            ErrorPolicy::Retry(_) => {
+                (0..topology.subtopology_count()).map(|subtopology| (retry_lane_topic(&config.application_id, subtopology), subtopology)).collect()
+            }
+            _ => BTreeMap::new(),
+        };
         Ok(Self {
+            lane_topics,
+            lanes: BTreeMap::new(),
+            held: BTreeMap::new(),
             config,
             topology,
             producer,
@@ -142,6 +169,7 @@ impl Engine {
     fn task_id(&self, topic: &str, partition: i32) -> Option<TaskId> {
         self.topology
             .subtopology_of(topic)
+            .or_else(|| self.lane_topics.get(topic).copied())
             .map(|subtopology| TaskId {
                 subtopology,
                 partition,
@@ -151,7 +179,19 @@ impl Engine {
     /// Under the eager protocol `partitions` is the whole new assignment. Every task it touches
     /// must come with all of its source partitions; a task split across members would write
     /// the same changelog partition from two places.
-    pub fn on_assigned(&mut self, partitions: &TopicPartitionList) {
+    /// Every topic a task of `subtopology` reads: its sources, and its retry lane.
+    fn topics_of(&self, subtopology: usize) -> Vec<String> {
+        let mut topics = self.topology.source_topics_of(subtopology);
+        topics.extend(self.lane_topics.iter().filter(|(_, s)| **s == subtopology).map(|(topic, _)| topic.clone()));
+        topics
+    }
+
+    /// The retry lane topics, which the instance subscribes to beside the sources.
+    pub fn lane_topics(&self) -> impl Iterator<Item = &String> {
+        self.lane_topics.keys()
+    }
+
+    pub fn on_assigned<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partitions: &TopicPartitionList) {
         let assigned: BTreeSet<Partition> = partitions
             .elements()
             .iter()
@@ -173,8 +213,7 @@ impl Engine {
         }
         for id in &tasks {
             let missing: Vec<String> = self
-                .topology
-                .source_topics_of(id.subtopology)
+                .topics_of(id.subtopology)
                 .into_iter()
                 .filter(|topic| !assigned.contains(&(topic.clone(), id.partition)))
                 .collect();
@@ -198,6 +237,19 @@ impl Engine {
         }
         // Suspended tasks that went elsewhere are closed.
         self.suspended.clear();
+        let running = &self.tasks;
+        self.lanes.retain(|id, _| running.contains_key(id));
+        // A lane paused before the rebalance reads on from its committed offset.
+        self.held.clear();
+        let mut lanes = TopicPartitionList::new();
+        for (topic, partition) in assigned.iter().filter(|(topic, _)| self.lane_topics.contains_key(topic)) {
+            lanes.add_partition(topic, *partition);
+        }
+        if lanes.count() > 0 {
+            if let Err(source) = consumer.resume(&lanes) {
+                self.fatal.get_or_insert(RuntimeError::Kafka { during: "resuming the retry lanes", source });
+            }
+        }
         TasksAssigned(self.tasks.len()).emit(&self.metrics);
         if self.unrestored.is_empty() {
             self.state.set(State::Running);
@@ -229,6 +281,9 @@ impl Engine {
                         self.suspended.insert(id, task);
                     }
                 }
+                if !keep {
+                    self.lanes.remove(&id);
+                }
                 self.unrestored.remove(&id);
             }
         }
@@ -255,6 +310,10 @@ impl Engine {
             if let Some(stream_time) = self.committed_stream_time(consumer, id)? {
                 task.restore_stream_time(stream_time);
             }
+            if let Some(lane) = self.lane_topics.iter().find(|(_, s)| **s == id.subtopology).map(|(topic, _)| topic.clone()) {
+                let index = self.rebuild_lane_index(consumer, &lane, id.partition)?;
+                self.lanes.insert(id, index);
+            }
             task.commit();
             TaskRestored {
                 task: &id.to_string(),
@@ -267,6 +326,28 @@ impl Engine {
         TasksAssigned(self.tasks.len()).emit(&self.metrics);
         self.state.set(State::Running);
         Ok(())
+    }
+
+    /// The lane records after the group's committed lane offset are the ones still waiting.
+    fn rebuild_lane_index<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        lane: &str,
+        partition: i32,
+    ) -> Result<LaneIndex, RuntimeError> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(lane, partition);
+        let committed = consumer
+            .committed_offsets(list, self.config.blocking_timeout)
+            .map_err(|source| RuntimeError::Kafka { during: "reading the committed retry lane offset", source })?;
+        let from = committed
+            .elements()
+            .first()
+            .map(|e| e.offset())
+            .filter(|offset| matches!(offset, Offset::Offset(_)))
+            .unwrap_or(Offset::Beginning);
+        let waiting = self.restorer.read_tail(&self.config, lane, partition, from)?;
+        Ok(LaneIndex::rebuild(waiting.into_iter().filter_map(|record| LaneEntry::parse(record).ok())))
     }
 
     /// The stream time the task's last commit recorded in its offsets' metadata.
@@ -313,7 +394,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Processes one input record inside the open transaction, applying the error policy.
+    /// Processes one input record inside the open transaction, applying the error policy. A
+    /// record of the retry lane is processed as its original once it is due and first of its key.
     pub fn process<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -333,6 +415,22 @@ impl Engine {
                 topic: topic.clone(),
                 partition,
             })?;
+        let from_lane = self.lane_topics.contains_key(&topic);
+        let lane_entry = if from_lane {
+            if self.held.get(&(topic.clone(), partition)).is_some_and(|held| offset >= held.offset) {
+                // Fetched before its lane was paused: read again once the lane resumes.
+                return Ok(());
+            }
+            match LaneEntry::parse(raw_record(message)) {
+                Ok(entry) if entry.not_before_ms > SystemClock.now_ms() => {
+                    return self.hold(consumer, &topic, partition, offset, entry.not_before_ms);
+                }
+                Ok(entry) => Some(Ok(entry)),
+                Err(reason) => Some(Err(reason)),
+            }
+        } else {
+            None
+        };
         let key = ((topic.clone(), partition), offset);
         if let Some(retries) = self.suspects.remove(&key) {
             // Commit what came before, so this record's outputs travel alone.
@@ -350,6 +448,15 @@ impl Engine {
         self.records_in_transaction += 1;
         RecordsProcessed(1).emit(&self.metrics);
 
+        let lane_entry = match lane_entry {
+            Some(Err(reason)) => {
+                // Not written by this runtime: set aside whole, in the lane's own dead-letter topic.
+                let poison = Poison { cause: "retry_lane", message: format!("unreadable retry lane record: {reason}") };
+                return self.dead_letter(raw_record(message), &FailureReason::Poisoned(&poison), 0);
+            }
+            Some(Ok(entry)) => Some(entry),
+            None => None,
+        };
         // Kept until its dead letter is committed: an abort before then must find it again.
         if let Some(poison) = self.poisoned.get(&key).cloned() {
             RecordFailedOnReplay {
@@ -360,66 +467,88 @@ impl Engine {
                 skipped: self.skips(),
             }
             .emit(&self.metrics);
+            let (record, attempts) = match lane_entry {
+                Some(entry) => {
+                    self.lanes.entry(id).or_default().remove(entry.original.key.as_deref(), entry.seq);
+                    (entry.original, entry.attempts + 1)
+                }
+                None => (raw_record(message), 1),
+            };
             if !self.skips() {
-                self.dead_letter(raw_record(message), &FailureReason::Poisoned(&poison), 1)?;
+                self.dead_letter(record, &FailureReason::Poisoned(&poison), attempts)?;
             }
             self.dead_lettered.push(key);
             return Ok(());
         }
-        let max_attempts = match self.config.error_policy {
-            ErrorPolicy::Retry { max_attempts } => max_attempts.max(1),
-            _ => 1,
-        };
         let origin = self.producer.context().track(Origin::Input {
             topic: topic.clone(),
             partition,
             offset,
         });
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let task = self
-                .tasks
-                .get_mut(&id)
-                .ok_or_else(|| RuntimeError::UnassignedTask {
-                    topic: topic.clone(),
-                    partition,
-                })?;
-            // Built afresh per attempt: one copy of the bytes, none kept while all goes well.
-            match catch_unwind(AssertUnwindSafe(|| task.process(raw_record(message)))) {
-                Ok(Ok(())) => {
-                    let outputs = task.take_output();
-                    self.producer.poll(Duration::ZERO);
-                    for output in &outputs {
-                        if let Err(e) = produce::send(&self.producer, output, origin) {
-                            // Abort and replay from the last commit; when the output itself
-                            // cannot be produced, dead-letter the record when it comes round again.
-                            let reason = format!("producing to {} failed: {e}", output.topic);
-                            if produce::rejects_the_record(&e) {
-                                self.poisoned.insert(key, Poison { class: "produce", message: reason.clone() });
-                            }
-                            return self.abort(consumer, &reason, true);
+        let (lane_original, seq, attempts) = match lane_entry {
+            Some(entry) => {
+                let index = self.lanes.entry(id).or_default();
+                let record_key = entry.original.key.as_deref();
+                if let Some((first, not_before_ms)) = index.first_of(record_key).filter(|(first, _)| *first != entry.seq) {
+                    // An earlier record of its key went back into the lane: queue behind it again.
+                    tracing::debug!(seq = entry.seq, first, "retry lane record waits behind an earlier one of its key");
+                    let waiting = LaneEntry { not_before_ms: entry.not_before_ms.max(not_before_ms), ..entry };
+                    return self.enqueue(consumer, id, waiting, origin, key);
+                }
+                index.remove(record_key, entry.seq);
+                (Some(entry.original), Some(entry.seq), entry.attempts + 1)
+            }
+            None if self.lanes.get(&id).is_some_and(|index| index.is_waiting(message.key())) => {
+                // Earlier records of its key wait in the lane: it goes behind them, in order.
+                let seq = self.lanes.entry(id).or_default().next_seq();
+                let waiting = LaneEntry { original: raw_record(message), seq, attempts: 0, not_before_ms: 0 };
+                return self.enqueue(consumer, id, waiting, origin, key);
+            }
+            None => (None, None, 1),
+        };
+        let task = self
+            .tasks
+            .get_mut(&id)
+            .ok_or_else(|| RuntimeError::UnassignedTask {
+                topic: topic.clone(),
+                partition,
+            })?;
+        // Built here rather than kept: one copy of the bytes, none kept while all goes well.
+        let input = match &lane_original {
+            Some(original) => original.clone(),
+            None => raw_record(message),
+        };
+        match catch_unwind(AssertUnwindSafe(|| task.process(input))) {
+            Ok(Ok(())) => {
+                let outputs = task.take_output();
+                self.producer.poll(Duration::ZERO);
+                for output in &outputs {
+                    if let Err(e) = produce::send(&self.producer, output, origin) {
+                        // Abort and replay from the last commit; when the output itself
+                        // cannot be produced, dead-letter the record when it comes round again.
+                        let reason = format!("producing to {} failed: {e}", output.topic);
+                        if produce::rejects_the_record(&e) {
+                            self.poisoned.insert(key, Poison { cause: "produce", message: reason.clone() });
                         }
+                        return self.abort(consumer, &reason, true);
                     }
-                    return Ok(());
                 }
-                Ok(Err(error)) => {
-                    if error.is_retriable() && attempts < max_attempts {
-                        continue;
-                    }
-                    return self.handle_failure(raw_record(message), &error, attempts);
-                }
-                Err(panic) => {
-                    // A panic outside any unit of work: roll everything back to the last commit
-                    // and dead-letter this record on replay.
-                    let poison = Poison {
-                        class: "panic",
-                        message: format!("user code panicked: {}", panic_message(panic.as_ref())),
-                    };
-                    let reason = poison.message.clone();
-                    self.poisoned.insert(key, poison);
-                    return self.abort(consumer, &reason, true);
-                }
+                Ok(())
+            }
+            Ok(Err(error)) => {
+                let record = lane_original.unwrap_or_else(|| raw_record(message));
+                self.handle_failure(consumer, id, record, &error, Attempt { number: attempts, seq, origin, key })
+            }
+            Err(panic) => {
+                // A panic outside any unit of work: roll everything back to the last commit
+                // and dead-letter this record on replay.
+                let poison = Poison {
+                    cause: "panic",
+                    message: format!("user code panicked: {}", panic_message(panic.as_ref())),
+                };
+                let reason = poison.message.clone();
+                self.poisoned.insert(key, poison);
+                self.abort(consumer, &reason, true)
             }
         }
     }
@@ -428,21 +557,30 @@ impl Engine {
         self.config.error_policy == ErrorPolicy::Skip
     }
 
-    fn handle_failure(
+    /// A transient failure with attempts left goes to the retry lane with its backoff; any other
+    /// is dead-lettered (or skipped).
+    fn handle_failure<C: ConsumerContext>(
         &mut self,
-        record: crate::record::RawRecord,
+        consumer: &BaseConsumer<C>,
+        id: TaskId,
+        record: RawRecord,
         error: &ProcessError,
-        attempts: u32,
+        attempt: Attempt,
     ) -> Result<(), RuntimeError> {
-        let kind = error.kind().as_str();
+        let retry = match self.config.error_policy {
+            ErrorPolicy::Retry(policy) if error.class() == FailureClass::Transient && attempt.number < policy.max_attempts => Some(policy),
+            _ => None,
+        };
         let action = if self.skips() {
             "skipped"
+        } else if retry.is_some() {
+            "retried"
         } else {
             "dead_lettered"
         };
         RecordFailed {
             error,
-            error_kind: kind,
+            error_kind: error.kind().as_str(),
             action,
             topic: &record.topic,
             partition: record.partition,
@@ -452,7 +590,73 @@ impl Engine {
         if self.skips() {
             return Ok(());
         }
-        self.dead_letter(record, &FailureReason::Process(error), attempts)
+        let Some(policy) = retry else {
+            return self.dead_letter(record, &FailureReason::Process(error), attempt.number);
+        };
+        let seq = match attempt.seq {
+            Some(seq) => seq,
+            None => self.lanes.entry(id).or_default().next_seq(),
+        };
+        let backoff = RetryPolicy::backoff(&policy, attempt.number);
+        RecordRetried { topic: &record.topic, attempts: attempt.number, backoff }.emit(&self.metrics);
+        let not_before_ms = SystemClock.now_ms().saturating_add(i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX));
+        let entry = LaneEntry { original: record, seq, attempts: attempt.number, not_before_ms };
+        self.enqueue(consumer, id, entry, attempt.origin, attempt.key)
+    }
+
+    /// Writes `entry` to its task's retry lane, in the open transaction, and indexes its key.
+    fn enqueue<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        id: TaskId,
+        entry: LaneEntry,
+        origin: usize,
+        input: (Partition, i64),
+    ) -> Result<(), RuntimeError> {
+        let lane = retry_lane_topic(&self.config.application_id, id.subtopology);
+        let output = entry.to_output(&lane);
+        if let Err(e) = produce::send(&self.producer, &output, origin) {
+            let reason = format!("producing to the retry lane {lane} failed: {e}");
+            if produce::rejects_the_record(&e) {
+                self.poisoned.insert(input, Poison { cause: "produce", message: reason.clone() });
+            }
+            return self.abort(consumer, &reason, true);
+        }
+        self.lanes.entry(id).or_default().insert(entry.original.key.as_deref(), entry.seq, entry.not_before_ms);
+        Ok(())
+    }
+
+    /// Pauses a lane partition until its first record is due, and reads it again from there.
+    fn hold<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        until_ms: i64,
+    ) -> Result<(), RuntimeError> {
+        let kafka = |during, source| RuntimeError::Kafka { during, source };
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, partition);
+        consumer.pause(&list).map_err(|e| kafka("pausing a retry lane", e))?;
+        consumer.seek(topic, partition, Offset::Offset(offset), self.config.blocking_timeout).map_err(|e| kafka("rewinding a retry lane", e))?;
+        self.held.insert((topic.to_owned(), partition), Held { offset, until_ms });
+        Ok(())
+    }
+
+    /// Resumes the lane partitions whose first record is due.
+    pub fn resume_due<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, now_ms: i64) -> Result<(), RuntimeError> {
+        let mut due = TopicPartitionList::new();
+        for ((topic, partition), held) in &self.held {
+            if held.until_ms <= now_ms {
+                due.add_partition(topic, *partition);
+            }
+        }
+        if due.count() == 0 {
+            return Ok(());
+        }
+        self.held.retain(|_, held| held.until_ms > now_ms);
+        consumer.resume(&due).map_err(|source| RuntimeError::Kafka { during: "resuming a retry lane", source })
     }
 
     fn dead_letter(
@@ -467,13 +671,15 @@ impl Engine {
             offset: record.offset,
         };
         let origin = self.producer.context().track(origin);
-        let output = dead_letter_record(record, &self.config.application_id, reason, attempts);
+        let error_class = reason.class().as_str();
+        let output = dead_letter_record(record, &self.config.application_id, reason, attempts, SystemClock.now_ms());
         produce::send(&self.producer, &output, origin).map_err(|source| RuntimeError::Kafka {
             during: "producing to the dead-letter topic",
             source,
         })?;
         RecordDeadLettered {
             dead_letter_topic: &output.topic,
+            error_class,
         }
         .emit(&self.metrics);
         Ok(())
@@ -571,6 +777,9 @@ impl Engine {
             Ok(()) => {
                 for task in self.tasks.values_mut() {
                     task.commit();
+                }
+                for index in self.lanes.values_mut() {
+                    index.commit();
                 }
                 for key in self.dead_lettered.drain(..) {
                     self.poisoned.remove(&key);
@@ -678,7 +887,7 @@ impl Engine {
                                 self.poisoned.insert(
                                     key,
                                     Poison {
-                                        class: "produce",
+                                        cause: "produce",
                                         message,
                                     },
                                 );
@@ -754,6 +963,9 @@ impl Engine {
         for task in self.tasks.values_mut() {
             task.abort();
         }
+        for index in self.lanes.values_mut() {
+            index.rollback();
+        }
         let batch_start = std::mem::take(&mut self.batch_start);
         self.close_transaction();
         if rewind {
@@ -808,6 +1020,15 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// One attempt at a record: its number (1 for the first), its lane sequence number when it came
+/// from the lane, and the input it was read as (for delivery reports and poisoning).
+struct Attempt {
+    number: u32,
+    seq: Option<u64>,
+    origin: usize,
+    key: (Partition, i64),
 }
 
 enum CommitFailure {

@@ -27,6 +27,7 @@ struct Families {
     restore_duration: HistogramVec,
     tasks_assigned: IntGaugeVec,
     dead_lettered: IntCounterVec,
+    retried: IntCounterVec,
 }
 
 fn families() -> prometheus::Result<&'static Families> {
@@ -88,6 +89,10 @@ fn families() -> prometheus::Result<&'static Families> {
                 "dlq_records_total",
                 "Records written to a dead-letter topic",
             ),
+            &["topic", "error_class"],
+        )?,
+        retried: IntCounterVec::new(
+            Opts::new("retries_total", "Records sent to the retry lane after a transient failure, by source topic"),
             &["topic"],
         )?,
     };
@@ -106,6 +111,7 @@ impl RuntimeMetrics {
             Box::new(f.restore_duration.clone()),
             Box::new(f.tasks_assigned.clone()),
             Box::new(f.dead_lettered.clone()),
+            Box::new(f.retried.clone()),
         ] {
             match registry.register(collector) {
                 Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
@@ -166,7 +172,7 @@ impl RecordFailedOnReplay<'_> {
             reason = %self.poison.message, "record aborted its transaction; set aside on replay");
         m.families
             .records_failed
-            .with_label_values(&[&m.application_id, self.poison.class, action])
+            .with_label_values(&[&m.application_id, self.poison.cause, action])
             .inc();
     }
 }
@@ -274,12 +280,26 @@ impl TasksAssigned {
 /// A record was written to a dead-letter topic (counted when it is sent, inside the transaction).
 pub struct RecordDeadLettered<'a> {
     pub dead_letter_topic: &'a str,
+    pub error_class: &'static str,
 }
 impl RecordDeadLettered<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         m.families
             .dead_lettered
-            .with_label_values(&[self.dead_letter_topic])
+            .with_label_values(&[self.dead_letter_topic, self.error_class])
             .inc();
+    }
+}
+
+/// A record with a transient failure went to the retry lane, to be tried again after `backoff`.
+pub struct RecordRetried<'a> {
+    pub topic: &'a str,
+    pub attempts: u32,
+    pub backoff: Duration,
+}
+impl RecordRetried<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        tracing::info!(topic = self.topic, attempts = self.attempts, backoff_ms = self.backoff.as_millis() as u64, "record retried after a transient failure");
+        m.families.retried.with_label_values(&[self.topic]).inc();
     }
 }

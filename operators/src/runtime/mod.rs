@@ -18,6 +18,7 @@ mod internal_events;
 mod produce;
 mod raw_message;
 mod restore;
+mod retry;
 mod state;
 mod stream_thread;
 mod topics;
@@ -33,6 +34,7 @@ pub use internal_events::RuntimeMetrics;
 pub use produce::kafka_headers;
 pub use raw_message::raw_record;
 pub use restore::{is_end_of_partition, EndOfPartitionIsExpected};
+pub use retry::retry_lane_topic;
 pub use state::{State, StateListener};
 pub use topics::dead_letter_topic;
 

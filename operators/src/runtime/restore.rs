@@ -5,11 +5,13 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::StreamsConfig;
 use super::error::RuntimeError;
+use super::raw_message::raw_record;
+use crate::record::RawRecord;
 use crate::task::Task;
 
 /// A consumer context for readers that stop at the end of their partitions (a restore, a
@@ -83,43 +85,78 @@ impl Restorer {
         changelog: &str,
         partition: i32,
     ) -> Result<u64, RuntimeError> {
+        self.replay(config, changelog, partition, Offset::Beginning, |message| {
+            let key = message.key().unwrap_or_default();
+            task.restore(changelog, key, message.payload())
+                .map_err(|e| RuntimeError::Restore {
+                    changelog: changelog.to_string(),
+                    reason: e.to_string(),
+                })
+        })
+    }
+
+    /// The committed records of a partition from `from` up to the high watermark it has now.
+    pub fn read_tail(
+        &self,
+        config: &StreamsConfig,
+        topic: &str,
+        partition: i32,
+        from: Offset,
+    ) -> Result<Vec<RawRecord>, RuntimeError> {
+        let mut records = Vec::new();
+        self.replay(config, topic, partition, from, |message| {
+            records.push(raw_record(message));
+            Ok(())
+        })?;
+        Ok(records)
+    }
+
+    /// Feeds every committed record of the partition from `start` up to its current high
+    /// watermark to `apply`, after any transaction open on it has been decided.
+    fn replay(
+        &self,
+        config: &StreamsConfig,
+        topic: &str,
+        partition: i32,
+        start: Offset,
+        mut apply: impl FnMut(&BorrowedMessage<'_>) -> Result<(), RuntimeError>,
+    ) -> Result<u64, RuntimeError> {
         let timeout = config.blocking_timeout;
-        let (low, high_watermark) = watermarks(&self.end_offsets, changelog, partition, timeout)?;
-        if high_watermark <= low {
+        let (low, high_watermark) = watermarks(&self.end_offsets, topic, partition, timeout)?;
+        let first = match start {
+            Offset::Offset(offset) => offset.max(low),
+            _ => low,
+        };
+        if high_watermark <= first {
             return Ok(0);
         }
-        self.wait_until_stable(config, changelog, partition, high_watermark)?;
+        self.wait_until_stable(config, topic, partition, high_watermark)?;
 
         // The last stable offset is now at or past the target, so the first end of partition
         // the reader meets lies past it too.
         let mut assignment = TopicPartitionList::new();
         assignment
-            .add_partition_offset(changelog, partition, Offset::Beginning)
-            .map_err(|e| restore_error(changelog, e))?;
+            .add_partition_offset(topic, partition, Offset::Offset(first))
+            .map_err(|e| restore_error(topic, e))?;
         self.reader
             .assign(&assignment)
-            .map_err(|e| restore_error(changelog, e))?;
+            .map_err(|e| restore_error(topic, e))?;
         let mut replayed = 0u64;
         let mut last_report = Instant::now();
         loop {
             match self.reader.poll(config.wall_clock_tick) {
                 None => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => break,
-                Some(Err(e)) => return Err(restore_error(changelog, e)),
+                Some(Err(e)) => return Err(restore_error(topic, e)),
                 Some(Ok(message)) => {
-                    let key = message.key().unwrap_or_default();
-                    task.restore(changelog, key, message.payload())
-                        .map_err(|e| RuntimeError::Restore {
-                            changelog: changelog.to_string(),
-                            reason: e.to_string(),
-                        })?;
+                    apply(&message)?;
                     replayed += 1;
                 }
             }
             if last_report.elapsed() >= PROGRESS_EVERY {
                 last_report = Instant::now();
                 tracing::info!(
-                    changelog,
+                    topic,
                     partition,
                     replayed,
                     target = high_watermark,
@@ -129,7 +166,7 @@ impl Restorer {
         }
         self.reader
             .unassign()
-            .map_err(|e| restore_error(changelog, e))?;
+            .map_err(|e| restore_error(topic, e))?;
         Ok(replayed)
     }
 

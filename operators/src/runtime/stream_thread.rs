@@ -33,9 +33,9 @@ impl ConsumerContext for RebalanceHandler {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(partitions) => lock(&self.engine).on_assigned(partitions),
+            Rebalance::Assign(partitions) => lock(&self.engine).on_assigned(consumer, partitions),
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}
         }
@@ -95,7 +95,8 @@ fn run_until_stopped(
             during: "creating the consumer",
             source,
         })?;
-    let topics = topology.source_topics();
+    let mut topics = topology.source_topics();
+    topics.extend(lock(&engine).lane_topics().cloned());
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topic_refs)
@@ -119,6 +120,9 @@ fn run_until_stopped(
             break Err(fatal);
         }
         if let Err(e) = engine.restore_assigned(&consumer) {
+            break Err(e);
+        }
+        if let Err(e) = engine.resume_due(&consumer, now_ms()) {
             break Err(e);
         }
         let step = match message {

@@ -1,5 +1,5 @@
 //! Creates the internal topics a topology needs before it runs: repartition and changelog
-//! topics, and dead-letter topics when the error policy uses them.
+//! topics, and the dead-letter topics and retry lanes the error policy uses.
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::config::StreamsConfig;
 use super::error::RuntimeError;
+use super::retry::retry_lane_topic;
 use crate::error::ErrorPolicy;
 use crate::topology::Topology;
 
@@ -62,6 +63,13 @@ pub fn ensure_internal_topics(
                 .iter()
                 .map(|t| (dead_letter_topic(t), false)),
         );
+    }
+    if let ErrorPolicy::Retry(_) = config.error_policy {
+        for subtopology in 0..topology.subtopology_count() {
+            let lane = retry_lane_topic(&config.application_id, subtopology);
+            wanted.push((dead_letter_topic(&lane), false));
+            wanted.push((lane, false));
+        }
     }
     let new_topics: Vec<NewTopic> = wanted
         .iter()

@@ -14,7 +14,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use deadpool_postgres::Pool;
 use operators::record::RawRecord;
-use operators::runtime::{dead_letter_record, kafka_headers, raw_record, FailureReason, Poison};
+use operators::clock::Clock;
+use operators::error::ProcessError;
+use operators::runtime::{dead_letter_record, kafka_headers, raw_record, FailureReason};
 use operators::serdes::{Serde, SerdeError};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -167,8 +169,9 @@ async fn decode(record: &RawRecord, serde: &EventSerde) -> Result<SagaEvent, Ser
 /// A poison record: its dead letter (the original bytes, `dlq.*` headers with the reason), and
 /// a flag on its order. Both are retried until they succeed, so the record is never lost.
 async fn set_aside(record: &RawRecord, reason: &str, pool: &Pool, dead_letters: &FutureProducer, group: &str) {
-    let poison = Poison { class: "deserialization", message: reason.to_string() };
-    let letter = dead_letter_record(record.clone(), group, &FailureReason::Poisoned(&poison), 1);
+    let error = ProcessError::deserialization(reason.to_string()).with_processor("projector");
+    let failed_at_ms = operators::clock::SystemClock.now_ms();
+    let letter = dead_letter_record(record.clone(), group, &FailureReason::Process(&error), 1, failed_at_ms);
     let headers = kafka_headers(&letter.headers);
     let mut retry_in = FIRST_RETRY;
     loop {
