@@ -58,6 +58,8 @@ pub struct ProcessError {
     message: String,
     source_record: Option<SourceRecordRef>,
     processor: Option<String>,
+    /// The dependency that is down, when that is why the record failed.
+    unavailable: Option<String>,
     cause: Option<Arc<dyn Error + Send + Sync>>,
 }
 
@@ -69,6 +71,7 @@ impl ProcessError {
             message: message.into(),
             source_record: None,
             processor: None,
+            unavailable: None,
             cause: None,
         }
     }
@@ -93,6 +96,20 @@ impl ProcessError {
     pub fn retriable(mut self) -> Self {
         self.retriable = true;
         self
+    }
+
+    /// A dependency every record needs is down (a database, Redis): no record of the partition
+    /// can succeed until it is back. The runtime pauses the partition and tries the same record
+    /// again with backoff, for as long as it takes, instead of retrying records one by one.
+    pub fn unavailable(dependency: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut error = Self::processing(message).retriable();
+        error.unavailable = Some(dependency.into());
+        error
+    }
+
+    /// The dependency that is down, if that is why this failed.
+    pub fn unavailable_dependency(&self) -> Option<&str> {
+        self.unavailable.as_deref()
     }
 
     pub fn with_retriable(mut self, retriable: bool) -> Self {

@@ -471,3 +471,65 @@ async fn a_new_instance_keeps_later_records_of_a_key_behind_one_waiting_in_the_r
     assert_eq!(slow, [1, 2], "slow:2 waited behind slow:1 across the restart: {out:?}");
     assert_eq!(out.first().map(|(k, _)| k.as_str()), Some("fast"), "fast:1 did not wait: {out:?}");
 }
+
+/// Says Redis is down for its first `outages` attempts at record 5, and passes everything through.
+struct NeedsRedis {
+    attempts_at_five: Arc<Mutex<u32>>,
+    outages: u32,
+}
+
+impl Processor<String, i64, String, i64> for NeedsRedis {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>, record: Record<String, i64>) -> Result<(), ProcessError> {
+        if record.value == 5 {
+            let mut attempts = self.attempts_at_five.lock().unwrap_or_else(|e| e.into_inner());
+            *attempts += 1;
+            if *attempts <= self.outages {
+                return Err(ProcessError::unavailable("redis", "connection refused"));
+            }
+        }
+        ctx.forward(record)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dependency_that_is_down_pauses_the_partition_and_loses_nothing() {
+    let bootstrap = kafka_bootstrap();
+    let id = unique("fault-unavailable");
+    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
+    create_topic(&bootstrap, &input, 1).await;
+    create_topic(&bootstrap, &output, 1).await;
+    let records: Vec<(String, i64)> = (1..=20).map(|n| (format!("k{}", n % 3), n)).collect();
+    let refs: Vec<(&str, i64)> = records.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    send_keyed(&bootstrap, &input, &refs);
+
+    let attempts_at_five = Arc::new(Mutex::new(0));
+    let builder = StreamsBuilder::new();
+    let shared = Arc::clone(&attempts_at_five);
+    builder
+        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+        .process_with(move || NeedsRedis { attempts_at_five: Arc::clone(&shared), outages: 3 }, Processed::named("needs-redis"))
+        .to(&output, Produced::with(StringSerde, I64Serde));
+    let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
+    config.error_policy = quick_retries();
+    // Records 1-4 share a transaction with 5, so the abort that pauses the partition replays them.
+    config.commit_interval = Duration::from_secs(2);
+    let streams = KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start");
+    let health = streams.health();
+    let deadline = Instant::now() + WAIT;
+    let mut saw_waiting = None;
+    while saw_waiting.is_none() && Instant::now() < deadline {
+        saw_waiting = health.waiting_on();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = keyed(&read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 20));
+    let waiting_at_the_end = health.waiting_on();
+    let lane = read_topic(&bootstrap, &operators::runtime::retry_lane_topic(&app, 0), "read_committed", Duration::from_secs(3), |_| false);
+    let dead = read_topic(&bootstrap, &dead_letter_topic(&input), "read_committed", Duration::from_secs(3), |_| false);
+    streams.close().expect("close");
+
+    assert_eq!(saw_waiting.as_deref(), Some("redis"), "the instance says what it waits for");
+    assert_eq!(waiting_at_the_end, None, "and stops saying so once the record went through");
+    assert_eq!(out.iter().map(|(_, v)| *v).collect::<Vec<_>>(), (1..=20).collect::<Vec<_>>(), "every record once, in order");
+    assert_eq!(*attempts_at_five.lock().unwrap_or_else(|e| e.into_inner()), 4, "three outages, then through");
+    assert!(lane.is_empty() && dead.is_empty(), "an outage is waited out, not retried record by record: lane {}, dlq {}", lane.len(), dead.len());
+}

@@ -19,7 +19,7 @@ use super::delivery::{DeliveryTracker, FailedDelivery, Origin};
 use super::error::RuntimeError;
 use super::internal_events::{
     DeliveryFailed, PunctuationFailed, RecordDeadLettered, RecordFailed, RecordFailedOnReplay,
-    RecordRetried, RecordsProcessed, RuntimeMetrics, TaskRestored, TasksAssigned, TransactionAborted,
+    DependencyBack, DependencyUnavailable, RecordRetried, RecordsProcessed, RuntimeMetrics, TaskRestored, TasksAssigned, TransactionAborted,
     TransactionCommitted,
 };
 use super::produce::{self, TrackedProducer};
@@ -95,8 +95,11 @@ pub(crate) struct Engine {
     lane_topics: BTreeMap<String, usize>,
     /// Each task's index of the keys waiting in its retry lane.
     lanes: BTreeMap<TaskId, LaneIndex>,
-    /// Lane partitions paused until their first record is due.
+    /// Partitions paused until their first record is due (a lane) or a dependency may be back.
     held: BTreeMap<Partition, Held>,
+    /// Partitions whose last record failed for a dependency that is down: which, and how many
+    /// times in a row (the backoff grows with it).
+    waiting: BTreeMap<Partition, (String, u32)>,
     open_since: Option<Instant>,
     records_in_transaction: usize,
     /// Set once the thread stops on an error: the revoke callback run by leaving the group
@@ -140,6 +143,7 @@ impl Engine {
             lane_topics,
             lanes: BTreeMap::new(),
             held: BTreeMap::new(),
+            waiting: BTreeMap::new(),
             config,
             topology,
             producer,
@@ -239,16 +243,10 @@ impl Engine {
         self.suspended.clear();
         let running = &self.tasks;
         self.lanes.retain(|id, _| running.contains_key(id));
-        // A lane paused before the rebalance reads on from its committed offset.
+        // A partition paused before the rebalance reads on from its committed offset.
         self.held.clear();
-        let mut lanes = TopicPartitionList::new();
-        for (topic, partition) in assigned.iter().filter(|(topic, _)| self.lane_topics.contains_key(topic)) {
-            lanes.add_partition(topic, *partition);
-        }
-        if lanes.count() > 0 {
-            if let Err(source) = consumer.resume(&lanes) {
-                self.fatal.get_or_insert(RuntimeError::Kafka { during: "resuming the retry lanes", source });
-            }
+        if let Err(source) = consumer.resume(partitions) {
+            self.fatal.get_or_insert(RuntimeError::Kafka { during: "resuming the assigned partitions", source });
         }
         TasksAssigned(self.tasks.len()).emit(&self.metrics);
         if self.unrestored.is_empty() {
@@ -284,8 +282,12 @@ impl Engine {
                 if !keep {
                     self.lanes.remove(&id);
                 }
+                self.waiting.remove(&(element.topic().to_string(), element.partition()));
                 self.unrestored.remove(&id);
             }
+        }
+        if self.waiting.is_empty() {
+            self.state.set_waiting_on(None);
         }
         TasksAssigned(self.tasks.len()).emit(&self.metrics);
     }
@@ -521,6 +523,9 @@ impl Engine {
         match catch_unwind(AssertUnwindSafe(|| task.process(input))) {
             Ok(Ok(())) => {
                 let outputs = task.take_output();
+                if !self.waiting.is_empty() {
+                    self.dependency_back(&key.0);
+                }
                 self.producer.poll(Duration::ZERO);
                 for output in &outputs {
                     if let Err(e) = produce::send(&self.producer, output, origin) {
@@ -567,6 +572,9 @@ impl Engine {
         error: &ProcessError,
         attempt: Attempt,
     ) -> Result<(), RuntimeError> {
+        if let Some(dependency) = error.unavailable_dependency() {
+            return self.wait_for_dependency(consumer, dependency, error, attempt.key);
+        }
         let retry = match self.config.error_policy {
             ErrorPolicy::Retry(policy) if error.class() == FailureClass::Transient && attempt.number < policy.max_attempts => Some(policy),
             _ => None,
@@ -635,13 +643,66 @@ impl Engine {
         offset: i64,
         until_ms: i64,
     ) -> Result<(), RuntimeError> {
-        let kafka = |during, source| RuntimeError::Kafka { during, source };
+        self.pause(consumer, topic, partition, offset, until_ms)?;
+        consumer
+            .seek(topic, partition, Offset::Offset(offset), self.config.blocking_timeout)
+            .map_err(|source| RuntimeError::Kafka { during: "rewinding a retry lane", source })
+    }
+
+    /// Pauses a partition until `until_ms`; anything fetched from `offset` on before the pause
+    /// took effect is ignored, and read again after it.
+    fn pause<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        until_ms: i64,
+    ) -> Result<(), RuntimeError> {
         let mut list = TopicPartitionList::new();
         list.add_partition(topic, partition);
-        consumer.pause(&list).map_err(|e| kafka("pausing a retry lane", e))?;
-        consumer.seek(topic, partition, Offset::Offset(offset), self.config.blocking_timeout).map_err(|e| kafka("rewinding a retry lane", e))?;
+        consumer.pause(&list).map_err(|source| RuntimeError::Kafka { during: "pausing a partition", source })?;
         self.held.insert((topic.to_owned(), partition), Held { offset, until_ms });
         Ok(())
+    }
+
+    /// A dependency is down: roll the transaction back (whatever else it did is replayed) and
+    /// pause this partition, to try the same record again after a backoff that grows each time,
+    /// for as long as it takes. Nothing is retried through the lane or dead-lettered meanwhile,
+    /// and the instance reports what it waits for.
+    fn wait_for_dependency<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        dependency: &str,
+        error: &ProcessError,
+        consumed: (Partition, i64),
+    ) -> Result<(), RuntimeError> {
+        let ((topic, partition), offset) = consumed;
+        let waiting = self.waiting.entry((topic.clone(), partition)).or_insert_with(|| (dependency.to_owned(), 0));
+        *waiting = (dependency.to_owned(), waiting.1 + 1);
+        let streak = waiting.1;
+        let policy = match self.config.error_policy {
+            ErrorPolicy::Retry(policy) => policy,
+            _ => RetryPolicy::default(),
+        };
+        let backoff = policy.backoff(streak);
+        DependencyUnavailable { dependency, error, topic: &topic, partition, backoff, partitions: self.waiting_for(dependency) }.emit(&self.metrics);
+        self.state.set_waiting_on(Some(dependency.to_owned()));
+        self.abort(consumer, &format!("{dependency} is unavailable"), true)?;
+        let until_ms = SystemClock.now_ms().saturating_add(i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX));
+        self.pause(consumer, &topic, partition, offset, until_ms)
+    }
+
+    fn waiting_for(&self, dependency: &str) -> usize {
+        self.waiting.values().filter(|(d, _)| d == dependency).count()
+    }
+
+    /// A record of a partition that waited for a dependency went through: it is back.
+    fn dependency_back(&mut self, consumed: &Partition) {
+        let Some((dependency, _)) = self.waiting.remove(consumed) else { return };
+        DependencyBack { dependency: &dependency, partitions: self.waiting_for(&dependency) }.emit(&self.metrics);
+        let still = self.waiting.values().next().map(|(d, _)| d.clone());
+        self.state.set_waiting_on(still);
     }
 
     /// Resumes the lane partitions whose first record is due.

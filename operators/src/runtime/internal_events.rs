@@ -28,6 +28,7 @@ struct Families {
     tasks_assigned: IntGaugeVec,
     dead_lettered: IntCounterVec,
     retried: IntCounterVec,
+    waiting_on_dependency: IntGaugeVec,
 }
 
 fn families() -> prometheus::Result<&'static Families> {
@@ -95,6 +96,10 @@ fn families() -> prometheus::Result<&'static Families> {
             Opts::new("retries_total", "Records sent to the retry lane after a transient failure, by source topic"),
             &["topic"],
         )?,
+        waiting_on_dependency: IntGaugeVec::new(
+            Opts::new("streams_partitions_waiting_on_dependency", "Partitions paused because a dependency they need is down"),
+            &["application_id", "dependency"],
+        )?,
     };
     Ok(FAMILIES.get_or_init(|| families))
 }
@@ -112,6 +117,7 @@ impl RuntimeMetrics {
             Box::new(f.tasks_assigned.clone()),
             Box::new(f.dead_lettered.clone()),
             Box::new(f.retried.clone()),
+            Box::new(f.waiting_on_dependency.clone()),
         ] {
             match registry.register(collector) {
                 Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
@@ -301,5 +307,35 @@ impl RecordRetried<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::info!(topic = self.topic, attempts = self.attempts, backoff_ms = self.backoff.as_millis() as u64, "record retried after a transient failure");
         m.families.retried.with_label_values(&[self.topic]).inc();
+    }
+}
+
+/// A record failed because a dependency is down: its partition is paused for `backoff`.
+pub struct DependencyUnavailable<'a> {
+    pub dependency: &'a str,
+    pub error: &'a crate::error::ProcessError,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub backoff: Duration,
+    /// Partitions now paused for it.
+    pub partitions: usize,
+}
+impl DependencyUnavailable<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        tracing::warn!(dependency = self.dependency, topic = self.topic, partition = self.partition,
+            backoff_ms = self.backoff.as_millis() as u64, error = %self.error, "dependency unavailable; partition paused");
+        m.families.waiting_on_dependency.with_label_values(&[&m.application_id, self.dependency]).set(self.partitions as i64);
+    }
+}
+
+/// A partition that waited for a dependency processed a record again.
+pub struct DependencyBack<'a> {
+    pub dependency: &'a str,
+    pub partitions: usize,
+}
+impl DependencyBack<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        tracing::info!(dependency = self.dependency, "dependency back; partition resumed");
+        m.families.waiting_on_dependency.with_label_values(&[&m.application_id, self.dependency]).set(self.partitions as i64);
     }
 }

@@ -35,7 +35,7 @@ pub use produce::kafka_headers;
 pub use raw_message::raw_record;
 pub use restore::{is_end_of_partition, EndOfPartitionIsExpected};
 pub use retry::retry_lane_topic;
-pub use state::{State, StateListener};
+pub use state::{Health, State, StateListener};
 pub use topics::dead_letter_topic;
 
 use crate::topology::Topology;
@@ -88,6 +88,11 @@ impl KafkaStreams {
 
     pub fn state(&self) -> State {
         self.state.get()
+    }
+
+    /// A handle on the state and on the dependency the instance waits for, if any.
+    pub fn health(&self) -> Health {
+        Health(self.state.clone())
     }
 
     /// True once the stream thread has stopped, cleanly or on a fatal error.

@@ -47,6 +47,21 @@ impl std::fmt::Display for State {
 /// Called with `(new, old)` on every change, from the thread that made it.
 pub type StateListener = Box<dyn Fn(State, State) + Send + Sync>;
 
+/// What readiness needs of an instance, for a health endpoint to keep: its state, and the
+/// dependency it waits for with partitions paused, if any.
+#[derive(Clone)]
+pub struct Health(pub(crate) StateCell);
+
+impl Health {
+    pub fn state(&self) -> State {
+        self.0.get()
+    }
+
+    pub fn waiting_on(&self) -> Option<String> {
+        self.0.waiting_on()
+    }
+}
+
 /// The current state, shared by the handle and the stream thread.
 #[derive(Clone)]
 pub(crate) struct StateCell {
@@ -56,6 +71,8 @@ pub(crate) struct StateCell {
 struct Inner {
     state: Mutex<State>,
     listener: Mutex<Option<StateListener>>,
+    /// A dependency the instance waits for, with partitions paused: not ready meanwhile.
+    waiting_on: Mutex<Option<String>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -71,12 +88,21 @@ impl StateCell {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::Created),
                 listener: Mutex::new(listener),
+                waiting_on: Mutex::new(None),
             }),
         }
     }
 
     pub fn get(&self) -> State {
         *lock(&self.inner.state)
+    }
+
+    pub fn waiting_on(&self) -> Option<String> {
+        lock(&self.inner.waiting_on).clone()
+    }
+
+    pub fn set_waiting_on(&self, dependency: Option<String>) {
+        *lock(&self.inner.waiting_on) = dependency;
     }
 
     /// Moves to `new` unless the state is terminal, or `PendingShutdown` and `new` is not
