@@ -73,6 +73,7 @@ pub mod clock;
 pub mod dsl;
 pub mod error;
 mod graph;
+pub mod idempotency;
 mod node;
 pub mod processor;
 pub mod punctuation;

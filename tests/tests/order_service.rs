@@ -7,7 +7,8 @@ use std::time::Duration;
 use integration_tests::stack::{postgres_config, redis_url, require, unique};
 use pipeline::order_service::aggregate::{replay, OrderStatus};
 use pipeline::order_service::event_store::{self, StoreError};
-use pipeline::order_service::idempotency::{request_hash, scoped_key, Begin, IdempotencyGuard};
+use operators::idempotency::{AsyncIdempotencyGuard, Claim};
+use pipeline::order_service::idempotency::{guard_config, request_hash, scoped_key};
 use pipeline::order_service::request::PlaceOrderRequest;
 use pipeline::order_service::outbox::sweep_outbox;
 use pipeline::order_service::{routes, OrderService};
@@ -251,7 +252,7 @@ async fn a_retry_with_the_same_idempotency_key_returns_the_first_response_and_re
     let cached: String = redis::cmd("GET").arg(&redis_key).query_async(&mut redis).await.expect("GET");
     let cached: Value = serde_json::from_str(&cached).expect("JSON record");
     assert_eq!(cached["state"], "COMPLETED");
-    assert_eq!(cached["response"], first);
+    assert_eq!(cached["result"], first);
     let ttl_ms: i64 = redis::cmd("PTTL").arg(&redis_key).query_async(&mut redis).await.expect("PTTL");
     assert!(ttl_ms > 6 * 24 * 3600 * 1000 && ttl_ms <= 7 * 24 * 3600 * 1000, "COMPLETED lives 7 days, got {ttl_ms} ms");
 
@@ -278,18 +279,18 @@ async fn a_duplicate_while_the_first_is_processing_gets_409() {
     let h = start(100).await;
     let customer = unique("customer");
     let key = unique("idem");
-    let guard = IdempotencyGuard::new(h.redis.clone());
+    let guard = AsyncIdempotencyGuard::new(h.redis.clone(), guard_config());
     // What the service stores for this customer's key and this body.
     let (scoped, hash) = (scoped_key(&customer, &key), hash_of(&order_body(&customer)));
-    let Begin::Acquired(lease) = guard.begin(&scoped, &hash).await else { panic!("a fresh key must be acquired") };
-    assert_eq!(guard.begin(&scoped, &hash).await, Begin::InProgress);
+    let Ok(Claim::Acquired(lease)) = guard.claim(&scoped, Some(&hash)).await else { panic!("a fresh key must be acquired") };
+    assert_eq!(guard.claim(&scoped, Some(&hash)).await, Ok(Claim::InProgress));
 
     let (status, body) = h.place(&order_body(&customer), Some(&key)).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(body["error"].as_str().expect("error message").contains("still being processed"), "{body}");
     assert_eq!(h.events_of_customer(&customer).await, 0, "nothing recorded while the first is running");
 
-    guard.release(lease).await;
+    guard.release(&lease).await.expect("release");
     let (status, body) = h.place(&order_body(&customer), Some(&key)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(h.events_of_customer(&customer).await, 1);

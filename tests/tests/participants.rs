@@ -14,7 +14,8 @@ use pipeline::codec::EventSerde;
 use pipeline::participants::inventory::InventoryConfig;
 use pipeline::participants::order_saga::SagaConfig;
 use pipeline::participants::payment::PaymentConfig;
-use pipeline::participants::shipping::{cancellation_key, idempotency_key, Cancellation, GuardedShipments, ShipmentGateway, ShippingConfig};
+use operators::idempotency::GuardConfig;
+use pipeline::participants::shipping::{cancellation_key, idempotency_key, Cancellation, GuardedShipments, ShipmentGateway, ShippingConfig, GUARD_NAMESPACE};
 use pipeline::participants::{inventory, order_saga, payment, shipping, SagaTopics};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -228,9 +229,9 @@ fn a_shipment_is_created_once_however_often_it_is_asked_for() {
     assert_eq!(shipments_of(&runtime, &order_id), [(first.shipment_id.clone(), first.tracking_number.clone())]);
 
     let mut redis = redis_connection();
-    let key = idempotency_key(&order_id);
+    let key = redis_key(&idempotency_key(&order_id));
     let state: Option<String> = redis::cmd("GET").arg(&key).query(&mut redis).expect("GET");
-    assert_eq!(state.as_deref(), Some("COMPLETED"));
+    assert_eq!(holder_state(state).as_deref(), Some("COMPLETED"));
     let ttl_s: i64 = redis::cmd("TTL").arg(&key).query(&mut redis).expect("TTL");
     assert!((604_000..=604_800).contains(&ttl_s), "COMPLETED is kept for 7 days, got {ttl_s} s");
 
@@ -247,10 +248,12 @@ fn a_held_lease_or_a_database_outage_is_a_retriable_failure() {
     let mut redis = redis_connection();
 
     let busy_order = unique("leased-order");
-    let _: () = redis::cmd("SET").arg(idempotency_key(&busy_order)).arg("PROCESSING").arg("PX").arg(30_000).query(&mut redis).expect("SET");
+    let other_lease = r#"{"state":"PROCESSING","token":"another-attempt"}"#;
+    let _: () = redis::cmd("SET").arg(redis_key(&idempotency_key(&busy_order))).arg(other_lease).arg("PX").arg(30_000).query(&mut redis).expect("SET");
     let gateway = GuardedShipments::new(&ShippingConfig::new(postgres_config(), redis_url(), vec![])).expect("gateway");
     let error = gateway.create_shipment(&busy_order).expect_err("another attempt holds the lease");
     assert!(error.retriable && error.message.contains("another attempt"), "{error}");
+    assert_eq!(error.waiting_on, Some("idempotency lease"), "the record waits for the lease to run out, never dead-lettered");
     assert!(shipments_of(&runtime, &busy_order).is_empty());
 
     let order_id = unique("db-down-order");
@@ -261,7 +264,8 @@ fn a_held_lease_or_a_database_outage_is_a_retriable_failure() {
     let gateway = GuardedShipments::new(&no_database).expect("gateway");
     let error = gateway.create_shipment(&order_id).expect_err("postgres is unreachable");
     assert!(error.retriable && error.message.contains("postgres"), "{error}");
-    let state: Option<String> = redis::cmd("GET").arg(idempotency_key(&order_id)).query(&mut redis).expect("GET");
+    assert_eq!(error.waiting_on, Some("postgres"), "an unreachable database pauses the partition");
+    let state: Option<String> = redis::cmd("GET").arg(redis_key(&idempotency_key(&order_id))).query(&mut redis).expect("GET");
     assert_eq!(state, None, "the lease is given up so a retry need not wait for it to expire");
 }
 
@@ -278,7 +282,7 @@ fn giving_up_a_lease_never_deletes_the_lease_of_the_attempt_that_took_over() {
     };
     let gateway = GuardedShipments::new(&slow).expect("gateway");
     let order_id = unique("lease-order");
-    let key = idempotency_key(&order_id);
+    let key = redis_key(&idempotency_key(&order_id));
     let attempt = std::thread::spawn(move || gateway.create_shipment(&order_id));
     std::thread::sleep(Duration::from_millis(800));
     // The first attempt's lease ran out; a second attempt takes the key.
@@ -304,8 +308,8 @@ fn a_shipment_is_cancelled_once_and_not_once_it_is_with_the_carrier() {
     assert_eq!(gateway.cancel_shipment(&order_id, &shipment.shipment_id).expect("cancel"), Cancellation::Cancelled);
     assert_eq!(gateway.cancel_shipment(&order_id, &shipment.shipment_id).expect("cancel again"), Cancellation::Cancelled);
     let mut redis = redis_connection();
-    let state: Option<String> = redis::cmd("GET").arg(cancellation_key(&order_id)).query(&mut redis).expect("GET");
-    assert_eq!(state.as_deref(), Some("COMPLETED"));
+    let state: Option<String> = redis::cmd("GET").arg(redis_key(&cancellation_key(&order_id))).query(&mut redis).expect("GET");
+    assert_eq!(holder_state(state).as_deref(), Some("COMPLETED"));
     let cancelled = runtime.block_on(async {
         let (client, connection) = tokio_postgres::connect(&postgres_config(), tokio_postgres::NoTls).await.expect("postgres");
         tokio::spawn(connection);
@@ -323,4 +327,15 @@ fn a_shipment_is_cancelled_once_and_not_once_it_is_with_the_carrier() {
         matches!(gateway.cancel_shipment(&late_order, &shipment.shipment_id).expect("cancel"), Cancellation::TooLate { .. }),
         "a shipment past the handover stays live"
     );
+}
+
+/// The Redis key shipping stores an idempotency key under.
+fn redis_key(key: &str) -> String {
+    GuardConfig::new(GUARD_NAMESPACE).redis_key(key)
+}
+
+/// The `state` of a guard's value (PROCESSING, COMPLETED).
+fn holder_state(value: Option<String>) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(&value?).ok()?;
+    value.get("state")?.as_str().map(str::to_owned)
 }

@@ -103,7 +103,23 @@ pub fn ensure_internal_topics(
             }
         }
     }
+    // A topic the group's leader cannot see yet would be left out of the first assignment, and
+    // a task would be assigned without it.
+    for (topic, _) in &wanted {
+        wait_until_visible(&admin, topic, config.blocking_timeout)?;
+    }
     Ok(partitions)
+}
+
+/// Waits until the cluster's metadata lists `topic` with partitions, for up to 30 s.
+fn wait_until_visible(admin: &AdminClient<DefaultClientContext>, topic: &str, timeout: Duration) -> Result<(), RuntimeError> {
+    for _ in 0..120 {
+        if partition_count(admin, topic, timeout)?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Err(RuntimeError::TopicCreation { topic: topic.to_owned(), reason: "created, but not in the cluster's metadata after 30 s".into() })
 }
 
 /// The topics one sub-topology reads make up its tasks partition by partition, so they must

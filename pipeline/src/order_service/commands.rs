@@ -11,7 +11,9 @@ use tokio_postgres::error::SqlState;
 
 use super::aggregate::{self, CancelRejected, DomainEvent, OrderStatus};
 use super::event_store::{self, Loaded, StoreError};
-use super::idempotency::{request_hash, scoped_key, Begin, IdempotencyGuard};
+use operators::idempotency::{AsyncIdempotencyGuard, Claim};
+
+use super::idempotency::{guard_config, request_hash, scoped_key};
 use super::outbox::{self, OutboxRow};
 use super::trace::TraceParent;
 use super::OrderService;
@@ -56,8 +58,8 @@ impl From<tokio_postgres::Error> for CommandError {
 }
 
 impl OrderService {
-    fn guard(&self) -> IdempotencyGuard {
-        IdempotencyGuard::new(self.redis.clone())
+    fn guard(&self) -> AsyncIdempotencyGuard {
+        AsyncIdempotencyGuard::new(self.redis.clone(), guard_config())
     }
 
     /// Places an order. With an idempotency key, a retry gets the first request's answer and
@@ -71,20 +73,29 @@ impl OrderService {
         let Some(key) = idempotency_key else { return self.record_placement(placed, None, trace).await };
         let (key, hash) = (scoped_key(&placed.customer_id, key), request_hash(&placed));
         let guard = self.guard();
-        let lease = match guard.begin(&key, &hash).await {
-            Begin::Acquired(lease) => Some(lease),
-            Begin::InProgress => return Err(CommandError::InProgress),
-            Begin::Completed(response) => return read_response(&key, response),
-            Begin::Reused => return Err(CommandError::KeyReused),
-            Begin::Unavailable => None,
+        let lease = match guard.claim(&key, Some(&hash)).await {
+            Ok(Claim::Acquired(lease)) => Some(lease),
+            Ok(Claim::InProgress) => return Err(CommandError::InProgress),
+            Ok(Claim::Completed(Some(response))) => return read_response(&key, response),
+            Ok(Claim::Reused) => return Err(CommandError::KeyReused),
+            // Without Redis (or its answer) PostgreSQL decides alone.
+            Ok(Claim::Completed(None)) | Err(_) => None,
         };
         let result = self.record_placement(placed, Some((&key, &hash)), trace).await;
         match (&result, lease) {
             (Ok(accepted), _) => match serde_json::to_value(accepted) {
-                Ok(response) => guard.complete(&key, &hash, &response).await,
+                Ok(response) => {
+                    if let Err(e) = guard.complete(&key, Some(&response), Some(&hash)).await {
+                        tracing::warn!(error = %e, "storing a completed idempotency key failed; PostgreSQL still has it");
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "cannot cache the response; PostgreSQL still has it"),
             },
-            (Err(_), Some(lease)) => guard.release(lease).await,
+            (Err(_), Some(lease)) => {
+                if let Err(e) = guard.release(&lease).await {
+                    tracing::warn!(error = %e, "releasing an idempotency lease failed; it expires by itself");
+                }
+            }
             (Err(_), None) => {}
         }
         result

@@ -34,7 +34,7 @@ impl ShippingConfig {
             redis_url: redis_url.into(),
             allowed_countries,
             io_timeout: Duration::from_secs(5),
-            lease: super::guard::LEASE,
+            lease: operators::idempotency::GuardConfig::new(super::guarded::GUARD_NAMESPACE).lease,
             handover_after: None,
         }
     }

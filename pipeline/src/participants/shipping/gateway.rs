@@ -33,21 +33,31 @@ pub struct ShipmentError {
     pub message: String,
     /// Trying again later may succeed (a store is down, or another attempt holds the lease).
     pub retriable: bool,
+    /// What is down, when nothing can succeed until it is back: the runtime then pauses the
+    /// partition instead of retrying records one by one.
+    pub waiting_on: Option<&'static str>,
 }
 
 impl ShipmentError {
     pub fn retriable(message: impl Into<String>) -> Self {
-        ShipmentError { message: message.into(), retriable: true }
+        ShipmentError { message: message.into(), retriable: true, waiting_on: None }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
-        ShipmentError { message: message.into(), retriable: false }
+        ShipmentError { message: message.into(), retriable: false, waiting_on: None }
+    }
+
+    pub fn unavailable(dependency: &'static str, message: impl Into<String>) -> Self {
+        ShipmentError { message: message.into(), retriable: true, waiting_on: Some(dependency) }
     }
 }
 
 impl From<ShipmentError> for ProcessError {
     fn from(error: ShipmentError) -> Self {
-        let retriable = error.retriable;
-        ProcessError::processing(format!("shipping: {}", error.message)).with_retriable(retriable)
+        let message = format!("shipping: {}", error.message);
+        match error.waiting_on {
+            Some(dependency) => ProcessError::unavailable(dependency, message),
+            None => ProcessError::processing(message).with_retriable(error.retriable),
+        }
     }
 }

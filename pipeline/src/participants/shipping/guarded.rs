@@ -5,7 +5,8 @@ use std::sync::{Mutex, PoisonError};
 
 use super::config::ShippingConfig;
 use super::gateway::{Cancellation, Shipment, ShipmentError, ShipmentGateway};
-use super::guard::{Claim, IdempotencyGuard};
+use operators::idempotency::{Claim, GuardConfig, GuardError, IdempotencyGuard};
+
 use super::shipments_table::ShipmentsTable;
 
 pub struct GuardedShipments {
@@ -21,20 +22,32 @@ struct Stores {
 impl GuardedShipments {
     /// Checks the URLs; connects on first use.
     pub fn new(config: &ShippingConfig) -> Result<Self, ShipmentError> {
-        let guard = IdempotencyGuard::new(&config.redis_url, config.io_timeout, config.lease)?;
+        let guard_config = GuardConfig { lease: config.lease, timeout: config.io_timeout, ..GuardConfig::new(GUARD_NAMESPACE) };
+        let guard = IdempotencyGuard::new(&config.redis_url, guard_config).map_err(guard_failed)?;
         let table = ShipmentsTable::new(&config.database_url, config.io_timeout, config.handover_after)?;
         Ok(GuardedShipments { stores: Mutex::new(Stores { guard, table }) })
     }
 }
 
-/// The Redis key guarding the shipment of one order.
+/// The namespace of shipping's idempotency keys in Redis.
+pub const GUARD_NAMESPACE: &str = "shipping";
+
+/// The idempotency key guarding the shipment of one order (`shipping:shipment:<order>` in Redis).
 pub fn idempotency_key(order_id: &str) -> String {
-    format!("shipping:shipment:{order_id}")
+    format!("shipment:{order_id}")
 }
 
-/// The Redis key guarding the cancellation of one order's shipment.
+/// The idempotency key guarding the cancellation of one order's shipment.
 pub fn cancellation_key(order_id: &str) -> String {
-    format!("shipping:cancellation:{order_id}")
+    format!("cancellation:{order_id}")
+}
+
+/// Redis down fails closed: the effect waits, with its partition paused, until Redis is back.
+fn guard_failed(error: GuardError) -> ShipmentError {
+    match error {
+        GuardError::Unavailable(_) => ShipmentError::unavailable("redis", error.to_string()),
+        GuardError::Corrupt { .. } | GuardError::InvalidUrl(_) => ShipmentError::permanent(error.to_string()),
+    }
 }
 
 impl Stores {
@@ -42,20 +55,22 @@ impl Stores {
     /// completed runs it again only to read back the row it left (every effect is idempotent
     /// in the table too).
     fn guarded<T>(&mut self, key: &str, effect: impl Fn(&mut ShipmentsTable) -> Result<T, ShipmentError>) -> Result<T, ShipmentError> {
-        match self.guard.claim(key)? {
-            Claim::InProgress => Err(ShipmentError::retriable(format!("another attempt holds idempotency key {key} (its lease runs out)"))),
-            Claim::Completed => effect(&mut self.table),
+        match self.guard.claim(key, None).map_err(guard_failed)? {
+            // A crashed attempt's lease runs out by itself; until then the effect must wait.
+            Claim::InProgress => Err(ShipmentError::unavailable("idempotency lease", format!("another attempt holds idempotency key {key} until its lease runs out"))),
+            Claim::Reused => Err(ShipmentError::permanent(format!("idempotency key {key} was claimed for another request"))),
+            Claim::Completed(_) => effect(&mut self.table),
             Claim::Acquired(lease) => match effect(&mut self.table) {
                 Ok(done) => {
                     // The row is the final word; an unmarked key only delays a replay until the lease ends.
-                    if let Err(error) = self.guard.complete(key) {
+                    if let Err(error) = self.guard.complete(key, None, None) {
                         tracing::warn!(key, %error, "effect done but its idempotency key was not marked COMPLETED");
                     }
                     Ok(done)
                 }
                 Err(error) => {
                     // Lets the retry start at once instead of after the lease; the lease expires anyway.
-                    if let Err(release_error) = self.guard.release(key, &lease) {
+                    if let Err(release_error) = self.guard.release(&lease) {
                         tracing::warn!(key, %release_error, "could not give up the lease");
                     }
                     Err(error)

@@ -16,7 +16,6 @@
 
 mod config;
 mod gateway;
-mod guard;
 mod guarded;
 mod processor;
 mod shipments_table;
@@ -28,7 +27,7 @@ mod tests;
 
 pub use config::ShippingConfig;
 pub use gateway::{Cancellation, Shipment, ShipmentError, ShipmentGateway};
-pub use guarded::{cancellation_key, idempotency_key, GuardedShipments};
+pub use guarded::{cancellation_key, idempotency_key, GuardedShipments, GUARD_NAMESPACE};
 pub use state::{OrderShipment, ShipmentOutcome};
 pub use topology::{topology, topology_with_gateway, ORDERS_STORE};
 

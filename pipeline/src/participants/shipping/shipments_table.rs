@@ -91,18 +91,21 @@ impl ShipmentsTable {
         match self.runtime.block_on(async { tokio::time::timeout(self.timeout, future).await }) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(classify(&error)),
-            Err(_) => Err(ShipmentError::retriable(format!("postgres did not answer within {:?}", self.timeout))),
+            Err(_) => Err(ShipmentError::unavailable("postgres", format!("postgres did not answer within {:?}", self.timeout))),
         }
     }
 }
 
-/// Connection trouble, shutdowns, resource limits and conflicts pass; other database errors
-/// (a missing table, bad SQL) will not go away by trying again.
+/// No connection, or a server shutting down, is PostgreSQL being unavailable; conflicts and
+/// resource limits pass by themselves; other database errors (a missing table, bad SQL) will
+/// not go away by trying again.
 fn classify(error: &tokio_postgres::Error) -> ShipmentError {
     let message = format!("postgres: {error}");
     match error.as_db_error().map(|db| db.code().code()) {
-        Some(code) if !["08", "40", "53", "57"].iter().any(|class| code.starts_with(class)) => ShipmentError::permanent(message),
-        _ => ShipmentError::retriable(message),
+        None => ShipmentError::unavailable("postgres", message),
+        Some(code) if ["08", "57"].iter().any(|class| code.starts_with(class)) => ShipmentError::unavailable("postgres", message),
+        Some(code) if ["40", "53"].iter().any(|class| code.starts_with(class)) => ShipmentError::retriable(message),
+        Some(_) => ShipmentError::permanent(message),
     }
 }
 

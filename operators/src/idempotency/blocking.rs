@@ -1,0 +1,57 @@
+//! The guard for synchronous callers, such as a processor on the stream thread: one connection,
+//! opened on first use and dropped after any error so that the next call reconnects.
+
+use redis::{Client, Connection, RedisResult, Script};
+
+use super::{completed_value, lease_value, millis, read_claim, unavailable, Claim, GuardConfig, GuardError, Lease, CLAIM, RELEASE};
+
+pub struct IdempotencyGuard {
+    client: Client,
+    config: GuardConfig,
+    connection: Option<Connection>,
+}
+
+impl IdempotencyGuard {
+    /// `redis://` or `rediss://` (TLS), with `user:password@` if the server wants one. Connects
+    /// on first use.
+    pub fn new(redis_url: &str, config: GuardConfig) -> Result<Self, GuardError> {
+        let client = Client::open(redis_url).map_err(|e| GuardError::InvalidUrl(e.to_string()))?;
+        Ok(IdempotencyGuard { client, config, connection: None })
+    }
+
+    pub fn claim(&mut self, key: &str, fingerprint: Option<&str>) -> Result<Claim, GuardError> {
+        let (redis_key, ours) = (self.config.redis_key(key), lease_value(fingerprint));
+        let lease_ms = millis(self.config.lease);
+        let held: Option<String> = self.run(|connection| Script::new(CLAIM).key(&redis_key).arg(&ours).arg(lease_ms).invoke(connection))?;
+        read_claim(&self.config, redis_key, ours, held, fingerprint)
+    }
+
+    /// Marks the key COMPLETED (replacing any lease), with `result` if given.
+    pub fn complete(&mut self, key: &str, result: Option<&serde_json::Value>, fingerprint: Option<&str>) -> Result<(), GuardError> {
+        let (redis_key, value, ttl_ms) = (self.config.redis_key(key), completed_value(result, fingerprint), millis(self.config.completed_ttl));
+        self.run(|connection| redis::cmd("SET").arg(&redis_key).arg(&value).arg("PX").arg(ttl_ms).query::<()>(connection))
+    }
+
+    pub fn release(&mut self, lease: &Lease) -> Result<(), GuardError> {
+        self.run(|connection| Script::new(RELEASE).key(&lease.redis_key).arg(&lease.value).invoke::<i64>(connection)).map(|_| ())
+    }
+
+    fn run<T>(&mut self, command: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, GuardError> {
+        let connection = match self.connection.as_mut() {
+            Some(connection) => connection,
+            None => self.connection.insert(self.connect()?),
+        };
+        command(connection).map_err(|e| {
+            self.connection = None;
+            unavailable(&self.config, e)
+        })
+    }
+
+    fn connect(&self) -> Result<Connection, GuardError> {
+        let timeout = self.config.timeout;
+        let connection = self.client.get_connection_with_timeout(timeout).map_err(|e| unavailable(&self.config, e))?;
+        connection.set_read_timeout(Some(timeout)).map_err(|e| unavailable(&self.config, e))?;
+        connection.set_write_timeout(Some(timeout)).map_err(|e| unavailable(&self.config, e))?;
+        Ok(connection)
+    }
+}
