@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use deadpool_postgres::Pool;
+use operators::error::ErrorPolicy;
 use operators::runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig};
 use operators::topology::Topology;
 
@@ -96,6 +97,7 @@ pub fn start_participant(participant: Participant, settings: &Settings, serde: E
     let topology = topology(participant, settings, serde)?;
     let mut config = StreamsConfig::new(participant.application_id(), settings.kafka.bootstrap_servers.as_str());
     config.commit_interval = settings.commit_interval();
+    config.error_policy = ErrorPolicy::Retry(settings.retry.policy());
     config.processing_guarantee = match settings.kafka.processing_guarantee {
         Guarantee::ExactlyOnce => ProcessingGuarantee::ExactlyOnceV2,
         Guarantee::AtLeastOnce => ProcessingGuarantee::AtLeastOnce,
@@ -110,8 +112,10 @@ pub fn start_participant(participant: Participant, settings: &Settings, serde: E
             .set("heartbeat.interval.ms", (session_timeout_ms / 3).max(1).to_string());
     }
     let listener = admin::health::listener(participant.application_id());
-    KafkaStreams::start_with_state_listener(topology, config, prometheus::default_registry(), Some(listener))
-        .with_context(|| format!("starting {}", participant.application_id()))
+    let streams = KafkaStreams::start_with_state_listener(topology, config, prometheus::default_registry(), Some(listener))
+        .with_context(|| format!("starting {}", participant.application_id()))?;
+    admin::health::watch_dependencies(participant.application_id(), streams.health());
+    Ok(streams)
 }
 
 /// The database pool, with every migration applied: each part that uses PostgreSQL starts here.
@@ -147,7 +151,7 @@ pub async fn serve_order_api(settings: &Settings, pool: Pool) -> Result<()> {
         Duration::from_secs(60),
     ));
     let app = order_service::routes(service).merge(projector::query_routes(pool));
-    serve(app, settings.http.order_api_port, "order API").await
+    serve(app, settings.http.bind_address, settings.http.order_api_port, "order API").await
 }
 
 pub async fn run_projector(
@@ -168,11 +172,11 @@ pub async fn serve_admin(settings: &Settings) -> Result<()> {
         .collect();
     groups.push(WatchedGroup { group: "projector".into(), topics });
     tokio::spawn(admin::lag::run(settings.kafka.bootstrap_servers.clone(), groups, Duration::from_secs(5)));
-    serve(admin::routes(), settings.http.admin_port, "admin endpoint").await
+    serve(admin::routes(), settings.http.bind_address, settings.http.admin_port, "admin endpoint").await
 }
 
-async fn serve(app: axum::Router, port: u16, what: &str) -> Result<()> {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
+async fn serve(app: axum::Router, ip: std::net::IpAddr, port: u16, what: &str) -> Result<()> {
+    let address = SocketAddr::new(ip, port);
     let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("{what}: cannot listen on {address}"))?;
     tracing::info!(%address, "{what} listening");
     axum::serve(listener, app).await.with_context(|| format!("{what} stopped"))

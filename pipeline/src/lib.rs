@@ -8,6 +8,7 @@ pub mod demo;
 pub mod db;
 pub mod settings;
 pub mod setup;
+pub mod text_input;
 pub mod order_service;
 pub mod participants;
 pub mod projector;

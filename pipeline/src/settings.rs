@@ -21,6 +21,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub connect: ConnectSettings,
     pub saga: SagaSettings,
+    pub retry: RetrySettings,
     pub order_service: OrderServiceSettings,
     pub payment: PaymentSettings,
     pub inventory: InventorySettings,
@@ -79,8 +80,32 @@ pub struct RedisSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
+    /// The address the order API and the admin endpoint listen on; `0.0.0.0` for every interface.
+    pub bind_address: std::net::IpAddr,
     pub order_api_port: u16,
     pub admin_port: u16,
+}
+
+/// How the participants retry a record that failed transiently (docs/retries.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    pub initial_backoff_ms: u64,
+    pub multiplier: u32,
+    pub max_backoff_ms: u64,
+    /// Attempts in all, the first included; then the record is dead-lettered.
+    pub max_attempts: u32,
+}
+
+impl RetrySettings {
+    pub fn policy(&self) -> operators::error::RetryPolicy {
+        operators::error::RetryPolicy {
+            initial_backoff: Duration::from_millis(self.initial_backoff_ms),
+            multiplier: self.multiplier,
+            max_backoff: Duration::from_millis(self.max_backoff_ms),
+            max_attempts: self.max_attempts,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +195,10 @@ impl Settings {
             ("saga.inventory_timeout_ms", self.saga.inventory_timeout_ms as i64),
             ("saga.shipping_timeout_ms", self.saga.shipping_timeout_ms as i64),
             ("saga.compensation_timeout_ms", self.saga.compensation_timeout_ms as i64),
+            ("retry.initial_backoff_ms", self.retry.initial_backoff_ms as i64),
+            ("retry.multiplier", self.retry.multiplier as i64),
+            ("retry.max_backoff_ms", self.retry.max_backoff_ms as i64),
+            ("retry.max_attempts", self.retry.max_attempts as i64),
             ("order_service.snapshot_every", self.order_service.snapshot_every as i64),
         ];
         for (key, value) in positive {

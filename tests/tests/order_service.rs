@@ -355,6 +355,15 @@ async fn bad_requests_get_4xx_with_a_message_naming_the_problem() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"].as_str().expect("message").contains("JSON"), "{body}");
 
+    // A NUL byte cannot reach PostgreSQL (it would answer 500).
+    for path in ["%00", "a%00b", "%1F"] {
+        let (status, body) = h.cancel(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "cancel {path}: {body}");
+        assert!(body["error"].as_str().expect("message").contains("control characters"), "{body}");
+        let (status, body) = h.intervene(path, Some("wrong"), &json!({"action": "resolve", "note": "n", "operator": "o"})).await;
+        assert!(status.is_client_error(), "intervene {path}: {status} {body}");
+    }
+
     let (status, body) = post_raw("{}", None).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(body["error"].as_str().expect("message").contains("Content-Type"), "{body}");

@@ -458,6 +458,11 @@ async fn projector_builds_order_view_and_the_query_api_serves_it() {
     assert_eq!(order["version"], 5);
     assert!(order["placed_at"].as_str().unwrap().ends_with('Z'), "RFC 3339 UTC: {}", order["placed_at"]);
 
+    for path in ["/orders/%00", "/orders?customer_id=%00"] {
+        let (status, _, error) = get(&base, path).await;
+        assert_eq!(status, 400, "{path}: {error}");
+        assert!(error["error"].as_str().unwrap_or_default().contains("control characters"), "{error}");
+    }
     let (status, _, error) = get(&base, "/orders/no-such-order").await;
     assert_eq!(status, 404);
     assert_eq!(error["error"], "order no-such-order not found");

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use axum::http::StatusCode;
 use axum::Json;
-use operators::runtime::{State, StateListener};
+use operators::runtime::{Health, State, StateListener};
 
 fn states() -> MutexGuard<'static, BTreeMap<String, State>> {
     static STATES: OnceLock<Mutex<BTreeMap<String, State>>> = OnceLock::new();
@@ -22,23 +22,50 @@ pub fn listener(application_id: &str) -> StateListener {
     })
 }
 
+fn dependencies() -> MutexGuard<'static, BTreeMap<String, Health>> {
+    static HEALTH: OnceLock<Mutex<BTreeMap<String, Health>>> = OnceLock::new();
+    HEALTH.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Keeps `application_id`'s handle, so `/ready` also says when it waits for a dependency that
+/// is down (its partitions paused).
+pub fn watch_dependencies(application_id: &str, health: Health) {
+    dependencies().insert(application_id.to_string(), health);
+}
+
+/// The dependency each instance waits for, by application id.
+fn waiting() -> BTreeMap<String, String> {
+    dependencies().iter().filter_map(|(app, health)| Some((app.clone(), health.waiting_on()?))).collect()
+}
+
 /// The state of `application_id` in this process, if it runs here.
 pub fn state_of(application_id: &str) -> Option<State> {
     states().get(application_id).copied()
 }
 
-fn report() -> BTreeMap<String, &'static str> {
-    states().iter().map(|(app, state)| (app.clone(), state.as_str())).collect()
+/// Each instance's state, or `WAITING_ON:<dependency>` while it runs with partitions paused.
+fn report() -> BTreeMap<String, String> {
+    let waiting = waiting();
+    states()
+        .iter()
+        .map(|(app, state)| {
+            let shown = match waiting.get(app) {
+                Some(dependency) if *state == State::Running => format!("WAITING_ON:{dependency}"),
+                _ => state.as_str().to_owned(),
+            };
+            (app.clone(), shown)
+        })
+        .collect()
 }
 
 /// Alive unless an instance stopped on an error.
-pub async fn health() -> (StatusCode, Json<BTreeMap<String, &'static str>>) {
+pub async fn health() -> (StatusCode, Json<BTreeMap<String, String>>) {
     let failed = states().values().any(|state| *state == State::Error);
     (if failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }, Json(report()))
 }
 
-/// Ready once every instance is RUNNING (assigned and restored).
-pub async fn ready() -> (StatusCode, Json<BTreeMap<String, &'static str>>) {
-    let ready = states().values().all(|state| *state == State::Running);
+/// Ready once every instance is RUNNING (assigned and restored) and waits for no dependency.
+pub async fn ready() -> (StatusCode, Json<BTreeMap<String, String>>) {
+    let ready = states().values().all(|state| *state == State::Running) && waiting().is_empty();
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(report()))
 }

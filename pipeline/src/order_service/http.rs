@@ -50,9 +50,7 @@ async fn cancel_order(
     Path(order_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<OrderAccepted>), ApiError> {
-    if order_id.len() > MAX_ORDER_ID_LEN {
-        return Err(CommandError::NotFound(order_id).into());
-    }
+    check_order_id(&order_id)?;
     let accepted = service.request_cancellation(&order_id, &trace_of(&headers)).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
@@ -86,12 +84,19 @@ async fn intervene(
     if request.operator.trim().is_empty() || request.operator.len() > MAX_IDEMPOTENCY_KEY_LEN {
         return Err(unprocessable(format!("operator must name who acts, in 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes")));
     }
-    if order_id.len() > MAX_ORDER_ID_LEN {
-        return Err(CommandError::NotFound(order_id).into());
-    }
+    check_order_id(&order_id)?;
     let requested = schemas::OrderInterventionRequested { action: request.action, note: request.note, operator: request.operator };
     let accepted = service.request_intervention(&order_id, requested, &trace_of(&headers)).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// An order id from the path: printable (400), and no longer than any id we hand out (404).
+fn check_order_id(order_id: &str) -> Result<(), ApiError> {
+    crate::text_input::printable("order id", order_id).map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
+    if order_id.len() > MAX_ORDER_ID_LEN {
+        return Err(CommandError::NotFound(order_id.to_owned()).into());
+    }
+    Ok(())
 }
 
 /// `Authorization: Bearer <token>`, compared in constant time.

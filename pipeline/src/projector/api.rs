@@ -91,6 +91,7 @@ async fn get_order(
     params: Result<Query<OrderParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
+    crate::text_input::printable("order id", &order_id).map_err(ApiError::BadRequest)?;
     let min_version =
         params.min_version.as_deref().map(|text| parse_bounded("min_version", text, 0, i64::MAX)).transpose()?;
     let deadline = Instant::now() + MIN_VERSION_WAIT;
@@ -140,7 +141,11 @@ fn validate(params: ListParams) -> Result<OrderFilter, ApiError> {
         Some(id) if id.is_empty() || id.len() > MAX_CUSTOMER_ID_LEN => {
             return Err(ApiError::BadRequest(format!("customer_id must be 1 to {MAX_CUSTOMER_ID_LEN} characters long")))
         }
-        other => other,
+        Some(id) => {
+            crate::text_input::printable("customer_id", &id).map_err(ApiError::BadRequest)?;
+            Some(id)
+        }
+        None => None,
     };
     let status = params
         .status
