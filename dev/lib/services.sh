@@ -153,11 +153,17 @@ health_connect() {
     grep -q 'io.debezium.connector.postgresql.PostgresConnector'
 }
 start_connect() {
-  if health_connect; then say "connect: already up"; return 0; fi
-  local props="$STACK_DIR/connect/worker.properties"
+  local props="$STACK_DIR/connect/worker.properties" rendered="$STACK_DIR/connect/worker.properties.new"
   mkdir -p "$STACK_DIR/connect"
-  render "$DEV_DIR/config/connect-distributed.properties.in" "$props"
-  start_daemon connect java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+  render "$DEV_DIR/config/connect-distributed.properties.in" "$rendered"
+  if health_connect; then
+    if cmp -s "$rendered" "$props"; then rm -f "$rendered"; say "connect: already up"; return 0; fi
+    say "connect: its worker configuration changed; restarting it"
+    stop_daemon connect
+  fi
+  mv "$rendered" "$props"
+  # The connector's "${env:SAGA_CONNECT_DATABASE_PASSWORD}" resolves from here.
+  SAGA_CONNECT_DATABASE_PASSWORD="$PG_PASSWORD" start_daemon connect java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$DEV_DIR/config/log4j2.properties" \
     -cp "$KAFKA_HOME/lib/*" org.apache.kafka.connect.cli.ConnectDistributed "$props"
   wait_for connect 180 health_connect

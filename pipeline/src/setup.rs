@@ -36,6 +36,8 @@ pub async fn create_topics(settings: &Settings) -> Result<()> {
 }
 
 /// Creates or updates the outbox connector (PUT is idempotent), pointing it at our database.
+/// The password is not ours to send: the connector file names it as `${env:…}`, which the
+/// Connect worker resolves from its own environment (a config provider), so no API shows it.
 pub async fn register_connector(settings: &Settings) -> Result<()> {
     let text = std::fs::read_to_string(&settings.connect.connector_file)
         .with_context(|| format!("reading connect.connector_file {}", settings.connect.connector_file))?;
@@ -48,7 +50,6 @@ pub async fn register_connector(settings: &Settings) -> Result<()> {
         "database.port": db.port.to_string(),
         "database.user": db.user,
         "database.dbname": db.dbname,
-        "database.password": settings.database_password()?.unwrap_or_default(),
     });
     for (key, value) in overrides.as_object().expect("object literal") {
         config[key] = value.clone();

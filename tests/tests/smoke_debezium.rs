@@ -114,6 +114,11 @@ async fn outbox_insert_becomes_a_keyed_kafka_record() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
+    // The password reached the connector through the worker's config provider, never the API.
+    let shown: Value = reqwest::get(format!("{connect}/connectors/{name}/config")).await.expect("GET config").json().await.expect("JSON");
+    let password = shown["database.password"].as_str().unwrap_or_default();
+    assert!(password.starts_with("${env:") && !password.contains("saga"), "the connector config shows {password:?}");
+
     let event_id = uuid::Uuid::new_v4().to_string();
     let payload: Vec<u8> = vec![0x00, 0x00, 0x00, 0x00, 0x2a, 0xff, 0x10, 0x80];
     db.execute(
