@@ -139,7 +139,7 @@ pub struct ShippingSettings {
 
 /// Operators' calls: `/admin/*` on the admin port (the DLQ) and the order service's
 /// `POST /admin/orders/{id}/intervention` share one bearer token. Unset, they answer 503.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSettings {
     /// A secret: set it through SAGA__ADMIN__TOKEN, or use `token_file`.
@@ -148,6 +148,14 @@ pub struct AdminSettings {
     /// A file holding the token (a mounted secret); wins over `token`.
     #[serde(default)]
     pub token_file: Option<String>,
+}
+
+/// Says whether a token is set, never what it is.
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = if self.token.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("AdminSettings").field("token", &token).field("token_file", &self.token_file).finish()
+    }
 }
 
 impl Settings {
@@ -350,6 +358,9 @@ mod tests {
 
         let digits = [("SAGA__ADMIN__TOKEN".to_string(), "0123".to_string())];
         assert_eq!(Settings::load(&repo_config(), digits).unwrap().admin_token().unwrap().as_deref(), Some("0123"), "a secret is taken as given");
+        let env = [("SAGA__ADMIN__TOKEN".to_string(), "t0ken".to_string())];
+        let printed = format!("{:?}", Settings::load(&repo_config(), env).unwrap());
+        assert!(!printed.contains("t0ken"), "the token never prints: {printed}");
         let empty = [("SAGA__ADMIN__TOKEN".to_string(), String::new())];
         assert_eq!(Settings::load(&repo_config(), empty).unwrap().admin_token().unwrap(), None, "empty is unset");
     }
