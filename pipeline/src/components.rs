@@ -11,11 +11,12 @@ use operators::error::ErrorPolicy;
 use operators::runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig};
 use operators::topology::Topology;
 
+use crate::admin::auth::AdminToken;
 use crate::admin::lag::WatchedGroup;
 use crate::codec::EventSerde;
 use crate::participants::{inventory, order_saga, payment, shipping};
 use crate::settings::{Guarantee, Settings};
-use crate::{admin, db, order_service, projector, setup};
+use crate::{admin, db, dlq, order_service, projector, setup};
 
 /// The saga participants, by the name their subcommand and application id use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,7 +145,7 @@ pub async fn serve_order_api(settings: &Settings, pool: Pool) -> Result<()> {
         Arc::new(schemas::SagaCodec::new(registry)),
         settings.order_service.snapshot_every,
     )
-    .with_admin_token(settings.order_service.admin_token.clone());
+    .with_admin_token(settings.admin_token()?);
     tokio::spawn(order_service::run_outbox_sweeper(
         pool.clone(),
         Duration::from_secs(settings.order_service.outbox_retention_s),
@@ -163,8 +164,14 @@ pub async fn run_projector(
     projector::run_projector(projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone()), serde, pool, shutdown).await
 }
 
-/// `/metrics` and `/health`, plus the consumer-lag exporter for every group of the pipeline.
-pub async fn serve_admin(settings: &Settings) -> Result<()> {
+/// `/metrics`, `/health` and `/ready`, the consumer-lag exporter for every group of the pipeline,
+/// and the DLQ: its indexer and the `/admin/dlq` routes (with their transactional producer).
+pub async fn serve_admin(
+    settings: &Settings,
+    pool: Pool,
+    serde: EventSerde,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     let topics: Vec<String> = setup::SAGA_TOPICS.iter().map(|t| t.to_string()).collect();
     let mut groups: Vec<WatchedGroup> = Participant::ALL
         .iter()
@@ -172,7 +179,18 @@ pub async fn serve_admin(settings: &Settings) -> Result<()> {
         .collect();
     groups.push(WatchedGroup { group: "projector".into(), topics });
     tokio::spawn(admin::lag::run(settings.kafka.bootstrap_servers.clone(), groups, Duration::from_secs(5)));
-    serve(admin::routes(), settings.http.bind_address, settings.http.admin_port, "admin endpoint").await
+    tokio::spawn(dlq::run_pending_gauge(pool.clone(), Duration::from_secs(5)));
+
+    // Unique per live process, like the participants' (the runtime's generator when unset).
+    let instance_id = settings.kafka.instance_id.clone().unwrap_or_else(|| StreamsConfig::new("dlq-admin", "").instance_id);
+    let republisher = dlq::Republisher::new(&settings.kafka.bootstrap_servers, &format!("dlq-admin-{instance_id}"));
+    let token = AdminToken::new(settings.admin_token()?);
+    let app = admin::routes().merge(dlq::routes(dlq::DlqAdmin::new(pool.clone(), serde, republisher), token));
+    let indexer = dlq::run_indexer(dlq::IndexerConfig::new(settings.kafka.bootstrap_servers.clone()), pool, shutdown);
+    tokio::select! {
+        result = indexer => result.context("DLQ indexer"),
+        result = serve(app, settings.http.bind_address, settings.http.admin_port, "admin endpoint") => result,
+    }
 }
 
 async fn serve(app: axum::Router, ip: std::net::IpAddr, port: u16, what: &str) -> Result<()> {
@@ -192,7 +210,7 @@ pub async fn run_all(settings: &Settings, shutdown: impl std::future::Future<Out
     tokio::select! {
         result = run_participants(settings, &Participant::ALL, serde.clone(), shutdown.clone()) => result.context("participants"),
         result = serve_order_api(settings, pool.clone()) => result.context("order API"),
-        result = serve_admin(settings) => result.context("admin endpoint"),
+        result = serve_admin(settings, pool.clone(), serde.clone(), shutdown.clone()) => result.context("admin endpoint"),
         result = run_projector(settings, pool, serde, shutdown.clone()) => result.context("projector"),
     }
 }

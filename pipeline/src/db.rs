@@ -15,6 +15,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_outbox_aggregate_version", include_str!("../../connectors/migrations/0008_outbox_aggregate_version.sql")),
     ("0009_order_view_version", include_str!("../../connectors/migrations/0009_order_view_version.sql")),
     ("0010_resolution", include_str!("../../connectors/migrations/0010_resolution.sql")),
+    ("0011_dlq_index", include_str!("../../connectors/migrations/0011_dlq_index.sql")),
 ];
 
 pub fn pool(database_url: &str, max_size: usize) -> Result<Pool> {

@@ -6,6 +6,8 @@ pub mod codec;
 pub mod components;
 pub mod demo;
 pub mod db;
+pub mod dlq;
+mod offsets;
 pub mod settings;
 pub mod setup;
 pub mod text_input;

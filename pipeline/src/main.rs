@@ -38,7 +38,8 @@ enum Command {
     OrderSaga,
     /// The projector that keeps the order_view read model.
     Projector,
-    /// The admin endpoint: /metrics (with consumer lag) and /health.
+    /// The admin endpoint: /metrics (with consumer lag), /health, /ready, and the DLQ (its
+    /// indexer and /admin/dlq: list, inspect, reprocess, discard).
     Admin,
     /// Drives a demo load through a running pipeline and prints what happened.
     Demo {
@@ -91,7 +92,10 @@ async fn run(cli: Cli) -> Result<()> {
             let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);
             components::run_projector(&settings, pool, serde, shutdown_signal()).await
         }
-        Command::Admin => components::serve_admin(&settings).await,
+        Command::Admin => {
+            let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);
+            components::serve_admin(&settings, pool, serde, shutdown_signal()).await
+        }
         Command::Demo { orders, concurrency, settle_timeout_s, rate, racing_cancels } => {
             let settle_timeout = Duration::from_secs(settle_timeout_s);
             let options = demo::DemoOptions { orders, concurrency, rate, settle_timeout, racing_cancels };

@@ -26,6 +26,8 @@ pub struct Settings {
     pub payment: PaymentSettings,
     pub inventory: InventorySettings,
     pub shipping: ShippingSettings,
+    #[serde(default)]
+    pub admin: AdminSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,10 +134,6 @@ pub struct SagaSettings {
 pub struct OrderServiceSettings {
     pub snapshot_every: u32,
     pub outbox_retention_s: u64,
-    /// Bearer token of the operators' `POST /admin/orders/{id}/intervention`; unset disables it.
-    /// A secret: set it through SAGA__ORDER_SERVICE__ADMIN_TOKEN.
-    #[serde(default)]
-    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +160,27 @@ pub struct ShippingSettings {
     /// the carrier's answer); unset: always cancellable.
     #[serde(default)]
     pub handover_after_ms: Option<u64>,
+}
+
+/// Operators' calls: `/admin/*` on the admin port (the DLQ) and the order service's
+/// `POST /admin/orders/{id}/intervention` share one bearer token. Unset, they answer 503.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// A secret: set it through SAGA__ADMIN__TOKEN, or use `token_file`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file holding the token (a mounted secret); wins over `token`.
+    #[serde(default)]
+    pub token_file: Option<String>,
+}
+
+/// Says whether a token is set, never what it is.
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = if self.token.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("AdminSettings").field("token", &token).field("token_file", &self.token_file).finish()
+    }
 }
 
 impl Settings {
@@ -230,6 +249,18 @@ impl Settings {
         }
     }
 
+    /// The operators' bearer token: `admin.token_file` if set, else `admin.token`; empty is unset.
+    pub fn admin_token(&self) -> Result<Option<String>> {
+        let token = match &self.admin.token_file {
+            // The file's name may be logged, never its content.
+            Some(file) => std::fs::read_to_string(file)
+                .map(|token| token.trim_end().to_string())
+                .with_context(|| format!("admin.token_file {file} cannot be read"))?,
+            None => self.admin.token.clone().unwrap_or_default(),
+        };
+        Ok(Some(token).filter(|token| !token.is_empty()))
+    }
+
     /// A libpq-style connection string for tokio-postgres.
     pub fn database_url(&self) -> Result<String> {
         let db = &self.database;
@@ -262,6 +293,10 @@ fn key_at(document: &str, offset: usize) -> Option<String> {
     }
 }
 
+/// Keys whose value is always a string, taken as given: a secret of digits must not become a
+/// number, and then a type error quoting it.
+const SECRET_KEYS: [&str; 2] = ["password", "token"];
+
 /// `KAFKA__BOOTSTRAP_SERVERS=x` sets `kafka.bootstrap_servers`. The value is read as TOML when it
 /// parses as a number, boolean or array, else as a string.
 fn apply_override(document: &mut toml::Table, key: &str, raw: &str) -> Result<()> {
@@ -269,11 +304,15 @@ fn apply_override(document: &mut toml::Table, key: &str, raw: &str) -> Result<()
     if path.iter().any(String::is_empty) {
         bail!("malformed key {key:?}");
     }
-    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
     let (last, parents) = path.split_last().expect("split of a non-empty key");
+    let value = if SECRET_KEYS.contains(&last.as_str()) {
+        toml::Value::String(raw.to_string())
+    } else {
+        toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+    };
     let mut table = document;
     for part in parents {
         table = table
@@ -329,6 +368,30 @@ mod tests {
         let zero = [("SAGA__KAFKA__COMMIT_INTERVAL_MS".to_string(), "0".to_string())];
         let error = format!("{:#}", Settings::load(&repo_config(), zero).unwrap_err());
         assert!(error.contains("kafka.commit_interval_ms"), "{error}");
+    }
+
+    #[test]
+    fn the_admin_token_comes_from_the_environment_or_a_file() {
+        assert_eq!(Settings::load(&repo_config(), []).unwrap().admin_token().unwrap(), None, "unset in the shipped config");
+        let env = [("SAGA__ADMIN__TOKEN".to_string(), "t0ken".to_string())];
+        assert_eq!(Settings::load(&repo_config(), env).unwrap().admin_token().unwrap().as_deref(), Some("t0ken"));
+
+        let file = std::env::temp_dir().join(format!("saga-admin-token-{}", std::process::id()));
+        std::fs::write(&file, "from-file\n").unwrap();
+        let env = [
+            ("SAGA__ADMIN__TOKEN".to_string(), "t0ken".to_string()),
+            ("SAGA__ADMIN__TOKEN_FILE".to_string(), file.display().to_string()),
+        ];
+        assert_eq!(Settings::load(&repo_config(), env).unwrap().admin_token().unwrap().as_deref(), Some("from-file"));
+        let _ = std::fs::remove_file(file);
+
+        let digits = [("SAGA__ADMIN__TOKEN".to_string(), "0123".to_string())];
+        assert_eq!(Settings::load(&repo_config(), digits).unwrap().admin_token().unwrap().as_deref(), Some("0123"), "a secret is taken as given");
+        let env = [("SAGA__ADMIN__TOKEN".to_string(), "t0ken".to_string())];
+        let printed = format!("{:?}", Settings::load(&repo_config(), env).unwrap());
+        assert!(!printed.contains("t0ken"), "the token never prints: {printed}");
+        let empty = [("SAGA__ADMIN__TOKEN".to_string(), String::new())];
+        assert_eq!(Settings::load(&repo_config(), empty).unwrap().admin_token().unwrap(), None, "empty is unset");
     }
 
     #[test]

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::avro_schemas::SCHEMA_VERSION;
 use crate::event_type::{topic_of, EventType};
 
-/// One saga event: who/when/why fields shared by all events, plus what happened.
-#[derive(Clone, Debug, PartialEq)]
+/// One saga event: who/when/why fields shared by all events, plus what happened. Serializes
+/// (e.g. to JSON for the DLQ admin) as `{"envelope": {...}, "payload": {"<EventType>": {...}}}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SagaEvent {
     pub envelope: Envelope,
     pub payload: Payload,
@@ -79,7 +80,7 @@ fn new_event_id() -> String {
 }
 
 /// What happened: one variant per event type, named after it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum Payload {
     OrderPlaced(OrderPlaced),
     OrderCancellationRequested(OrderCancellationRequested),

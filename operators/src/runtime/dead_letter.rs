@@ -8,9 +8,14 @@ use crate::record::{Header, OutputRecord, RawRecord};
 use super::retry::RETRY_HEADER_PREFIX;
 use super::topics::dead_letter_topic;
 
+/// Set by the DLQ admin's reprocess: the id of the DLQ entry a record was published again from.
+/// Kept when that record fails again, so its new entry links to the old one.
+pub const REPROCESSED_FROM_HEADER: &str = "dlq.reprocessed.from";
+
 pub fn dead_letter_record(record: RawRecord, group: &str, reason: &FailureReason<'_>, attempts: u32, failed_at_ms: i64) -> OutputRecord {
     let mut headers = record.headers;
-    headers.retain(|h| !h.key.starts_with("dlq.") && !h.key.starts_with(RETRY_HEADER_PREFIX));
+    // An earlier dead letter's dlq.* headers would contradict ours; its reprocess link would not.
+    headers.retain(|h| (h.key == REPROCESSED_FROM_HEADER || !h.key.starts_with("dlq.")) && !h.key.starts_with(RETRY_HEADER_PREFIX));
     let mut add = |key: &str, value: String| headers.push(Header::new(key, value.into_bytes()));
     add("dlq.original.topic", record.topic.clone());
     add("dlq.original.partition", record.partition.to_string());
@@ -87,7 +92,12 @@ mod tests {
             timestamp_ms: 1000,
             key: Some(b"k".to_vec()),
             value: Some(vec![0xff]),
-            headers: vec![Header::new("trace", b"t".to_vec()), Header::new("retry.attempts", b"2".to_vec())],
+            headers: vec![
+                Header::new("trace", b"t".to_vec()),
+                Header::new("retry.attempts", b"2".to_vec()),
+                Header::new("dlq.error.message", b"an earlier failure".to_vec()),
+                Header::new(REPROCESSED_FROM_HEADER, b"17".to_vec()),
+            ],
         };
         let error = ProcessError::deserialization("bad magic byte").with_processor("decode");
         let out = dead_letter_record(record, "app", &FailureReason::Process(&error), 1, 5_000);
@@ -96,6 +106,9 @@ mod tests {
         let header = |k: &str| out.headers.iter().find(|h| h.key == k).map(|h| String::from_utf8_lossy(h.value_bytes()).into_owned());
         assert_eq!(header("trace").as_deref(), Some("t"));
         assert_eq!(header("retry.attempts"), None, "the retry lane's bookkeeping stays behind");
+        assert_eq!(header(REPROCESSED_FROM_HEADER).as_deref(), Some("17"), "the link to the entry it was reprocessed from survives");
+        let messages = out.headers.iter().filter(|h| h.key == "dlq.error.message").count();
+        assert_eq!(messages, 1, "an earlier dead letter's headers are replaced, not repeated");
         let expected = [
             ("dlq.original.topic", "orders"),
             ("dlq.original.partition", "2"),

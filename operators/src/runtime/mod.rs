@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use config::{ProcessingGuarantee, StreamsConfig};
-pub use dead_letter::{dead_letter_record, FailureReason, Poison};
+pub use dead_letter::{dead_letter_record, FailureReason, Poison, REPROCESSED_FROM_HEADER};
 pub use error::RuntimeError;
 pub use internal_events::RuntimeMetrics;
 pub use produce::kafka_headers;

@@ -1,7 +1,10 @@
 //! The admin + metrics endpoint: `/metrics` (Prometheus text), `/health` and `/ready` (from the
-//! stream instances' states), and the consumer-lag exporter that feeds
-//! `kafka_consumergroup_group_lag`.
+//! stream instances' states), the consumer-lag exporter that feeds
+//! `kafka_consumergroup_group_lag`, and what every operator call shares: the bearer-token check
+//! ([`auth`]) and the audit line ([`audit`]). The DLQ's `/admin/dlq` routes are in `crate::dlq`.
 
+pub mod audit;
+pub mod auth;
 pub mod health;
 pub mod lag;
 

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use schemas::SagaCodec;
 
+use crate::admin::auth::AdminToken;
+
 pub use http::routes;
 pub use outbox::run_outbox_sweeper;
 
@@ -26,8 +28,8 @@ pub struct OrderService {
     codec: Arc<SagaCodec>,
     /// A snapshot is written each time an aggregate's version crosses a multiple of this.
     snapshot_every: u32,
-    /// The bearer token operators' calls must carry; `None` disables them.
-    admin_token: Option<Arc<str>>,
+    /// The bearer token operators' calls must carry (the admin port's); unset disables them.
+    admin_token: AdminToken,
 }
 
 impl OrderService {
@@ -37,16 +39,12 @@ impl OrderService {
         codec: Arc<SagaCodec>,
         snapshot_every: u32,
     ) -> Self {
-        OrderService { pool, redis, codec, snapshot_every, admin_token: None }
-    }
-
-    pub(crate) fn admin_token(&self) -> Option<&str> {
-        self.admin_token.as_deref()
+        OrderService { pool, redis, codec, snapshot_every, admin_token: AdminToken::default() }
     }
 
     /// Enables the operators' calls (`POST /admin/orders/{id}/intervention`) for this token.
     pub fn with_admin_token(mut self, token: Option<String>) -> Self {
-        self.admin_token = token.filter(|token| !token.is_empty()).map(Arc::from);
+        self.admin_token = AdminToken::new(token);
         self
     }
 }

@@ -26,9 +26,9 @@ use super::config::ProjectorConfig;
 use super::internal_events::{
     ConsumeFailed, DecodeRetried, DuplicateSkipped, EventApplied, OffsetsCommitFailed, ProjectionFailed, RecordUndecodable,
 };
-use super::offsets::PendingOffsets;
 use super::store::{apply_event, flag_projection_problem, Projection};
 use crate::codec::EventSerde;
+use crate::offsets::PendingOffsets;
 
 /// Backoff between attempts to project an event while PostgreSQL fails.
 const FIRST_RETRY: Duration = Duration::from_millis(500);

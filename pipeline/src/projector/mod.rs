@@ -11,7 +11,6 @@ mod api;
 mod config;
 mod consumer;
 mod internal_events;
-mod offsets;
 mod queries;
 mod store;
 mod view;

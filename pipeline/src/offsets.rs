@@ -1,5 +1,6 @@
-//! Offsets of records already projected, committed in batches: committing is only bookkeeping
-//! here (the database deduplicates), so one commit per interval is enough.
+//! Offsets of records already written to PostgreSQL, committed in batches: for the projector and
+//! the DLQ indexer committing is only bookkeeping (the database deduplicates what is read again),
+//! so one commit per interval is enough.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,7 +21,7 @@ impl PendingOffsets {
         PendingOffsets { next: HashMap::new(), interval, last_commit: Instant::now() }
     }
 
-    /// Marks a record as done: its database transaction committed, or it was skipped for good.
+    /// Marks a record as done: its database write committed, or it was set aside for good.
     pub fn done(&mut self, topic: &str, partition: i32, offset: i64) {
         self.next.insert((topic.to_string(), partition), offset + 1);
     }

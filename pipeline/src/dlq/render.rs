@@ -1,0 +1,171 @@
+//! An entry as the admin API shows it. The payload is the decoded saga event as JSON when it
+//! decodes, else its bytes in base64; `payload_encoding` says which. Keys and header values are
+//! text when they are UTF-8, else base64, with their own `*_encoding`.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use operators::serdes::Serde;
+use serde_json::{json, Value};
+
+use super::store::Entry;
+use super::stored_headers;
+use crate::codec::EventSerde;
+
+/// The payload, decoded or not. Decoding may ask the registry for a writer schema (blocking):
+/// call it off the async executor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Payload {
+    pub encoding: &'static str,
+    pub value: Value,
+    /// Why it is shown as base64.
+    pub decode_error: Option<String>,
+}
+
+pub fn payload(serde: &EventSerde, topic: &str, value: Option<&[u8]>) -> Payload {
+    let Some(bytes) = value else {
+        return Payload { encoding: "null", value: Value::Null, decode_error: None };
+    };
+    let decoded = serde.deserialize(topic, bytes).map_err(|e| e.to_string()).and_then(|event| serde_json::to_value(&event).map_err(|e| e.to_string()));
+    match decoded {
+        Ok(event) => Payload { encoding: "json", value: event, decode_error: None },
+        Err(error) => Payload { encoding: "base64", value: Value::String(BASE64.encode(bytes)), decode_error: Some(error) },
+    }
+}
+
+/// Text when the bytes are UTF-8, else base64; `None` is null.
+fn bytes(value: Option<&[u8]>) -> (&'static str, Value) {
+    match value {
+        None => ("null", Value::Null),
+        Some(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => ("utf8", Value::String(text.to_string())),
+            Err(_) => ("base64", Value::String(BASE64.encode(bytes))),
+        },
+    }
+}
+
+/// The entry as JSON; the detail view (`with_headers`) adds the original headers.
+pub fn entry_json(entry: &Entry, payload: Payload, with_headers: bool) -> Value {
+    let (key_encoding, key) = bytes(entry.key.as_deref());
+    let mut json = json!({
+        "id": entry.id,
+        "status": entry.status,
+        "dlq_topic": entry.dlq_topic,
+        "dlq_partition": entry.dlq_partition,
+        "dlq_offset": entry.dlq_offset,
+        "original_topic": entry.original_topic,
+        "original_partition": entry.original_partition,
+        "original_offset": entry.original_offset,
+        "original_timestamp": entry.original_timestamp,
+        "consumer_group": entry.consumer_group,
+        "processor": entry.processor,
+        "error_class": entry.error_class,
+        "error_message": entry.error_message,
+        "attempts": entry.attempts,
+        "failed_at": entry.failed_at,
+        "key_encoding": key_encoding,
+        "key": key,
+        "payload_encoding": payload.encoding,
+        "payload": payload.value,
+        "payload_decode_error": payload.decode_error,
+        "status_changed_by": entry.status_changed_by,
+        "status_changed_at": entry.status_changed_at,
+        "status_reason": entry.status_reason,
+        "reprocessed_from": entry.reprocessed_from,
+        "created_at": entry.created_at,
+    });
+    if with_headers {
+        json["headers"] = match stored_headers::from_json(&entry.headers) {
+            Ok(headers) => headers
+                .iter()
+                .map(|header| {
+                    let (encoding, value) = bytes(header.value.as_deref());
+                    json!({ "key": header.key, "encoding": encoding, "value": value })
+                })
+                .collect(),
+            Err(error) => json!({ "error": error }),
+        };
+    }
+    json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use operators::record::Header;
+    use schemas::{Envelope, OrderConfirmed, Payload as EventPayload, SagaEvent};
+
+    fn entry(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> Entry {
+        Entry {
+            id: 7,
+            dlq_topic: "order.events.dlq".into(),
+            dlq_partition: 1,
+            dlq_offset: 3,
+            original_topic: "order.events".into(),
+            original_partition: 1,
+            original_offset: Some(40),
+            original_timestamp: Some(1000),
+            consumer_group: Some("payment".into()),
+            processor: Some("source".into()),
+            error_class: Some("poison".into()),
+            error_message: Some("bad magic byte".into()),
+            attempts: Some(1),
+            failed_at: Some("2026-01-01T00:00:00.000Z".into()),
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            headers: stored_headers::to_json(headers),
+            status: "PENDING".into(),
+            status_changed_by: None,
+            status_changed_at: None,
+            status_reason: None,
+            reprocessed_from: None,
+            created_at: "2026-01-01T00:00:01.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn a_payload_that_is_not_a_saga_event_is_shown_as_base64_with_the_reason() {
+        let shown = payload(&EventSerde::with_fixed_ids(), "order.events", Some(b"not avro"));
+        assert_eq!((shown.encoding, shown.value), ("base64", json!("bm90IGF2cm8=")));
+        assert!(shown.decode_error.is_some_and(|error| error.contains("magic")));
+    }
+
+    #[test]
+    fn a_saga_event_is_shown_as_json() {
+        let serde = EventSerde::with_fixed_ids();
+        let event = SagaEvent::new(Envelope::new("order-1", "corr-1", 1_000), EventPayload::OrderConfirmed(OrderConfirmed {
+            customer_id: "c-1".into(),
+            total_cents: 2_500,
+            tracking_number: "TRK-1".into(),
+        }));
+        let bytes = serde.serialize("order.events", &event).unwrap();
+        let shown = payload(&serde, "order.events", Some(&bytes));
+        assert_eq!(shown.encoding, "json", "{:?}", shown.decode_error);
+        assert_eq!(shown.value["envelope"]["order_id"], "order-1");
+        assert_eq!(shown.value["envelope"]["event_id"], event.envelope.event_id.as_str());
+        assert_eq!(shown.value["payload"]["OrderConfirmed"]["tracking_number"], "TRK-1", "{}", shown.value);
+    }
+
+    #[test]
+    fn a_tombstone_is_null() {
+        assert_eq!(payload(&EventSerde::with_fixed_ids(), "t", None).encoding, "null");
+    }
+
+    #[test]
+    fn keys_and_header_values_are_text_when_they_can_be() {
+        let headers = [Header::new("trace", b"t-1".to_vec()), Header::new("raw", vec![0xff]), Header::null("none")];
+        let shown = payload(&EventSerde::with_fixed_ids(), "order.events", Some(&[0xff]));
+        let json = entry_json(&entry(Some(&[0xfe, 0x01]), Some(&[0xff]), &headers), shown, true);
+        assert_eq!((json["key_encoding"].as_str(), json["key"].as_str()), (Some("base64"), Some("/gE=")));
+        assert_eq!(
+            json["headers"],
+            json!([
+                {"key": "trace", "encoding": "utf8", "value": "t-1"},
+                {"key": "raw", "encoding": "base64", "value": "/w=="},
+                {"key": "none", "encoding": "null", "value": null},
+            ])
+        );
+        let listed = entry_json(&entry(Some(b"order-1"), None, &headers), Payload { encoding: "null", value: Value::Null, decode_error: None }, false);
+        assert_eq!((listed["key_encoding"].as_str(), listed["key"].as_str()), (Some("utf8"), Some("order-1")));
+        assert!(listed.get("headers").is_none(), "the listing leaves the headers to the detail view");
+    }
+}
