@@ -58,6 +58,10 @@ enum Command {
         /// Customers cancel after a random 0.2–2.5 s, also one in six good orders (for `dev/chaos`).
         #[arg(long)]
         racing_cancels: bool,
+        /// Poison records produced straight to the order topic, as a percentage of the orders;
+        /// each must end in the order topic's DLQ once per group that reads it.
+        #[arg(long, default_value_t = 0.0)]
+        poison_percent: f64,
     },
 }
 
@@ -96,9 +100,9 @@ async fn run(cli: Cli) -> Result<()> {
             let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);
             components::serve_admin(&settings, pool, serde, shutdown_signal()).await
         }
-        Command::Demo { orders, concurrency, settle_timeout_s, rate, racing_cancels } => {
+        Command::Demo { orders, concurrency, settle_timeout_s, rate, racing_cancels, poison_percent } => {
             let settle_timeout = Duration::from_secs(settle_timeout_s);
-            let options = demo::DemoOptions { orders, concurrency, rate, settle_timeout, racing_cancels };
+            let options = demo::DemoOptions { orders, concurrency, rate, settle_timeout, racing_cancels, poison_percent };
             let report = demo::run(&settings, &options, true).await?;
             demo::print_report(&report, &settings);
             anyhow::ensure!(report.all_invariants_hold(), "an invariant does not hold (see above)");

@@ -44,7 +44,7 @@ async fn a_demo_load_keeps_every_invariant() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let options = DemoOptions { orders: 240, concurrency: 8, rate: None, settle_timeout: Duration::from_secs(240), racing_cancels: false };
+    let options = DemoOptions { orders: 240, concurrency: 8, rate: None, settle_timeout: Duration::from_secs(240), racing_cancels: false, poison_percent: 5.0 };
     let report = demo::run(&settings, &options, false).await.expect("demo run");
     late_cancels_are_refused_with_a_reason(&settings, &report).await;
     a_reader_sees_its_own_write(&settings).await;
@@ -54,7 +54,7 @@ async fn a_demo_load_keeps_every_invariant() {
     for check in &report.checks {
         assert!(check.holds(), "invariant '{}' does not hold: {:?}", check.name, &check.violations[..check.violations.len().min(5)]);
     }
-    assert_eq!(report.checks.len(), 7, "all seven invariants were checked");
+    assert_eq!(report.checks.len(), 8, "the seven invariants and the poison check were all checked");
 
     // Each planned failure ends the way it should.
     let expected: HashMap<Scenario, &[&str]> = HashMap::from([

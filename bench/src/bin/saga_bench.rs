@@ -109,7 +109,7 @@ async fn main() -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
-        let demo_options = DemoOptions { orders, concurrency: 64, rate: Some(*rate), settle_timeout: Duration::from_secs(600), racing_cancels: false };
+        let demo_options = DemoOptions { orders, concurrency: 64, rate: Some(*rate), settle_timeout: Duration::from_secs(600), racing_cancels: false, poison_percent: 0.0 };
         let report = demo::run(&settings, &demo_options, false).await?;
         sampler.abort();
         let after = commit_totals();

@@ -5,6 +5,7 @@ mod changelog;
 mod invariants;
 mod load;
 mod outcome;
+mod poison;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -25,6 +26,9 @@ pub struct DemoOptions {
     pub settle_timeout: Duration,
     /// Cancellations race the saga (see `load::LoadSpec::cancel_delay_ms`), as under `dev/chaos`.
     pub racing_cancels: bool,
+    /// Poison records to produce straight to the order topic, as a percentage of the orders,
+    /// spread over the load (see `poison`).
+    pub poison_percent: f64,
 }
 
 pub struct DemoReport {
@@ -64,14 +68,26 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
         // Customers cancel 0.2–2.5 s after placing, the window the saga's races live in.
         cancel_delay_ms: options.racing_cancels.then_some((200, 2_500)),
     };
+    let run_id = spec.run_id.clone();
+    let poison_count = (options.orders as f64 * options.poison_percent / 100.0).round() as usize;
+    let poisoning = async {
+        if poison_count == 0 {
+            return Ok(Vec::new());
+        }
+        let serde = crate::components::event_serde(settings).await?;
+        let placing = options.rate.map_or(Duration::ZERO, |rate| Duration::from_secs_f64(options.orders as f64 / rate.max(1e-3)));
+        let every = placing / u32::try_from(poison_count).unwrap_or(u32::MAX);
+        poison::produce(&settings.kafka.bootstrap_servers, schemas::ORDER_EVENTS, &serde, &run_id, poison_count, every).await
+    };
     let started = Instant::now();
-    let orders = load::drive(spec, move |done, total| {
+    let placing_orders = load::drive(spec, move |done, total| {
         if show_progress && (done % 100 == 0 || done == total) {
             print!("\r  placing orders: {done}/{total}");
             let _ = std::io::stdout().flush();
         }
-    })
-    .await?;
+    });
+    let (orders, poisoned) = tokio::join!(placing_orders, poisoning);
+    let (orders, poisoned) = (orders?, poisoned?);
     let placing = started.elapsed();
     if show_progress {
         println!();
@@ -87,7 +103,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
     if show_progress {
         println!();
     }
-    let (checks, event_counts) = invariants::check_all(
+    let (mut checks, event_counts) = invariants::check_all(
         &invariants::Sources {
             bootstrap: &settings.kafka.bootstrap_servers,
             pool: &pool,
@@ -98,6 +114,13 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
         &states,
     )
     .await?;
+    if !poisoned.is_empty() {
+        let mut readers: Vec<&str> = crate::components::Participant::ALL.iter().map(|p| p.application_id()).collect();
+        let projector = crate::projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone());
+        readers.push(projector.group_id.as_str());
+        checks.push(poison::check(&settings.kafka.bootstrap_servers, schemas::ORDER_EVENTS, &readers, &poisoned)?);
+        println!("  poison records produced to {}: {}", schemas::ORDER_EVENTS, poisoned.len());
+    }
     Ok(DemoReport {
         outcomes: outcome::outcome_counts(&states, &orders),
         final_outcomes: orders.iter().map(|o| (o.order_id.clone(), outcome::label(states.get(&o.order_id)))).collect(),
