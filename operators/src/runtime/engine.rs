@@ -417,12 +417,12 @@ impl Engine {
                 topic: topic.clone(),
                 partition,
             })?;
+        if self.held.contains_key(&(topic.clone(), partition)) {
+            // Fetched before the pause took effect: read again from the held offset on resume.
+            return Ok(());
+        }
         let from_lane = self.lane_topics.contains_key(&topic);
         let lane_entry = if from_lane {
-            if self.held.get(&(topic.clone(), partition)).is_some_and(|held| offset >= held.offset) {
-                // Fetched before its lane was paused: read again once the lane resumes.
-                return Ok(());
-            }
             match LaneEntry::parse(raw_record(message)) {
                 Ok(entry) if entry.not_before_ms > SystemClock.now_ms() => {
                     return self.hold(consumer, &topic, partition, offset, entry.not_before_ms);
@@ -649,8 +649,8 @@ impl Engine {
             .map_err(|source| RuntimeError::Kafka { during: "rewinding a retry lane", source })
     }
 
-    /// Pauses a partition until `until_ms`; anything fetched from `offset` on before the pause
-    /// took effect is ignored, and read again after it.
+    /// Pauses a partition until `until_ms`; anything fetched before the pause took effect is
+    /// ignored, and reading goes on from `offset` when it resumes.
     fn pause<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -688,9 +688,24 @@ impl Engine {
         let backoff = policy.backoff(streak);
         DependencyUnavailable { dependency, error, topic: &topic, partition, backoff, partitions: self.waiting_for(dependency) }.emit(&self.metrics);
         self.state.set_waiting_on(Some(dependency.to_owned()));
+        // The abort rewinds the partition to its last commit, which is where it resumes.
+        let batch_start = self.batch_start.get(&(topic.clone(), partition)).copied().unwrap_or(offset);
         self.abort(consumer, &format!("{dependency} is unavailable"), true)?;
+        let resume_at = self.committed_offset(consumer, &topic, partition)?.unwrap_or(batch_start);
         let until_ms = SystemClock.now_ms().saturating_add(i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX));
-        self.pause(consumer, &topic, partition, offset, until_ms)
+        self.pause(consumer, &topic, partition, resume_at, until_ms)
+    }
+
+    fn committed_offset<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> Result<Option<i64>, RuntimeError> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, partition);
+        let committed = consumer
+            .committed_offsets(list, self.config.blocking_timeout)
+            .map_err(|source| RuntimeError::Kafka { during: "reading a committed offset", source })?;
+        Ok(committed.elements().first().and_then(|e| match e.offset() {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        }))
     }
 
     fn waiting_for(&self, dependency: &str) -> usize {
@@ -716,8 +731,16 @@ impl Engine {
         if due.count() == 0 {
             return Ok(());
         }
-        self.held.retain(|_, held| held.until_ms > now_ms);
-        consumer.resume(&due).map_err(|source| RuntimeError::Kafka { during: "resuming a retry lane", source })
+        let kafka = |during, source| RuntimeError::Kafka { during, source };
+        for element in due.elements() {
+            let partition = (element.topic().to_owned(), element.partition());
+            if let Some(held) = self.held.remove(&partition) {
+                consumer
+                    .seek(&partition.0, partition.1, Offset::Offset(held.offset), self.config.blocking_timeout)
+                    .map_err(|e| kafka("seeking a paused partition", e))?;
+            }
+        }
+        consumer.resume(&due).map_err(|e| kafka("resuming a paused partition", e))
     }
 
     fn dead_letter(
@@ -861,7 +884,10 @@ impl Engine {
                     true,
                 )
             }
-            Err(CommitFailure::Kafka(e)) if self.exactly_once() && requires_abort(&e) => {
+            // Anything short of fatal (a flush or a coordinator that timed out while the broker
+            // restarts, an abortable error) rolls back and replays; only fencing and fatal
+            // producer errors stop the thread.
+            Err(CommitFailure::Kafka(e)) if self.exactly_once() && !is_fatal(&e) => {
                 self.abort(consumer, &e.to_string(), true)
             }
             Err(CommitFailure::Kafka(source)) => Err(RuntimeError::Fatal {
@@ -1104,21 +1130,31 @@ impl From<KafkaError> for CommitFailure {
     }
 }
 
-fn requires_abort(error: &KafkaError) -> bool {
-    matches!(error, KafkaError::Transaction(e) if e.txn_requires_abort())
-}
 
 /// Retries calls that failed with a retriable error (CONCURRENT_TRANSACTIONS, a timeout).
+/// For up to a minute: long enough for a broker to restart under a transaction.
 fn with_retries(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
-    let mut attempts = 0;
+    let deadline = Instant::now() + RETRY_TRANSACTION_CALLS_FOR;
+    let mut backoff = Duration::from_millis(50);
     loop {
         match call() {
-            Err(e) if is_retriable(&e) && attempts < 5 => {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(50 << attempts));
+            Err(e) if is_retriable(&e) && Instant::now() < deadline => {
+                tracing::debug!(error = %e, "transactional call failed; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
             other => return other,
         }
+    }
+}
+
+const RETRY_TRANSACTION_CALLS_FOR: Duration = Duration::from_secs(60);
+
+/// The producer cannot go on: fenced by a newer instance, or failed fatally.
+fn is_fatal(error: &KafkaError) -> bool {
+    match error {
+        KafkaError::Transaction(e) => e.is_fatal(),
+        other => matches!(other.rdkafka_error_code(), Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)),
     }
 }
 

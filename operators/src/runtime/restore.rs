@@ -147,6 +147,8 @@ impl Restorer {
             match self.reader.poll(config.wall_clock_tick) {
                 None => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => break,
+                // The broker restarting: the reader reconnects by itself.
+                Some(Err(e)) if is_transient(&e) => tracing::warn!(topic, partition, error = %e, "restore read failed; retrying"),
                 Some(Err(e)) => return Err(restore_error(topic, e)),
                 Some(Ok(message)) => {
                     apply(&message)?;
@@ -229,6 +231,8 @@ fn is_transient(error: &KafkaError) -> bool {
                 | Code::UnknownPartition
                 | Code::UnknownTopic
                 | Code::OperationTimedOut
+                | Code::BrokerTransportFailure
+                | Code::AllBrokersDown
         )
     )
 }

@@ -191,11 +191,22 @@ async fn post_order(client: &reqwest::Client, spec: &LoadSpec, body: &Value, i: 
 }
 
 /// The status that answered: 202, or 409 when the order is past cancelling (a reason comes with it).
+/// A 5xx (the database restarting, say) committed nothing, so it is retried with backoff for up
+/// to 30 s; a lost connection is not, since the cancellation may have been recorded.
 async fn cancel_order(client: &reqwest::Client, api: &str, order_id: &str) -> Result<u16> {
-    let response = client.post(format!("{api}/orders/{order_id}/cancel")).send().await?;
-    let status = response.status();
-    if !status.is_success() && status.as_u16() != 409 {
-        bail!("POST /orders/{order_id}/cancel failed ({status}): {}", response.text().await.unwrap_or_default());
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let response = client.post(format!("{api}/orders/{order_id}/cancel")).send().await?;
+        let status = response.status();
+        if status.is_success() || status.as_u16() == 409 {
+            return Ok(status.as_u16());
+        }
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_server_error() || started.elapsed() > Duration::from_secs(30) {
+            bail!("POST /orders/{order_id}/cancel failed ({status}): {text}");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
-    Ok(status.as_u16())
 }
