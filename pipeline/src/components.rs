@@ -216,7 +216,9 @@ pub async fn run_all(settings: &Settings, shutdown: impl std::future::Future<Out
 }
 
 /// Runs participants until `shutdown` (clean close) or until one stops on a fatal error (an
-/// error, after closing the others).
+/// error, after closing the others). A stream thread stalled in a client call cannot be closed:
+/// then this returns at once with an error, and the process exits for its supervisor to restart
+/// it (its open transaction never commits, so nothing is lost or doubled).
 pub async fn run_participants(
     settings: &Settings,
     which: &[Participant],
@@ -234,6 +236,12 @@ pub async fn run_participants(
             () = tokio::time::sleep(Duration::from_millis(200)) => {
                 if running.iter().any(|(_, streams)| streams.is_finished()) {
                     break;
+                }
+                let stalled = running.iter().find_map(|(p, streams)| Some((*p, streams.health().stalled_for().filter(|s| *s > admin::health::STALL_LIMIT)?)));
+                if let Some((participant, stalled)) = stalled {
+                    // Dropping a handle would wait for the stuck thread forever.
+                    std::mem::forget(running);
+                    anyhow::bail!("{}: its stream thread has shown no sign of life for {} s (a client call that never returns); exiting so that it is restarted", participant.application_id(), stalled.as_secs());
                 }
             }
         }

@@ -511,7 +511,7 @@ async fn a_dependency_that_is_down_pauses_the_partition_and_loses_nothing() {
         .to(&output, Produced::with(StringSerde, I64Serde));
     let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
     config.error_policy = quick_retries();
-    // Records 1-4 share a transaction with 5, so the abort that pauses the partition replays them.
+    // Records 1-4 share a transaction with 5: they commit with it, and 5 waits.
     config.commit_interval = Duration::from_secs(2);
     let streams = KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start");
     let health = streams.health();

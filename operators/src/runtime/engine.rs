@@ -115,6 +115,7 @@ impl Engine {
         topology: Arc<Topology>,
         metrics: RuntimeMetrics,
         state: StateCell,
+        stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<Self, RuntimeError> {
         let producer: TrackedProducer = config
             .producer_config()
@@ -123,7 +124,7 @@ impl Engine {
                 during: "creating the producer",
                 source,
             })?;
-        let restorer = Restorer::new(&config)?;
+        let restorer = Restorer::new(&config, stop, state.clone())?;
         if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             // Fences any zombie with our transactional.id and aborts its open transaction.
             with_retries(|| producer.init_transactions(config.blocking_timeout)).map_err(
@@ -340,7 +341,7 @@ impl Engine {
         let mut list = TopicPartitionList::new();
         list.add_partition(lane, partition);
         let committed = consumer
-            .committed_offsets(list, self.config.blocking_timeout)
+            .committed_offsets_retried(list, self.config.blocking_timeout)
             .map_err(|source| RuntimeError::Kafka { during: "reading the committed retry lane offset", source })?;
         let from = committed
             .elements()
@@ -367,7 +368,7 @@ impl Engine {
             list.add_partition(&topic, id.partition);
         }
         let committed = consumer
-            .committed_offsets(list, self.config.blocking_timeout)
+            .committed_offsets_retried(list, self.config.blocking_timeout)
             .map_err(kafka)?;
         Ok(committed
             .elements()
@@ -573,7 +574,8 @@ impl Engine {
         attempt: Attempt,
     ) -> Result<(), RuntimeError> {
         if let Some(dependency) = error.unavailable_dependency() {
-            return self.wait_for_dependency(consumer, dependency, error, attempt.key);
+            let from_lane = attempt.seq.map(|seq| (id, &record, seq));
+            return self.wait_for_dependency(consumer, dependency, error, attempt.key.clone(), from_lane);
         }
         let retry = match self.config.error_policy {
             ErrorPolicy::Retry(policy) if error.class() == FailureClass::Transient && attempt.number < policy.max_attempts => Some(policy),
@@ -666,16 +668,18 @@ impl Engine {
         Ok(())
     }
 
-    /// A dependency is down: roll the transaction back (whatever else it did is replayed) and
-    /// pause this partition, to try the same record again after a backoff that grows each time,
-    /// for as long as it takes. Nothing is retried through the lane or dead-lettered meanwhile,
-    /// and the instance reports what it waits for.
+    /// A dependency is down: pause this partition and try the same record again after a backoff
+    /// that grows each time, for as long as it takes. The failed record's work was rolled back
+    /// by its task and the rest of the transaction stands: the partition's position is set back
+    /// to the record, so the commit covers only what came before it. Nothing goes to the lane or
+    /// the DLQ meanwhile, and the instance reports what it waits for.
     fn wait_for_dependency<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         dependency: &str,
         error: &ProcessError,
         consumed: (Partition, i64),
+        from_lane: Option<(TaskId, &RawRecord, u64)>,
     ) -> Result<(), RuntimeError> {
         let ((topic, partition), offset) = consumed;
         let waiting = self.waiting.entry((topic.clone(), partition)).or_insert_with(|| (dependency.to_owned(), 0));
@@ -688,24 +692,13 @@ impl Engine {
         let backoff = policy.backoff(streak);
         DependencyUnavailable { dependency, error, topic: &topic, partition, backoff, partitions: self.waiting_for(dependency) }.emit(&self.metrics);
         self.state.set_waiting_on(Some(dependency.to_owned()));
-        // The abort rewinds the partition to its last commit, which is where it resumes.
-        let batch_start = self.batch_start.get(&(topic.clone(), partition)).copied().unwrap_or(offset);
-        self.abort(consumer, &format!("{dependency} is unavailable"), true)?;
-        let resume_at = self.committed_offset(consumer, &topic, partition)?.unwrap_or(batch_start);
+        self.positions.insert((topic.clone(), partition), offset);
+        if let Some((id, original, seq)) = from_lane {
+            // Still first of its key in the lane: it was only taken out to be processed.
+            self.lanes.entry(id).or_default().insert(original.key.as_deref(), seq, 0);
+        }
         let until_ms = SystemClock.now_ms().saturating_add(i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX));
-        self.pause(consumer, &topic, partition, resume_at, until_ms)
-    }
-
-    fn committed_offset<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> Result<Option<i64>, RuntimeError> {
-        let mut list = TopicPartitionList::new();
-        list.add_partition(topic, partition);
-        let committed = consumer
-            .committed_offsets(list, self.config.blocking_timeout)
-            .map_err(|source| RuntimeError::Kafka { during: "reading a committed offset", source })?;
-        Ok(committed.elements().first().and_then(|e| match e.offset() {
-            Offset::Offset(offset) => Some(offset),
-            _ => None,
-        }))
+        self.pause(consumer, &topic, partition, offset, until_ms)
     }
 
     fn waiting_for(&self, dependency: &str) -> usize {
@@ -1086,7 +1079,7 @@ impl Engine {
             processed.add_partition(topic, *partition);
         }
         let committed = consumer
-            .committed_offsets(processed, self.config.blocking_timeout)
+            .committed_offsets_retried(processed, self.config.blocking_timeout)
             .map_err(|e| kafka("reading committed offsets", e))?;
         let mut seek = TopicPartitionList::new();
         for element in committed.elements() {
@@ -1162,5 +1155,23 @@ fn is_retriable(error: &KafkaError) -> bool {
     match error {
         KafkaError::Transaction(e) => e.is_retriable(),
         other => other.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut),
+    }
+}
+
+/// Committed offsets, asked again while the coordinator does not answer in time (a broker
+/// restarting), for up to a minute.
+trait CommittedOffsetsRetried {
+    fn committed_offsets_retried(&self, list: TopicPartitionList, timeout: Duration) -> Result<TopicPartitionList, KafkaError>;
+}
+
+impl<C: ConsumerContext> CommittedOffsetsRetried for BaseConsumer<C> {
+    fn committed_offsets_retried(&self, list: TopicPartitionList, timeout: Duration) -> Result<TopicPartitionList, KafkaError> {
+        let deadline = Instant::now() + RETRY_TRANSACTION_CALLS_FOR;
+        loop {
+            match self.committed_offsets(list.clone(), timeout) {
+                Err(e) if is_retriable(&e) && Instant::now() < deadline => tracing::debug!(error = %e, "reading committed offsets; retrying"),
+                other => return other,
+            }
+        }
     }
 }

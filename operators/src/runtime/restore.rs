@@ -1,5 +1,7 @@
 //! Replays a task's changelog partitions into its stores before the task processes anything.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -11,6 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::config::StreamsConfig;
 use super::error::RuntimeError;
 use super::raw_message::raw_record;
+use super::state::StateCell;
 use crate::record::RawRecord;
 use crate::task::Task;
 
@@ -38,10 +41,14 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 pub struct Restorer {
     reader: RestoreConsumer,
     end_offsets: RestoreConsumer,
+    /// Set when the instance is asked to stop: a restore gives up waiting then.
+    stop: Arc<AtomicBool>,
+    /// A long restore is alive, not stalled.
+    state: StateCell,
 }
 
 impl Restorer {
-    pub fn new(config: &StreamsConfig) -> Result<Self, RuntimeError> {
+    pub fn new(config: &StreamsConfig, stop: Arc<AtomicBool>, state: StateCell) -> Result<Self, RuntimeError> {
         let create = |client: rdkafka::ClientConfig, during| {
             client
                 .create_with_context(EndOfPartitionIsExpected)
@@ -56,6 +63,8 @@ impl Restorer {
                 config.end_offsets_config(),
                 "creating the end-offsets client",
             )?,
+            stop,
+            state,
         })
     }
 
@@ -144,6 +153,10 @@ impl Restorer {
         let mut replayed = 0u64;
         let mut last_report = Instant::now();
         loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(RuntimeError::Restore { changelog: topic.to_string(), reason: "stopped while restoring".into() });
+            }
+            self.state.beat();
             match self.reader.poll(config.wall_clock_tick) {
                 None => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => break,
@@ -182,21 +195,27 @@ impl Restorer {
         partition: i32,
         target: i64,
     ) -> Result<(), RuntimeError> {
-        let mut last_report = Instant::now();
+        let (started, mut last_report) = (Instant::now(), Instant::now());
         loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(RuntimeError::Restore { changelog: changelog.to_string(), reason: "stopped while waiting for an open transaction".into() });
+            }
+            self.state.beat();
             let (_, last_stable) = watermarks(&self.reader, changelog, partition, config.blocking_timeout)?;
             if last_stable >= target {
                 return Ok(());
             }
             if last_report.elapsed() >= PROGRESS_EVERY {
                 last_report = Instant::now();
-                tracing::info!(
-                    changelog,
-                    partition,
-                    last_stable,
-                    target,
-                    "restore waits for an open transaction on the changelog"
-                );
+                // The broker aborts a crashed writer's transaction after its timeout; one still
+                // open long after that is a hanging transaction, which only an operator can abort.
+                if started.elapsed() > config.transaction_timeout * 3 {
+                    tracing::error!(changelog, partition, last_stable, waited_s = started.elapsed().as_secs(),
+                        "a transaction on the changelog stays open past any transaction timeout (a hanging transaction); \
+                         find it with `kafka-transactions.sh find-hanging` and end it with `kafka-transactions.sh abort`");
+                } else {
+                    tracing::info!(changelog, partition, last_stable, target, "restore waits for an open transaction on the changelog");
+                }
             }
             std::thread::sleep(config.wall_clock_tick);
         }

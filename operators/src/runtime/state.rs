@@ -1,7 +1,10 @@
 //! The lifecycle of a [`KafkaStreams`](super::KafkaStreams) instance, with Kafka Streams' state
 //! names, and a listener told of every change.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::clock::{Clock, SystemClock};
 
 /// Where an instance is in its life, as Kafka Streams' `KafkaStreams.State`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +63,14 @@ impl Health {
     pub fn waiting_on(&self) -> Option<String> {
         self.0.waiting_on()
     }
+
+    /// How long the stream thread has shown no sign of life; a few seconds at most while it
+    /// works. Much longer means a client call that never returns (librdkafka's
+    /// `send_offsets_to_transaction` can hang when the group coordinator goes away, librdkafka
+    /// #5456): the process should then be restarted, which exactly-once makes safe.
+    pub fn stalled_for(&self) -> Option<std::time::Duration> {
+        self.0.stalled_for()
+    }
 }
 
 /// The current state, shared by the handle and the stream thread.
@@ -73,6 +84,9 @@ struct Inner {
     listener: Mutex<Option<StateListener>>,
     /// A dependency the instance waits for, with partitions paused: not ready meanwhile.
     waiting_on: Mutex<Option<String>>,
+    /// When the stream thread last showed it was alive (epoch ms): it beats once per loop and
+    /// while it restores, so a client call that never returns shows as a stall.
+    last_beat_ms: AtomicI64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,6 +103,7 @@ impl StateCell {
                 state: Mutex::new(State::Created),
                 listener: Mutex::new(listener),
                 waiting_on: Mutex::new(None),
+                last_beat_ms: AtomicI64::new(SystemClock.now_ms()),
             }),
         }
     }
@@ -103,6 +118,19 @@ impl StateCell {
 
     pub fn set_waiting_on(&self, dependency: Option<String>) {
         *lock(&self.inner.waiting_on) = dependency;
+    }
+
+    pub fn beat(&self) {
+        self.inner.last_beat_ms.store(SystemClock.now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long the stream thread has not beaten, while it should (not in a terminal state).
+    pub fn stalled_for(&self) -> Option<std::time::Duration> {
+        if self.get().is_terminal() {
+            return None;
+        }
+        let silent_ms = SystemClock.now_ms().saturating_sub(self.inner.last_beat_ms.load(Ordering::Relaxed));
+        Some(std::time::Duration::from_millis(u64::try_from(silent_ms).unwrap_or(0)))
     }
 
     /// Moves to `new` unless the state is terminal, or `PendingShutdown` and `new` is not
@@ -130,6 +158,17 @@ impl StateCell {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_that_stops_beating_shows_as_stalled_until_it_stops() {
+        let cell = StateCell::new(None);
+        cell.inner.last_beat_ms.store(SystemClock.now_ms() - 5_000, Ordering::Relaxed);
+        assert!(cell.stalled_for().is_some_and(|silent| silent >= std::time::Duration::from_secs(5)));
+        cell.beat();
+        assert!(cell.stalled_for().is_some_and(|silent| silent < std::time::Duration::from_secs(5)));
+        cell.set(State::NotRunning);
+        assert_eq!(cell.stalled_for(), None, "a stopped instance is not stalled");
+    }
 
     #[test]
     fn the_listener_sees_every_change_and_terminal_states_stay() {

@@ -85,6 +85,7 @@ fn run_until_stopped(
         topology.clone(),
         metrics,
         state.clone(),
+        stop.clone(),
     )?));
     let consumer: BaseConsumer<RebalanceHandler> = config
         .consumer_config()
@@ -113,6 +114,7 @@ fn run_until_stopped(
         if stop.load(Ordering::Relaxed) {
             break lock(&engine).commit(&consumer);
         }
+        state.beat();
         let timeout = lock(&engine).poll_timeout();
         let message = consumer.poll(timeout);
         let mut engine = lock(&engine);
@@ -120,6 +122,10 @@ fn run_until_stopped(
             break Err(fatal);
         }
         if let Err(e) = engine.restore_assigned(&consumer) {
+            // Asked to stop mid-restore: nothing was processed since the last commit.
+            if stop.load(Ordering::Relaxed) {
+                break Ok(());
+            }
             break Err(e);
         }
         if let Err(e) = engine.resume_due(&consumer, now_ms()) {

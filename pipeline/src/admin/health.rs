@@ -58,9 +58,14 @@ fn report() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Alive unless an instance stopped on an error.
+/// How long a stream thread may show no sign of life before the instance counts as dead
+/// (`Health::stalled_for`).
+pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Alive unless an instance stopped on an error or its stream thread stalled.
 pub async fn health() -> (StatusCode, Json<BTreeMap<String, String>>) {
-    let failed = states().values().any(|state| *state == State::Error);
+    let stalled = dependencies().values().any(|health| health.stalled_for().is_some_and(|silent| silent > STALL_LIMIT));
+    let failed = stalled || states().values().any(|state| *state == State::Error);
     (if failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }, Json(report()))
 }
 
