@@ -132,3 +132,41 @@ impl CommittedCounter {
         self.count >= target
     }
 }
+
+/// The partition Kafka's default partitioner (Java's, and librdkafka's `murmur2_random`, which
+/// the runtime uses) gives a record with this key: murmur2 of the key, positive, modulo.
+pub fn partition_for(key: &[u8], partitions: i32) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let mut h = SEED ^ key.len() as u32;
+    let mut chunks = key.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]).wrapping_mul(M);
+        k ^= k >> 24;
+        h = h.wrapping_mul(M) ^ k.wrapping_mul(M);
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        for (i, byte) in tail.iter().enumerate().rev() {
+            h ^= u32::from(*byte) << (8 * i);
+        }
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    ((h & 0x7fff_ffff) % partitions as u32) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_land_where_kafka_puts_them() {
+        // Kafka's own Utils.murmur2 test vectors (UtilsTest.testMurmur2), as positive values.
+        let cases: [(&[u8], i32); 3] = [(b"21", -973932308), (b"foobar", -790332482), (b"a-little-bit-long-string", -985981536)];
+        for (key, java) in cases {
+            let expected = ((java & 0x7fff_ffff) as i64 % 1_000_003) as i32;
+            assert_eq!(super::partition_for(key, 1_000_003), expected, "{:?}", String::from_utf8_lossy(key));
+        }
+    }
+}
