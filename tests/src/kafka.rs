@@ -77,21 +77,7 @@ pub fn read_topic(
     let mut records = Vec::new();
     while !done(&records) && Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => records.push(Consumed {
-                partition: message.partition(),
-                offset: message.offset(),
-                key: message.key().map(<[u8]>::to_vec),
-                value: message.payload().map(<[u8]>::to_vec),
-                headers: message
-                    .headers()
-                    .map(|headers| {
-                        headers
-                            .iter()
-                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            }),
+            Some(Ok(message)) => records.push(consumed(&message)),
             // The app under test may not have created its internal topics yet.
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => {}
             Some(Err(e)) => panic!("kafka: consuming {topic} failed: {e}"),
@@ -130,6 +116,63 @@ impl CommittedCounter {
             }
         }
         self.count >= target
+    }
+}
+
+/// A key `<prefix>-<n>` that Kafka's partitioner puts on `partition`: records that must share a
+/// partition (and be co-partitioned with the replies keyed the same way) get such keys.
+pub fn key_on_partition(prefix: &str, partition: i32, partitions: i32) -> String {
+    (0..).map(|n| format!("{prefix}-{n}")).find(|key| partition_for(key.as_bytes(), partitions) == partition).expect("a key")
+}
+
+/// Everything in `topic` now, read from the beginning until librdkafka says each partition is
+/// at its end (for `read_committed`, the last stable offset, past any transaction markers).
+/// Call it once whatever is to be counted is known to be committed.
+pub fn read_to_end(bootstrap: &str, topic: &str, isolation: &str) -> Vec<Consumed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", crate::stack::unique("test-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", isolation)
+        .create()
+        .expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap_or_else(|e| panic!("kafka: metadata of {topic}: {e}"));
+    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    assert!(!partitions.is_empty(), "kafka: topic {topic} has no partitions");
+    let mut list = rdkafka::TopicPartitionList::new();
+    for partition in &partitions {
+        list.add_partition_offset(topic, *partition, rdkafka::Offset::Beginning).expect("offset");
+    }
+    consumer.assign(&list).expect("assign");
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_end.len() < partitions.len() {
+        assert!(Instant::now() < deadline, "kafka: {topic} did not reach its end within 60 s");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => records.push(consumed(&message)),
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            Some(Err(e)) => panic!("kafka: consuming {topic} failed: {e}"),
+            None => {}
+        }
+    }
+    records.sort_by_key(|r| (r.partition, r.offset));
+    records
+}
+
+fn consumed(message: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {
+    Consumed {
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers: message
+            .headers()
+            .map(|headers| headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+            .unwrap_or_default(),
     }
 }
 

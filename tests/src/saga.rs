@@ -192,3 +192,24 @@ pub fn shipment_guard_state(redis: &mut redis::Connection, order_id: &str) -> Op
     let value: serde_json::Value = serde_json::from_str(&value?).ok()?;
     value.get("state")?.as_str().map(str::to_owned)
 }
+
+/// The events of `order_id`, as `EventType event_id [topic-partition@offset]`, for failure messages.
+pub fn summary(events: &[Delivered], order_id: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|d| d.event.envelope.order_id == order_id)
+        .map(|d| format!("{:?} {} [{}@{}]", d.event.event_type(), d.event.envelope.event_id, d.record.partition, d.record.offset))
+        .collect()
+}
+
+/// Dead letters as `group: key @ original offset (class)`, for failure messages.
+pub fn dead_letter_summary(records: &[Consumed]) -> Vec<String> {
+    let text = |record: &Consumed, name: &str| String::from_utf8_lossy(record.header(name).unwrap_or_default()).into_owned();
+    records
+        .iter()
+        .map(|r| {
+            let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+            format!("{}: {key} @ {} ({})", text(r, "dlq.consumer.group"), text(r, "dlq.original.offset"), text(r, "dlq.error.class"))
+        })
+        .collect()
+}
