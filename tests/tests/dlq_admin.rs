@@ -528,6 +528,13 @@ async fn a_repaired_permanent_failure_reprocessed_through_the_api_completes_the_
     let prefix = unique("dlqrepair");
     // The order waits for shipping while the operator repairs: no step times out meanwhile.
     let run = SagaRun::start(&prefix, &serde, RunOptions { partitions: PARTITIONS, step_timeout: Some(Duration::from_secs(600)) }).await;
+    // The participants create their DLQ topics as they start; an indexer subscribed after that
+    // sees them at once, rather than at its next metadata refresh.
+    let deadline = Instant::now() + WAIT;
+    while ![&run.topics.order, &run.topics.inventory].iter().all(|topic| dlq_exists(&run.bootstrap, topic)) {
+        assert!(Instant::now() < deadline, "the participants did not create their DLQ topics within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let indexer = Indexer::start(&pool, &prefix);
     let admin = Admin::start(&pool, &serde, Some(TOKEN)).await;
     let order_id = key_on_partition(&format!("{prefix}-order"), 1, PARTITIONS);
@@ -584,7 +591,7 @@ async fn a_repaired_permanent_failure_reprocessed_through_the_api_completes_the_
         (everything(&run.topics.order), everything(&run.topics.payment), everything(&run.topics.inventory), everything(&run.topics.shipping));
     let dead: Vec<Consumed> = [run.topics.order.as_str(), run.topics.payment.as_str(), run.topics.inventory.as_str(), run.topics.shipping.as_str()]
         .iter()
-        .filter(|topic| committed_dlq_exists(&run.bootstrap, topic))
+        .filter(|topic| dlq_exists(&run.bootstrap, topic))
         .flat_map(|topic| read_to_end(&run.bootstrap, &format!("{topic}.dlq"), "read_committed"))
         .collect();
     let groups = run.groups.clone();
@@ -619,7 +626,7 @@ async fn a_repaired_permanent_failure_reprocessed_through_the_api_completes_the_
 }
 
 /// Whether `<topic>.dlq` exists (a participant creates it when it starts).
-fn committed_dlq_exists(bootstrap: &str, topic: &str) -> bool {
+fn dlq_exists(bootstrap: &str, topic: &str) -> bool {
     let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("consumer");
     let dlq = format!("{topic}.dlq");
     let metadata = consumer.fetch_metadata(Some(&dlq), Duration::from_secs(10)).expect("metadata");

@@ -193,10 +193,18 @@ impl OutboxConnector {
             config.insert("snapshot.mode".into(), json!(mode));
         }
         connector["name"] = json!(self.name);
-        let response = reqwest::Client::new().post(format!("{}/connectors", self.connect)).json(&connector).send().await.expect("POST /connectors");
-        let status = response.status();
-        assert!(status.is_success(), "kafka connect refused the outbox connector ({status}): {}", response.text().await.unwrap_or_default());
         let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let response = reqwest::Client::new().post(format!("{}/connectors", self.connect)).json(&connector).send().await.expect("POST /connectors");
+            let status = response.status();
+            if status.is_success() {
+                break;
+            }
+            // 409: a rebalance in progress, or the deleted connector not gone yet.
+            let body = response.text().await.unwrap_or_default();
+            assert!(status == reqwest::StatusCode::CONFLICT && Instant::now() < deadline, "kafka connect refused the outbox connector ({status}): {body}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         loop {
             let state = connector_state(&self.connect, &self.name).await;
             match state["tasks"][0]["state"].as_str().unwrap_or("") {
