@@ -159,6 +159,8 @@ struct OutboxConnector {
     db: tokio_postgres::Client,
     id: String,
     name: String,
+    /// Set once [`OutboxConnector::cleanup`] ran; a test that panicked before cleans up in `drop`.
+    cleaned: bool,
 }
 
 impl OutboxConnector {
@@ -174,7 +176,7 @@ impl OutboxConnector {
         db.batch_execute(&format!("create schema {id}; set search_path to {id}; {migration}; reset search_path"))
             .await
             .expect("apply the outbox migration in the test schema");
-        let outbox = OutboxConnector { connect: connect_url(), db, id: id.to_string(), name: format!("dup-outbox-{id}") };
+        let outbox = OutboxConnector { connect: connect_url(), db, id: id.to_string(), name: format!("dup-outbox-{id}"), cleaned: false };
         outbox.register(None).await;
         outbox
     }
@@ -247,9 +249,33 @@ impl OutboxConnector {
         .expect("insert outbox row");
     }
 
-    async fn cleanup(self) {
-        let cleanup = Cleanup { connect: self.connect.clone(), connector: self.name.clone(), slot: self.id.clone(), publication: self.id.clone(), schema: self.id.clone() };
-        cleanup.run(&self.db).await;
+    fn leftovers(&self) -> Cleanup {
+        Cleanup { connect: self.connect.clone(), connector: self.name.clone(), slot: self.id.clone(), publication: self.id.clone(), schema: self.id.clone() }
+    }
+
+    async fn cleanup(mut self) {
+        self.leftovers().run(&self.db).await;
+        self.cleaned = true;
+    }
+}
+
+impl Drop for OutboxConnector {
+    /// A test that failed halfway still removes its connector, slot, publication and schema.
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let leftovers = self.leftovers();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cleanup runtime");
+            runtime.block_on(async move {
+                if let Ok((db, connection)) = tokio_postgres::connect(&postgres_config(), tokio_postgres::NoTls).await {
+                    tokio::spawn(connection);
+                    leftovers.run(&db).await;
+                }
+            });
+        })
+        .join();
     }
 }
 
