@@ -106,6 +106,15 @@ impl Serde<SagaEvent> for EventSerde {
             .ok_or_else(|| SerdeError::new(format!("schema {id} ({name}) is not a saga event")))?;
         decode_avro_body_written_with(&writer, event_type, body).map_err(|e| SerdeError::new(e.to_string()))
     }
+
+    /// The saga topics are event logs, not tables: nothing of ours writes a null value (the
+    /// outbox router drops tombstones, and the connector has `tombstones.on.delete` off), and a
+    /// null deletes nothing a participant keeps. So a null is a record someone else wrote that no
+    /// participant can act on: poison, dead-lettered like any undecodable record, never skipped
+    /// unseen (docs/retries.md, "Poison records").
+    fn deserialize_null(&self, topic: &str) -> Result<SagaEvent, SerdeError> {
+        Err(SerdeError::new(format!("a null value (a tombstone) on '{topic}' is not a saga event")))
+    }
 }
 
 #[cfg(test)]
@@ -123,5 +132,12 @@ mod tests {
     fn bytes_that_are_not_ours_are_poison_not_transient() {
         let error = EventSerde::with_fixed_ids().deserialize("order.events", b"not avro at all").expect_err("garbage");
         assert!(!error.is_transient(), "{error}");
+    }
+
+    #[test]
+    fn a_null_value_is_poison_and_says_so() {
+        let error = EventSerde::with_fixed_ids().deserialize_null("order.events").expect_err("a tombstone is no event");
+        assert!(!error.is_transient(), "{error}");
+        assert!(error.to_string().contains("null value"), "{error}");
     }
 }

@@ -7,4 +7,5 @@ pub mod app;
 pub mod eos;
 pub mod eos_verifier;
 pub mod kafka;
+pub mod saga;
 pub mod stack;

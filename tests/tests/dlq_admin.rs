@@ -3,13 +3,16 @@
 //! with filters and pages, inspected, reprocessed (exactly one copy on the original topic,
 //! read_committed, however often and from however many admin instances it is asked), linked
 //! when they fail again, and discarded; indexing them again changes nothing. Every admin route
-//! refuses a missing or wrong token, and bad input is a 4xx with a JSON error.
+//! refuses a missing or wrong token, and bad input is a 4xx with a JSON error. And with the four
+//! saga participants: a permanent failure repaired and reprocessed through the API completes
+//! the saga exactly once.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use integration_tests::kafka::{create_topic, read_topic, Consumed};
+use integration_tests::kafka::{create_topic, key_on_partition, read_to_end, read_topic, Consumed};
+use integration_tests::saga::{self, RunOptions, SagaRun};
 use integration_tests::stack::{kafka_bootstrap, postgres_config, registry_url, unique};
 use operators::error::ProcessError;
 use operators::record::{Header, OutputRecord, RawRecord};
@@ -22,7 +25,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reqwest::StatusCode;
-use schemas::{Envelope, OrderConfirmed, Payload, RegistryClient, SagaEvent};
+use schemas::{Envelope, EventType, OrderConfirmed, Payload, RegistryClient, SagaEvent};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -490,4 +493,142 @@ async fn every_admin_route_needs_the_token_and_bad_input_is_a_4xx() {
     // A filter that matches nothing is not an error.
     let (status, counts) = admin.post("/admin/dlq/reprocess", json!({"ids": [unknown]})).await;
     assert_eq!((status, counts["reprocessed"].as_i64(), counts["skipped"].as_i64()), (StatusCode::OK, Some(0), Some(1)), "{counts}");
+}
+
+/// The DLQ entries of `key` whose original topic is one of `topics`, oldest first, once `done`
+/// holds for them (or fails after [`WAIT`]).
+async fn entries_of(admin: &Admin, topics: &[&str], key: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut found = Vec::new();
+        for topic in topics {
+            let (status, body) = admin.get(&format!("/admin/dlq?topic={topic}&limit=500")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            found.extend(body["entries"].as_array().cloned().unwrap_or_default().into_iter().filter(|entry| entry["key"] == key));
+        }
+        found.sort_by_key(|entry| entry["id"].as_i64());
+        if done(&found) {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "the index did not get there within {WAIT:?}: {found:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A permanent failure an operator can repair: shipping's idempotency key of an order holds a
+/// value the guard cannot read, so shipping dead-letters the record that would ship it. Asked to
+/// reprocess before the repair, the copy fails again and its new entry links to the first; once
+/// the key is removed, a reprocess through the admin API ships the order, and the saga completes
+/// exactly once: one OrderConfirmed, one charge, one reservation (the republished copies carry
+/// the same event id), one shipment row, the guard COMPLETED, nothing dead-lettered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repaired_permanent_failure_reprocessed_through_the_api_completes_the_saga_once() {
+    const PARTITIONS: i32 = 3;
+    let (pool, serde) = (pool().await, event_serde().await);
+    let prefix = unique("dlqrepair");
+    // The order waits for shipping while the operator repairs: no step times out meanwhile.
+    let run = SagaRun::start(&prefix, &serde, RunOptions { partitions: PARTITIONS, step_timeout: Some(Duration::from_secs(600)) }).await;
+    // The participants create their DLQ topics as they start; an indexer subscribed after that
+    // sees them at once, rather than at its next metadata refresh.
+    let deadline = Instant::now() + WAIT;
+    while ![&run.topics.order, &run.topics.inventory].iter().all(|topic| dlq_exists(&run.bootstrap, topic)) {
+        assert!(Instant::now() < deadline, "the participants did not create their DLQ topics within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let indexer = Indexer::start(&pool, &prefix);
+    let admin = Admin::start(&pool, &serde, Some(TOKEN)).await;
+    let order_id = key_on_partition(&format!("{prefix}-order"), 1, PARTITIONS);
+    // After the repaired order, on its partition: once this one is through, so is everything of the first.
+    let sentinel = key_on_partition(&format!("{prefix}-sentinel"), 1, PARTITIONS);
+    let mut redis = saga::redis_connection();
+    let _: () = redis::cmd("SET").arg(saga::shipment_guard_key(&order_id)).arg("half-written{").arg("PX").arg(600_000).query(&mut redis).expect("redis SET");
+
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &run.bootstrap).set("partitioner", "murmur2_random").create().expect("producer");
+    let place = |order: &str| {
+        let bytes = serde.serialize(&run.topics.order, &saga::order_placed(order, &format!("{prefix}-customer"))).expect("an OrderPlaced");
+        let (producer, topic, order) = (&producer, run.topics.order.clone(), order.to_string());
+        async move {
+            producer.send(FutureRecord::<str, [u8]>::to(&topic).key(&order).payload(&bytes), Duration::from_secs(10)).await.unwrap_or_else(|(e, _)| panic!("kafka: producing to {topic} failed: {e}"));
+        }
+    };
+    place(&order_id).await;
+
+    // Shipping dead-letters whichever of the order's records found it reserved with an address.
+    let saga_topics = run.topics.clone();
+    let topics = [saga_topics.inventory.as_str(), saga_topics.order.as_str()];
+    let first = entries_of(&admin, &topics, &order_id, |entries| !entries.is_empty()).await;
+    let [first] = &first[..] else { panic!("one dead letter: {first:?}") };
+    assert_eq!((first["consumer_group"].as_str(), first["error_class"].as_str()), (Some(run.groups[2].as_str()), Some("permanent")), "{first}");
+    assert!(first["error_message"].as_str().is_some_and(|m| m.contains("unreadable value")), "{first}");
+    let first_id = first["id"].as_i64().expect("an id");
+
+    // Reprocessed before the repair: it fails again, as a new entry linked to the first.
+    let (status, body) = admin.post(&format!("/admin/dlq/{first_id}/reprocess"), json!({"operator": "alice", "reason": "try again"})).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("REPROCESSED")), "{body}");
+    let both = entries_of(&admin, &topics, &order_id, |entries| entries.len() == 2).await;
+    let again = &both[1];
+    assert_eq!((again["reprocessed_from"].as_i64(), again["status"].as_str(), again["error_class"].as_str()), (Some(first_id), Some("PENDING"), Some("permanent")), "{again}");
+    assert_eq!(again["original_topic"], first["original_topic"], "{again}");
+    let again_id = again["id"].as_i64().expect("an id");
+
+    // The repair, then the reprocess that works.
+    let _: () = redis::cmd("DEL").arg(saga::shipment_guard_key(&order_id)).query(&mut redis).expect("redis DEL");
+    let (status, body) = admin.post(&format!("/admin/dlq/{again_id}/reprocess"), json!({"operator": "alice", "reason": "corrupt guard key removed"})).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("REPROCESSED")), "{body}");
+    let _ = run.events(&run.topics.order, |events| !saga::of(events, &order_id, EventType::OrderConfirmed).is_empty());
+    place(&sentinel).await;
+    let _ = run.events(&run.topics.order, |events| !saga::of(events, &sentinel, EventType::OrderConfirmed).is_empty());
+    run.assert_running();
+
+    // Everything committed now; each topic read to its end.
+    let everything = |topic: &str| -> Vec<saga::Delivered> {
+        read_to_end(&run.bootstrap, topic, "read_committed")
+            .into_iter()
+            .filter_map(|record| Some(saga::Delivered { event: serde.deserialize(topic, record.value.as_deref()?).ok()?, record }))
+            .collect()
+    };
+    let (orders, payments, stock, shipped) =
+        (everything(&run.topics.order), everything(&run.topics.payment), everything(&run.topics.inventory), everything(&run.topics.shipping));
+    let dead: Vec<Consumed> = [run.topics.order.as_str(), run.topics.payment.as_str(), run.topics.inventory.as_str(), run.topics.shipping.as_str()]
+        .iter()
+        .filter(|topic| dlq_exists(&run.bootstrap, topic))
+        .flat_map(|topic| read_to_end(&run.bootstrap, &format!("{topic}.dlq"), "read_committed"))
+        .collect();
+    let groups = run.groups.clone();
+    run.close();
+    indexer.stop().await;
+
+    assert_eq!(saga::of(&orders, &order_id, EventType::OrderConfirmed).len(), 1, "confirmed once: {:?}", saga::summary(&orders, &order_id));
+    assert!(saga::of(&orders, &order_id, EventType::OrderCancelled).is_empty(), "never cancelled: {:?}", saga::summary(&orders, &order_id));
+    assert_eq!(saga::of(&payments, &order_id, EventType::PaymentCompleted).len(), 1, "charged once: {:?}", saga::summary(&payments, &order_id));
+    let reservations = saga::of(&stock, &order_id, EventType::InventoryReserved);
+    let ids: std::collections::BTreeSet<&str> = reservations.iter().map(|d| d.event.envelope.event_id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "reserved once: {:?}", saga::summary(&stock, &order_id));
+    let republished: Vec<Option<&[u8]>> = reservations.iter().map(|d| d.record.header(REPROCESSED_FROM_HEADER)).collect();
+    let expected_copies = if first["original_topic"] == saga_topics.inventory.as_str() { 2 } else { 0 };
+    assert_eq!(republished.iter().filter(|from| from.is_none()).count(), 1, "inventory reserved once: {republished:?}");
+    assert_eq!(republished.len(), 1 + expected_copies, "the reservation and its republished copies: {republished:?}");
+    let [created] = saga::of(&shipped, &order_id, EventType::ShipmentCreated)[..] else { panic!("shipped once: {:?}", saga::summary(&shipped, &order_id)) };
+    let Payload::ShipmentCreated(shipment) = &created.event.payload else { unreachable!() };
+    assert_eq!(saga::shipments_of(&order_id).await, [(shipment.shipment_id.clone(), shipment.tracking_number.clone())], "one shipments row");
+    assert_eq!(saga::shipment_guard_state(&mut redis, &order_id).as_deref(), Some("COMPLETED"));
+    let letters: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+        dead.iter().filter(|r| r.key.as_deref() == Some(order_id.as_bytes())).map(|r| (r.header("dlq.consumer.group"), r.header(REPROCESSED_FROM_HEADER))).collect();
+    let first_link = first_id.to_string();
+    assert_eq!(letters, [(Some(groups[2].as_bytes()), None), (Some(groups[2].as_bytes()), Some(first_link.as_bytes()))], "only shipping's two failures: {:?}", saga::dead_letter_summary(&dead));
+    let (_, entry) = admin.get(&format!("/admin/dlq/{again_id}")).await;
+    assert_eq!((entry["status"].as_str(), entry["status_changed_by"].as_str(), entry["status_reason"].as_str()), (Some("REPROCESSED"), Some("alice"), Some("corrupt guard key removed")));
+
+    let client = pool.get().await.expect("postgres");
+    for topic in topics {
+        client.execute("delete from dlq_entries where original_topic = $1", &[&topic]).await.expect("cleaning up");
+    }
+}
+
+/// Whether `<topic>.dlq` exists (a participant creates it when it starts).
+fn dlq_exists(bootstrap: &str, topic: &str) -> bool {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("consumer");
+    let dlq = format!("{topic}.dlq");
+    let metadata = consumer.fetch_metadata(Some(&dlq), Duration::from_secs(10)).expect("metadata");
+    metadata.topics().iter().any(|t| t.name() == dlq && t.error().is_none() && !t.partitions().is_empty())
 }

@@ -1,13 +1,18 @@
 //! The four saga participants on the real stack: each topology runs in its own `KafkaStreams`
 //! (unique application ids and topics), OrderPlaced events go straight to Kafka, and outcomes
 //! are read back `read_committed`, along with the `shipments` rows and Redis keys shipping
-//! leaves behind.
+//! leaves behind. Poison records of every kind on the order topic are dead-lettered by each
+//! participant while good orders go on.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use integration_tests::kafka::{create_topic, read_topic};
-use integration_tests::stack::{kafka_bootstrap, postgres_config, redis_url, require, unique};
+use apache_avro::types::Value as AvroValue;
+use integration_tests::kafka::{create_topic, key_on_partition, read_topic};
+use integration_tests::saga::{self, RunOptions, SagaRun};
+use integration_tests::stack::{kafka_bootstrap, postgres_config, redis_url, registry_url, require, unique};
+use operators::record::Header;
+use operators::runtime::kafka_headers;
 use operators::runtime::{KafkaStreams, StreamsConfig};
 use operators::serdes::Serde;
 use pipeline::codec::EventSerde;
@@ -18,8 +23,11 @@ use operators::idempotency::GuardConfig;
 use pipeline::participants::shipping::{cancellation_key, idempotency_key, Cancellation, GuardedShipments, ShipmentGateway, ShippingConfig, GUARD_NAMESPACE};
 use pipeline::participants::{inventory, order_saga, payment, shipping, SagaTopics};
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use schemas::{Address, CancellationReason, Envelope, EventType, OrderItem, OrderPlaced, Payload, RegistryClient, SagaEvent};
+use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
+use schema_registry_converter::async_impl::easy_avro::EasyAvroEncoder;
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
+use schemas::{Address, CancellationReason, Envelope, EventType, OrderItem, OrderPlaced, Payload, RegistryClient, SagaEvent, HEADER_LEN};
 use tokio::runtime::Runtime;
 
 const PARTITIONS: i32 = 6;
@@ -338,4 +346,198 @@ fn redis_key(key: &str) -> String {
 fn holder_state(value: Option<String>) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(&value?).ok()?;
     value.get("state")?.as_str().map(str::to_owned)
+}
+
+/// One kind of poison record, as an independent producer writes it to the order topic.
+struct PoisonRecord {
+    kind: &'static str,
+    key: String,
+    value: Option<Vec<u8>>,
+    /// What its dead letter's `dlq.error.message` must say.
+    says: String,
+    /// Where it landed, once produced.
+    offset: i64,
+    timestamp_ms: i64,
+}
+
+fn poison_headers(kind: &str) -> Vec<Header> {
+    vec![
+        Header::new("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec()),
+        Header::new("poison.kind", kind.as_bytes().to_vec()),
+        Header::new("binary", vec![0xff, 0x00, 0xfe]),
+        Header::null("null-valued"),
+    ]
+}
+
+/// Registers `schema` under `<topic>-<full name>` (TopicRecordNameStrategy) and encodes `record`
+/// with it, in Confluent wire format: another producer's encoder, not the saga's codec.
+async fn foreign_avro(topic: &str, full_name: &str, schema: &str, record: AvroValue) -> Vec<u8> {
+    let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
+        topic.to_string(),
+        SuppliedSchema::new(Some(full_name.into()), SchemaType::Avro, schema.into()),
+    );
+    EasyAvroEncoder::new(SrSettings::new(registry_url()))
+        .encode_value(record, &strategy)
+        .await
+        .unwrap_or_else(|e| panic!("registry: registering {full_name} under {topic} failed: {e}"))
+}
+
+async fn delete_subject(subject: &str) {
+    let client = reqwest::Client::new();
+    let url = format!("{}/subjects/{subject}", registry_url());
+    let _ = client.delete(&url).send().await;
+    let _ = client.delete(format!("{url}?permanent=true")).send().await;
+}
+
+/// A schema id the registry has never given out.
+async fn unknown_schema_id() -> u32 {
+    for candidate in (0..100u32).map(|n| 1_900_000_000 + (uuid::Uuid::new_v4().as_u128() % 50_000_000) as u32 + n) {
+        let status = reqwest::get(format!("{}/schemas/ids/{candidate}", registry_url())).await.expect("GET /schemas/ids").status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return candidate;
+        }
+    }
+    panic!("registry: found no unused schema id");
+}
+
+/// Every kind of record that cannot be read, produced to the order topic between good orders by
+/// a producer that is not the saga's codec: each is dead-lettered once by each of the four
+/// participants (all four read the order topic) to `<order topic>.dlq`, on its partition, with
+/// its key, value and headers byte for byte and the `dlq.*` headers, and the good orders before,
+/// between and after them on the same partition are confirmed, each charged, reserved and
+/// shipped once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_kind_of_poison_record_is_dead_lettered_by_every_reader_and_good_orders_go_on() {
+    const POISON_PARTITIONS: i32 = 3;
+    const P: i32 = 1;
+    let serde = integration_tests::saga::event_serde().await;
+    let run_id = unique("poison");
+    let run = SagaRun::start(&run_id, &serde, RunOptions { partitions: POISON_PARTITIONS, step_timeout: Some(Duration::from_secs(120)) }).await;
+    let topic = run.topics.order.clone();
+
+    // The poison, built by hand or by another encoder.
+    let unknown_id = unknown_schema_id().await;
+    let mut unknown = vec![0u8];
+    unknown.extend_from_slice(&unknown_id.to_be_bytes());
+    unknown.extend_from_slice(&[0x02, 0x04, 0x06, 0x08]);
+    let whole = serde.serialize(&topic, &saga::order_placed(&format!("{run_id}-truncated"), "c-truncated")).expect("an OrderPlaced");
+    let truncated = whole[..HEADER_LEN + (whole.len() - HEADER_LEN) / 2].to_vec();
+    let foreign_schema = r#"{"type": "record", "name": "Foreign", "namespace": "run.poison", "fields": [{"name": "note", "type": "string"}]}"#;
+    let foreign = foreign_avro(&topic, "run.poison.Foreign", foreign_schema, AvroValue::Record(vec![("note".into(), AvroValue::String("not ours".into()))])).await;
+    // Named like our OrderPlaced, but nothing of it resolves against the reader's schema.
+    let impostor_name = format!("{}.OrderPlaced", schemas::NAMESPACE);
+    let impostor_schema = format!(r#"{{"type": "record", "name": "OrderPlaced", "namespace": "{}", "fields": [{{"name": "order_id", "type": "long"}}]}}"#, schemas::NAMESPACE);
+    let impostor = foreign_avro(&topic, &impostor_name, &impostor_schema, AvroValue::Record(vec![("order_id".into(), AvroValue::Long(42))])).await;
+    let kinds: Vec<(&str, Option<Vec<u8>>, String)> = vec![
+        ("bad-magic-byte", Some(b"\x01\x00\x00\x00\x01not framed".to_vec()), "magic byte".into()),
+        ("unknown-schema-id", Some(unknown), format!("writer schema {unknown_id}")),
+        ("truncated-avro", Some(truncated), "cannot decode an Avro OrderPlaced body".into()),
+        ("not-a-saga-event", Some(foreign), "is not a saga event".into()),
+        ("unresolvable-schema", Some(impostor), "cannot decode an Avro OrderPlaced body".into()),
+        ("empty-value", Some(Vec::new()), "too short".into()),
+        ("null-value", None, "null value".into()),
+    ];
+
+    // good, poison, good, poison, …, good: all on partition P, in this order.
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &run.bootstrap).set("enable.idempotence", "true").create().expect("producer");
+    let send = |key: String, value: Option<Vec<u8>>, headers: Vec<Header>, timestamp_ms: i64| {
+        let (producer, topic) = (&producer, &topic);
+        async move {
+            let mut record = FutureRecord::<[u8], [u8]>::to(topic).partition(P).key(key.as_bytes()).timestamp(timestamp_ms).headers(kafka_headers(&headers));
+            if let Some(value) = value.as_deref() {
+                record = record.payload(value);
+            }
+            let delivery = producer.send(record, Duration::from_secs(10)).await.unwrap_or_else(|(e, _)| panic!("kafka: producing to {topic} failed: {e}"));
+            assert_eq!(delivery.partition, P);
+            delivery.offset
+        }
+    };
+    let mut good = Vec::new();
+    let mut poison = Vec::new();
+    for (i, kind) in kinds.into_iter().map(Some).chain([None]).enumerate() {
+        let order_id = key_on_partition(&format!("{run_id}-good{i}"), P, POISON_PARTITIONS);
+        let placed = saga::order_placed(&order_id, &format!("{run_id}-customer"));
+        send(order_id.clone(), Some(serde.serialize(&topic, &placed).expect("an OrderPlaced")), vec![], saga::now_ms()).await;
+        good.push(order_id);
+        if let Some((kind, value, says)) = kind {
+            let key = format!("{run_id}-poison-{kind}");
+            let timestamp_ms = 1_700_000_000_000 + i as i64;
+            let offset = send(key.clone(), value.clone(), poison_headers(kind), timestamp_ms).await;
+            poison.push(PoisonRecord { kind, key, value, says, offset, timestamp_ms });
+        }
+    }
+
+    // Every good order confirmed, and every reader's dead letter of the last poison record
+    // committed (each reader writes its dead letters in the order of the partition).
+    let decided = run.events(&topic, |events| good.iter().all(|order| !saga::of(events, order, EventType::OrderConfirmed).is_empty()));
+    let last = poison.last().expect("poison").offset.to_string();
+    let dlq_topic = format!("{topic}.dlq");
+    let dead = read_topic(&run.bootstrap, &dlq_topic, "read_committed", saga::WAIT, |records| {
+        run.groups.iter().all(|group| records.iter().any(|r| r.header("dlq.consumer.group") == Some(group.as_bytes()) && r.header("dlq.original.offset") == Some(last.as_bytes())))
+    });
+    let last_good = good.last().expect("good orders");
+    let payments = run.events(&run.topics.payment, |events| !saga::of(events, last_good, EventType::PaymentCompleted).is_empty());
+    let stock = run.events(&run.topics.inventory, |events| !saga::of(events, last_good, EventType::InventoryReserved).is_empty());
+    let shipped = run.events(&run.topics.shipping, |events| !saga::of(events, last_good, EventType::ShipmentCreated).is_empty());
+    let groups = run.groups.clone();
+    run.assert_running();
+    run.close();
+    delete_subject(&format!("{topic}-run.poison.Foreign")).await;
+    delete_subject(&format!("{topic}-{impostor_name}")).await;
+
+    for order in &good {
+        assert_eq!(saga::of(&decided, order, EventType::OrderConfirmed).len(), 1, "{order} confirmed once: {:?}", saga::summary(&decided, order));
+        assert_eq!(saga::of(&decided, order, EventType::OrderCancelled).len(), 0, "{order} was cancelled");
+        assert_eq!(saga::of(&payments, order, EventType::PaymentCompleted).len(), 1, "{order} charged once");
+        assert_eq!(saga::of(&stock, order, EventType::InventoryReserved).len(), 1, "{order} reserved once");
+        assert_eq!(saga::of(&shipped, order, EventType::ShipmentCreated).len(), 1, "{order} shipped once");
+        assert_eq!(saga::shipments_of(order).await.len(), 1, "{order} has one shipments row");
+    }
+
+    // Each poison record: one dead letter per reader, nothing else in the DLQ.
+    assert_eq!(dead.len(), poison.len() * groups.len(), "one dead letter per poison record and reader: {:#?}", saga::dead_letter_summary(&dead));
+    for record in &poison {
+        let original_headers: Vec<(String, Option<Vec<u8>>)> = poison_headers(record.kind).into_iter().map(|h| (h.key, h.value)).collect();
+        for group in &groups {
+            let offset = record.offset.to_string();
+            let letters: Vec<_> = dead
+                .iter()
+                .filter(|r| r.header("dlq.consumer.group") == Some(group.as_bytes()) && r.header("dlq.original.offset") == Some(offset.as_bytes()))
+                .collect();
+            let [letter] = letters[..] else { panic!("{} ({}): {} dead letters from {group}: {:#?}", record.kind, record.offset, letters.len(), saga::dead_letter_summary(&dead)) };
+            let text = |name: &str| String::from_utf8_lossy(letter.header(name).unwrap_or_else(|| panic!("{}: no {name} header", record.kind))).into_owned();
+            assert_eq!(letter.partition, P, "{}: on the original partition", record.kind);
+            assert_eq!(letter.key.as_deref(), Some(record.key.as_bytes()), "{}: the key", record.kind);
+            assert_eq!(letter.value, record.value, "{}: the value, byte for byte (null stays null)", record.kind);
+            let (original, added) = letter.headers.split_at(original_headers.len().min(letter.headers.len()));
+            assert_eq!(original, &original_headers[..], "{}: the original headers first, byte for byte", record.kind);
+            let added: Vec<&str> = added.iter().map(|(key, _)| key.as_str()).collect();
+            assert_eq!(
+                added,
+                [
+                    "dlq.original.topic",
+                    "dlq.original.partition",
+                    "dlq.original.offset",
+                    "dlq.original.timestamp",
+                    "dlq.consumer.group",
+                    "dlq.processor",
+                    "dlq.error.class",
+                    "dlq.error.message",
+                    "dlq.attempts",
+                    "dlq.failed.at"
+                ],
+                "{}",
+                record.kind
+            );
+            assert_eq!(text("dlq.original.topic"), topic, "{}", record.kind);
+            assert_eq!(text("dlq.original.partition"), P.to_string(), "{}", record.kind);
+            assert_eq!(text("dlq.original.timestamp"), record.timestamp_ms.to_string(), "{}", record.kind);
+            assert_eq!(text("dlq.error.class"), "poison", "{}: {}", record.kind, text("dlq.error.message"));
+            assert_eq!(text("dlq.attempts"), "1", "{}: dead-lettered at once, never retried", record.kind);
+            assert!(text("dlq.processor").starts_with("KSTREAM-SOURCE-"), "{}: the source node that could not read it: {}", record.kind, text("dlq.processor"));
+            assert!(text("dlq.failed.at").parse::<i64>().is_ok_and(|at| at >= record.timestamp_ms), "{}: {}", record.kind, text("dlq.failed.at"));
+            let message = text("dlq.error.message");
+            assert!(message.contains(&record.says), "{}: the message says what is wrong ({:?}): {message}", record.kind, record.says);
+        }
+    }
 }
