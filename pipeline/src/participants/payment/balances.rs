@@ -31,16 +31,18 @@ impl Processor<String, BalanceRequest, String, SagaEvent> for Balances {
         let payload = settle(&mut balance, request);
         // Written even when nothing moved, so a customer's starting balance is on record.
         balances.put(&record.key, &balance)?;
+        let Some(payload) = payload else { return Ok(()) };
         let event = reply(&request.cause, payload, ctx.current_system_time_ms());
         ctx.forward(event_record(event, record.timestamp_ms, &record.headers))
     }
 }
 
-/// Applies a request once; a request applied before gets its first answer again.
-fn settle(balance: &mut CustomerBalance, request: &BalanceRequest) -> Payload {
+/// Applies a request once, and answers it once. A request applied before (asked again because
+/// its answer was slow) gets no second answer: under exactly-once the first is on its way.
+fn settle(balance: &mut CustomerBalance, request: &BalanceRequest) -> Option<Payload> {
     let key = request.applied_key();
-    if let Some(settled) = balance.applied.get(&key) {
-        return answer(settled, request);
+    if balance.applied.contains_key(&key) {
+        return None;
     }
     let settled = match &request.command {
         BalanceCommand::Charge if request.amount_cents < 0 => Settled::Declined { reason: INVALID_AMOUNT.to_owned() },
@@ -56,7 +58,7 @@ fn settle(balance: &mut CustomerBalance, request: &BalanceRequest) -> Payload {
     };
     let payload = answer(&settled, request);
     balance.applied.insert(key, settled);
-    payload
+    Some(payload)
 }
 
 fn answer(settled: &Settled, request: &BalanceRequest) -> Payload {
@@ -87,17 +89,17 @@ mod tests {
     }
 
     #[test]
-    fn a_request_seen_again_moves_no_money_and_gets_the_same_answer() {
+    fn a_request_seen_again_moves_no_money_and_is_answered_once() {
         let mut balance = CustomerBalance::new(1_000);
         let charge = request(BalanceCommand::Charge);
         let first = settle(&mut balance, &charge);
-        assert_eq!(settle(&mut balance, &charge), first, "the same payment id again");
+        assert_eq!(settle(&mut balance, &charge), None, "no second answer");
         assert_eq!(balance.balance_cents, 700);
 
-        let Payload::PaymentCompleted(completed) = first else { panic!("expected a charge, got {first:?}") };
+        let Some(Payload::PaymentCompleted(completed)) = first else { panic!("expected a charge, got {first:?}") };
         let refund = request(BalanceCommand::Refund { payment_id: completed.payment_id, reason: CancellationReason::CustomerCancelled });
-        let refunded = settle(&mut balance, &refund);
-        assert_eq!(settle(&mut balance, &refund), refunded);
+        assert!(matches!(settle(&mut balance, &refund), Some(Payload::PaymentRefunded(_))));
+        assert_eq!(settle(&mut balance, &refund), None);
         assert_eq!(balance.balance_cents, 1_000, "refunded once");
     }
 
@@ -105,9 +107,9 @@ mod tests {
     fn a_declined_charge_stays_declined_when_seen_again_even_with_money_arrived() {
         let mut balance = CustomerBalance::new(100);
         let charge = request(BalanceCommand::Charge);
-        assert!(matches!(settle(&mut balance, &charge), Payload::PaymentFailed(_)));
+        assert!(matches!(settle(&mut balance, &charge), Some(Payload::PaymentFailed(_))));
         balance.balance_cents = 10_000;
-        assert!(matches!(settle(&mut balance, &charge), Payload::PaymentFailed(_)));
+        assert_eq!(settle(&mut balance, &charge), None, "decided before: no new decision, no second answer");
         assert_eq!(balance.balance_cents, 10_000);
     }
 }

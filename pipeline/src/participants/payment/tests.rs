@@ -231,3 +231,36 @@ fn an_order_cancelled_before_it_was_charged_is_not_charged() -> TestResult {
     assert_eq!(balance(&driven, "alice")?, None);
     Ok(())
 }
+
+#[test]
+fn a_retry_of_a_refund_that_was_applied_publishes_no_second_refund() -> TestResult {
+    let driven = Driven { driver: operators::test_driver::TopologyTestDriver::new(topology(EventSerde::with_fixed_ids(), &config())).hold_repartitions() };
+    let deliver_all = |driven: &Driven| -> TestResult {
+        while let Some(topic) = driven.driver.held_topics().first().cloned() {
+            driven.driver.deliver_held(&topic)?;
+        }
+        Ok(())
+    };
+    let placed = order_placed("o-1", "alice", &[("apple", 1, 1_000)], "DE");
+    driven.pipe(&topics().order, &placed)?;
+    deliver_all(&driven)?;
+    let [completed] = <[SagaEvent; 1]>::try_from(driven.read(&topics().payment)?).map_err(|e| format!("expected the charge: {e:?}"))?;
+    let reserved = reserved(&completed);
+    let cancel = cancelled(&reserved, CancellationReason::CustomerCancelled);
+    driven.pipe(&topics().inventory, &reserved)?;
+    driven.pipe(&topics().order, &cancel)?;
+    // The refund request is on its way to the balance when the saga, finding the refund
+    // overdue (its answer is only slow), asks for it again.
+    driven.pipe(&topics().inventory, &released(&cancel))?;
+    let retry = schemas::OrderInterventionRequested {
+        action: crate::participants::RETRY_COMPENSATIONS.into(),
+        note: "overdue: refund".into(),
+        operator: crate::participants::SAGA_OPERATOR.into(),
+    };
+    driven.pipe(&topics().order, &caused_by(&cancel, Payload::OrderInterventionRequested(retry)))?;
+    deliver_all(&driven)?;
+    let refunds = driven.read(&topics().payment)?.into_iter().filter(|e| matches!(e.payload, Payload::PaymentRefunded(_))).count();
+    assert_eq!(refunds, 1, "the balance applied the refund once, and says so once");
+    assert_eq!(balance(&driven, "alice")?, Some(10_000));
+    Ok(())
+}
