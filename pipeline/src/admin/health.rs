@@ -59,12 +59,30 @@ fn report() -> BTreeMap<String, String> {
 }
 
 /// Alive unless an instance stopped on an error.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Alive: each stream instance's state, by application id", body = BTreeMap<String, String>),
+        (status = 503, description = "An instance stopped on an error (ERROR)", body = BTreeMap<String, String>),
+    )
+)]
 pub async fn health() -> (StatusCode, Json<BTreeMap<String, String>>) {
     let failed = states().values().any(|state| *state == State::Error);
     (if failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }, Json(report()))
 }
 
 /// Ready once every instance is RUNNING (assigned and restored) and waits for no dependency.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Ready: each instance's state, by application id", body = BTreeMap<String, String>),
+        (status = 503, description = "An instance is not RUNNING, or is WAITING_ON:<dependency>", body = BTreeMap<String, String>),
+    )
+)]
 pub async fn ready() -> (StatusCode, Json<BTreeMap<String, String>>) {
     let ready = states().values().all(|state| *state == State::Running) && waiting().is_empty();
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(report()))

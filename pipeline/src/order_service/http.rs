@@ -12,21 +12,31 @@ use axum::routing::post;
 use axum::{Json, Router};
 use schemas::CodecError;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use utoipa::{OpenApi, ToSchema};
 
+use super::aggregate::OrderStatus;
 use super::commands::{CommandError, OrderAccepted};
 use super::event_store::StoreError;
-use super::request::PlaceOrderRequest;
+use super::request::{AddressRequest, ItemRequest, PlaceOrderRequest};
 use super::trace::TraceParent;
 use super::OrderService;
 use crate::admin::audit::AdminAction;
 use crate::admin::auth::require_admin_token;
+use crate::error_body::{error_response, ErrorBody};
 
 /// Far above any valid order (100 items of bounded fields); larger bodies get 413.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// Order ids are UUIDs; anything longer cannot name an order.
 const MAX_ORDER_ID_LEN: usize = 64;
+
+/// The OpenAPI description of [`routes`].
+#[derive(OpenApi)]
+#[openapi(
+    paths(place_order, cancel_order, intervene),
+    components(schemas(PlaceOrderRequest, ItemRequest, AddressRequest, InterventionRequest, OrderAccepted, OrderStatus, ErrorBody))
+)]
+pub struct OrderCommandsDoc;
 
 pub fn routes(state: OrderService) -> Router {
     let operators_only = from_fn_with_state(state.admin_token.clone(), require_admin_token);
@@ -38,6 +48,27 @@ pub fn routes(state: OrderService) -> Router {
         .with_state(state)
 }
 
+/// Places an order. Its saga runs asynchronously: follow it with `GET /orders/{id}`.
+#[utoipa::path(
+    post,
+    path = "/orders",
+    tag = "orders",
+    request_body = PlaceOrderRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body get the first answer (scoped to the customer)"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context, continued into the saga's events"),
+    ),
+    responses(
+        (status = 202, description = "Accepted: the order is placed and its saga starts", body = OrderAccepted),
+        (status = 400, description = "Malformed JSON or a bad Idempotency-Key", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still being processed", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not application/json", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong, or the Idempotency-Key was used for another request", body = ErrorBody),
+        (status = 500, description = "The order store failed", body = ErrorBody),
+        (status = 503, description = "PostgreSQL or the schema registry is unavailable", body = ErrorBody),
+    )
+)]
 async fn place_order(
     State(service): State<OrderService>,
     headers: HeaderMap,
@@ -50,6 +81,24 @@ async fn place_order(
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
+/// Asks for the cancellation of an order; the saga compensates what was done (docs/saga.md).
+#[utoipa::path(
+    post,
+    path = "/orders/{id}/cancel",
+    tag = "orders",
+    params(
+        ("id" = String, Path, description = "The order id `POST /orders` returned"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context"),
+    ),
+    responses(
+        (status = 202, description = "Accepted: the cancellation is requested", body = OrderAccepted),
+        (status = 400, description = "The id holds control characters or is not UTF-8", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 409, description = "Already cancelled, confirmed, or cancelling; or a concurrent command won", body = ErrorBody),
+        (status = 500, description = "The order store failed", body = ErrorBody),
+        (status = 503, description = "PostgreSQL or the schema registry is unavailable", body = ErrorBody),
+    )
+)]
 async fn cancel_order(
     State(service): State<OrderService>,
     Path(order_id): Path<String>,
@@ -61,17 +110,45 @@ async fn cancel_order(
 }
 
 /// An operator's action on a parked order: `retry_compensations` or `resolve`, with a note.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InterventionRequest {
+    /// `retry_compensations` or `resolve`.
     action: String,
+    /// Why, in 1 to 2000 bytes.
     note: String,
+    /// Who acts, in 1 to 255 bytes.
     operator: String,
 }
 
 const INTERVENTIONS: [&str; 2] = [crate::participants::RETRY_COMPENSATIONS, crate::participants::RESOLVE];
 const MAX_NOTE_LEN: usize = 2_000;
 
+/// An operator's action on an order parked in REQUIRES_INTERVENTION: retry its compensations or
+/// resolve it with a note. Audited.
+#[utoipa::path(
+    post,
+    path = "/admin/orders/{id}/intervention",
+    tag = "operators",
+    security(("admin_token" = [])),
+    request_body = InterventionRequest,
+    params(
+        ("id" = String, Path, description = "The parked order's id"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context"),
+    ),
+    responses(
+        (status = 202, description = "Accepted: the intervention is requested", body = OrderAccepted),
+        (status = 400, description = "Malformed JSON, or an id with control characters", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 409, description = "The order is not waiting for intervention, or a concurrent command won", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not application/json", body = ErrorBody),
+        (status = 422, description = "An unknown action, or a blank or too long note or operator", body = ErrorBody),
+        (status = 500, description = "The order store failed", body = ErrorBody),
+        (status = 503, description = "No admin token is configured, or PostgreSQL or the registry is unavailable", body = ErrorBody),
+    )
+)]
 async fn intervene(
     State(service): State<OrderService>,
     Path(order_id): Path<String>,
@@ -171,7 +248,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        error_response(self.status, self.message)
     }
 }
 
