@@ -175,14 +175,24 @@ pub async fn run_projector(
     projector::run_projector(projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone()), serde, pool, shutdown).await
 }
 
-/// `/metrics`, `/health` and `/ready`, the consumer-lag exporter for every group of the pipeline,
-/// and the DLQ: its indexer and the `/admin/dlq` routes (with their transactional producer).
+/// The admin endpoint ([`serve_admin_http`]) and the DLQ indexer.
 pub async fn serve_admin(
     settings: &Settings,
     pool: Pool,
     serde: EventSerde,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
+    let indexer = dlq::run_indexer(dlq::IndexerConfig::new(settings.kafka.bootstrap_servers.clone()), pool.clone(), shutdown);
+    tokio::select! {
+        result = indexer => result.context("DLQ indexer"),
+        result = serve_admin_http(settings, pool, serde) => result,
+    }
+}
+
+/// The admin port: `/metrics` (with the consumer-lag exporter for every group of the pipeline),
+/// `/health`, `/ready`, and the DLQ's `/admin/dlq` routes (with their transactional producer).
+/// Joins no consumer group: the DLQ indexer is [`serve_admin`]'s.
+pub async fn serve_admin_http(settings: &Settings, pool: Pool, serde: EventSerde) -> Result<()> {
     let topics: Vec<String> = setup::SAGA_TOPICS.iter().map(|t| t.to_string()).collect();
     let mut groups: Vec<WatchedGroup> = Participant::ALL
         .iter()
@@ -196,11 +206,18 @@ pub async fn serve_admin(
     let instance_id = settings.kafka.instance_id.clone().unwrap_or_else(|| StreamsConfig::new("dlq-admin", "").instance_id);
     let republisher = dlq::Republisher::new(&settings.kafka.bootstrap_servers, &format!("dlq-admin-{instance_id}"));
     let token = AdminToken::new(settings.admin_token()?);
-    let app = admin_router(dlq::DlqAdmin::new(pool.clone(), serde, republisher), token);
-    let indexer = dlq::run_indexer(dlq::IndexerConfig::new(settings.kafka.bootstrap_servers.clone()), pool, shutdown);
+    let app = admin_router(dlq::DlqAdmin::new(pool, serde, republisher), token);
+    serve(app, settings.http.bind_address, settings.http.admin_port, "admin endpoint").await
+}
+
+/// Both HTTP ports and nothing else: no participant, projector or DLQ indexer, so no consumer
+/// group is joined and no saga topic is read (the APIs can be fuzzed beside a running pipeline).
+/// Until `shutdown` resolves or a port fails.
+pub async fn serve_apis(settings: &Settings, pool: Pool, serde: EventSerde, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
     tokio::select! {
-        result = indexer => result.context("DLQ indexer"),
-        result = serve(app, settings.http.bind_address, settings.http.admin_port, "admin endpoint") => result,
+        () = shutdown => Ok(()),
+        result = serve_order_api(settings, pool.clone()) => result.context("order API"),
+        result = serve_admin_http(settings, pool, serde) => result.context("admin endpoint"),
     }
 }
 
