@@ -15,4 +15,5 @@ pub mod text_input;
 pub mod openapi;
 pub mod order_service;
 pub mod participants;
+pub mod path_text;
 pub mod projector;

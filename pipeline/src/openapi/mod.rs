@@ -5,9 +5,13 @@
 //! `GET /openapi.json` ([`routes`]); `dev/fuzz-api` fuzzes both with schemathesis.
 
 #[cfg(test)]
+mod bad_path_tests;
+#[cfg(test)]
 mod document_tests;
 #[cfg(test)]
 mod route_coverage_tests;
+#[cfg(test)]
+mod test_routers;
 
 use std::sync::Arc;
 

@@ -2,7 +2,6 @@
 //! of the document is served: the two cannot drift apart.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
@@ -13,17 +12,9 @@ use axum::Router;
 use tower::ServiceExt;
 use utoipa::openapi::OpenApi as Document;
 
-use crate::admin::auth::AdminToken;
-use crate::codec::EventSerde;
-use crate::components::{admin_router, order_api_router};
-use crate::dlq::{DlqAdmin, Republisher};
-use crate::order_service::OrderService;
+use super::test_routers::{admin, order_api, TOKEN};
 
-const TOKEN: &str = "probe-token";
 const METHODS: [Method; 6] = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
-/// Nothing listens there: a handler that gets as far as PostgreSQL, Redis, the registry or
-/// Kafka fails at once.
-const NOWHERE: &str = "127.0.0.1:1";
 
 /// The paths `router` serves. axum has no API that lists them, but its `Debug` output names
 /// each one (`path_router: … RouteId(n): "/path" …, fallback_router: …`); should that format
@@ -86,26 +77,16 @@ fn documented_operations(document: &Document) -> BTreeSet<(String, String)> {
     documented
 }
 
-fn pool() -> deadpool_postgres::Pool {
-    crate::db::pool("host=127.0.0.1 port=1 user=probe dbname=probe connect_timeout=1", 1).unwrap()
-}
-
 #[tokio::test]
 async fn the_order_api_serves_exactly_what_its_document_lists() {
-    let redis = redis::Client::open(format!("redis://{NOWHERE}/")).unwrap();
-    let redis = redis::aio::ConnectionManager::new_lazy_with_config(redis, redis::aio::ConnectionManagerConfig::new()).unwrap();
-    let registry = schemas::RegistryClient::new(&format!("http://{NOWHERE}")).unwrap();
-    let service =
-        OrderService::new(pool(), redis, Arc::new(schemas::SagaCodec::new(registry)), 100).with_admin_token(Some(TOKEN.into()));
-    let served = served_operations(order_api_router(service, pool())).await;
+    let served = served_operations(order_api()).await;
     assert!(served.contains(&("POST".into(), "/orders".into())), "the probe finds routes: {served:?}");
     assert_eq!(served, documented_operations(&super::order_api()));
 }
 
 #[tokio::test]
 async fn the_admin_port_serves_exactly_what_its_document_lists() {
-    let dlq = DlqAdmin::new(pool(), EventSerde::with_fixed_ids(), Republisher::new(NOWHERE, "route-coverage-test"));
-    let served = served_operations(admin_router(dlq, AdminToken::new(Some(TOKEN.into())))).await;
+    let served = served_operations(admin()).await;
     assert!(served.contains(&("GET".into(), "/admin/dlq".into())), "the probe finds routes: {served:?}");
     assert_eq!(served, documented_operations(&super::admin_api()));
 }

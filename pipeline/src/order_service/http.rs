@@ -4,7 +4,7 @@
 //! `{"error": "..."}` with a status that says whose fault it is.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -23,6 +23,7 @@ use super::OrderService;
 use crate::admin::audit::AdminAction;
 use crate::admin::auth::require_admin_token;
 use crate::error_body::{error_response, ErrorBody};
+use crate::path_text::PathText;
 
 /// Far above any valid order (100 items of bounded fields); larger bodies get 413.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -101,7 +102,7 @@ async fn place_order(
 )]
 async fn cancel_order(
     State(service): State<OrderService>,
-    Path(order_id): Path<String>,
+    PathText(order_id): PathText,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<OrderAccepted>), ApiError> {
     check_order_id(&order_id)?;
@@ -138,7 +139,7 @@ const MAX_NOTE_LEN: usize = 2_000;
     ),
     responses(
         (status = 202, description = "Accepted: the intervention is requested", body = OrderAccepted),
-        (status = 400, description = "Malformed JSON, or an id with control characters", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or an id with control characters or not UTF-8", body = ErrorBody),
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "No such order", body = ErrorBody),
         (status = 409, description = "The order is not waiting for intervention, or a concurrent command won", body = ErrorBody),
@@ -151,7 +152,7 @@ const MAX_NOTE_LEN: usize = 2_000;
 )]
 async fn intervene(
     State(service): State<OrderService>,
-    Path(order_id): Path<String>,
+    PathText(order_id): PathText,
     headers: HeaderMap,
     JsonBody(request): JsonBody<InterventionRequest>,
 ) -> Result<(StatusCode, Json<OrderAccepted>), ApiError> {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,6 +19,7 @@ use super::queries::{find_order, list_orders, OrderFilter, OrderRecord};
 use super::store::StoreError;
 use super::view::OrderStatus;
 use crate::error_body::{error_response, ErrorBody};
+use crate::path_text::PathText;
 
 /// How long `?min_version=N` waits for the projection to catch up.
 pub const MIN_VERSION_WAIT: Duration = Duration::from_secs(5);
@@ -122,14 +123,14 @@ struct OrderPage {
         (status = 200, description = "The order", body = OrderRecord, headers(
             ("x-projection-fresh" = String, description = "`true` when the order has at least `min_version` (always without it), `false` when the wait ran out")
         )),
-        (status = 400, description = "A bad id or min_version", body = ErrorBody),
+        (status = 400, description = "An id with control characters or not UTF-8, or a bad min_version", body = ErrorBody),
         (status = 404, description = "No such order (after waiting, with min_version)", body = ErrorBody),
         (status = 503, description = "The read model is unavailable", body = ErrorBody),
     )
 )]
 async fn get_order(
     State(pool): State<Pool>,
-    Path(order_id): Path<String>,
+    PathText(order_id): PathText,
     params: Result<Query<OrderParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
