@@ -60,7 +60,11 @@ pub fn routes(state: OrderService) -> Router {
         ("traceparent" = Option<String>, Header, description = "W3C trace context, continued into the saga's events"),
     ),
     responses(
-        (status = 202, description = "Accepted: the order is placed and its saga starts", body = OrderAccepted),
+        (status = 202, description = "Accepted: the order is placed and its saga starts", body = OrderAccepted, links(
+            ("GetOrder" = (operation_id = "get_order", parameters(("id" = "$response.body#/order_id")))),
+            ("CancelOrder" = (operation_id = "cancel_order", parameters(("id" = "$response.body#/order_id")))),
+            ("Intervene" = (operation_id = "intervene", parameters(("id" = "$response.body#/order_id")))),
+        )),
         (status = 400, description = "Malformed JSON or a bad Idempotency-Key", body = ErrorBody),
         (status = 409, description = "A request with this Idempotency-Key is still being processed", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
@@ -88,7 +92,7 @@ async fn place_order(
     path = "/orders/{id}/cancel",
     tag = "orders",
     params(
-        ("id" = String, Path, description = "The order id `POST /orders` returned"),
+        ("id" = String, Path, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "The order id `POST /orders` returned"),
         ("traceparent" = Option<String>, Header, description = "W3C trace context"),
     ),
     responses(
@@ -117,8 +121,10 @@ struct InterventionRequest {
     /// `retry_compensations` or `resolve`.
     action: String,
     /// Why, in 1 to 2000 bytes.
+    #[schema(min_length = 1, max_length = 2000)]
     note: String,
     /// Who acts, in 1 to 255 bytes.
+    #[schema(min_length = 1, max_length = 255)]
     operator: String,
 }
 
@@ -134,7 +140,7 @@ const MAX_NOTE_LEN: usize = 2_000;
     security(("admin_token" = [])),
     request_body = InterventionRequest,
     params(
-        ("id" = String, Path, description = "The parked order's id"),
+        ("id" = String, Path, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "The parked order's id"),
         ("traceparent" = Option<String>, Header, description = "W3C trace context"),
     ),
     responses(

@@ -92,7 +92,7 @@ struct OrderParams {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListParams {
-    #[param(min_length = 1, max_length = 200)]
+    #[param(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     customer_id: Option<String>,
     #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
@@ -118,7 +118,7 @@ struct OrderPage {
     get,
     path = "/orders/{id}",
     tag = "read model",
-    params(("id" = String, Path, description = "The order id"), OrderParams),
+    params(("id" = String, Path, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "The order id"), OrderParams),
     responses(
         (status = 200, description = "The order", body = OrderRecord, headers(
             ("x-projection-fresh" = String, description = "`true` when the order has at least `min_version` (always without it), `false` when the wait ran out")
