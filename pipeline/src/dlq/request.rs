@@ -20,7 +20,8 @@ const MAX_REASON_LEN: usize = 2_000;
 pub struct BadRequest(pub String);
 
 // The schemas' bounds below repeat the checks of this module, so the OpenAPI document shows
-// what is accepted; the checks stay the authority.
+// what is accepted; the checks stay the authority. Free text (operator, reason) is not blank and
+// holds no NUL (`text_input::free_text`).
 
 /// `GET /admin/dlq` parameters as sent (text).
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -70,9 +71,9 @@ pub fn entry_id(text: &str) -> Result<i64, BadRequest> {
 #[serde(deny_unknown_fields)]
 pub struct ReprocessBody {
     /// Who acts ("unknown" when left out).
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub operator: Option<String>,
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(min_length = 1, max_length = 2000, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub reason: Option<String>,
 }
 
@@ -91,9 +92,9 @@ pub struct BulkReprocessBody {
     /// At most this many entries (100 when left out).
     #[schema(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub operator: Option<String>,
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(min_length = 1, max_length = 2000, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub reason: Option<String>,
 }
 
@@ -133,9 +134,9 @@ pub fn bulk_filter(body: &BulkReprocessBody) -> Result<BulkFilter, BadRequest> {
 pub struct DiscardBody {
     // Required, but an Option so that its absence gets a message saying so.
     /// Why the entry is given up on.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub reason: Option<String>,
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub operator: Option<String>,
 }
 

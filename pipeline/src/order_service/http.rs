@@ -35,7 +35,7 @@ const MAX_ORDER_ID_LEN: usize = 64;
 #[derive(OpenApi)]
 #[openapi(
     paths(place_order, cancel_order, intervene),
-    components(schemas(PlaceOrderRequest, ItemRequest, AddressRequest, InterventionRequest, OrderAccepted, OrderStatus, ErrorBody))
+    components(schemas(PlaceOrderRequest, ItemRequest, AddressRequest, InterventionRequest, InterventionAction, OrderAccepted, OrderStatus, ErrorBody))
 )]
 pub struct OrderCommandsDoc;
 
@@ -118,17 +118,33 @@ async fn cancel_order(
 #[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InterventionRequest {
-    /// `retry_compensations` or `resolve`.
-    action: String,
+    action: InterventionAction,
     /// Why, in 1 to 2000 bytes.
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(min_length = 1, max_length = 2000, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     note: String,
     /// Who acts, in 1 to 255 bytes.
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     operator: String,
 }
 
-const INTERVENTIONS: [&str; 2] = [crate::participants::RETRY_COMPENSATIONS, crate::participants::RESOLVE];
+/// Retry the parked order's outstanding compensations, or settle it as it stands; anything else
+/// is refused (422) when the body is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum InterventionAction {
+    RetryCompensations,
+    Resolve,
+}
+
+impl InterventionAction {
+    /// The OrderInterventionRequested action the participants read.
+    fn as_str(self) -> &'static str {
+        match self {
+            InterventionAction::RetryCompensations => crate::participants::RETRY_COMPENSATIONS,
+            InterventionAction::Resolve => crate::participants::RESOLVE,
+        }
+    }
+}
 const MAX_NOTE_LEN: usize = 2_000;
 
 /// An operator's action on an order parked in REQUIRES_INTERVENTION: retry its compensations or
@@ -151,7 +167,7 @@ const MAX_NOTE_LEN: usize = 2_000;
         (status = 409, description = "The order is not waiting for intervention, or a concurrent command won", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
         (status = 415, description = "The body is not application/json", body = ErrorBody),
-        (status = 422, description = "An unknown action, or a blank or too long note or operator", body = ErrorBody),
+        (status = 422, description = "An unknown action or a missing field, or a blank or too long note or operator", body = ErrorBody),
         (status = 500, description = "The order store failed", body = ErrorBody),
         (status = 503, description = "No admin token is configured, or PostgreSQL or the registry is unavailable", body = ErrorBody),
     )
@@ -163,7 +179,7 @@ async fn intervene(
     JsonBody(request): JsonBody<InterventionRequest>,
 ) -> Result<(StatusCode, Json<OrderAccepted>), ApiError> {
     let operator = request.operator.clone();
-    let action = format!("order.{}", request.action);
+    let action = format!("order.{}", request.action.as_str());
     let result = intervention(&service, &order_id, &headers, request).await;
     let outcome = match &result {
         Ok(_) => "accepted".to_string(),
@@ -182,9 +198,6 @@ async fn intervention(
     request: InterventionRequest,
 ) -> Result<(StatusCode, Json<OrderAccepted>), ApiError> {
     let unprocessable = |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message);
-    if !INTERVENTIONS.contains(&request.action.as_str()) {
-        return Err(unprocessable(format!("action must be one of {INTERVENTIONS:?}, got {:?}", request.action)));
-    }
     if request.note.trim().is_empty() || request.note.len() > MAX_NOTE_LEN {
         return Err(unprocessable(format!("note must say why, in 1 to {MAX_NOTE_LEN} bytes")));
     }
@@ -192,7 +205,8 @@ async fn intervention(
         return Err(unprocessable(format!("operator must name who acts, in 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes")));
     }
     check_order_id(order_id)?;
-    let requested = schemas::OrderInterventionRequested { action: request.action, note: request.note, operator: request.operator };
+    let action = request.action.as_str().to_string();
+    let requested = schemas::OrderInterventionRequested { action, note: request.note, operator: request.operator };
     let accepted = service.request_intervention(order_id, requested, &trace_of(headers)).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
@@ -287,5 +301,19 @@ impl From<CommandError> for ApiError {
             _ => error.to_string(),
         };
         ApiError::new(status, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_actions_are_the_ones_the_participants_read() {
+        for action in [crate::participants::RETRY_COMPENSATIONS, crate::participants::RESOLVE] {
+            let parsed: InterventionAction = serde_json::from_value(serde_json::json!(action)).unwrap();
+            assert_eq!(parsed.as_str(), action);
+        }
+        assert!(serde_json::from_value::<InterventionAction>(serde_json::json!("delete")).is_err());
     }
 }
