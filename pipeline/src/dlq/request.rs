@@ -190,11 +190,8 @@ fn status(text: &str) -> Result<Status, BadRequest> {
     })
 }
 
-/// Text an operator writes: not blank, bounded, and nothing PostgreSQL text cannot hold.
 fn free_text(name: &str, text: &str, max_len: usize) -> Result<String, BadRequest> {
-    if text.trim().is_empty() || text.len() > max_len || text.contains('\0') {
-        return Err(BadRequest(format!("{name} must be 1 to {max_len} bytes of text, not blank")));
-    }
+    crate::text_input::free_text(name, text, max_len).map_err(BadRequest)?;
     Ok(text.to_string())
 }
 

@@ -24,6 +24,7 @@ use crate::admin::audit::AdminAction;
 use crate::admin::auth::require_admin_token;
 use crate::error_body::{error_response, ErrorBody};
 use crate::path_text::PathText;
+use crate::text_input::free_text;
 
 /// Far above any valid order (100 items of bounded fields); larger bodies get 413.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -167,7 +168,7 @@ const MAX_NOTE_LEN: usize = 2_000;
         (status = 409, description = "The order is not waiting for intervention, or a concurrent command won", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
         (status = 415, description = "The body is not application/json", body = ErrorBody),
-        (status = 422, description = "An unknown action or a missing field, or a blank or too long note or operator", body = ErrorBody),
+        (status = 422, description = "An unknown action or a missing field, or a note or operator that is blank, too long or holds a NUL", body = ErrorBody),
         (status = 500, description = "The order store failed", body = ErrorBody),
         (status = 503, description = "No admin token is configured, or PostgreSQL or the registry is unavailable", body = ErrorBody),
     )
@@ -185,7 +186,7 @@ async fn intervene(
         Ok(_) => "accepted".to_string(),
         Err(error) => format!("refused {}", error.status.as_u16()),
     };
-    let named = !operator.trim().is_empty() && operator.len() <= MAX_IDEMPOTENCY_KEY_LEN;
+    let named = free_text("operator", &operator, MAX_IDEMPOTENCY_KEY_LEN).is_ok();
     let operator = if named { operator.as_str() } else { "unknown" };
     AdminAction { operator, action: &action, ids: &order_id, outcome: &outcome }.emit();
     result
@@ -197,18 +198,20 @@ async fn intervention(
     headers: &HeaderMap,
     request: InterventionRequest,
 ) -> Result<(StatusCode, Json<OrderAccepted>), ApiError> {
-    let unprocessable = |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message);
-    if request.note.trim().is_empty() || request.note.len() > MAX_NOTE_LEN {
-        return Err(unprocessable(format!("note must say why, in 1 to {MAX_NOTE_LEN} bytes")));
-    }
-    if request.operator.trim().is_empty() || request.operator.len() > MAX_IDEMPOTENCY_KEY_LEN {
-        return Err(unprocessable(format!("operator must name who acts, in 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes")));
-    }
+    check_note_and_operator(&request)?;
     check_order_id(order_id)?;
     let action = request.action.as_str().to_string();
     let requested = schemas::OrderInterventionRequested { action, note: request.note, operator: request.operator };
     let accepted = service.request_intervention(order_id, requested, &trace_of(headers)).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// A note and an operator: 422 otherwise. Both go into the event store's jsonb, which cannot
+/// hold a NUL: without this check, a 500.
+fn check_note_and_operator(request: &InterventionRequest) -> Result<(), ApiError> {
+    let unprocessable = |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message);
+    free_text("note", &request.note, MAX_NOTE_LEN).map_err(unprocessable)?;
+    free_text("operator", &request.operator, MAX_IDEMPOTENCY_KEY_LEN).map_err(unprocessable)
 }
 
 /// An order id from the path: printable (400), and no longer than any id we hand out (404).
@@ -315,5 +318,22 @@ mod tests {
             assert_eq!(parsed.as_str(), action);
         }
         assert!(serde_json::from_value::<InterventionAction>(serde_json::json!("delete")).is_err());
+    }
+
+    fn refusal(note: &str, operator: &str) -> Option<String> {
+        let request = InterventionRequest { action: InterventionAction::Resolve, note: note.into(), operator: operator.into() };
+        check_note_and_operator(&request).err().map(|error| {
+            assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+            error.message
+        })
+    }
+
+    #[test]
+    fn an_intervention_needs_a_note_and_an_operator_without_nul() {
+        assert_eq!(refusal("refunded by hand\nticket 42", "alice"), None);
+        assert_eq!(refusal(" ", "alice").as_deref(), Some("note must be 1 to 2000 bytes of text, not blank"));
+        assert!(refusal("a\0b", "alice").is_some(), "PostgreSQL's jsonb cannot hold a NUL: a 422, not a 500");
+        assert!(refusal("n", "al\0ice").is_some());
+        assert!(refusal("n", &"o".repeat(256)).is_some());
     }
 }
