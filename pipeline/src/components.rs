@@ -16,7 +16,7 @@ use crate::admin::lag::WatchedGroup;
 use crate::codec::EventSerde;
 use crate::participants::{inventory, order_saga, payment, shipping};
 use crate::settings::{Guarantee, Settings};
-use crate::{admin, db, dlq, order_service, projector, setup};
+use crate::{admin, db, dlq, openapi, order_service, projector, setup};
 
 /// The saga participants, by the name their subcommand and application id use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +132,18 @@ pub async fn prepare(settings: &Settings) -> Result<()> {
     setup::register_connector(settings).await
 }
 
+/// What the order API port serves: the commands, the read model's queries, and their OpenAPI
+/// document.
+pub fn order_api_router(service: order_service::OrderService, pool: Pool) -> axum::Router {
+    order_service::routes(service).merge(projector::query_routes(pool)).merge(openapi::routes(openapi::order_api()))
+}
+
+/// What the admin port serves: `/metrics`, `/health`, `/ready`, the DLQ's `/admin/dlq` routes,
+/// and their OpenAPI document.
+pub fn admin_router(dlq: dlq::DlqAdmin, token: AdminToken) -> axum::Router {
+    admin::routes().merge(dlq::routes(dlq, token)).merge(openapi::routes(openapi::admin_api()))
+}
+
 /// The command side (POST) and the query side (GET) on the order API port.
 pub async fn serve_order_api(settings: &Settings, pool: Pool) -> Result<()> {
     let redis = redis::Client::open(settings.redis.url.as_str()).context("redis.url")?;
@@ -151,8 +163,7 @@ pub async fn serve_order_api(settings: &Settings, pool: Pool) -> Result<()> {
         Duration::from_secs(settings.order_service.outbox_retention_s),
         Duration::from_secs(60),
     ));
-    let app = order_service::routes(service).merge(projector::query_routes(pool));
-    serve(app, settings.http.bind_address, settings.http.order_api_port, "order API").await
+    serve(order_api_router(service, pool), settings.http.bind_address, settings.http.order_api_port, "order API").await
 }
 
 pub async fn run_projector(
@@ -164,14 +175,24 @@ pub async fn run_projector(
     projector::run_projector(projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone()), serde, pool, shutdown).await
 }
 
-/// `/metrics`, `/health` and `/ready`, the consumer-lag exporter for every group of the pipeline,
-/// and the DLQ: its indexer and the `/admin/dlq` routes (with their transactional producer).
+/// The admin endpoint ([`serve_admin_http`]) and the DLQ indexer.
 pub async fn serve_admin(
     settings: &Settings,
     pool: Pool,
     serde: EventSerde,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
+    let indexer = dlq::run_indexer(dlq::IndexerConfig::new(settings.kafka.bootstrap_servers.clone()), pool.clone(), shutdown);
+    tokio::select! {
+        result = indexer => result.context("DLQ indexer"),
+        result = serve_admin_http(settings, pool, serde) => result,
+    }
+}
+
+/// The admin port: `/metrics` (with the consumer-lag exporter for every group of the pipeline),
+/// `/health`, `/ready`, and the DLQ's `/admin/dlq` routes (with their transactional producer).
+/// Joins no consumer group: the DLQ indexer is [`serve_admin`]'s.
+pub async fn serve_admin_http(settings: &Settings, pool: Pool, serde: EventSerde) -> Result<()> {
     let topics: Vec<String> = setup::SAGA_TOPICS.iter().map(|t| t.to_string()).collect();
     let mut groups: Vec<WatchedGroup> = Participant::ALL
         .iter()
@@ -185,11 +206,18 @@ pub async fn serve_admin(
     let instance_id = settings.kafka.instance_id.clone().unwrap_or_else(|| StreamsConfig::new("dlq-admin", "").instance_id);
     let republisher = dlq::Republisher::new(&settings.kafka.bootstrap_servers, &format!("dlq-admin-{instance_id}"));
     let token = AdminToken::new(settings.admin_token()?);
-    let app = admin::routes().merge(dlq::routes(dlq::DlqAdmin::new(pool.clone(), serde, republisher), token));
-    let indexer = dlq::run_indexer(dlq::IndexerConfig::new(settings.kafka.bootstrap_servers.clone()), pool, shutdown);
+    let app = admin_router(dlq::DlqAdmin::new(pool, serde, republisher), token);
+    serve(app, settings.http.bind_address, settings.http.admin_port, "admin endpoint").await
+}
+
+/// Both HTTP ports and nothing else: no participant, projector or DLQ indexer, so no consumer
+/// group is joined and no saga topic is read (the APIs can be fuzzed beside a running pipeline).
+/// Until `shutdown` resolves or a port fails.
+pub async fn serve_apis(settings: &Settings, pool: Pool, serde: EventSerde, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
     tokio::select! {
-        result = indexer => result.context("DLQ indexer"),
-        result = serve(app, settings.http.bind_address, settings.http.admin_port, "admin endpoint") => result,
+        () = shutdown => Ok(()),
+        result = serve_order_api(settings, pool.clone()) => result.context("order API"),
+        result = serve_admin_http(settings, pool, serde) => result.context("admin endpoint"),
     }
 }
 

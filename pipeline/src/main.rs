@@ -41,6 +41,9 @@ enum Command {
     /// The admin endpoint: /metrics (with consumer lag), /health, /ready, and the DLQ (its
     /// indexer and /admin/dlq: list, inspect, reprocess, discard).
     Admin,
+    /// Only the HTTP APIs: the order API and the admin endpoint (/metrics, /health, /ready,
+    /// /admin/dlq), with no participant, projector or DLQ indexer, so it consumes nothing.
+    Api,
     /// Drives a demo load through a running pipeline and prints what happened.
     Demo {
         /// Number of orders to place.
@@ -99,6 +102,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Admin => {
             let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);
             components::serve_admin(&settings, pool, serde, shutdown_signal()).await
+        }
+        Command::Api => {
+            let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);
+            components::serve_apis(&settings, pool, serde, shutdown_signal()).await
         }
         Command::Demo { orders, concurrency, settle_timeout_s, rate, racing_cancels, poison_percent } => {
             let settle_timeout = Duration::from_secs(settle_timeout_s);

@@ -6,14 +6,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::audit::AdminAction;
+use crate::error_body::error_response;
 
 /// The configured token, or none (operator calls disabled). Cheap to clone.
 #[derive(Clone, Default)]
@@ -62,17 +61,16 @@ impl AdminToken {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
-            Refusal::Disabled => (
+            Refusal::Disabled => error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "error": "operator calls are disabled: set admin.token (SAGA__ADMIN__TOKEN) or admin.token_file" })),
-            )
-                .into_response(),
-            Refusal::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                Json(json!({ "error": "an operator call needs Authorization: Bearer <admin token>" })),
-            )
-                .into_response(),
+                "operator calls are disabled: set admin.token (SAGA__ADMIN__TOKEN) or admin.token_file",
+            ),
+            Refusal::Unauthorized => {
+                let mut response =
+                    error_response(StatusCode::UNAUTHORIZED, "an operator call needs Authorization: Bearer <admin token>");
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+            }
         }
     }
 }

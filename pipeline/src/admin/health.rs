@@ -63,6 +63,15 @@ fn report() -> BTreeMap<String, String> {
 pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Alive unless an instance stopped on an error or its stream thread stalled.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Alive: each stream instance's state, by application id", body = BTreeMap<String, String>),
+        (status = 503, description = "An instance stopped on an error (ERROR), or its stream thread stalled", body = BTreeMap<String, String>),
+    )
+)]
 pub async fn health() -> (StatusCode, Json<BTreeMap<String, String>>) {
     let stalled = dependencies().values().any(|health| health.stalled_for().is_some_and(|silent| silent > STALL_LIMIT));
     let failed = stalled || states().values().any(|state| *state == State::Error);
@@ -70,6 +79,15 @@ pub async fn health() -> (StatusCode, Json<BTreeMap<String, String>>) {
 }
 
 /// Ready once every instance is RUNNING (assigned and restored) and waits for no dependency.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Ready: each instance's state, by application id", body = BTreeMap<String, String>),
+        (status = 503, description = "An instance is not RUNNING, or is WAITING_ON:<dependency>", body = BTreeMap<String, String>),
+    )
+)]
 pub async fn ready() -> (StatusCode, Json<BTreeMap<String, String>>) {
     let ready = states().values().all(|state| *state == State::Running) && waiting().is_empty();
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(report()))

@@ -13,11 +13,27 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use prometheus::{Encoder, TextEncoder};
+use utoipa::OpenApi;
+
+/// The OpenAPI description of [`routes`].
+#[derive(OpenApi)]
+#[openapi(paths(metrics, health::health, health::ready))]
+pub struct AdminEndpointDoc;
 
 pub fn routes() -> Router {
     Router::new().route("/metrics", get(metrics)).route("/health", get(health::health)).route("/ready", get(health::ready))
 }
 
+/// Every metric of the process, in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 500, description = "Encoding the metrics failed", body = String, content_type = "text/plain"),
+    )
+)]
 async fn metrics() -> impl IntoResponse {
     let mut body = Vec::new();
     match TextEncoder::new().encode(&prometheus::gather(), &mut body) {

@@ -14,12 +14,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use deadpool_postgres::Pool;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
 
 use super::discard::discard_one;
+use super::entry::{ErrorClass, Status};
 use super::outcome::Outcome;
-use super::render::{entry_json, payload};
-use super::reprocess::{reprocess_many, reprocess_one, ReprocessError};
+use super::render::{entry_view, payload, BytesEncoding, EntryView, HeaderView, HeadersView, PayloadEncoding};
+use super::reprocess::{reprocess_many, reprocess_one, BulkOutcome, ReprocessError};
 use super::republish::Republisher;
 use super::request::{
     actor, bulk_filter, entry_id, json_body, list_filter, BadRequest, BulkReprocessBody, DiscardBody, ListParams, ReprocessBody,
@@ -28,6 +30,7 @@ use super::store::{self, Entry, StoreError};
 use crate::admin::audit::{ids_field, AdminAction};
 use crate::admin::auth::{require_admin_token, AdminToken};
 use crate::codec::EventSerde;
+use crate::error_body::{error_response, ErrorBody};
 
 /// Far above any body these routes take (at most 500 ids and a reason).
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -45,6 +48,17 @@ impl DlqAdmin {
         DlqAdmin { pool, serde, republisher }
     }
 }
+
+/// The OpenAPI description of [`routes`].
+#[derive(OpenApi)]
+#[openapi(
+    paths(list, inspect, reprocess, reprocess_matching, discard),
+    components(schemas(
+        DlqPage, EntryView, HeadersView, HeaderView, BytesEncoding, PayloadEncoding, ErrorClass, Status, StatusChanged,
+        BulkReprocessed, BulkOutcome, ReprocessBody, BulkReprocessBody, DiscardBody, ErrorBody
+    ))
+)]
+pub struct DlqApiDoc;
 
 pub fn routes(admin: DlqAdmin, token: AdminToken) -> Router {
     Router::new()
@@ -101,7 +115,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::Rejected(status, message) => (status, message),
         };
-        (status, Json(json!({ "error": message }))).into_response()
+        error_response(status, message)
     }
 }
 
@@ -144,6 +158,32 @@ impl From<ReprocessError> for ApiError {
     }
 }
 
+/// One page of `GET /admin/dlq`, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct DlqPage {
+    entries: Vec<EntryView>,
+    limit: i64,
+    /// Pass as `cursor` for the next page; null on the last one.
+    next_cursor: Option<i64>,
+}
+
+/// An entry reprocessed or discarded, as asked.
+#[derive(Debug, Serialize, ToSchema)]
+struct StatusChanged {
+    id: i64,
+    #[schema(value_type = Status)]
+    status: &'static str,
+}
+
+/// What `POST /admin/dlq/reprocess` did: counts, and the ids of each kind.
+#[derive(Debug, Serialize, ToSchema)]
+struct BulkReprocessed {
+    reprocessed: usize,
+    skipped: usize,
+    failed: usize,
+    ids: BulkOutcome,
+}
+
 fn refused(id: i64, outcome: Outcome) -> Option<ApiError> {
     match outcome {
         Outcome::Done => None,
@@ -153,7 +193,7 @@ fn refused(id: i64, outcome: Outcome) -> Option<ApiError> {
 }
 
 /// One audit line for a call, then its answer.
-fn audited(operator: &str, action: &str, ids: &str, result: Result<Value, ApiError>) -> Result<Json<Value>, ApiError> {
+fn audited<T>(operator: &str, action: &str, ids: &str, result: Result<T, ApiError>) -> Result<Json<T>, ApiError> {
     let outcome = match &result {
         Ok(_) => "ok",
         Err(error) => error.outcome(),
@@ -163,31 +203,62 @@ fn audited(operator: &str, action: &str, ids: &str, result: Result<Value, ApiErr
 }
 
 /// The entries as JSON, payloads decoded off the executor (a writer schema may be fetched).
-async fn render(serde: &EventSerde, entries: Vec<Entry>, with_headers: bool) -> Result<Vec<Value>, ApiError> {
+async fn render(serde: &EventSerde, entries: Vec<Entry>, with_headers: bool) -> Result<Vec<EntryView>, ApiError> {
     let serde = serde.clone();
     tokio::task::spawn_blocking(move || {
         entries
             .iter()
-            .map(|entry| entry_json(entry, payload(&serde, &entry.original_topic, entry.value.as_deref()), with_headers))
+            .map(|entry| entry_view(entry, payload(&serde, &entry.original_topic, entry.value.as_deref()), with_headers))
             .collect()
     })
     .await
     .map_err(|e| ApiError::Internal(format!("rendering DLQ entries failed: {e}")))
 }
 
-async fn list(State(admin): State<DlqAdmin>, params: Result<Query<ListParams>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+/// Dead letters, filtered, a page at a time (keyset: pass `next_cursor` as `cursor`).
+#[utoipa::path(
+    get,
+    path = "/admin/dlq",
+    tag = "dlq",
+    security(("admin_token" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of entries (without their headers)", body = DlqPage),
+        (status = 400, description = "A bad filter, limit or cursor", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 500, description = "Rendering the entries failed", body = ErrorBody),
+        (status = 503, description = "No admin token is configured, or the DLQ index is unavailable", body = ErrorBody),
+    )
+)]
+async fn list(State(admin): State<DlqAdmin>, params: Result<Query<ListParams>, QueryRejection>) -> Result<Json<DlqPage>, ApiError> {
     let result = async {
         let Query(params) = params?;
         let filter = list_filter(params)?;
         let (entries, has_more) = store::list(&admin.pool, &filter).await?;
         let next_cursor = if has_more { entries.last().map(|entry| entry.id) } else { None };
         let entries = render(&admin.serde, entries, false).await?;
-        Ok(json!({ "entries": entries, "limit": filter.limit, "next_cursor": next_cursor }))
+        Ok(DlqPage { entries, limit: filter.limit, next_cursor })
     };
     audited("unknown", "dlq.list", "", result.await)
 }
 
-async fn inspect(State(admin): State<DlqAdmin>, id: Result<Path<String>, PathRejection>) -> Result<Json<Value>, ApiError> {
+/// One entry, with its original headers.
+#[utoipa::path(
+    get,
+    path = "/admin/dlq/{id}",
+    tag = "dlq",
+    security(("admin_token" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "The entry id")),
+    responses(
+        (status = 200, description = "The entry", body = EntryView),
+        (status = 400, description = "The id is not a positive integer", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such entry", body = ErrorBody),
+        (status = 500, description = "Rendering the entry failed", body = ErrorBody),
+        (status = 503, description = "No admin token is configured, or the DLQ index is unavailable", body = ErrorBody),
+    )
+)]
+async fn inspect(State(admin): State<DlqAdmin>, id: Result<Path<String>, PathRejection>) -> Result<Json<EntryView>, ApiError> {
     let id = match id.map_err(ApiError::from).and_then(|Path(text)| Ok(entry_id(&text)?)) {
         Ok(id) => id,
         Err(error) => return audited("unknown", "dlq.inspect", "", Err(error)),
@@ -200,41 +271,94 @@ async fn inspect(State(admin): State<DlqAdmin>, id: Result<Path<String>, PathRej
     audited("unknown", "dlq.inspect", &id.to_string(), result.await)
 }
 
+/// Publishes a PENDING entry's record again, byte for byte plus `dlq.reprocessed.from`, to its
+/// original topic and partition, in a Kafka transaction: once, however often it is asked.
+#[utoipa::path(
+    post,
+    path = "/admin/dlq/{id}/reprocess",
+    tag = "dlq",
+    security(("admin_token" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "The entry id")),
+    request_body(content = Option<ReprocessBody>, description = "Optional: who acts and why"),
+    responses(
+        (status = 200, description = "Reprocessed", body = StatusChanged),
+        (status = 400, description = "A bad id or body", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such entry", body = ErrorBody),
+        (status = 409, description = "The entry is not PENDING (reprocessed or discarded already)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
+        (status = 500, description = "The entry cannot be published, or was published and not marked", body = ErrorBody),
+        (status = 503, description = "No admin token is configured, or the DLQ index or Kafka is unavailable", body = ErrorBody),
+    )
+)]
 async fn reprocess(
     State(admin): State<DlqAdmin>,
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusChanged>, ApiError> {
     let parsed = parse_one(id, body, |bytes| json_body::<ReprocessBody>(bytes, true).and_then(|body| actor(body.operator.as_deref(), body.reason.as_deref(), false)));
     let (id, actor) = match parsed {
         Ok(parsed) => parsed,
         Err((ids, error)) => return audited("unknown", "dlq.reprocess", &ids, Err(error)),
     };
     let result = match reprocess_one(&admin.pool, &admin.republisher, id, &actor).await {
-        Ok(outcome) => refused(id, outcome).map_or_else(|| Ok(json!({ "id": id, "status": "REPROCESSED" })), Err),
+        Ok(outcome) => refused(id, outcome).map_or_else(|| Ok(StatusChanged { id, status: Status::Reprocessed.as_str() }), Err),
         Err(error) => Err(error.into()),
     };
     audited(&actor.operator, "dlq.reprocess", &id.to_string(), result)
 }
 
+/// Gives up on a PENDING entry, saying why.
+#[utoipa::path(
+    post,
+    path = "/admin/dlq/{id}/discard",
+    tag = "dlq",
+    security(("admin_token" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "The entry id")),
+    request_body = DiscardBody,
+    responses(
+        (status = 200, description = "Discarded", body = StatusChanged),
+        (status = 400, description = "A bad id or body, or no reason", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such entry", body = ErrorBody),
+        (status = 409, description = "The entry is not PENDING (reprocessed or discarded already)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
+        (status = 503, description = "No admin token is configured, or the DLQ index is unavailable", body = ErrorBody),
+    )
+)]
 async fn discard(
     State(admin): State<DlqAdmin>,
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusChanged>, ApiError> {
     let parsed = parse_one(id, body, |bytes| json_body::<DiscardBody>(bytes, false).and_then(|body| actor(body.operator.as_deref(), body.reason.as_deref(), true)));
     let (id, actor) = match parsed {
         Ok(parsed) => parsed,
         Err((ids, error)) => return audited("unknown", "dlq.discard", &ids, Err(error)),
     };
     let result = match discard_one(&admin.pool, id, &actor).await {
-        Ok(outcome) => refused(id, outcome).map_or_else(|| Ok(json!({ "id": id, "status": "DISCARDED" })), Err),
+        Ok(outcome) => refused(id, outcome).map_or_else(|| Ok(StatusChanged { id, status: Status::Discarded.as_str() }), Err),
         Err(error) => Err(error.into()),
     };
     audited(&actor.operator, "dlq.discard", &id.to_string(), result)
 }
 
-async fn reprocess_matching(State(admin): State<DlqAdmin>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+/// Reprocesses the PENDING entries that match, oldest first, each in a transaction of its own.
+#[utoipa::path(
+    post,
+    path = "/admin/dlq/reprocess",
+    tag = "dlq",
+    security(("admin_token" = [])),
+    request_body = BulkReprocessBody,
+    responses(
+        (status = 200, description = "What was reprocessed, skipped and failed", body = BulkReprocessed),
+        (status = 400, description = "A bad body", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
+        (status = 503, description = "No admin token is configured, or the DLQ index is unavailable", body = ErrorBody),
+    )
+)]
+async fn reprocess_matching(State(admin): State<DlqAdmin>, body: Result<Bytes, BytesRejection>) -> Result<Json<BulkReprocessed>, ApiError> {
     let parsed = body.map_err(ApiError::from).and_then(|bytes| {
         let body: BulkReprocessBody = json_body(&bytes, false)?;
         Ok((bulk_filter(&body)?, actor(body.operator.as_deref(), body.reason.as_deref(), false)?))
@@ -248,12 +372,12 @@ async fn reprocess_matching(State(admin): State<DlqAdmin>, body: Result<Bytes, B
         Err(error) => return audited(&actor.operator, "dlq.reprocess_many", "", Err(error.into())),
     };
     let ids = ids_field(&outcome.reprocessed);
-    let result = json!({
-        "reprocessed": outcome.reprocessed.len(),
-        "skipped": outcome.skipped.len(),
-        "failed": outcome.failed.len(),
-        "ids": outcome,
-    });
+    let result = BulkReprocessed {
+        reprocessed: outcome.reprocessed.len(),
+        skipped: outcome.skipped.len(),
+        failed: outcome.failed.len(),
+        ids: outcome,
+    };
     audited(&actor.operator, "dlq.reprocess_many", &ids, Ok(result))
 }
 

@@ -4,8 +4,10 @@
 use operators::record::{Header, RawRecord};
 use operators::runtime::REPROCESSED_FROM_HEADER;
 
-/// `dlq.error.class`, as the runtime writes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `dlq.error.class`, as the runtime writes it (`as_str`; the schema's names are the same,
+/// checked by a test).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = DlqErrorClass, rename_all = "lowercase")]
 pub enum ErrorClass {
     Transient,
     Permanent,
@@ -29,7 +31,8 @@ impl ErrorClass {
 }
 
 /// What became of an entry: PENDING until an operator reprocesses or discards it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = DlqStatus, rename_all = "UPPERCASE")]
 pub enum Status {
     Pending,
     Reprocessed,

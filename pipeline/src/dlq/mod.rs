@@ -21,7 +21,7 @@ mod request;
 mod store;
 mod stored_headers;
 
-pub use api::{routes, DlqAdmin};
+pub use api::{routes, DlqAdmin, DlqApiDoc};
 pub use entry::{ErrorClass, Status};
 pub use indexer::{run_indexer, IndexerConfig};
 pub use pending::{refresh_pending, run_pending_gauge};

@@ -66,7 +66,7 @@ pub async fn reprocess_one(pool: &Pool, republisher: &Arc<Republisher>, id: i64,
 }
 
 /// What a bulk reprocess did, entry by entry.
-#[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct BulkOutcome {
     pub reprocessed: Vec<i64>,
     /// Not PENDING (any more), or not found when asked for by id.

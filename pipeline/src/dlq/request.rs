@@ -3,6 +3,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::entry::{ErrorClass, Status};
 
@@ -18,13 +19,25 @@ const MAX_REASON_LEN: usize = 2_000;
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadRequest(pub String);
 
-/// `GET /admin/dlq` parameters as sent.
-#[derive(Debug, Default, Deserialize)]
+// The schemas' bounds below repeat the checks of this module, so the OpenAPI document shows
+// what is accepted; the checks stay the authority. Free text (operator, reason) is not blank and
+// holds no NUL (`text_input::free_text`).
+
+/// `GET /admin/dlq` parameters as sent (text).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// The original topic.
+    #[param(min_length = 1, max_length = 249, pattern = "^[a-zA-Z0-9._-]+$")]
     pub topic: Option<String>,
+    #[param(value_type = Option<ErrorClass>)]
     pub error_class: Option<String>,
+    #[param(value_type = Option<Status>)]
     pub status: Option<String>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub cursor: Option<String>,
 }
 
@@ -54,22 +67,34 @@ pub fn entry_id(text: &str) -> Result<i64, BadRequest> {
 }
 
 /// `POST /admin/dlq/{id}/reprocess`: the body is optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReprocessBody {
+    /// Who acts ("unknown" when left out).
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub operator: Option<String>,
+    #[schema(min_length = 1, max_length = 2000, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub reason: Option<String>,
 }
 
-/// `POST /admin/dlq/reprocess`.
-#[derive(Debug, Default, Deserialize)]
+/// `POST /admin/dlq/reprocess`: which PENDING entries (all filters must match).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkReprocessBody {
+    /// The original topic.
+    #[schema(min_length = 1, max_length = 249, pattern = "^[a-zA-Z0-9._-]+$")]
     pub topic: Option<String>,
+    #[schema(value_type = Option<ErrorClass>)]
     pub error_class: Option<String>,
+    /// Positive entry ids.
+    #[schema(min_items = 1, max_items = 500)]
     pub ids: Option<Vec<i64>>,
+    /// At most this many entries (100 when left out).
+    #[schema(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub operator: Option<String>,
+    #[schema(min_length = 1, max_length = 2000, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub reason: Option<String>,
 }
 
@@ -104,10 +129,14 @@ pub fn bulk_filter(body: &BulkReprocessBody) -> Result<BulkFilter, BadRequest> {
 }
 
 /// `POST /admin/dlq/{id}/discard`: a reason is required.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscardBody {
+    // Required, but an Option so that its absence gets a message saying so.
+    /// Why the entry is given up on.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub reason: Option<String>,
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub operator: Option<String>,
 }
 
@@ -161,11 +190,8 @@ fn status(text: &str) -> Result<Status, BadRequest> {
     })
 }
 
-/// Text an operator writes: not blank, bounded, and nothing PostgreSQL text cannot hold.
 fn free_text(name: &str, text: &str, max_len: usize) -> Result<String, BadRequest> {
-    if text.trim().is_empty() || text.len() > max_len || text.contains('\0') {
-        return Err(BadRequest(format!("{name} must be 1 to {max_len} bytes of text, not blank")));
-    }
+    crate::text_input::free_text(name, text, max_len).map_err(BadRequest)?;
     Ok(text.to_string())
 }
 

@@ -81,8 +81,10 @@ impl DomainEvent {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The order as the command side sees it; the saga's progress is the read model's (`GET /orders/{id}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(as = AcceptedStatus)]
 pub enum OrderStatus {
     Placed,
     CancellationRequested,

@@ -19,7 +19,7 @@ use super::trace::TraceParent;
 use super::OrderService;
 
 /// The body of a `202` answer; for placements also what a retry with the same key gets back.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderAccepted {
     pub order_id: String,
     pub status: OrderStatus,

@@ -3,6 +3,7 @@
 
 use schemas::{Address, OrderItem, OrderPlaced};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 const MAX_ID_LEN: usize = 64;
 const MAX_ITEMS: usize = 100;
@@ -12,29 +13,42 @@ const MAX_UNIT_PRICE_CENTS: i64 = 100_000_000;
 const MAX_ADDRESS_FIELD_LEN: usize = 200;
 const MAX_POSTAL_CODE_LEN: usize = 16;
 
-#[derive(Debug, Deserialize)]
+// The schema's bounds repeat the ones `validate` enforces (text is trimmed first), so a client
+// generated from the OpenAPI document knows them (a test keeps the two equal); `validate` stays
+// the authority.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderRequest {
+    #[schema(min_length = 1, max_length = 64)]
     pub customer_id: String,
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<ItemRequest>,
     pub shipping_address: AddressRequest,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemRequest {
+    #[schema(min_length = 1, max_length = 64)]
     pub product_id: String,
+    #[schema(minimum = 1, maximum = 10_000)]
     pub quantity: i64,
     /// Cents.
+    #[schema(minimum = 1, maximum = 100_000_000)]
     pub unit_price: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressRequest {
+    #[schema(min_length = 1, max_length = 200)]
     pub line1: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub city: String,
+    #[schema(min_length = 1, max_length = 16)]
     pub postal_code: String,
+    /// ISO 3166-1 alpha-2, e.g. `DE`.
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub country: String,
 }
 
@@ -144,6 +158,22 @@ mod tests {
 
     fn field_of(request: PlaceOrderRequest) -> String {
         request.validate().expect_err("must be refused").field
+    }
+
+    #[test]
+    fn the_documented_bounds_are_the_validated_ones() {
+        use utoipa::PartialSchema;
+        let order = serde_json::to_value(PlaceOrderRequest::schema()).unwrap();
+        let item = serde_json::to_value(ItemRequest::schema()).unwrap();
+        let address = serde_json::to_value(AddressRequest::schema()).unwrap();
+        assert_eq!(order["properties"]["customer_id"]["maxLength"], MAX_ID_LEN);
+        assert_eq!(order["properties"]["items"]["maxItems"], MAX_ITEMS);
+        assert_eq!(item["properties"]["product_id"]["maxLength"], MAX_ID_LEN);
+        assert_eq!(item["properties"]["quantity"]["maximum"], MAX_QUANTITY);
+        assert_eq!(item["properties"]["unit_price"]["maximum"], MAX_UNIT_PRICE_CENTS);
+        assert_eq!(address["properties"]["line1"]["maxLength"], MAX_ADDRESS_FIELD_LEN);
+        assert_eq!(address["properties"]["city"]["maxLength"], MAX_ADDRESS_FIELD_LEN);
+        assert_eq!(address["properties"]["postal_code"]["maxLength"], MAX_POSTAL_CODE_LEN);
     }
 
     #[test]

@@ -5,19 +5,21 @@
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use deadpool_postgres::Pool;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use super::queries::{find_order, list_orders, OrderFilter};
+use super::queries::{find_order, list_orders, OrderFilter, OrderRecord};
 use super::store::StoreError;
 use super::view::OrderStatus;
+use crate::error_body::{error_response, ErrorBody};
+use crate::path_text::PathText;
 
 /// How long `?min_version=N` waits for the projection to catch up.
 pub const MIN_VERSION_WAIT: Duration = Duration::from_secs(5);
@@ -32,6 +34,11 @@ pub const MAX_LIMIT: i64 = 100;
 /// Keeps the offset (page × limit) far inside an i64.
 const MAX_PAGE: i64 = 1_000_000;
 const MAX_CUSTOMER_ID_LEN: usize = 200;
+
+/// The OpenAPI description of [`query_routes`].
+#[derive(OpenApi)]
+#[openapi(paths(get_order, get_orders), components(schemas(OrderRecord, OrderPage, OrderStatus, ErrorBody)))]
+pub struct QueryApiDoc;
 
 pub fn query_routes(pool: Pool) -> Router {
     Router::new().route("/orders", get(get_orders)).route("/orders/{id}", get(get_order)).with_state(pool)
@@ -55,7 +62,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, format!("the read model is unavailable: {error}"))
             }
         };
-        (status, Json(json!({ "error": message }))).into_response()
+        error_response(status, message)
     }
 }
 
@@ -71,23 +78,59 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// Query parameters as sent; validated by hand so every refusal says what was wrong.
-#[derive(Debug, Default, Deserialize)]
+/// Query parameters as sent (text), validated by hand so every refusal says what was wrong; the
+/// OpenAPI document shows the values that are accepted.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct OrderParams {
+    /// Wait (up to 5 s) until the read model reflects this event-store version of the order, as
+    /// a command returned it.
+    #[param(value_type = Option<i64>, minimum = 0)]
     min_version: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    #[param(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     customer_id: Option<String>,
+    #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
+    /// 1-based.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1_000_000)]
     page: Option<String>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
+/// One page of `GET /orders`, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct OrderPage {
+    orders: Vec<OrderRecord>,
+    page: i64,
+    limit: i64,
+    /// Whether a next page follows.
+    has_more: bool,
+}
+
+/// One order from the read model.
+#[utoipa::path(
+    get,
+    path = "/orders/{id}",
+    tag = "read model",
+    params(("id" = String, Path, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "The order id"), OrderParams),
+    responses(
+        (status = 200, description = "The order", body = OrderRecord, headers(
+            ("x-projection-fresh" = String, description = "`true` when the order has at least `min_version` (always without it), `false` when the wait ran out")
+        )),
+        (status = 400, description = "An id with control characters or not UTF-8, or a bad min_version", body = ErrorBody),
+        (status = 404, description = "No such order (after waiting, with min_version)", body = ErrorBody),
+        (status = 503, description = "The read model is unavailable", body = ErrorBody),
+    )
+)]
 async fn get_order(
     State(pool): State<Pool>,
-    Path(order_id): Path<String>,
+    PathText(order_id): PathText,
     params: Result<Query<OrderParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
@@ -125,6 +168,18 @@ async fn get_order(
     }
 }
 
+/// Orders from the read model, filtered and paged.
+#[utoipa::path(
+    get,
+    path = "/orders",
+    tag = "read model",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of orders", body = OrderPage),
+        (status = 400, description = "A bad filter, page or limit", body = ErrorBody),
+        (status = 503, description = "The read model is unavailable", body = ErrorBody),
+    )
+)]
 async fn get_orders(
     State(pool): State<Pool>,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -132,8 +187,7 @@ async fn get_orders(
     let Query(params) = params?;
     let filter = validate(params)?;
     let (orders, has_more) = list_orders(&pool, &filter).await?;
-    let body = json!({ "orders": orders, "page": filter.page, "limit": filter.limit, "has_more": has_more });
-    Ok(Json(body).into_response())
+    Ok(Json(OrderPage { orders, page: filter.page, limit: filter.limit, has_more }).into_response())
 }
 
 fn validate(params: ListParams) -> Result<OrderFilter, ApiError> {

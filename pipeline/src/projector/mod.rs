@@ -15,7 +15,7 @@ mod queries;
 mod store;
 mod view;
 
-pub use api::{query_routes, FRESH_HEADER, MAX_LIMIT, MIN_VERSION_WAIT};
+pub use api::{query_routes, QueryApiDoc, FRESH_HEADER, MAX_LIMIT, MIN_VERSION_WAIT};
 pub use config::ProjectorConfig;
 pub use consumer::run_projector;
 pub use queries::OrderRecord;

@@ -9,10 +9,11 @@ use super::store::StoreError;
 use super::view::OrderStatus;
 
 /// An order as the query API shows it. Amounts in cents, times in RFC 3339 (UTC).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OrderRecord {
     pub order_id: String,
     pub customer_id: Option<String>,
+    #[schema(value_type = OrderStatus)]
     pub status: String,
     pub total_amount: Option<i64>,
     pub item_count: Option<i64>,

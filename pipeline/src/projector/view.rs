@@ -10,7 +10,10 @@ use std::fmt;
 
 use schemas::{CancellationReason, Payload, SagaEvent};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The saga's status of an order, as the read model shows it (`as_str`; the schema's names are
+/// the same, checked by a test).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     Placed,
     Paid,
