@@ -48,17 +48,7 @@ fn migrate(runtime: &Runtime) {
 }
 
 fn shipments_of(runtime: &Runtime, order_id: &str) -> Vec<(String, String)> {
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&postgres_config(), tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("postgres is down or refuses connections: {e}"));
-        tokio::spawn(connection);
-        let rows = client
-            .query("SELECT shipment_id::text, tracking_number FROM shipments WHERE order_id = $1", &[&order_id])
-            .await
-            .expect("query shipments");
-        rows.iter().map(|row| (row.get(0), row.get(1))).collect()
-    })
+    runtime.block_on(integration_tests::saga::shipments_of(order_id))
 }
 
 fn redis_connection() -> redis::Connection {
