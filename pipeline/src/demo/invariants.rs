@@ -40,7 +40,7 @@ pub async fn check_all(
     states: &HashMap<String, FinalState>,
 ) -> Result<(Vec<Check>, BTreeMap<String, usize>)> {
     let ids: HashSet<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
-    let saga = store_json(sources.bootstrap, "order-saga-orders-changelog")?;
+    let saga = settled_saga_state(sources.bootstrap, &ids).await?;
     let balances = store_json(sources.bootstrap, "payment-balances-changelog")?;
     let stock = store_json(sources.bootstrap, "inventory-stock-changelog")?;
     let saga_status = |id: &str| saga.get(id).and_then(|s| s["status"].as_str().map(str::to_string));
@@ -174,6 +174,22 @@ pub async fn check_all(
 }
 
 /// A store's committed contents: string keys, JSON values.
+/// The saga's committed state per order, once it has caught up with the read model: the demo
+/// waits for terminal states in the read model, and the saga may still be a commit behind the
+/// projector (a rebalance after a kill), so its changelog is read again until every order is
+/// terminal there too, or a minute has passed (then the checks report what is left).
+async fn settled_saga_state(bootstrap: &str, ids: &HashSet<&str>) -> Result<HashMap<String, serde_json::Value>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let saga = store_json(bootstrap, "order-saga-orders-changelog")?;
+        let terminal = |id: &&str| saga.get(*id).and_then(|s| s["status"].as_str()).is_some_and(|status| matches!(status, "CONFIRMED" | "CANCELLED" | "REQUIRES_INTERVENTION"));
+        if ids.iter().all(terminal) || std::time::Instant::now() >= deadline {
+            return Ok(saga);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 fn store_json(bootstrap: &str, changelog: &str) -> Result<HashMap<String, serde_json::Value>> {
     let latest = latest_by_key(read_all(bootstrap, changelog, READ_TIMEOUT)?);
     Ok(latest
