@@ -15,7 +15,7 @@ use pipeline::participants::order_saga::SagaConfig;
 use pipeline::participants::payment::PaymentConfig;
 use pipeline::participants::shipping::{idempotency_key, ShippingConfig, GUARD_NAMESPACE};
 use pipeline::participants::{inventory, order_saga, payment, shipping, SagaTopics};
-use schemas::{Address, Envelope, EventType, OrderItem, OrderPlaced, Payload, RegistryClient, SagaEvent};
+use schemas::{Address, Envelope, EventType, Money, OrderItem, OrderPlaced, Payload, RegistryClient, SagaEvent, DEFAULT_CURRENCY};
 
 use crate::kafka::{create_topic, read_topic, Consumed};
 use crate::stack::{kafka_bootstrap, postgres_config, redis_url, registry_url};
@@ -152,9 +152,16 @@ pub fn of<'a>(events: &'a [Delivered], order_id: &str, event_type: EventType) ->
 
 /// An OrderPlaced of `customer_id` for one apple at 10 €, shipped to Berlin.
 pub fn order_placed(order_id: &str, customer_id: &str) -> SagaEvent {
-    let items = vec![OrderItem { product_id: "apple".into(), quantity: 1, unit_price_cents: 1_000 }];
-    let shipping_address = Address { line1: "Main St 1".into(), city: "Berlin".into(), postal_code: "10115".into(), country: "DE".into() };
-    let placed = OrderPlaced { customer_id: customer_id.into(), items, total_cents: 1_000, shipping_address };
+    let items = vec![OrderItem::new("apple", 1, Money::new(1_000, DEFAULT_CURRENCY))];
+    let shipping_address = Address { line1: "Main St 1".into(), line2: None, city: "Berlin".into(), postal_code: "10115".into(), country: "DE".into() };
+    let placed = OrderPlaced {
+        customer_id: customer_id.into(),
+        items,
+        total_cents: 1_000,
+        shipping_address,
+        currency: DEFAULT_CURRENCY.into(),
+        coupon_code: None,
+    };
     SagaEvent::new(Envelope::new(order_id, format!("corr-{order_id}"), now_ms()), Payload::OrderPlaced(placed))
 }
 

@@ -27,7 +27,10 @@ use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, 
 use schema_registry_converter::async_impl::easy_avro::EasyAvroEncoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
-use schemas::{Address, CancellationReason, Envelope, EventType, OrderItem, OrderPlaced, Payload, RegistryClient, SagaEvent, HEADER_LEN};
+use schemas::{
+    Address, CancellationReason, Envelope, EventType, Money, OrderItem, OrderPlaced, Payload, RegistryClient, SagaEvent, DEFAULT_CURRENCY,
+    HEADER_LEN,
+};
 use tokio::runtime::Runtime;
 
 const PARTITIONS: i32 = 6;
@@ -60,12 +63,19 @@ fn redis_connection() -> redis::Connection {
 fn order_placed(order_id: &str, customer_id: &str, items: &[(&str, i32, i64)], country: &str) -> SagaEvent {
     let items: Vec<OrderItem> = items
         .iter()
-        .map(|&(product_id, quantity, unit_price_cents)| OrderItem { product_id: product_id.into(), quantity, unit_price_cents })
+        .map(|&(product_id, quantity, unit_price_cents)| OrderItem::new(product_id, quantity, Money::new(unit_price_cents, DEFAULT_CURRENCY)))
         .collect();
     let total_cents = items.iter().map(|item| i64::from(item.quantity) * item.unit_price_cents).sum();
     let shipping_address =
-        Address { line1: "Main St 1".into(), city: "Berlin".into(), postal_code: "10115".into(), country: country.into() };
-    let placed = OrderPlaced { customer_id: customer_id.into(), items, total_cents, shipping_address };
+        Address { line1: "Main St 1".into(), line2: None, city: "Berlin".into(), postal_code: "10115".into(), country: country.into() };
+    let placed = OrderPlaced {
+        customer_id: customer_id.into(),
+        items,
+        total_cents,
+        shipping_address,
+        currency: DEFAULT_CURRENCY.into(),
+        coupon_code: None,
+    };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     SagaEvent::new(Envelope::new(order_id, format!("corr-{order_id}"), now), Payload::OrderPlaced(placed))
 }

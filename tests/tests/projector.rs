@@ -18,8 +18,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use schemas::{
     Address, CancellationReason, Envelope, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    OrderItem, OrderPlaced, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, RegistryClient, SagaEvent,
-    ShipmentCreated, ShipmentFailed, StockItem, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS,
+    Money, OrderItem, OrderPlaced, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, RegistryClient, SagaEvent,
+    ShipmentCreated, ShipmentFailed, StockItem, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS, DEFAULT_CURRENCY,
 };
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -140,16 +140,19 @@ fn placed(order_id: &str, customer_id: &str, at_ms: i64) -> SagaEvent {
         Payload::OrderPlaced(OrderPlaced {
             customer_id: customer_id.into(),
             items: vec![
-                OrderItem { product_id: "p-1".into(), quantity: 2, unit_price_cents: 1_000 },
-                OrderItem { product_id: "p-2".into(), quantity: 1, unit_price_cents: 500 },
+                OrderItem::new("p-1", 2, Money::new(1_000, DEFAULT_CURRENCY)),
+                OrderItem::new("p-2", 1, Money::new(500, DEFAULT_CURRENCY)),
             ],
             total_cents: 2_500,
             shipping_address: Address {
                 line1: "1 Main St".into(),
+                line2: None,
                 city: "Berlin".into(),
                 postal_code: "10115".into(),
                 country: "DE".into(),
             },
+            currency: DEFAULT_CURRENCY.into(),
+            coupon_code: None,
         }),
     )
 }
