@@ -15,18 +15,18 @@ use pipeline::participants::order_saga::SagaConfig;
 use pipeline::participants::payment::PaymentConfig;
 use pipeline::participants::shipping::{idempotency_key, ShippingConfig, GUARD_NAMESPACE};
 use pipeline::participants::{inventory, order_saga, payment, shipping, SagaTopics};
-use schemas::{Address, Envelope, EventType, Money, OrderItem, OrderPlaced, Payload, RegistryClient, SagaEvent, DEFAULT_CURRENCY};
+use schemas::{Address, Envelope, EventType, Money, OrderItem, OrderPlaced, Payload, SagaEvent, DEFAULT_CURRENCY};
 
 use crate::kafka::{create_topic, read_topic, Consumed};
-use crate::stack::{kafka_bootstrap, postgres_config, redis_url, registry_url};
+use crate::stack::{kafka_bootstrap, postgres_config, redis_url, registry_with_saga_schemas};
 
 /// How long a test waits for the events it expects.
 pub const WAIT: Duration = Duration::from_secs(120);
 
 /// The saga's codec, with every event schema registered.
 pub async fn event_serde() -> EventSerde {
-    let registry = RegistryClient::new(registry_url().trim_end_matches("/apis/ccompat/v7")).expect("registry url");
-    EventSerde::prepare(registry).await.unwrap_or_else(|e| panic!("registry is down or refuses the saga schemas: {e}"))
+    let registry = registry_with_saga_schemas().await;
+    EventSerde::prepare(registry).await.unwrap_or_else(|e| panic!("registry: looking up the saga schemas failed: {e}"))
 }
 
 /// Applies the migrations, so `shipments` (and the rest) exist.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_tests::stack::{postgres_config, redis_url, require, unique};
+use integration_tests::stack::{postgres_config, redis_url, registry_with_saga_schemas, unique};
 use pipeline::order_service::aggregate::{replay, OrderStatus};
 use pipeline::order_service::event_store::{self, StoreError};
 use operators::idempotency::{AsyncIdempotencyGuard, Claim};
@@ -13,7 +13,7 @@ use pipeline::order_service::request::PlaceOrderRequest;
 use pipeline::order_service::outbox::sweep_outbox;
 use pipeline::order_service::{routes, OrderService};
 use reqwest::StatusCode;
-use schemas::{parse_wire, Payload, RegistryClient, SagaCodec, SagaEvent};
+use schemas::{parse_wire, Payload, SagaCodec, SagaEvent};
 use serde_json::{json, Value};
 
 struct Harness {
@@ -43,8 +43,7 @@ async fn start(snapshot_every: u32) -> Harness {
         .await
         .unwrap_or_else(|e| panic!("redis is down or refuses connections: {e} (`dev/stack status`)"));
 
-    let registry_base = format!("http://127.0.0.1:{}", require("registry (Apicurio)", "REGISTRY_PORT"));
-    let codec = Arc::new(SagaCodec::new(RegistryClient::new(&registry_base).expect("registry url")));
+    let codec = Arc::new(SagaCodec::new(registry_with_saga_schemas().await));
 
     let service = OrderService::new(pool, redis.clone(), codec.clone(), snapshot_every).with_admin_token(Some(ADMIN_TOKEN.into()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("ephemeral port");

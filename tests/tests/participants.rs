@@ -10,7 +10,7 @@ use std::time::Duration;
 use apache_avro::types::Value as AvroValue;
 use integration_tests::kafka::{create_topic, key_on_partition, read_topic};
 use integration_tests::saga::{self, RunOptions, SagaRun};
-use integration_tests::stack::{kafka_bootstrap, postgres_config, redis_url, registry_url, require, unique};
+use integration_tests::stack::{kafka_bootstrap, postgres_config, redis_url, registry_url, unique};
 use operators::record::Header;
 use operators::runtime::kafka_headers;
 use operators::runtime::{KafkaStreams, StreamsConfig};
@@ -28,7 +28,7 @@ use schema_registry_converter::async_impl::easy_avro::EasyAvroEncoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
 use schemas::{
-    Address, CancellationReason, Envelope, EventType, Money, OrderItem, OrderPlaced, Payload, RegistryClient, SagaEvent, DEFAULT_CURRENCY,
+    Address, CancellationReason, Envelope, EventType, Money, OrderItem, OrderPlaced, Payload, SagaEvent, DEFAULT_CURRENCY,
     HEADER_LEN,
 };
 use tokio::runtime::Runtime;
@@ -38,10 +38,6 @@ const WAIT: Duration = Duration::from_secs(120);
 
 fn runtime() -> Runtime {
     Runtime::new().expect("tokio runtime")
-}
-
-fn registry_base_url() -> String {
-    format!("http://127.0.0.1:{}", require("registry (Apicurio)", "REGISTRY_PORT"))
 }
 
 /// Applies the migrations, so the `shipments` table exists.
@@ -127,8 +123,7 @@ fn orders_reach_their_outcomes_through_the_four_participants() {
     let bootstrap = kafka_bootstrap();
     let runtime = runtime();
     migrate(&runtime);
-    let registry = RegistryClient::new(&registry_base_url()).expect("registry url");
-    let serde = runtime.block_on(EventSerde::prepare(registry)).unwrap_or_else(|e| panic!("registry: registering the schemas failed: {e}"));
+    let serde = runtime.block_on(integration_tests::saga::event_serde());
 
     let run = unique("participants");
     let topics = SagaTopics::with_prefix(&run);

@@ -18,7 +18,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use schemas::{
     Address, CancellationReason, Envelope, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    Money, OrderItem, OrderPlaced, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, RegistryClient, SagaEvent,
+    Money, OrderItem, OrderPlaced, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent,
     ShipmentCreated, ShipmentFailed, StockItem, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS, DEFAULT_CURRENCY,
 };
 use serde_json::Value;
@@ -275,13 +275,10 @@ fn order_ids(listing: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projector_builds_order_view_and_the_query_api_serves_it() {
     let bootstrap = kafka_bootstrap();
-    let registry = format!("http://127.0.0.1:{}", require("registry (Apicurio)", "REGISTRY_PORT"));
     let pool = pipeline::db::pool(&postgres_config(), 4).expect("postgres pool");
     let db = connect(&postgres_config()).await;
     pipeline::db::migrate(&pool).await.expect("postgres: applying the migrations");
-    let serde = EventSerde::prepare(RegistryClient::new(&registry).expect("registry client"))
-        .await
-        .unwrap_or_else(|e| panic!("registry at {registry}: registering the saga schemas failed: {e}"));
+    let serde = integration_tests::saga::event_serde().await;
     let topics = Topics::create(&bootstrap).await;
     let producer = Producer {
         producer: ClientConfig::new()
