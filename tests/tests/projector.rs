@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use integration_tests::kafka::create_topic;
-use integration_tests::stack::{kafka_bootstrap, postgres_config, require, unique};
+use integration_tests::stack::{kafka_bootstrap, postgres_config, unique};
 use operators::serdes::Serde;
 use pipeline::codec::EventSerde;
 use pipeline::projector::{query_routes, run_projector, ProjectorConfig, FRESH_HEADER};
