@@ -220,3 +220,20 @@ pub fn dead_letter_summary(records: &[Consumed]) -> Vec<String> {
         })
         .collect()
 }
+
+/// The Avro body a producer still on OrderPlaced v1 writes for `event` (an OrderPlaced): the
+/// current encoding read through the v1 schema, stamped `schema_version` 1, written with v1.
+pub fn order_placed_v1_body(event: &SagaEvent) -> Vec<u8> {
+    use apache_avro::reader::datum::GenericDatumReader;
+    use apache_avro::types::Value;
+    use apache_avro::writer::datum::GenericDatumWriter;
+
+    let v1 = schemas::schema_version_of(EventType::OrderPlaced, 1).expect("avro/v1/OrderPlaced.avsc");
+    let current = schemas::encode_avro_body(event).expect("an encodable OrderPlaced");
+    let reader = GenericDatumReader::builder(schemas::schema_of(EventType::OrderPlaced)).reader_schema(v1).build().expect("v1 reader");
+    let Value::Record(mut fields) = reader.read_value(&mut &current[..]).expect("v1 reads the current version") else {
+        panic!("an OrderPlaced is a record")
+    };
+    fields.iter_mut().filter(|(name, _)| name == "schema_version").for_each(|(_, value)| *value = Value::Int(1));
+    GenericDatumWriter::builder(v1).build().expect("v1 writer").write_value_to_vec(Value::Record(fields)).expect("a v1 body")
+}
