@@ -105,7 +105,7 @@ async fn fill_scratch_subject(
         // The endpoint says only yes or no; a registration attempt is refused with the
         // registry's list of differing fields.
         let reason = match registry.register(scratch, text).await {
-            Err(RegistryError::Incompatible { message, .. }) => message,
+            Err(RegistryError::Incompatible { message, .. }) => name_fields_in(&message, text),
             Err(other) => return Err(other),
             Ok(_) => "the compatibility endpoint said no, yet the registry accepted it".to_string(),
         };
@@ -117,6 +117,33 @@ async fn fill_scratch_subject(
         });
     }
     Ok(refusals)
+}
+
+/// Apicurio names a differing field by its JSON path in the schema (`/fields/9/type`); this
+/// appends the field's name to each path, so the message says which field.
+fn name_fields_in(message: &str, schema_text: &str) -> String {
+    let Ok(schema) = serde_json::from_str::<serde_json::Value>(schema_text) else { return message.to_string() };
+    let mut named = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find("/fields/") {
+        let end = rest[start..].find(|c: char| c.is_whitespace() || c == ']' || c == ',').map_or(rest.len(), |n| start + n);
+        let path = &rest[start..end];
+        named.push_str(&rest[..end]);
+        if let Some(name) = field_name_at(&schema, path) {
+            named.push_str(&format!(" (field {name})"));
+        }
+        rest = &rest[end..];
+    }
+    named.push_str(rest);
+    named
+}
+
+/// The name of the innermost field a path like `/fields/8/type/items/fields/3/type` points into.
+fn field_name_at(schema: &serde_json::Value, path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let last_field = segments.windows(2).rposition(|pair| pair[0] == "fields" && pair[1].parse::<usize>().is_ok())?;
+    let pointer = format!("/{}", segments[..last_field + 2].join("/"));
+    schema.pointer(&pointer)?.get("name")?.as_str().map(str::to_string)
 }
 
 /// A producer's start-up check failed: one of its current schemas is not in the registry.
@@ -142,4 +169,25 @@ pub async fn current_schema_ids(registry: &RegistryClient) -> Result<HashMap<Eve
         ids.insert(event_type, id);
     }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registrys_field_paths_get_their_field_names() {
+        let schema = r#"{"type": "record", "name": "P", "fields": [
+            {"name": "a", "type": "string"},
+            {"name": "items", "type": {"type": "array", "items": {"type": "record", "name": "I", "fields": [{"name": "price", "type": "long"}]}}}
+        ]}"#;
+        let message = "list of diff types: [reader type: LONG not compatible at /fields/0/type, x at /fields/1/type/items/fields/0/type]";
+        assert_eq!(
+            name_fields_in(message, schema),
+            "list of diff types: [reader type: LONG not compatible at /fields/0/type (field a), \
+             x at /fields/1/type/items/fields/0/type (field price)]"
+        );
+        assert_eq!(name_fields_in("no paths here", schema), "no paths here");
+        assert_eq!(name_fields_in("at /fields/7", schema), "at /fields/7", "a path to no field is left as it is");
+    }
 }

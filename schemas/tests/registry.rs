@@ -212,7 +212,7 @@ async fn a_breaking_order_placed_v3_is_refused_by_the_registry_and_reported_by_b
     let refusals = check_chain_in_registry(&client, &subject, Compatibility::FullTransitive, &versions).await.unwrap();
     assert_eq!(refusals.len(), 1, "{refusals:?}");
     assert_eq!(refusals[0].version, 3);
-    assert!(refusals[0].reason.contains("total_cents"), "the registry names the field: {}", refusals[0]);
+    assert!(refusals[0].reason.contains("(field total_cents)"), "the refusal names the field: {}", refusals[0]);
 
     let v3_schema = Schema::parse_str(&v3).unwrap();
     let parsed: Vec<(i32, &Schema)> = vec![
