@@ -554,7 +554,9 @@ async fn orders_from_a_v1_and_a_v2_producer_both_complete_and_a_v1_reader_reads_
     let (v1_order, v2_order) = (format!("{run_id}-v1"), format!("{run_id}-v2"));
     let v1_value = schemas::to_wire(v1_id, &saga::order_placed_v1_body(&saga::order_placed(&v1_order, "c-v1")));
     let v2_value = serde.serialize(&run.topics.order, &saga::order_placed(&v2_order, "c-v2")).expect("a v2 OrderPlaced");
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &run.bootstrap).create().expect("producer");
+    // The participants' partitioner, so that the order's replies land on its partition.
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", &run.bootstrap).set("partitioner", "murmur2_random").create().expect("producer");
     for (order, value) in [(&v1_order, &v1_value), (&v2_order, &v2_value)] {
         producer
             .send(FutureRecord::<str, [u8]>::to(&run.topics.order).key(order.as_str()).payload(value), Duration::from_secs(10))
@@ -570,7 +572,16 @@ async fn orders_from_a_v1_and_a_v2_producer_both_complete_and_a_v1_reader_reads_
     });
     for order in [&v1_order, &v2_order] {
         let confirmed = saga::of(&events, order, EventType::OrderConfirmed);
-        let [confirmed] = &confirmed[..] else { panic!("{order}: one OrderConfirmed, got {}", confirmed.len()) };
+        let [confirmed] = &confirmed[..] else {
+            let mut seen: Vec<String> = Vec::new();
+            for topic in [&run.topics.order, &run.topics.payment, &run.topics.inventory, &run.topics.shipping] {
+                let all = tokio::task::block_in_place(|| integration_tests::kafka::read_to_end(&run.bootstrap, topic, "read_committed"));
+                seen.extend(all.iter().filter_map(|r| serde.deserialize(topic, r.value.as_deref()?).ok().map(|e| (r, e))).filter(|(_, e)| &e.envelope.order_id == order).map(|(r, e)| {
+                    format!("{topic}@{}:{} t={} {:?}", r.partition, r.offset, e.envelope.occurred_at, e.payload)
+                }));
+            }
+            panic!("{order}: one OrderConfirmed, got {}; its events: {seen:?}", confirmed.len())
+        };
         let Payload::OrderConfirmed(confirmed) = &confirmed.event.payload else { unreachable!() };
         assert_eq!(confirmed.total_cents, 1_000, "{order}: the amount survives");
     }
