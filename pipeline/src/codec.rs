@@ -10,8 +10,8 @@ use std::sync::{Arc, RwLock};
 use apache_avro::Schema;
 use operators::serdes::{Serde, SerdeError};
 use schemas::{
-    decode_avro_body_written_with, encode_avro_body, parse_wire, schema_of, schema_text_of, subject_for, to_wire, topic_of,
-    EventType, RegistryClient, RegistryError, SagaEvent,
+    decode_avro_body_written_with, encode_avro_body, parse_wire, schema_of, to_wire, EventType, RegistryClient, RegistryError,
+    SagaEvent, StartupSchemaError,
 };
 
 #[derive(Clone)]
@@ -25,15 +25,12 @@ pub struct EventSerde {
 }
 
 impl EventSerde {
-    /// Registers the schema of every saga event under its topic's subject.
-    pub async fn prepare(registry: RegistryClient) -> Result<Self, schemas::RegistryError> {
-        let mut ids = HashMap::new();
-        let mut writers = HashMap::new();
-        for event_type in EventType::ALL {
-            let id = registry.register(&subject_for(topic_of(event_type), event_type), schema_text_of(event_type)).await?;
-            ids.insert(event_type, id);
-            writers.insert(id, Arc::new(schema_of(event_type).clone()));
-        }
+    /// Looks up the id of every saga event's current schema under its topic's subject, never
+    /// registering one (`pipeline schemas register` does): a missing schema stops start-up here
+    /// with an error that says what to run, rather than failing the first record later.
+    pub async fn prepare(registry: RegistryClient) -> Result<Self, StartupSchemaError> {
+        let ids = schemas::current_schema_ids(&registry).await?;
+        let writers = ids.iter().map(|(&event_type, &id)| (id, Arc::new(schema_of(event_type).clone()))).collect();
         Ok(Self { registry: Some(Arc::new(registry)), ids: Arc::new(ids), writers: Arc::new(RwLock::new(writers)) })
     }
 

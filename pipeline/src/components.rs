@@ -44,7 +44,7 @@ pub async fn event_serde(settings: &Settings) -> Result<EventSerde> {
     let registry = schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?;
     EventSerde::prepare(registry)
         .await
-        .with_context(|| format!("registering the saga schemas at {}", settings.registry.url))
+        .with_context(|| format!("looking up the saga schemas at {}", settings.registry.url))
 }
 
 pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde) -> Result<Topology> {
@@ -129,7 +129,15 @@ pub async fn database(settings: &Settings) -> Result<Pool> {
 /// Topics and the outbox connector: what the parts expect to exist besides the database.
 pub async fn prepare(settings: &Settings) -> Result<()> {
     setup::create_topics(settings).await?;
+    register_schemas(settings).await?;
     setup::register_connector(settings).await
+}
+
+/// Every version of every saga event's schema, in order, under its subject's compatibility
+/// level (`schemas/avro/compatibility.toml`).
+pub async fn register_schemas(settings: &Settings) -> Result<Vec<schemas::Registered>> {
+    let registry = schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?;
+    schemas::register_all(&registry).await.with_context(|| format!("registering the saga schemas at {}", settings.registry.url))
 }
 
 /// What the order API port serves: the commands, the read model's queries, and their OpenAPI
@@ -151,6 +159,10 @@ pub async fn serve_order_api(settings: &Settings, pool: Pool) -> Result<()> {
         .await
         .with_context(|| format!("connecting to Redis at {}", settings.redis.url))?;
     let registry = schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?;
+    // The codec looks each id up on first use; this finds a missing schema at start-up instead.
+    schemas::current_schema_ids(&registry)
+        .await
+        .with_context(|| format!("looking up the saga schemas at {}", settings.registry.url))?;
     let service = order_service::OrderService::new(
         pool.clone(),
         redis,

@@ -17,3 +17,4 @@ pub mod order_service;
 pub mod participants;
 pub mod path_text;
 pub mod projector;
+pub mod schema_commands;

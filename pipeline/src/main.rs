@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use pipeline::components::{self, Participant};
-use pipeline::demo;
+use pipeline::{demo, schema_commands};
 use pipeline::settings::Settings;
 
 #[derive(Parser)]
@@ -24,7 +24,8 @@ struct Cli {
 enum Command {
     /// Every part in one process: order API, the four participants, projector, admin endpoint.
     All,
-    /// Creates the topics, applies the migrations and registers the Debezium outbox connector.
+    /// Creates the topics, applies the migrations, registers the schemas (as `schemas register`)
+    /// and the Debezium outbox connector.
     Setup,
     /// The order service (POST /orders, POST /orders/{id}/cancel) and the read model's GET /orders.
     OrderApi,
@@ -44,6 +45,11 @@ enum Command {
     /// Only the HTTP APIs: the order API and the admin endpoint (/metrics, /health, /ready,
     /// /admin/dlq), with no participant, projector or DLQ indexer, so it consumes nothing.
     Api,
+    /// The saga events' Avro schemas (`schemas/avro/v<N>/`, levels in `schemas/avro/compatibility.toml`).
+    Schemas {
+        #[command(subcommand)]
+        command: SchemasCommand,
+    },
     /// Drives a demo load through a running pipeline and prints what happened.
     Demo {
         /// Number of orders to place.
@@ -66,6 +72,20 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         poison_percent: f64,
     },
+}
+
+#[derive(Subcommand)]
+enum SchemasCommand {
+    /// Checks every version against all earlier ones under its subject's level, locally
+    /// (apache-avro) and in the live registry (on scratch subjects); exits non-zero naming the
+    /// field and the rule a version breaks.
+    Check {
+        /// Only the local check: no registry needed.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Sets each subject's compatibility level, then registers every version, oldest first.
+    Register,
 }
 
 #[tokio::main]
@@ -107,6 +127,8 @@ async fn run(cli: Cli) -> Result<()> {
             let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);
             components::serve_apis(&settings, pool, serde, shutdown_signal()).await
         }
+        Command::Schemas { command: SchemasCommand::Check { offline } } => schema_commands::check(&settings, offline).await,
+        Command::Schemas { command: SchemasCommand::Register } => schema_commands::register(&settings).await,
         Command::Demo { orders, concurrency, settle_timeout_s, rate, racing_cancels, poison_percent } => {
             let settle_timeout = Duration::from_secs(settle_timeout_s);
             let options = demo::DemoOptions { orders, concurrency, rate, settle_timeout, racing_cancels, poison_percent };

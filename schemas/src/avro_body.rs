@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::avro_schemas::schema_of;
 use crate::event_type::EventType;
 use crate::events::{Envelope, Payload, SagaEvent};
+use crate::upcast::upcast;
 
 /// A saga event that could not be turned into Avro bytes or back.
 #[derive(Debug, thiserror::Error)]
@@ -32,20 +33,26 @@ pub enum AvroBodyError {
     EventTypeMismatch { expected: EventType, found: String },
 }
 
-/// The Avro binary encoding of `event` under its v1 schema.
+/// The Avro binary encoding of `event` under the current schema of its type.
 pub fn encode_avro_body(event: &SagaEvent) -> Result<Vec<u8>, AvroBodyError> {
     let event_type = event.event_type();
     let schema = schema_of(event_type);
     let encode_error = |source| AvroBodyError::Encode { event_type, source };
 
-    let mut fields = to_value(&event.envelope).and_then(record_fields).map_err(encode_error)?;
-    fields.push(("event_type".to_string(), Value::String(event_type.as_str().to_string())));
-    fields.extend(payload_to_value(&event.payload).and_then(record_fields).map_err(encode_error)?);
+    let fields = record_of(event).map_err(encode_error)?;
     // Resolving puts the fields in schema order and applies the logical types (uuid, timestamp).
     let record = Value::Record(fields).resolve(schema).map_err(encode_error)?;
 
     let writer = GenericDatumWriter::builder(schema).build().map_err(encode_error)?;
     writer.write_value_to_vec(record).map_err(encode_error)
+}
+
+/// The event's fields as serde gives them: the envelope, `event_type`, then the payload.
+fn record_of(event: &SagaEvent) -> apache_avro::AvroResult<Vec<(String, Value)>> {
+    let mut fields = to_value(&event.envelope).and_then(record_fields)?;
+    fields.push(("event_type".to_string(), Value::String(event.event_type().as_str().to_string())));
+    fields.extend(payload_to_value(&event.payload).and_then(record_fields)?);
+    Ok(fields)
 }
 
 /// Reads a body written with this crate's schema of `event_type`.
@@ -54,7 +61,8 @@ pub fn decode_avro_body(event_type: EventType, body: &[u8]) -> Result<SagaEvent,
 }
 
 /// Reads a body written with `writer_schema` (e.g. an older or newer version fetched from the
-/// registry), resolving it against this crate's schema of `event_type` as Avro specifies.
+/// registry), resolving it against this crate's schema of `event_type` as Avro specifies, then
+/// upcasting it to the current version.
 pub fn decode_avro_body_written_with(
     writer_schema: &Schema,
     event_type: EventType,
@@ -79,7 +87,8 @@ pub fn decode_avro_body_written_with(
     // Each struct reads its own fields out of the one flat record and ignores the others.
     let envelope: Envelope = from_value(&record).map_err(decode_error)?;
     let payload = payload_from_value(event_type, &record).map_err(decode_error)?;
-    Ok(SagaEvent::new(envelope, payload))
+    // Not `SagaEvent::new`: the upcaster needs the version the writer put there.
+    Ok(upcast(SagaEvent { envelope, payload }))
 }
 
 /// The `event_type` field of an event record, which the envelope leaves to the payload.
@@ -142,8 +151,60 @@ fn payload_from_value(event_type: EventType, record: &Value) -> apache_avro::Avr
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::samples::sample;
+
+    /// Every field path a schema declares, e.g. `items[].unit_price.amount_minor`.
+    fn schema_paths(schema: &Schema, prefix: &str, paths: &mut BTreeSet<String>) {
+        match schema {
+            Schema::Record(record) => {
+                for field in &record.fields {
+                    let path = if prefix.is_empty() { field.name.clone() } else { format!("{prefix}.{}", field.name) };
+                    schema_paths(&field.schema, &path, paths);
+                    paths.insert(path);
+                }
+            }
+            Schema::Array(array) => schema_paths(&array.items, &format!("{prefix}[]"), paths),
+            Schema::Union(union) => union.variants().iter().for_each(|variant| schema_paths(variant, prefix, paths)),
+            _ => {}
+        }
+    }
+
+    /// Every field path in a serialized value (the samples fill every optional record).
+    fn value_paths(fields: &[(String, Value)], prefix: &str, paths: &mut BTreeSet<String>) {
+        for (name, value) in fields {
+            let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+            nested_value_paths(value, &path, paths);
+            paths.insert(path);
+        }
+    }
+
+    fn nested_value_paths(value: &Value, path: &str, paths: &mut BTreeSet<String>) {
+        match value {
+            Value::Record(fields) => value_paths(fields, path, paths),
+            Value::Array(items) => items.iter().for_each(|item| nested_value_paths(item, &format!("{path}[]"), paths)),
+            Value::Union(_, inner) => nested_value_paths(inner, path, paths),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_rust_types_have_exactly_the_fields_of_the_current_avsc_files() {
+        for event_type in EventType::ALL {
+            let mut declared = BTreeSet::new();
+            schema_paths(schema_of(event_type), "", &mut declared);
+            let mut serialized = BTreeSet::new();
+            value_paths(&record_of(&sample(event_type)).unwrap(), "", &mut serialized);
+            assert_eq!(
+                serialized,
+                declared,
+                "{event_type}: the Rust type (left) and avro/v{}/{event_type}.avsc (right) drifted apart",
+                crate::current_version_of(event_type)
+            );
+        }
+    }
 
     #[test]
     fn every_event_round_trips_through_its_avro_body() {
@@ -208,6 +269,19 @@ mod tests {
             matches!(&error, AvroBodyError::EventTypeMismatch { expected: EventType::ShipmentFailed, found } if found == "ShipmentCreated"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn no_schema_ends_with_an_optional_field() {
+        // apache-avro reads a union cut off by the end of the input as null, so a body truncated
+        // inside a trailing optional field would decode, silently losing it. With a plain field
+        // last, every truncation is an error (the next test).
+        for file in crate::schema_files() {
+            let schema = Schema::parse_str(file.text).unwrap();
+            let Schema::Record(record) = schema else { panic!("avro/{} is not a record", file.path) };
+            let last = record.fields.last().expect("records have fields");
+            assert!(!matches!(last.schema, Schema::Union(_)), "avro/{}: the last field, {}, is a union", file.path, last.name);
+        }
     }
 
     #[test]

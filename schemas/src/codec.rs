@@ -24,9 +24,12 @@ pub enum CodecError {
     Body(#[from] AvroBodyError),
     #[error("schema {schema_id} in the registry is {name:?}, not a saga event record")]
     NotASagaEvent { schema_id: u32, name: String },
+    #[error("the current schema of {event_type} is not registered under subject {subject:?}: run `pipeline schemas register`")]
+    NotRegistered { event_type: EventType, subject: String },
 }
 
-/// Encodes saga events to wire bytes, registering each event type's schema on first use, and
+/// Encodes saga events to wire bytes with the id of their current schema, which it looks up (never
+/// registers: `pipeline schemas register` does, under the subject's compatibility level), and
 /// decodes wire bytes with the writer schema the id names, resolved against this crate's.
 #[derive(Debug)]
 pub struct SagaCodec {
@@ -47,7 +50,9 @@ impl SagaCodec {
         let event_type = event.event_type();
         // Encode first: an event that cannot be encoded must not register anything.
         let body = encode_avro_body(event)?;
-        let schema_id = self.registry.register(&subject_for(topic, event_type), schema_text_of(event_type)).await?;
+        let subject = subject_for(topic, event_type);
+        let schema_id = (self.registry.lookup(&subject, schema_text_of(event_type)).await?)
+            .ok_or(CodecError::NotRegistered { event_type, subject })?;
         Ok(to_wire(schema_id, &body))
     }
 

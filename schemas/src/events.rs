@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::avro_schemas::SCHEMA_VERSION;
+use crate::avro_schemas::current_version_of;
 use crate::event_type::{topic_of, EventType};
 
 /// One saga event: who/when/why fields shared by all events, plus what happened. Serializes
@@ -18,7 +18,9 @@ pub struct SagaEvent {
 }
 
 impl SagaEvent {
-    pub fn new(envelope: Envelope, payload: Payload) -> Self {
+    /// The event as this crate writes it: `schema_version` is the current version of its type.
+    pub fn new(mut envelope: Envelope, payload: Payload) -> Self {
+        envelope.schema_version = current_version_of(payload.event_type());
         SagaEvent { envelope, payload }
     }
 
@@ -45,6 +47,8 @@ pub struct Envelope {
     pub correlation_id: String,
     /// `event_id` of the event this one reacts to; `None` when a command caused it.
     pub causation_id: Option<String>,
+    /// The version of its type's schema the event was written with (`avro/v<N>`); set by
+    /// [`SagaEvent::new`], and brought to the current one by the upcaster on read.
     pub schema_version: i32,
 }
 
@@ -57,7 +61,7 @@ impl Envelope {
             occurred_at,
             correlation_id: correlation_id.into(),
             causation_id: None,
-            schema_version: SCHEMA_VERSION,
+            schema_version: UNSTAMPED,
         }
     }
 
@@ -69,10 +73,13 @@ impl Envelope {
             occurred_at,
             correlation_id: cause.correlation_id.clone(),
             causation_id: Some(cause.event_id.clone()),
-            schema_version: SCHEMA_VERSION,
+            schema_version: UNSTAMPED,
         }
     }
 }
+
+/// `schema_version` of an envelope no event carries yet: [`SagaEvent::new`] sets the real one.
+const UNSTAMPED: i32 = 0;
 
 /// Time-ordered (v7) so ids of recent events sort and index well.
 fn new_event_id() -> String {
@@ -125,24 +132,69 @@ impl Payload {
     }
 }
 
+/// Version 2 (`avro/v2/OrderPlaced.avsc`). Serde defaults let v1 events stored as JSON (the
+/// order service's event store) read back; the upcaster then fills what v1 did not have.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OrderPlaced {
     pub customer_id: String,
     pub items: Vec<OrderItem>,
+    /// In the minor unit of `currency`.
     pub total_cents: i64,
     pub shipping_address: Address,
+    /// ISO 4217; every amount of the order is in it. Since v2; v1 orders were all in EUR.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// Since v2.
+    #[serde(default)]
+    pub coupon_code: Option<String>,
+}
+
+/// The currency of every order written before v2 had a `currency` field.
+pub const DEFAULT_CURRENCY: &str = "EUR";
+
+fn default_currency() -> String {
+    DEFAULT_CURRENCY.to_string()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OrderItem {
     pub product_id: String,
     pub quantity: i32,
+    /// Deprecated since v2: equal to `unit_price.amount_minor`, still written so that v1
+    /// readers read v2 events.
     pub unit_price_cents: i64,
+    /// Since v2. `None` only in an event written with v1 before the upcaster ran.
+    #[serde(default)]
+    pub unit_price: Option<Money>,
+}
+
+impl OrderItem {
+    /// A line priced in v2's terms, with the deprecated v1 field kept equal.
+    pub fn new(product_id: impl Into<String>, quantity: i32, unit_price: Money) -> Self {
+        OrderItem { product_id: product_id.into(), quantity, unit_price_cents: unit_price.amount_minor, unit_price: Some(unit_price) }
+    }
+}
+
+/// An amount in a currency's minor unit (cents for EUR).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    pub amount_minor: i64,
+    /// ISO 4217, e.g. `EUR`.
+    pub currency: String,
+}
+
+impl Money {
+    pub fn new(amount_minor: i64, currency: impl Into<String>) -> Self {
+        Money { amount_minor, currency: currency.into() }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Address {
     pub line1: String,
+    /// Since v2.
+    #[serde(default)]
+    pub line2: Option<String>,
     pub city: String,
     pub postal_code: String,
     /// ISO 3166-1 alpha-2, e.g. `DE`.
@@ -372,7 +424,9 @@ mod tests {
         assert_eq!(effect.correlation_id, "corr-1");
         assert_eq!(effect.causation_id.as_deref(), Some(cause.event_id.as_str()));
         assert_ne!(effect.event_id, cause.event_id);
-        assert_eq!(effect.schema_version, SCHEMA_VERSION);
+        assert_eq!(effect.schema_version, UNSTAMPED);
+        let stamped = SagaEvent::new(effect.clone(), Payload::ShipmentFailed(ShipmentFailed { reason: "r".into() }));
+        assert_eq!(stamped.envelope.schema_version, current_version_of(EventType::ShipmentFailed));
         assert!(uuid::Uuid::parse_str(&effect.event_id).is_ok());
     }
 }

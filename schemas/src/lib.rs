@@ -1,4 +1,4 @@
-//! The saga's events: versioned Avro schemas (`avro/v1/*.avsc`), their Rust types, the Avro
+//! The saga's events: versioned Avro schemas (`avro/v<N>/*.avsc`), their Rust types, the Avro
 //! body encoding, the Confluent wire format and a client of the schema registry.
 //!
 //! Producing: [`SagaCodec::encode`] gives Confluent-framed bytes, what Kafka records (and the
@@ -27,22 +27,30 @@ mod avro_schemas;
 mod codec;
 mod event_type;
 mod events;
+mod policy;
+mod registration;
 mod registry;
+mod upcast;
+mod version_check;
 mod wire;
 
 pub use avro_body::{decode_avro_body, decode_avro_body_written_with, encode_avro_body, AvroBodyError};
-pub use avro_schemas::{schema_of, schema_text_of, SCHEMA_VERSION};
+pub use avro_schemas::{current_version_of, schema_files, schema_of, schema_text_of, schema_version_of, schema_versions_of, SchemaFile};
 pub use codec::{subject_for, CodecError, SagaCodec};
 pub use event_type::{
     topic_of, EventType, UnknownEventType, INVENTORY_EVENTS, NAMESPACE, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS,
 };
 pub use events::{
     Address, CancellationReason, Envelope, InventoryReleased, InventoryReservationFailed, InventoryReserved,
-    OrderCancellationRejected, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderInterventionRequested, OrderItem,
+    OrderCancellationRejected, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderInterventionRequested, Money, OrderItem,
     OrderPlaced, OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCancellationFailed,
-    ShipmentCancelled, ShipmentCreated, ShipmentFailed, StockItem, UnknownCancellationReason,
+    ShipmentCancelled, ShipmentCreated, ShipmentFailed, StockItem, UnknownCancellationReason, DEFAULT_CURRENCY,
 };
+pub use policy::compatibility_of;
+pub use registration::{check_chain_in_registry, check_in_registry, current_schema_ids, register_all, Registered, RegistryRefusal, StartupSchemaError};
 pub use registry::{Compatibility, RegistryClient, RegistryError};
+pub use upcast::{upcast, upcast_parts};
+pub use version_check::{check_chain, check_versions, Direction, Incompatibility};
 pub use wire::{parse_wire, to_wire, WireError, HEADER_LEN, MAGIC_BYTE};
 
 // Lets the shared test samples say `schemas::…` both here and in the integration test.

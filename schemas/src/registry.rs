@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::error::Error as _;
+use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ pub enum RegistryError {
 }
 
 /// A subject's compatibility level: which earlier versions a new version must stay readable with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Compatibility {
     None,
@@ -59,6 +60,16 @@ pub enum Compatibility {
     ForwardTransitive,
     Full,
     FullTransitive,
+}
+
+impl fmt::Display for Compatibility {
+    /// The API's spelling, e.g. `FULL_TRANSITIVE`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => f.write_str(&name),
+            _ => write!(f, "{self:?}"),
+        }
+    }
 }
 
 /// Client of one registry. Share one per process: the caches live in it.
@@ -80,6 +91,11 @@ struct ErrorBody {
 #[derive(Deserialize)]
 struct RegisteredId {
     id: u32,
+}
+
+#[derive(Deserialize)]
+struct CompatibilityAnswer {
+    is_compatible: bool,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +145,55 @@ impl RegistryClient {
         })?;
         lock(&self.ids_by_subject_and_schema).insert(key, id);
         Ok(id)
+    }
+
+    /// The id of `schema` under `subject` if it is registered there, without registering it:
+    /// what a producer asks at start-up.
+    pub async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<u32>, RegistryError> {
+        let key = (subject.to_string(), schema.to_string());
+        if let Some(&id) = lock(&self.ids_by_subject_and_schema).get(&key) {
+            return Ok(Some(id));
+        }
+        let url = self.url(&["subjects", subject]);
+        let body = json!({ "schema": schema, "schemaType": "AVRO" });
+        match self.call::<RegisteredId>(Method::POST, url, Some(body)).await {
+            Ok(RegisteredId { id }) => {
+                lock(&self.ids_by_subject_and_schema).insert(key, id);
+                Ok(Some(id))
+            }
+            // 40401: no such subject; 40403: the subject has no such schema.
+            Err(RegistryError::Rejected { status: StatusCode::NOT_FOUND, .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Whether the registry would accept `schema` as the next version of `subject` under the
+    /// subject's level, checked against every version it holds (`POST
+    /// /compatibility/subjects/{s}/versions`). A subject with no versions accepts anything.
+    pub async fn is_compatible(&self, subject: &str, schema: &str) -> Result<bool, RegistryError> {
+        let url = self.url(&["compatibility", "subjects", subject, "versions"]);
+        let body = json!({ "schema": schema, "schemaType": "AVRO" });
+        match self.call::<CompatibilityAnswer>(Method::POST, url, Some(body)).await {
+            Ok(answer) => Ok(answer.is_compatible),
+            Err(RegistryError::Rejected { status: StatusCode::NOT_FOUND, .. }) => Ok(true),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Deletes a subject and all its versions for good (soft delete, then permanent), e.g. a
+    /// scratch subject; an unknown subject is not an error.
+    pub async fn delete_subject(&self, subject: &str) -> Result<(), RegistryError> {
+        for permanent in [false, true] {
+            let mut url = self.url(&["subjects", subject]);
+            if permanent {
+                url.query_pairs_mut().append_pair("permanent", "true");
+            }
+            match self.call::<serde_json::Value>(Method::DELETE, url, None).await {
+                Ok(_) | Err(RegistryError::Rejected { status: StatusCode::NOT_FOUND, .. }) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(())
     }
 
     /// The schema a wire-format id stands for.

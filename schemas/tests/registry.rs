@@ -11,7 +11,8 @@ use std::time::Duration;
 use apache_avro::Schema;
 use samples::sample;
 use schemas::{
-    encode_avro_body, parse_wire, schema_of, schema_text_of, subject_for, to_wire, topic_of, CodecError, Compatibility,
+    check_chain, check_chain_in_registry, check_in_registry, current_schema_ids, encode_avro_body, parse_wire, register_all,
+    schema_of, schema_text_of, schema_version_of, schema_versions_of, subject_for, to_wire, topic_of, CodecError, Compatibility,
     EventType, RegistryClient, RegistryError, SagaCodec,
 };
 use serde_json::json;
@@ -79,6 +80,12 @@ async fn every_event_round_trips_through_the_registry() {
     for event_type in EventType::ALL {
         let event = sample(event_type);
         let topic = run_topic(event_type, &run);
+        // The codec looks ids up and never registers: `pipeline schemas register` does.
+        match codec.encode(&topic, &event).await {
+            Err(CodecError::NotRegistered { event_type: missing, .. }) => assert_eq!(missing, event_type),
+            other => panic!("{event_type} is not registered under {topic} yet, got {other:?}"),
+        }
+        codec.registry().register(&subject_for(&topic, event_type), schema_text_of(event_type)).await.unwrap();
         let bytes = codec.encode(&topic, &event).await.unwrap_or_else(|e| panic!("encode {event_type}: {e}"));
 
         let (schema_id, _) = parse_wire(&bytes).unwrap();
@@ -156,4 +163,93 @@ async fn a_writer_schema_that_is_no_saga_event_is_refused() {
         other => panic!("expected NotASagaEvent, got {other:?}"),
     }
     delete_subject(codec.registry(), &subject).await;
+}
+
+/// A record schema `P` with the given fields, as JSON text.
+fn record(fields: &str) -> String {
+    format!(r#"{{"type": "record", "name": "P", "fields": [{fields}]}}"#)
+}
+
+#[tokio::test]
+async fn the_registry_enforces_full_transitive_given_through_the_ccompat_api() {
+    // Apicurio's ccompat API maps PUT /config/{subject} to its own compatibility rule: check on a
+    // throwaway subject that the level is enforced, transitively, and not just stored.
+    let client = RegistryClient::new(&registry_base_url()).unwrap();
+    let subject = format!("schemas-test-{}-full-transitive", new_run_id());
+    client.set_compatibility(&subject, Compatibility::FullTransitive).await.unwrap();
+    let v1 = record(r#"{"name": "a", "type": "string"}, {"name": "c", "type": "int"}"#);
+    let v2 = record(r#"{"name": "a", "type": "string"}, {"name": "c", "type": "int", "default": 0}"#);
+    // Fine against v2 both ways, but a v1 reader needs `c`: only a transitive check refuses it.
+    let v3 = record(r#"{"name": "a", "type": "string"}"#);
+    client.register(&subject, &v1).await.unwrap();
+    client.register(&subject, &v2).await.unwrap();
+
+    assert!(!client.is_compatible(&subject, &v3).await.unwrap(), "the endpoint checks every version");
+    match client.register(&subject, &v3).await {
+        Err(RegistryError::Incompatible { message, .. }) => assert!(message.contains("c at /fields/1"), "{message}"),
+        other => panic!("FULL_TRANSITIVE must refuse v3, got {other:?}"),
+    }
+    // A change only FORWARD forbids (dropping a field without a default) is refused too.
+    let drops_a = record(r#"{"name": "c", "type": "int", "default": 0}"#);
+    assert!(matches!(client.register(&subject, &drops_a).await, Err(RegistryError::Incompatible { .. })));
+    delete_subject(&client, &subject).await;
+}
+
+#[tokio::test]
+async fn a_breaking_order_placed_v3_is_refused_by_the_registry_and_reported_by_both_checks() {
+    let client = RegistryClient::new(&registry_base_url()).unwrap();
+    // v3 turns total_cents into a string: no reader of either side can resolve it.
+    let mut v3: serde_json::Value = serde_json::from_str(schema_text_of(EventType::OrderPlaced)).unwrap();
+    let fields = v3["fields"].as_array_mut().unwrap();
+    let total = fields.iter_mut().find(|field| field["name"] == "total_cents").unwrap();
+    total["type"] = json!("string");
+    let v3 = v3.to_string();
+    let mut versions: Vec<(i32, &str)> =
+        schema_versions_of(EventType::OrderPlaced).map(|file| (file.version, file.text)).collect();
+    versions.push((3, &v3));
+    let subject = subject_for(&run_topic(EventType::OrderPlaced, &new_run_id()), EventType::OrderPlaced);
+
+    let refusals = check_chain_in_registry(&client, &subject, Compatibility::FullTransitive, &versions).await.unwrap();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].version, 3);
+    assert!(refusals[0].reason.contains("(field total_cents)"), "the refusal names the field: {}", refusals[0]);
+
+    let v3_schema = Schema::parse_str(&v3).unwrap();
+    let parsed: Vec<(i32, &Schema)> = vec![
+        (1, schema_version_of(EventType::OrderPlaced, 1).unwrap()),
+        (2, schema_version_of(EventType::OrderPlaced, 2).unwrap()),
+        (3, &v3_schema),
+    ];
+    let local = check_chain(&subject, Compatibility::FullTransitive, &parsed);
+    assert!(!local.is_empty() && local.iter().all(|problem| problem.version == 3), "{local:?}");
+    assert!(local[0].to_string().contains("total_cents"), "{}", local[0]);
+}
+
+#[tokio::test]
+async fn the_shipped_schemas_register_in_order_pass_the_registry_check_and_are_found_at_start_up() {
+    let client = RegistryClient::new(&registry_base_url()).unwrap();
+    let registered = register_all(&client).await.unwrap_or_else(|e| panic!("pipeline schemas register would fail: {e}"));
+    let placed_subject = subject_for(topic_of(EventType::OrderPlaced), EventType::OrderPlaced);
+    let placed_versions: Vec<i32> =
+        registered.iter().filter(|entry| entry.subject == placed_subject).map(|entry| entry.version).collect();
+    assert_eq!(placed_versions, [1, 2]);
+
+    let config: serde_json::Value = reqwest::get(format!("{}/config/{placed_subject}", client.api_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["compatibilityLevel"], "FULL_TRANSITIVE", "{config}");
+
+    let refusals = check_in_registry(&client).await.unwrap();
+    assert!(refusals.is_empty(), "{refusals:?}");
+
+    // A client with empty caches finds each current schema's id, and it is the registered one.
+    let ids = current_schema_ids(&RegistryClient::new(&registry_base_url()).unwrap()).await.unwrap();
+    for event_type in EventType::ALL {
+        let subject = subject_for(topic_of(event_type), event_type);
+        let latest = registered.iter().filter(|entry| entry.subject == subject).last().unwrap();
+        assert_eq!(ids[&event_type], latest.id, "{event_type}");
+    }
 }

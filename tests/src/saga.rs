@@ -15,18 +15,18 @@ use pipeline::participants::order_saga::SagaConfig;
 use pipeline::participants::payment::PaymentConfig;
 use pipeline::participants::shipping::{idempotency_key, ShippingConfig, GUARD_NAMESPACE};
 use pipeline::participants::{inventory, order_saga, payment, shipping, SagaTopics};
-use schemas::{Address, Envelope, EventType, OrderItem, OrderPlaced, Payload, RegistryClient, SagaEvent};
+use schemas::{Address, Envelope, EventType, Money, OrderItem, OrderPlaced, Payload, SagaEvent, DEFAULT_CURRENCY};
 
 use crate::kafka::{create_topic, read_topic, Consumed};
-use crate::stack::{kafka_bootstrap, postgres_config, redis_url, registry_url};
+use crate::stack::{kafka_bootstrap, postgres_config, redis_url, registry_with_saga_schemas};
 
 /// How long a test waits for the events it expects.
 pub const WAIT: Duration = Duration::from_secs(120);
 
 /// The saga's codec, with every event schema registered.
 pub async fn event_serde() -> EventSerde {
-    let registry = RegistryClient::new(registry_url().trim_end_matches("/apis/ccompat/v7")).expect("registry url");
-    EventSerde::prepare(registry).await.unwrap_or_else(|e| panic!("registry is down or refuses the saga schemas: {e}"))
+    let registry = registry_with_saga_schemas().await;
+    EventSerde::prepare(registry).await.unwrap_or_else(|e| panic!("registry: looking up the saga schemas failed: {e}"))
 }
 
 /// Applies the migrations, so `shipments` (and the rest) exist.
@@ -152,9 +152,16 @@ pub fn of<'a>(events: &'a [Delivered], order_id: &str, event_type: EventType) ->
 
 /// An OrderPlaced of `customer_id` for one apple at 10 €, shipped to Berlin.
 pub fn order_placed(order_id: &str, customer_id: &str) -> SagaEvent {
-    let items = vec![OrderItem { product_id: "apple".into(), quantity: 1, unit_price_cents: 1_000 }];
-    let shipping_address = Address { line1: "Main St 1".into(), city: "Berlin".into(), postal_code: "10115".into(), country: "DE".into() };
-    let placed = OrderPlaced { customer_id: customer_id.into(), items, total_cents: 1_000, shipping_address };
+    let items = vec![OrderItem::new("apple", 1, Money::new(1_000, DEFAULT_CURRENCY))];
+    let shipping_address = Address { line1: "Main St 1".into(), line2: None, city: "Berlin".into(), postal_code: "10115".into(), country: "DE".into() };
+    let placed = OrderPlaced {
+        customer_id: customer_id.into(),
+        items,
+        total_cents: 1_000,
+        shipping_address,
+        currency: DEFAULT_CURRENCY.into(),
+        coupon_code: None,
+    };
     SagaEvent::new(Envelope::new(order_id, format!("corr-{order_id}"), now_ms()), Payload::OrderPlaced(placed))
 }
 
@@ -212,4 +219,21 @@ pub fn dead_letter_summary(records: &[Consumed]) -> Vec<String> {
             format!("{}: {key} @ {} ({})", text(r, "dlq.consumer.group"), text(r, "dlq.original.offset"), text(r, "dlq.error.class"))
         })
         .collect()
+}
+
+/// The Avro body a producer still on OrderPlaced v1 writes for `event` (an OrderPlaced): the
+/// current encoding read through the v1 schema, stamped `schema_version` 1, written with v1.
+pub fn order_placed_v1_body(event: &SagaEvent) -> Vec<u8> {
+    use apache_avro::reader::datum::GenericDatumReader;
+    use apache_avro::types::Value;
+    use apache_avro::writer::datum::GenericDatumWriter;
+
+    let v1 = schemas::schema_version_of(EventType::OrderPlaced, 1).expect("avro/v1/OrderPlaced.avsc");
+    let current = schemas::encode_avro_body(event).expect("an encodable OrderPlaced");
+    let reader = GenericDatumReader::builder(schemas::schema_of(EventType::OrderPlaced)).reader_schema(v1).build().expect("v1 reader");
+    let Value::Record(mut fields) = reader.read_value(&mut &current[..]).expect("v1 reads the current version") else {
+        panic!("an OrderPlaced is a record")
+    };
+    fields.iter_mut().filter(|(name, _)| name == "schema_version").for_each(|(_, value)| *value = Value::Int(1));
+    GenericDatumWriter::builder(v1).build().expect("v1 writer").write_value_to_vec(Value::Record(fields)).expect("a v1 body")
 }

@@ -60,6 +60,17 @@ pub fn registry_url() -> String {
     format!("http://127.0.0.1:{}/apis/ccompat/v7", require("registry (Apicurio)", "REGISTRY_PORT"))
 }
 
+/// A client of the stack's registry with every saga schema registered, as `pipeline setup`
+/// (or `pipeline schemas register`) leaves it before any producer starts.
+pub async fn registry_with_saga_schemas() -> schemas::RegistryClient {
+    let base = registry_url().trim_end_matches("/apis/ccompat/v7").to_string();
+    let registry = schemas::RegistryClient::new(&base).expect("registry url");
+    schemas::register_all(&registry)
+        .await
+        .unwrap_or_else(|e| panic!("registry (Apicurio) at {base} is down or refuses the saga schemas: {e}"));
+    registry
+}
+
 pub fn connect_url() -> String {
     format!("http://127.0.0.1:{}", require("kafka connect", "CONNECT_PORT"))
 }

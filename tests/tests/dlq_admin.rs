@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use integration_tests::kafka::{create_topic, key_on_partition, read_to_end, read_topic, Consumed};
 use integration_tests::saga::{self, RunOptions, SagaRun};
-use integration_tests::stack::{kafka_bootstrap, postgres_config, registry_url, unique};
+use integration_tests::stack::{kafka_bootstrap, postgres_config, unique};
 use operators::error::ProcessError;
 use operators::record::{Header, OutputRecord, RawRecord};
 use operators::runtime::{dead_letter_record, kafka_headers, FailureReason, REPROCESSED_FROM_HEADER};
@@ -25,7 +25,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reqwest::StatusCode;
-use schemas::{Envelope, EventType, OrderConfirmed, Payload, RegistryClient, SagaEvent};
+use schemas::{Envelope, EventType, OrderConfirmed, Payload, SagaEvent};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -43,8 +43,7 @@ async fn pool() -> deadpool_postgres::Pool {
 }
 
 async fn event_serde() -> EventSerde {
-    let registry = RegistryClient::new(registry_url().trim_end_matches("/apis/ccompat/v7")).expect("registry url");
-    EventSerde::prepare(registry).await.unwrap_or_else(|e| panic!("registry is down or refuses the saga schemas: {e}"))
+    integration_tests::saga::event_serde().await
 }
 
 /// An admin endpoint on an ephemeral port, as `pipeline admin` serves it, with its own

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_tests::stack::{postgres_config, redis_url, require, unique};
+use integration_tests::stack::{postgres_config, redis_url, registry_with_saga_schemas, unique};
 use pipeline::order_service::aggregate::{replay, OrderStatus};
 use pipeline::order_service::event_store::{self, StoreError};
 use operators::idempotency::{AsyncIdempotencyGuard, Claim};
@@ -13,7 +13,7 @@ use pipeline::order_service::request::PlaceOrderRequest;
 use pipeline::order_service::outbox::sweep_outbox;
 use pipeline::order_service::{routes, OrderService};
 use reqwest::StatusCode;
-use schemas::{parse_wire, Payload, RegistryClient, SagaCodec, SagaEvent};
+use schemas::{parse_wire, Payload, SagaCodec, SagaEvent};
 use serde_json::{json, Value};
 
 struct Harness {
@@ -43,8 +43,7 @@ async fn start(snapshot_every: u32) -> Harness {
         .await
         .unwrap_or_else(|e| panic!("redis is down or refuses connections: {e} (`dev/stack status`)"));
 
-    let registry_base = format!("http://127.0.0.1:{}", require("registry (Apicurio)", "REGISTRY_PORT"));
-    let codec = Arc::new(SagaCodec::new(RegistryClient::new(&registry_base).expect("registry url")));
+    let codec = Arc::new(SagaCodec::new(registry_with_saga_schemas().await));
 
     let service = OrderService::new(pool, redis.clone(), codec.clone(), snapshot_every).with_admin_token(Some(ADMIN_TOKEN.into()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("ephemeral port");
@@ -566,4 +565,54 @@ async fn an_operator_acts_on_a_parked_order_only_with_the_token_and_the_action_i
     assert_eq!((recorded.version, recorded.event_type.as_str()), (2, "OrderInterventionRequested"));
     assert_eq!(recorded.payload, resolve, "audited: the action, the note and the operator");
     assert_eq!(h.outbox_of(&order_id).await.len(), 2, "published through the outbox");
+}
+
+/// Rewrites an order's stored `OrderPlaced` (version 1 of the aggregate) to what the order
+/// service wrote before OrderPlaced v2: no currency, coupon, line2 or items[].unit_price, and
+/// `schema_version` 1.
+async fn store_as_written_by_v1(db: &tokio_postgres::Client, order_id: &str) {
+    let row = db
+        .query_one("select payload::text, metadata::text from event_store where aggregate_id = $1 and version = 1", &[&order_id])
+        .await
+        .expect("the OrderPlaced row");
+    let mut payload: Value = serde_json::from_str(row.get(0)).expect("payload JSON");
+    let mut metadata: Value = serde_json::from_str(row.get(1)).expect("metadata JSON");
+    let placed = payload.as_object_mut().expect("an object");
+    placed.remove("currency");
+    placed.remove("coupon_code");
+    placed["shipping_address"].as_object_mut().expect("an address").remove("line2");
+    for item in placed["items"].as_array_mut().expect("items") {
+        item.as_object_mut().expect("an item").remove("unit_price");
+    }
+    metadata["schema_version"] = json!(1);
+    db.execute(
+        "update event_store set payload = $2::text::jsonb, metadata = $3::text::jsonb where aggregate_id = $1 and version = 1",
+        &[&order_id, &payload.to_string(), &metadata.to_string()],
+    )
+    .await
+    .expect("rewrite the OrderPlaced row");
+}
+
+#[tokio::test]
+async fn events_stored_as_v1_replay_after_the_upgrade_from_snapshot_plus_events() {
+    // A snapshot at version 1, then the cancel (version 2) replayed on top of it.
+    let harness = start(1).await;
+    let order_id = harness.place_ok(&unique("customer")).await;
+    store_as_written_by_v1(&harness.db, &order_id).await;
+    let rarely = start(100).await;
+    assert_eq!(rarely.cancel(&order_id).await.0, StatusCode::ACCEPTED);
+
+    let loaded = rarely.service.load(&order_id).await.expect("load").expect("order exists");
+    assert_eq!((loaded.version, loaded.order.status), (2, OrderStatus::CancellationRequested));
+    assert_eq!(loaded.order.total_cents, 2 * 1_250 + 999);
+
+    let events = event_store::load_events(&rarely.db, &order_id).await.expect("events");
+    assert_eq!(replay(None, &events), Some(loaded.order.clone()), "snapshot + replay equals a full replay of v1 + v2 events");
+    let placed = events[0].to_saga_event();
+    let Payload::OrderPlaced(placed) = &placed.payload else { panic!("event 1 is {placed:?}") };
+    assert_eq!(events[0].envelope.schema_version, 2, "upcast on read");
+    let prices: Vec<Option<schemas::Money>> = placed.items.iter().map(|item| item.unit_price.clone()).collect();
+    assert_eq!(prices, [Some(schemas::Money::new(1_250, "EUR")), Some(schemas::Money::new(999, "EUR"))]);
+    assert_eq!((placed.currency.as_str(), placed.coupon_code.as_deref()), ("EUR", None));
+    assert_eq!(placed.shipping_address.city, "Berlin");
 }

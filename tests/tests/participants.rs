@@ -10,7 +10,7 @@ use std::time::Duration;
 use apache_avro::types::Value as AvroValue;
 use integration_tests::kafka::{create_topic, key_on_partition, read_topic};
 use integration_tests::saga::{self, RunOptions, SagaRun};
-use integration_tests::stack::{kafka_bootstrap, postgres_config, redis_url, registry_url, require, unique};
+use integration_tests::stack::{kafka_bootstrap, postgres_config, redis_url, registry_url, unique};
 use operators::record::Header;
 use operators::runtime::kafka_headers;
 use operators::runtime::{KafkaStreams, StreamsConfig};
@@ -27,7 +27,10 @@ use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, 
 use schema_registry_converter::async_impl::easy_avro::EasyAvroEncoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
-use schemas::{Address, CancellationReason, Envelope, EventType, OrderItem, OrderPlaced, Payload, RegistryClient, SagaEvent, HEADER_LEN};
+use schemas::{
+    Address, CancellationReason, Envelope, EventType, Money, OrderItem, OrderPlaced, Payload, SagaEvent, DEFAULT_CURRENCY,
+    HEADER_LEN,
+};
 use tokio::runtime::Runtime;
 
 const PARTITIONS: i32 = 6;
@@ -35,10 +38,6 @@ const WAIT: Duration = Duration::from_secs(120);
 
 fn runtime() -> Runtime {
     Runtime::new().expect("tokio runtime")
-}
-
-fn registry_base_url() -> String {
-    format!("http://127.0.0.1:{}", require("registry (Apicurio)", "REGISTRY_PORT"))
 }
 
 /// Applies the migrations, so the `shipments` table exists.
@@ -60,12 +59,19 @@ fn redis_connection() -> redis::Connection {
 fn order_placed(order_id: &str, customer_id: &str, items: &[(&str, i32, i64)], country: &str) -> SagaEvent {
     let items: Vec<OrderItem> = items
         .iter()
-        .map(|&(product_id, quantity, unit_price_cents)| OrderItem { product_id: product_id.into(), quantity, unit_price_cents })
+        .map(|&(product_id, quantity, unit_price_cents)| OrderItem::new(product_id, quantity, Money::new(unit_price_cents, DEFAULT_CURRENCY)))
         .collect();
     let total_cents = items.iter().map(|item| i64::from(item.quantity) * item.unit_price_cents).sum();
     let shipping_address =
-        Address { line1: "Main St 1".into(), city: "Berlin".into(), postal_code: "10115".into(), country: country.into() };
-    let placed = OrderPlaced { customer_id: customer_id.into(), items, total_cents, shipping_address };
+        Address { line1: "Main St 1".into(), line2: None, city: "Berlin".into(), postal_code: "10115".into(), country: country.into() };
+    let placed = OrderPlaced {
+        customer_id: customer_id.into(),
+        items,
+        total_cents,
+        shipping_address,
+        currency: DEFAULT_CURRENCY.into(),
+        coupon_code: None,
+    };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     SagaEvent::new(Envelope::new(order_id, format!("corr-{order_id}"), now), Payload::OrderPlaced(placed))
 }
@@ -117,8 +123,7 @@ fn orders_reach_their_outcomes_through_the_four_participants() {
     let bootstrap = kafka_bootstrap();
     let runtime = runtime();
     migrate(&runtime);
-    let registry = RegistryClient::new(&registry_base_url()).expect("registry url");
-    let serde = runtime.block_on(EventSerde::prepare(registry)).unwrap_or_else(|e| panic!("registry: registering the schemas failed: {e}"));
+    let serde = runtime.block_on(integration_tests::saga::event_serde());
 
     let run = unique("participants");
     let topics = SagaTopics::with_prefix(&run);
@@ -530,4 +535,76 @@ async fn every_kind_of_poison_record_is_dead_lettered_by_every_reader_and_good_o
             assert!(message.contains(&record.says), "{}: the message says what is wrong ({:?}): {message}", record.kind, record.says);
         }
     }
+}
+
+/// Producers and consumers on different versions of OrderPlaced, on the real stack: an order a
+/// v1 producer wrote and one a v2 producer wrote both go through the (v2) saga to CONFIRMED
+/// with their amounts intact, and a reader still on v1 reads the v2 producer's record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_from_a_v1_and_a_v2_producer_both_complete_and_a_v1_reader_reads_v2() {
+    let serde = integration_tests::saga::event_serde().await;
+    let run_id = unique("versions");
+    let run = SagaRun::start(&run_id, &serde, RunOptions::default()).await;
+    let registry = schemas::RegistryClient::new(registry_url().trim_end_matches("/apis/ccompat/v7")).expect("registry url");
+    let subject = schemas::subject_for(&run.topics.order, EventType::OrderPlaced);
+    registry.set_compatibility(&subject, schemas::Compatibility::FullTransitive).await.expect("registry: PUT /config");
+    let v1_text = schemas::schema_versions_of(EventType::OrderPlaced).next().expect("a v1").text;
+    let v1_id = registry.register(&subject, v1_text).await.expect("registry: registering OrderPlaced v1");
+
+    let (v1_order, v2_order) = (format!("{run_id}-v1"), format!("{run_id}-v2"));
+    let v1_value = schemas::to_wire(v1_id, &saga::order_placed_v1_body(&saga::order_placed(&v1_order, "c-v1")));
+    let v2_value = serde.serialize(&run.topics.order, &saga::order_placed(&v2_order, "c-v2")).expect("a v2 OrderPlaced");
+    // The participants' partitioner, so that the order's replies land on its partition.
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", &run.bootstrap).set("partitioner", "murmur2_random").create().expect("producer");
+    for (order, value) in [(&v1_order, &v1_value), (&v2_order, &v2_value)] {
+        producer
+            .send(FutureRecord::<str, [u8]>::to(&run.topics.order).key(order.as_str()).payload(value), Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("kafka: producing to {} failed: {e}", run.topics.order));
+    }
+
+    let topic = run.topics.order.clone();
+    let events = tokio::task::block_in_place(|| {
+        run.events(&topic, |events| {
+            [&v1_order, &v2_order].iter().all(|order| !saga::of(events, order, EventType::OrderConfirmed).is_empty())
+        })
+    });
+    for order in [&v1_order, &v2_order] {
+        let confirmed = saga::of(&events, order, EventType::OrderConfirmed);
+        let [confirmed] = &confirmed[..] else {
+            let mut seen: Vec<String> = Vec::new();
+            for topic in [&run.topics.order, &run.topics.payment, &run.topics.inventory, &run.topics.shipping] {
+                let all = tokio::task::block_in_place(|| integration_tests::kafka::read_to_end(&run.bootstrap, topic, "read_committed"));
+                seen.extend(all.iter().filter_map(|r| serde.deserialize(topic, r.value.as_deref()?).ok().map(|e| (r, e))).filter(|(_, e)| &e.envelope.order_id == order).map(|(r, e)| {
+                    format!("{topic}@{}:{} t={} {:?}", r.partition, r.offset, e.envelope.occurred_at, e.payload)
+                }));
+            }
+            panic!("{order}: one OrderConfirmed, got {}; its events: {seen:?}", confirmed.len())
+        };
+        let Payload::OrderConfirmed(confirmed) = &confirmed.event.payload else { unreachable!() };
+        assert_eq!(confirmed.total_cents, 1_000, "{order}: the amount survives");
+    }
+
+    // The v2 reader (the saga's codec) read the v1 record, upcast.
+    let [v1_placed] = &saga::of(&events, &v1_order, EventType::OrderPlaced)[..] else { panic!("one OrderPlaced of {v1_order}") };
+    assert_eq!(schemas::parse_wire(v1_placed.record.value.as_deref().unwrap()).unwrap().0, v1_id, "written with v1");
+    let Payload::OrderPlaced(placed) = &v1_placed.event.payload else { unreachable!() };
+    assert_eq!((placed.customer_id.as_str(), placed.total_cents, placed.currency.as_str()), ("c-v1", 1_000, "EUR"));
+    assert_eq!(placed.items[0].unit_price, Some(Money::new(1_000, "EUR")));
+
+    // A consumer still on v1 reads the v2 producer's record with the deprecated cents intact.
+    let (v2_id, body) = schemas::parse_wire(&v2_value).unwrap();
+    let writer = registry.schema_by_id(v2_id).await.expect("registry: the v2 schema");
+    let v1 = schemas::schema_version_of(EventType::OrderPlaced, 1).unwrap();
+    let read = apache_avro::reader::datum::GenericDatumReader::builder(&writer).reader_schema(v1).build().unwrap();
+    let AvroValue::Record(fields) = read.read_value(&mut &body[..]).expect("v1 reads v2") else { panic!("a record") };
+    let field = |name: &str| fields.iter().find(|(field, _)| field == name).map(|(_, value)| value.clone());
+    assert_eq!(field("customer_id"), Some(AvroValue::String("c-v2".into())));
+    assert_eq!(field("total_cents"), Some(AvroValue::Long(1_000)));
+    let Some(AvroValue::Array(items)) = field("items") else { panic!("items") };
+    let AvroValue::Record(item) = &items[0] else { panic!("an item record") };
+    assert!(item.contains(&("unit_price_cents".to_string(), AvroValue::Long(1_000))), "{item:?}");
+    assert!(!fields.iter().any(|(name, _)| name == "currency"), "a v1 reader sees no v2 field");
+    run.close();
 }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use integration_tests::kafka::create_topic;
-use integration_tests::stack::{kafka_bootstrap, postgres_config, require, unique};
+use integration_tests::stack::{kafka_bootstrap, postgres_config, unique};
 use operators::serdes::Serde;
 use pipeline::codec::EventSerde;
 use pipeline::projector::{query_routes, run_projector, ProjectorConfig, FRESH_HEADER};
@@ -18,8 +18,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use schemas::{
     Address, CancellationReason, Envelope, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    OrderItem, OrderPlaced, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, RegistryClient, SagaEvent,
-    ShipmentCreated, ShipmentFailed, StockItem, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS,
+    Money, OrderItem, OrderPlaced, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent,
+    ShipmentCreated, ShipmentFailed, StockItem, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS, DEFAULT_CURRENCY,
 };
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -140,16 +140,19 @@ fn placed(order_id: &str, customer_id: &str, at_ms: i64) -> SagaEvent {
         Payload::OrderPlaced(OrderPlaced {
             customer_id: customer_id.into(),
             items: vec![
-                OrderItem { product_id: "p-1".into(), quantity: 2, unit_price_cents: 1_000 },
-                OrderItem { product_id: "p-2".into(), quantity: 1, unit_price_cents: 500 },
+                OrderItem::new("p-1", 2, Money::new(1_000, DEFAULT_CURRENCY)),
+                OrderItem::new("p-2", 1, Money::new(500, DEFAULT_CURRENCY)),
             ],
             total_cents: 2_500,
             shipping_address: Address {
                 line1: "1 Main St".into(),
+                line2: None,
                 city: "Berlin".into(),
                 postal_code: "10115".into(),
                 country: "DE".into(),
             },
+            currency: DEFAULT_CURRENCY.into(),
+            coupon_code: None,
         }),
     )
 }
@@ -272,13 +275,10 @@ fn order_ids(listing: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projector_builds_order_view_and_the_query_api_serves_it() {
     let bootstrap = kafka_bootstrap();
-    let registry = format!("http://127.0.0.1:{}", require("registry (Apicurio)", "REGISTRY_PORT"));
     let pool = pipeline::db::pool(&postgres_config(), 4).expect("postgres pool");
     let db = connect(&postgres_config()).await;
     pipeline::db::migrate(&pool).await.expect("postgres: applying the migrations");
-    let serde = EventSerde::prepare(RegistryClient::new(&registry).expect("registry client"))
-        .await
-        .unwrap_or_else(|e| panic!("registry at {registry}: registering the saga schemas failed: {e}"));
+    let serde = integration_tests::saga::event_serde().await;
     let topics = Topics::create(&bootstrap).await;
     let producer = Producer {
         producer: ClientConfig::new()

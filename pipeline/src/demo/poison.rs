@@ -10,7 +10,7 @@ use operators::serdes::Serde;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use schemas::{Address, Envelope, OrderPlaced, Payload, SagaEvent};
+use schemas::{Address, Envelope, OrderPlaced, Payload, SagaEvent, DEFAULT_CURRENCY};
 
 use super::changelog::read_all;
 use super::invariants::Check;
@@ -41,8 +41,15 @@ const KINDS: [&str; 4] = ["bad_magic_byte", "unknown_schema_id", "truncated_avro
 /// Produces `count` poison records to `topic`, one every `every`, keyed `<run>-poison-<n>`.
 pub async fn produce(bootstrap: &str, topic: &str, serde: &EventSerde, run_id: &str, count: usize, every: Duration) -> Result<Vec<PoisonRecord>> {
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().context("creating the poison producer")?;
-    let address = Address { line1: "1 Example Street".into(), city: "Berlin".into(), postal_code: "10115".into(), country: "DE".into() };
-    let placed = OrderPlaced { customer_id: format!("{run_id}-poison"), items: vec![], total_cents: 0, shipping_address: address };
+    let address = Address { line1: "1 Example Street".into(), line2: None, city: "Berlin".into(), postal_code: "10115".into(), country: "DE".into() };
+    let placed = OrderPlaced {
+        customer_id: format!("{run_id}-poison"),
+        items: vec![],
+        total_cents: 0,
+        shipping_address: address,
+        currency: DEFAULT_CURRENCY.into(),
+        coupon_code: None,
+    };
     let sample = SagaEvent::new(Envelope::new(format!("{run_id}-poison"), "poison", 0), Payload::OrderPlaced(placed));
     let valid = serde.serialize(topic, &sample).context("encoding the sample event the truncated poison is cut from")?;
     let mut produced = Vec::with_capacity(count);

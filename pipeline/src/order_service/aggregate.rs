@@ -37,6 +37,14 @@ impl OrderEvent {
         }
     }
 
+    fn to_payload(&self) -> Payload {
+        match self {
+            OrderEvent::Placed(placed) => Payload::OrderPlaced(placed.clone()),
+            OrderEvent::CancellationRequested(requested) => Payload::OrderCancellationRequested(requested.clone()),
+            OrderEvent::InterventionRequested(requested) => Payload::OrderInterventionRequested(requested.clone()),
+        }
+    }
+
     /// The event back from its event-store row.
     pub fn from_stored(event_type: &str, payload: &str) -> Result<Self, UnreadableEvent> {
         let unreadable = |detail: String| UnreadableEvent { event_type: event_type.to_string(), detail };
@@ -71,13 +79,24 @@ pub struct DomainEvent {
 }
 
 impl DomainEvent {
-    pub fn to_saga_event(&self) -> SagaEvent {
-        let payload = match &self.event {
-            OrderEvent::Placed(placed) => Payload::OrderPlaced(placed.clone()),
-            OrderEvent::CancellationRequested(requested) => Payload::OrderCancellationRequested(requested.clone()),
-            OrderEvent::InterventionRequested(requested) => Payload::OrderInterventionRequested(requested.clone()),
+    /// An event read back from the store, brought to the current schema version (an
+    /// `OrderPlaced` stored as v1 gets its items' unit prices).
+    pub fn upcast(self) -> Self {
+        let DomainEvent { mut envelope, event } = self;
+        let mut payload = event.to_payload();
+        schemas::upcast_parts(&mut envelope, &mut payload);
+        let event = match payload {
+            Payload::OrderPlaced(placed) => OrderEvent::Placed(placed),
+            Payload::OrderCancellationRequested(requested) => OrderEvent::CancellationRequested(requested),
+            Payload::OrderInterventionRequested(requested) => OrderEvent::InterventionRequested(requested),
+            // The upcaster keeps the event type; the event as it was is still an order event.
+            _ => event,
         };
-        SagaEvent::new(self.envelope.clone(), payload)
+        DomainEvent { envelope, event }
+    }
+
+    pub fn to_saga_event(&self) -> SagaEvent {
+        SagaEvent::new(self.envelope.clone(), self.event.to_payload())
     }
 }
 
@@ -168,21 +187,24 @@ pub fn replay<'a>(initial: Option<Order>, events: impl IntoIterator<Item = &'a D
 
 #[cfg(test)]
 mod tests {
-    use schemas::{Address, OrderItem};
+    use schemas::{Address, Money, OrderItem, DEFAULT_CURRENCY};
 
     use super::*;
 
     fn placed_event() -> DomainEvent {
         let placed = OrderPlaced {
             customer_id: "c-1".into(),
-            items: vec![OrderItem { product_id: "p-1".into(), quantity: 2, unit_price_cents: 150 }],
+            items: vec![OrderItem::new("p-1", 2, Money::new(150, DEFAULT_CURRENCY))],
             total_cents: 300,
             shipping_address: Address {
                 line1: "1 Main St".into(),
+                line2: None,
                 city: "Berlin".into(),
                 postal_code: "10115".into(),
                 country: "DE".into(),
             },
+            currency: DEFAULT_CURRENCY.into(),
+            coupon_code: None,
         };
         place("o-1", "corr-1", placed, 1_000)
     }

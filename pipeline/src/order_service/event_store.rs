@@ -68,7 +68,7 @@ fn read_event(event_type: &str, payload: &str, metadata: &str) -> Result<DomainE
     let event = OrderEvent::from_stored(event_type, payload)?;
     let metadata: Metadata = serde_json::from_str(metadata)
         .map_err(|e| UnreadableEvent { event_type: event_type.to_string(), detail: format!("metadata: {e}") })?;
-    Ok(DomainEvent { envelope: metadata.envelope, event })
+    Ok(DomainEvent { envelope: metadata.envelope, event }.upcast())
 }
 
 /// Every event of an aggregate from version 1, ignoring snapshots: what a snapshot must equal.

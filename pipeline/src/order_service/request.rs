@@ -1,7 +1,7 @@
 //! The body of `POST /orders` and its validation into an `OrderPlaced` payload. Bounds keep one
 //! request from producing an event too large for a Kafka record or an order no one can pay.
 
-use schemas::{Address, OrderItem, OrderPlaced};
+use schemas::{Address, Money, OrderItem, OrderPlaced, DEFAULT_CURRENCY};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -12,6 +12,7 @@ const MAX_QUANTITY: i32 = 10_000;
 const MAX_UNIT_PRICE_CENTS: i64 = 100_000_000;
 const MAX_ADDRESS_FIELD_LEN: usize = 200;
 const MAX_POSTAL_CODE_LEN: usize = 16;
+const MAX_COUPON_CODE_LEN: usize = 32;
 
 // The schema's bounds repeat the ones `validate` enforces (text is trimmed first), so a client
 // generated from the OpenAPI document knows them (a test keeps the two equal); `validate` stays
@@ -24,6 +25,11 @@ pub struct PlaceOrderRequest {
     #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<ItemRequest>,
     pub shipping_address: AddressRequest,
+    /// ISO 4217 code of every amount in the order; `EUR` when left out.
+    #[schema(pattern = "^[A-Z]{3}$")]
+    pub currency: Option<String>,
+    #[schema(min_length = 1, max_length = 32)]
+    pub coupon_code: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -33,7 +39,7 @@ pub struct ItemRequest {
     pub product_id: String,
     #[schema(minimum = 1, maximum = 10_000)]
     pub quantity: i64,
-    /// Cents.
+    /// In the minor unit of the order's currency (cents for EUR).
     #[schema(minimum = 1, maximum = 100_000_000)]
     pub unit_price: i64,
 }
@@ -43,6 +49,8 @@ pub struct ItemRequest {
 pub struct AddressRequest {
     #[schema(min_length = 1, max_length = 200)]
     pub line1: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub line2: Option<String>,
     #[schema(min_length = 1, max_length = 200)]
     pub city: String,
     #[schema(min_length = 1, max_length = 16)]
@@ -69,6 +77,17 @@ impl PlaceOrderRequest {
     /// The `OrderPlaced` payload this request asks for, or the first field that is wrong.
     pub fn validate(self) -> Result<OrderPlaced, ValidationError> {
         let customer_id = required_text("customer_id", self.customer_id, MAX_ID_LEN)?;
+        let currency = match self.currency {
+            None => DEFAULT_CURRENCY.to_string(),
+            Some(code) => {
+                let code = code.trim().to_string();
+                if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(invalid("currency", "must be an ISO 4217 code such as EUR"));
+                }
+                code
+            }
+        };
+        let coupon_code = self.coupon_code.map(|code| required_text("coupon_code", code, MAX_COUPON_CODE_LEN)).transpose()?;
         if self.items.is_empty() {
             return Err(invalid("items", "must contain at least one item"));
         }
@@ -79,17 +98,17 @@ impl PlaceOrderRequest {
             .items
             .into_iter()
             .enumerate()
-            .map(|(index, item)| item.validate(index))
+            .map(|(index, item)| item.validate(index, &currency))
             .collect::<Result<Vec<_>, _>>()?;
         // Cannot overflow: the bounds above cap the total at 10^14 cents.
         let total_cents = items.iter().map(|item| i64::from(item.quantity) * item.unit_price_cents).sum();
         let shipping_address = self.shipping_address.validate()?;
-        Ok(OrderPlaced { customer_id, items, total_cents, shipping_address })
+        Ok(OrderPlaced { customer_id, items, total_cents, shipping_address, currency, coupon_code })
     }
 }
 
 impl ItemRequest {
-    fn validate(self, index: usize) -> Result<OrderItem, ValidationError> {
+    fn validate(self, index: usize, currency: &str) -> Result<OrderItem, ValidationError> {
         let field = |name: &str| format!("items[{index}].{name}");
         let product_id = required_text(&field("product_id"), self.product_id, MAX_ID_LEN)?;
         let quantity = i32::try_from(self.quantity)
@@ -99,10 +118,10 @@ impl ItemRequest {
         if !(1..=MAX_UNIT_PRICE_CENTS).contains(&self.unit_price) {
             return Err(invalid(
                 field("unit_price"),
-                format!("must be a positive number of cents, at most {MAX_UNIT_PRICE_CENTS}"),
+                format!("must be a positive amount in the currency's minor unit, at most {MAX_UNIT_PRICE_CENTS}"),
             ));
         }
-        Ok(OrderItem { product_id, quantity, unit_price_cents: self.unit_price })
+        Ok(OrderItem::new(product_id, quantity, Money::new(self.unit_price, currency)))
     }
 }
 
@@ -114,6 +133,10 @@ impl AddressRequest {
         }
         Ok(Address {
             line1: required_text("shipping_address.line1", self.line1, MAX_ADDRESS_FIELD_LEN)?,
+            line2: self
+                .line2
+                .map(|line| required_text("shipping_address.line2", line, MAX_ADDRESS_FIELD_LEN))
+                .transpose()?,
             city: required_text("shipping_address.city", self.city, MAX_ADDRESS_FIELD_LEN)?,
             postal_code: required_text("shipping_address.postal_code", self.postal_code, MAX_POSTAL_CODE_LEN)?,
             country,
@@ -149,10 +172,13 @@ mod tests {
             ],
             shipping_address: AddressRequest {
                 line1: "1 Main St".into(),
+                line2: None,
                 city: "Berlin".into(),
                 postal_code: "10115".into(),
                 country: "DE".into(),
             },
+            currency: None,
+            coupon_code: None,
         }
     }
 
@@ -174,6 +200,8 @@ mod tests {
         assert_eq!(address["properties"]["line1"]["maxLength"], MAX_ADDRESS_FIELD_LEN);
         assert_eq!(address["properties"]["city"]["maxLength"], MAX_ADDRESS_FIELD_LEN);
         assert_eq!(address["properties"]["postal_code"]["maxLength"], MAX_POSTAL_CODE_LEN);
+        assert_eq!(address["properties"]["line2"]["maxLength"], MAX_ADDRESS_FIELD_LEN);
+        assert_eq!(order["properties"]["coupon_code"]["maxLength"], MAX_COUPON_CODE_LEN);
     }
 
     #[test]
@@ -182,7 +210,22 @@ mod tests {
         assert_eq!(placed.customer_id, "c-1");
         assert_eq!(placed.total_cents, 2 * 150 + 999);
         assert_eq!(placed.items[1].unit_price_cents, 999);
+        assert_eq!(placed.items[1].unit_price, Some(Money::new(999, "EUR")), "EUR when no currency is given");
         assert_eq!(placed.shipping_address.country, "DE");
+        assert_eq!((placed.coupon_code, placed.shipping_address.line2), (None, None));
+    }
+
+    #[test]
+    fn the_v2_fields_reach_order_placed() {
+        let mut r = request();
+        r.currency = Some("CHF".into());
+        r.coupon_code = Some(" WINTER-10 ".into());
+        r.shipping_address.line2 = Some("Hinterhaus".into());
+        let placed = r.validate().expect("valid");
+        assert_eq!(placed.currency, "CHF");
+        assert_eq!(placed.items[0].unit_price, Some(Money::new(150, "CHF")));
+        assert_eq!(placed.coupon_code.as_deref(), Some("WINTER-10"));
+        assert_eq!(placed.shipping_address.line2.as_deref(), Some("Hinterhaus"));
     }
 
     #[test]
@@ -222,5 +265,17 @@ mod tests {
         let mut r = request();
         r.shipping_address.city = "Ber\u{0}lin".into();
         assert_eq!(field_of(r), "shipping_address.city");
+
+        let mut r = request();
+        r.currency = Some("euro".into());
+        assert_eq!(field_of(r), "currency");
+
+        let mut r = request();
+        r.coupon_code = Some("x".repeat(MAX_COUPON_CODE_LEN + 1));
+        assert_eq!(field_of(r), "coupon_code");
+
+        let mut r = request();
+        r.shipping_address.line2 = Some(" ".into());
+        assert_eq!(field_of(r), "shipping_address.line2");
     }
 }

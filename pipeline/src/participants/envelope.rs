@@ -34,7 +34,7 @@ pub(crate) fn event_record(event: SagaEvent, timestamp_ms: i64, cause_headers: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schemas::{ShipmentFailed, SCHEMA_VERSION};
+    use schemas::{current_version_of, EventType, ShipmentFailed};
 
     #[test]
     fn a_reply_continues_the_saga_run_of_its_cause_with_a_new_v4_id() {
@@ -45,7 +45,7 @@ mod tests {
         assert_eq!(event.envelope.order_id, "order-1");
         assert_eq!(event.envelope.correlation_id, "corr-1");
         assert_eq!(event.envelope.causation_id.as_deref(), Some(cause.event_id.as_str()));
-        assert_eq!((event.envelope.occurred_at, event.envelope.schema_version), (2_000, SCHEMA_VERSION));
+        assert_eq!((event.envelope.occurred_at, event.envelope.schema_version), (2_000, current_version_of(EventType::ShipmentFailed)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use operators::serdes::StringSerde;
 use operators::test_driver::TopologyTestDriver;
 use operators::topology::Topology;
-use schemas::{Address, Envelope, OrderItem, OrderPlaced, Payload, SagaEvent};
+use schemas::{Address, Envelope, Money, OrderItem, OrderPlaced, Payload, SagaEvent, DEFAULT_CURRENCY};
 
 use crate::codec::EventSerde;
 
@@ -16,12 +16,19 @@ pub(crate) const T0: i64 = 1_767_225_600_000;
 pub(crate) fn order_placed(order_id: &str, customer_id: &str, items: &[(&str, i32, i64)], country: &str) -> SagaEvent {
     let items: Vec<OrderItem> = items
         .iter()
-        .map(|&(product_id, quantity, unit_price_cents)| OrderItem { product_id: product_id.to_owned(), quantity, unit_price_cents })
+        .map(|&(product_id, quantity, unit_price_cents)| OrderItem::new(product_id, quantity, Money::new(unit_price_cents, DEFAULT_CURRENCY)))
         .collect();
     let total_cents = items.iter().map(|item| i64::from(item.quantity) * item.unit_price_cents).sum();
     let shipping_address =
-        Address { line1: "Main St 1".into(), city: "Berlin".into(), postal_code: "10115".into(), country: country.into() };
-    let placed = OrderPlaced { customer_id: customer_id.to_owned(), items, total_cents, shipping_address };
+        Address { line1: "Main St 1".into(), line2: None, city: "Berlin".into(), postal_code: "10115".into(), country: country.into() };
+    let placed = OrderPlaced {
+        customer_id: customer_id.to_owned(),
+        items,
+        total_cents,
+        shipping_address,
+        currency: DEFAULT_CURRENCY.into(),
+        coupon_code: None,
+    };
     SagaEvent::new(Envelope::new(order_id, format!("corr-{order_id}"), T0), Payload::OrderPlaced(placed))
 }
 

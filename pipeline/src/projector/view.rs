@@ -268,8 +268,8 @@ fn record_steps_implied_by(reason: &CancellationReason, progress: &mut Progress)
 #[cfg(test)]
 mod tests {
     use schemas::{
-        Address, Envelope, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed, OrderItem,
-        OrderPlaced, PaymentCompleted, PaymentRefunded, ShipmentCreated, StockItem,
+        Address, Envelope, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed, Money, OrderItem,
+        OrderPlaced, PaymentCompleted, PaymentRefunded, ShipmentCreated, StockItem, DEFAULT_CURRENCY,
     };
 
     use super::*;
@@ -282,16 +282,19 @@ mod tests {
         event(Payload::OrderPlaced(OrderPlaced {
             customer_id: "cust-1".into(),
             items: vec![
-                OrderItem { product_id: "p-1".into(), quantity: 2, unit_price_cents: 500 },
-                OrderItem { product_id: "p-2".into(), quantity: 3, unit_price_cents: 100 },
+                OrderItem::new("p-1", 2, Money::new(500, DEFAULT_CURRENCY)),
+                OrderItem::new("p-2", 3, Money::new(100, DEFAULT_CURRENCY)),
             ],
             total_cents: 1_300,
             shipping_address: Address {
                 line1: "1 Main St".into(),
+                line2: None,
                 city: "Berlin".into(),
                 postal_code: "10115".into(),
                 country: "DE".into(),
             },
+            currency: DEFAULT_CURRENCY.into(),
+            coupon_code: None,
         }))
     }
 

@@ -1,7 +1,7 @@
 //! One realistic event of each type, shared by the unit tests and the registry test.
 
 use schemas::{
-    Address, CancellationReason, Envelope, EventType, InventoryReleased, InventoryReservationFailed, InventoryReserved,
+    Address, CancellationReason, Envelope, EventType, InventoryReleased, InventoryReservationFailed, InventoryReserved, Money,
     OrderCancellationRejected, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderInterventionRequested, OrderItem,
     OrderPlaced, OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCancellationFailed,
     ShipmentCancelled, ShipmentCreated, ShipmentFailed, StockItem,
@@ -32,16 +32,19 @@ pub fn sample(event_type: EventType) -> SagaEvent {
         EventType::OrderPlaced => Payload::OrderPlaced(OrderPlaced {
             customer_id: "cust-7".into(),
             items: vec![
-                OrderItem { product_id: "sku-1".into(), quantity: 2, unit_price_cents: 1_999 },
-                OrderItem { product_id: "sku-2".into(), quantity: 1, unit_price_cents: 45_000 },
+                OrderItem::new("sku-1", 2, Money::new(1_999, "EUR")),
+                OrderItem::new("sku-2", 1, Money::new(45_000, "EUR")),
             ],
             total_cents: 48_998,
             shipping_address: Address {
                 line1: "Hauptstraße 1".into(),
+                line2: Some("Hinterhaus, 3. OG".into()),
                 city: "Köln".into(),
                 postal_code: "50667".into(),
                 country: "DE".into(),
             },
+            currency: "EUR".into(),
+            coupon_code: Some("WINTER-10".into()),
         }),
         EventType::OrderCancellationRequested => Payload::OrderCancellationRequested(OrderCancellationRequested {
             customer_id: "cust-7".into(),
