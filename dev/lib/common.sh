@@ -101,3 +101,20 @@ http_ok() { curl -fsS -o /dev/null --max-time 3 "$1" 2>/dev/null; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 kafka_java() { java -Xms64m -Xmx256m -cp "$KAFKA_HOME/lib/*" -Dlog4j2.configurationFile="$DEV_DIR/config/log4j2-tools.properties" "$@"; }
+
+# python_venv VENV REQUIREMENTS: a cached venv for a dev tool. Made once, and installed into
+# again only when REQUIREMENTS changes (a stamp with its SHA-256 in the venv).
+python_venv() {
+  local venv="$1" requirements="$2" stamp wanted
+  stamp="$venv/.$(basename "$requirements" .txt).sha256"
+  wanted="$(sha256sum "$requirements" | cut -d' ' -f1)"
+  if [[ ! -x "$venv/bin/python" ]]; then
+    say "creating the Python venv $venv"
+    python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  fi
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
+    say "installing the packages pinned in $(basename "$requirements") into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$wanted" >"$stamp"
+  fi
+}
