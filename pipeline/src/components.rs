@@ -187,6 +187,14 @@ pub async fn run_projector(
     projector::run_projector(projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone()), serde, pool, shutdown).await
 }
 
+/// `pipeline projector rebuild`: progress on stderr, the summary on stdout.
+pub async fn rebuild_read_model(settings: &Settings, pool: Pool, serde: EventSerde, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    let config = projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone());
+    let summary = projector::rebuild_read_model(&config, &serde, &pool, |line| eprintln!("{line}"), shutdown).await?;
+    println!("{summary}");
+    Ok(())
+}
+
 /// The admin endpoint ([`serve_admin_http`]) and the DLQ indexer.
 pub async fn serve_admin(
     settings: &Settings,

@@ -37,8 +37,11 @@ enum Command {
     Shipping,
     /// The order saga (status per order, step timeouts, OrderConfirmed / OrderCancelled).
     OrderSaga,
-    /// The projector that keeps the order_view read model.
-    Projector,
+    /// The projector that keeps the order_view read model (`projector rebuild`: build it anew).
+    Projector {
+        #[command(subcommand)]
+        action: Option<ProjectorAction>,
+    },
     /// The admin endpoint: /metrics (with consumer lag), /health, /ready, and the DLQ (its
     /// indexer and /admin/dlq: list, inspect, reprocess, discard).
     Admin,
@@ -88,6 +91,13 @@ enum SchemasCommand {
     Register,
 }
 
+#[derive(Subcommand)]
+enum ProjectorAction {
+    /// Rebuilds order_view from every record of the saga topics into a new table and swaps it
+    /// in atomically; the projector must be stopped (docs/schema-evolution.md).
+    Rebuild,
+}
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
@@ -115,9 +125,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Inventory => run_participants(&settings, Participant::Inventory).await,
         Command::Shipping => run_participants(&settings, Participant::Shipping).await,
         Command::OrderSaga => run_participants(&settings, Participant::OrderSaga).await,
-        Command::Projector => {
+        Command::Projector { action } => {
             let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);
-            components::run_projector(&settings, pool, serde, shutdown_signal()).await
+            match action {
+                None => components::run_projector(&settings, pool, serde, shutdown_signal()).await,
+                Some(ProjectorAction::Rebuild) => components::rebuild_read_model(&settings, pool, serde, shutdown_signal()).await,
+            }
         }
         Command::Admin => {
             let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);

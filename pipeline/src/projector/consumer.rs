@@ -151,13 +151,13 @@ async fn project_record(record: &RawRecord, serde: &EventSerde, pool: &Pool, dea
 }
 
 /// The order's event-store version, which Debezium copies from the outbox row into a header.
-fn order_version(record: &RawRecord) -> Option<i64> {
+pub(super) fn order_version(record: &RawRecord) -> Option<i64> {
     let header = record.headers.iter().find(|header| header.key == "aggregate_version")?;
     std::str::from_utf8(header.value.as_deref()?).ok()?.trim().parse().ok()
 }
 
 /// Decoding may fetch an unknown writer schema from the registry with a blocking call.
-async fn decode(record: &RawRecord, serde: &EventSerde) -> Result<SagaEvent, SerdeError> {
+pub(super) async fn decode(record: &RawRecord, serde: &EventSerde) -> Result<SagaEvent, SerdeError> {
     let bytes = record.value.clone().ok_or_else(|| SerdeError::new("record has no value (tombstone)"))?;
     let topic = record.topic.clone();
     let serde = serde.clone();

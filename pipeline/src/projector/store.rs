@@ -1,5 +1,11 @@
 //! The write side of order_view: one event, one PostgreSQL transaction (mark the event id as
 //! projected, lock the order's row, fold the event in, write the row back).
+//!
+//! The tables are a parameter so that a rebuild (`rebuild/`) folds into tables of its own with
+//! the live projector's rules: the same dedup by event id and the same fold ([`OrderView::apply`]),
+//! a batch of events per transaction.
+
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Pool};
 use schemas::SagaEvent;
@@ -16,6 +22,19 @@ pub enum StoreError {
     UnknownStatus { order_id: String, status: String },
 }
 
+/// The two tables the projector writes: the view, and the event ids already folded into it.
+/// They go together: a view is only correct with the dedup table it was built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tables {
+    pub view: &'static str,
+    pub dedup: &'static str,
+}
+
+impl Tables {
+    /// What the query API reads and the live projector writes.
+    pub const LIVE: Tables = Tables { view: "order_view", dedup: "projected_events" };
+}
+
 /// What applying one event did.
 #[derive(Debug)]
 pub enum Projection {
@@ -28,55 +47,124 @@ pub enum Projection {
 pub async fn apply_event(pool: &Pool, event: &SagaEvent, order_version: Option<i64>) -> Result<Projection, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    let live = Tables::LIVE;
     let envelope = &event.envelope;
-    let first_time = tx
-        .execute(
-            "insert into projected_events (event_id, order_id) values ($1, $2) on conflict do nothing",
-            &[&envelope.event_id, &envelope.order_id],
-        )
-        .await?
-        == 1;
+    // Prepared once per connection: a round trip fewer per statement.
+    let mark = tx.prepare_cached(&format!("insert into {} (event_id, order_id) values ($1, $2) on conflict do nothing", live.dedup)).await?;
+    let first_time = tx.execute(&mark, &[&envelope.event_id, &envelope.order_id]).await? == 1;
     if !first_time {
         return Ok(Projection::Duplicate);
     }
-    // Any of an order's events may come first; the row exists from then on.
-    tx.execute(
-        "insert into order_view (order_id, status, version, updated_at) values ($1, $2, 0, now()) \
-         on conflict do nothing",
-        &[&envelope.order_id, &OrderStatus::Placed.as_str()],
-    )
-    .await?;
-    let mut view = load_for_update(&tx, &envelope.order_id).await?;
+    let mut view = load_for_update(&tx, live, &envelope.order_id).await?;
     view.apply(event, order_version);
-    save(&tx, &view).await?;
+    save(&tx, live, &view).await?;
     tx.commit().await?;
     Ok(Projection::Applied(view))
+}
+
+/// Events applied and duplicates skipped by [`apply_events_in`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchProjection {
+    pub applied: u64,
+    pub duplicates: u64,
+}
+
+/// Many events (with their `order_version`) in the caller's transaction, into `tables`, with
+/// the same outcome as [`apply_event`] on each in turn: the event ids marked in one statement,
+/// then each order's row locked, its new events folded in in their order, and saved once. For a
+/// writer that has the tables to itself (a rebuild); the live projector keeps one transaction
+/// per event.
+pub async fn apply_events_in(
+    tx: &impl GenericClient,
+    tables: Tables,
+    events: &[(&SagaEvent, Option<i64>)],
+) -> Result<BatchProjection, StoreError> {
+    let ids: Vec<&str> = events.iter().map(|(event, _)| event.envelope.event_id.as_str()).collect();
+    let orders: Vec<&str> = events.iter().map(|(event, _)| event.envelope.order_id.as_str()).collect();
+    // An id twice in the batch conflicts with itself: it is returned once.
+    let mark = tx
+        .prepare_cached(&format!(
+            "insert into {} (event_id, order_id) select * from unnest($1::text[], $2::text[]) on conflict do nothing returning event_id",
+            tables.dedup
+        ))
+        .await?;
+    let mut first_seen: HashSet<String> = tx.query(&mark, &[&ids, &orders]).await?.iter().map(|row| row.get(0)).collect();
+    let mut by_order: Vec<(&str, Vec<&(&SagaEvent, Option<i64>)>)> = Vec::new();
+    let mut position: HashMap<&str, usize> = HashMap::new();
+    let mut outcome = BatchProjection::default();
+    for entry in events {
+        let (event, _) = entry;
+        if !first_seen.remove(&event.envelope.event_id) {
+            outcome.duplicates += 1;
+            continue;
+        }
+        let order_id = event.envelope.order_id.as_str();
+        let index = *position.entry(order_id).or_insert_with(|| {
+            by_order.push((order_id, Vec::new()));
+            by_order.len() - 1
+        });
+        by_order[index].1.push(entry);
+    }
+    for (order_id, new_events) in by_order {
+        let mut view = load_for_update(tx, tables, order_id).await?;
+        for (event, order_version) in new_events {
+            view.apply(event, *order_version);
+            // The next event must see what loading the saved row would.
+            view.intervention = stored_intervention(&view).cloned();
+            outcome.applied += 1;
+        }
+        save(tx, tables, &view).await?;
+    }
+    Ok(outcome)
 }
 
 /// Marks the order of a record the projector could never read, so the read model says so.
 pub async fn flag_projection_problem(pool: &Pool, order_id: &str, reason: &str) -> Result<(), StoreError> {
     let client = pool.get().await?;
+    flag_projection_problem_in(&client, Tables::LIVE, order_id, reason).await
+}
+
+/// [`flag_projection_problem`] through the caller's client or transaction, into `tables`.
+pub async fn flag_projection_problem_in(
+    client: &impl GenericClient,
+    tables: Tables,
+    order_id: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
     client
         .execute(
-            "insert into order_view (order_id, status, version, updated_at, projection_problem) values ($1, $2, 0, now(), $3) \
-             on conflict (order_id) do update set projection_problem = excluded.projection_problem, updated_at = now()",
+            &format!(
+                "insert into {} (order_id, status, version, updated_at, projection_problem) values ($1, $2, 0, now(), $3) \
+                 on conflict (order_id) do update set projection_problem = excluded.projection_problem, updated_at = now()",
+                tables.view
+            ),
             &[&order_id, &OrderStatus::Placed.as_str(), &reason],
         )
         .await?;
     Ok(())
 }
 
-async fn load_for_update(client: &impl GenericClient, order_id: &str) -> Result<OrderView, StoreError> {
-    let row = client
-        .query_one(
+/// The order's row, locked; created first if none of its events was applied yet (any of an
+/// order's events may come first, the row exists from then on).
+async fn load_for_update(client: &impl GenericClient, tables: Tables, order_id: &str) -> Result<OrderView, StoreError> {
+    let create = client
+        .prepare_cached(&format!(
+            "insert into {} (order_id, status, version, updated_at) values ($1, $2, 0, now()) on conflict do nothing",
+            tables.view
+        ))
+        .await?;
+    client.execute(&create, &[&order_id, &OrderStatus::Placed.as_str()]).await?;
+    let select = client
+        .prepare_cached(&format!(
             "select customer_id, status, total_amount, item_count, tracking_number, cancellation_reason, \
                     charged, refunded, reserved, released, shipped, shipment_cancelled, \
                     cancellation_rejected, intervention_reason, outstanding_compensations, resolution, version, order_version, \
                     (extract(epoch from placed_at) * 1000)::bigint as placed_at_ms \
-             from order_view where order_id = $1 for update",
-            &[&order_id],
-        )
+             from {} where order_id = $1 for update",
+            tables.view
+        ))
         .await?;
+    let row = client.query_one(&select, &[&order_id]).await?;
     let status: String = row.get("status");
     Ok(OrderView {
         order_id: order_id.to_string(),
@@ -107,20 +195,30 @@ async fn load_for_update(client: &impl GenericClient, order_id: &str) -> Result<
     })
 }
 
-async fn save(client: &impl GenericClient, view: &OrderView) -> Result<(), StoreError> {
+/// The intervention a row keeps: only while the order is parked.
+fn stored_intervention(view: &OrderView) -> Option<&Intervention> {
+    view.intervention.as_ref().filter(|_| view.status == OrderStatus::RequiresIntervention)
+}
+
+async fn save(client: &impl GenericClient, tables: Tables, view: &OrderView) -> Result<(), StoreError> {
     let placed_at_seconds = view.placed_at_ms.map(|ms| ms as f64 / 1000.0);
-    // Shown only while the order is parked.
-    let parked = view.intervention.as_ref().filter(|_| view.status == OrderStatus::RequiresIntervention);
+    let parked = stored_intervention(view);
     let intervention_reason = parked.map(|parked| parked.reason.clone());
     let outstanding = parked.map(|parked| parked.outstanding.clone());
-    client
-        .execute(
-            "update order_view set customer_id = $2, status = $3, total_amount = $4, item_count = $5, \
+    let update = client
+        .prepare_cached(&format!(
+            "update {} set customer_id = $2, status = $3, total_amount = $4, item_count = $5, \
                     tracking_number = $6, cancellation_reason = $7, charged = $8, refunded = $9, \
                     reserved = $10, released = $11, version = $12, placed_at = to_timestamp($13), \
                     shipped = $14, shipment_cancelled = $15, cancellation_rejected = $16, \
                     intervention_reason = $17, outstanding_compensations = $18, order_version = $19, resolution = $20, updated_at = now() \
              where order_id = $1",
+            tables.view
+        ))
+        .await?;
+    client
+        .execute(
+            &update,
             &[
                 &view.order_id,
                 &view.customer_id,
