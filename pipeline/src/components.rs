@@ -213,12 +213,7 @@ pub async fn serve_admin(
 /// `/health`, `/ready`, and the DLQ's `/admin/dlq` routes (with their transactional producer).
 /// Joins no consumer group: the DLQ indexer is [`serve_admin`]'s.
 pub async fn serve_admin_http(settings: &Settings, pool: Pool, serde: EventSerde) -> Result<()> {
-    let topics: Vec<String> = setup::SAGA_TOPICS.iter().map(|t| t.to_string()).collect();
-    let mut groups: Vec<WatchedGroup> = Participant::ALL
-        .iter()
-        .map(|p| WatchedGroup { group: p.application_id().to_string(), topics: topics.clone() })
-        .collect();
-    groups.push(WatchedGroup { group: "projector".into(), topics });
+    let groups = watched_groups(settings, &serde)?;
     tokio::spawn(admin::lag::run(settings.kafka.bootstrap_servers.clone(), groups, Duration::from_secs(5)));
     tokio::spawn(dlq::run_pending_gauge(pool.clone(), Duration::from_secs(5)));
 
@@ -228,6 +223,21 @@ pub async fn serve_admin_http(settings: &Settings, pool: Pool, serde: EventSerde
     let token = AdminToken::new(settings.admin_token()?);
     let app = admin_router(dlq::DlqAdmin::new(pool, serde, republisher), token);
     serve(app, settings.http.bind_address, settings.http.admin_port, "admin endpoint").await
+}
+
+/// Every consumer group of the pipeline and the topics it reads, repartition topics included:
+/// each participant's from its topology, and the projector's from its configuration.
+pub fn watched_groups(settings: &Settings, serde: &EventSerde) -> Result<Vec<WatchedGroup>> {
+    let mut groups = Participant::ALL
+        .iter()
+        .map(|&participant| {
+            let topology = topology(participant, settings, serde.clone())?;
+            Ok(WatchedGroup { group: topology.application_id().to_string(), topics: topology.source_topics() })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let projector = projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone());
+    groups.push(WatchedGroup { group: projector.group_id, topics: projector.topics });
+    Ok(groups)
 }
 
 /// Both HTTP ports and nothing else: no participant, projector or DLQ indexer, so no consumer

@@ -1,42 +1,90 @@
 //! Consumer lag per group, topic and partition, under kafka-lag-exporter's metric names so
-//! existing dashboards and alerts apply. Reads committed offsets and high watermarks; runs on
-//! a blocking thread since every rdkafka call here blocks.
+//! existing dashboards and alerts apply. Runs on a blocking thread since every rdkafka call here
+//! blocks.
+//!
+//! Lag counts records, not offsets: under exactly-once every transaction leaves a commit marker
+//! after its records, so a group that has consumed everything sits one or more offsets below the
+//! high watermark. Where the offsets differ, a `read_committed` probe fetches from the committed
+//! offset: if nothing readable is left (only markers, or aborted records) the lag is 0;
+//! otherwise it is counted from the first readable record, whose timestamp also gives the lag in
+//! seconds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use prometheus::{IntGaugeVec, Opts};
+use prometheus::{GaugeVec, IntGaugeVec, Opts};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one probe waits for its partitions' first readable record or their end.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub struct LagMetrics {
+struct LagMetrics {
     lag: IntGaugeVec,
+    max_lag: IntGaugeVec,
+    lag_seconds: GaugeVec,
     offset: IntGaugeVec,
     latest: IntGaugeVec,
 }
 
 impl LagMetrics {
-    pub fn register() -> prometheus::Result<Self> {
+    fn register() -> prometheus::Result<Self> {
         let labels = &["group", "topic", "partition"];
         let metrics = Self {
             lag: IntGaugeVec::new(Opts::new("kafka_consumergroup_group_lag", "Records the group has yet to consume"), labels)?,
+            max_lag: IntGaugeVec::new(
+                Opts::new("kafka_consumergroup_group_max_lag", "The group's largest lag over its partitions"),
+                &["group"],
+            )?,
+            lag_seconds: GaugeVec::new(
+                Opts::new(
+                    "kafka_consumergroup_group_lag_seconds",
+                    "Age of the oldest record the group has yet to consume, from its timestamp",
+                ),
+                labels,
+            )?,
             offset: IntGaugeVec::new(Opts::new("kafka_consumergroup_group_offset", "The group's committed offset"), labels)?,
             latest: IntGaugeVec::new(
                 Opts::new("kafka_partition_latest_offset", "The partition's high watermark"),
                 &["topic", "partition"],
             )?,
         };
-        for collector in [&metrics.lag, &metrics.offset, &metrics.latest] {
-            match prometheus::register(Box::new(collector.clone())) {
+        let collectors: [Box<dyn prometheus::core::Collector>; 5] = [
+            Box::new(metrics.lag.clone()),
+            Box::new(metrics.max_lag.clone()),
+            Box::new(metrics.lag_seconds.clone()),
+            Box::new(metrics.offset.clone()),
+            Box::new(metrics.latest.clone()),
+        ];
+        for collector in collectors {
+            match prometheus::register(collector) {
                 Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(metrics)
+    }
+
+    fn record(&self, lags: &[PartitionLag]) {
+        let mut max_lag: HashMap<&str, i64> = HashMap::new();
+        for lag in lags {
+            let partition = lag.partition.to_string();
+            let labels = [lag.group.as_str(), lag.topic.as_str(), partition.as_str()];
+            self.latest.with_label_values(&[lag.topic.as_str(), partition.as_str()]).set(lag.latest);
+            self.offset.with_label_values(&labels).set(lag.committed);
+            self.lag.with_label_values(&labels).set(lag.records);
+            self.lag_seconds.with_label_values(&labels).set(lag.seconds);
+            let max = max_lag.entry(lag.group.as_str()).or_default();
+            *max = (*max).max(lag.records);
+        }
+        for (group, max) in max_lag {
+            self.max_lag.with_label_values(&[group]).set(max);
+        }
     }
 }
 
@@ -47,15 +95,32 @@ pub struct WatchedGroup {
     pub topics: Vec<String>,
 }
 
-/// Reads the lag of every watched group, reusing one consumer per group across samples.
-struct LagSampler {
-    /// A consumer with the group's id reads its committed offsets without joining the group.
-    groups: Vec<(WatchedGroup, BaseConsumer)>,
-    metrics: LagMetrics,
+/// The lag of one group on one partition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartitionLag {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub committed: i64,
+    /// The high watermark.
+    pub latest: i64,
+    /// Records from the first readable one after `committed` to the high watermark; 0 when
+    /// nothing readable is left.
+    pub records: i64,
+    /// Age of that first readable record; 0 when there is none.
+    pub seconds: f64,
 }
 
-impl LagSampler {
-    fn new(bootstrap: &str, groups: Vec<WatchedGroup>) -> anyhow::Result<Self> {
+/// Reads the lag of every watched group, reusing its consumers across samples.
+pub struct LagReader {
+    /// A consumer with the group's id reads its committed offsets without joining the group.
+    groups: Vec<(WatchedGroup, BaseConsumer)>,
+    /// Fetches from committed offsets to tell records from markers; commits nothing.
+    probe: BaseConsumer,
+}
+
+impl LagReader {
+    pub fn new(bootstrap: &str, groups: Vec<WatchedGroup>) -> Result<Self, KafkaError> {
         let mut consumers = Vec::with_capacity(groups.len());
         for watched in groups {
             let consumer: BaseConsumer = ClientConfig::new()
@@ -65,48 +130,130 @@ impl LagSampler {
                 .create()?;
             consumers.push((watched, consumer));
         }
-        Ok(Self { groups: consumers, metrics: LagMetrics::register()? })
+        let probe: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "saga-lag-probe")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .create()?;
+        Ok(Self { groups: consumers, probe })
     }
 
-    fn sample(&self) -> anyhow::Result<()> {
-        let Some((_, any_consumer)) = self.groups.first() else { return Ok(()) };
+    /// The lag of every watched group on every partition it has committed an offset for.
+    pub fn read(&self) -> Result<Vec<PartitionLag>, KafkaError> {
+        let Some((_, any_consumer)) = self.groups.first() else { return Ok(Vec::new()) };
         let metadata = any_consumer.fetch_metadata(None, TIMEOUT)?;
         // High watermarks once per partition, whichever groups read it.
         let mut latest: HashMap<(String, i32), i64> = HashMap::new();
         for topic in metadata.topics().iter().filter(|t| self.groups.iter().any(|(g, _)| g.topics.iter().any(|w| w == t.name()))) {
             for partition in topic.partitions() {
                 let (_, high) = any_consumer.fetch_watermarks(topic.name(), partition.id(), TIMEOUT)?;
-                self.metrics.latest.with_label_values(&[topic.name(), &partition.id().to_string()]).set(high);
                 latest.insert((topic.name().to_string(), partition.id()), high);
             }
         }
+        let mut lags = Vec::new();
         for (watched, consumer) in &self.groups {
             let mut partitions = TopicPartitionList::new();
             for (topic, partition) in latest.keys().filter(|(t, _)| watched.topics.contains(t)) {
                 partitions.add_partition(topic, *partition);
             }
+            let mut behind = Vec::new();
             for element in consumer.committed_offsets(partitions, TIMEOUT)?.elements() {
                 // No committed offset: the group does not read this partition (yet).
-                let Offset::Offset(position) = element.offset() else { continue };
-                let high = latest[&(element.topic().to_string(), element.partition())];
-                let partition_label = element.partition().to_string();
-                let labels = [watched.group.as_str(), element.topic(), partition_label.as_str()];
-                self.metrics.offset.with_label_values(&labels).set(position);
-                self.metrics.lag.with_label_values(&labels).set((high - position).max(0));
+                let Offset::Offset(committed) = element.offset() else { continue };
+                let latest = latest[&(element.topic().to_string(), element.partition())];
+                let lag = PartitionLag {
+                    group: watched.group.clone(),
+                    topic: element.topic().to_string(),
+                    partition: element.partition(),
+                    committed,
+                    latest,
+                    records: 0,
+                    seconds: 0.0,
+                };
+                if committed < latest {
+                    behind.push(lag);
+                } else {
+                    lags.push(lag);
+                }
+            }
+            lags.extend(self.count_readable(behind)?);
+        }
+        Ok(lags)
+    }
+
+    /// Fills in `records` and `seconds` of partitions whose committed offset is below the high
+    /// watermark, from the first record a `read_committed` reader gets there. One topic at a
+    /// time: rdkafka's end-of-partition error names the partition number only.
+    fn count_readable(&self, behind: Vec<PartitionLag>) -> Result<Vec<PartitionLag>, KafkaError> {
+        let mut by_topic: HashMap<String, Vec<PartitionLag>> = HashMap::new();
+        for lag in behind {
+            by_topic.entry(lag.topic.clone()).or_default().push(lag);
+        }
+        let mut counted = Vec::new();
+        for (topic, mut lags) in by_topic {
+            self.probe_topic(&topic, &mut lags)?;
+            counted.extend(lags);
+        }
+        Ok(counted)
+    }
+
+    fn probe_topic(&self, topic: &str, lags: &mut [PartitionLag]) -> Result<(), KafkaError> {
+        let mut assignment = TopicPartitionList::new();
+        for lag in lags.iter() {
+            assignment.add_partition_offset(topic, lag.partition, Offset::Offset(lag.committed))?;
+        }
+        self.probe.assign(&assignment)?;
+        let mut open: HashMap<i32, usize> = lags.iter().enumerate().map(|(index, lag)| (lag.partition, index)).collect();
+        let deadline = Instant::now() + PROBE_TIMEOUT;
+        while !open.is_empty() && Instant::now() < deadline {
+            match self.probe.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(message)) => {
+                    if let Some(index) = open.remove(&message.partition()) {
+                        let lag = &mut lags[index];
+                        lag.records = (lag.latest - message.offset()).max(0);
+                        lag.seconds = message.timestamp().to_millis().map_or(0.0, seconds_since);
+                    }
+                }
+                // The end of the partition before any readable record: only markers were left.
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    open.remove(&partition);
+                }
+                Some(Err(error)) => {
+                    self.probe.unassign()?;
+                    return Err(error);
+                }
             }
         }
-        Ok(())
+        // Not read within the timeout (say, an open transaction holds the partition back): count
+        // the offsets, as kafka-lag-exporter does.
+        for index in open.into_values() {
+            lags[index].records = lags[index].latest - lags[index].committed;
+        }
+        self.probe.unassign()
     }
+}
+
+fn seconds_since(timestamp_ms: i64) -> f64 {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    ((now_ms - timestamp_ms) as f64 / 1000.0).max(0.0)
 }
 
 /// Samples every `every` until the process ends; a failed sample is logged, not fatal. Each
 /// sample runs on a blocking thread and the wait between them is async, so a runtime shutting
 /// down never waits on the sampler.
 pub async fn run(bootstrap: String, groups: Vec<WatchedGroup>, every: Duration) -> anyhow::Result<()> {
-    let sampler = Arc::new(tokio::task::spawn_blocking(move || LagSampler::new(&bootstrap, groups)).await??);
+    let (reader, metrics) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        Ok((LagReader::new(&bootstrap, groups)?, LagMetrics::register()?))
+    })
+    .await??;
+    let sampler = Arc::new((reader, metrics));
     loop {
         let sampler = sampler.clone();
-        match tokio::task::spawn_blocking(move || sampler.sample()).await {
+        match tokio::task::spawn_blocking(move || sampler.0.read().map(|lags| sampler.1.record(&lags))).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "consumer lag sample failed"),
             Err(e) => tracing::warn!(error = %e, "consumer lag sampler stopped"),
