@@ -213,9 +213,15 @@ pub async fn serve_admin(
 /// `/health`, `/ready`, and the DLQ's `/admin/dlq` routes (with their transactional producer).
 /// Joins no consumer group: the DLQ indexer is [`serve_admin`]'s.
 pub async fn serve_admin_http(settings: &Settings, pool: Pool, serde: EventSerde) -> Result<()> {
-    let groups = watched_groups(settings, &serde)?;
+    // On a blocking thread: shipping's topology owns a runtime of its own (its database
+    // client), which may not be dropped inside this async context.
+    let groups = {
+        let (settings, serde) = (settings.clone(), serde.clone());
+        tokio::task::spawn_blocking(move || watched_groups(&settings, &serde)).await.context("listing the consumer groups")??
+    };
     tokio::spawn(admin::lag::run(settings.kafka.bootstrap_servers.clone(), groups, Duration::from_secs(5)));
     tokio::spawn(dlq::run_pending_gauge(pool.clone(), Duration::from_secs(5)));
+    tokio::spawn(projector::run_parked_gauge(pool.clone(), Duration::from_secs(5)));
 
     // Unique per live process, like the participants' (the runtime's generator when unset).
     let instance_id = settings.kafka.instance_id.clone().unwrap_or_else(|| StreamsConfig::new("dlq-admin", "").instance_id);
@@ -226,7 +232,8 @@ pub async fn serve_admin_http(settings: &Settings, pool: Pool, serde: EventSerde
 }
 
 /// Every consumer group of the pipeline and the topics it reads, repartition topics included:
-/// each participant's from its topology, and the projector's from its configuration.
+/// each participant's from its topology, and the projector's from its configuration. Blocking:
+/// building shipping's topology builds (and dropping it drops) its database client's runtime.
 pub fn watched_groups(settings: &Settings, serde: &EventSerde) -> Result<Vec<WatchedGroup>> {
     let mut groups = Participant::ALL
         .iter()

@@ -21,7 +21,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use schemas::{
-    CancellationReason, Envelope, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed, OrderRequiresIntervention, Payload,
+    CancellationReason, Envelope, EventType, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed, OrderRequiresIntervention, Payload,
     PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCreated, ShipmentFailed, StockItem, INVENTORY_EVENTS,
     ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS,
 };
@@ -262,10 +262,21 @@ async fn the_rebuilt_view_equals_the_live_one_and_is_swapped_in_whole() {
         let standard = [ORDER_EVENTS, PAYMENT_EVENTS, INVENTORY_EVENTS, SHIPPING_EVENTS].iter().position(|t| *t == event.topic()).expect("a saga topic");
         topics[standard].clone()
     };
+    // Every tenth order (those whose index ends in 3) was placed by a producer still on
+    // OrderPlaced v1: the rebuild reads it through the upcaster, as the live projector does.
+    let registry = integration_tests::stack::registry_with_saga_schemas().await;
+    let v1_text = schemas::schema_versions_of(EventType::OrderPlaced).next().expect("OrderPlaced v1").text;
+    let order_placed_subject = schemas::subject_for(ORDER_EVENTS, EventType::OrderPlaced);
+    let v1_id = registry.lookup(&order_placed_subject, v1_text).await.expect("registry: look-up").expect("OrderPlaced v1 registered");
+    let written_by_v1 = |event: &SagaEvent| matches!(event.payload, Payload::OrderPlaced(_)) && event.envelope.order_id.ends_with('3');
     let encode = |event: &SagaEvent| Out {
         topic: topic_of(event),
         key: event.envelope.order_id.clone(),
-        value: serde.serialize(event.topic(), event).expect("encoding a saga event"),
+        value: if written_by_v1(event) {
+            schemas::to_wire(v1_id, &integration_tests::saga::order_placed_v1_body(event))
+        } else {
+            serde.serialize(event.topic(), event).expect("encoding a saga event")
+        },
         version: matches!(event.payload, Payload::OrderPlaced(_)).then_some(1),
     };
 
@@ -283,6 +294,8 @@ async fn the_rebuilt_view_equals_the_live_one_and_is_swapped_in_whole() {
         }
         records.extend(events.iter().map(encode));
     }
+    let v1_records = records.iter().filter(|out| schemas::parse_wire(&out.value).is_ok_and(|(id, _)| id == v1_id)).count();
+    assert_eq!(v1_records, ORDERS / 10, "every tenth order's OrderPlaced is written with v1");
     records.push(Out { topic: topics[0].clone(), key: format!("{run}-2"), value: b"not avro at all".to_vec(), version: None });
     let total_records = records.len();
     let mut batches: Vec<(Vec<Out>, bool)> = Vec::new();

@@ -4,11 +4,12 @@
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::{Gauge, IntCounterVec, Opts};
+use prometheus::{Gauge, IntCounterVec, IntGauge, Opts};
 
 struct ProjectorMetrics {
     events: IntCounterVec,
     lag_seconds: Gauge,
+    requiring_intervention: IntGauge,
 }
 
 /// Registered once in the default registry, which the admin endpoint serves.
@@ -24,11 +25,17 @@ static METRICS: LazyLock<ProjectorMetrics> = LazyLock::new(|| {
             "Now minus occurred_at of the event applied last (or being retried): how far order_view is behind",
         )
         .expect("static metric definition"),
+        requiring_intervention: IntGauge::new(
+            "saga_orders_requiring_intervention",
+            "Orders the read model shows in REQUIRES_INTERVENTION: parked, waiting for an operator",
+        )
+        .expect("static metric definition"),
     };
     let registry = prometheus::default_registry();
     for collector in [
         Box::new(metrics.events.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(metrics.lag_seconds.clone()),
+        Box::new(metrics.requiring_intervention.clone()),
     ] {
         if let Err(error) = registry.register(collector) {
             tracing::warn!(%error, "projector metrics not registered");
@@ -44,6 +51,24 @@ fn count(topic: &str, outcome: &str) {
 fn observe_lag(occurred_at_ms: i64) {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64;
     METRICS.lag_seconds.set(now_ms.saturating_sub(occurred_at_ms).max(0) as f64 / 1000.0);
+}
+
+pub struct ParkedOrdersCounted {
+    pub count: i64,
+}
+impl ParkedOrdersCounted {
+    pub fn emit(self) {
+        METRICS.requiring_intervention.set(self.count);
+    }
+}
+
+pub struct ParkedOrdersCountFailed<'a> {
+    pub error: &'a dyn std::error::Error,
+}
+impl ParkedOrdersCountFailed<'_> {
+    pub fn emit(self) {
+        tracing::warn!(error = %self.error, "counting the orders in REQUIRES_INTERVENTION failed; the gauge keeps its last value");
+    }
 }
 
 pub struct EventApplied<'a> {
