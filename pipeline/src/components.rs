@@ -265,6 +265,16 @@ async fn serve(app: axum::Router, ip: std::net::IpAddr, port: u16, what: &str) -
     axum::serve(listener, app).await.with_context(|| format!("{what} stopped"))
 }
 
+/// `part` run alone, with its own metrics endpoint (`http.metrics_port`) for as long as it runs.
+pub async fn with_process_metrics(settings: &Settings, part: &str, run: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    let http = &settings.http;
+    let metrics = admin::process_metrics::serve_process_metrics(http.bind_address, http.metrics_port, http.metrics_targets_dir.as_deref(), part);
+    tokio::select! {
+        result = run => result,
+        result = metrics => result,
+    }
+}
+
 /// Every part in one process until `shutdown` resolves or one part fails.
 /// The pool and the registered event serde are made once and shared by every part.
 pub async fn run_all(settings: &Settings, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {

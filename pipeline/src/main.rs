@@ -120,7 +120,10 @@ async fn run(cli: Cli) -> Result<()> {
             components::database(&settings).await?;
             components::prepare(&settings).await
         }
-        Command::OrderApi => components::serve_order_api(&settings, components::database(&settings).await?).await,
+        Command::OrderApi => {
+            let pool = components::database(&settings).await?;
+            components::with_process_metrics(&settings, "order-api", components::serve_order_api(&settings, pool)).await
+        }
         Command::Payment => run_participants(&settings, Participant::Payment).await,
         Command::Inventory => run_participants(&settings, Participant::Inventory).await,
         Command::Shipping => run_participants(&settings, Participant::Shipping).await,
@@ -128,7 +131,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Projector { action } => {
             let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);
             match action {
-                None => components::run_projector(&settings, pool, serde, shutdown_signal()).await,
+                None => {
+                    let projector = components::run_projector(&settings, pool, serde, shutdown_signal());
+                    components::with_process_metrics(&settings, "projector", projector).await
+                }
                 Some(ProjectorAction::Rebuild) => components::rebuild_read_model(&settings, pool, serde, shutdown_signal()).await,
             }
         }
@@ -155,7 +161,9 @@ async fn run(cli: Cli) -> Result<()> {
 
 async fn run_participants(settings: &Settings, participant: Participant) -> Result<()> {
     let serde = components::event_serde(settings).await?;
-    components::run_participants(settings, &[participant], serde, shutdown_signal()).await
+    let which = [participant];
+    let running = components::run_participants(settings, &which, serde, shutdown_signal());
+    components::with_process_metrics(settings, participant.application_id(), running).await
 }
 
 async fn shutdown_signal() {

@@ -86,6 +86,14 @@ pub struct HttpSettings {
     pub bind_address: std::net::IpAddr,
     pub order_api_port: u16,
     pub admin_port: u16,
+    /// Where a part run alone (`pipeline payment`, `projector`, `order-api`, …) serves its
+    /// `/metrics`, `/health` and `/ready`; 0 (the default) picks a free port.
+    #[serde(default)]
+    pub metrics_port: u16,
+    /// A directory of Prometheus file-based discovery: a part run alone announces its metrics
+    /// endpoint there (`<part>-<pid>.json`) while it runs.
+    #[serde(default)]
+    pub metrics_targets_dir: Option<std::path::PathBuf>,
 }
 
 /// How the participants retry a record that failed transiently (docs/retries.md).

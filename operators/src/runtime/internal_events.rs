@@ -124,6 +124,13 @@ impl RuntimeMetrics {
                 Err(e) => return Err(e),
             }
         }
+        // A label set never incremented does not exist for Prometheus, and its panel would show
+        // "No data" on a healthy run: the known ones start at 0.
+        for outcome in ["committed", "aborted"] {
+            f.transactions.with_label_values(&[application_id, outcome]);
+        }
+        f.restore_records.with_label_values(&[application_id]);
+        f.tasks_assigned.with_label_values(&[application_id]);
         Ok(Self {
             application_id: application_id.to_string(),
             families: f,
@@ -337,5 +344,31 @@ impl DependencyBack<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::info!(dependency = self.dependency, "dependency back; partition resumed");
         m.families.waiting_on_dependency.with_label_values(&[&m.application_id, self.dependency]).set(self.partitions as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_applications_known_label_sets_exist_at_0_before_anything_happens() {
+        let registry = Registry::new();
+        RuntimeMetrics::new(&registry, "zero-init-app").unwrap();
+        let families = registry.gather();
+        let metric = |name: &str, labels: &[(&str, &str)]| {
+            let family = families.iter().find(|family| family.name() == name).unwrap_or_else(|| panic!("{name} missing"));
+            family
+                .get_metric()
+                .iter()
+                .find(|metric| labels.iter().all(|(key, value)| metric.get_label().iter().any(|l| l.name() == *key && l.value() == *value)))
+                .cloned()
+        };
+        let counter = |name: &str, labels: &[(&str, &str)]| metric(name, labels).map(|m| m.get_counter().value());
+        let app = ("application_id", "zero-init-app");
+        assert_eq!(counter("streams_transactions_total", &[app, ("outcome", "aborted")]), Some(0.0));
+        assert_eq!(counter("streams_transactions_total", &[app, ("outcome", "committed")]), Some(0.0));
+        assert_eq!(counter("streams_restore_records_total", &[app]), Some(0.0));
+        assert_eq!(metric("streams_tasks_assigned", &[app]).map(|m| m.get_gauge().value()), Some(0.0));
     }
 }

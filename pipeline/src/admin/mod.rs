@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod health;
 pub mod lag;
+pub mod process_metrics;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
