@@ -133,10 +133,14 @@ pub async fn prepare(settings: &Settings) -> Result<()> {
     setup::register_connector(settings).await
 }
 
+/// Tries of a one-off registry command (setup, `schemas check`/`register`): a registry that has
+/// just started can time out its first calls.
+pub const REGISTRY_ATTEMPTS: u32 = 5;
+
 /// Every version of every saga event's schema, in order, under its subject's compatibility
 /// level (`schemas/avro/compatibility.toml`).
 pub async fn register_schemas(settings: &Settings) -> Result<Vec<schemas::Registered>> {
-    let registry = schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?;
+    let registry = schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?.retrying(REGISTRY_ATTEMPTS);
     schemas::register_all(&registry).await.with_context(|| format!("registering the saga schemas at {}", settings.registry.url))
 }
 

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::components;
+use crate::components::{self, REGISTRY_ATTEMPTS};
 use crate::settings::Settings;
 
 /// Checks every version in `schemas/avro` against the earlier ones under its subject's level:
@@ -16,7 +16,7 @@ pub async fn check(settings: &Settings, offline: bool) -> Result<()> {
 
     let mut refused = 0;
     if !offline {
-        let registry = schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?;
+        let registry = schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?.retrying(REGISTRY_ATTEMPTS);
         let refusals = schemas::check_in_registry(&registry)
             .await
             .with_context(|| format!("checking the schemas in the registry at {}", settings.registry.url))?;

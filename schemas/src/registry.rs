@@ -77,6 +77,9 @@ impl fmt::Display for Compatibility {
 pub struct RegistryClient {
     http: reqwest::Client,
     api: Url,
+    /// Tries per call when the registry cannot be reached or fails (5xx); 1 unless
+    /// [`RegistryClient::retrying`].
+    attempts: u32,
     ids_by_subject_and_schema: Mutex<HashMap<(String, String), u32>>,
     schemas_by_id: Mutex<HashMap<u32, Arc<Schema>>>,
 }
@@ -120,7 +123,16 @@ impl RegistryClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| invalid(error_chain(&e)))?;
-        Ok(RegistryClient { http, api, ids_by_subject_and_schema: Mutex::default(), schemas_by_id: Mutex::default() })
+        Ok(RegistryClient { http, api, attempts: 1, ids_by_subject_and_schema: Mutex::default(), schemas_by_id: Mutex::default() })
+    }
+
+    /// The same client, trying each call up to `attempts` times (backing off 0.5 s, 1 s, 2 s, …)
+    /// while the registry is unreachable or answers 5xx: for one-off commands such as
+    /// `pipeline schemas register`, run right after the registry started. Every call of this
+    /// client is idempotent. Not for a stream thread, which must not wait that long.
+    pub fn retrying(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
     }
 
     /// The API root, `<base>/apis/ccompat/v7`.
@@ -234,6 +246,25 @@ impl RegistryClient {
         url: Url,
         body: Option<serde_json::Value>,
     ) -> Result<T, RegistryError> {
+        let mut backoff = Duration::from_millis(500);
+        for _ in 1..self.attempts {
+            match self.call_once(method.clone(), url.clone(), body.clone()).await {
+                Err(RegistryError::Unreachable { .. }) => {}
+                Err(RegistryError::Rejected { status, .. }) if status.is_server_error() => {}
+                done => return done,
+            }
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+        self.call_once(method, url, body).await
+    }
+
+    async fn call_once<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, RegistryError> {
         let request_line = format!("{method} {url}");
         let mut request = self.http.request(method, url);
         if let Some(body) = body {
@@ -321,6 +352,34 @@ mod tests {
     fn compatibility_levels_use_the_api_spelling() {
         assert_eq!(json!(Compatibility::Backward), json!("BACKWARD"));
         assert_eq!(json!(Compatibility::FullTransitive), json!("FULL_TRANSITIVE"));
+    }
+
+    /// A registry stand-in that answers 503 to its first `failures` requests, then `{"id": 7}`.
+    fn flaky_registry(failures: usize) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for (served, socket) in listener.incoming().enumerate() {
+                let Ok(mut socket) = socket else { return };
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request);
+                let (status, body) = if served < failures { ("503 Service Unavailable", "{}") } else { ("200 OK", r#"{"id": 7}"#) };
+                let answer = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = socket.write_all(answer.as_bytes());
+            }
+        });
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn a_retrying_client_outlasts_a_registry_that_fails_at_first_and_a_plain_one_does_not() {
+        let plain = RegistryClient::new(&flaky_registry(1)).unwrap();
+        let error = plain.register("s", "{}").await.expect_err("one try, and it fails");
+        assert!(matches!(error, RegistryError::Rejected { status: StatusCode::SERVICE_UNAVAILABLE, .. }), "{error}");
+
+        let retrying = RegistryClient::new(&flaky_registry(2)).unwrap().retrying(3);
+        assert_eq!(retrying.register("s", "{}").await.unwrap(), 7);
     }
 
     #[tokio::test]

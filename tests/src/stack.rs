@@ -64,7 +64,7 @@ pub fn registry_url() -> String {
 /// (or `pipeline schemas register`) leaves it before any producer starts.
 pub async fn registry_with_saga_schemas() -> schemas::RegistryClient {
     let base = registry_url().trim_end_matches("/apis/ccompat/v7").to_string();
-    let registry = schemas::RegistryClient::new(&base).expect("registry url");
+    let registry = schemas::RegistryClient::new(&base).expect("registry url").retrying(5);
     schemas::register_all(&registry)
         .await
         .unwrap_or_else(|e| panic!("registry (Apicurio) at {base} is down or refuses the saga schemas: {e}"));
