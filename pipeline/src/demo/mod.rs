@@ -6,6 +6,7 @@ mod invariants;
 mod load;
 mod outcome;
 mod poison;
+mod quiescence;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -102,6 +103,10 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
     let settled = started.elapsed();
     if show_progress {
         println!();
+    }
+    let behind = quiescence::wait_until_caught_up(settings, Duration::from_secs(120)).await?;
+    if !behind.is_empty() {
+        println!("  still behind after 120 s (the checks below read the stores as they are): {}", behind.join("; "));
     }
     let (mut checks, event_counts) = invariants::check_all(
         &invariants::Sources {
