@@ -3,7 +3,6 @@
 //! and the schema behind an id.
 
 use std::collections::HashMap;
-use std::error::Error as _;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -305,8 +304,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// reqwest's own message hides the cause (e.g. "connection refused"); this shows the chain.
-fn error_chain(error: &reqwest::Error) -> String {
+/// An error with its causes, `: `-separated: reqwest hides the cause ("connection refused") and
+/// apache-avro nests a field's own problem, both in `source()`.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(inner) = cause {

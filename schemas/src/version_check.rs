@@ -11,7 +11,7 @@ use crate::avro_schemas::{schema_version_of, schema_versions_of};
 use crate::codec::subject_for;
 use crate::event_type::{topic_of, EventType};
 use crate::policy::compatibility_of;
-use crate::registry::Compatibility;
+use crate::registry::{error_chain, Compatibility};
 
 /// Which way data must stay readable between two versions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,18 +103,6 @@ pub fn check_chain(subject: &str, level: Compatibility, versions: &[(i32, &Schem
         }
     }
     found
-}
-
-/// apache-avro nests the field's own problem as the source of a field mismatch.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]
