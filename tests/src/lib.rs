@@ -7,5 +7,6 @@ pub mod app;
 pub mod eos;
 pub mod eos_verifier;
 pub mod kafka;
+pub mod logs;
 pub mod saga;
 pub mod stack;

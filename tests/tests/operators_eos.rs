@@ -118,6 +118,7 @@ async fn an_error_mid_transaction_aborts_the_whole_batch() {
     use operators::runtime::{dead_letter_topic, KafkaStreams, StreamsConfig};
     use operators::serdes::{I64Serde, StringSerde};
 
+    integration_tests::logs::capture();
     let bootstrap = kafka_bootstrap();
     let id = unique("eos-abort");
     let (input, output) = (format!("{id}-input"), format!("{id}-output"));

@@ -91,6 +91,10 @@ pub(crate) struct Engine {
     suspects: HashMap<(Partition, i64), u32>,
     /// The suspect being retried alone in the open transaction.
     isolated: Option<Isolated>,
+    /// Whether the last transaction lost outputs without the broker blaming any of them (a
+    /// purge while librdkafka settled an earlier abort): one plain replay comes first, and only
+    /// if that fails too are the inputs retried one by one.
+    lost_outputs_unexplained: bool,
     /// Retry lane topics by sub-topology, under the Retry policy (see `retry`).
     lane_topics: BTreeMap<String, usize>,
     /// Each task's index of the keys waiting in its retry lane.
@@ -160,6 +164,7 @@ impl Engine {
             dead_lettered: Vec::new(),
             suspects: HashMap::new(),
             isolated: None,
+            lost_outputs_unexplained: false,
             open_since: None,
             records_in_transaction: 0,
             failed: false,
@@ -861,6 +866,7 @@ impl Engine {
                 for key in self.dead_lettered.drain(..) {
                     self.poisoned.remove(&key);
                 }
+                self.lost_outputs_unexplained = false;
                 TransactionCommitted {
                     records: self.records_in_transaction,
                     elapsed: started.elapsed(),
@@ -946,6 +952,10 @@ impl Engine {
         &mut self,
         failures: &[FailedDelivery],
     ) -> Result<(), RuntimeError> {
+        // Isolating an input costs a transaction: worth it for the records the broker named, and
+        // for the others only once a plain replay has lost outputs too.
+        let replayed_already = self.lost_outputs_unexplained;
+        self.lost_outputs_unexplained = !failures.iter().any(FailedDelivery::blames_the_record);
         for failure in failures {
             DeliveryFailed { failure }.emit(&self.metrics);
             match &failure.origin {
@@ -973,9 +983,10 @@ impl Engine {
                                 );
                             }
                         }
-                        _ => {
+                        _ if failure.blames_the_record() || replayed_already => {
                             self.suspects.entry(key).or_insert(0);
                         }
+                        _ => {}
                     }
                 }
                 // Lost with a transaction that failed (purged, erroneous state): the abort
