@@ -54,6 +54,7 @@ pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde
             &payment::PaymentConfig {
                 initial_balances: settings.payment.balances.clone(),
                 default_balance_cents: settings.payment.default_balance_cents,
+                retention: settings.retention(),
                 ..Default::default()
             },
         ),
@@ -62,6 +63,7 @@ pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde
             &inventory::InventoryConfig {
                 initial_stock: settings.inventory.stock.clone(),
                 default_stock: settings.inventory.default_stock,
+                retention: settings.retention(),
                 ..Default::default()
             },
         ),
@@ -69,6 +71,7 @@ pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde
             serde,
             &shipping::ShippingConfig {
                 handover_after: settings.shipping.handover_after_ms.map(Duration::from_millis),
+                retention: settings.retention(),
                 ..shipping::ShippingConfig::new(settings.database_url()?, settings.redis.url.clone(), settings.shipping.allowed_countries.clone())
             },
         )
@@ -81,6 +84,7 @@ pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde
                 shipping_timeout: Duration::from_millis(settings.saga.shipping_timeout_ms),
                 compensation_timeout: Duration::from_millis(settings.saga.compensation_timeout_ms),
                 compensation_retries: settings.saga.compensation_retries,
+                retention: settings.retention(),
                 ..Default::default()
             },
         ),

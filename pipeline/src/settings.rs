@@ -135,6 +135,8 @@ pub struct SagaSettings {
     pub compensation_timeout_ms: u64,
     /// Requests again per compensation before the order needs a person.
     pub compensation_retries: u32,
+    /// How long every participant keeps a decided order's state after its last event.
+    pub order_state_retention_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -222,6 +224,7 @@ impl Settings {
             ("saga.inventory_timeout_ms", self.saga.inventory_timeout_ms as i64),
             ("saga.shipping_timeout_ms", self.saga.shipping_timeout_ms as i64),
             ("saga.compensation_timeout_ms", self.saga.compensation_timeout_ms as i64),
+            ("saga.order_state_retention_ms", self.saga.order_state_retention_ms as i64),
             ("retry.initial_backoff_ms", self.retry.initial_backoff_ms as i64),
             ("retry.multiplier", self.retry.multiplier as i64),
             ("retry.max_backoff_ms", self.retry.max_backoff_ms as i64),
@@ -281,6 +284,10 @@ impl Settings {
 
     pub fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.kafka.commit_interval_ms)
+    }
+
+    pub fn retention(&self) -> crate::participants::retention::Retention {
+        crate::participants::retention::Retention { grace: Duration::from_millis(self.saga.order_state_retention_ms) }
     }
 }
 

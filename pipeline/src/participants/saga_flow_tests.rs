@@ -239,3 +239,73 @@ fn a_shipping_step_that_never_answers_times_out_and_is_compensated() -> TestResu
     assert_eq!(bus.saga("o-1")?.status, OrderStatus::Cancelled, "a late answer does not revive the order");
     Ok(())
 }
+
+impl Bus {
+    /// How many entries each participant keeps per order (its order store and its retention
+    /// lifecycles), in member order.
+    fn per_order_entries(&self) -> Result<Vec<usize>, Box<dyn std::error::Error>> {
+        let driver = |member: usize| &self.members[member].driven.driver;
+        let lifecycles = |member: usize| -> Result<usize, Box<dyn std::error::Error>> {
+            Ok(driver(member).key_value_store::<String, super::retention::Lifecycle>(super::retention::LIFECYCLE_STORE)?.all()?.len())
+        };
+        Ok(vec![
+            driver(PAYMENT).key_value_store::<String, payment::OrderPayment>(payment::ORDERS_STORE)?.all()?.len() + lifecycles(PAYMENT)?,
+            driver(INVENTORY).key_value_store::<String, inventory::OrderReservation>(inventory::ORDERS_STORE)?.all()?.len()
+                + lifecycles(INVENTORY)?,
+            driver(SHIPPING).key_value_store::<String, shipping::OrderShipment>(shipping::ORDERS_STORE)?.all()?.len()
+                + lifecycles(SHIPPING)?,
+            driver(SAGA).key_value_store::<String, OrderSagaState>(order_saga::ORDERS_STORE)?.all()?.len() + lifecycles(SAGA)?,
+        ])
+    }
+}
+
+#[test]
+fn every_participant_forgets_a_finished_order_after_the_grace_period_and_ignores_its_late_duplicates() -> TestResult {
+    let mut bus = Bus::new();
+    let confirmed = order_placed("o-1", "alice", &[("apple", 1, 1_000)], "DE");
+    bus.publish("order.events", confirmed.clone())?;
+    let cancelled = order_placed("o-2", "alice", &[("apple", 1, 1_000)], "US");
+    bus.publish("order.events", cancelled.clone())?;
+    assert_eq!(bus.saga("o-1")?.status, OrderStatus::Confirmed);
+    assert_eq!(bus.saga("o-2")?.status, OrderStatus::Cancelled);
+    assert!(bus.per_order_entries()?.iter().all(|&n| n > 0), "{:?}", bus.per_order_entries()?);
+
+    let grace = super::retention::Retention::default().grace;
+    bus.advance(grace - Duration::from_secs(60))?;
+    assert!(bus.per_order_entries()?.iter().all(|&n| n > 0), "kept within the grace period: {:?}", bus.per_order_entries()?);
+    bus.advance(Duration::from_secs(120))?;
+    assert_eq!(bus.per_order_entries()?, [0, 0, 0, 0], "every per-order entry is gone after the grace period");
+    for (member, application_id) in ["payment", "inventory", "shipping", "order-saga"].into_iter().enumerate() {
+        let changelog = bus.members[member].driven.driver.changelog_records(&format!("{application_id}-orders-changelog"));
+        let tombstones = changelog.iter().filter(|record| record.value.is_none()).count();
+        assert_eq!(tombstones, 2, "{application_id}: each order's delete is a tombstone in the changelog");
+    }
+
+    // Debezium delivers both OrderPlaced again, long after: nothing is charged, reserved or shipped twice.
+    let (balance, stock, shipments, events) = (bus.balance("alice")?, bus.stock("apple")?, bus.carrier.created.lock().map_err(|_| "poisoned")?.len(), bus.log.len());
+    bus.publish("order.events", confirmed)?;
+    bus.publish("order.events", cancelled)?;
+    assert_eq!(bus.log.len(), events + 2, "only the two duplicates themselves: {:?}", &bus.types()[events..]);
+    assert_eq!((bus.balance("alice")?, bus.stock("apple")?), (balance, stock));
+    assert_eq!(bus.carrier.created.lock().map_err(|_| "poisoned")?.len(), shipments);
+    assert_eq!(bus.per_order_entries()?, [0, 0, 0, 0], "a late duplicate brings no state back");
+    Ok(())
+}
+
+#[test]
+fn an_order_parked_for_a_person_keeps_its_state_past_the_grace_period() -> TestResult {
+    let mut bus = Bus::new();
+    bus.publish("order.events", order_placed("o-1", "alice", &[("apple", 1, 1_000)], "US"))?;
+    let placed = bus.log[0].clone();
+    let parked = super::test_support::caused_by(
+        &placed,
+        Payload::OrderRequiresIntervention(schemas::OrderRequiresIntervention {
+            reason: "shipment_not_cancellable".into(),
+            outstanding: vec!["cancel_shipment".into()],
+        }),
+    );
+    bus.publish("order.events", parked)?;
+    bus.advance(super::retention::Retention::default().grace + Duration::from_secs(60))?;
+    assert!(bus.per_order_entries()?.iter().all(|&n| n > 0), "a parked order waits for a person: {:?}", bus.per_order_entries()?);
+    Ok(())
+}

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::participants::retention::Retention;
 use crate::participants::SagaTopics;
 
 #[derive(Clone, Debug)]
@@ -13,6 +14,8 @@ pub struct InventoryConfig {
     pub initial_stock: HashMap<String, i64>,
     /// Starting stock of every other product.
     pub default_stock: i64,
+    /// When a decided order's entry is deleted.
+    pub retention: Retention,
 }
 
 impl Default for InventoryConfig {
@@ -22,6 +25,7 @@ impl Default for InventoryConfig {
             topics: SagaTopics::default(),
             initial_stock: HashMap::new(),
             default_stock: 0,
+            retention: Retention::default(),
         }
     }
 }

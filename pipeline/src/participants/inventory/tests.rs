@@ -79,7 +79,7 @@ fn stock_is_repartitioned_by_product() {
         topology.repartition_topics(),
         ["inventory-stock-reservations-repartition", "inventory-stock-replies-repartition", "inventory-stock-releases-repartition"]
     );
-    assert_eq!(topology.changelog_topics(), ["inventory-orders-changelog", "inventory-stock-changelog"]);
+    assert_eq!(topology.changelog_topics(), ["inventory-orders-changelog", "inventory-stock-changelog", "inventory-order-lifecycles-changelog", "inventory-reservations-timers-changelog"]);
     assert_eq!(topology.subtopology_count(), 2);
 }
 

@@ -13,6 +13,7 @@ use super::reservations::Effect;
 use super::state::{OrderReservation, ProductStock, StockReply, StockRequest};
 use super::stock::{ReleaseStock, ReserveStock};
 use crate::codec::EventSerde;
+use crate::participants::retention::{self, Retained};
 
 /// [`OrderReservation`]s by order id.
 pub const ORDERS_STORE: &str = "orders";
@@ -24,6 +25,8 @@ pub fn topology(serde: EventSerde, config: &InventoryConfig) -> Topology {
     let builder = StreamsBuilder::new();
     builder.add_state_store(StoreBuilder::key_value(ORDERS_STORE, StringSerde, JsonSerde::<OrderReservation>::new()));
     builder.add_state_store(StoreBuilder::key_value(STOCK_STORE, StringSerde, JsonSerde::<ProductStock>::new()));
+    retention::add_store(&builder);
+    let retention = config.retention;
     let requests = || Repartitioned::with(StringSerde, JsonSerde::<StockRequest>::new());
     let config = Arc::new(config.clone());
     let (reserve_config, release_config) = (Arc::clone(&config), Arc::clone(&config));
@@ -31,7 +34,10 @@ pub fn topology(serde: EventSerde, config: &InventoryConfig) -> Topology {
     let read = |topic: &str| builder.stream(topic, Consumed::with(StringSerde, serde.clone()));
     let from_events = read(&topics.order)
         .merge(&read(&topics.payment))
-        .process_with(|| Reservations, Processed::named("reservations").with_stores(&[ORDERS_STORE]));
+        .process_with(
+            move || Retained::<_, OrderReservation>::new(Reservations, "inventory", ORDERS_STORE, retention),
+            Processed::named("reservations").with_stores(&retention::stores(ORDERS_STORE)).with_durable_timers(),
+        );
     let from_replies = from_events
         .flat_map_values(Effect::into_reserve)
         .repartition(requests().with_name("stock-reservations"))

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::state::Step;
+use crate::participants::retention::Retention;
 use crate::participants::SagaTopics;
 
 #[derive(Clone, Debug)]
@@ -22,6 +23,8 @@ pub struct SagaConfig {
     /// Automatic requests again per compensation; once they are spent too, the order needs a
     /// person (REQUIRES_INTERVENTION).
     pub compensation_retries: u32,
+    /// When a decided order's entry is deleted.
+    pub retention: Retention,
 }
 
 impl Default for SagaConfig {
@@ -34,6 +37,7 @@ impl Default for SagaConfig {
             shipping_timeout: Duration::from_secs(15),
             compensation_timeout: Duration::from_secs(300),
             compensation_retries: 3,
+            retention: Retention::default(),
         }
     }
 }

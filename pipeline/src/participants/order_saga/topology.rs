@@ -11,6 +11,7 @@ use super::config::SagaConfig;
 use super::processor::OrderSaga;
 use super::state::OrderSagaState;
 use crate::codec::EventSerde;
+use crate::participants::retention::{self, Retained};
 
 /// [`OrderSagaState`]s by order id.
 pub const ORDERS_STORE: &str = "orders";
@@ -19,6 +20,8 @@ pub fn topology(serde: EventSerde, config: &SagaConfig) -> Topology {
     let topics = &config.topics;
     let builder = StreamsBuilder::new();
     builder.add_state_store(StoreBuilder::key_value(ORDERS_STORE, StringSerde, JsonSerde::<OrderSagaState>::new()));
+    retention::add_store(&builder);
+    let retention = config.retention;
     let read = |topic: &str| builder.stream(topic, Consumed::with(StringSerde, serde.clone()));
     let saga_config = Arc::new(config.clone());
     read(&topics.order)
@@ -26,8 +29,8 @@ pub fn topology(serde: EventSerde, config: &SagaConfig) -> Topology {
         .merge(&read(&topics.inventory))
         .merge(&read(&topics.shipping))
         .process_with(
-            move || OrderSaga { config: Arc::clone(&saga_config) },
-            Processed::named("order-saga").with_stores(&[ORDERS_STORE]).with_durable_timers(),
+            move || Retained::<_, OrderSagaState>::new(OrderSaga { config: Arc::clone(&saga_config) }, "order-saga", ORDERS_STORE, retention),
+            Processed::named("order-saga").with_stores(&retention::stores(ORDERS_STORE)).with_durable_timers(),
         )
         .to(&topics.order, Produced::with(StringSerde, serde));
     builder.build(&config.application_id)

@@ -25,21 +25,23 @@ impl Processor<String, BalanceRequest, String, SagaEvent> for Balances {
         record: Record<String, BalanceRequest>,
     ) -> Result<(), ProcessError> {
         let request = &record.value;
+        let now_ms = ctx.current_system_time_ms();
         let mut balances = ctx.kv_store::<String, CustomerBalance>(BALANCES_STORE)?;
         let mut balance =
             balances.get(&record.key)?.unwrap_or_else(|| CustomerBalance::new(self.config.initial_balance(&record.key)));
-        let payload = settle(&mut balance, request);
+        balance.forget_applied_before(now_ms.saturating_sub(self.config.retention.grace_ms()));
+        let payload = settle(&mut balance, request, now_ms);
         // Written even when nothing moved, so a customer's starting balance is on record.
         balances.put(&record.key, &balance)?;
         let Some(payload) = payload else { return Ok(()) };
-        let event = reply(&request.cause, payload, ctx.current_system_time_ms());
+        let event = reply(&request.cause, payload, now_ms);
         ctx.forward(event_record(event, record.timestamp_ms, &record.headers))
     }
 }
 
 /// Applies a request once, and answers it once. A request applied before (asked again because
 /// its answer was slow) gets no second answer: under exactly-once the first is on its way.
-fn settle(balance: &mut CustomerBalance, request: &BalanceRequest) -> Option<Payload> {
+fn settle(balance: &mut CustomerBalance, request: &BalanceRequest, now_ms: i64) -> Option<Payload> {
     let key = request.applied_key();
     if balance.applied.contains_key(&key) {
         return None;
@@ -57,6 +59,7 @@ fn settle(balance: &mut CustomerBalance, request: &BalanceRequest) -> Option<Pay
         }
     };
     let payload = answer(&settled, request);
+    balance.applied_at_ms.insert(key.clone(), now_ms);
     balance.applied.insert(key, settled);
     Some(payload)
 }
@@ -92,14 +95,14 @@ mod tests {
     fn a_request_seen_again_moves_no_money_and_is_answered_once() {
         let mut balance = CustomerBalance::new(1_000);
         let charge = request(BalanceCommand::Charge);
-        let first = settle(&mut balance, &charge);
-        assert_eq!(settle(&mut balance, &charge), None, "no second answer");
+        let first = settle(&mut balance, &charge, 1_000);
+        assert_eq!(settle(&mut balance, &charge, 1_000), None, "no second answer");
         assert_eq!(balance.balance_cents, 700);
 
         let Some(Payload::PaymentCompleted(completed)) = first else { panic!("expected a charge, got {first:?}") };
         let refund = request(BalanceCommand::Refund { payment_id: completed.payment_id, reason: CancellationReason::CustomerCancelled });
-        assert!(matches!(settle(&mut balance, &refund), Some(Payload::PaymentRefunded(_))));
-        assert_eq!(settle(&mut balance, &refund), None);
+        assert!(matches!(settle(&mut balance, &refund, 1_000), Some(Payload::PaymentRefunded(_))));
+        assert_eq!(settle(&mut balance, &refund, 1_000), None);
         assert_eq!(balance.balance_cents, 1_000, "refunded once");
     }
 
@@ -107,9 +110,25 @@ mod tests {
     fn a_declined_charge_stays_declined_when_seen_again_even_with_money_arrived() {
         let mut balance = CustomerBalance::new(100);
         let charge = request(BalanceCommand::Charge);
-        assert!(matches!(settle(&mut balance, &charge), Some(Payload::PaymentFailed(_))));
+        assert!(matches!(settle(&mut balance, &charge, 1_000), Some(Payload::PaymentFailed(_))));
         balance.balance_cents = 10_000;
-        assert_eq!(settle(&mut balance, &charge), None, "decided before: no new decision, no second answer");
+        assert_eq!(settle(&mut balance, &charge, 1_000), None, "decided before: no new decision, no second answer");
         assert_eq!(balance.balance_cents, 10_000);
+    }
+
+    #[test]
+    fn an_applied_request_is_forgotten_once_older_than_the_cutoff() {
+        let mut balance = CustomerBalance::new(1_000);
+        let charge = request(BalanceCommand::Charge);
+        assert!(settle(&mut balance, &charge, 1_000).is_some());
+        balance.forget_applied_before(1_000);
+        assert_eq!(balance.applied.len(), 1, "not older than the cutoff: kept");
+        balance.forget_applied_before(1_001);
+        assert!(balance.applied.is_empty() && balance.applied_at_ms.is_empty(), "{balance:?}");
+
+        // Recorded before times were: kept.
+        balance.applied.insert("o-0/charge".into(), Settled::Declined { reason: INSUFFICIENT_FUNDS.into() });
+        balance.forget_applied_before(i64::MAX);
+        assert_eq!(balance.applied.len(), 1);
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::participants::retention::Retention;
 use crate::participants::SagaTopics;
 
 #[derive(Clone, Debug)]
@@ -13,6 +14,8 @@ pub struct PaymentConfig {
     pub initial_balances: HashMap<String, i64>,
     /// Starting balance of every other customer, in cents.
     pub default_balance_cents: i64,
+    /// When a decided order's entry is deleted.
+    pub retention: Retention,
 }
 
 impl Default for PaymentConfig {
@@ -22,6 +25,7 @@ impl Default for PaymentConfig {
             topics: SagaTopics::default(),
             initial_balances: HashMap::new(),
             default_balance_cents: 0,
+            retention: Retention::default(),
         }
     }
 }

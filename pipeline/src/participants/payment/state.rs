@@ -61,11 +61,28 @@ pub struct CustomerBalance {
     /// request seen again (a replay under at-least-once) gets the same answer and moves no money.
     #[serde(default)]
     pub applied: BTreeMap<String, Settled>,
+    /// When each entry of `applied` was applied (ms since the epoch); entries from before this
+    /// was recorded have none and are kept.
+    #[serde(default)]
+    pub applied_at_ms: BTreeMap<String, i64>,
 }
 
 impl CustomerBalance {
     pub fn new(balance_cents: i64) -> Self {
-        CustomerBalance { balance_cents, applied: BTreeMap::new() }
+        CustomerBalance { balance_cents, applied: BTreeMap::new(), applied_at_ms: BTreeMap::new() }
+    }
+
+    /// Forgets requests applied before `cutoff_ms`: their orders are retired (see
+    /// `participants::retention`), and the ledger drops their late duplicates before they get here.
+    pub fn forget_applied_before(&mut self, cutoff_ms: i64) {
+        let applied = &mut self.applied;
+        self.applied_at_ms.retain(|key, at_ms| {
+            let keep = *at_ms >= cutoff_ms;
+            if !keep {
+                applied.remove(key);
+            }
+            keep
+        });
     }
 }
 

@@ -82,7 +82,7 @@ fn a_placed_order_is_charged_to_its_customer() -> TestResult {
 fn balances_are_repartitioned_by_customer() {
     let topology = topology(EventSerde::with_fixed_ids(), &config());
     assert_eq!(topology.repartition_topics(), ["payment-balance-requests-repartition"]);
-    assert_eq!(topology.changelog_topics(), ["payment-orders-changelog", "payment-balances-changelog"]);
+    assert_eq!(topology.changelog_topics(), ["payment-orders-changelog", "payment-balances-changelog", "payment-order-lifecycles-changelog", "payment-order-ledger-timers-changelog"]);
     assert_eq!(topology.subtopology_count(), 2);
 }
 

@@ -12,6 +12,7 @@ use super::config::PaymentConfig;
 use super::ledger::OrderLedger;
 use super::state::{BalanceRequest, CustomerBalance, OrderPayment};
 use crate::codec::EventSerde;
+use crate::participants::retention::{self, Retained};
 
 /// [`OrderPayment`]s by order id.
 pub const ORDERS_STORE: &str = "orders";
@@ -23,12 +24,17 @@ pub fn topology(serde: EventSerde, config: &PaymentConfig) -> Topology {
     let builder = StreamsBuilder::new();
     builder.add_state_store(StoreBuilder::key_value(ORDERS_STORE, StringSerde, JsonSerde::<OrderPayment>::new()));
     builder.add_state_store(StoreBuilder::key_value(BALANCES_STORE, StringSerde, JsonSerde::<CustomerBalance>::new()));
+    retention::add_store(&builder);
 
     let read = |topic: &str| builder.stream(topic, Consumed::with(StringSerde, serde.clone()));
     let events = read(&topics.order).merge(&read(&topics.inventory)).merge(&read(&topics.payment));
     let balances_config = Arc::new(config.clone());
+    let retention = config.retention;
     events
-        .process_with(|| OrderLedger, Processed::named("order-ledger").with_stores(&[ORDERS_STORE]))
+        .process_with(
+            move || Retained::<_, OrderPayment>::new(OrderLedger, "payment", ORDERS_STORE, retention),
+            Processed::named("order-ledger").with_stores(&retention::stores(ORDERS_STORE)).with_durable_timers(),
+        )
         .repartition(Repartitioned::with(StringSerde, JsonSerde::<BalanceRequest>::new()).with_name("balance-requests"))
         .process_with(
             move || Balances { config: Arc::clone(&balances_config) },

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use schemas::Address;
 
+use crate::participants::retention::Retention;
 use crate::participants::SagaTopics;
 
 #[derive(Clone, Debug)]
@@ -23,6 +24,8 @@ pub struct ShippingConfig {
     /// A shipment this old is with the carrier and can no longer be cancelled (a stand-in for
     /// the carrier's own answer); `None`: always cancellable.
     pub handover_after: Option<Duration>,
+    /// When a decided order's entry is deleted; the Redis guard's COMPLETED marks live as long.
+    pub retention: Retention,
 }
 
 impl ShippingConfig {
@@ -36,6 +39,7 @@ impl ShippingConfig {
             io_timeout: Duration::from_secs(5),
             lease: operators::idempotency::GuardConfig::new(super::guarded::GUARD_NAMESPACE).lease,
             handover_after: None,
+            retention: Retention::default(),
         }
     }
 }

@@ -22,7 +22,13 @@ struct Stores {
 impl GuardedShipments {
     /// Checks the URLs; connects on first use.
     pub fn new(config: &ShippingConfig) -> Result<Self, ShipmentError> {
-        let guard_config = GuardConfig { lease: config.lease, timeout: config.io_timeout, ..GuardConfig::new(GUARD_NAMESPACE) };
+        // A completed mark outlives the order's state: a duplicate arriving meanwhile finds one or the other.
+        let guard_config = GuardConfig {
+            lease: config.lease,
+            timeout: config.io_timeout,
+            completed_ttl: config.retention.grace,
+            ..GuardConfig::new(GUARD_NAMESPACE)
+        };
         let guard = IdempotencyGuard::new(&config.redis_url, guard_config).map_err(guard_failed)?;
         let table = ShipmentsTable::new(&config.database_url, config.io_timeout, config.handover_after)?;
         Ok(GuardedShipments { stores: Mutex::new(Stores { guard, table }) })

@@ -13,6 +13,7 @@ use super::guarded::GuardedShipments;
 use super::processor::ShipOrders;
 use super::state::OrderShipment;
 use crate::codec::EventSerde;
+use crate::participants::retention::{self, Retained};
 
 /// [`OrderShipment`]s by order id.
 pub const ORDERS_STORE: &str = "orders";
@@ -29,13 +30,18 @@ pub fn topology_with_gateway(serde: EventSerde, config: &ShippingConfig, gateway
     let topics = &config.topics;
     let builder = StreamsBuilder::new();
     builder.add_state_store(StoreBuilder::key_value(ORDERS_STORE, StringSerde, JsonSerde::<OrderShipment>::new()));
+    retention::add_store(&builder);
+    let retention = config.retention;
     let allowed_countries: Arc<[String]> = config.allowed_countries.clone().into();
     let read = |topic: &str| builder.stream(topic, Consumed::with(StringSerde, serde.clone()));
     read(&topics.order)
         .merge(&read(&topics.inventory))
         .process_with(
-            move || ShipOrders { gateway: Arc::clone(&gateway), allowed_countries: Arc::clone(&allowed_countries) },
-            Processed::named("ship-orders").with_stores(&[ORDERS_STORE]),
+            move || {
+                let ship = ShipOrders { gateway: Arc::clone(&gateway), allowed_countries: Arc::clone(&allowed_countries) };
+                Retained::<_, OrderShipment>::new(ship, "shipping", ORDERS_STORE, retention)
+            },
+            Processed::named("ship-orders").with_stores(&retention::stores(ORDERS_STORE)).with_durable_timers(),
         )
         .to(&topics.shipping, Produced::with(StringSerde, serde));
     builder.build(&config.application_id)
