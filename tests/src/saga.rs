@@ -77,9 +77,10 @@ impl SagaRun {
             topics: topics.clone(),
             initial_balances: HashMap::new(),
             default_balance_cents: 100_000,
+            ..PaymentConfig::default()
         };
         let inventory_config =
-            InventoryConfig { application_id: groups[1].clone(), topics: topics.clone(), initial_stock: HashMap::new(), default_stock: 100 };
+            InventoryConfig { application_id: groups[1].clone(), topics: topics.clone(), default_stock: 100, ..InventoryConfig::default() };
         let shipping_config = ShippingConfig {
             application_id: groups[2].clone(),
             topics: topics.clone(),

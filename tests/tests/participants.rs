@@ -136,12 +136,14 @@ fn orders_reach_their_outcomes_through_the_four_participants() {
         topics: topics.clone(),
         initial_balances: HashMap::from([(poor.clone(), 100)]),
         default_balance_cents: 100_000,
+        ..PaymentConfig::default()
     };
     let inventory_config = InventoryConfig {
         application_id: format!("{run}-inventory"),
         topics: topics.clone(),
         initial_stock: HashMap::from([(rare.clone(), 1)]),
         default_stock: 100,
+        ..InventoryConfig::default()
     };
     let shipping_config = ShippingConfig {
         application_id: format!("{run}-shipping"),

@@ -548,3 +548,55 @@ async fn projector_builds_order_view_and_the_query_api_serves_it() {
         assert_eq!((row.version, row.status.as_str()), (version, status), "{order_id} after the replay");
     }
 }
+
+/// What the group has committed and what the partitions hold, summed over `topic`'s partitions.
+fn committed_and_end(bootstrap: &str, group: &str, topic: &str) -> (i64, i64) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("kafka: metadata");
+    let mut list = rdkafka::TopicPartitionList::new();
+    let mut end = 0;
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
+        list.add_partition(topic, partition);
+        end += consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)).expect("kafka: watermarks").1;
+    }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10)).expect("kafka: committed offsets");
+    let committed = committed.elements().iter().map(|e| e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0)).sum();
+    (committed, end)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projector_commits_its_last_offsets_while_idle() {
+    let bootstrap = kafka_bootstrap();
+    let pool = pipeline::db::pool(&postgres_config(), 4).expect("postgres pool");
+    let db = connect(&postgres_config()).await;
+    pipeline::db::migrate(&pool).await.expect("postgres: applying the migrations");
+    let serde = integration_tests::saga::event_serde().await;
+    let topics = Topics::create(&bootstrap).await;
+    let producer =
+        Producer { producer: ClientConfig::new().set("bootstrap.servers", &bootstrap).create().expect("kafka producer"), serde: serde.clone() };
+    let mut config = ProjectorConfig::new(&bootstrap);
+    config.group_id = unique("projector-idle");
+    config.topics = topics.all();
+    config.commit_interval = Duration::from_millis(200);
+    let projector = RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
+
+    // A burst, then quiet: the last records of the burst arrive within one commit interval.
+    let customer = unique("customer");
+    let order_ids: Vec<String> = (0..5).map(|i| unique(&format!("idle-{i}"))).collect();
+    for order_id in &order_ids {
+        producer.send(&topics, &placed(order_id, &customer, now_ms())).await;
+    }
+    for order_id in &order_ids {
+        wait_for_version(&db, order_id, 1).await;
+    }
+    let order_topic = &topics.0[ORDER_EVENTS];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut committed, mut end) = committed_and_end(&bootstrap, &config.group_id, order_topic);
+    while committed < end && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        (committed, end) = committed_and_end(&bootstrap, &config.group_id, order_topic);
+    }
+    projector.stop().await;
+    assert_eq!((committed, end), (5, 5), "every projected record is committed while the projector is idle");
+}

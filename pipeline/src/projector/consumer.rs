@@ -52,11 +52,20 @@ pub async fn run_projector(
     tracing::info!(group = %config.group_id, ?topics, "projector started");
 
     let mut pending = PendingOffsets::new(config.commit_interval);
+    // The last records before a quiet spell are committed on a tick, not only when the next
+    // record arrives: else the group shows lag while idle, and a restart reads them again.
+    let mut commit_ticks = tokio::time::interval(config.commit_interval);
     tokio::pin!(shutdown);
     loop {
         let received = tokio::select! {
             biased;
             () = &mut shutdown => break,
+            _ = commit_ticks.tick() => {
+                if pending.due() {
+                    commit(&consumer, &mut pending, CommitMode::Async);
+                }
+                continue;
+            }
             // Read through the runtime's decoder: rdkafka's own header accessor panics on a
             // header key that is not UTF-8.
             received = consumer.recv() => received.map(|message| raw_record(&message)),
