@@ -172,6 +172,11 @@ impl Task {
         std::mem::take(&mut self.state.output)
     }
 
+    /// Each store's name and committed entries.
+    pub fn store_entries(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.state.stores.iter().flatten().map(|slot| (slot.name.as_str(), slot.store.approximate_entries()))
+    }
+
     /// The transaction committed: pending store writes become the committed state.
     pub fn commit(&mut self) {
         for slot in self.state.stores_mut() {

@@ -121,6 +121,11 @@ impl Topology {
             .collect()
     }
 
+    /// Every store's name, timer stores included.
+    pub fn store_names(&self) -> impl Iterator<Item = &str> {
+        self.stores.iter().map(|store| store.name.as_str())
+    }
+
     /// One `<application.id>-<store>-changelog` per store, timer stores included.
     pub fn changelog_topics(&self) -> Vec<String> {
         self.stores

@@ -170,3 +170,47 @@ async fn an_error_mid_transaction_aborts_the_whole_batch() {
     let processed = counter("streams_records_processed_total", None);
     assert!(processed >= (total + 2) as f64, "the aborted batch held good records that were replayed (processed {processed})");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_entries_gauge_counts_the_committed_keys_of_every_task() {
+    use operators::dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+    use operators::runtime::{KafkaStreams, StreamsConfig};
+    use operators::serdes::{I64Serde, StringSerde};
+
+    let bootstrap = kafka_bootstrap();
+    let id = unique("eos-store-entries");
+    let (input, output) = (format!("{id}-input"), format!("{id}-output"));
+    create_topic(&bootstrap, &input, PARTITIONS).await;
+    create_topic(&bootstrap, &output, PARTITIONS).await;
+    let sent = generate(&bootstrap, &input, 1, 500);
+
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+        .group_by_key(Grouped::with(StringSerde, I64Serde))
+        .count(Materialized::as_store("counts"))
+        .to_stream()
+        .to(&output, Produced::with(StringSerde, I64Serde));
+    let registry = prometheus::Registry::new();
+    let app = format!("{id}-app");
+    let streams = KafkaStreams::start(builder.build(&app), StreamsConfig::new(&app, bootstrap.as_str()), &registry).expect("start");
+    read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 500);
+    let entries = || {
+        registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == "streams_store_entries")
+            .flat_map(|family| family.get_metric().iter())
+            .find(|m| m.get_label().iter().any(|l| l.name() == "store" && l.value() == "counts"))
+            .map(|m| m.get_gauge().value())
+    };
+    // Set right after the commit that made the outputs visible.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while entries() != Some(sent.len() as f64) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let running = entries();
+    streams.close().expect("close");
+    assert_eq!(running, Some(sent.len() as f64), "one entry per distinct key, over the instance's {PARTITIONS} tasks");
+    assert_eq!(entries(), Some(0.0), "an instance whose tasks are gone holds none");
+}

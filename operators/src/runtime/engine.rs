@@ -19,7 +19,7 @@ use super::delivery::{DeliveryTracker, FailedDelivery, Origin};
 use super::error::RuntimeError;
 use super::internal_events::{
     DeliveryFailed, PunctuationFailed, RecordDeadLettered, RecordFailed, RecordFailedOnReplay,
-    DependencyBack, DependencyUnavailable, RecordRetried, RecordsProcessed, RuntimeMetrics, TaskRestored, TasksAssigned, TransactionAborted,
+    DependencyBack, DependencyUnavailable, RecordRetried, RecordsProcessed, RuntimeMetrics, StoreEntries, TaskRestored, TasksAssigned, TransactionAborted,
     TransactionCommitted,
 };
 use super::produce::{self, TrackedProducer};
@@ -296,6 +296,7 @@ impl Engine {
             self.state.set_waiting_on(None);
         }
         TasksAssigned(self.tasks.len()).emit(&self.metrics);
+        self.report_store_entries();
     }
 
     /// Builds and restores every task assigned since the last call, after closing the open
@@ -332,6 +333,7 @@ impl Engine {
             self.tasks.insert(id, task);
         }
         TasksAssigned(self.tasks.len()).emit(&self.metrics);
+        self.report_store_entries();
         self.state.set(State::Running);
         Ok(())
     }
@@ -867,6 +869,7 @@ impl Engine {
                     self.poisoned.remove(&key);
                 }
                 self.lost_outputs_unexplained = false;
+                self.report_store_entries();
                 TransactionCommitted {
                     records: self.records_in_transaction,
                     elapsed: started.elapsed(),
@@ -894,6 +897,16 @@ impl Engine {
                 source,
             }),
         }
+    }
+
+    /// Sums each store's entries over the running tasks: a few additions per commit. A store
+    /// with no task here reads 0.
+    fn report_store_entries(&self) {
+        let mut entries: BTreeMap<&str, u64> = self.topology.store_names().map(|store| (store, 0)).collect();
+        for (store, count) in self.tasks.values().flat_map(Task::store_entries) {
+            *entries.entry(store).or_insert(0) += count;
+        }
+        StoreEntries(&entries).emit(&self.metrics);
     }
 
     fn commit_transaction<C: ConsumerContext>(

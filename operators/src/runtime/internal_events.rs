@@ -29,6 +29,7 @@ struct Families {
     dead_lettered: IntCounterVec,
     retried: IntCounterVec,
     waiting_on_dependency: IntGaugeVec,
+    store_entries: IntGaugeVec,
 }
 
 fn families() -> prometheus::Result<&'static Families> {
@@ -100,6 +101,10 @@ fn families() -> prometheus::Result<&'static Families> {
             Opts::new("streams_partitions_waiting_on_dependency", "Partitions paused because a dependency they need is down"),
             &["application_id", "dependency"],
         )?,
+        store_entries: IntGaugeVec::new(
+            Opts::new("streams_store_entries", "Committed entries of each store, over the tasks this instance runs, as of its last commit"),
+            &["application_id", "store"],
+        )?,
     };
     Ok(FAMILIES.get_or_init(|| families))
 }
@@ -118,6 +123,7 @@ impl RuntimeMetrics {
             Box::new(f.dead_lettered.clone()),
             Box::new(f.retried.clone()),
             Box::new(f.waiting_on_dependency.clone()),
+            Box::new(f.store_entries.clone()),
         ] {
             match registry.register(collector) {
                 Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
@@ -136,6 +142,16 @@ impl RuntimeMetrics {
             families: f,
             records_processed: f.records_processed.with_label_values(&[application_id]),
         })
+    }
+}
+
+/// Each store's committed entries over this instance's tasks, after a commit or a rebalance.
+pub struct StoreEntries<'a>(pub &'a std::collections::BTreeMap<&'a str, u64>);
+impl StoreEntries<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        for (store, entries) in self.0 {
+            m.families.store_entries.with_label_values(&[m.application_id.as_str(), store]).set(i64::try_from(*entries).unwrap_or(i64::MAX));
+        }
     }
 }
 

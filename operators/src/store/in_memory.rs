@@ -121,6 +121,10 @@ impl StateStore for InMemoryKeyValueStore {
         };
         Ok(())
     }
+
+    fn approximate_entries(&self) -> u64 {
+        self.committed.len() as u64
+    }
 }
 
 /// Supplies [`InMemoryKeyValueStore`]s; the default for every store.

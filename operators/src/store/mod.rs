@@ -116,6 +116,9 @@ pub trait StateStore: KeyValueBytesStore + Send {
 
     /// Applies one changelog record straight to the committed state.
     fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError>;
+
+    /// Committed entries, for the store-size metric; a persistent store may estimate.
+    fn approximate_entries(&self) -> u64;
 }
 
 /// Makes one store instance per task. The extension point for persistent stores.

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod health;
 pub mod lag;
 pub mod process_metrics;
+mod resident_memory;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -36,6 +37,7 @@ pub fn routes() -> Router {
     )
 )]
 async fn metrics() -> impl IntoResponse {
+    resident_memory::update();
     let mut body = Vec::new();
     match TextEncoder::new().encode(&prometheus::gather(), &mut body) {
         Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, TextEncoder::new().format_type().to_string())], body),

@@ -68,6 +68,33 @@ pub fn read_all(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Vec<T
     Ok(records)
 }
 
+/// A key's last value, and whether a tombstone came after it (the entry was deleted since).
+pub struct KeyHistory {
+    pub last_value: Vec<u8>,
+    pub deleted: bool,
+}
+
+/// Per key of a changelog, its last value, deleted or not: what a retired entry held before
+/// retention deleted it (compaction could have removed it since; the demo's runs are too short
+/// for a segment to roll).
+pub fn history_by_key(records: Vec<TopicRecord>) -> HashMap<Vec<u8>, KeyHistory> {
+    let mut history: HashMap<Vec<u8>, KeyHistory> = HashMap::new();
+    for record in records {
+        let Some(key) = record.key else { continue };
+        match record.value {
+            Some(last_value) => {
+                history.insert(key, KeyHistory { last_value, deleted: false });
+            }
+            None => {
+                if let Some(entry) = history.get_mut(&key) {
+                    entry.deleted = true;
+                }
+            }
+        }
+    }
+    history
+}
+
 /// The latest value per key: a changelog's committed store contents (tombstones remove keys).
 pub fn latest_by_key(records: Vec<TopicRecord>) -> HashMap<Vec<u8>, Vec<u8>> {
     let mut latest = HashMap::new();
@@ -81,3 +108,22 @@ pub fn latest_by_key(records: Vec<TopicRecord>) -> HashMap<Vec<u8>, Vec<u8>> {
     latest
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &str, value: Option<&str>) -> TopicRecord {
+        TopicRecord { key: Some(key.into()), value: value.map(Into::into), headers: HashMap::new() }
+    }
+
+    #[test]
+    fn a_deleted_key_keeps_its_last_value_and_says_it_was_deleted() {
+        let records = vec![record("a", Some("1")), record("b", Some("1")), record("a", Some("2")), record("a", None), record("b", Some("3"))];
+        let history = history_by_key(records);
+        let a = &history[b"a".as_slice()];
+        assert_eq!((a.last_value.as_slice(), a.deleted), (b"2".as_slice(), true));
+        let b = &history[b"b".as_slice()];
+        assert_eq!((b.last_value.as_slice(), b.deleted), (b"3".as_slice(), false));
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use deadpool_postgres::Pool;
 
-use super::changelog::{latest_by_key, read_all};
+use super::changelog::{history_by_key, latest_by_key, read_all};
 use super::load::PlacedOrder;
 use super::outcome::{is_terminal, FinalState};
 
@@ -40,7 +40,7 @@ pub async fn check_all(
     states: &HashMap<String, FinalState>,
 ) -> Result<(Vec<Check>, BTreeMap<String, usize>)> {
     let ids: HashSet<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
-    let saga = settled_saga_state(sources.bootstrap, &ids).await?;
+    let (saga, retired) = settled_saga_state(sources.bootstrap, &ids).await?;
     let balances = store_json(sources.bootstrap, "payment-balances-changelog")?;
     let stock = store_json(sources.bootstrap, "inventory-stock-changelog")?;
     let saga_status = |id: &str| saga.get(id).and_then(|s| s["status"].as_str().map(str::to_string));
@@ -166,30 +166,57 @@ pub async fn check_all(
         }
     }
     checks.push(Check { name: "every accepted cancellation was carried out or refused in the open", violations });
+
+    // 8. Retention deleted only decided orders: the last state before each tombstone is terminal.
+    let mut violations = Vec::new();
+    for id in &retired {
+        let status = saga_status(id).unwrap_or_default();
+        if !matches!(status.as_str(), "CONFIRMED" | "CANCELLED") {
+            violations.push(format!("{id}: the saga's state was deleted while {status}"));
+        }
+    }
+    checks.push(Check { name: "retention deleted only the state of decided orders", violations });
+
     let mut tally: BTreeMap<String, usize> = BTreeMap::new();
+    if !retired.is_empty() {
+        tally.insert("(saga states retired)".into(), retired.len());
+    }
     for ((_, event_type), n) in &events {
         *tally.entry(event_type.clone()).or_default() += n;
     }
     Ok((checks, tally))
 }
 
-/// A store's committed contents: string keys, JSON values.
 /// The saga's committed state per order, once it has caught up with the read model: the demo
 /// waits for terminal states in the read model, and the saga may still be a commit behind the
 /// projector (a rebalance after a kill), so its changelog is read again until every order is
-/// terminal there too, or a minute has passed (then the checks report what is left).
-async fn settled_saga_state(bootstrap: &str, ids: &HashSet<&str>) -> Result<HashMap<String, serde_json::Value>> {
+/// terminal there too, or a minute has passed (then the checks report what is left). An order
+/// whose state retention deleted counts with its last state; its id is in the second set.
+async fn settled_saga_state(bootstrap: &str, ids: &HashSet<&str>) -> Result<(HashMap<String, serde_json::Value>, HashSet<String>)> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let saga = store_json(bootstrap, "order-saga-orders-changelog")?;
+        let history = history_by_key(read_all(bootstrap, "order-saga-orders-changelog", READ_TIMEOUT)?);
+        let mut saga = HashMap::new();
+        let mut retired = HashSet::new();
+        for (key, entry) in history {
+            let (Ok(id), Ok(state)) = (String::from_utf8(key), serde_json::from_slice::<serde_json::Value>(&entry.last_value)) else { continue };
+            if !ids.contains(id.as_str()) {
+                continue;
+            }
+            if entry.deleted {
+                retired.insert(id.clone());
+            }
+            saga.insert(id, state);
+        }
         let terminal = |id: &&str| saga.get(*id).and_then(|s| s["status"].as_str()).is_some_and(|status| matches!(status, "CONFIRMED" | "CANCELLED" | "REQUIRES_INTERVENTION"));
         if ids.iter().all(terminal) || std::time::Instant::now() >= deadline {
-            return Ok(saga);
+            return Ok((saga, retired));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
+/// A store's committed contents: string keys, JSON values.
 fn store_json(bootstrap: &str, changelog: &str) -> Result<HashMap<String, serde_json::Value>> {
     let latest = latest_by_key(read_all(bootstrap, changelog, READ_TIMEOUT)?);
     Ok(latest
