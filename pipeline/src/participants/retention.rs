@@ -88,6 +88,14 @@ pub fn stores(orders_store: &'static str) -> [&'static str; 2] {
     [orders_store, LIFECYCLE_STORE]
 }
 
+/// A participant's per-order state.
+pub trait OrderState: serde::de::DeserializeOwned + 'static {
+    /// Nothing the participant asked for is unanswered and nothing it owes is undone: a reply
+    /// that came later than the grace period would find no state to act on, so an entry that
+    /// is not settled is kept, however long past the grace period.
+    fn settled(&self) -> bool;
+}
+
 /// A participant's order-keyed processor, with its entries in `orders_store` (of `V`s) retired.
 pub struct Retained<P, V> {
     inner: P,
@@ -106,7 +114,7 @@ impl<P, V> Retained<P, V> {
 impl<P, V, KOut, VOut> Processor<String, SagaEvent, KOut, VOut> for Retained<P, V>
 where
     P: Processor<String, SagaEvent, KOut, VOut>,
-    V: 'static,
+    V: OrderState,
     KOut: Data,
     VOut: Data,
 {
@@ -151,12 +159,18 @@ where
             return self.inner.on_timer(ctx, timer_key, fire_at_ms);
         };
         let order_id = String::from_utf8(order_id.to_vec()).map_err(|_| ProcessError::processing("a retention timer key is not an order id"))?;
-        let mut lifecycles = ctx.kv_store::<String, Lifecycle>(LIFECYCLE_STORE)?;
+        let lifecycles = ctx.kv_store::<String, Lifecycle>(LIFECYCLE_STORE)?;
         if !lifecycles.get(&order_id)?.is_some_and(|lifecycle| lifecycle.retirable()) {
             return Ok(());
         }
+        let mut orders = ctx.kv_store::<String, V>(self.orders_store)?;
+        if orders.get(&order_id)?.is_some_and(|state| !state.settled()) {
+            count(self.participant, "postponed");
+            return ctx.schedule_timer(timer_key, fire_at_ms.max(ctx.current_system_time_ms()).saturating_add(self.retention.grace_ms()));
+        }
+        orders.delete(&order_id)?;
+        let mut lifecycles = ctx.kv_store::<String, Lifecycle>(LIFECYCLE_STORE)?;
         lifecycles.delete(&order_id)?;
-        ctx.kv_store::<String, V>(self.orders_store)?.delete(&order_id)?;
         // Whatever the participant still had scheduled for the order goes with it.
         ctx.cancel_timer(order_id.as_bytes())?;
         count(self.participant, "retired");
@@ -171,7 +185,7 @@ fn timer_key(order_id: &str) -> Vec<u8> {
 static OUTCOMES: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
     register_int_counter_vec!(
         "saga_order_state_retention_total",
-        "Per-order state deleted after its grace period (retired), and events of forgotten orders dropped (late_event_dropped)",
+        "Per-order state deleted after its grace period (retired), kept longer with a request or compensation outstanding (postponed), and events of forgotten orders dropped (late_event_dropped)",
         &["participant", "outcome"]
     )
     .ok()

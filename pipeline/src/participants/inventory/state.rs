@@ -16,6 +16,17 @@ pub struct OrderReservation {
     pub phase: ReservationPhase,
 }
 
+impl crate::participants::retention::OrderState for OrderReservation {
+    /// No product answer outstanding, and a cancelled order's reservation was released.
+    fn settled(&self) -> bool {
+        match self.phase {
+            ReservationPhase::Reserving { .. } => false,
+            ReservationPhase::Reserved { .. } => self.cancelled.is_none(),
+            ReservationPhase::Waiting | ReservationPhase::Failed { .. } | ReservationPhase::Released { .. } => true,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum ReservationPhase {
     /// Waiting for the order to be placed and paid.

@@ -42,6 +42,13 @@ pub struct OrderSagaState {
     pub compensations: BTreeMap<String, CompensationDeadline>,
 }
 
+impl crate::participants::retention::OrderState for OrderSagaState {
+    /// Confirmed, or cancelled with every compensation in.
+    fn settled(&self) -> bool {
+        matches!(self.status, OrderStatus::Confirmed | OrderStatus::Cancelled) && self.compensations.is_empty()
+    }
+}
+
 /// When an outstanding compensation is next due, and how often it was asked for again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompensationDeadline {

@@ -21,6 +21,15 @@ pub struct OrderPayment {
     pub refund: RefundState,
 }
 
+impl crate::participants::retention::OrderState for OrderPayment {
+    /// No charge or refund awaits the balance, and a charged, cancelled order was refunded.
+    fn settled(&self) -> bool {
+        let charged = matches!(self.charge, ChargeState::Charged { .. });
+        let refund_owed = charged && self.cancelled.is_some() && self.refund != RefundState::Refunded;
+        self.charge != ChargeState::Requested && self.refund != RefundState::Requested && !refund_owed
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum ChargeState {
     #[default]

@@ -264,3 +264,22 @@ fn a_retry_of_a_refund_that_was_applied_publishes_no_second_refund() -> TestResu
     assert_eq!(balance(&driven, "alice")?, Some(10_000));
     Ok(())
 }
+
+#[test]
+fn a_cancelled_order_owed_a_refund_is_kept_past_the_grace_period_until_it_is_refunded() -> TestResult {
+    let driven = payment();
+    let (placed, completed) = charged(&driven)?;
+    driven.pipe(&topics().inventory, &reserved(&completed))?;
+    let cancellation = cancelled(&placed, CancellationReason::CustomerCancelled);
+    driven.pipe(&topics().order, &cancellation)?;
+    let grace = crate::participants::retention::Retention::default().grace;
+    driven.driver.advance_wall_clock_time(grace + std::time::Duration::from_secs(60))?;
+    assert!(order(&driven, "o-1")?.is_some(), "the refund waits for the release: the order is not settled");
+
+    driven.pipe(&topics().inventory, &released(&cancellation))?;
+    assert!(matches!(&driven.read(&topics().payment)?[..], [refunded] if matches!(refunded.payload, Payload::PaymentRefunded(_))));
+    driven.driver.advance_wall_clock_time(grace + std::time::Duration::from_secs(60))?;
+    assert_eq!(order(&driven, "o-1")?, None, "refunded: forgotten a grace period after its last event");
+    assert_eq!(balance(&driven, "alice")?, Some(10_000));
+    Ok(())
+}

@@ -22,6 +22,16 @@ pub struct OrderShipment {
     pub cancellation: Option<CancellationOutcome>,
 }
 
+impl crate::participants::retention::OrderState for OrderShipment {
+    /// A reserved order was answered, and a cancelled order's shipment was cancelled or found
+    /// past cancelling.
+    fn settled(&self) -> bool {
+        let unanswered = self.reserved.is_some() && self.outcome.is_none();
+        let cancel_owed = self.cancelled && matches!(self.outcome, Some(ShipmentOutcome::Created { .. })) && self.cancellation.is_none();
+        !unanswered && !cancel_owed
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CancellationOutcome {
     Cancelled,
