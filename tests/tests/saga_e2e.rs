@@ -54,7 +54,7 @@ async fn a_demo_load_keeps_every_invariant() {
     for check in &report.checks {
         assert!(check.holds(), "invariant '{}' does not hold: {:?}", check.name, &check.violations[..check.violations.len().min(5)]);
     }
-    assert_eq!(report.checks.len(), 8, "the seven invariants and the poison check were all checked");
+    assert_eq!(report.checks.len(), 9, "the eight invariants (retention among them) and the poison check were all checked");
 
     // Each planned failure ends the way it should.
     let expected: HashMap<Scenario, &[&str]> = HashMap::from([
