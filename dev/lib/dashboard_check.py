@@ -10,8 +10,8 @@ import json
 import os
 import re
 import sys
-import urllib.parse
-import urllib.request
+
+from prometheus_query import instant
 
 
 def queries(dashboard_dir):
@@ -30,18 +30,6 @@ def with_variables_matching_everything(expr):
     return re.sub(r"\$\{?\w+\}?", ".*", expr)
 
 
-def series(base, expr, at):
-    params = {"query": expr}
-    if at:
-        params["time"] = at
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode(params)
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body = json.load(response)
-    if body.get("status") != "success":
-        raise RuntimeError(f"{body.get('errorType')}: {body.get('error')}")
-    return len(body["data"]["result"])
-
-
 def main():
     if len(sys.argv) not in (3, 4):
         raise SystemExit(__doc__)
@@ -52,7 +40,7 @@ def main():
     for dashboard, title, expr in queries(dashboard_dir):
         checked += 1
         try:
-            found = series(base, with_variables_matching_everything(expr), at)
+            found = len(instant(base, with_variables_matching_everything(expr), at))
         except Exception as error:  # a query Prometheus refuses is as broken as an empty one
             found, note = 0, f" ({error})"
         else:

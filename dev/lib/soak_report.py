@@ -5,10 +5,9 @@ up at that moment. Flat over the second half is what retention is for.
 
 usage: soak_report.py PROMETHEUS_URL START_UNIX END_UNIX
 """
-import json
 import sys
-import urllib.parse
-import urllib.request
+
+from prometheus_query import instant
 
 QUERIES = [
     ("store entries", 'sum by (application_id, store) (streams_store_entries{job="file_sd"})', lambda v: f"{v:.0f}"),
@@ -17,12 +16,7 @@ QUERIES = [
 
 
 def query_at(base, query, at):
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": query, "time": f"{at:.0f}"})
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body = json.load(response)
-    if body.get("status") != "success":
-        raise SystemExit(f"prometheus: {query}: {body}")
-    return {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in body["data"]["result"]}
+    return {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in instant(base, query, at)}
 
 
 def main():

@@ -119,6 +119,37 @@ impl RunningProjector {
     }
 }
 
+/// What every projector test starts from: the migrated database, the saga serde, this test's
+/// own topics and a producer to them.
+struct Fixture {
+    bootstrap: String,
+    pool: deadpool_postgres::Pool,
+    db: Client,
+    serde: EventSerde,
+    topics: Topics,
+    producer: Producer,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let bootstrap = kafka_bootstrap();
+        let pool = pipeline::db::pool(&postgres_config(), 4).expect("postgres pool");
+        let db = connect(&postgres_config()).await;
+        pipeline::db::migrate(&pool).await.expect("postgres: applying the migrations");
+        let serde = integration_tests::saga::event_serde().await;
+        let topics = Topics::create(&bootstrap).await;
+        let producer = Producer {
+            producer: ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("enable.idempotence", "true")
+                .create()
+                .expect("kafka producer"),
+            serde: serde.clone(),
+        };
+        Fixture { bootstrap, pool, db, serde, topics, producer }
+    }
+}
+
 async fn connect(config: &str) -> Client {
     let (client, connection) =
         tokio_postgres::connect(config, NoTls).await.unwrap_or_else(|e| panic!("postgres at {config}: {e}"));
@@ -274,20 +305,7 @@ fn order_ids(listing: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projector_builds_order_view_and_the_query_api_serves_it() {
-    let bootstrap = kafka_bootstrap();
-    let pool = pipeline::db::pool(&postgres_config(), 4).expect("postgres pool");
-    let db = connect(&postgres_config()).await;
-    pipeline::db::migrate(&pool).await.expect("postgres: applying the migrations");
-    let serde = integration_tests::saga::event_serde().await;
-    let topics = Topics::create(&bootstrap).await;
-    let producer = Producer {
-        producer: ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("enable.idempotence", "true")
-            .create()
-            .expect("kafka producer"),
-        serde: serde.clone(),
-    };
+    let Fixture { bootstrap, pool, db, serde, topics, producer } = Fixture::new().await;
 
     let customer = unique("customer");
     let [confirmed_id, cancelled_id, early_id, failed_id, awaited_id] =
@@ -567,14 +585,7 @@ fn committed_and_end(bootstrap: &str, group: &str, topic: &str) -> (i64, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_projector_commits_its_last_offsets_while_idle() {
-    let bootstrap = kafka_bootstrap();
-    let pool = pipeline::db::pool(&postgres_config(), 4).expect("postgres pool");
-    let db = connect(&postgres_config()).await;
-    pipeline::db::migrate(&pool).await.expect("postgres: applying the migrations");
-    let serde = integration_tests::saga::event_serde().await;
-    let topics = Topics::create(&bootstrap).await;
-    let producer =
-        Producer { producer: ClientConfig::new().set("bootstrap.servers", &bootstrap).create().expect("kafka producer"), serde: serde.clone() };
+    let Fixture { bootstrap, pool, db, serde, topics, producer } = Fixture::new().await;
     let mut config = ProjectorConfig::new(&bootstrap);
     config.group_id = unique("projector-idle");
     config.topics = topics.all();
