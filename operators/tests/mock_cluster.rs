@@ -53,7 +53,7 @@ impl Fixture {
 
     /// A stateless passthrough under exactly-once. `Skip` creates no dead-letter topic: the mock
     /// has no CreateTopics.
-    fn start(&self, app: &str, instance: &str) -> (KafkaStreams, prometheus::Registry) {
+    fn start(&self, app: &str, instance: &str) -> (KafkaStreams, Metrics) {
         let builder = StreamsBuilder::new();
         builder.stream::<String, i64>(INPUT, Consumed::with(StringSerde, I64Serde)).to(OUTPUT, Produced::with(StringSerde, I64Serde));
         let mut config = StreamsConfig::new(app, self.bootstrap());
@@ -61,7 +61,7 @@ impl Fixture {
         config.error_policy = ErrorPolicy::Skip;
         let registry = prometheus::Registry::new();
         let streams = KafkaStreams::start(builder.build(app), config, &registry).expect("start");
-        (streams, registry)
+        (streams, Metrics { registry, app: app.into() })
     }
 
     /// The distinct values on the output topic (the mock shows aborted records too).
@@ -119,15 +119,40 @@ fn inputs(from: i64, to: i64) -> BTreeSet<i64> {
     (from..=to).collect()
 }
 
-fn counter(registry: &prometheus::Registry, name: &str, label: Option<(&str, &str)>) -> u64 {
-    registry
-        .gather()
-        .iter()
-        .filter(|family| family.name() == name)
-        .flat_map(|family| family.get_metric().iter())
-        .filter(|metric| label.is_none_or(|(k, v)| metric.get_label().iter().any(|l| l.name() == k && l.value() == v)))
-        .map(|metric| metric.get_counter().value() as u64)
-        .sum()
+/// One instance's series. The runtime's metric families are shared by every instance in the
+/// process, and the tests of this file run side by side: each reads its own application's.
+struct Metrics {
+    registry: prometheus::Registry,
+    app: String,
+}
+
+impl Metrics {
+    fn series(&self, name: &str) -> Vec<prometheus::proto::Metric> {
+        let has = |metric: &prometheus::proto::Metric, key: &str, value: &str| metric.get_label().iter().any(|l| l.name() == key && l.value() == value);
+        self.registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == name)
+            .flat_map(|family| family.get_metric().iter().cloned())
+            .filter(|metric| has(metric, "application_id", &self.app))
+            .collect()
+    }
+
+    fn counter(&self, name: &str, label: Option<(&str, &str)>) -> u64 {
+        self.series(name)
+            .iter()
+            .filter(|metric| label.is_none_or(|(k, v)| metric.get_label().iter().any(|l| l.name() == k && l.value() == v)))
+            .map(|metric| metric.get_counter().value() as u64)
+            .sum()
+    }
+
+    fn transactions(&self, outcome: &str) -> u64 {
+        self.counter("streams_transactions_total", Some(("outcome", outcome)))
+    }
+
+    fn processed(&self) -> u64 {
+        self.counter("streams_records_processed_total", None)
+    }
 }
 
 /// The value once it stayed the same for a second (commits close every 100 ms).
@@ -143,36 +168,28 @@ fn settled(read: impl Fn() -> u64) -> u64 {
     }
 }
 
-fn transactions(registry: &prometheus::Registry, outcome: &str) -> u64 {
-    counter(registry, "streams_transactions_total", Some(("outcome", outcome)))
-}
-
-fn processed(registry: &prometheus::Registry) -> u64 {
-    counter(registry, "streams_records_processed_total", None)
-}
-
 #[test]
 fn a_fenced_producer_stops_the_instance_and_commits_nothing_more() {
     let fixture = Fixture::new(1);
-    let (streams, registry) = fixture.start("fenced", "a");
+    let (streams, metrics) = fixture.start("fenced", "a");
     wait_for_state(&streams, State::Running);
     fixture.produce_input(1, 10);
     fixture.wait_for_output(&inputs(1, 10));
     // The mock shows outputs before their commit: wait until the commits stop.
-    let committed = settled(|| transactions(&registry, "committed"));
+    let committed = settled(|| metrics.transactions("committed"));
 
     // The broker says another producer with our transactional.id has a newer epoch.
     fixture.cluster.request_errors(RDKafkaApiKey::TxnOffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH]);
     fixture.produce_input(11, 20);
     let error = streams.join().expect_err("a fenced instance must stop");
     assert!(matches!(error, RuntimeError::Fatal { .. }), "unexpected error: {error}");
-    assert_eq!(transactions(&registry, "committed"), committed, "a fenced instance committed a transaction");
+    assert_eq!(metrics.transactions("committed"), committed, "a fenced instance committed a transaction");
 }
 
 #[test]
 fn an_abortable_offset_commit_aborts_rewinds_and_replays_the_batch() {
     let fixture = Fixture::new(1);
-    let (streams, registry) = fixture.start("abortable", "a");
+    let (streams, metrics) = fixture.start("abortable", "a");
     wait_for_state(&streams, State::Running);
 
     // A stale generation makes the offset commit abortable: the transaction must be aborted,
@@ -181,7 +198,7 @@ fn an_abortable_offset_commit_aborts_rewinds_and_replays_the_batch() {
     fixture.produce_input(1, RECORDS);
     fixture.wait_for_output(&inputs(1, RECORDS));
     let deadline = Instant::now() + WAIT;
-    while transactions(&registry, "committed") == 0 {
+    while metrics.transactions("committed") == 0 {
         assert!(Instant::now() < deadline, "nothing was committed after the abort");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -189,8 +206,8 @@ fn an_abortable_offset_commit_aborts_rewinds_and_replays_the_batch() {
     streams.close().expect("close");
     // At least once: right after such an abort librdkafka may refuse a record or two of the next
     // transaction (ERR__STATE) while it settles, which aborts that one too and replays again.
-    assert!(transactions(&registry, "aborted") >= 1, "the failed commit was aborted");
-    assert!(processed(&registry) > RECORDS as u64, "the aborted batch was not read again: {} records processed", processed(&registry));
+    assert!(metrics.transactions("aborted") >= 1, "the failed commit was aborted");
+    assert!(metrics.processed() > RECORDS as u64, "the aborted batch was not read again: {} records processed", metrics.processed());
 }
 
 #[test]
@@ -199,7 +216,7 @@ fn a_transaction_coordinator_that_goes_down_and_comes_back_costs_no_record() {
     let (app, instance) = ("coordinator", "a");
     fixture.cluster.coordinator(MockCoordinator::Transaction(format!("{app}-{instance}")), 2).expect("transaction coordinator");
     fixture.cluster.coordinator(MockCoordinator::Group(app.into()), 3).expect("group coordinator");
-    let (streams, registry) = fixture.start(app, instance);
+    let (streams, metrics) = fixture.start(app, instance);
     wait_for_state(&streams, State::Running);
     fixture.produce_input(1, RECORDS / 2);
     fixture.wait_for_output(&inputs(1, RECORDS / 2));
@@ -209,11 +226,11 @@ fn a_transaction_coordinator_that_goes_down_and_comes_back_costs_no_record() {
     // Shorter than the blocking timeout the engine retries within.
     std::thread::sleep(Duration::from_secs(3));
     fixture.cluster.broker_up(2).expect("broker up");
-    let committed = transactions(&registry, "committed");
+    let committed = metrics.transactions("committed");
 
     fixture.wait_for_output(&inputs(1, RECORDS));
     let deadline = Instant::now() + WAIT;
-    while transactions(&registry, "committed") == committed {
+    while metrics.transactions("committed") == committed {
         assert!(Instant::now() < deadline, "nothing was committed after the coordinator came back");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -230,16 +247,14 @@ fn a_transaction_failed_by_the_broker_is_replayed_and_no_record_is_blamed_for_it
     // now, and every record sent into it after that fails locally (ERR__STATE): none of them is
     // at fault, so none may be skipped (this instance runs the Skip policy) or dead-lettered.
     fixture.cluster.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE]);
-    let (streams, registry) = fixture.start("abortable-produce", "a");
+    let (streams, metrics) = fixture.start("abortable-produce", "a");
     fixture.wait_for_output(&inputs(1, records));
     assert!(!streams.is_finished(), "a failed transaction must not stop the instance");
     streams.close().expect("close");
-    assert!(transactions(&registry, "aborted") >= 1, "the failed transaction was aborted");
-    let blamed: Vec<String> = registry
-        .gather()
+    assert!(metrics.transactions("aborted") >= 1, "the failed transaction was aborted");
+    let blamed: Vec<String> = metrics
+        .series("streams_records_failed_total")
         .iter()
-        .filter(|family| family.name() == "streams_records_failed_total")
-        .flat_map(|family| family.get_metric().iter())
         // Failed deliveries are counted as they come; only a skip or a dead letter blames.
         .filter(|metric| !metric.get_label().iter().any(|l| l.name() == "action" && l.value() == "delivery_failed"))
         .map(|metric| format!("{:?} = {}", metric.get_label().iter().map(|l| (l.name(), l.value())).collect::<Vec<_>>(), metric.get_counter().value()))

@@ -150,24 +150,27 @@ async fn an_error_mid_transaction_aborts_the_whole_batch() {
     let header = |name: &str| dead[0].header(name).map(|v| String::from_utf8_lossy(v).to_string());
     assert_eq!(header("dlq.original.offset").as_deref(), Some(&*(poison - 1).to_string()));
     assert_eq!((header("dlq.processor").as_deref(), header("dlq.error.class").as_deref()), (Some("produce"), Some("permanent")));
-    let counter = |name: &str, label: Option<&str>| {
+    // The metric families are shared by every instance in the process: count this test's series
+    // only (its application, its dead-letter topic).
+    let app = format!("{id}-app");
+    let counter = |name: &str, labels: &[&str]| {
         registry
             .gather()
             .iter()
             .find(|family| family.name() == name)
             .map(|family| {
                 family.get_metric().iter()
-                    .filter(|m| label.is_none_or(|wanted| m.get_label().iter().any(|l| l.value() == wanted)))
+                    .filter(|m| labels.iter().all(|wanted| m.get_label().iter().any(|l| l.value() == *wanted)))
                     .map(|m| m.get_counter().value())
                     .sum::<f64>()
             })
             .unwrap_or(0.0)
     };
-    assert!(counter("streams_transactions_total", Some("aborted")) >= 1.0, "an aborted transaction must be counted");
-    assert!(counter("dlq_records_total", None) >= 1.0, "the dead-lettered record must be counted");
+    assert!(counter("streams_transactions_total", &[&app, "aborted"]) >= 1.0, "an aborted transaction must be counted");
+    assert!(counter("dlq_records_total", &[&dead_letter_topic(&input)]) >= 1.0, "the dead-lettered record must be counted");
     // Good records of the aborted batch were processed twice (before the abort and on replay)
     // yet appear once above: the abort took their first outputs and state with it.
-    let processed = counter("streams_records_processed_total", None);
+    let processed = counter("streams_records_processed_total", &[&app]);
     assert!(processed >= (total + 2) as f64, "the aborted batch held good records that were replayed (processed {processed})");
 }
 
@@ -201,6 +204,7 @@ async fn the_store_entries_gauge_counts_the_committed_keys_of_every_task() {
             .iter()
             .filter(|family| family.name() == "streams_store_entries")
             .flat_map(|family| family.get_metric().iter())
+            .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == app))
             .find(|m| m.get_label().iter().any(|l| l.name() == "store" && l.value() == "counts"))
             .map(|m| m.get_gauge().value())
     };
