@@ -611,3 +611,51 @@ async fn the_projector_commits_its_last_offsets_while_idle() {
     projector.stop().await;
     assert_eq!((committed, end), (5, 5), "every projected record is committed while the projector is idle");
 }
+
+/// `projector_batch_events{group}`: (batches, events) the projector of `group` wrote.
+fn batches(group: &str) -> (u64, f64) {
+    prometheus::default_registry()
+        .gather()
+        .iter()
+        .filter(|family| family.name() == "projector_batch_events")
+        .flat_map(|family| family.get_metric())
+        .filter(|metric| metric.get_label().iter().any(|l| l.name() == "group" && l.value() == group))
+        .map(|metric| (metric.get_histogram().get_sample_count(), metric.get_histogram().get_sample_sum()))
+        .fold((0, 0.0), |(count, sum), (c, s)| (count + c, sum + s))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_projected_in_batches_with_the_views_of_one_event_at_a_time() {
+    let Fixture { bootstrap, pool, db, serde, topics, producer } = Fixture::new().await;
+    // A backlog before the projector starts: three events per order on three topics, and a
+    // duplicate of every tenth order's payment, which may land in the same batch as the original.
+    let customer = unique("customer");
+    let orders = 100;
+    let order_ids: Vec<String> = (0..orders).map(|i| unique(&format!("batch-{i}"))).collect();
+    for (i, order_id) in order_ids.iter().enumerate() {
+        let placed = placed(order_id, &customer, now_ms());
+        let paid = paid(&placed, &customer);
+        let reserved = reserved(&paid);
+        for event in [&placed, &paid, &reserved] {
+            producer.send(&topics, event).await;
+        }
+        if i % 10 == 0 {
+            producer.send(&topics, &paid).await;
+        }
+    }
+    let mut config = ProjectorConfig::new(&bootstrap);
+    config.group_id = unique("projector-batch");
+    config.topics = topics.all();
+    let projector = RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
+    for order_id in &order_ids {
+        let view = wait_for_version(&db, order_id, 3).await;
+        assert_eq!((view.status.as_str(), view.version), ("RESERVED", 3), "order {order_id}");
+    }
+    wait_for_counter(&topics.0[PAYMENT_EVENTS], "duplicate", (orders / 10) as f64).await;
+    projector.stop().await;
+
+    let (count, events) = batches(&config.group_id);
+    let records = (orders * 3 + orders / 10) as f64;
+    assert_eq!(events, records, "every record is in exactly one written batch");
+    assert!((count as f64) < records / 2.0, "{records} records in {count} batches: a backlog is written many events per transaction");
+}

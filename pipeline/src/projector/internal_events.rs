@@ -4,10 +4,11 @@
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::{Gauge, IntCounterVec, IntGauge, Opts};
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
 
 struct ProjectorMetrics {
     events: IntCounterVec,
+    batch_events: HistogramVec,
     lag_seconds: Gauge,
     requiring_intervention: IntGauge,
 }
@@ -18,6 +19,12 @@ static METRICS: LazyLock<ProjectorMetrics> = LazyLock::new(|| {
         events: IntCounterVec::new(
             Opts::new("projector_events_total", "Records the projector handled, by topic and outcome"),
             &["topic", "outcome"],
+        )
+        .expect("static metric definition"),
+        batch_events: HistogramVec::new(
+            HistogramOpts::new("projector_batch_events", "Records per batch the projector wrote in one PostgreSQL transaction, by consumer group")
+                .buckets(vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]),
+            &["group"],
         )
         .expect("static metric definition"),
         lag_seconds: Gauge::new(
@@ -34,6 +41,7 @@ static METRICS: LazyLock<ProjectorMetrics> = LazyLock::new(|| {
     let registry = prometheus::default_registry();
     for collector in [
         Box::new(metrics.events.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(metrics.batch_events.clone()),
         Box::new(metrics.lag_seconds.clone()),
         Box::new(metrics.requiring_intervention.clone()),
     ] {
@@ -94,6 +102,16 @@ impl EventApplied<'_> {
     }
 }
 
+pub struct BatchProjected<'a> {
+    pub group: &'a str,
+    pub records: usize,
+}
+impl BatchProjected<'_> {
+    pub fn emit(self) {
+        METRICS.batch_events.with_label_values(&[self.group]).observe(self.records as f64);
+    }
+}
+
 pub struct DuplicateSkipped<'a> {
     pub topic: &'a str,
     pub event_id: &'a str,
@@ -139,17 +157,18 @@ impl DecodeRetried<'_> {
 
 pub struct ProjectionFailed<'a> {
     pub topic: &'a str,
-    pub event_id: &'a str,
+    pub events: usize,
+    pub first_event_id: &'a str,
     pub occurred_at_ms: i64,
     pub error: &'a dyn std::error::Error,
     pub retry_in: Duration,
 }
 impl ProjectionFailed<'_> {
     pub fn emit(self) {
-        tracing::warn!(topic = self.topic, event_id = self.event_id, error = %self.error,
-            retry_in_ms = self.retry_in.as_millis() as u64, "projecting failed; retrying");
+        tracing::warn!(topic = self.topic, events = self.events, first_event_id = self.first_event_id, error = %self.error,
+            retry_in_ms = self.retry_in.as_millis() as u64, "projecting a batch failed; retrying");
         count(self.topic, "db_error");
-        // The read model falls behind while this event waits: the lag alert should see it.
+        // The read model falls behind while this batch waits: the lag alert should see it.
         observe_lag(self.occurred_at_ms);
     }
 }

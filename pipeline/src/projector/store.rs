@@ -1,9 +1,8 @@
-//! The write side of order_view: one event, one PostgreSQL transaction (mark the event id as
-//! projected, lock the order's row, fold the event in, write the row back).
+//! The write side of order_view: a batch of events, one PostgreSQL transaction (mark the event
+//! ids as projected, lock each order's row, fold its new events in, write the row back once).
 //!
 //! The tables are a parameter so that a rebuild (`rebuild/`) folds into tables of its own with
-//! the live projector's rules: the same dedup by event id and the same fold ([`OrderView::apply`]),
-//! a batch of events per transaction.
+//! the live projector's rules: the same dedup by event id and the same fold ([`OrderView::apply`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -36,49 +35,34 @@ impl Tables {
 }
 
 /// What applying one event did.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Projection {
-    Applied(OrderView),
+    /// Folded in: the order's status and view version right after this event.
+    Applied { status: OrderStatus, version: i64 },
     /// Its event id was projected before; nothing changed.
     Duplicate,
 }
 
-/// `order_version`: the order's event-store version the event was written at, when known.
-pub async fn apply_event(pool: &Pool, event: &SagaEvent, order_version: Option<i64>) -> Result<Projection, StoreError> {
+/// Events (with their `order_version`) into the live tables, in one transaction of their own.
+pub async fn apply_events(pool: &Pool, events: &[(&SagaEvent, Option<i64>)]) -> Result<Vec<Projection>, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let live = Tables::LIVE;
-    let envelope = &event.envelope;
-    // Prepared once per connection: a round trip fewer per statement.
-    let mark = tx.prepare_cached(&format!("insert into {} (event_id, order_id) values ($1, $2) on conflict do nothing", live.dedup)).await?;
-    let first_time = tx.execute(&mark, &[&envelope.event_id, &envelope.order_id]).await? == 1;
-    if !first_time {
-        return Ok(Projection::Duplicate);
-    }
-    let mut view = load_for_update(&tx, live, &envelope.order_id).await?;
-    view.apply(event, order_version);
-    save(&tx, live, &view).await?;
+    let projected = apply_events_in(&tx, Tables::LIVE, events).await?;
     tx.commit().await?;
-    Ok(Projection::Applied(view))
+    Ok(projected)
 }
 
-/// Events applied and duplicates skipped by [`apply_events_in`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BatchProjection {
-    pub applied: u64,
-    pub duplicates: u64,
-}
-
-/// Many events (with their `order_version`) in the caller's transaction, into `tables`, with
-/// the same outcome as [`apply_event`] on each in turn: the event ids marked in one statement,
-/// then each order's row locked, its new events folded in in their order, and saved once. For a
-/// writer that has the tables to itself (a rebuild); the live projector keeps one transaction
-/// per event.
+/// Events (with their `order_version`) in the caller's transaction, into `tables`, with the
+/// outcome of applying each in turn, in their order: the event ids marked in one statement, then
+/// each order's row locked, its new events folded in in their order, and saved once.
+///
+/// Two writers whose batches share orders can deadlock on the row locks; PostgreSQL then fails
+/// one of them (a transient error) and it tries again.
 pub async fn apply_events_in(
     tx: &impl GenericClient,
     tables: Tables,
     events: &[(&SagaEvent, Option<i64>)],
-) -> Result<BatchProjection, StoreError> {
+) -> Result<Vec<Projection>, StoreError> {
     let ids: Vec<&str> = events.iter().map(|(event, _)| event.envelope.event_id.as_str()).collect();
     let orders: Vec<&str> = events.iter().map(|(event, _)| event.envelope.order_id.as_str()).collect();
     // An id twice in the batch conflicts with itself: it is returned once.
@@ -89,13 +73,12 @@ pub async fn apply_events_in(
         ))
         .await?;
     let mut first_seen: HashSet<String> = tx.query(&mark, &[&ids, &orders]).await?.iter().map(|row| row.get(0)).collect();
-    let mut by_order: Vec<(&str, Vec<&(&SagaEvent, Option<i64>)>)> = Vec::new();
+    let mut outcomes = vec![Projection::Duplicate; events.len()];
+    // Per order, in order of first appearance: the positions of its new events.
+    let mut by_order: Vec<(&str, Vec<usize>)> = Vec::new();
     let mut position: HashMap<&str, usize> = HashMap::new();
-    let mut outcome = BatchProjection::default();
-    for entry in events {
-        let (event, _) = entry;
+    for (at, (event, _)) in events.iter().enumerate() {
         if !first_seen.remove(&event.envelope.event_id) {
-            outcome.duplicates += 1;
             continue;
         }
         let order_id = event.envelope.order_id.as_str();
@@ -103,19 +86,20 @@ pub async fn apply_events_in(
             by_order.push((order_id, Vec::new()));
             by_order.len() - 1
         });
-        by_order[index].1.push(entry);
+        by_order[index].1.push(at);
     }
     for (order_id, new_events) in by_order {
         let mut view = load_for_update(tx, tables, order_id).await?;
-        for (event, order_version) in new_events {
-            view.apply(event, *order_version);
+        for at in new_events {
+            let (event, order_version) = events[at];
+            view.apply(event, order_version);
             // The next event must see what loading the saved row would.
             view.intervention = stored_intervention(&view).cloned();
-            outcome.applied += 1;
+            outcomes[at] = Projection::Applied { status: view.status, version: view.version };
         }
         save(tx, tables, &view).await?;
     }
-    Ok(outcome)
+    Ok(outcomes)
 }
 
 /// Marks the order of a record the projector could never read, so the read model says so.

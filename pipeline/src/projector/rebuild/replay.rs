@@ -25,7 +25,7 @@ use super::tables::NEXT;
 use crate::codec::EventSerde;
 use crate::projector::config::ProjectorConfig;
 use crate::projector::consumer::{decode, order_version};
-use crate::projector::store::{apply_events_in, flag_projection_problem_in, StoreError};
+use crate::projector::store::{apply_events_in, flag_projection_problem_in, Projection, StoreError};
 
 /// Records per transaction.
 const BATCH_SIZE: usize = 500;
@@ -171,7 +171,8 @@ async fn apply_batch(pool: &Pool, decoded: &[(&RawRecord, Result<SagaEvent, Stri
     }
     let projected = apply_events_in(&tx, NEXT, &events).await?;
     tx.commit().await?;
-    Ok(Counts { records: decoded.len() as u64, applied: projected.applied, duplicates: projected.duplicates, undecodable })
+    let duplicates = projected.iter().filter(|outcome| **outcome == Projection::Duplicate).count() as u64;
+    Ok(Counts { records: decoded.len() as u64, applied: projected.len() as u64 - duplicates, duplicates, undecodable })
 }
 
 /// No connection, a server going away, a conflict or a resource limit pass by themselves; a
