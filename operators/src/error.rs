@@ -21,6 +21,9 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    pub const ALL: [ErrorKind; 5] =
+        [ErrorKind::Deserialization, ErrorKind::Processing, ErrorKind::Serialization, ErrorKind::Store, ErrorKind::Panic];
+
     /// The kind's name, as logs, metric labels and DLQ headers carry it.
     pub fn as_str(self) -> &'static str {
         match self {

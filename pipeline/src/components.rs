@@ -101,7 +101,7 @@ pub fn participants_assigned() -> bool {
 pub fn start_participant(participant: Participant, settings: &Settings, serde: EventSerde) -> Result<KafkaStreams> {
     let topology = topology(participant, settings, serde)?;
     let mut config = StreamsConfig::new(participant.application_id(), settings.kafka.bootstrap_servers.as_str());
-    config.commit_interval = settings.commit_interval();
+    config.commit_interval = settings.commit_interval(participant.application_id());
     config.error_policy = ErrorPolicy::Retry(settings.retry.policy());
     config.processing_guarantee = match settings.kafka.processing_guarantee {
         Guarantee::ExactlyOnce => ProcessingGuarantee::ExactlyOnceV2,

@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::components::Participant;
+
 const ENV_PREFIX: &str = "SAGA__";
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +39,10 @@ pub struct KafkaSettings {
     pub partitions: i32,
     pub processing_guarantee: Guarantee,
     pub commit_interval_ms: u64,
+    /// Per participant (`payment`, `inventory`, `shipping`, `order_saga`), instead of
+    /// `commit_interval_ms`: shorter is less latency per hop for more transactions on the broker.
+    #[serde(default)]
+    pub commit_interval_ms_by_participant: HashMap<String, u64>,
     /// Makes up each participant's `transactional.id`; must differ between live instances.
     /// Unset (the default), every process generates `<host>-<pid>-<random>`.
     #[serde(default)]
@@ -236,6 +242,16 @@ impl Settings {
                 bail!("bad configuration: {key} must be positive, got {value}");
             }
         }
+        for (participant, interval) in &self.kafka.commit_interval_ms_by_participant {
+            let key = format!("kafka.commit_interval_ms_by_participant.{participant}");
+            if !Participant::ALL.iter().any(|known| participant_key(known.application_id()) == *participant) {
+                let known: Vec<String> = Participant::ALL.iter().map(|p| participant_key(p.application_id())).collect();
+                bail!("bad configuration: {key}: no such participant (one of {})", known.join(", "));
+            }
+            if *interval == 0 {
+                bail!("bad configuration: {key} must be positive, got 0");
+            }
+        }
         if self.kafka.bootstrap_servers.trim().is_empty() {
             bail!("bad configuration: kafka.bootstrap_servers is empty");
         }
@@ -282,13 +298,21 @@ impl Settings {
         Ok(url)
     }
 
-    pub fn commit_interval(&self) -> Duration {
-        Duration::from_millis(self.kafka.commit_interval_ms)
+    /// The commit interval of the application `application_id`.
+    pub fn commit_interval(&self, application_id: &str) -> Duration {
+        let by_participant = self.kafka.commit_interval_ms_by_participant.get(&participant_key(application_id));
+        Duration::from_millis(by_participant.copied().unwrap_or(self.kafka.commit_interval_ms))
     }
 
     pub fn retention(&self) -> crate::participants::retention::Retention {
         crate::participants::retention::Retention { grace: Duration::from_millis(self.saga.order_state_retention_ms) }
     }
+}
+
+/// A participant's key in the settings: its application id, spelled so an environment variable
+/// can name it (`order-saga` is `order_saga`).
+fn participant_key(application_id: &str) -> String {
+    application_id.replace('-', "_")
 }
 
 /// The dotted key (`section.key`) whose value sits at byte `offset` of a TOML document.
@@ -383,6 +407,24 @@ mod tests {
         let zero = [("SAGA__KAFKA__COMMIT_INTERVAL_MS".to_string(), "0".to_string())];
         let error = format!("{:#}", Settings::load(&repo_config(), zero).unwrap_err());
         assert!(error.contains("kafka.commit_interval_ms"), "{error}");
+    }
+
+    #[test]
+    fn a_participant_may_commit_at_an_interval_of_its_own() {
+        let env = [
+            ("SAGA__KAFKA__COMMIT_INTERVAL_MS".to_string(), "80".to_string()),
+            ("SAGA__KAFKA__COMMIT_INTERVAL_MS_BY_PARTICIPANT__ORDER_SAGA".to_string(), "20".to_string()),
+        ];
+        let settings = Settings::load(&repo_config(), env).unwrap();
+        assert_eq!(settings.commit_interval("order-saga"), Duration::from_millis(20));
+        assert_eq!(settings.commit_interval("payment"), Duration::from_millis(80), "the others keep kafka.commit_interval_ms");
+
+        let unknown = [("SAGA__KAFKA__COMMIT_INTERVAL_MS_BY_PARTICIPANT__BILLING".to_string(), "20".to_string())];
+        let error = format!("{:#}", Settings::load(&repo_config(), unknown).unwrap_err());
+        assert!(error.contains("commit_interval_ms_by_participant.billing: no such participant"), "{error}");
+        let zero = [("SAGA__KAFKA__COMMIT_INTERVAL_MS_BY_PARTICIPANT__PAYMENT".to_string(), "0".to_string())];
+        let error = format!("{:#}", Settings::load(&repo_config(), zero).unwrap_err());
+        assert!(error.contains("commit_interval_ms_by_participant.payment must be positive"), "{error}");
     }
 
     #[test]

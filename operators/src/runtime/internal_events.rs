@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
+use crate::error::{ErrorKind, ErrorPolicy, FailureClass};
+
 /// The runtime's metrics for one application, registered in the registry it was given.
 #[derive(Clone)]
 pub struct RuntimeMetrics {
@@ -110,7 +112,9 @@ fn families() -> prometheus::Result<&'static Families> {
 }
 
 impl RuntimeMetrics {
-    pub fn new(registry: &Registry, application_id: &str) -> prometheus::Result<Self> {
+    /// `policy` and `dead_letter_topics` (where this application may dead-letter) name the
+    /// failure series that start at 0, so that a first failure is an increase Prometheus sees.
+    pub fn new(registry: &Registry, application_id: &str, policy: ErrorPolicy, dead_letter_topics: &[String]) -> prometheus::Result<Self> {
         let f = families()?;
         for collector in [
             Box::new(f.records_processed.clone()) as Box<dyn prometheus::core::Collector>,
@@ -136,6 +140,21 @@ impl RuntimeMetrics {
             f.transactions.with_label_values(&[application_id, outcome]);
         }
         f.restore_records.with_label_values(&[application_id]);
+        let actions: &[&str] = match policy {
+            ErrorPolicy::Skip => &["skipped"],
+            ErrorPolicy::DeadLetter => &["dead_lettered"],
+            ErrorPolicy::Retry(_) => &["retried", "dead_lettered"],
+        };
+        for kind in ErrorKind::ALL {
+            for action in actions {
+                f.records_failed.with_label_values(&[application_id, kind.as_str(), action]);
+            }
+        }
+        for topic in dead_letter_topics {
+            for class in [FailureClass::Transient, FailureClass::Permanent, FailureClass::Poison] {
+                f.dead_lettered.with_label_values(&[topic, class.as_str()]);
+            }
+        }
         f.tasks_assigned.with_label_values(&[application_id]);
         Ok(Self {
             application_id: application_id.to_string(),
@@ -370,7 +389,8 @@ mod tests {
     #[test]
     fn an_applications_known_label_sets_exist_at_0_before_anything_happens() {
         let registry = Registry::new();
-        RuntimeMetrics::new(&registry, "zero-init-app").unwrap();
+        let policy = ErrorPolicy::Retry(crate::error::RetryPolicy::default());
+        RuntimeMetrics::new(&registry, "zero-init-app", policy, &["zero-init-input.dlq".to_string()]).unwrap();
         let families = registry.gather();
         let metric = |name: &str, labels: &[(&str, &str)]| {
             let family = families.iter().find(|family| family.name() == name).unwrap_or_else(|| panic!("{name} missing"));
@@ -386,5 +406,13 @@ mod tests {
         assert_eq!(counter("streams_transactions_total", &[app, ("outcome", "committed")]), Some(0.0));
         assert_eq!(counter("streams_restore_records_total", &[app]), Some(0.0));
         assert_eq!(metric("streams_tasks_assigned", &[app]).map(|m| m.get_gauge().value()), Some(0.0));
+        for action in ["retried", "dead_lettered"] {
+            let labels = [app, ("error_kind", "processing"), ("action", action)];
+            assert_eq!(counter("streams_records_failed_total", &labels), Some(0.0), "streams_records_failed_total{{action={action}}}");
+        }
+        for class in ["transient", "permanent", "poison"] {
+            let labels = [("topic", "zero-init-input.dlq"), ("error_class", class)];
+            assert_eq!(counter("dlq_records_total", &labels), Some(0.0), "dlq_records_total{{error_class={class}}}");
+        }
     }
 }

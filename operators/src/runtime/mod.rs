@@ -69,7 +69,8 @@ impl KafkaStreams {
         listener: Option<StateListener>,
     ) -> Result<Self, RuntimeError> {
         config.validate().map_err(RuntimeError::Config)?;
-        let metrics = RuntimeMetrics::new(registry, &config.application_id)
+        let dead_letter_topics = topics::dead_letter_topics(&config, &topology);
+        let metrics = RuntimeMetrics::new(registry, &config.application_id, config.error_policy, &dead_letter_topics)
             .map_err(|e| RuntimeError::Config(format!("registering metrics: {e}")))?;
         let state = StateCell::new(listener);
         let stop = Arc::new(AtomicBool::new(false));

@@ -18,6 +18,19 @@ pub fn dead_letter_topic(source_topic: &str) -> String {
     format!("{source_topic}.dlq")
 }
 
+/// The dead-letter topics the error policy may write: one per source topic and one per retry
+/// lane; none under `Skip`.
+pub fn dead_letter_topics(config: &StreamsConfig, topology: &Topology) -> Vec<String> {
+    let mut topics: Vec<String> = match config.error_policy {
+        ErrorPolicy::Skip => return Vec::new(),
+        _ => topology.source_topics().iter().map(|t| dead_letter_topic(t)).collect(),
+    };
+    if let ErrorPolicy::Retry(_) = config.error_policy {
+        topics.extend((0..topology.subtopology_count()).map(|subtopology| dead_letter_topic(&retry_lane_topic(&config.application_id, subtopology))));
+    }
+    topics
+}
+
 /// Ensures internal topics exist with as many partitions as the widest source topic, so that
 /// task `p` of every subtopology finds partition `p` of its changelogs.
 pub fn ensure_internal_topics(
@@ -56,20 +69,9 @@ pub fn ensure_internal_topics(
     let mut wanted: Vec<(String, bool)> = Vec::new();
     wanted.extend(internal.into_iter().map(|t| (t, false)));
     wanted.extend(topology.changelog_topics().into_iter().map(|t| (t, true)));
-    if config.error_policy != ErrorPolicy::Skip {
-        wanted.extend(
-            topology
-                .source_topics()
-                .iter()
-                .map(|t| (dead_letter_topic(t), false)),
-        );
-    }
+    wanted.extend(dead_letter_topics(config, topology).into_iter().map(|t| (t, false)));
     if let ErrorPolicy::Retry(_) = config.error_policy {
-        for subtopology in 0..topology.subtopology_count() {
-            let lane = retry_lane_topic(&config.application_id, subtopology);
-            wanted.push((dead_letter_topic(&lane), false));
-            wanted.push((lane, false));
-        }
+        wanted.extend((0..topology.subtopology_count()).map(|subtopology| (retry_lane_topic(&config.application_id, subtopology), false)));
     }
     let new_topics: Vec<NewTopic> = wanted
         .iter()
@@ -182,5 +184,19 @@ mod tests {
             error.contains("a (6 partitions) and c (3 partitions)"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn every_source_and_retry_lane_has_a_dead_letter_topic_unless_records_are_skipped() {
+        use crate::dsl::{Consumed, Produced, StreamsBuilder};
+        use crate::serdes::StringSerde;
+        let builder = StreamsBuilder::new();
+        builder.stream::<String, String>("orders", Consumed::with(StringSerde, StringSerde)).to("out", Produced::with(StringSerde, StringSerde));
+        let topology = builder.build("app");
+        let mut config = StreamsConfig::new("app", "localhost:9092");
+        config.error_policy = ErrorPolicy::Retry(crate::error::RetryPolicy::default());
+        assert_eq!(dead_letter_topics(&config, &topology), vec!["orders.dlq".to_string(), "app-0-retry.dlq".to_string()]);
+        config.error_policy = ErrorPolicy::Skip;
+        assert!(dead_letter_topics(&config, &topology).is_empty());
     }
 }
