@@ -190,6 +190,8 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    pub const ALL: [FailureClass; 3] = [FailureClass::Transient, FailureClass::Permanent, FailureClass::Poison];
+
     /// As the `dlq.error.class` header and metric labels carry it.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -372,6 +372,11 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/pipeline.toml")
     }
 
+    /// Why the shipped config with one variable set does not load.
+    fn load_error(name: &str, value: &str) -> String {
+        format!("{:#}", Settings::load(&repo_config(), [(name.to_string(), value.to_string())]).unwrap_err())
+    }
+
     #[test]
     fn the_shipped_config_loads() {
         let settings = Settings::load(&repo_config(), []).expect("config/pipeline.toml loads");
@@ -396,16 +401,13 @@ mod tests {
 
     #[test]
     fn a_bad_key_is_named() {
-        let wrong_type = [("SAGA__KAFKA__PARTITIONS".to_string(), "\"many\"".to_string())];
-        let error = format!("{:#}", Settings::load(&repo_config(), wrong_type).unwrap_err());
+        let error = load_error("SAGA__KAFKA__PARTITIONS", "\"many\"");
         assert!(error.contains("kafka.partitions"), "{error}");
 
-        let unknown = [("SAGA__KAFKA__BOOTSTRAP".to_string(), "x".to_string())];
-        let error = format!("{:#}", Settings::load(&repo_config(), unknown).unwrap_err());
+        let error = load_error("SAGA__KAFKA__BOOTSTRAP", "x");
         assert!(error.contains("bootstrap"), "{error}");
 
-        let zero = [("SAGA__KAFKA__COMMIT_INTERVAL_MS".to_string(), "0".to_string())];
-        let error = format!("{:#}", Settings::load(&repo_config(), zero).unwrap_err());
+        let error = load_error("SAGA__KAFKA__COMMIT_INTERVAL_MS", "0");
         assert!(error.contains("kafka.commit_interval_ms"), "{error}");
     }
 
@@ -419,11 +421,9 @@ mod tests {
         assert_eq!(settings.commit_interval("order-saga"), Duration::from_millis(20));
         assert_eq!(settings.commit_interval("payment"), Duration::from_millis(80), "the others keep kafka.commit_interval_ms");
 
-        let unknown = [("SAGA__KAFKA__COMMIT_INTERVAL_MS_BY_PARTICIPANT__BILLING".to_string(), "20".to_string())];
-        let error = format!("{:#}", Settings::load(&repo_config(), unknown).unwrap_err());
+        let error = load_error("SAGA__KAFKA__COMMIT_INTERVAL_MS_BY_PARTICIPANT__BILLING", "20");
         assert!(error.contains("commit_interval_ms_by_participant.billing: no such participant"), "{error}");
-        let zero = [("SAGA__KAFKA__COMMIT_INTERVAL_MS_BY_PARTICIPANT__PAYMENT".to_string(), "0".to_string())];
-        let error = format!("{:#}", Settings::load(&repo_config(), zero).unwrap_err());
+        let error = load_error("SAGA__KAFKA__COMMIT_INTERVAL_MS_BY_PARTICIPANT__PAYMENT", "0");
         assert!(error.contains("commit_interval_ms_by_participant.payment must be positive"), "{error}");
     }
 

@@ -151,7 +151,7 @@ impl RuntimeMetrics {
             }
         }
         for topic in dead_letter_topics {
-            for class in [FailureClass::Transient, FailureClass::Permanent, FailureClass::Poison] {
+            for class in FailureClass::ALL {
                 f.dead_lettered.with_label_values(&[topic, class.as_str()]);
             }
         }
