@@ -1,0 +1,204 @@
+//! One run: fresh topics, the preload, a contestant in its own process, the figures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use pipeline::codec::EventSerde;
+use pipeline::settings::Settings;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+
+use crate::caught_up;
+use crate::orders::{now_ms, OrderWriter};
+use crate::replies::Replies;
+use crate::{run_ours, Options};
+
+const PARTITIONS: i32 = 6;
+/// The peer's heap, as a user would cap it; PEER_JAVA_OPTS replaces it.
+const DEFAULT_JAVA_OPTS: &str = "-Xmx1g";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contestant {
+    Ours,
+    KafkaStreams,
+}
+
+impl Contestant {
+    pub const ALL: [Contestant; 2] = [Contestant::Ours, Contestant::KafkaStreams];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Contestant::Ours => "ours",
+            Contestant::KafkaStreams => "kafka-streams",
+        }
+    }
+}
+
+pub struct RunResult {
+    /// Seconds from the process start to its first reply: start-up, group join, first batch.
+    pub start_seconds: f64,
+    pub throughput: f64,
+    /// Seconds from the Nth reply until the contestant had consumed all its input (its own
+    /// replies read back included); the paced phase starts after that.
+    pub caught_up_seconds: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub peak_rss_mb: f64,
+    pub cpu_seconds_per_million: f64,
+}
+
+pub struct Topics {
+    pub order: String,
+    pub inventory: String,
+    pub payment: String,
+}
+
+pub fn run(contestant: Contestant, round: u32, prefix: &str, options: &Options, settings: &Settings, serde: &EventSerde) -> Result<RunResult> {
+    let bootstrap = settings.kafka.bootstrap_servers.as_str();
+    let application_id = format!("{prefix}-r{round}-{}", contestant.name());
+    let topics = Topics {
+        order: format!("{application_id}.order.events"),
+        inventory: format!("{application_id}.inventory.events"),
+        payment: format!("{application_id}.payment.events"),
+    };
+    create_topics(bootstrap, &[&topics.order, &topics.inventory, &topics.payment])?;
+    let orders = OrderWriter::new(bootstrap, &topics.order, serde, options.customers)?;
+    orders.preload(options.records)?;
+
+    let replies = Replies::subscribe(bootstrap, &topics.payment)?;
+    let log = std::env::temp_dir().join(format!("{application_id}.log"));
+    let mut child = spawn(contestant, &application_id, &topics, settings, options, &log)?;
+    let pid = child.id();
+    let mut cpu_at_first = None;
+    let drained = replies.observe(options.records, i64::MAX, Duration::from_secs(180), || cpu_at_first = cpu_seconds(pid).ok());
+    let cpu_seconds = cpu_seconds(pid).map(|total| total - cpu_at_first.unwrap_or(0.0));
+    if drained.replies < options.records {
+        stop(&mut child);
+        bail!("{}: {} of {} replies came; its log: {}", contestant.name(), drained.replies, options.records, log.display());
+    }
+
+    let input = [topics.order.as_str(), topics.inventory.as_str(), topics.payment.as_str()];
+    let caught_up = match caught_up::wait(bootstrap, &application_id, &input, PARTITIONS, Duration::from_secs(600)) {
+        Ok(waited) => waited,
+        Err(error) => {
+            stop(&mut child);
+            return Err(error.context(format!("{}: its log: {}", contestant.name(), log.display())));
+        }
+    };
+
+    let paced_from_ms = now_ms();
+    let paced = std::thread::scope(|scope| {
+        let producer = scope.spawn(|| orders.paced(options.records, options.rate, Duration::from_secs(options.seconds)));
+        let observed = replies.observe(options.rate * options.seconds, paced_from_ms, Duration::from_secs(60), || ());
+        (producer.join(), observed)
+    });
+    let peak_rss_mb = peak_rss_kb(pid).unwrap_or(0) as f64 / 1024.0;
+    stop(&mut child);
+    let (sent, observed) = paced;
+    let sent = sent.map_err(|_| anyhow::anyhow!("the paced producer panicked"))??;
+    if observed.latencies_ms.len() as u64 != sent {
+        eprintln!("peer-bench: {}: {} replies to {sent} paced orders", contestant.name(), observed.latencies_ms.len());
+    }
+    Ok(RunResult {
+        start_seconds: drained.until_first.as_secs_f64(),
+        throughput: drained.per_second(),
+        caught_up_seconds: caught_up.as_secs_f64(),
+        p50_ms: observed.percentile_ms(0.50),
+        p99_ms: observed.percentile_ms(0.99),
+        peak_rss_mb,
+        cpu_seconds_per_million: cpu_seconds? * 1e6 / options.records as f64,
+    })
+}
+
+fn spawn(contestant: Contestant, application_id: &str, topics: &Topics, settings: &Settings, options: &Options, log: &Path) -> Result<Child> {
+    let mut command = match contestant {
+        Contestant::Ours => {
+            let mut command = Command::new(std::env::current_exe().context("this binary's path")?);
+            command.arg(run_ours::COMMAND).arg("--config").arg(&options.config);
+            command
+        }
+        Contestant::KafkaStreams => {
+            let peer = peer_dir();
+            let jar = peer.join("target/payment-peer-0.jar");
+            if !jar.exists() {
+                bail!("{} is not built: run bench/peers/compare, or mvn package dependency:copy-dependencies in {}", jar.display(), peer.display());
+            }
+            let java_opts = std::env::var("PEER_JAVA_OPTS").unwrap_or_else(|_| DEFAULT_JAVA_OPTS.to_owned());
+            let mut command = Command::new("java");
+            command
+                .args(java_opts.split_whitespace())
+                .arg("-cp")
+                .arg(format!("{}:{}/target/dependency/*", jar.display(), peer.display()))
+                .arg("saga.peer.PaymentPeer")
+                .args(["--bootstrap", &settings.kafka.bootstrap_servers, "--registry", &settings.registry.url]);
+            command
+        }
+    };
+    command
+        .args(["--application-id", application_id])
+        .args(["--order-topic", &topics.order, "--inventory-topic", &topics.inventory, "--payment-topic", &topics.payment])
+        .args(["--default-balance-cents", &run_ours::BALANCE_CENTS.to_string()]);
+    let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    command.stdout(out.try_clone()?).stderr(out).stdin(Stdio::null());
+    command.spawn().with_context(|| format!("starting {}", contestant.name()))
+}
+
+fn peer_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/kafka-streams")
+}
+
+/// SIGTERM, as a service manager stops it; SIGKILL if it has not stopped after 30 s.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// User + system CPU time of a live process, every thread included.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<f64>().ok()).context("a field of /proc/<pid>/stat");
+    Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The process's peak resident set (VmHWM), in kB.
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn create_topics(bootstrap: &str, names: &[&str]) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+    let topics: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1))).collect();
+    let results = futures::executor::block_on(admin.create_topics(topics.iter(), &AdminOptions::new()))
+        .with_context(|| format!("creating topics at {bootstrap}; is the stack up (`dev/stack up`)?"))?;
+    for result in results {
+        if let Err((topic, code)) = result {
+            bail!("creating {topic}: {code}");
+        }
+    }
+    Ok(())
+}
