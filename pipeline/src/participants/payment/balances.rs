@@ -8,8 +8,8 @@ use operators::record::Record;
 use schemas::{Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent};
 
 use super::config::PaymentConfig;
-use super::state::{BalanceCommand, BalanceRequest, CustomerBalance, Settled};
-use super::topology::BALANCES_STORE;
+use super::state::{AppliedRequest, BalanceCommand, BalanceRequest, CustomerBalance, Settled};
+use super::topology::{APPLIED_STORE, BALANCES_STORE};
 use super::{INSUFFICIENT_FUNDS, INVALID_AMOUNT};
 use crate::participants::envelope::{event_record, reply};
 
@@ -19,6 +19,10 @@ pub(super) struct Balances {
 }
 
 impl Processor<String, BalanceRequest, String, SagaEvent> for Balances {
+    /// Applies a request once, and answers it once. A request applied before (asked again
+    /// because its answer was slow) gets no second answer: under exactly-once the first is on
+    /// its way. What was applied is kept per request, not in the balance, so that a balance
+    /// costs the same to read and write however many orders its customer placed.
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, String, SagaEvent>,
@@ -26,27 +30,50 @@ impl Processor<String, BalanceRequest, String, SagaEvent> for Balances {
     ) -> Result<(), ProcessError> {
         let request = &record.value;
         let now_ms = ctx.current_system_time_ms();
-        let mut balances = ctx.kv_store::<String, CustomerBalance>(BALANCES_STORE)?;
+        let balances = ctx.kv_store::<String, CustomerBalance>(BALANCES_STORE)?;
         let mut balance =
             balances.get(&record.key)?.unwrap_or_else(|| CustomerBalance::new(self.config.initial_balance(&record.key)));
-        balance.forget_applied_before(now_ms.saturating_sub(self.config.retention.grace_ms()));
-        let payload = settle(&mut balance, request, now_ms);
+        let mut to_remember = balance.take_legacy_applied(now_ms);
+        let key = request.applied_key();
+        let mut applied = ctx.kv_store::<String, AppliedRequest>(APPLIED_STORE)?;
+        for (legacy_key, legacy) in &to_remember {
+            applied.put(legacy_key, legacy)?;
+        }
+        let payload = match applied.get(&key)? {
+            Some(_) => None,
+            None => {
+                let settled = settle(&mut balance, request);
+                let payload = answer(&settled, request);
+                let remembered = AppliedRequest { settled, applied_at_ms: now_ms };
+                applied.put(&key, &remembered)?;
+                to_remember.push((key, remembered));
+                Some(payload)
+            }
+        };
         // Written even when nothing moved, so a customer's starting balance is on record.
-        balances.put(&record.key, &balance)?;
+        ctx.kv_store::<String, CustomerBalance>(BALANCES_STORE)?.put(&record.key, &balance)?;
+        // Its order is retired a grace period after its last event, and the ledger drops that
+        // order's late duplicates before they get here (see `participants::retention`).
+        let grace_ms = self.config.retention.grace_ms();
+        for (key, remembered) in &to_remember {
+            ctx.schedule_timer(key.as_bytes(), remembered.applied_at_ms.saturating_add(grace_ms))?;
+        }
         let Some(payload) = payload else { return Ok(()) };
         let event = reply(&request.cause, payload, now_ms);
         ctx.forward(event_record(event, record.timestamp_ms, &record.headers))
     }
+
+    /// An applied request's grace period is over: forget it.
+    fn on_timer(&mut self, ctx: &mut ProcessorContext<'_, String, SagaEvent>, timer_key: &[u8], _fire_at_ms: i64) -> Result<(), ProcessError> {
+        let key = String::from_utf8(timer_key.to_vec()).map_err(|_| ProcessError::processing("an applied-request timer key is not UTF-8"))?;
+        ctx.kv_store::<String, AppliedRequest>(APPLIED_STORE)?.delete(&key)?;
+        Ok(())
+    }
 }
 
-/// Applies a request once, and answers it once. A request applied before (asked again because
-/// its answer was slow) gets no second answer: under exactly-once the first is on its way.
-fn settle(balance: &mut CustomerBalance, request: &BalanceRequest, now_ms: i64) -> Option<Payload> {
-    let key = request.applied_key();
-    if balance.applied.contains_key(&key) {
-        return None;
-    }
-    let settled = match &request.command {
+/// Decides a request seen for the first time, and moves the money.
+fn settle(balance: &mut CustomerBalance, request: &BalanceRequest) -> Settled {
+    match &request.command {
         BalanceCommand::Charge if request.amount_cents < 0 => Settled::Declined { reason: INVALID_AMOUNT.to_owned() },
         BalanceCommand::Charge if balance.balance_cents < request.amount_cents => Settled::Declined { reason: INSUFFICIENT_FUNDS.to_owned() },
         BalanceCommand::Charge => {
@@ -57,11 +84,7 @@ fn settle(balance: &mut CustomerBalance, request: &BalanceRequest, now_ms: i64) 
             balance.balance_cents = balance.balance_cents.saturating_add(request.amount_cents);
             Settled::Refunded { payment_id: payment_id.clone(), reason: reason.clone() }
         }
-    };
-    let payload = answer(&settled, request);
-    balance.applied_at_ms.insert(key.clone(), now_ms);
-    balance.applied.insert(key, settled);
-    Some(payload)
+    }
 }
 
 fn answer(settled: &Settled, request: &BalanceRequest) -> Payload {
@@ -77,58 +100,27 @@ fn answer(settled: &Settled, request: &BalanceRequest) -> Payload {
 
 #[cfg(test)]
 mod tests {
-    use schemas::{CancellationReason, Envelope};
+    use schemas::Envelope;
 
     use super::*;
 
-    fn request(command: BalanceCommand) -> BalanceRequest {
+    fn charge(amount_cents: i64) -> BalanceRequest {
         BalanceRequest {
             order_id: "o-1".into(),
             customer_id: "c-1".into(),
-            amount_cents: 300,
-            command,
+            amount_cents,
+            command: BalanceCommand::Charge,
             cause: Envelope::new("o-1", "corr-1", 1_000),
         }
     }
 
     #[test]
-    fn a_request_seen_again_moves_no_money_and_is_answered_once() {
-        let mut balance = CustomerBalance::new(1_000);
-        let charge = request(BalanceCommand::Charge);
-        let first = settle(&mut balance, &charge, 1_000);
-        assert_eq!(settle(&mut balance, &charge, 1_000), None, "no second answer");
-        assert_eq!(balance.balance_cents, 700);
-
-        let Some(Payload::PaymentCompleted(completed)) = first else { panic!("expected a charge, got {first:?}") };
-        let refund = request(BalanceCommand::Refund { payment_id: completed.payment_id, reason: CancellationReason::CustomerCancelled });
-        assert!(matches!(settle(&mut balance, &refund, 1_000), Some(Payload::PaymentRefunded(_))));
-        assert_eq!(settle(&mut balance, &refund, 1_000), None);
-        assert_eq!(balance.balance_cents, 1_000, "refunded once");
-    }
-
-    #[test]
-    fn a_declined_charge_stays_declined_when_seen_again_even_with_money_arrived() {
+    fn a_charge_the_balance_does_not_cover_is_declined_and_moves_no_money() {
         let mut balance = CustomerBalance::new(100);
-        let charge = request(BalanceCommand::Charge);
-        assert!(matches!(settle(&mut balance, &charge, 1_000), Some(Payload::PaymentFailed(_))));
-        balance.balance_cents = 10_000;
-        assert_eq!(settle(&mut balance, &charge, 1_000), None, "decided before: no new decision, no second answer");
-        assert_eq!(balance.balance_cents, 10_000);
-    }
-
-    #[test]
-    fn an_applied_request_is_forgotten_once_older_than_the_cutoff() {
-        let mut balance = CustomerBalance::new(1_000);
-        let charge = request(BalanceCommand::Charge);
-        assert!(settle(&mut balance, &charge, 1_000).is_some());
-        balance.forget_applied_before(1_000);
-        assert_eq!(balance.applied.len(), 1, "not older than the cutoff: kept");
-        balance.forget_applied_before(1_001);
-        assert!(balance.applied.is_empty() && balance.applied_at_ms.is_empty(), "{balance:?}");
-
-        // Recorded before times were: kept.
-        balance.applied.insert("o-0/charge".into(), Settled::Declined { reason: INSUFFICIENT_FUNDS.into() });
-        balance.forget_applied_before(i64::MAX);
-        assert_eq!(balance.applied.len(), 1);
+        assert_eq!(settle(&mut balance, &charge(300)), Settled::Declined { reason: INSUFFICIENT_FUNDS.into() });
+        assert_eq!(settle(&mut balance, &charge(-1)), Settled::Declined { reason: INVALID_AMOUNT.into() });
+        assert_eq!(balance.balance_cents, 100);
+        assert!(matches!(settle(&mut balance, &charge(100)), Settled::Charged { .. }));
+        assert_eq!(balance.balance_cents, 0);
     }
 }

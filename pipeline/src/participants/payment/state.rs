@@ -66,33 +66,40 @@ pub enum RefundState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerBalance {
     pub balance_cents: i64,
-    /// What each (order, command) this balance applied came to, keyed `<order>/<command>`: a
-    /// request seen again (a replay under at-least-once) gets the same answer and moves no money.
-    #[serde(default)]
-    pub applied: BTreeMap<String, Settled>,
-    /// When each entry of `applied` was applied (ms since the epoch); entries from before this
-    /// was recorded have none and are kept.
-    #[serde(default)]
-    pub applied_at_ms: BTreeMap<String, i64>,
+    /// Applied requests, as versions before [`AppliedRequest`] had their own store kept them:
+    /// moved there the first time the balance is touched, and never written again.
+    #[serde(default, rename = "applied", skip_serializing_if = "BTreeMap::is_empty")]
+    legacy_applied: BTreeMap<String, Settled>,
+    #[serde(default, rename = "applied_at_ms", skip_serializing_if = "BTreeMap::is_empty")]
+    legacy_applied_at_ms: BTreeMap<String, i64>,
 }
 
 impl CustomerBalance {
     pub fn new(balance_cents: i64) -> Self {
-        CustomerBalance { balance_cents, applied: BTreeMap::new(), applied_at_ms: BTreeMap::new() }
+        CustomerBalance { balance_cents, legacy_applied: BTreeMap::new(), legacy_applied_at_ms: BTreeMap::new() }
     }
 
-    /// Forgets requests applied before `cutoff_ms`: their orders are retired (see
-    /// `participants::retention`), and the ledger drops their late duplicates before they get here.
-    pub fn forget_applied_before(&mut self, cutoff_ms: i64) {
-        let applied = &mut self.applied;
-        self.applied_at_ms.retain(|key, at_ms| {
-            let keep = *at_ms >= cutoff_ms;
-            if !keep {
-                applied.remove(key);
-            }
-            keep
-        });
+    /// Takes out the requests an earlier version recorded in the balance itself; one recorded
+    /// without a time counts as applied at `now_ms`, so that it is kept a full grace period.
+    pub fn take_legacy_applied(&mut self, now_ms: i64) -> Vec<(String, AppliedRequest)> {
+        let mut at_ms = std::mem::take(&mut self.legacy_applied_at_ms);
+        std::mem::take(&mut self.legacy_applied)
+            .into_iter()
+            .map(|(key, settled)| {
+                let applied_at_ms = at_ms.remove(&key).unwrap_or(now_ms);
+                (key, AppliedRequest { settled, applied_at_ms })
+            })
+            .collect()
     }
+}
+
+/// A request a balance applied, keyed `<order>/<command>` ([`BalanceRequest::applied_key`]):
+/// a request seen again (a replay under at-least-once, or asked again because its answer was
+/// slow) moves no money and gets no second answer. Forgotten a grace period after it was applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedRequest {
+    pub settled: Settled,
+    pub applied_at_ms: i64,
 }
 
 /// The outcome of one applied request.
@@ -121,12 +128,34 @@ pub enum BalanceCommand {
 }
 
 impl BalanceRequest {
-    /// Names the request in [`CustomerBalance::applied`].
+    /// Names the request in the store of [`AppliedRequest`]s.
     pub fn applied_key(&self) -> String {
         let command = match self.command {
             BalanceCommand::Charge => "charge",
             BalanceCommand::Refund { .. } => "refund",
         };
         format!("{}/{command}", self.order_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_balance_with_its_applied_requests_inside_gives_them_up_once() -> Result<(), serde_json::Error> {
+        let written_before = r#"{"balance_cents":700,"applied":{"o-1/charge":{"Charged":{"payment_id":"p-1"}},"o-0/charge":{"Declined":{"reason":"insufficient_funds"}}},"applied_at_ms":{"o-1/charge":5}}"#;
+        let mut balance: CustomerBalance = serde_json::from_str(written_before)?;
+        let taken = balance.take_legacy_applied(10);
+        assert_eq!(
+            taken,
+            vec![
+                ("o-0/charge".to_owned(), AppliedRequest { settled: Settled::Declined { reason: "insufficient_funds".into() }, applied_at_ms: 10 }),
+                ("o-1/charge".to_owned(), AppliedRequest { settled: Settled::Charged { payment_id: "p-1".into() }, applied_at_ms: 5 }),
+            ]
+        );
+        assert!(balance.take_legacy_applied(10).is_empty(), "given up once");
+        assert_eq!(serde_json::to_string(&balance)?, r#"{"balance_cents":700}"#);
+        Ok(())
     }
 }

@@ -5,6 +5,10 @@ use schemas::{
     SagaEvent, StockItem,
 };
 
+use operators::serdes::{JsonSerde, StringSerde};
+
+use super::state::{AppliedRequest, Settled};
+use super::topology::APPLIED_STORE;
 use super::*;
 use crate::codec::EventSerde;
 use crate::participants::test_support::{assert_caused_by, caused_by, order_placed, Driven, TestResult};
@@ -82,7 +86,17 @@ fn a_placed_order_is_charged_to_its_customer() -> TestResult {
 fn balances_are_repartitioned_by_customer() {
     let topology = topology(EventSerde::with_fixed_ids(), &config());
     assert_eq!(topology.repartition_topics(), ["payment-balance-requests-repartition"]);
-    assert_eq!(topology.changelog_topics(), ["payment-orders-changelog", "payment-balances-changelog", "payment-order-lifecycles-changelog", "payment-order-ledger-timers-changelog"]);
+    assert_eq!(
+        topology.changelog_topics(),
+        [
+            "payment-orders-changelog",
+            "payment-balances-changelog",
+            "payment-applied-requests-changelog",
+            "payment-order-lifecycles-changelog",
+            "payment-order-ledger-timers-changelog",
+            "payment-balances-timers-changelog"
+        ]
+    );
     assert_eq!(topology.subtopology_count(), 2);
 }
 
@@ -281,5 +295,99 @@ fn a_cancelled_order_owed_a_refund_is_kept_past_the_grace_period_until_it_is_ref
     driven.driver.advance_wall_clock_time(grace + std::time::Duration::from_secs(60))?;
     assert_eq!(order(&driven, "o-1")?, None, "refunded: forgotten a grace period after its last event");
     assert_eq!(balance(&driven, "alice")?, Some(10_000));
+    Ok(())
+}
+
+/// A customer's balance is read and written on every charge: it must not grow with the orders
+/// the customer placed, or a busy customer's every payment gets slower (and its changelog
+/// records bigger) until the grace period forgets them.
+#[test]
+fn a_balance_record_stays_the_same_size_however_many_orders_it_settled() -> TestResult {
+    let driven = payment();
+    let stored_size = |driven: &Driven| -> Result<usize, Box<dyn std::error::Error>> {
+        let store = driven.driver.key_value_store::<String, CustomerBalance>(BALANCES_STORE)?;
+        let balance = store.get(&"alice".to_owned())?.ok_or("no balance for alice")?;
+        Ok(serde_json::to_vec(&balance)?.len())
+    };
+    let place = |n: usize| driven.pipe(&topics().order, &order_placed(&format!("o-{n:03}"), "alice", &[("p1", 1, 1)], "DE"));
+    place(0)?;
+    let after_one = stored_size(&driven)?;
+    for n in 1..200 {
+        place(n)?;
+    }
+    assert_eq!(driven.read(&topics().payment)?.len(), 200, "every order charged");
+    assert_eq!(balance(&driven, "alice")?, Some(10_000 - 200));
+    assert_eq!(stored_size(&driven)?, after_one, "the balance record grew with the orders");
+
+    Ok(())
+}
+
+/// The balance requests as the ledger sends them, for a test to send one again.
+fn balance_requests(driven: &Driven) -> operators::test_driver::TestInputTopic<String, BalanceRequest> {
+    let topic = format!("{}-balance-requests-repartition", PaymentConfig::default().application_id);
+    driven.driver.create_input_topic(&topic, StringSerde, JsonSerde::<BalanceRequest>::new())
+}
+
+fn balance_request(order_id: &str, customer_id: &str, amount_cents: i64, command: BalanceCommand) -> BalanceRequest {
+    BalanceRequest {
+        order_id: order_id.into(),
+        customer_id: customer_id.into(),
+        amount_cents,
+        command,
+        cause: schemas::Envelope::new(order_id, "corr-1", 1_000),
+    }
+}
+
+#[test]
+fn a_request_seen_again_moves_no_money_and_is_answered_once() -> TestResult {
+    let driven = payment();
+    let requests = balance_requests(&driven);
+    let charge = balance_request("o-1", "alice", 300, BalanceCommand::Charge);
+    requests.pipe_input("alice", charge.clone())?;
+    requests.pipe_input("alice", charge)?;
+    let answers = driven.read(&topics().payment)?;
+    let [SagaEvent { payload: Payload::PaymentCompleted(completed), .. }] = &answers[..] else { panic!("expected one charge, got {answers:?}") };
+    assert_eq!(balance(&driven, "alice")?, Some(9_700));
+
+    let refund = BalanceCommand::Refund { payment_id: completed.payment_id.clone(), reason: CancellationReason::CustomerCancelled };
+    let refund = balance_request("o-1", "alice", 300, refund);
+    requests.pipe_input("alice", refund.clone())?;
+    requests.pipe_input("alice", refund)?;
+    let answers = driven.read(&topics().payment)?;
+    assert!(matches!(&answers[..], [SagaEvent { payload: Payload::PaymentRefunded(_), .. }]), "{answers:?}");
+    assert_eq!(balance(&driven, "alice")?, Some(10_000), "refunded once");
+    Ok(())
+}
+
+#[test]
+fn a_declined_charge_stays_declined_when_seen_again_even_with_money_arrived() -> TestResult {
+    let driven = payment();
+    let requests = balance_requests(&driven);
+    let charge = balance_request("o-1", "bob", 600, BalanceCommand::Charge);
+    requests.pipe_input("bob", charge.clone())?;
+    assert!(matches!(&driven.read(&topics().payment)?[..], [SagaEvent { payload: Payload::PaymentFailed(_), .. }]));
+    let refund = BalanceCommand::Refund { payment_id: "p-0".into(), reason: CancellationReason::CustomerCancelled };
+    requests.pipe_input("bob", balance_request("o-0", "bob", 200, refund))?;
+    assert_eq!(balance(&driven, "bob")?, Some(700));
+    driven.read(&topics().payment)?;
+
+    requests.pipe_input("bob", charge)?;
+    assert!(driven.read(&topics().payment)?.is_empty(), "decided before: no new decision, no second answer");
+    assert_eq!(balance(&driven, "bob")?, Some(700));
+    Ok(())
+}
+
+#[test]
+fn an_applied_request_is_forgotten_a_grace_period_after_it_was_applied() -> TestResult {
+    let driven = payment();
+    balance_requests(&driven).pipe_input("alice", balance_request("o-1", "alice", 300, BalanceCommand::Charge))?;
+    let applied = |driven: &Driven| -> Result<Option<AppliedRequest>, Box<dyn std::error::Error>> {
+        Ok(driven.driver.key_value_store::<String, AppliedRequest>(APPLIED_STORE)?.get(&"o-1/charge".to_owned())?)
+    };
+    let grace = crate::participants::retention::Retention::default().grace;
+    driven.driver.advance_wall_clock_time(grace - std::time::Duration::from_secs(60))?;
+    assert!(matches!(applied(&driven)?, Some(AppliedRequest { settled: Settled::Charged { .. }, .. })));
+    driven.driver.advance_wall_clock_time(std::time::Duration::from_secs(120))?;
+    assert_eq!(applied(&driven)?, None, "forgotten once older than the grace period");
     Ok(())
 }

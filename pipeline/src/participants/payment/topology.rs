@@ -10,7 +10,7 @@ use operators::topology::Topology;
 use super::balances::Balances;
 use super::config::PaymentConfig;
 use super::ledger::OrderLedger;
-use super::state::{BalanceRequest, CustomerBalance, OrderPayment};
+use super::state::{AppliedRequest, BalanceRequest, CustomerBalance, OrderPayment};
 use crate::codec::EventSerde;
 use crate::participants::retention::{self, Retained};
 
@@ -18,12 +18,15 @@ use crate::participants::retention::{self, Retained};
 pub const ORDERS_STORE: &str = "orders";
 /// [`CustomerBalance`]s by customer id.
 pub const BALANCES_STORE: &str = "balances";
+/// [`AppliedRequest`]s by `<order>/<command>`, beside the balances of the same customers.
+pub const APPLIED_STORE: &str = "applied-requests";
 
 pub fn topology(serde: EventSerde, config: &PaymentConfig) -> Topology {
     let topics = &config.topics;
     let builder = StreamsBuilder::new();
     builder.add_state_store(StoreBuilder::key_value(ORDERS_STORE, StringSerde, JsonSerde::<OrderPayment>::new()));
     builder.add_state_store(StoreBuilder::key_value(BALANCES_STORE, StringSerde, JsonSerde::<CustomerBalance>::new()));
+    builder.add_state_store(StoreBuilder::key_value(APPLIED_STORE, StringSerde, JsonSerde::<AppliedRequest>::new()));
     retention::add_store(&builder);
 
     let read = |topic: &str| builder.stream(topic, Consumed::with(StringSerde, serde.clone()));
@@ -38,7 +41,7 @@ pub fn topology(serde: EventSerde, config: &PaymentConfig) -> Topology {
         .repartition(Repartitioned::with(StringSerde, JsonSerde::<BalanceRequest>::new()).with_name("balance-requests"))
         .process_with(
             move || Balances { config: Arc::clone(&balances_config) },
-            Processed::named("balances").with_stores(&[BALANCES_STORE]),
+            Processed::named("balances").with_stores(&[BALANCES_STORE, APPLIED_STORE]).with_durable_timers(),
         )
         .to(&topics.payment, Produced::with(StringSerde, serde));
     builder.build(&config.application_id)
