@@ -16,6 +16,10 @@ use anyhow::{bail, Context, Result};
 use pipeline::demo::{self, DemoOptions};
 use pipeline::settings::Settings;
 
+// The allocator of the pipeline binary, whose parts this runs in one process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Options {
     rates: Vec<f64>,
     seconds: u64,

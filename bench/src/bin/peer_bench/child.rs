@@ -70,22 +70,21 @@ pub fn run(contestant: Contestant, round: u32, prefix: &str, options: &Options, 
 
     let replies = Replies::subscribe(bootstrap, &topics.payment)?;
     let log = std::env::temp_dir().join(format!("{application_id}.log"));
-    let mut child = spawn(contestant, &application_id, &topics, settings, options, &log)?;
-    let pid = child.id();
+    let mut processes = Processes::spawn(contestant, &application_id, &topics, settings, options, &log)?;
     let mut cpu_at_first = None;
-    let drained = replies.observe(options.records, i64::MAX, Duration::from_secs(180), || cpu_at_first = cpu_seconds(pid).ok());
-    let cpu_seconds = cpu_seconds(pid).map(|total| total - cpu_at_first.unwrap_or(0.0));
+    let drained = replies.observe(options.records, i64::MAX, Duration::from_secs(180), || cpu_at_first = processes.cpu_seconds().ok());
+    let cpu_seconds = processes.cpu_seconds().map(|total| total - cpu_at_first.unwrap_or(0.0));
     if drained.replies < options.records {
-        stop(&mut child);
-        bail!("{}: {} of {} replies came; its log: {}", contestant.name(), drained.replies, options.records, log.display());
+        processes.stop();
+        bail!("{}: {} of {} replies came; its logs: {}", contestant.name(), drained.replies, options.records, log.with_extension("*.log").display());
     }
 
     let input = [topics.order.as_str(), topics.inventory.as_str(), topics.payment.as_str()];
     let caught_up = match caught_up::wait(bootstrap, &application_id, &input, PARTITIONS, Duration::from_secs(600)) {
         Ok(waited) => waited,
         Err(error) => {
-            stop(&mut child);
-            return Err(error.context(format!("{}: its log: {}", contestant.name(), log.display())));
+            processes.stop();
+            return Err(error.context(format!("{}: its logs: {}", contestant.name(), log.with_extension("*.log").display())));
         }
     };
 
@@ -95,8 +94,8 @@ pub fn run(contestant: Contestant, round: u32, prefix: &str, options: &Options, 
         let observed = replies.observe(options.rate * options.seconds, paced_from_ms, Duration::from_secs(60), || ());
         (producer.join(), observed)
     });
-    let peak_rss_mb = peak_rss_kb(pid).unwrap_or(0) as f64 / 1024.0;
-    stop(&mut child);
+    let peak_rss_mb = processes.peak_rss_kb() as f64 / 1024.0;
+    processes.stop();
     let (sent, observed) = paced;
     let sent = sent.map_err(|_| anyhow::anyhow!("the paced producer panicked"))??;
     if observed.latencies_ms.len() as u64 != sent {
@@ -113,7 +112,63 @@ pub fn run(contestant: Contestant, round: u32, prefix: &str, options: &Options, 
     })
 }
 
-fn spawn(contestant: Contestant, application_id: &str, topics: &Topics, settings: &Settings, options: &Options, log: &Path) -> Result<Child> {
+/// A contestant's processes: ours as `--instances` processes in one group (our runtime runs
+/// one stream thread per instance, and scales by instances), Kafka Streams as one process with
+/// a stream thread per core.
+struct Processes {
+    children: Vec<Child>,
+}
+
+impl Processes {
+    fn spawn(contestant: Contestant, application_id: &str, topics: &Topics, settings: &Settings, options: &Options, log: &Path) -> Result<Self> {
+        let count = match contestant {
+            Contestant::Ours => options.instances,
+            Contestant::KafkaStreams => 1,
+        };
+        let mut processes = Processes { children: Vec::new() };
+        for instance in 0..count {
+            let log = log.with_extension(format!("{instance}.log"));
+            match spawn_one(contestant, application_id, topics, settings, options, &log) {
+                Ok(child) => processes.children.push(child),
+                Err(error) => {
+                    processes.stop();
+                    return Err(error);
+                }
+            }
+        }
+        Ok(processes)
+    }
+
+    fn cpu_seconds(&self) -> Result<f64> {
+        self.children.iter().map(|child| cpu_seconds(child.id())).sum()
+    }
+
+    /// The sum of each process's peak, as the machine had to hold them side by side.
+    fn peak_rss_kb(&self) -> u64 {
+        self.children.iter().filter_map(|child| peak_rss_kb(child.id())).sum()
+    }
+
+    /// SIGTERM, as a service manager stops them; SIGKILL for any still up after 30 s.
+    fn stop(&mut self) {
+        for child in &self.children {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for child in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+fn spawn_one(contestant: Contestant, application_id: &str, topics: &Topics, settings: &Settings, options: &Options, log: &Path) -> Result<Child> {
     let mut command = match contestant {
         Contestant::Ours => {
             let mut command = Command::new(std::env::current_exe().context("this binary's path")?);
@@ -148,20 +203,6 @@ fn spawn(contestant: Contestant, application_id: &str, topics: &Topics, settings
 
 fn peer_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/kafka-streams")
-}
-
-/// SIGTERM, as a service manager stops it; SIGKILL if it has not stopped after 30 s.
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// User + system CPU time of a live process, every thread included.

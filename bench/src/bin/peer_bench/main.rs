@@ -12,8 +12,12 @@
 //! the participant's own replies included; the paced phase starts after it) are printed apart
 //! and kept out of the ratios.
 //!
+//! Our runtime runs one stream thread per instance and scales by instances: ours runs as
+//! `--instances` processes (default: one per core) in one group, Kafka Streams as one process
+//! with a stream thread per core. RSS and CPU are summed over a contestant's processes.
+//!
 //! Usage: peer-bench [--records 1000000] [--rounds 2] [--rate 1000] [--seconds 20]
-//!                   [--customers 10000] [--config config/pipeline.toml]
+//!                   [--customers 10000] [--instances <cores>] [--config config/pipeline.toml]
 //! Build the peer first: `bench/peers/compare` does both.
 
 mod caught_up;
@@ -29,8 +33,7 @@ use pipeline::settings::Settings;
 
 use child::Contestant;
 
-// glibc's malloc spends a third of our contestant's CPU in its free lists once the stores hold
-// a few hundred thousand entries (perf); the pipeline binary uses the same allocator.
+// The allocator of the pipeline binary, since our contestant runs in this binary's process.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -40,6 +43,8 @@ pub struct Options {
     rate: u64,
     seconds: u64,
     customers: u64,
+    /// Processes of ours in the run's group.
+    instances: u32,
     config: PathBuf,
 }
 
@@ -50,6 +55,7 @@ fn options(args: &[String]) -> Result<Options> {
         rate: 1_000,
         seconds: 20,
         customers: 10_000,
+        instances: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
         config: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/pipeline.toml"),
     };
     let mut args = args.iter();
@@ -61,12 +67,13 @@ fn options(args: &[String]) -> Result<Options> {
             "--rate" => options.rate = value()?.parse().context("--rate")?,
             "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
             "--customers" => options.customers = value()?.parse().context("--customers")?,
+            "--instances" => options.instances = value()?.parse().context("--instances")?,
             "--config" => options.config = value()?.into(),
             other => bail!("unknown argument {other}; see the header of bench/src/bin/peer_bench/main.rs"),
         }
     }
-    if options.records == 0 || options.rounds == 0 || options.customers == 0 {
-        bail!("--records, --rounds and --customers must be at least 1");
+    if options.records == 0 || options.rounds == 0 || options.customers == 0 || options.instances == 0 {
+        bail!("--records, --rounds, --customers and --instances must be at least 1");
     }
     Ok(options)
 }
@@ -83,8 +90,8 @@ fn main() -> Result<()> {
     let serde = runtime.block_on(pipeline::components::event_serde(&settings))?;
 
     println!(
-        "peer-bench: {} OrderPlaced preloaded per run ({} customers), then {} orders/s for {} s; 6 partitions; {} round(s)",
-        options.records, options.customers, options.rate, options.seconds, options.rounds
+        "peer-bench: {} OrderPlaced preloaded per run ({} customers), then {} orders/s for {} s; 6 partitions; {} round(s); ours as {} instance(s)",
+        options.records, options.customers, options.rate, options.seconds, options.rounds, options.instances
     );
     println!(
         "{:<16} {:>9} {:>12} {:>13} {:>9} {:>9} {:>13} {:>14}",

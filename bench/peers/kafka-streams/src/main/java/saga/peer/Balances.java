@@ -1,8 +1,9 @@
 package saga.peer;
 
 import java.nio.charset.StandardCharsets;
-import java.util.Iterator;
-import java.util.Map;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.UUID;
 
 import org.apache.avro.Schema;
@@ -12,16 +13,17 @@ import org.apache.kafka.common.header.internals.RecordHeaders;
 import org.apache.kafka.streams.processor.api.Processor;
 import org.apache.kafka.streams.processor.api.ProcessorContext;
 import org.apache.kafka.streams.processor.api.Record;
+import org.apache.kafka.streams.processor.PunctuationType;
+import org.apache.kafka.streams.state.KeyValueIterator;
 import org.apache.kafka.streams.state.KeyValueStore;
 
 /** Keyed by customer id; answers each charge once, keyed by order id (our payment::balances). */
 final class Balances implements Processor<String, State.BalanceRequest, String, GenericRecord> {
-    /** Our retention's default grace period: applied requests older than this are forgotten. */
-    private static final long GRACE_MS = 7L * 24 * 3600 * 1000;
     private final SagaAvro avro;
     private final long defaultBalanceCents;
     private ProcessorContext<String, GenericRecord> context;
     private KeyValueStore<String, State.CustomerBalance> balances;
+    private KeyValueStore<String, State.Applied> applied;
 
     Balances(SagaAvro avro, long defaultBalanceCents) {
         this.avro = avro;
@@ -32,6 +34,9 @@ final class Balances implements Processor<String, State.BalanceRequest, String, 
     public void init(ProcessorContext<String, GenericRecord> context) {
         this.context = context;
         this.balances = context.getStateStore(PaymentPeer.BALANCES_STORE);
+        this.applied = context.getStateStore(PaymentPeer.APPLIED_STORE);
+        // Forgets applied requests older than the grace period, as our durable timers do.
+        context.schedule(Duration.ofHours(1), PunctuationType.WALL_CLOCK_TIME, this::forgetExpired);
     }
 
     @Override
@@ -43,10 +48,9 @@ final class Balances implements Processor<String, State.BalanceRequest, String, 
             balance = new State.CustomerBalance();
             balance.balanceCents = defaultBalanceCents;
         }
-        forgetAppliedBefore(balance, now - GRACE_MS);
         String appliedKey = request.orderId + "/" + request.command;
         GenericRecord reply = null;
-        if (!balance.applied.containsKey(appliedKey)) {
+        if (!appliedWithinGrace(appliedKey, now)) {
             State.Settled settled = new State.Settled();
             if (request.amountCents < 0 || balance.balanceCents < request.amountCents) {
                 settled.outcome = "DECLINED";
@@ -56,8 +60,10 @@ final class Balances implements Processor<String, State.BalanceRequest, String, 
                 settled.outcome = "CHARGED";
                 settled.paymentId = UUID.randomUUID().toString();
             }
-            balance.applied.put(appliedKey, settled);
-            balance.appliedAtMs.put(appliedKey, now);
+            State.Applied remembered = new State.Applied();
+            remembered.settled = settled;
+            remembered.appliedAtMs = now;
+            applied.put(appliedKey, remembered);
             reply = reply(request, settled, now);
         }
         balances.put(record.key(), balance);
@@ -71,14 +77,21 @@ final class Balances implements Processor<String, State.BalanceRequest, String, 
         }
     }
 
-    private static void forgetAppliedBefore(State.CustomerBalance balance, long cutoffMs) {
-        for (Iterator<Map.Entry<String, Long>> it = balance.appliedAtMs.entrySet().iterator(); it.hasNext(); ) {
-            Map.Entry<String, Long> entry = it.next();
-            if (entry.getValue() < cutoffMs) {
-                balance.applied.remove(entry.getKey());
-                it.remove();
-            }
+    private boolean appliedWithinGrace(String appliedKey, long now) {
+        State.Applied found = applied.get(appliedKey);
+        return found != null && found.appliedAtMs >= now - PaymentPeer.GRACE.toMillis();
+    }
+
+    private void forgetExpired(long now) {
+        List<String> expired = new ArrayList<>();
+        try (KeyValueIterator<String, State.Applied> all = applied.all()) {
+            all.forEachRemaining(entry -> {
+                if (entry.value.appliedAtMs < now - PaymentPeer.GRACE.toMillis()) {
+                    expired.add(entry.key);
+                }
+            });
         }
+        expired.forEach(applied::delete);
     }
 
     private GenericRecord reply(State.BalanceRequest request, State.Settled settled, long now) {

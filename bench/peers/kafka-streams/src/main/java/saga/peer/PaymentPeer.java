@@ -1,6 +1,7 @@
 package saga.peer;
 
 import java.nio.file.Files;
+import java.time.Duration;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -30,6 +31,9 @@ public final class PaymentPeer {
     static final String ORDERS_STORE = "orders";
     static final String LIFECYCLE_STORE = "order-lifecycles";
     static final String BALANCES_STORE = "balances";
+    static final String APPLIED_STORE = "applied-requests";
+    /** Our retention's default grace period: applied requests older than this are forgotten. */
+    static final Duration GRACE = Duration.ofDays(7);
 
     public static void main(String[] args) throws Exception {
         Map<String, String> options = parse(args);
@@ -60,11 +64,15 @@ public final class PaymentPeer {
                 Serdes.String(), Json.serde(State.Lifecycle.class)));
         builder.addStateStore(Stores.keyValueStoreBuilder(Stores.inMemoryKeyValueStore(BALANCES_STORE),
                 Serdes.String(), Json.serde(State.CustomerBalance.class)));
+        // What each (order, command) came to. Not an in-memory window store: its fetch walks
+        // every timestamp in the range, so each lookup would cost O(requests in the grace period).
+        builder.addStateStore(Stores.keyValueStoreBuilder(Stores.inMemoryKeyValueStore(APPLIED_STORE),
+                Serdes.String(), Json.serde(State.Applied.class)));
 
         builder.stream(List.of(orderTopic, inventoryTopic, paymentTopic), Consumed.with(Serdes.String(), avro.serde()))
                 .process(OrderLedger::new, ORDERS_STORE, LIFECYCLE_STORE)
                 .repartition(Repartitioned.with(Serdes.String(), Json.serde(State.BalanceRequest.class)).withName("balance-requests"))
-                .process(() -> new Balances(avro, defaultBalance), BALANCES_STORE)
+                .process(() -> new Balances(avro, defaultBalance), BALANCES_STORE, APPLIED_STORE)
                 .to(paymentTopic, Produced.with(Serdes.String(), avro.serde()));
         return builder.build();
     }

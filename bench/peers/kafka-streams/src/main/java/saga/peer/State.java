@@ -1,6 +1,5 @@
 package saga.peer;
 
-import java.util.TreeMap;
 
 /** What the peer stores, as JSON: the same entities, with the same fields, as ours. */
 final class State {
@@ -35,11 +34,15 @@ final class State {
         public boolean parked;
     }
 
-    /** The money a customer has, and what each request applied to it came to. */
+    /** The money a customer has. */
     public static final class CustomerBalance {
         public long balanceCents;
-        public TreeMap<String, Settled> applied = new TreeMap<>();
-        public TreeMap<String, Long> appliedAtMs = new TreeMap<>();
+    }
+
+    /** A request a balance applied, and when. */
+    public static final class Applied {
+        public Settled settled;
+        public long appliedAtMs;
     }
 
     public static final class Settled {
