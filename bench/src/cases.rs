@@ -8,9 +8,6 @@ use anyhow::{bail, Context, Result};
 use operators::dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
 use operators::runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig};
 use operators::serdes::BytesSerde;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 
 use crate::{load, measure, passthrough};
 
@@ -58,7 +55,7 @@ pub struct CaseResult {
 pub fn run(case: Case, bootstrap: &str, records: u64, rate: u64, duration: Duration) -> Result<CaseResult> {
     let id = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let (input, output) = (format!("{id}-in"), format!("{id}-out"));
-    create_topics(bootstrap, &[&input, &output])?;
+    bench::kafka::create_topics(bootstrap, &[&input, &output], PARTITIONS)?;
     load::preload(bootstrap, &input, records);
 
     let consumer = measure::output_consumer(bootstrap, &output);
@@ -136,15 +133,3 @@ fn with_count(mut value: Vec<u8>, previous: &[u8]) -> Vec<u8> {
     value
 }
 
-fn create_topics(bootstrap: &str, names: &[&str]) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
-    let topics: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1))).collect();
-    let results = futures::executor::block_on(admin.create_topics(topics.iter(), &AdminOptions::new()))
-        .with_context(|| format!("creating topics at {bootstrap}; is the stack up (`dev/stack up`)?"))?;
-    for result in results {
-        if let Err((topic, code)) = result {
-            bail!("creating {topic}: {code}");
-        }
-    }
-    Ok(())
-}

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer, DefaultProducerContext};
 
 pub const VALUE_BYTES: usize = 100;
@@ -14,14 +13,7 @@ pub fn now_micros() -> i64 {
 }
 
 fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .expect("load producer")
+    bench::kafka::load_producer(bootstrap).expect("load producer")
 }
 
 fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, n: u64) {

@@ -2,8 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 
 use crate::load::now_micros;
@@ -31,16 +30,7 @@ impl Observed {
 }
 
 pub fn output_consumer(bootstrap: &str, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("bench-measure-{}", uuid::Uuid::new_v4().simple()))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .create()
-        .expect("measuring consumer");
-    consumer.subscribe(&[topic]).expect("subscribe to output");
-    consumer
+    bench::kafka::read_committed_consumer(bootstrap, topic).expect("measuring consumer")
 }
 
 /// Counts `expected` outputs (or gives up after `timeout` without progress).

@@ -25,10 +25,16 @@ pub fn dead_letter_topics(config: &StreamsConfig, topology: &Topology) -> Vec<St
         ErrorPolicy::Skip => return Vec::new(),
         _ => topology.source_topics().iter().map(|t| dead_letter_topic(t)).collect(),
     };
-    if let ErrorPolicy::Retry(_) = config.error_policy {
-        topics.extend((0..topology.subtopology_count()).map(|subtopology| dead_letter_topic(&retry_lane_topic(&config.application_id, subtopology))));
-    }
+    topics.extend(retry_lane_topics(config, topology).iter().map(|lane| dead_letter_topic(lane)));
     topics
+}
+
+/// The retry lanes the error policy uses: one per subtopology under `Retry`, none otherwise.
+fn retry_lane_topics(config: &StreamsConfig, topology: &Topology) -> Vec<String> {
+    match config.error_policy {
+        ErrorPolicy::Retry(_) => (0..topology.subtopology_count()).map(|subtopology| retry_lane_topic(&config.application_id, subtopology)).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Ensures internal topics exist with as many partitions as the widest source topic, so that
@@ -70,9 +76,7 @@ pub fn ensure_internal_topics(
     wanted.extend(internal.into_iter().map(|t| (t, false)));
     wanted.extend(topology.changelog_topics().into_iter().map(|t| (t, true)));
     wanted.extend(dead_letter_topics(config, topology).into_iter().map(|t| (t, false)));
-    if let ErrorPolicy::Retry(_) = config.error_policy {
-        wanted.extend((0..topology.subtopology_count()).map(|subtopology| (retry_lane_topic(&config.application_id, subtopology), false)));
-    }
+    wanted.extend(retry_lane_topics(config, topology).into_iter().map(|t| (t, false)));
     let new_topics: Vec<NewTopic> = wanted
         .iter()
         .map(|(name, compacted)| {

@@ -125,8 +125,12 @@ pub async fn run_projector(
 /// never dropped for that. A record that can never be read is set aside first.
 async fn project_batch(records: &[RawRecord], serde: &EventSerde, pool: &Pool, dead_letters: &FutureProducer, group: &str) {
     let mut decoded = Vec::with_capacity(records.len());
-    for record in records {
-        if let Some(event) = decode_or_set_aside(record, serde, pool, dead_letters, group).await {
+    for (record, first_try) in records.iter().zip(decode_batch(records, serde).await) {
+        let event = match first_try {
+            Ok(event) => Some(event),
+            Err(_) => decode_or_set_aside(record, serde, pool, dead_letters, group).await,
+        };
+        if let Some(event) = event {
             decoded.push((record, event));
         }
     }
@@ -201,12 +205,26 @@ pub(super) fn order_version(record: &RawRecord) -> Option<i64> {
 
 /// Decoding may fetch an unknown writer schema from the registry with a blocking call.
 pub(super) async fn decode(record: &RawRecord, serde: &EventSerde) -> Result<SagaEvent, SerdeError> {
-    let bytes = record.value.clone().ok_or_else(|| SerdeError::new("record has no value (tombstone)"))?;
-    let topic = record.topic.clone();
+    let (topic, value) = (record.topic.clone(), record.value.clone());
     let serde = serde.clone();
-    tokio::task::spawn_blocking(move || serde.deserialize(&topic, &bytes))
+    tokio::task::spawn_blocking(move || decode_value(&topic, value.as_deref(), &serde))
         .await
         .map_err(|e| SerdeError::transient(format!("decoding panicked: {e}")))?
+}
+
+/// [`decode`] for a whole batch in one blocking call, so that a batch costs one hand-off to the
+/// blocking pool instead of one per record.
+async fn decode_batch(records: &[RawRecord], serde: &EventSerde) -> Vec<Result<SagaEvent, SerdeError>> {
+    let values: Vec<(String, Option<Vec<u8>>)> = records.iter().map(|record| (record.topic.clone(), record.value.clone())).collect();
+    let serde = serde.clone();
+    match tokio::task::spawn_blocking(move || values.iter().map(|(topic, value)| decode_value(topic, value.as_deref(), &serde)).collect()).await {
+        Ok(decoded) => decoded,
+        Err(e) => records.iter().map(|_| Err(SerdeError::transient(format!("decoding panicked: {e}")))).collect(),
+    }
+}
+
+fn decode_value(topic: &str, value: Option<&[u8]>, serde: &EventSerde) -> Result<SagaEvent, SerdeError> {
+    serde.deserialize(topic, value.ok_or_else(|| SerdeError::new("record has no value (tombstone)"))?)
 }
 
 /// A poison record: its dead letter (the original bytes, `dlq.*` headers with the reason), and

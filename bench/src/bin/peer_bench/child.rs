@@ -7,9 +7,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use pipeline::codec::EventSerde;
 use pipeline::settings::Settings;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 
 use crate::caught_up;
 use crate::orders::{now_ms, OrderWriter};
@@ -64,7 +61,7 @@ pub fn run(contestant: Contestant, round: u32, prefix: &str, options: &Options, 
         inventory: format!("{application_id}.inventory.events"),
         payment: format!("{application_id}.payment.events"),
     };
-    create_topics(bootstrap, &[&topics.order, &topics.inventory, &topics.payment])?;
+    bench::kafka::create_topics(bootstrap, &[&topics.order, &topics.inventory, &topics.payment], PARTITIONS)?;
     let orders = OrderWriter::new(bootstrap, &topics.order, serde, options.customers)?;
     orders.preload(options.records)?;
 
@@ -229,17 +226,4 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn create_topics(bootstrap: &str, names: &[&str]) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
-    let topics: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1))).collect();
-    let results = futures::executor::block_on(admin.create_topics(topics.iter(), &AdminOptions::new()))
-        .with_context(|| format!("creating topics at {bootstrap}; is the stack up (`dev/stack up`)?"))?;
-    for result in results {
-        if let Err((topic, code)) = result {
-            bail!("creating {topic}: {code}");
-        }
-    }
-    Ok(())
 }

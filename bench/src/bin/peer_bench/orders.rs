@@ -7,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use operators::serdes::Serde;
 use pipeline::codec::EventSerde;
-use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use schemas::{Address, Envelope, Money, OrderItem, OrderPlaced, Payload, SagaEvent};
@@ -25,15 +24,7 @@ pub struct OrderWriter {
 
 impl OrderWriter {
     pub fn new(bootstrap: &str, topic: &str, serde: &EventSerde, customers: u64) -> Result<Self> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("enable.idempotence", "true")
-            // Java's default partitioner, so both contestants see the same partitions.
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
-            .set("queue.buffering.max.messages", "1000000")
-            .create()
-            .context("the order producer")?;
+        let producer = bench::kafka::load_producer(bootstrap)?;
         Ok(OrderWriter { producer, serde: serde.clone(), topic: topic.to_owned(), customers })
     }
 

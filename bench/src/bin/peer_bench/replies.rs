@@ -2,9 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use anyhow::Result;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 
 use crate::orders::now_ms;
@@ -39,16 +38,7 @@ impl Observed {
 
 impl Replies {
     pub fn subscribe(bootstrap: &str, topic: &str) -> Result<Self> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", format!("peer-bench-replies-{}", uuid::Uuid::new_v4().simple()))
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .create()
-            .context("the replies consumer")?;
-        consumer.subscribe(&[topic]).context("subscribing to the replies")?;
-        Ok(Replies { consumer })
+        Ok(Replies { consumer: bench::kafka::read_committed_consumer(bootstrap, topic)? })
     }
 
     /// Counts `expected` replies, or gives up after `patience` without one. `on_first` runs when

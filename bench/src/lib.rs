@@ -1,0 +1,3 @@
+//! What the benchmark binaries share: the Kafka clients they set up around a contestant.
+
+pub mod kafka;
