@@ -8,5 +8,6 @@ pub mod eos;
 pub mod eos_verifier;
 pub mod kafka;
 pub mod logs;
+pub mod outage;
 pub mod saga;
 pub mod stack;

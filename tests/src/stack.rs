@@ -76,7 +76,11 @@ pub fn connect_url() -> String {
 }
 
 pub fn postgres_config() -> String {
-    let port = require("postgres", "POSTGRES_PORT");
+    postgres_config_at(require("postgres", "POSTGRES_PORT"))
+}
+
+/// The stack's database reached through another port, such as an [`crate::outage::Outage`]'s.
+pub fn postgres_config_at(port: u16) -> String {
     format!("host=127.0.0.1 port={port} user=saga password=saga dbname=saga")
 }
 

@@ -10,7 +10,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use integration_tests::kafka::create_topic;
-use integration_tests::stack::{kafka_bootstrap, postgres_config, unique};
+use integration_tests::outage::Outage;
+use integration_tests::stack::{kafka_bootstrap, port, postgres_config, postgres_config_at, unique};
 use operators::serdes::Serde;
 use pipeline::codec::EventSerde;
 use pipeline::projector::{query_routes, run_projector, ProjectorConfig, FRESH_HEADER};
@@ -565,6 +566,41 @@ async fn projector_builds_order_view_and_the_query_api_serves_it() {
         let row = row(&db, order_id).await.unwrap();
         assert_eq!((row.version, row.status.as_str()), (version, status), "{order_id} after the replay");
     }
+}
+
+/// The chaos soak found a poison record dead-lettered six times by one projector: while
+/// PostgreSQL was down, each retry of flagging its order produced the dead letter again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_is_dead_lettered_once_however_long_the_database_is_down() {
+    let Fixture { bootstrap, db, serde, topics, producer, .. } = Fixture::new().await;
+    let outage = Outage::down_in_front_of(port("POSTGRES_PORT")).await;
+    let pool = pipeline::db::pool(&postgres_config_at(outage.port()), 2).expect("postgres pool");
+    let order_id = unique("poison");
+    let order_topic = &topics.0[ORDER_EVENTS];
+    producer.send_bytes(order_topic, &order_id, b"not avro at all").await;
+
+    let mut config = ProjectorConfig::new(&bootstrap);
+    config.group_id = unique("projector-outage");
+    config.topics = topics.all();
+    let projector = RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
+    // Long enough for several attempts at flagging the order (backoff 0.5 s, 1 s, 2 s).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    outage.bring_up();
+    let deadline = Instant::now() + WAIT;
+    let flagged = loop {
+        let problem = db.query_opt("select projection_problem from order_view where order_id = $1", &[&order_id]).await.expect("query");
+        let problem: Option<String> = problem.and_then(|row| row.get(0));
+        if problem.is_some() || Instant::now() > deadline {
+            break problem;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    projector.stop().await;
+    assert!(flagged.is_some_and(|p| p.contains("magic")), "the order is flagged once the database is back");
+    let dead = integration_tests::kafka::read_topic(&bootstrap, &format!("{order_topic}.dlq"), "read_committed", Duration::from_secs(5), |records| {
+        records.len() > 1
+    });
+    assert_eq!(dead.len(), 1, "dead letters of the one poison record");
 }
 
 /// What the group has committed and what the partitions hold, summed over `topic`'s partitions.

@@ -228,14 +228,14 @@ fn decode_value(topic: &str, value: Option<&[u8]>, serde: &EventSerde) -> Result
 }
 
 /// A poison record: its dead letter (the original bytes, `dlq.*` headers with the reason), and
-/// a flag on its order. Both are retried until they succeed, so the record is never lost.
+/// a flag on its order. Each is retried until it succeeds, so the record is never lost; the
+/// dead letter is sent once, however long the database takes to come back for the flag.
 async fn set_aside(record: &RawRecord, reason: &str, pool: &Pool, dead_letters: &FutureProducer, group: &str) {
     let error = ProcessError::deserialization(reason.to_string()).with_processor("projector");
     let failed_at_ms = operators::clock::SystemClock.now_ms();
     let letter = dead_letter_record(record.clone(), group, &FailureReason::Process(&error), 1, failed_at_ms);
     let headers = kafka_headers(&letter.headers);
-    let mut retry_in = FIRST_RETRY;
-    loop {
+    retry_until_done(record, "dead-lettering", || {
         let mut out = FutureRecord::<[u8], [u8]>::to(&letter.topic).headers(headers.clone()).timestamp(letter.timestamp_ms);
         if let Some(key) = letter.key.as_deref() {
             out = out.key(key);
@@ -243,20 +243,24 @@ async fn set_aside(record: &RawRecord, reason: &str, pool: &Pool, dead_letters: 
         if let Some(value) = letter.value.as_deref() {
             out = out.payload(value);
         }
-        let sent = dead_letters.send(out, Duration::from_secs(10)).await.map_err(|(e, _)| e.to_string());
-        let flagged = match (&sent, record.key.as_deref().map(String::from_utf8_lossy)) {
-            (Ok(_), Some(order_id)) => flag_projection_problem(pool, &order_id, reason).await.map_err(|e| e.to_string()),
-            (Ok(_), None) => Ok(()),
-            (Err(e), _) => Err(e.clone()),
-        };
-        match flagged {
-            Ok(()) => return,
-            Err(error) => {
-                tracing::warn!(topic = %record.topic, offset = record.offset, %error, ?retry_in, "setting an undecodable record aside failed; retrying");
-                tokio::time::sleep(retry_in).await;
-                retry_in = (retry_in * 2).min(MAX_RETRY);
-            }
-        }
+        async move { dead_letters.send(out, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| e.to_string()) }
+    })
+    .await;
+    if let Some(order_id) = record.key.as_deref().map(String::from_utf8_lossy) {
+        retry_until_done(record, "flagging its order", || async {
+            flag_projection_problem(pool, &order_id, reason).await.map_err(|e| e.to_string())
+        })
+        .await;
+    }
+}
+
+/// Runs `attempt` with backoff until it succeeds.
+async fn retry_until_done<F: Future<Output = Result<(), String>>>(record: &RawRecord, step: &str, mut attempt: impl FnMut() -> F) {
+    let mut retry_in = FIRST_RETRY;
+    while let Err(error) = attempt().await {
+        tracing::warn!(topic = %record.topic, offset = record.offset, %error, ?retry_in, "setting an undecodable record aside: {step} failed; retrying");
+        tokio::time::sleep(retry_in).await;
+        retry_in = (retry_in * 2).min(MAX_RETRY);
     }
 }
 
