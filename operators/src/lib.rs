@@ -74,6 +74,7 @@ pub mod dsl;
 pub mod error;
 mod graph;
 pub mod idempotency;
+pub mod metrics;
 mod node;
 pub mod processor;
 pub mod punctuation;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use deadpool_postgres::Pool;
 use operators::error::ErrorPolicy;
-use operators::runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig};
+use operators::runtime::{retry_lane_topics, KafkaStreams, ProcessingGuarantee, StreamsConfig};
 use operators::topology::Topology;
 
 use crate::admin::auth::AdminToken;
@@ -100,6 +100,15 @@ pub fn participants_assigned() -> bool {
 /// Starts a participant's topology on the exactly-once runtime (or at-least-once if configured).
 pub fn start_participant(participant: Participant, settings: &Settings, serde: EventSerde) -> Result<KafkaStreams> {
     let topology = topology(participant, settings, serde)?;
+    let config = streams_config(participant, settings);
+    let listener = admin::health::listener(participant.application_id());
+    let streams = KafkaStreams::start_with_state_listener(topology, config, prometheus::default_registry(), Some(listener))
+        .with_context(|| format!("starting {}", participant.application_id()))?;
+    admin::health::watch_dependencies(participant.application_id(), streams.health());
+    Ok(streams)
+}
+
+fn streams_config(participant: Participant, settings: &Settings) -> StreamsConfig {
     let mut config = StreamsConfig::new(participant.application_id(), settings.kafka.bootstrap_servers.as_str());
     config.commit_interval = settings.commit_interval(participant.application_id());
     config.error_policy = ErrorPolicy::Retry(settings.retry.policy());
@@ -116,11 +125,7 @@ pub fn start_participant(participant: Participant, settings: &Settings, serde: E
             .set("session.timeout.ms", session_timeout_ms.to_string())
             .set("heartbeat.interval.ms", (session_timeout_ms / 3).max(1).to_string());
     }
-    let listener = admin::health::listener(participant.application_id());
-    let streams = KafkaStreams::start_with_state_listener(topology, config, prometheus::default_registry(), Some(listener))
-        .with_context(|| format!("starting {}", participant.application_id()))?;
-    admin::health::watch_dependencies(participant.application_id(), streams.health());
-    Ok(streams)
+    config
 }
 
 /// The database pool, with every migration applied: each part that uses PostgreSQL starts here.
@@ -239,15 +244,17 @@ pub async fn serve_admin_http(settings: &Settings, pool: Pool, serde: EventSerde
     serve(app, settings.http.bind_address, settings.http.admin_port, "admin endpoint").await
 }
 
-/// Every consumer group of the pipeline and the topics it reads, repartition topics included:
-/// each participant's from its topology, and the projector's from its configuration. Blocking:
+/// Every consumer group of the pipeline and the topics it reads, repartition topics and retry
+/// lanes included: each participant's from its topology, and the projector's from its configuration. Blocking:
 /// building shipping's topology builds (and dropping it drops) its database client's runtime.
 pub fn watched_groups(settings: &Settings, serde: &EventSerde) -> Result<Vec<WatchedGroup>> {
     let mut groups = Participant::ALL
         .iter()
         .map(|&participant| {
             let topology = topology(participant, settings, serde.clone())?;
-            Ok(WatchedGroup { group: topology.application_id().to_string(), topics: topology.source_topics() })
+            let mut topics = topology.source_topics();
+            topics.extend(retry_lane_topics(&streams_config(participant, settings), &topology));
+            Ok(WatchedGroup { group: topology.application_id().to_string(), topics })
         })
         .collect::<Result<Vec<_>>>()?;
     let projector = projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone());

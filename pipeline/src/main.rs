@@ -105,20 +105,22 @@ enum ProjectorAction {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
-    if let Err(error) = run(cli).await {
+    // The log format is configured, so logging starts once the configuration is read.
+    let outcome = match Settings::load(&cli.config, std::env::vars()) {
+        Ok(settings) => match pipeline::logging::init(&settings.logging, &settings.tracing) {
+            Ok(_telemetry) => run(cli, settings).await,
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    };
+    if let Err(error) = outcome {
         eprintln!("pipeline: {error:#}");
         std::process::exit(1);
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    let settings = Settings::load(&cli.config, std::env::vars())?;
+async fn run(cli: Cli, settings: Settings) -> Result<()> {
     match cli.command {
         Command::All => components::run_all(&settings, shutdown_signal()).await,
         Command::Setup => {

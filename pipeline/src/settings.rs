@@ -30,6 +30,10 @@ pub struct Settings {
     pub shipping: ShippingSettings,
     #[serde(default)]
     pub admin: AdminSettings,
+    #[serde(default)]
+    pub logging: crate::logging::LoggingSettings,
+    #[serde(default)]
+    pub tracing: crate::otlp::TracingSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -172,6 +172,17 @@ async fn an_error_mid_transaction_aborts_the_whole_batch() {
     // yet appear once above: the abort took their first outputs and state with it.
     let processed = counter("streams_records_processed_total", &[&app]);
     assert!(processed >= (total + 2) as f64, "the aborted batch held good records that were replayed (processed {processed})");
+    // Counted when their transaction commits: every record once, the aborted attempt not at all.
+    assert_eq!(counter("streams_records_in_total", &[&app, &input]), total as f64, "records in");
+    assert_eq!(counter("streams_records_out_total", &[&app, &output]), (total - 1) as f64, "records out");
+    assert!(counter("streams_rebalances_total", &[&app]) >= 1.0, "the first assignment is a rebalance");
+    let state = |name: &str| {
+        registry.gather().iter().filter(|family| family.name() == "streams_state").flat_map(|family| family.get_metric().iter())
+            .filter(|m| [app.as_str(), name].iter().all(|wanted| m.get_label().iter().any(|l| l.value() == *wanted)))
+            .map(|m| m.get_gauge().value())
+            .sum::<f64>()
+    };
+    assert_eq!((state("NOT_RUNNING"), state("RUNNING")), (1.0, 0.0), "the closed instance's state");
 }
 
 #[tokio::test(flavor = "multi_thread")]

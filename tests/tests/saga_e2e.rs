@@ -48,6 +48,7 @@ async fn a_demo_load_keeps_every_invariant() {
     let report = demo::run(&settings, &options, false).await.expect("demo run");
     late_cancels_are_refused_with_a_reason(&settings, &report).await;
     a_reader_sees_its_own_write(&settings).await;
+    a_trace_follows_an_order_through_every_topic(&settings).await;
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(60), pipeline).await;
 
@@ -121,4 +122,49 @@ async fn a_reader_sees_its_own_write(settings: &Settings) {
     assert_eq!(response.headers().get(pipeline::projector::FRESH_HEADER).map(|v| v.as_bytes().to_vec()), Some(b"true".to_vec()), "fresh within the wait");
     let view: serde_json::Value = response.json().await.expect("an order");
     assert!(view["order_version"].as_i64() >= Some(version), "{view}");
+}
+
+/// The caller's W3C trace goes from the order API through the outbox and Debezium into every
+/// event of the order, on every saga topic: each hop copies `traceparent` from cause to effect.
+async fn a_trace_follows_an_order_through_every_topic(settings: &Settings) {
+    let api = format!("http://127.0.0.1:{}", settings.http.order_api_port);
+    let client = reqwest::Client::new();
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let body = serde_json::json!({
+        "customer_id": "e2e-traced",
+        "items": [{"product_id": "e2e-product", "quantity": 1, "unit_price": 100}],
+        "shipping_address": {"line1": "1 Example Street", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+    });
+    let accepted: serde_json::Value = client
+        .post(format!("{api}/orders"))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST /orders")
+        .json()
+        .await
+        .expect("JSON");
+    let order_id = accepted["order_id"].as_str().expect("order_id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let view: serde_json::Value = client.get(format!("{api}/orders/{order_id}")).send().await.expect("GET").json().await.unwrap_or_default();
+        if view["status"] == "CONFIRMED" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the traced order was not confirmed within 120 s: {view}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let bootstrap = kafka_bootstrap();
+    for topic in [schemas::ORDER_EVENTS, schemas::PAYMENT_EVENTS, schemas::INVENTORY_EVENTS, schemas::SHIPPING_EVENTS] {
+        let records: Vec<_> = integration_tests::kafka::read_to_end(&bootstrap, topic, "read_committed")
+            .into_iter()
+            .filter(|record| record.key.as_deref() == Some(order_id.as_bytes()))
+            .collect();
+        assert!(!records.is_empty(), "no event of the traced order on {topic}");
+        for record in &records {
+            let traceparent = record.header("traceparent").map(|value| String::from_utf8_lossy(value).into_owned()).unwrap_or_default();
+            assert_eq!(traceparent.split('-').nth(1), Some(trace_id.as_str()), "{topic} offset {}: traceparent {traceparent:?}", record.offset);
+        }
+    }
 }

@@ -16,6 +16,7 @@ impl IdempotencyGuard {
     /// on first use.
     pub fn new(redis_url: &str, config: GuardConfig) -> Result<Self, GuardError> {
         let client = Client::open(redis_url).map_err(|e| GuardError::InvalidUrl(e.to_string()))?;
+        super::metrics::guarding(&config.namespace);
         Ok(IdempotencyGuard { client, config, connection: None })
     }
 

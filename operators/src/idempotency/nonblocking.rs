@@ -16,6 +16,7 @@ pub struct AsyncIdempotencyGuard {
 
 impl AsyncIdempotencyGuard {
     pub fn new(redis: ConnectionManager, config: GuardConfig) -> Self {
+        super::metrics::guarding(&config.namespace);
         AsyncIdempotencyGuard { redis, config }
     }
 
@@ -23,7 +24,7 @@ impl AsyncIdempotencyGuard {
     pub async fn connect(redis_url: &str, config: GuardConfig) -> Result<Self, GuardError> {
         let client = Client::open(redis_url).map_err(|e| GuardError::InvalidUrl(e.to_string()))?;
         let redis = bounded(&config, ConnectionManager::new(client)).await?;
-        Ok(AsyncIdempotencyGuard { redis, config })
+        Ok(Self::new(redis, config))
     }
 
     pub async fn claim(&self, key: &str, fingerprint: Option<&str>) -> Result<Claim, GuardError> {

@@ -7,6 +7,8 @@ use rdkafka::config::ClientConfig;
 
 use crate::error::ErrorPolicy;
 
+const STATISTICS_INTERVAL: &str = "statistics.interval.ms";
+
 /// How outputs, state and input offsets are committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProcessingGuarantee {
@@ -101,6 +103,15 @@ impl StreamsConfig {
         config
     }
 
+    /// The stream thread's consumer and producer report librdkafka's statistics (broker
+    /// round trips, queued messages) as metrics, every 15 s unless the user set another interval.
+    fn with_statistics(&self, mut config: ClientConfig) -> ClientConfig {
+        if !self.client_properties.contains_key(STATISTICS_INTERVAL) {
+            config.set(STATISTICS_INTERVAL, "15000");
+        }
+        config
+    }
+
     pub(crate) fn admin_config(&self) -> ClientConfig {
         self.base()
     }
@@ -118,7 +129,7 @@ impl StreamsConfig {
         if self.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             required.push(("isolation.level", "read_committed".to_string()));
         }
-        let mut config = self.base();
+        let mut config = self.with_statistics(self.base());
         config.set("auto.offset.reset", &self.auto_offset_reset);
         apply_required(&mut config, &self.client_properties, "consumer", &required);
         config
@@ -179,7 +190,7 @@ impl StreamsConfig {
                 self.transaction_timeout.as_millis().to_string(),
             ));
         }
-        let mut config = self.base();
+        let mut config = self.with_statistics(self.base());
         config.set("linger.ms", "5");
         apply_required(&mut config, &self.client_properties, "producer", &required);
         config

@@ -5,9 +5,12 @@
 use std::sync::{Mutex, MutexGuard};
 
 use rdkafka::client::ClientContext;
+use rdkafka::statistics::Statistics;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::ProducerContext;
+
+use super::internal_events::{ClientStatistics, KafkaClient, RuntimeMetrics};
 
 /// What a produced record came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,9 +50,10 @@ impl FailedDelivery {
 
 /// The producer's context: every record carries the index of its origin in the open
 /// transaction; failed deliveries are collected until the next commit or abort looks at them.
-#[derive(Default)]
+/// It also turns the producer's statistics into metrics.
 pub struct DeliveryTracker {
     inner: Mutex<Tracked>,
+    metrics: RuntimeMetrics,
 }
 
 #[derive(Default)]
@@ -63,6 +67,10 @@ struct Tracked {
 }
 
 impl DeliveryTracker {
+    pub fn new(metrics: RuntimeMetrics) -> Self {
+        DeliveryTracker { inner: Mutex::default(), metrics }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Tracked> {
         self.inner
             .lock()
@@ -91,7 +99,11 @@ impl DeliveryTracker {
     }
 }
 
-impl ClientContext for DeliveryTracker {}
+impl ClientContext for DeliveryTracker {
+    fn stats(&self, statistics: Statistics) {
+        ClientStatistics { client: KafkaClient::Producer, statistics: &statistics }.emit(&self.metrics);
+    }
+}
 
 impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = usize;

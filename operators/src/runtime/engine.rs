@@ -19,7 +19,7 @@ use super::delivery::{DeliveryTracker, FailedDelivery, Origin};
 use super::error::RuntimeError;
 use super::internal_events::{
     DeliveryFailed, PunctuationFailed, RecordDeadLettered, RecordFailed, RecordFailedOnReplay,
-    DependencyBack, DependencyUnavailable, RecordRetried, RecordsProcessed, RuntimeMetrics, StoreEntries, TaskRestored, TasksAssigned, TransactionAborted,
+    DependencyBack, DependencyUnavailable, PartitionsAssigned, RecordProcessed, RecordRetried, RecordsCommitted, RecordsProcessed, RuntimeMetrics, StoreEntries, TaskRestored, TasksAssigned, TransactionAborted,
     TransactionCommitted,
 };
 use super::produce::{self, TrackedProducer};
@@ -27,6 +27,7 @@ use super::raw_message::raw_record;
 use super::restore::Restorer;
 use super::retry::{retry_lane_topic, LaneEntry, LaneIndex};
 use super::state::{State, StateCell};
+use super::transaction_counts::TransactionCounts;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ErrorPolicy, FailureClass, ProcessError, RetryPolicy};
 use crate::record::RawRecord;
@@ -105,7 +106,8 @@ pub(crate) struct Engine {
     /// times in a row (the backoff grows with it).
     waiting: BTreeMap<Partition, (String, u32)>,
     open_since: Option<Instant>,
-    records_in_transaction: usize,
+    /// What the open transaction read and wrote.
+    counts: TransactionCounts,
     /// Set once the thread stops on an error: the revoke callback run by leaving the group
     /// must abort, never commit.
     failed: bool,
@@ -123,7 +125,7 @@ impl Engine {
     ) -> Result<Self, RuntimeError> {
         let producer: TrackedProducer = config
             .producer_config()
-            .create_with_context(DeliveryTracker::default())
+            .create_with_context(DeliveryTracker::new(metrics.clone()))
             .map_err(|source| RuntimeError::Kafka {
                 during: "creating the producer",
                 source,
@@ -166,7 +168,7 @@ impl Engine {
             isolated: None,
             lost_outputs_unexplained: false,
             open_since: None,
-            records_in_transaction: 0,
+            counts: TransactionCounts::default(),
             failed: false,
             fatal: None,
         })
@@ -202,6 +204,7 @@ impl Engine {
     }
 
     pub fn on_assigned<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partitions: &TopicPartitionList) {
+        PartitionsAssigned { partitions: partitions.count() }.emit(&self.metrics);
         let assigned: BTreeSet<Partition> = partitions
             .elements()
             .iter()
@@ -399,7 +402,7 @@ impl Engine {
                     })?;
             }
             self.open_since = Some(Instant::now());
-            self.records_in_transaction = 0;
+            self.counts.clear();
         }
         Ok(())
     }
@@ -455,7 +458,7 @@ impl Engine {
             self.batch_start.insert(key.0.clone(), offset);
         }
         self.positions.insert(key.0.clone(), offset + 1);
-        self.records_in_transaction += 1;
+        self.counts.read(id.subtopology, &topic);
         RecordsProcessed(1).emit(&self.metrics);
 
         let lane_entry = match lane_entry {
@@ -528,7 +531,11 @@ impl Engine {
             Some(original) => original.clone(),
             None => raw_record(message),
         };
-        match catch_unwind(AssertUnwindSafe(|| task.process(input))) {
+        let event_time_ms = input.timestamp_ms;
+        let started = Instant::now();
+        let processed = catch_unwind(AssertUnwindSafe(|| task.process(input)));
+        RecordProcessed { elapsed: started.elapsed(), event_time_ms }.emit(&self.metrics);
+        match processed {
             Ok(Ok(())) => {
                 let outputs = task.take_output();
                 if !self.waiting.is_empty() {
@@ -545,6 +552,7 @@ impl Engine {
                         }
                         return self.abort(consumer, &reason, true);
                     }
+                    self.counts.wrote(id.subtopology, &output.topic);
                 }
                 Ok(())
             }
@@ -639,6 +647,7 @@ impl Engine {
             }
             return self.abort(consumer, &reason, true);
         }
+        self.counts.wrote(id.subtopology, &lane);
         self.lanes.entry(id).or_default().insert(entry.original.key.as_deref(), entry.seq, entry.not_before_ms);
         Ok(())
     }
@@ -814,7 +823,9 @@ impl Engine {
                         action: "output_dropped",
                     }
                     .emit(&self.metrics);
+                    continue;
                 }
+                self.counts.wrote(id.subtopology, &output.topic);
             }
         }
         Ok(())
@@ -824,7 +835,7 @@ impl Engine {
         self.isolated.is_some()
             || self.open_since.is_some_and(|since| {
                 since.elapsed() >= self.config.commit_interval
-                    || self.records_in_transaction >= self.config.max_records_per_commit
+                    || self.counts.records() >= self.config.max_records_per_commit
             })
     }
 
@@ -870,8 +881,9 @@ impl Engine {
                 }
                 self.lost_outputs_unexplained = false;
                 self.report_store_entries();
+                RecordsCommitted { subtopologies: &self.counts }.emit(&self.metrics);
                 TransactionCommitted {
-                    records: self.records_in_transaction,
+                    records: self.counts.records(),
                     elapsed: started.elapsed(),
                 }
                 .emit(&self.metrics);

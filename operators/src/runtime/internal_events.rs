@@ -4,9 +4,13 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use rdkafka::statistics::Statistics;
 
+use super::state::State;
+use crate::clock::{Clock, SystemClock};
 use crate::error::{ErrorKind, ErrorPolicy, FailureClass};
+use crate::metrics::{family, register};
 
 /// The runtime's metrics for one application, registered in the registry it was given.
 #[derive(Clone)]
@@ -15,6 +19,8 @@ pub struct RuntimeMetrics {
     families: &'static Families,
     /// Bumped once per record: bound to its label up front, off the hot path's hashing.
     records_processed: prometheus::IntCounter,
+    process_latency: prometheus::Histogram,
+    event_time_lag: prometheus::Histogram,
 }
 
 /// The metric families, created once per process: every application in the process shares them
@@ -32,34 +38,43 @@ struct Families {
     retried: IntCounterVec,
     waiting_on_dependency: IntGaugeVec,
     store_entries: IntGaugeVec,
+    rebalances: IntCounterVec,
+    state: IntGaugeVec,
+    records_in: IntCounterVec,
+    records_out: IntCounterVec,
+    process_latency: HistogramVec,
+    event_time_lag: HistogramVec,
+    broker_rtt: GaugeVec,
+    queued_messages: IntGaugeVec,
 }
 
-fn families() -> prometheus::Result<&'static Families> {
+fn families() -> &'static Families {
     static FAMILIES: OnceLock<Families> = OnceLock::new();
-    if let Some(families) = FAMILIES.get() {
-        return Ok(families);
-    }
+    FAMILIES.get_or_init(define)
+}
+
+fn define() -> Families {
     let app = &["application_id"];
-    let families = Families {
-        records_processed: IntCounterVec::new(
+    Families {
+        records_processed: family(IntCounterVec::new(
             Opts::new("streams_records_processed_total", "Input records processed"),
             app,
-        )?,
-        records_failed: IntCounterVec::new(
+        )),
+        records_failed: family(IntCounterVec::new(
             Opts::new(
                 "streams_records_failed_total",
                 "Input records whose processing failed, by error kind and what was done",
             ),
             &["application_id", "error_kind", "action"],
-        )?,
-        transactions: IntCounterVec::new(
+        )),
+        transactions: family(IntCounterVec::new(
             Opts::new(
                 "streams_transactions_total",
                 "Commits by outcome (committed, aborted)",
             ),
             &["application_id", "outcome"],
-        )?,
-        commit_duration: HistogramVec::new(
+        )),
+        commit_duration: family(HistogramVec::new(
             HistogramOpts::new(
                 "streams_commit_duration_seconds",
                 "Time to send offsets and commit one transaction",
@@ -68,55 +83,98 @@ fn families() -> prometheus::Result<&'static Families> {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             app,
-        )?,
-        restore_records: IntCounterVec::new(
+        )),
+        restore_records: family(IntCounterVec::new(
             Opts::new(
                 "streams_restore_records_total",
                 "Changelog records replayed into stores",
             ),
             app,
-        )?,
-        restore_duration: HistogramVec::new(
+        )),
+        restore_duration: family(HistogramVec::new(
             HistogramOpts::new(
                 "streams_restore_duration_seconds",
                 "Time to restore one task's stores from changelogs",
             )
             .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]),
             app,
-        )?,
-        tasks_assigned: IntGaugeVec::new(
+        )),
+        tasks_assigned: family(IntGaugeVec::new(
             Opts::new("streams_tasks_assigned", "Tasks this instance runs"),
             app,
-        )?,
-        dead_lettered: IntCounterVec::new(
+        )),
+        dead_lettered: family(IntCounterVec::new(
             Opts::new(
                 "dlq_records_total",
                 "Records written to a dead-letter topic",
             ),
             &["topic", "error_class"],
-        )?,
-        retried: IntCounterVec::new(
+        )),
+        retried: family(IntCounterVec::new(
             Opts::new("retries_total", "Records sent to the retry lane after a transient failure, by source topic"),
             &["topic"],
-        )?,
-        waiting_on_dependency: IntGaugeVec::new(
+        )),
+        waiting_on_dependency: family(IntGaugeVec::new(
             Opts::new("streams_partitions_waiting_on_dependency", "Partitions paused because a dependency they need is down"),
             &["application_id", "dependency"],
-        )?,
-        store_entries: IntGaugeVec::new(
+        )),
+        store_entries: family(IntGaugeVec::new(
             Opts::new("streams_store_entries", "Committed entries of each store, over the tasks this instance runs, as of its last commit"),
             &["application_id", "store"],
-        )?,
-    };
-    Ok(FAMILIES.get_or_init(|| families))
+        )),
+        process_latency: family(HistogramVec::new(
+            HistogramOpts::new("streams_process_latency_seconds", "Time the topology took to process one input record (its outputs produced asynchronously)")
+                .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            app,
+        )),
+        event_time_lag: family(HistogramVec::new(
+            HistogramOpts::new("streams_event_time_lag_seconds", "From an input record's timestamp (event time) to its processing")
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0]),
+            app,
+        )),
+        broker_rtt: family(GaugeVec::new(
+            Opts::new("streams_broker_rtt_seconds", "Mean round trip to each broker over librdkafka's last statistics window, by client"),
+            &["application_id", "client", "broker"],
+        )),
+        queued_messages: family(IntGaugeVec::new(
+            Opts::new(
+                "streams_client_queued_messages",
+                "Messages waiting in the client: the producer's queue (not yet acknowledged), the consumer's fetch queues",
+            ),
+            &["application_id", "client"],
+        )),
+        records_in: family(IntCounterVec::new(
+            Opts::new("streams_records_in_total", "Records read in committed transactions, by subtopology and source topic (retry lanes included)"),
+            &["application_id", "subtopology", "topic"],
+        )),
+        records_out: family(IntCounterVec::new(
+            Opts::new("streams_records_out_total", "Records written in committed transactions, by subtopology and topic (dead letters apart, in dlq_records_total)"),
+            &["application_id", "subtopology", "topic"],
+        )),
+        rebalances: family(IntCounterVec::new(
+            Opts::new("streams_rebalances_total", "Partition assignments this instance received from the group coordinator"),
+            app,
+        )),
+        state: family(IntGaugeVec::new(
+            Opts::new("streams_state", "1 for the state the instance is in (as KafkaStreams.State names it), 0 for the others"),
+            &["application_id", "state"],
+        )),
+    }
 }
 
 impl RuntimeMetrics {
     /// `policy` and `dead_letter_topics` (where this application may dead-letter) name the
-    /// failure series that start at 0, so that a first failure is an increase Prometheus sees.
-    pub fn new(registry: &Registry, application_id: &str, policy: ErrorPolicy, dead_letter_topics: &[String]) -> prometheus::Result<Self> {
-        let f = families()?;
-        for collector in [
+    /// failure series that start at 0, so that a first failure is an increase Prometheus sees;
+    /// `sources` (subtopology, topic) the records-in series.
+    pub fn new(
+        registry: &Registry,
+        application_id: &str,
+        policy: ErrorPolicy,
+        dead_letter_topics: &[String],
+        sources: &[(usize, String)],
+    ) -> prometheus::Result<Self> {
+        let f = families();
+        register(registry, [
             Box::new(f.records_processed.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(f.records_failed.clone()),
             Box::new(f.transactions.clone()),
@@ -128,12 +186,15 @@ impl RuntimeMetrics {
             Box::new(f.retried.clone()),
             Box::new(f.waiting_on_dependency.clone()),
             Box::new(f.store_entries.clone()),
-        ] {
-            match registry.register(collector) {
-                Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
-                Err(e) => return Err(e),
-            }
-        }
+            Box::new(f.rebalances.clone()),
+            Box::new(f.state.clone()),
+            Box::new(f.records_in.clone()),
+            Box::new(f.records_out.clone()),
+            Box::new(f.process_latency.clone()),
+            Box::new(f.event_time_lag.clone()),
+            Box::new(f.broker_rtt.clone()),
+            Box::new(f.queued_messages.clone()),
+        ])?;
         // A label set never incremented does not exist for Prometheus, and its panel would show
         // "No data" on a healthy run: the known ones start at 0.
         for outcome in ["committed", "aborted"] {
@@ -156,10 +217,22 @@ impl RuntimeMetrics {
             }
         }
         f.tasks_assigned.with_label_values(&[application_id]);
+        f.rebalances.with_label_values(&[application_id]);
+        for (subtopology, topic) in sources {
+            f.records_in.with_label_values(&[application_id, &subtopology.to_string(), topic]);
+            if matches!(policy, ErrorPolicy::Retry(_)) {
+                f.retried.with_label_values(&[topic]);
+            }
+        }
+        for state in State::ALL {
+            f.state.with_label_values(&[application_id, state.as_str()]).set(i64::from(state == State::Created));
+        }
         Ok(Self {
             application_id: application_id.to_string(),
             families: f,
             records_processed: f.records_processed.with_label_values(&[application_id]),
+            process_latency: f.process_latency.with_label_values(&[application_id]),
+            event_time_lag: f.event_time_lag.with_label_values(&[application_id]),
         })
     }
 }
@@ -171,6 +244,67 @@ impl StoreEntries<'_> {
         for (store, entries) in self.0 {
             m.families.store_entries.with_label_values(&[m.application_id.as_str(), store]).set(i64::try_from(*entries).unwrap_or(i64::MAX));
         }
+    }
+}
+
+/// A transaction committed what it read and wrote.
+pub struct RecordsCommitted<'a> {
+    pub subtopologies: &'a super::transaction_counts::TransactionCounts,
+}
+impl RecordsCommitted<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        let app = m.application_id.as_str();
+        for (subtopology, topic, count) in self.subtopologies.inputs() {
+            m.families.records_in.with_label_values(&[app, &subtopology.to_string(), topic]).inc_by(count);
+        }
+        for (subtopology, topic, count) in self.subtopologies.outputs() {
+            m.families.records_out.with_label_values(&[app, &subtopology.to_string(), topic]).inc_by(count);
+        }
+    }
+}
+
+/// The stream thread's two Kafka clients.
+#[derive(Clone, Copy)]
+pub enum KafkaClient {
+    Consumer,
+    Producer,
+}
+
+/// librdkafka's periodic statistics of the stream thread's consumer or producer.
+pub struct ClientStatistics<'a> {
+    pub client: KafkaClient,
+    pub statistics: &'a Statistics,
+}
+impl ClientStatistics<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        let (app, client) = (m.application_id.as_str(), match self.client {
+            KafkaClient::Consumer => "consumer",
+            KafkaClient::Producer => "producer",
+        });
+        // Bootstrap and coordinator entries (node id -1) are not brokers of their own.
+        for broker in self.statistics.brokers.values().filter(|broker| broker.nodeid >= 0) {
+            if let Some(rtt) = broker.rtt.as_ref().filter(|window| window.cnt > 0) {
+                m.families.broker_rtt.with_label_values(&[app, client, &broker.nodeid.to_string()]).set(rtt.avg as f64 / 1e6);
+            }
+        }
+        let queued = match self.client {
+            KafkaClient::Producer => i64::try_from(self.statistics.msg_cnt).unwrap_or(i64::MAX),
+            KafkaClient::Consumer => self.statistics.topics.values().flat_map(|topic| topic.partitions.values()).filter(|p| p.partition >= 0).map(|p| p.fetchq_cnt).sum(),
+        };
+        m.families.queued_messages.with_label_values(&[app, client]).set(queued);
+    }
+}
+
+/// The topology processed one input record (whether or not it failed).
+pub struct RecordProcessed {
+    pub elapsed: Duration,
+    pub event_time_ms: i64,
+}
+impl RecordProcessed {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        m.process_latency.observe(self.elapsed.as_secs_f64());
+        let lag_ms = SystemClock.now_ms().saturating_sub(self.event_time_ms).max(0);
+        m.event_time_lag.observe(lag_ms as f64 / 1000.0);
     }
 }
 
@@ -315,6 +449,29 @@ impl TaskRestored<'_> {
     }
 }
 
+/// The group coordinator assigned this instance its partitions (at every rebalance it takes part in).
+pub struct PartitionsAssigned {
+    pub partitions: usize,
+}
+impl PartitionsAssigned {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        tracing::info!(partitions = self.partitions, "partitions assigned");
+        m.families.rebalances.with_label_values(&[&m.application_id]).inc();
+    }
+}
+
+/// The instance moved from one state to another.
+pub struct StateChanged {
+    pub old: State,
+    pub new: State,
+}
+impl StateChanged {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        m.families.state.with_label_values(&[&m.application_id, self.old.as_str()]).set(0);
+        m.families.state.with_label_values(&[&m.application_id, self.new.as_str()]).set(1);
+    }
+}
+
 pub struct TasksAssigned(pub usize);
 impl TasksAssigned {
     pub fn emit(self, m: &RuntimeMetrics) {
@@ -390,7 +547,7 @@ mod tests {
     fn an_applications_known_label_sets_exist_at_0_before_anything_happens() {
         let registry = Registry::new();
         let policy = ErrorPolicy::Retry(crate::error::RetryPolicy::default());
-        RuntimeMetrics::new(&registry, "zero-init-app", policy, &["zero-init-input.dlq".to_string()]).unwrap();
+        RuntimeMetrics::new(&registry, "zero-init-app", policy, &["zero-init-input.dlq".to_string()], &[(0, "zero-init-input".to_string())]).unwrap();
         let families = registry.gather();
         let metric = |name: &str, labels: &[(&str, &str)]| {
             let family = families.iter().find(|family| family.name() == name).unwrap_or_else(|| panic!("{name} missing"));
@@ -406,6 +563,11 @@ mod tests {
         assert_eq!(counter("streams_transactions_total", &[app, ("outcome", "committed")]), Some(0.0));
         assert_eq!(counter("streams_restore_records_total", &[app]), Some(0.0));
         assert_eq!(metric("streams_tasks_assigned", &[app]).map(|m| m.get_gauge().value()), Some(0.0));
+        assert_eq!(counter("streams_rebalances_total", &[app]), Some(0.0));
+        assert_eq!(counter("streams_records_in_total", &[app, ("subtopology", "0"), ("topic", "zero-init-input")]), Some(0.0));
+        assert_eq!(counter("retries_total", &[("topic", "zero-init-input")]), Some(0.0));
+        let state = |name: &str| metric("streams_state", &[app, ("state", name)]).map(|m| m.get_gauge().value());
+        assert_eq!((state("CREATED"), state("RUNNING"), state("ERROR")), (Some(1.0), Some(0.0), Some(0.0)));
         for action in ["retried", "dead_lettered"] {
             let labels = [app, ("error_kind", "processing"), ("action", action)];
             assert_eq!(counter("streams_records_failed_total", &labels), Some(0.0), "streams_records_failed_total{{action={action}}}");
@@ -414,5 +576,33 @@ mod tests {
             let labels = [("topic", "zero-init-input.dlq"), ("error_class", class)];
             assert_eq!(counter("dlq_records_total", &labels), Some(0.0), "dlq_records_total{{error_class={class}}}");
         }
+    }
+
+    #[test]
+    fn client_statistics_give_each_brokers_round_trip_and_the_queued_messages() {
+        use rdkafka::statistics::{Broker, Partition, Topic, Window};
+        let registry = Registry::new();
+        let m = RuntimeMetrics::new(&registry, "stats-app", ErrorPolicy::DeadLetter, &[], &[]).unwrap();
+        let broker = |nodeid, avg_us| Broker { nodeid, rtt: Some(Window { avg: avg_us, cnt: 3, ..Window::default() }), ..Broker::default() };
+        let producer = Statistics {
+            msg_cnt: 7,
+            brokers: [("b1".to_string(), broker(1, 2_500)), ("bootstrap".to_string(), broker(-1, 9_000_000))].into(),
+            ..Statistics::default()
+        };
+        ClientStatistics { client: KafkaClient::Producer, statistics: &producer }.emit(&m);
+        let partitions = [(0, Partition { partition: 0, fetchq_cnt: 40, ..Partition::default() }), (-1, Partition { partition: -1, fetchq_cnt: 99, ..Partition::default() })];
+        let consumer = Statistics { topics: [("orders".to_string(), Topic { partitions: partitions.into(), ..Topic::default() })].into(), ..Statistics::default() };
+        ClientStatistics { client: KafkaClient::Consumer, statistics: &consumer }.emit(&m);
+
+        let families = registry.gather();
+        let gauges = |name: &str| -> Vec<(Vec<String>, f64)> {
+            families.iter().filter(|f| f.name() == name).flat_map(|f| f.get_metric().iter())
+                .map(|m| (m.get_label().iter().map(|l| l.value().to_string()).collect(), m.get_gauge().value()))
+                .collect()
+        };
+        assert_eq!(gauges("streams_broker_rtt_seconds"), [(vec!["stats-app".into(), "1".into(), "producer".into()], 0.0025)], "the bootstrap entry is no broker");
+        let mut queued = gauges("streams_client_queued_messages");
+        queued.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(queued, [(vec!["stats-app".into(), "consumer".into()], 40.0), (vec!["stats-app".into(), "producer".into()], 7.0)]);
     }
 }

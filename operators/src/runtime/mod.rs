@@ -22,6 +22,7 @@ mod retry;
 mod state;
 mod stream_thread;
 mod topics;
+mod transaction_counts;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,12 +32,13 @@ pub use config::{ProcessingGuarantee, StreamsConfig};
 pub use dead_letter::{dead_letter_record, FailureReason, Poison, REPROCESSED_FROM_HEADER};
 pub use error::RuntimeError;
 pub use internal_events::RuntimeMetrics;
+use internal_events::StateChanged;
 pub use produce::kafka_headers;
 pub use raw_message::raw_record;
 pub use restore::{is_end_of_partition, EndOfPartitionIsExpected};
 pub use retry::retry_lane_topic;
 pub use state::{Health, State, StateListener};
-pub use topics::dead_letter_topic;
+pub use topics::{dead_letter_topic, retry_lane_topics};
 
 use crate::topology::Topology;
 use state::StateCell;
@@ -70,9 +72,18 @@ impl KafkaStreams {
     ) -> Result<Self, RuntimeError> {
         config.validate().map_err(RuntimeError::Config)?;
         let dead_letter_topics = topics::dead_letter_topics(&config, &topology);
-        let metrics = RuntimeMetrics::new(registry, &config.application_id, config.error_policy, &dead_letter_topics)
+        let sources: Vec<(usize, String)> = (0..topology.subtopology_count())
+            .flat_map(|subtopology| topology.source_topics_of(subtopology).into_iter().map(move |topic| (subtopology, topic)))
+            .collect();
+        let metrics = RuntimeMetrics::new(registry, &config.application_id, config.error_policy, &dead_letter_topics, &sources)
             .map_err(|e| RuntimeError::Config(format!("registering metrics: {e}")))?;
-        let state = StateCell::new(listener);
+        let state_metrics = metrics.clone();
+        let state = StateCell::new(Some(Box::new(move |new, old| {
+            StateChanged { old, new }.emit(&state_metrics);
+            if let Some(listener) = &listener {
+                listener(new, old);
+            }
+        })));
         let stop = Arc::new(AtomicBool::new(false));
         let (thread_state, thread_stop) = (state.clone(), stop.clone());
         let topology = Arc::new(topology);

@@ -24,6 +24,8 @@ pub enum State {
 }
 
 impl State {
+    pub const ALL: [State; 6] = [State::Created, State::Rebalancing, State::Running, State::PendingShutdown, State::Error, State::NotRunning];
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Created => "CREATED",

@@ -9,11 +9,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::statistics::Statistics;
 
 use super::config::StreamsConfig;
 use super::engine::Engine;
 use super::error::RuntimeError;
-use super::internal_events::RuntimeMetrics;
+use super::internal_events::{ClientStatistics, KafkaClient, RuntimeMetrics};
 use super::state::{State, StateCell};
 use super::topics;
 use crate::topology::Topology;
@@ -22,9 +23,15 @@ use crate::topology::Topology;
 /// new partitions so their tasks are restored before they process anything.
 struct RebalanceHandler {
     engine: Arc<Mutex<Engine>>,
+    /// For the consumer's statistics, which must not wait for the engine.
+    metrics: RuntimeMetrics,
 }
 
-impl ClientContext for RebalanceHandler {}
+impl ClientContext for RebalanceHandler {
+    fn stats(&self, statistics: Statistics) {
+        ClientStatistics { client: KafkaClient::Consumer, statistics: &statistics }.emit(&self.metrics);
+    }
+}
 
 impl ConsumerContext for RebalanceHandler {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -83,7 +90,7 @@ fn run_until_stopped(
     let engine = Arc::new(Mutex::new(Engine::new(
         config.clone(),
         topology.clone(),
-        metrics,
+        metrics.clone(),
         state.clone(),
         stop.clone(),
     )?));
@@ -91,6 +98,7 @@ fn run_until_stopped(
         .consumer_config()
         .create_with_context(RebalanceHandler {
             engine: engine.clone(),
+            metrics,
         })
         .map_err(|source| RuntimeError::Kafka {
             during: "creating the consumer",

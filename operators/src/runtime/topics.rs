@@ -30,7 +30,7 @@ pub fn dead_letter_topics(config: &StreamsConfig, topology: &Topology) -> Vec<St
 }
 
 /// The retry lanes the error policy uses: one per subtopology under `Retry`, none otherwise.
-fn retry_lane_topics(config: &StreamsConfig, topology: &Topology) -> Vec<String> {
+pub fn retry_lane_topics(config: &StreamsConfig, topology: &Topology) -> Vec<String> {
     match config.error_policy {
         ErrorPolicy::Retry(_) => (0..topology.subtopology_count()).map(|subtopology| retry_lane_topic(&config.application_id, subtopology)).collect(),
         _ => Vec::new(),

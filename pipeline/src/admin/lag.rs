@@ -10,9 +10,11 @@
 //! seconds.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use operators::metrics::{family, register_default};
+use prometheus::core::Collector;
 use prometheus::{GaugeVec, IntGaugeVec, Opts};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -32,44 +34,38 @@ struct LagMetrics {
     latest: IntGaugeVec,
 }
 
-impl LagMetrics {
-    fn register() -> prometheus::Result<Self> {
-        let labels = &["group", "topic", "partition"];
-        let metrics = Self {
-            lag: IntGaugeVec::new(Opts::new("kafka_consumergroup_group_lag", "Records the group has yet to consume"), labels)?,
-            max_lag: IntGaugeVec::new(
-                Opts::new("kafka_consumergroup_group_max_lag", "The group's largest lag over its partitions"),
-                &["group"],
-            )?,
-            lag_seconds: GaugeVec::new(
-                Opts::new(
-                    "kafka_consumergroup_group_lag_seconds",
-                    "Age of the oldest record the group has yet to consume, from its timestamp",
-                ),
-                labels,
-            )?,
-            offset: IntGaugeVec::new(Opts::new("kafka_consumergroup_group_offset", "The group's committed offset"), labels)?,
-            latest: IntGaugeVec::new(
-                Opts::new("kafka_partition_latest_offset", "The partition's high watermark"),
-                &["topic", "partition"],
-            )?,
-        };
-        let collectors: [Box<dyn prometheus::core::Collector>; 5] = [
-            Box::new(metrics.lag.clone()),
+static METRICS: LazyLock<LagMetrics> = LazyLock::new(|| {
+    let labels = &["group", "topic", "partition"];
+    let metrics = LagMetrics {
+        lag: family(IntGaugeVec::new(Opts::new("kafka_consumergroup_group_lag", "Records the group has yet to consume"), labels)),
+        max_lag: family(IntGaugeVec::new(
+            Opts::new("kafka_consumergroup_group_max_lag", "The group's largest lag over its partitions"),
+            &["group"],
+        )),
+        lag_seconds: family(GaugeVec::new(
+            Opts::new(
+                "kafka_consumergroup_group_lag_seconds",
+                "Age of the oldest record the group has yet to consume, from its timestamp",
+            ),
+            labels,
+        )),
+        offset: family(IntGaugeVec::new(Opts::new("kafka_consumergroup_group_offset", "The group's committed offset"), labels)),
+        latest: family(IntGaugeVec::new(Opts::new("kafka_partition_latest_offset", "The partition's high watermark"), &["topic", "partition"])),
+    };
+    register_default(
+        "lag",
+        [
+            Box::new(metrics.lag.clone()) as Box<dyn Collector>,
             Box::new(metrics.max_lag.clone()),
             Box::new(metrics.lag_seconds.clone()),
             Box::new(metrics.offset.clone()),
             Box::new(metrics.latest.clone()),
-        ];
-        for collector in collectors {
-            match prometheus::register(collector) {
-                Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(metrics)
-    }
+        ],
+    );
+    metrics
+});
 
+impl LagMetrics {
     fn record(&self, lags: &[PartitionLag]) {
         let mut max_lag: HashMap<&str, i64> = HashMap::new();
         for lag in lags {
@@ -246,14 +242,10 @@ fn seconds_since(timestamp_ms: i64) -> f64 {
 /// sample runs on a blocking thread and the wait between them is async, so a runtime shutting
 /// down never waits on the sampler.
 pub async fn run(bootstrap: String, groups: Vec<WatchedGroup>, every: Duration) -> anyhow::Result<()> {
-    let (reader, metrics) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        Ok((LagReader::new(&bootstrap, groups)?, LagMetrics::register()?))
-    })
-    .await??;
-    let sampler = Arc::new((reader, metrics));
+    let reader = Arc::new(tokio::task::spawn_blocking(move || LagReader::new(&bootstrap, groups)).await??);
     loop {
-        let sampler = sampler.clone();
-        match tokio::task::spawn_blocking(move || sampler.0.read().map(|lags| sampler.1.record(&lags))).await {
+        let reader = reader.clone();
+        match tokio::task::spawn_blocking(move || reader.read().map(|lags| METRICS.record(&lags))).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "consumer lag sample failed"),
             Err(e) => tracing::warn!(error = %e, "consumer lag sampler stopped"),

@@ -4,15 +4,20 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{register_int_gauge, IntGauge};
+use operators::metrics::{family, register_default};
+use prometheus::core::Collector;
+use prometheus::IntGauge;
 
-static RESIDENT: LazyLock<Option<IntGauge>> =
-    LazyLock::new(|| register_int_gauge!("process_resident_memory_bytes", "Resident memory size in bytes").ok());
+static RESIDENT: LazyLock<IntGauge> = LazyLock::new(|| {
+    let gauge = family(IntGauge::new("process_resident_memory_bytes", "Resident memory size in bytes"));
+    register_default("admin", [Box::new(gauge.clone()) as Box<dyn Collector>]);
+    gauge
+});
 
 /// Sets the gauge from the kernel's current figure.
 pub fn update() {
-    if let (Some(gauge), Some(bytes)) = (RESIDENT.as_ref(), resident_bytes()) {
-        gauge.set(bytes);
+    if let Some(bytes) = resident_bytes() {
+        RESIDENT.set(bytes);
     }
 }
 
@@ -38,7 +43,7 @@ mod tests {
     #[test]
     fn this_process_reports_its_resident_memory() {
         update();
-        let gauge = RESIDENT.as_ref().expect("registered");
+        let gauge = &*RESIDENT;
         assert!(gauge.get() > 1024 * 1024, "a test process holds more than 1 MiB: {}", gauge.get());
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
+use operators::metrics::{family, register_default};
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts};
 
 struct DlqMetrics {
@@ -19,25 +20,18 @@ struct DlqMetrics {
 /// Registered once in the default registry, which the admin endpoint serves.
 static METRICS: LazyLock<DlqMetrics> = LazyLock::new(|| {
     let metrics = DlqMetrics {
-        pending: IntGaugeVec::new(Opts::new("dlq_pending", "DLQ entries waiting for an operator (status PENDING), by DLQ topic"), &["topic"])
-            .expect("static metric definition"),
-        indexed: IntCounterVec::new(Opts::new("dlq_indexed_total", "Dead letters the DLQ indexer added to the index, by DLQ topic"), &["topic"])
-            .expect("static metric definition"),
-        reprocessed: IntCounter::new("dlq_reprocessed_total", "DLQ entries published again to their original topic").expect("static metric definition"),
-        discarded: IntCounter::new("dlq_discarded_total", "DLQ entries an operator discarded").expect("static metric definition"),
+        pending: family(IntGaugeVec::new(Opts::new("dlq_pending", "DLQ entries waiting for an operator (status PENDING), by DLQ topic"), &["topic"])),
+        indexed: family(IntCounterVec::new(Opts::new("dlq_indexed_total", "Dead letters the DLQ indexer added to the index, by DLQ topic"), &["topic"])),
+        reprocessed: family(IntCounter::new("dlq_reprocessed_total", "DLQ entries published again to their original topic")),
+        discarded: family(IntCounter::new("dlq_discarded_total", "DLQ entries an operator discarded")),
         shown_topics: Mutex::default(),
     };
-    let registry = prometheus::default_registry();
-    for collector in [
+    register_default("dlq", [
         Box::new(metrics.pending.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(metrics.indexed.clone()),
         Box::new(metrics.reprocessed.clone()),
         Box::new(metrics.discarded.clone()),
-    ] {
-        if let Err(error) = registry.register(collector) {
-            tracing::warn!(%error, "DLQ metrics not registered");
-        }
-    }
+    ]);
     metrics
 });
 

@@ -15,6 +15,17 @@ pub(crate) fn reply(cause: &Envelope, payload: Payload, now_ms: i64) -> SagaEven
     SagaEvent::new(envelope, payload)
 }
 
+/// The cause's `traceparent`, if it had one.
+pub(crate) fn traceparent(headers: &[Header]) -> Option<String> {
+    let header = headers.iter().find(|header| header.key == TRACEPARENT)?;
+    std::str::from_utf8(header.value.as_deref()?).ok().map(str::to_owned)
+}
+
+/// The headers of a cause that carried only `traceparent`.
+pub(crate) fn trace_headers(traceparent: Option<&str>) -> Vec<Header> {
+    traceparent.map(|traceparent| Header::new(TRACEPARENT, traceparent)).into_iter().collect()
+}
+
 /// The record carrying `event`: keyed by order id, with headers mirroring the envelope and the
 /// cause's `traceparent`, if it had one.
 pub(crate) fn event_record(event: SagaEvent, timestamp_ms: i64, cause_headers: &[Header]) -> Record<String, SagaEvent> {

@@ -18,11 +18,17 @@ use operators::punctuation::PunctuationId;
 use operators::record::{Data, Record};
 use operators::serdes::{JsonSerde, StringSerde};
 use operators::store::StoreBuilder;
-use prometheus::{register_int_counter_vec, IntCounterVec};
+use operators::metrics::{family, register_default};
+use prometheus::core::Collector;
+use prometheus::{IntCounterVec, Opts};
 use schemas::{Payload, SagaEvent};
 use serde::{Deserialize, Serialize};
 
 use super::RESOLVE;
+
+/// The target of the span each saga event is handled in, off by default (one per event per hop):
+/// `RUST_LOG=info,saga_event=debug` switches it on.
+pub const EVENT_SPAN_TARGET: &str = "saga_event";
 
 /// [`Lifecycle`]s by order id, beside each participant's order store.
 pub const LIFECYCLE_STORE: &str = "order-lifecycles";
@@ -107,6 +113,9 @@ pub struct Retained<P, V> {
 
 impl<P, V> Retained<P, V> {
     pub fn new(inner: P, participant: &'static str, orders_store: &'static str, retention: Retention) -> Self {
+        for outcome in RETENTION_OUTCOMES {
+            OUTCOMES.with_label_values(&[participant, outcome]);
+        }
         Retained { inner, participant, orders_store, retention, state: PhantomData }
     }
 }
@@ -123,6 +132,21 @@ where
     }
 
     fn process(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>, record: Record<String, SagaEvent>) -> Result<(), ProcessError> {
+        // Every participant's events pass here: what it logs while handling one names the order.
+        let envelope = &record.value.envelope;
+        let span = tracing::debug_span!(
+            target: EVENT_SPAN_TARGET,
+            "saga_event",
+            participant = self.participant,
+            order_id = %envelope.order_id,
+            event_id = %envelope.event_id,
+            correlation_id = %envelope.correlation_id,
+            event = record.value.event_type().as_str(),
+        );
+        if !span.is_disabled() {
+            crate::otlp::continue_trace(&span, &record.headers);
+        }
+        let _entered = span.enter();
         let now_ms = ctx.current_system_time_ms();
         let lifecycles = ctx.kv_store::<String, Lifecycle>(LIFECYCLE_STORE)?;
         let known = lifecycles.get(&record.key)?;
@@ -182,17 +206,20 @@ fn timer_key(order_id: &str) -> Vec<u8> {
     [TIMER_PREFIX, order_id.as_bytes()].concat()
 }
 
-static OUTCOMES: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "saga_order_state_retention_total",
-        "Per-order state deleted after its grace period (retired), kept longer with a request or compensation outstanding (postponed), and events of forgotten orders dropped (late_event_dropped)",
-        &["participant", "outcome"]
-    )
-    .ok()
+const RETENTION_OUTCOMES: [&str; 3] = ["retired", "postponed", "late_event_dropped"];
+
+static OUTCOMES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let outcomes = family(IntCounterVec::new(
+        Opts::new(
+            "saga_order_state_retention_total",
+            "Per-order state deleted after its grace period (retired), kept longer with a request or compensation outstanding (postponed), and events of forgotten orders dropped (late_event_dropped)",
+        ),
+        &["participant", "outcome"],
+    ));
+    register_default("retention", [Box::new(outcomes.clone()) as Box<dyn Collector>]);
+    outcomes
 });
 
 fn count(participant: &str, outcome: &str) {
-    if let Some(outcomes) = OUTCOMES.as_ref() {
-        outcomes.with_label_values(&[participant, outcome]).inc();
-    }
+    OUTCOMES.with_label_values(&[participant, outcome]).inc();
 }

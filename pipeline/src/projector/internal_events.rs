@@ -4,6 +4,7 @@
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use operators::metrics::{family, register_default};
 use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
 
 struct ProjectorMetrics {
@@ -16,39 +17,30 @@ struct ProjectorMetrics {
 /// Registered once in the default registry, which the admin endpoint serves.
 static METRICS: LazyLock<ProjectorMetrics> = LazyLock::new(|| {
     let metrics = ProjectorMetrics {
-        events: IntCounterVec::new(
+        events: family(IntCounterVec::new(
             Opts::new("projector_events_total", "Records the projector handled, by topic and outcome"),
             &["topic", "outcome"],
-        )
-        .expect("static metric definition"),
-        batch_events: HistogramVec::new(
+        )),
+        batch_events: family(HistogramVec::new(
             HistogramOpts::new("projector_batch_events", "Records per batch the projector wrote in one PostgreSQL transaction, by consumer group")
                 .buckets(vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]),
             &["group"],
-        )
-        .expect("static metric definition"),
-        lag_seconds: Gauge::new(
+        )),
+        lag_seconds: family(Gauge::new(
             "projector_lag_seconds",
             "Now minus occurred_at of the event applied last (or being retried): how far order_view is behind",
-        )
-        .expect("static metric definition"),
-        requiring_intervention: IntGauge::new(
+        )),
+        requiring_intervention: family(IntGauge::new(
             "saga_orders_requiring_intervention",
             "Orders the read model shows in REQUIRES_INTERVENTION: parked, waiting for an operator",
-        )
-        .expect("static metric definition"),
+        )),
     };
-    let registry = prometheus::default_registry();
-    for collector in [
+    register_default("projector", [
         Box::new(metrics.events.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(metrics.batch_events.clone()),
         Box::new(metrics.lag_seconds.clone()),
         Box::new(metrics.requiring_intervention.clone()),
-    ] {
-        if let Err(error) = registry.register(collector) {
-            tracing::warn!(%error, "projector metrics not registered");
-        }
-    }
+    ]);
     metrics
 });
 

@@ -12,7 +12,7 @@ use super::state::OrderSagaState;
 use super::topology::ORDERS_STORE;
 use super::transitions::{on_event, on_timeout};
 use super::internal_events;
-use crate::participants::envelope::event_record;
+use crate::participants::envelope::{event_record, trace_headers, traceparent};
 use crate::participants::SAGA_OPERATOR;
 
 pub(super) struct OrderSaga {
@@ -70,6 +70,9 @@ fn step(
     let mut orders = ctx.kv_store::<String, OrderSagaState>(ORDERS_STORE)?;
     let stored = orders.get(order_id)?;
     let mut state = stored.clone().unwrap_or_else(|| OrderSagaState { started_at_ms: timestamp_ms, ..Default::default() });
+    if state.traceparent.is_none() {
+        state.traceparent = traceparent(headers);
+    }
     let emitted = apply(&mut state);
     internal_events::emit_transition(stored.as_ref(), &state, timestamp_ms);
     if stored.as_ref() != Some(&state) {
@@ -86,6 +89,8 @@ fn step(
         }
     }
     match emitted {
+        // A timer has no cause record: its event continues the order's trace.
+        Some(event) if headers.is_empty() => ctx.forward(event_record(event, timestamp_ms, &trace_headers(state.traceparent.as_deref()))),
         Some(event) => ctx.forward(event_record(event, timestamp_ms, headers)),
         None => Ok(()),
     }

@@ -40,6 +40,10 @@ pub struct OrderSagaState {
     /// `release`, `cancel_shipment`). The order's one durable timer fires at the earliest.
     #[serde(default)]
     pub compensations: BTreeMap<String, CompensationDeadline>,
+    /// The W3C `traceparent` of the first event that had one: what the saga emits on a timer,
+    /// which has no cause record, continues that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl crate::participants::retention::OrderState for OrderSagaState {

@@ -264,6 +264,25 @@ fn each_step_times_out_on_its_own_deadline() -> TestResult {
     Ok(())
 }
 
+/// Found by the observability issue's trace check: an event the saga emits on a timer has no
+/// cause record, and went out without the order's `traceparent`.
+#[test]
+fn a_timeout_continues_the_trace_of_the_order() -> TestResult {
+    let driven = saga();
+    let placed = order_placed(ORDER, "alice", &[("apple", 1, 1_000)], "DE");
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let record = operators::record::Record::new(ORDER.to_owned(), placed, crate::participants::test_support::T0)
+        .with_headers(vec![operators::record::Header::new("traceparent", traceparent)]);
+    driven.driver.create_input_topic(&topics().order, operators::serdes::StringSerde, EventSerde::with_fixed_ids()).pipe_record(record)?;
+    driven.driver.advance_wall_clock_time(Duration::from_secs(30))?;
+    let output = driven.driver.create_output_topic(&topics().order, operators::serdes::StringSerde, EventSerde::with_fixed_ids());
+    let cancelled = output.read_records_to_vec()?.pop().ok_or("no cancellation")?;
+    assert_eq!(cancellation(&cancelled.value), timeout("payment"));
+    let header = cancelled.headers.iter().find(|header| header.key == "traceparent").map(|header| header.value_bytes().to_vec());
+    assert_eq!(header.as_deref(), Some(traceparent.as_bytes()));
+    Ok(())
+}
+
 #[test]
 fn a_redelivered_event_does_not_push_a_deadline_back() -> TestResult {
     let mut run = Run::start()?;

@@ -17,6 +17,7 @@ use crate::participants::retention::{self, Retained};
 pub const ORDERS_STORE: &str = "orders";
 
 pub fn topology(serde: EventSerde, config: &SagaConfig) -> Topology {
+    super::internal_events::saga_built();
     let topics = &config.topics;
     let builder = StreamsBuilder::new();
     builder.add_state_store(StoreBuilder::key_value(ORDERS_STORE, StringSerde, JsonSerde::<OrderSagaState>::new()));
