@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -41,7 +42,8 @@ pub fn init(logging: &LoggingSettings, tracing: &TracingSettings) -> Result<Tele
     let subscriber = tracing_subscriber::registry()
         .with(fmt_layer(logging.format, std::io::stderr, std::io::stderr().is_terminal()))
         .with(provider.as_ref().map(otlp::layer));
-    if ::tracing::subscriber::set_global_default(subscriber).is_err() {
+    // try_init also routes the `log` records of librdkafka's bindings into the subscriber.
+    if subscriber.try_init().is_err() {
         ::tracing::warn!("a logger was set already; keeping it");
     }
     Ok(Telemetry { provider })

@@ -229,3 +229,47 @@ async fn the_store_entries_gauge_counts_the_committed_keys_of_every_task() {
     assert_eq!(running, Some(sent.len() as f64), "one entry per distinct key, over the instance's {PARTITIONS} tasks");
     assert_eq!(entries(), Some(0.0), "an instance whose tasks are gone holds none");
 }
+
+/// The stream thread's producer and consumer report librdkafka's statistics: the producer's
+/// round trip to each broker and both clients' queued messages.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stream_threads_clients_report_their_statistics() {
+    use operators::dsl::{Consumed, Produced, StreamsBuilder};
+    use operators::runtime::{KafkaStreams, StreamsConfig};
+    use operators::serdes::{I64Serde, StringSerde};
+
+    let bootstrap = kafka_bootstrap();
+    let id = unique("eos-statistics");
+    let (input, output) = (format!("{id}-input"), format!("{id}-output"));
+    create_topic(&bootstrap, &input, 1).await;
+    create_topic(&bootstrap, &output, 1).await;
+    let builder = StreamsBuilder::new();
+    builder.stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde)).to(&output, Produced::with(StringSerde, I64Serde));
+    let registry = prometheus::Registry::new();
+    let app = format!("{id}-app");
+    let config = StreamsConfig::new(&app, bootstrap.as_str()).set("statistics.interval.ms", "200");
+    let streams = KafkaStreams::start(builder.build(&app), config, &registry).expect("start");
+    let series = |name: &str| -> Vec<String> {
+        registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == name)
+            .flat_map(|family| family.get_metric().iter())
+            .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == app))
+            .map(|m| m.get_label().iter().map(|l| format!("{}={}", l.name(), l.value())).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    // Records keep coming, so the producer is busy when its statistics are due.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut first = 1;
+    while (series("streams_broker_rtt_seconds").is_empty() || series("streams_client_queued_messages").len() < 2) && std::time::Instant::now() < deadline {
+        generate(&bootstrap, &input, first, 50);
+        first += 50;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (round_trips, queued) = (series("streams_broker_rtt_seconds"), series("streams_client_queued_messages"));
+    streams.close().expect("close");
+    assert!(round_trips.iter().any(|labels| labels.contains("broker=1")), "the producer's round trip to broker 1: {round_trips:?}");
+    assert!(queued.iter().any(|labels| labels.contains("client=producer")), "{queued:?}");
+    assert!(queued.iter().any(|labels| labels.contains("client=consumer")), "{queued:?}");
+}

@@ -5,12 +5,12 @@
 use std::sync::{Mutex, MutexGuard};
 
 use rdkafka::client::ClientContext;
-use rdkafka::statistics::Statistics;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::ProducerContext;
 
-use super::internal_events::{ClientStatistics, KafkaClient, RuntimeMetrics};
+use super::client_statistics::ClientSnapshot;
+use super::internal_events::{ProducerStatistics, RuntimeMetrics, StatisticsUnreadable};
 
 /// What a produced record came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,8 +100,11 @@ impl DeliveryTracker {
 }
 
 impl ClientContext for DeliveryTracker {
-    fn stats(&self, statistics: Statistics) {
-        ClientStatistics { client: KafkaClient::Producer, statistics: &statistics }.emit(&self.metrics);
+    fn stats_raw(&self, statistics: &[u8]) {
+        match ClientSnapshot::parse(statistics) {
+            Ok(snapshot) => ProducerStatistics(&snapshot).emit(&self.metrics),
+            Err(error) => StatisticsUnreadable { error: &error }.emit(),
+        }
     }
 }
 

@@ -5,8 +5,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
-use rdkafka::statistics::Statistics;
 
+use super::client_statistics::ClientSnapshot;
 use super::state::State;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ErrorKind, ErrorPolicy, FailureClass};
@@ -133,8 +133,8 @@ fn define() -> Families {
             app,
         )),
         broker_rtt: family(GaugeVec::new(
-            Opts::new("streams_broker_rtt_seconds", "Mean round trip to each broker over librdkafka's last statistics window, by client"),
-            &["application_id", "client", "broker"],
+            Opts::new("streams_broker_rtt_seconds", "Mean round trip of the producer's requests to each broker over librdkafka's last statistics window"),
+            &["application_id", "broker"],
         )),
         queued_messages: family(IntGaugeVec::new(
             Opts::new(
@@ -263,35 +263,36 @@ impl RecordsCommitted<'_> {
     }
 }
 
-/// The stream thread's two Kafka clients.
-#[derive(Clone, Copy)]
-pub enum KafkaClient {
-    Consumer,
-    Producer,
+/// librdkafka's periodic statistics of the stream thread's producer: the round trip to each
+/// broker (a consumer's fetches wait at the broker for data, so their round trips say nothing),
+/// and the messages it has not had acknowledged.
+pub struct ProducerStatistics<'a>(pub &'a ClientSnapshot);
+impl ProducerStatistics<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        let app = m.application_id.as_str();
+        for (broker, seconds) in self.0.round_trips() {
+            m.families.broker_rtt.with_label_values(&[app, &broker.to_string()]).set(seconds);
+        }
+        m.families.queued_messages.with_label_values(&[app, "producer"]).set(i64::try_from(self.0.msg_cnt).unwrap_or(i64::MAX));
+    }
 }
 
-/// librdkafka's periodic statistics of the stream thread's consumer or producer.
-pub struct ClientStatistics<'a> {
-    pub client: KafkaClient,
-    pub statistics: &'a Statistics,
-}
-impl ClientStatistics<'_> {
+/// librdkafka's periodic statistics of the stream thread's consumer: the messages fetched and
+/// not yet consumed.
+pub struct ConsumerStatistics<'a>(pub &'a ClientSnapshot);
+impl ConsumerStatistics<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
-        let (app, client) = (m.application_id.as_str(), match self.client {
-            KafkaClient::Consumer => "consumer",
-            KafkaClient::Producer => "producer",
-        });
-        // Bootstrap and coordinator entries (node id -1) are not brokers of their own.
-        for broker in self.statistics.brokers.values().filter(|broker| broker.nodeid >= 0) {
-            if let Some(rtt) = broker.rtt.as_ref().filter(|window| window.cnt > 0) {
-                m.families.broker_rtt.with_label_values(&[app, client, &broker.nodeid.to_string()]).set(rtt.avg as f64 / 1e6);
-            }
-        }
-        let queued = match self.client {
-            KafkaClient::Producer => i64::try_from(self.statistics.msg_cnt).unwrap_or(i64::MAX),
-            KafkaClient::Consumer => self.statistics.topics.values().flat_map(|topic| topic.partitions.values()).filter(|p| p.partition >= 0).map(|p| p.fetchq_cnt).sum(),
-        };
-        m.families.queued_messages.with_label_values(&[app, client]).set(queued);
+        m.families.queued_messages.with_label_values(&[m.application_id.as_str(), "consumer"]).set(self.0.fetched_messages());
+    }
+}
+
+/// librdkafka's statistics could not be read; the gauges keep their last values.
+pub struct StatisticsUnreadable<'a> {
+    pub error: &'a serde_json::Error,
+}
+impl StatisticsUnreadable<'_> {
+    pub fn emit(self) {
+        tracing::debug!(error = %self.error, "librdkafka statistics unreadable");
     }
 }
 
@@ -580,19 +581,12 @@ mod tests {
 
     #[test]
     fn client_statistics_give_each_brokers_round_trip_and_the_queued_messages() {
-        use rdkafka::statistics::{Broker, Partition, Topic, Window};
         let registry = Registry::new();
         let m = RuntimeMetrics::new(&registry, "stats-app", ErrorPolicy::DeadLetter, &[], &[]).unwrap();
-        let broker = |nodeid, avg_us| Broker { nodeid, rtt: Some(Window { avg: avg_us, cnt: 3, ..Window::default() }), ..Broker::default() };
-        let producer = Statistics {
-            msg_cnt: 7,
-            brokers: [("b1".to_string(), broker(1, 2_500)), ("bootstrap".to_string(), broker(-1, 9_000_000))].into(),
-            ..Statistics::default()
-        };
-        ClientStatistics { client: KafkaClient::Producer, statistics: &producer }.emit(&m);
-        let partitions = [(0, Partition { partition: 0, fetchq_cnt: 40, ..Partition::default() }), (-1, Partition { partition: -1, fetchq_cnt: 99, ..Partition::default() })];
-        let consumer = Statistics { topics: [("orders".to_string(), Topic { partitions: partitions.into(), ..Topic::default() })].into(), ..Statistics::default() };
-        ClientStatistics { client: KafkaClient::Consumer, statistics: &consumer }.emit(&m);
+        let producer = br#"{"msg_cnt": 7, "brokers": {"b1": {"nodeid": 1, "rtt": {"avg": 2500, "cnt": 3}}}}"#;
+        ProducerStatistics(&ClientSnapshot::parse(producer).unwrap()).emit(&m);
+        let consumer = br#"{"topics": {"orders": {"partitions": {"0": {"partition": 0, "fetchq_cnt": 40}}}}}"#;
+        ConsumerStatistics(&ClientSnapshot::parse(consumer).unwrap()).emit(&m);
 
         let families = registry.gather();
         let gauges = |name: &str| -> Vec<(Vec<String>, f64)> {
@@ -600,7 +594,7 @@ mod tests {
                 .map(|m| (m.get_label().iter().map(|l| l.value().to_string()).collect(), m.get_gauge().value()))
                 .collect()
         };
-        assert_eq!(gauges("streams_broker_rtt_seconds"), [(vec!["stats-app".into(), "1".into(), "producer".into()], 0.0025)], "the bootstrap entry is no broker");
+        assert_eq!(gauges("streams_broker_rtt_seconds"), [(vec!["stats-app".into(), "1".into()], 0.0025)]);
         let mut queued = gauges("streams_client_queued_messages");
         queued.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(queued, [(vec!["stats-app".into(), "consumer".into()], 40.0), (vec!["stats-app".into(), "producer".into()], 7.0)]);

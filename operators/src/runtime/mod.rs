@@ -9,6 +9,7 @@
 //! streams.close().unwrap();
 //! ```
 
+mod client_statistics;
 mod config;
 mod dead_letter;
 mod delivery;

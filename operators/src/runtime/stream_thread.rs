@@ -9,12 +9,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::statistics::Statistics;
 
 use super::config::StreamsConfig;
 use super::engine::Engine;
 use super::error::RuntimeError;
-use super::internal_events::{ClientStatistics, KafkaClient, RuntimeMetrics};
+use super::client_statistics::ClientSnapshot;
+use super::internal_events::{ConsumerStatistics, RuntimeMetrics, StatisticsUnreadable};
 use super::state::{State, StateCell};
 use super::topics;
 use crate::topology::Topology;
@@ -28,8 +28,11 @@ struct RebalanceHandler {
 }
 
 impl ClientContext for RebalanceHandler {
-    fn stats(&self, statistics: Statistics) {
-        ClientStatistics { client: KafkaClient::Consumer, statistics: &statistics }.emit(&self.metrics);
+    fn stats_raw(&self, statistics: &[u8]) {
+        match ClientSnapshot::parse(statistics) {
+            Ok(snapshot) => ConsumerStatistics(&snapshot).emit(&self.metrics),
+            Err(error) => StatisticsUnreadable { error: &error }.emit(),
+        }
     }
 }
 
