@@ -10,6 +10,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
 use schemas::CancellationReason;
 
 use super::state::{OrderSagaState, OrderStatus, Progress};
+use super::transitions::PARKING_REASONS;
 
 struct SagaMetrics {
     started: IntCounter,
@@ -107,6 +108,9 @@ pub(super) fn saga_built() {
         for outcome in ["succeeded", "retried", "failed"] {
             metrics.compensations.with_label_values(&[kind, outcome]);
         }
+    }
+    for reason in PARKING_REASONS {
+        metrics.parked.with_label_values(&[reason]);
     }
 }
 
@@ -272,6 +276,7 @@ mod tests {
         assert!(series("saga_step_timeouts_total") >= STEPS.len());
         assert!(series("saga_late_replies_total") >= STEPS.len());
         assert!(series("saga_compensations_total") >= COMPENSATIONS.len() * 3);
+        assert!(series("saga_orders_parked_total") >= PARKING_REASONS.len());
         assert_eq!(series("saga_orders_started_total"), 1);
     }
 }

@@ -54,6 +54,10 @@ enum Trigger {
 
 /// Why an order is parked when a shipment cannot be cancelled.
 pub(super) const SHIPMENT_NOT_CANCELLABLE: &str = "shipment_not_cancellable";
+/// Why an order is parked when its compensations did not all arrive in time, however often asked.
+pub(super) const COMPENSATION_TIMED_OUT: &str = "timeout:compensation";
+/// Every reason an order is parked for.
+pub(super) const PARKING_REASONS: [&str; 2] = [SHIPMENT_NOT_CANCELLABLE, COMPENSATION_TIMED_OUT];
 
 /// Records the facts an event carries; returns what else it calls for, if anything.
 fn learn(state: &mut OrderSagaState, payload: &Payload) -> Option<Trigger> {
@@ -129,7 +133,7 @@ fn retry_or_park(state: &mut OrderSagaState, order_id: &str, cause: &Envelope, n
     }
     if overdue.iter().any(|name| state.compensations[name].retries >= config.compensation_retries) {
         tracing::error!(order_id, reason = ?state.reason, ?overdue, "compensation did not finish in time; the order needs intervention");
-        return park(state, "timeout:compensation", cause, now_ms);
+        return park(state, COMPENSATION_TIMED_OUT, cause, now_ms);
     }
     for name in &overdue {
         if let Some(deadline) = state.compensations.get_mut(name) {
