@@ -7,8 +7,6 @@ usage: render_dashboard.py PROMETHEUS_URL DASHBOARD_JSON OUT_PNG START_UNIX END_
 """
 import json
 import sys
-import urllib.parse
-import urllib.request
 
 import matplotlib
 
@@ -16,19 +14,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from dashboard_check import with_variables_matching_everything  # noqa: E402
+from prometheus_query import over_range  # noqa: E402
 
 # A chart with more lines than this shows the ones with the highest peaks.
 MAX_SERIES = 8
-
-
-def query_range(base, query, start, end, step):
-    params = {"query": query, "start": f"{start:.0f}", "end": f"{end:.0f}", "step": f"{step:.0f}"}
-    url = f"{base}/api/v1/query_range?" + urllib.parse.urlencode(params)
-    with urllib.request.urlopen(url, timeout=30) as response:
-        body = json.load(response)
-    if body.get("status") != "success":
-        raise RuntimeError(f"{query}: {body.get('errorType')}: {body.get('error')}")
-    return body["data"]["result"]
 
 
 def legend(template, labels):
@@ -55,7 +44,7 @@ def main():
         lines = []
         for target in panel.get("targets", []):
             expr = with_variables_matching_everything(target["expr"])
-            for series in query_range(base, expr, start, end, step):
+            for series in over_range(base, expr, start, end, step):
                 points = [(float(t) - start, float(v)) for t, v in series["values"] if v not in ("NaN", "+Inf", "-Inf")]
                 if points:
                     lines.append((max(v for _, v in points), legend(target.get("legendFormat"), series["metric"]), points))
