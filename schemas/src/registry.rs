@@ -19,6 +19,8 @@ const CCOMPAT_PATH: [&str; 3] = ["apis", "ccompat", "v7"];
 
 /// The media type the Confluent API documents for request bodies.
 const CONFLUENT_JSON: &str = "application/vnd.schemaregistry.v1+json";
+/// Apicurio's extension of the ccompat API that puts a call in one artifact group.
+const GROUP_HEADER: &str = "X-Registry-GroupId";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -79,6 +81,9 @@ pub struct RegistryClient {
     /// Tries per call when the registry cannot be reached or fails (5xx); 1 unless
     /// [`RegistryClient::retrying`].
     attempts: u32,
+    /// Apicurio's artifact group the subjects live in; its default group unless
+    /// [`RegistryClient::in_group`].
+    group: Option<String>,
     ids_by_subject_and_schema: Mutex<HashMap<(String, String), u32>>,
     schemas_by_id: Mutex<HashMap<u32, Arc<Schema>>>,
 }
@@ -122,7 +127,7 @@ impl RegistryClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| invalid(error_chain(&e)))?;
-        Ok(RegistryClient { http, api, attempts: 1, ids_by_subject_and_schema: Mutex::default(), schemas_by_id: Mutex::default() })
+        Ok(RegistryClient { http, api, attempts: 1, group: None, ids_by_subject_and_schema: Mutex::default(), schemas_by_id: Mutex::default() })
     }
 
     /// The same client, trying each call up to `attempts` times (backing off 0.5 s, 1 s, 2 s, …)
@@ -135,6 +140,14 @@ impl RegistryClient {
     }
 
     /// The API root, `<base>/apis/ccompat/v7`.
+    /// The same client, with its subjects in Apicurio's artifact group `group` (the
+    /// `X-Registry-GroupId` header of the ccompat API): pipelines that share one registry keep
+    /// their subjects apart. A group no one registered in holds no subject at all.
+    pub fn in_group(mut self, group: &str) -> Self {
+        self.group = Some(group.to_string());
+        self
+    }
+
     pub fn api_url(&self) -> &Url {
         &self.api
     }
@@ -266,6 +279,9 @@ impl RegistryClient {
     ) -> Result<T, RegistryError> {
         let request_line = format!("{method} {url}");
         let mut request = self.http.request(method, url);
+        if let Some(group) = &self.group {
+            request = request.header(GROUP_HEADER, group);
+        }
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, CONFLUENT_JSON).body(body.to_string());
         }

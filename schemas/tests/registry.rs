@@ -253,3 +253,19 @@ async fn the_shipped_schemas_register_in_order_pass_the_registry_check_and_are_f
         assert_eq!(ids[&event_type], latest.id, "{event_type}");
     }
 }
+
+/// A producer starting against a registry that lacks its schemas stops at once and says what
+/// to run, rather than failing its first record later. An artifact group of this run's own is
+/// such a registry: it holds no subject until the run registers them.
+#[tokio::test]
+async fn start_up_stops_with_what_to_run_while_a_schema_is_missing_and_finds_them_once_registered() {
+    let group = new_run_id();
+    let client = RegistryClient::new(&registry_base_url()).unwrap().in_group(&group);
+    let error = current_schema_ids(&client).await.expect_err("no schema is registered in a new group");
+    assert!(matches!(error, schemas::StartupSchemaError::NotRegistered { .. }), "{error}");
+    assert!(error.to_string().contains("pipeline schemas register"), "{error}");
+
+    register_all(&client).await.unwrap_or_else(|e| panic!("registering in group {group}: {e}"));
+    let ids = current_schema_ids(&RegistryClient::new(&registry_base_url()).unwrap().in_group(&group)).await.unwrap();
+    assert_eq!(ids.len(), EventType::ALL.len());
+}

@@ -364,6 +364,16 @@ async fn the_rebuilt_view_equals_the_live_one_and_is_swapped_in_whole() {
     }
 
     assert_eq!(rows(&db).await, live_rows, "row by row, the rebuilt view is the live view before the change");
+    // The orders placed with v1 went through the upcaster: their values are the ones written.
+    for i in (0..ORDERS).filter(|i| i % 10 == 3) {
+        let order_id = format!("{run}-{i}");
+        let row = db
+            .query_one("select customer_id, total_amount, item_count from order_view where order_id = $1", &[&order_id])
+            .await
+            .expect("postgres: a row of an order placed with v1");
+        let values: (Option<String>, Option<i64>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(values, (Some(format!("customer-{}", i % 7)), Some(1_000), Some(1)), "{order_id}, placed with OrderPlaced v1");
+    }
     assert_eq!(summary.orders, ORDERS as i64);
     assert_eq!(summary.counts.records, total_records as u64, "every committed record once, the aborted ones not");
     assert_eq!((summary.counts.applied, summary.counts.duplicates, summary.counts.undecodable), (distinct as u64, duplicates as u64, 1));

@@ -26,7 +26,8 @@ use schemas::SagaEvent;
 
 use super::config::ProjectorConfig;
 use super::internal_events::{
-    BatchProjected, ConsumeFailed, DecodeRetried, DuplicateSkipped, EventApplied, OffsetsCommitFailed, ProjectionFailed, RecordUndecodable,
+    BatchProjected, ConsumeFailed, DecodeRetried, DuplicateSkipped, EventApplied, OffsetsCommitFailed, ProjectionFailed, ProjectorStarted,
+    RecordUndecodable,
 };
 use super::store::{apply_events, flag_projection_problem, Projection};
 use crate::codec::EventSerde;
@@ -54,7 +55,7 @@ pub async fn run_projector(
     let dead_letters: FutureProducer = config.producer_config().create().context("creating the projector's dead-letter producer")?;
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).with_context(|| format!("subscribing the projector to {topics:?}"))?;
-    tracing::info!(group = %config.group_id, ?topics, "projector started");
+    ProjectorStarted { group: &config.group_id, topics: &config.topics }.emit();
 
     let mut pending = PendingOffsets::new(config.commit_interval);
     // The last records before a quiet spell are committed on a tick, not only when the next

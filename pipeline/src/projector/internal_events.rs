@@ -94,6 +94,26 @@ impl EventApplied<'_> {
     }
 }
 
+/// The outcomes `projector_events_total` counts, per topic.
+const OUTCOMES: [&str; 5] = ["applied", "duplicate", "undecodable", "decode_retried", "db_error"];
+
+/// The projector subscribed to `topics`: their outcomes start at 0, so that a first
+/// undecodable record or database error is an increase Prometheus sees.
+pub struct ProjectorStarted<'a> {
+    pub group: &'a str,
+    pub topics: &'a [String],
+}
+impl ProjectorStarted<'_> {
+    pub fn emit(self) {
+        tracing::info!(group = self.group, topics = ?self.topics, "projector started");
+        for topic in self.topics {
+            for outcome in OUTCOMES {
+                METRICS.events.with_label_values(&[topic, outcome]);
+            }
+        }
+    }
+}
+
 pub struct BatchProjected<'a> {
     pub group: &'a str,
     pub records: usize,
