@@ -6,6 +6,7 @@
 //! aborts the transaction they were produced in.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::graph::{NodeFactory, NodeId, NodeSetup};
 use crate::node::{self, Node, NodeContext, NodeMeta};
 use crate::punctuation::PunctuationType;
 use crate::record::{OutputRecord, RawRecord, RecordMetadata};
+use crate::store::StoreError;
 use crate::task_state::{Progress, StoreSlot, TaskState};
 use crate::topology::{Subtopology, TaskId};
 
@@ -177,12 +179,64 @@ impl Task {
         self.state.stores.iter().flatten().map(|slot| (slot.name.as_str(), slot.store.approximate_entries()))
     }
 
-    /// The transaction committed: pending store writes become the committed state.
-    pub fn commit(&mut self) {
+    /// Each store's name and bytes on disk (0 in memory).
+    pub fn store_disk_bytes(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.state.stores.iter().flatten().map(|slot| (slot.name.as_str(), slot.store.disk_bytes()))
+    }
+
+    /// The transaction committed: pending store writes become the committed state. A store
+    /// that cannot write its local state fails the task (see [`StateStore::commit`]).
+    pub fn commit(&mut self) -> Result<(), StoreError> {
         for slot in self.state.stores_mut() {
-            slot.store.commit();
+            slot.store.commit()?;
         }
         self.committed_progress = self.state.progress;
+        Ok(())
+    }
+
+    /// The changelogs of the stores that keep local state across restarts.
+    pub fn persistent_changelogs(&self) -> Vec<String> {
+        self.state.stores.iter().flatten().filter(|slot| slot.store.is_persistent()).map(|slot| slot.changelog_topic.clone()).collect()
+    }
+
+    /// Closed after a clean commit: each persistent store records that its local state is
+    /// complete up to its changelog's end offset, so that the next restore reads only what
+    /// came after.
+    pub fn checkpoint(&mut self, changelog_ends: &BTreeMap<String, i64>) -> Result<(), StoreError> {
+        for slot in self.state.stores_mut() {
+            if let Some(&end) = changelog_ends.get(&slot.changelog_topic) {
+                slot.store.checkpoint(end)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A suspended task resumes: its checkpoints would overstate local state once it writes on.
+    pub fn discard_checkpoints(&mut self) -> Result<(), StoreError> {
+        for slot in self.state.stores_mut() {
+            slot.store.discard_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Where the restore of `changelog_topic` starts: the checkpointed offset of its store's local
+    /// state, or `None` for the beginning.
+    pub fn restore_from(&self, changelog_topic: &str) -> Option<i64> {
+        self.changelog_slot(changelog_topic).and_then(|slot| slot.store.restore_from())
+    }
+
+    /// Forgets the local state behind `changelog_topic`, before a restore from the beginning.
+    pub fn wipe_store(&mut self, changelog_topic: &str) -> Result<(), StoreError> {
+        let store = self.subtopology.changelogs.get(changelog_topic).copied();
+        match store.and_then(|id| self.state.stores.get_mut(id)).and_then(Option::as_mut) {
+            Some(slot) => slot.store.wipe(),
+            None => Ok(()),
+        }
+    }
+
+    fn changelog_slot(&self, changelog_topic: &str) -> Option<&StoreSlot> {
+        let store = self.subtopology.changelogs.get(changelog_topic).copied()?;
+        self.state.stores.get(store).and_then(Option::as_ref)
     }
 
     /// The transaction aborted: every store returns to its last committed state, pending output

@@ -24,7 +24,7 @@ use crate::error::ProcessError;
 use crate::graph::StoreKind;
 use crate::record::{Header, OutputRecord, RawRecord};
 use crate::serdes::{Serde, SerdeError};
-use crate::store::StoreSerdes;
+use crate::store::{InMemoryStoreSupplier, StoreSerdes};
 use crate::task::Task;
 use crate::task_state::StoreSlot;
 use crate::topology::{TaskId, Topology};
@@ -249,11 +249,10 @@ impl TopologyTestDriver {
 fn create_tasks(topology: &Topology, clock: &ManualClock) -> Vec<Task> {
     (0..topology.subtopology_count())
         .map(|subtopology| {
+            // The driver keeps every store in memory, whatever the topology declares.
             topology
-                .create_task(TaskId {
-                    subtopology,
-                    partition: 0,
-                })
+                .create_task_with(TaskId { subtopology, partition: 0 }, &|_| Some(Arc::new(InMemoryStoreSupplier)))
+                .unwrap_or_else(|e| panic!("TopologyTestDriver: an in-memory store did not open: {e}"))
                 .with_clock(Arc::new(clock.clone()))
         })
         .collect()
@@ -307,7 +306,7 @@ impl DriverCore {
             };
             task.process(record)?;
             let output = task.take_output();
-            task.commit();
+            task.commit().map_err(ProcessError::from)?;
             self.route(output, &mut queue);
         }
         Ok(())
@@ -357,7 +356,9 @@ impl DriverCore {
             // Units that succeeded before a failure are kept, as the runtime would commit them.
             let failures = task.punctuate_wall_clock(now_ms);
             let output = task.take_output();
-            task.commit();
+            if let Err(error) = task.commit() {
+                first_error.get_or_insert(error.into());
+            }
             self.route(output, &mut queue);
             if let Some(error) = failures.into_iter().next() {
                 first_error.get_or_insert(error);

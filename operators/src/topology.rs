@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::clock::SystemClock;
 use crate::graph::{NodeFactory, NodeId, NodeSetup, StoreId, StoreKind};
 use crate::node::{Node, NodeMeta};
-use crate::store::StoreSupplier;
+use crate::store::{StoreError, StoreSupplier};
 use crate::task::Task;
 use crate::task_state::{StoreSlot, TaskState};
 
@@ -181,7 +181,14 @@ impl Topology {
     /// A fresh task with empty stores, using the system clock. Restore its stores with
     /// [`Task::restore`] before processing. An unknown sub-topology gives a task with no sources,
     /// which rejects every record.
-    pub fn create_task(&self, id: TaskId) -> Task {
+    /// A task with the stores its topology declares (in memory unless declared otherwise).
+    pub fn create_task(&self, id: TaskId) -> Result<Task, StoreError> {
+        self.create_task_with(id, &|_| None)
+    }
+
+    /// A task whose stores come from `supplier_for(store name)` where it names one (the
+    /// runtime's choice of persistent stores), else from the topology's declaration.
+    pub fn create_task_with(&self, id: TaskId, supplier_for: &dyn Fn(&str) -> Option<Arc<dyn StoreSupplier>>) -> Result<Task, StoreError> {
         let subtopology = self
             .subtopologies
             .get(id.subtopology)
@@ -199,11 +206,12 @@ impl Topology {
         let mut stores: Vec<Option<StoreSlot>> = self.stores.iter().map(|_| None).collect();
         for &store in &subtopology.stores {
             if let (Some(slot), Some(def)) = (stores.get_mut(store), self.stores.get(store)) {
+                let supplier = supplier_for(&def.name).unwrap_or_else(|| Arc::clone(&def.supplier));
                 *slot = Some(StoreSlot {
                     name: def.name.clone(),
                     changelog_topic: def.changelog_topic.clone(),
                     kind: def.kind,
-                    store: def.supplier.build(&def.name, id),
+                    store: supplier.build(&def.name, id)?,
                     serdes: Arc::clone(&def.serdes),
                 });
             }
@@ -214,13 +222,13 @@ impl Topology {
             stores,
             Arc::new(SystemClock),
         );
-        Task::new(
+        Ok(Task::new(
             subtopology,
             nodes,
             Arc::clone(&self.factories),
             Arc::clone(&self.meta),
             state,
-        )
+        ))
     }
 
     /// A human-readable description, in the format of Kafka Streams' `TopologyDescription`.

@@ -8,14 +8,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use deadpool_postgres::Pool;
 use operators::error::ErrorPolicy;
-use operators::runtime::{retry_lane_topics, KafkaStreams, ProcessingGuarantee, StreamsConfig};
+use operators::runtime::{retry_lane_topics, KafkaStreams, ProcessingGuarantee, StoreType, StreamsConfig};
 use operators::topology::Topology;
 
 use crate::admin::auth::AdminToken;
 use crate::admin::lag::WatchedGroup;
 use crate::codec::EventSerde;
 use crate::participants::{inventory, order_saga, payment, shipping};
-use crate::settings::{Guarantee, Settings};
+use crate::settings::{Guarantee, Settings, StoreKind};
 use crate::{admin, db, dlq, openapi, order_service, projector, setup};
 
 /// The saga participants, by the name their subcommand and application id use.
@@ -99,6 +99,7 @@ pub fn participants_assigned() -> bool {
 
 /// Starts a participant's topology on the exactly-once runtime (or at-least-once if configured).
 pub fn start_participant(participant: Participant, settings: &Settings, serde: EventSerde) -> Result<KafkaStreams> {
+    check_state_stores(settings, &serde)?;
     let topology = topology(participant, settings, serde)?;
     let config = streams_config(participant, settings);
     let listener = admin::health::listener(participant.application_id());
@@ -106,6 +107,29 @@ pub fn start_participant(participant: Participant, settings: &Settings, serde: E
         .with_context(|| format!("starting {}", participant.application_id()))?;
     admin::health::watch_dependencies(participant.application_id(), streams.health());
     Ok(streams)
+}
+
+/// `state.stores` may only name stores some participant has: a typo would silently keep a store
+/// in memory.
+fn check_state_stores(settings: &Settings, serde: &EventSerde) -> Result<()> {
+    let mut known = std::collections::BTreeSet::new();
+    for participant in Participant::ALL {
+        known.extend(topology(participant, settings, serde.clone())?.store_names().map(str::to_owned));
+    }
+    let mut named: Vec<&String> = settings.state.stores.keys().collect();
+    named.sort();
+    match named.into_iter().find(|store| !known.iter().any(|known| store_key(known) == store_key(store))) {
+        Some(store) => anyhow::bail!(
+            "bad configuration: state.stores.{store}: no such store (the participants' stores: {})",
+            known.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        None => Ok(()),
+    }
+}
+
+/// A store's name as a settings key may spell it.
+fn store_key(name: &str) -> String {
+    name.replace('-', "_")
 }
 
 fn streams_config(participant: Participant, settings: &Settings) -> StreamsConfig {
@@ -119,6 +143,19 @@ fn streams_config(participant: Participant, settings: &Settings) -> StreamsConfi
     if let Some(instance_id) = &settings.kafka.instance_id {
         config.instance_id = instance_id.clone();
     }
+    let store_type = |kind: StoreKind| match kind {
+        StoreKind::InMemory => StoreType::InMemory,
+        StoreKind::Persistent => StoreType::Persistent,
+    };
+    config.default_store_type = store_type(settings.state.default_store);
+    // An environment variable cannot spell `order-lifecycles`: `ORDER_LIFECYCLES` names it too.
+    config.store_types = settings
+        .state
+        .stores
+        .iter()
+        .flat_map(|(store, kind)| [(store.clone(), store_type(*kind)), (store.replace('_', "-"), store_type(*kind))])
+        .collect();
+    config.state_dir = settings.state.dir.clone().unwrap_or_else(|| std::env::temp_dir().join("saga-pipeline-state"));
     if let Some(session_timeout_ms) = settings.kafka.session_timeout_ms {
         // librdkafka wants heartbeats well inside the session.
         config = config
@@ -344,4 +381,36 @@ pub async fn run_participants(
         }
     }
     failure.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(env: &[(&str, &str)]) -> Settings {
+        let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/pipeline.toml");
+        Settings::load(&config, env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    #[test]
+    fn the_state_settings_reach_every_participants_runtime() {
+        let by_name = settings(&[("SAGA__STATE__STORES__ORDERS", "persistent"), ("SAGA__STATE__DIR", "/srv/state")]);
+        let config = streams_config(Participant::Shipping, &by_name);
+        assert_eq!(config.store_type("orders"), StoreType::Persistent);
+        assert_eq!(config.store_type("order-lifecycles"), StoreType::InMemory);
+        assert_eq!(config.state_dir, std::path::PathBuf::from("/srv/state"));
+        check_state_stores(&by_name, &EventSerde::with_fixed_ids()).expect("orders is a store");
+
+        let underscored = settings(&[("SAGA__STATE__STORES__ORDER_LIFECYCLES", "persistent")]);
+        assert_eq!(streams_config(Participant::Shipping, &underscored).store_type("order-lifecycles"), StoreType::Persistent);
+        check_state_stores(&underscored, &EventSerde::with_fixed_ids()).expect("ORDER_LIFECYCLES names order-lifecycles");
+    }
+
+    #[test]
+    fn a_state_store_no_participant_has_is_refused_with_its_key() {
+        let settings = settings(&[("SAGA__STATE__STORES__ORDRES", "\"persistent\"")]);
+        let error = check_state_stores(&settings, &EventSerde::with_fixed_ids()).unwrap_err().to_string();
+        assert!(error.contains("state.stores.ordres: no such store"), "{error}");
+        assert!(error.contains("orders"), "the known stores are listed: {error}");
+    }
 }

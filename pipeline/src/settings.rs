@@ -34,6 +34,34 @@ pub struct Settings {
     pub logging: crate::logging::LoggingSettings,
     #[serde(default)]
     pub tracing: crate::otlp::TracingSettings,
+    #[serde(default)]
+    pub state: StateSettings,
+}
+
+/// Where the participants keep their stores' committed state (docs/state.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// Every store's type unless `stores` names it.
+    #[serde(default)]
+    pub default_store: StoreKind,
+    /// By store name, in every participant that has a store of that name: `orders = "persistent"`.
+    #[serde(default)]
+    pub stores: HashMap<String, StoreKind>,
+    /// Kafka Streams' `state.dir`: persistent stores live in `<dir>/<participant>/`. Every process
+    /// on a machine needs its own (it is locked while in use). Unset: `<temp dir>/saga-pipeline-state`.
+    #[serde(default)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// Restored from its changelog in full whenever its task starts.
+    #[default]
+    InMemory,
+    /// On local disk; after a clean stop only the changelog's tail is restored.
+    Persistent,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -429,6 +457,22 @@ mod tests {
         assert!(error.contains("commit_interval_ms_by_participant.billing: no such participant"), "{error}");
         let error = load_error("SAGA__KAFKA__COMMIT_INTERVAL_MS_BY_PARTICIPANT__PAYMENT", "0");
         assert!(error.contains("commit_interval_ms_by_participant.payment must be positive"), "{error}");
+    }
+
+    #[test]
+    fn stores_are_in_memory_unless_made_persistent_by_default_or_by_name() {
+        let shipped = Settings::load(&repo_config(), []).unwrap();
+        assert_eq!(shipped.state.default_store, StoreKind::InMemory);
+        let env = [
+            ("SAGA__STATE__STORES__ORDERS".to_string(), "\"persistent\"".to_string()),
+            ("SAGA__STATE__DIR".to_string(), "\"/var/lib/saga\"".to_string()),
+        ];
+        let settings = Settings::load(&repo_config(), env).unwrap();
+        assert_eq!(settings.state.stores.get("orders"), Some(&StoreKind::Persistent));
+        assert_eq!(settings.state.dir.as_deref(), Some(Path::new("/var/lib/saga")));
+
+        let error = load_error("SAGA__STATE__DEFAULT_STORE", "\"rocks\"");
+        assert!(error.contains("state.default_store"), "{error}");
     }
 
     #[test]

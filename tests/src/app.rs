@@ -6,13 +6,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use operators::runtime::{KafkaStreams, StreamsConfig};
+use operators::runtime::{KafkaStreams, StoreType, StreamsConfig};
 use operators::topology::Topology;
+
+/// With it set, every store is persistent, in `<dir>/<instance id>`: an instance restarted under
+/// the same id finds its local state again.
+pub const STATE_DIR_ENV: &str = "EOS_STATE_DIR";
 
 /// Exactly-once defaults, with this instance's id.
 pub fn config(bootstrap: &str, application_id: &str, instance_id: &str) -> StreamsConfig {
     let mut config = StreamsConfig::new(application_id, bootstrap);
     config.instance_id = instance_id.to_owned();
+    if let Some(dir) = std::env::var_os(STATE_DIR_ENV) {
+        config.default_store_type = StoreType::Persistent;
+        config.state_dir = std::path::PathBuf::from(dir).join(instance_id);
+    }
     // A killed instance's partitions move after the session timeout; keep tests short.
     config.set("session.timeout.ms", "6000").set("heartbeat.interval.ms", "1000")
 }

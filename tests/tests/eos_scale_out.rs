@@ -38,6 +38,8 @@ struct Run {
     echo: String,
     sums: String,
     fired: String,
+    /// Set: every store is persistent, each instance's in its own directory under this one.
+    state_dir: Option<tempfile::TempDir>,
 }
 
 impl Run {
@@ -52,6 +54,7 @@ impl Run {
             sums: format!("{id}-sums"),
             fired: format!("{id}-fired"),
             bootstrap,
+            state_dir: None,
         };
         for topic in run.inputs.iter().chain([&run.echo, &run.sums, &run.fired]) {
             create_topic(&run.bootstrap, topic, PARTITIONS).await;
@@ -79,8 +82,25 @@ impl Run {
         })
     }
 
+    async fn with_persistent_stores(name: &'static str) -> Self {
+        let state_dir = tempfile::tempdir().expect("a temporary state directory");
+        Run { state_dir: Some(state_dir), ..Run::new(name).await }
+    }
+
+    /// The checkpoints an instance's clean stop left behind, one per task and store.
+    fn checkpoints_of(&self, instance: &str) -> usize {
+        let Some(state_dir) = &self.state_dir else { return 0 };
+        let checkpoints = state_dir.path().join(instance).join(&self.application_id).join("checkpoints");
+        let tasks = std::fs::read_dir(checkpoints).into_iter().flatten().flatten();
+        tasks.map(|task| std::fs::read_dir(task.path()).into_iter().flatten().count()).sum()
+    }
+
     fn spawn(&self, instance: &str) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_eos_join_app"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_eos_join_app"));
+        if let Some(state_dir) = &self.state_dir {
+            command.env(integration_tests::app::STATE_DIR_ENV, state_dir.path());
+        }
+        command
             .args([&self.bootstrap, &self.application_id, instance])
             .args(&self.inputs)
             .args([&self.echo, &self.sums, &self.fired])
@@ -338,4 +358,39 @@ async fn stopping_every_instance_mid_stream_and_starting_new_ones_loses_and_dupl
     }
     let sent = finish_generating(generator);
     run.finish(&mut instances, &sent, started);
+}
+
+/// Persistent stores, with instances restarted in place: a clean stop leaves checkpoints, so
+/// the restart restores only the changelogs' tails; a SIGKILL leaves none, so the restart wipes
+/// local state and restores in full. Either way nothing is lost or repeated.
+#[tokio::test(flavor = "multi_thread")]
+async fn persistent_stores_restarted_in_place_lose_and_duplicate_nothing() {
+    let _exclusive = exclusive();
+    let started = Instant::now();
+    let mut rng = Rng::seeded("eos-persistent");
+    let run = Run::with_persistent_stores("eos-persistent").await;
+    let generator = run.generate_in_background(30_000, 6, Duration::from_millis(2_500));
+    let mut instances = Instances::new(&run);
+    instances.start_first("a");
+    for id in ["b", "c"] {
+        instances.start(id);
+    }
+    for _ in 0..2 {
+        std::thread::sleep(rng.millis_between(2_500, 4_000));
+        let leaving = rng.below(instances.live.len());
+        let id = instances.live[leaving].id.clone();
+        instances.stop(leaving);
+        instances.start(&id);
+        std::thread::sleep(rng.millis_between(2_500, 4_000));
+        let crashing = rng.below(instances.live.len());
+        let id = instances.live[crashing].id.clone();
+        instances.kill_9(crashing);
+        instances.start(&id);
+    }
+    let sent = finish_generating(generator);
+    run.finish(&mut instances, &sent, started);
+    // The group was settled for the final clean stop: every instance held tasks, and closed them.
+    for id in ["a", "b", "c"] {
+        assert!(run.checkpoints_of(id) > 0, "{id} stopped cleanly at the end and left no checkpoint");
+    }
 }

@@ -273,3 +273,70 @@ async fn the_stream_threads_clients_report_their_statistics() {
     assert!(queued.iter().any(|labels| labels.contains("client=producer")), "{queued:?}");
     assert!(queued.iter().any(|labels| labels.contains("client=consumer")), "{queued:?}");
 }
+
+/// A persistent store closed cleanly leaves a checkpoint: started again on the same state
+/// directory, the task restores nothing from its changelog, and counts on from where it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_persistent_store_started_again_after_a_clean_close_restores_only_the_changelogs_tail() {
+    use operators::dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+    use operators::runtime::{KafkaStreams, StoreType, StreamsConfig};
+    use operators::serdes::{I64Serde, StringSerde};
+
+    let bootstrap = kafka_bootstrap();
+    let id = unique("eos-persistent-restart");
+    let (input, output) = (format!("{id}-input"), format!("{id}-output"));
+    create_topic(&bootstrap, &input, PARTITIONS).await;
+    create_topic(&bootstrap, &output, PARTITIONS).await;
+    let state_dir = tempfile::tempdir().expect("a state directory");
+    let app = format!("{id}-app");
+    let start = || {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+            .group_by_key(Grouped::with(StringSerde, I64Serde))
+            .count(Materialized::as_store("counts"))
+            .to_stream()
+            .to(&output, Produced::with(StringSerde, I64Serde));
+        let mut config = StreamsConfig::new(&app, bootstrap.as_str());
+        config.default_store_type = StoreType::Persistent;
+        config.state_dir = state_dir.path().to_path_buf();
+        let registry = prometheus::Registry::new();
+        (KafkaStreams::start(builder.build(&app), config, &registry).expect("start"), registry)
+    };
+    // Process-wide families: this application's series only.
+    let sample = |registry: &prometheus::Registry, name: &str, store: Option<&str>| -> f64 {
+        registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == name)
+            .flat_map(|family| family.get_metric().iter())
+            .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == app))
+            .filter(|m| store.is_none_or(|store| m.get_label().iter().any(|l| l.name() == "store" && l.value() == store)))
+            .map(|m| m.get_counter().value() + m.get_gauge().value())
+            .sum()
+    };
+
+    let mut sent = generate(&bootstrap, &input, 1, 300);
+    let (streams, registry) = start();
+    read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 300);
+    let restored_before = sample(&registry, "streams_restore_records_total", None);
+    streams.close().expect("close");
+    let checkpoints = std::fs::read_dir(state_dir.path().join(&app).join("checkpoints")).map(|tasks| tasks.count()).unwrap_or(0);
+    assert_eq!(checkpoints, PARTITIONS as usize, "a checkpoint directory per task after the clean close");
+
+    for (key, values) in generate(&bootstrap, &input, 301, 100) {
+        sent.entry(key).or_default().extend(values);
+    }
+    let (streams, registry) = start();
+    let counts = read_committed_by_key(&bootstrap, &output, 400, WAIT);
+    let restored_after = sample(&registry, "streams_restore_records_total", None);
+    let disk_bytes = sample(&registry, "streams_store_disk_bytes", Some("counts"));
+    streams.close().expect("close");
+
+    assert_eq!(restored_after, restored_before, "nothing restored from the changelog: local state was complete up to its checkpoint");
+    assert!(disk_bytes > 0.0, "the store's bytes on disk are reported");
+    for (key, values) in &sent {
+        let counted = counts.get(key).and_then(|counts| counts.last().copied());
+        assert_eq!(counted, Some(values.len() as i64), "key {key}: counting went on from the state kept on disk");
+    }
+}

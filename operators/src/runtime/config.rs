@@ -1,6 +1,7 @@
 //! User-facing runtime settings and the client properties exactly-once needs.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -17,6 +18,17 @@ pub enum ProcessingGuarantee {
     ExactlyOnceV2,
     /// Outputs are flushed, then offsets committed: a crash can repeat a batch.
     AtLeastOnce,
+}
+
+/// Where a store keeps its committed state (Kafka Streams' `dsl.default.store.type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoreType {
+    /// In memory: restored from the changelog in full whenever its task starts.
+    #[default]
+    InMemory,
+    /// On local disk ([`PersistentStores`](crate::store::PersistentStores)): after a clean close,
+    /// only the changelog's tail is restored.
+    Persistent,
 }
 
 #[derive(Clone, Debug)]
@@ -49,6 +61,13 @@ pub struct StreamsConfig {
     pub client_properties: BTreeMap<String, String>,
     /// Offset reset for partitions without a committed offset.
     pub auto_offset_reset: String,
+    /// Kafka Streams' `state.dir`: persistent stores live in `<state_dir>/<application_id>/`.
+    /// Instances on one machine need one each (the directory is locked while in use).
+    pub state_dir: PathBuf,
+    /// The store type of every store `store_types` does not name.
+    pub default_store_type: StoreType,
+    /// Store type by store name.
+    pub store_types: BTreeMap<String, StoreType>,
 }
 
 impl StreamsConfig {
@@ -66,7 +85,15 @@ impl StreamsConfig {
             error_policy: ErrorPolicy::default(),
             client_properties: BTreeMap::new(),
             auto_offset_reset: "earliest".into(),
+            state_dir: std::env::temp_dir().join("operators-state"),
+            default_store_type: StoreType::InMemory,
+            store_types: BTreeMap::new(),
         }
+    }
+
+    /// Where the store called `store` keeps its state.
+    pub fn store_type(&self, store: &str) -> StoreType {
+        self.store_types.get(store).copied().unwrap_or(self.default_store_type)
     }
 
     /// Sets any librdkafka property on every client. Properties exactly-once depends on are
@@ -104,10 +131,10 @@ impl StreamsConfig {
     }
 
     /// The stream thread's consumer and producer report librdkafka's statistics (broker
-    /// round trips, queued messages) as metrics, every 15 s unless the user set another interval.
+    /// round trips, queued messages) as metrics, every 5 s unless the user set another interval.
     fn with_statistics(&self, mut config: ClientConfig) -> ClientConfig {
         if !self.client_properties.contains_key(STATISTICS_INTERVAL) {
-            config.set(STATISTICS_INTERVAL, "15000");
+            config.set(STATISTICS_INTERVAL, "5000");
         }
         config
     }

@@ -17,9 +17,10 @@ use super::config::{ProcessingGuarantee, StreamsConfig};
 use super::dead_letter::{dead_letter_record, FailureReason, Poison};
 use super::delivery::{DeliveryTracker, FailedDelivery, Origin};
 use super::error::RuntimeError;
+use super::local_state::{local_state_error, LocalState};
 use super::internal_events::{
     DeliveryFailed, PunctuationFailed, RecordDeadLettered, RecordFailed, RecordFailedOnReplay,
-    DependencyBack, DependencyUnavailable, PartitionsAssigned, RecordProcessed, RecordRetried, RecordsCommitted, RecordsProcessed, RuntimeMetrics, StoreEntries, TaskRestored, TasksAssigned, TransactionAborted,
+    DependencyBack, DependencyUnavailable, PartitionsAssigned, RecordProcessed, RecordRetried, RecordsCommitted, RecordsProcessed, RuntimeMetrics, StoreDiskBytes, StoreEntries, TaskRestored, TasksAssigned, TransactionAborted,
     TransactionCommitted,
 };
 use super::produce::{self, TrackedProducer};
@@ -68,6 +69,7 @@ pub(crate) struct Engine {
     /// Polled by this thread only (see `produce::purge_unacknowledged`).
     producer: TrackedProducer,
     restorer: Restorer,
+    local_state: LocalState,
     metrics: RuntimeMetrics,
     state: StateCell,
     tasks: BTreeMap<TaskId, Task>,
@@ -131,6 +133,7 @@ impl Engine {
                 source,
             })?;
         let restorer = Restorer::new(&config, stop, state.clone())?;
+        let local_state = LocalState::open(&config, &topology)?;
         if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             // Fences any zombie with our transactional.id and aborts its open transaction.
             with_retries(|| producer.init_transactions(config.blocking_timeout)).map_err(
@@ -155,6 +158,7 @@ impl Engine {
             topology,
             producer,
             restorer,
+            local_state,
             metrics,
             state,
             tasks: BTreeMap::new(),
@@ -239,7 +243,10 @@ impl Engine {
         }
         for id in tasks {
             match self.suspended.remove(&id) {
-                Some(task) => {
+                Some(mut task) => {
+                    if let Err(e) = task.discard_checkpoints() {
+                        self.fatal.get_or_insert(local_state_error(e));
+                    }
                     self.tasks.insert(id, task);
                 }
                 None if !self.tasks.contains_key(&id) => {
@@ -283,8 +290,9 @@ impl Engine {
         }
         for element in partitions.elements() {
             if let Some(id) = self.task_id(element.topic(), element.partition()) {
-                if let Some(task) = self.tasks.remove(&id) {
+                if let Some(mut task) = self.tasks.remove(&id) {
                     if keep {
+                        self.local_state.checkpoint(&self.config, &self.restorer, &mut task);
                         self.suspended.insert(id, task);
                     }
                 }
@@ -314,7 +322,7 @@ impl Engine {
         self.commit(consumer)?;
         while let Some(id) = self.unrestored.pop_first() {
             let started = Instant::now();
-            let mut task = self.topology.create_task(id);
+            let mut task = self.local_state.create_task(&self.config, &self.topology, id)?;
             let changelogs = self.topology.changelogs_of(id.subtopology);
             let records = self
                 .restorer
@@ -326,7 +334,7 @@ impl Engine {
                 let index = self.rebuild_lane_index(consumer, &lane, id.partition)?;
                 self.lanes.insert(id, index);
             }
-            task.commit();
+            task.commit().map_err(local_state_error)?;
             TaskRestored {
                 task: &id.to_string(),
                 records,
@@ -337,6 +345,7 @@ impl Engine {
         }
         TasksAssigned(self.tasks.len()).emit(&self.metrics);
         self.report_store_entries();
+        self.report_store_disk_bytes();
         self.state.set(State::Running);
         Ok(())
     }
@@ -871,7 +880,12 @@ impl Engine {
         match outcome {
             Ok(()) => {
                 for task in self.tasks.values_mut() {
-                    task.commit();
+                    if let Err(e) = task.commit() {
+                        // The transaction is committed; local state that fell behind it is
+                        // never served: the thread stops, and the next start restores it.
+                        self.close_transaction();
+                        return Err(local_state_error(e));
+                    }
                 }
                 for index in self.lanes.values_mut() {
                     index.commit();
@@ -919,6 +933,15 @@ impl Engine {
             *entries.entry(store).or_insert(0) += count;
         }
         StoreEntries(&entries).emit(&self.metrics);
+    }
+
+    /// Bytes on disk change slowly and cost a walk of the store's files: after a rebalance only.
+    fn report_store_disk_bytes(&self) {
+        let mut bytes: BTreeMap<&str, u64> = self.topology.store_names().map(|store| (store, 0)).collect();
+        for (store, size) in self.tasks.values().flat_map(Task::store_disk_bytes) {
+            *bytes.entry(store).or_insert(0) += size;
+        }
+        StoreDiskBytes(&bytes).emit(&self.metrics);
     }
 
     fn commit_transaction<C: ConsumerContext>(

@@ -22,6 +22,10 @@ pub enum RuntimeError {
         during: &'static str,
         source: KafkaError,
     },
+    /// A persistent store's local state could not be opened or written (a full disk): the task
+    /// stops before committing more, and its local state is rebuilt from the changelog on start.
+    #[error("local state: {0}")]
+    LocalState(String),
     #[error("restoring {changelog} failed: {reason}")]
     Restore { changelog: String, reason: String },
     /// The group assigned a partition whose task is not running here, or only some of a task's

@@ -38,6 +38,7 @@ struct Families {
     retried: IntCounterVec,
     waiting_on_dependency: IntGaugeVec,
     store_entries: IntGaugeVec,
+    store_disk_bytes: IntGaugeVec,
     rebalances: IntCounterVec,
     state: IntGaugeVec,
     records_in: IntCounterVec,
@@ -122,6 +123,10 @@ fn define() -> Families {
             Opts::new("streams_store_entries", "Committed entries of each store, over the tasks this instance runs, as of its last commit"),
             &["application_id", "store"],
         )),
+        store_disk_bytes: family(IntGaugeVec::new(
+            Opts::new("streams_store_disk_bytes", "Bytes each persistent store takes on local disk, over the tasks this instance runs (0 in memory)"),
+            &["application_id", "store"],
+        )),
         process_latency: family(HistogramVec::new(
             HistogramOpts::new("streams_process_latency_seconds", "Time the topology took to process one input record (its outputs produced asynchronously)")
                 .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
@@ -186,6 +191,7 @@ impl RuntimeMetrics {
             Box::new(f.retried.clone()),
             Box::new(f.waiting_on_dependency.clone()),
             Box::new(f.store_entries.clone()),
+            Box::new(f.store_disk_bytes.clone()),
             Box::new(f.rebalances.clone()),
             Box::new(f.state.clone()),
             Box::new(f.records_in.clone()),
@@ -243,6 +249,16 @@ impl StoreEntries<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         for (store, entries) in self.0 {
             m.families.store_entries.with_label_values(&[m.application_id.as_str(), store]).set(i64::try_from(*entries).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// Each store's bytes on local disk over this instance's tasks, after a rebalance.
+pub struct StoreDiskBytes<'a>(pub &'a std::collections::BTreeMap<&'a str, u64>);
+impl StoreDiskBytes<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        for (store, bytes) in self.0 {
+            m.families.store_disk_bytes.with_label_values(&[m.application_id.as_str(), store]).set(i64::try_from(*bytes).unwrap_or(i64::MAX));
         }
     }
 }

@@ -16,6 +16,7 @@ mod delivery;
 mod engine;
 mod error;
 mod internal_events;
+mod local_state;
 mod produce;
 mod raw_message;
 mod restore;
@@ -29,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use config::{ProcessingGuarantee, StreamsConfig};
+pub use config::{ProcessingGuarantee, StoreType, StreamsConfig};
 pub use dead_letter::{dead_letter_record, FailureReason, Poison, REPROCESSED_FROM_HEADER};
 pub use error::RuntimeError;
 pub use internal_events::RuntimeMetrics;

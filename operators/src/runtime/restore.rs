@@ -94,7 +94,8 @@ impl Restorer {
         changelog: &str,
         partition: i32,
     ) -> Result<u64, RuntimeError> {
-        self.replay(config, changelog, partition, Offset::Beginning, |message| {
+        let from = self.restore_start(config, task, changelog, partition)?;
+        self.replay(config, changelog, partition, from, |message| {
             let key = message.key().unwrap_or_default();
             task.restore(changelog, key, message.payload())
                 .map_err(|e| RuntimeError::Restore {
@@ -102,6 +103,27 @@ impl Restorer {
                     reason: e.to_string(),
                 })
         })
+    }
+
+    /// A persistent store's checkpoint, if it lies inside the changelog; else, with local state
+    /// wiped, the beginning (a checkpoint past the end means the topic was recreated).
+    fn restore_start(&self, config: &StreamsConfig, task: &mut Task, changelog: &str, partition: i32) -> Result<Offset, RuntimeError> {
+        let Some(checkpoint) = task.restore_from(changelog) else {
+            return Ok(Offset::Beginning);
+        };
+        let (low, high) = watermarks(&self.end_offsets, changelog, partition, config.blocking_timeout)?;
+        if (low..=high).contains(&checkpoint) {
+            tracing::info!(changelog, partition, checkpoint, end = high, "restoring the changelog's tail after the checkpoint of local state");
+            return Ok(Offset::Offset(checkpoint));
+        }
+        tracing::warn!(changelog, partition, checkpoint, low, high, "the checkpoint of local state lies outside the changelog; wiping local state and restoring in full");
+        task.wipe_store(changelog).map_err(|e| RuntimeError::Restore { changelog: changelog.to_string(), reason: e.to_string() })?;
+        Ok(Offset::Beginning)
+    }
+
+    /// The partition's high watermark: where a checkpoint taken now says local state ends.
+    pub fn end_offset(&self, config: &StreamsConfig, topic: &str, partition: i32) -> Result<i64, RuntimeError> {
+        Ok(watermarks(&self.end_offsets, topic, partition, config.blocking_timeout)?.1)
     }
 
     /// The committed records of a partition from `from` up to the high watermark it has now.

@@ -4,16 +4,21 @@
 //! transaction lifecycle ([`StateStore`]) that the task drives: writes stay pending until the task
 //! commits, a savepoint per record lets a failed record's writes be discarded, and `abort` drops
 //! everything since the last commit. Window, session and timer stores are key layouts over that
-//! byte store, so a persistent implementation of [`StateStore`] (plugged in through a
-//! [`StoreSupplier`]) serves every kind of store without touching operator code.
+//! byte store, so the persistent implementation ([`PersistentKeyValueStore`], on fjall, chosen per
+//! store by configuration) serves every kind of store without touching operator code.
 //!
 //! Operators never write to a store directly: they go through a change-logging view that also
 //! emits each write as a changelog record for the task's partition, which is what makes state
 //! recoverable after a crash.
 
 mod builder;
+mod checkpoint;
+#[cfg(test)]
+mod contract;
 mod in_memory;
 mod logging;
+mod pending;
+mod persistent;
 mod session;
 mod time_key;
 pub(crate) mod timers;
@@ -30,6 +35,7 @@ use crate::topology::TaskId;
 
 pub use builder::StoreBuilder;
 pub use in_memory::{InMemoryKeyValueStore, InMemoryStoreSupplier};
+pub use persistent::{PersistentKeyValueStore, PersistentStores};
 pub(crate) use logging::ChangeLoggingStore;
 pub use session::{SessionBytesStore, SessionEntry, TimeOrderedSessionStore};
 pub use typed::KeyValueStore;
@@ -108,8 +114,9 @@ pub trait StateStore: KeyValueBytesStore + Send {
     fn rollback_to_savepoint(&mut self);
 
     /// Makes pending writes the committed state. Called once the transaction holding their
-    /// changelog records has committed.
-    fn commit(&mut self);
+    /// changelog records has committed, so a failure here (a full disk) leaves local state behind
+    /// the changelog: the task must stop, and its local state is rebuilt from the changelog.
+    fn commit(&mut self) -> Result<(), StoreError>;
 
     /// Drops pending writes: the store returns to its last committed state.
     fn abort(&mut self);
@@ -117,13 +124,46 @@ pub trait StateStore: KeyValueBytesStore + Send {
     /// Applies one changelog record straight to the committed state.
     fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError>;
 
+    /// Forgets every entry, committed and pending: local state that cannot be trusted, before a
+    /// restore from the beginning of the changelog.
+    fn wipe(&mut self) -> Result<(), StoreError>;
+
     /// Committed entries, for the store-size metric; a persistent store may estimate.
     fn approximate_entries(&self) -> u64;
+
+    /// Whether the store keeps local state across restarts (and so takes checkpoints).
+    fn is_persistent(&self) -> bool {
+        false
+    }
+
+    /// The changelog offset the local state is complete up to, read from a clean checkpoint at
+    /// open: a restore starts there. `None`: from the beginning.
+    fn restore_from(&self) -> Option<i64> {
+        None
+    }
+
+    /// Makes local state durable and records that it is complete up to `changelog_end`. Called
+    /// when the task is closed after a clean commit; as Kafka Streams under exactly-once, state
+    /// has no checkpoint while the task runs, so a crash means a full restore.
+    fn checkpoint(&mut self, _changelog_end: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Removes the checkpoint again: a suspended task resumes and writes on.
+    fn discard_checkpoint(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Bytes the store takes on disk (0 in memory).
+    fn disk_bytes(&self) -> u64 {
+        0
+    }
 }
 
-/// Makes one store instance per task. The extension point for persistent stores.
+/// Makes one store instance per task: in memory ([`InMemoryStoreSupplier`]) or on disk
+/// ([`PersistentStores`]).
 pub trait StoreSupplier: Send + Sync {
-    fn build(&self, name: &str, task: TaskId) -> Box<dyn StateStore>;
+    fn build(&self, name: &str, task: TaskId) -> Result<Box<dyn StateStore>, StoreError>;
 }
 
 /// Whether a byte range is empty because its bounds are inverted or touch at an excluded end.

@@ -33,7 +33,7 @@ fn repartition_records_have_no_partition_so_the_producer_hashes_the_key() {
     let builder = StreamsBuilder::new();
     builder.stream("in", Consumed::with(StringSerde, StringSerde)).repartition(Repartitioned::with(StringSerde, StringSerde).with_name("r"));
     let topology = builder.build(APP);
-    let mut task = topology.create_task(crate::topology::TaskId { subtopology: 0, partition: 2 });
+    let mut task = topology.create_task(crate::topology::TaskId { subtopology: 0, partition: 2 }).unwrap();
     let record = crate::record::RawRecord {
         topic: "in".into(),
         partition: 2,

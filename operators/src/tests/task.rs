@@ -58,10 +58,10 @@ fn abort_drops_pending_writes_and_commit_keeps_them() -> TestResult {
     let mut task = counting_topology().create_task(TaskId {
         subtopology: 0,
         partition: 3,
-    });
+    }).unwrap();
     task.process(raw("in", "a", b"x", 0, 10))?;
     assert_eq!(counts(&mut task), vec![1]);
-    task.commit();
+    task.commit().unwrap();
 
     task.process(raw("in", "a", b"x", 1, 20))?;
     task.process(raw("in", "a", b"x", 2, 30))?;
@@ -88,7 +88,7 @@ fn output_holds_sink_and_changelog_records_in_order() -> TestResult {
     let mut task = counting_topology().create_task(TaskId {
         subtopology: 0,
         partition: 3,
-    });
+    }).unwrap();
     assert_eq!(task.stream_time(), UNKNOWN_STREAM_TIME);
     task.process(raw("in", "a", b"x", 0, 10))?;
     let output = task.take_output();
@@ -116,7 +116,7 @@ fn restore_rebuilds_a_store_from_its_changelog() -> TestResult {
     let mut task = topology.create_task(TaskId {
         subtopology: 0,
         partition: 3,
-    });
+    }).unwrap();
     task.restore("app-counts-changelog", b"a", Some(&41i64.to_be_bytes()))?;
     task.restore("app-counts-changelog", b"b", Some(&7i64.to_be_bytes()))?;
     task.restore("app-counts-changelog", b"b", None)?;
@@ -138,7 +138,7 @@ fn a_record_from_an_unknown_topic_is_an_error() -> TestResult {
     let mut task = counting_topology().create_task(TaskId {
         subtopology: 0,
         partition: 3,
-    });
+    }).unwrap();
     let error = task
         .process(raw("other", "a", b"x", 5, 0))
         .err()
@@ -155,7 +155,7 @@ fn a_record_from_an_unknown_topic_is_an_error() -> TestResult {
     let mut missing = counting_topology().create_task(TaskId {
         subtopology: 9,
         partition: 0,
-    });
+    }).unwrap();
     assert!(missing.process(raw("in", "a", b"x", 0, 0)).is_err());
     Ok(())
 }
@@ -169,7 +169,7 @@ fn undeserializable_bytes_give_an_error_not_a_panic() -> TestResult {
     let mut task = builder.build(APP).create_task(TaskId {
         subtopology: 0,
         partition: 3,
-    });
+    }).unwrap();
 
     let error = task
         .process(raw("in", "a", &[1, 2, 3], 17, 0))
@@ -274,7 +274,7 @@ fn restored_stream_time_keeps_dropping_late_records() -> TestResult {
     let mut task = builder.build(APP).create_task(TaskId {
         subtopology: 0,
         partition: 0,
-    });
+    }).unwrap();
     task.restore_stream_time(100);
     task.restore_stream_time(50);
     assert_eq!(task.stream_time(), 100);
@@ -320,7 +320,7 @@ fn a_panic_is_an_error_of_its_unit_and_replaces_the_processor() -> TestResult {
     let mut task = builder.build(APP).create_task(TaskId {
         subtopology: 0,
         partition: 3,
-    });
+    }).unwrap();
     task.process(raw("in", "a", b"before", 0, 0))?;
     let error = task
         .process(raw("in", "a", b"panic", 0, 1))
