@@ -112,10 +112,20 @@ pub fn start_participant(participant: Participant, settings: &Settings, serde: E
 /// `state.stores` may only name stores some participant has: a typo would silently keep a store
 /// in memory.
 fn check_state_stores(settings: &Settings, serde: &EventSerde) -> Result<()> {
-    let mut known = std::collections::BTreeSet::new();
-    for participant in Participant::ALL {
-        known.extend(topology(participant, settings, serde.clone())?.store_names().map(str::to_owned));
-    }
+    // Built and dropped on a thread of their own: shipping's topology owns a blocking client with
+    // a runtime inside, which must not be dropped on the async runtime `start_participant` runs on.
+    let known = std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<std::collections::BTreeSet<String>> {
+                let mut known = std::collections::BTreeSet::new();
+                for participant in Participant::ALL {
+                    known.extend(topology(participant, settings, serde.clone())?.store_names().map(str::to_owned));
+                }
+                Ok(known)
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("building the participants' topologies to check state.stores panicked"))?
+    })?;
     let mut named: Vec<&String> = settings.state.stores.keys().collect();
     named.sort();
     match named.into_iter().find(|store| !known.iter().any(|known| store_key(known) == store_key(store))) {
@@ -404,6 +414,12 @@ mod tests {
         let underscored = settings(&[("SAGA__STATE__STORES__ORDER_LIFECYCLES", "persistent")]);
         assert_eq!(streams_config(Participant::Shipping, &underscored).store_type("order-lifecycles"), StoreType::Persistent);
         check_state_stores(&underscored, &EventSerde::with_fixed_ids()).expect("ORDER_LIFECYCLES names order-lifecycles");
+    }
+
+    /// `start_participant` runs on the async runtime, where dropping a runtime panics.
+    #[tokio::test]
+    async fn the_state_stores_are_checked_from_async_code_too() {
+        check_state_stores(&settings(&[]), &EventSerde::with_fixed_ids()).expect("the shipped config names no unknown store");
     }
 
     #[test]
