@@ -98,8 +98,7 @@ pub fn participants_assigned() -> bool {
 }
 
 /// Starts a participant's topology on the exactly-once runtime (or at-least-once if configured).
-pub fn start_participant(participant: Participant, settings: &Settings, serde: EventSerde) -> Result<KafkaStreams> {
-    check_state_stores(settings, &serde)?;
+fn start_participant(participant: Participant, settings: &Settings, serde: EventSerde) -> Result<KafkaStreams> {
     let topology = topology(participant, settings, serde)?;
     let config = streams_config(participant, settings);
     let listener = admin::health::listener(participant.application_id());
@@ -113,7 +112,7 @@ pub fn start_participant(participant: Participant, settings: &Settings, serde: E
 /// in memory.
 fn check_state_stores(settings: &Settings, serde: &EventSerde) -> Result<()> {
     // Built and dropped on a thread of their own: shipping's topology owns a blocking client with
-    // a runtime inside, which must not be dropped on the async runtime `start_participant` runs on.
+    // a runtime inside, which must not be dropped on the async runtime `run_participants` runs on.
     let known = std::thread::scope(|scope| {
         scope
             .spawn(|| -> Result<std::collections::BTreeSet<String>> {
@@ -362,6 +361,8 @@ pub async fn run_participants(
     serde: EventSerde,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
+    // Once per process, before any participant starts: it builds every participant's topology.
+    check_state_stores(settings, &serde)?;
     let mut running = Vec::new();
     for participant in which {
         running.push((*participant, start_participant(*participant, settings, serde.clone())?));
@@ -416,7 +417,7 @@ mod tests {
         check_state_stores(&underscored, &EventSerde::with_fixed_ids()).expect("ORDER_LIFECYCLES names order-lifecycles");
     }
 
-    /// `start_participant` runs on the async runtime, where dropping a runtime panics.
+    /// `run_participants` runs on the async runtime, where dropping a runtime panics.
     #[tokio::test]
     async fn the_state_stores_are_checked_from_async_code_too() {
         check_state_stores(&settings(&[]), &EventSerde::with_fixed_ids()).expect("the shipped config names no unknown store");
