@@ -3,6 +3,10 @@
 Prometheus, with each template variable matching everything, and fails if any query returns no
 series: a panel that would show "No data" on a pipeline that just ran.
 
+With AT_UNIX, each query runs over the WINDOW_S seconds up to it, as a time-series panel shows
+its range: a gauge that librdkafka's statistics set every few seconds may have no sample from a
+process still alive at one instant of a run full of kills, and the panel still shows data.
+
 usage: dashboard_check.py PROMETHEUS_URL DASHBOARD_DIR [AT_UNIX]
 """
 import glob
@@ -11,7 +15,10 @@ import os
 import re
 import sys
 
-from prometheus_query import instant
+from prometheus_query import instant, over_range
+
+WINDOW_S = 600
+STEP_S = 15
 
 
 def queries(dashboard_dir):
@@ -40,7 +47,11 @@ def main():
     for dashboard, title, expr in queries(dashboard_dir):
         checked += 1
         try:
-            found = len(instant(base, with_variables_matching_everything(expr), at))
+            query = with_variables_matching_everything(expr)
+            if at is None:
+                found = len(instant(base, query))
+            else:
+                found = sum(1 for series in over_range(base, query, float(at) - WINDOW_S, float(at), STEP_S) if series.get("values"))
         except Exception as error:  # a query Prometheus refuses is as broken as an empty one
             found, note = 0, f" ({error})"
         else:
