@@ -262,3 +262,35 @@ fn a_transaction_failed_by_the_broker_is_replayed_and_no_record_is_blamed_for_it
         .collect();
     assert!(blamed.is_empty(), "no record was blamed: {blamed:?}");
 }
+
+#[test]
+fn an_abort_the_broker_refuses_renews_the_producer_and_the_instance_goes_on() {
+    let fixture = Fixture::new(1);
+    let (streams, metrics) = fixture.start("abort-refused", "a");
+    wait_for_state(&streams, State::Running);
+    fixture.produce_input(1, 10);
+    fixture.wait_for_output(&inputs(1, 10));
+    let committed = settled(|| metrics.transactions("committed"));
+
+    // The commit fails abortably, then the broker refuses the abort as INVALID_TXN_STATE, as a
+    // coordinator restarting under load does when the commit went through after all. The
+    // transaction's outcome is unknown and librdkafka's producer is left with a fatal error:
+    // the instance must renew its producer and restore its tasks, not stop.
+    fixture.cluster.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE],
+    );
+    fixture.produce_input(11, RECORDS);
+    fixture.wait_for_output(&inputs(11, RECORDS));
+    let deadline = Instant::now() + WAIT;
+    while metrics.counter("streams_producer_renewals_total", None) == 0 || metrics.transactions("committed") == committed {
+        assert!(!streams.is_finished(), "a refused abort stopped the instance: {:?}", streams.join().err());
+        assert!(Instant::now() < deadline, "no renewed producer committed a transaction");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fixture.produce_input(RECORDS + 1, RECORDS + 10);
+    fixture.wait_for_output(&inputs(RECORDS + 1, RECORDS + 10));
+    assert!(!streams.is_finished(), "the renewed instance stopped: {:?}", streams.join().err());
+    streams.close().expect("close");
+    assert_eq!(metrics.counter("streams_producer_renewals_total", None), 1, "one refused abort, one renewal");
+}

@@ -20,7 +20,7 @@ use super::error::RuntimeError;
 use super::local_state::{local_state_error, LocalState};
 use super::internal_events::{
     DeliveryFailed, PunctuationFailed, RecordDeadLettered, RecordFailed, RecordFailedOnReplay,
-    DependencyBack, DependencyUnavailable, PartitionsAssigned, RecordProcessed, RecordRetried, RecordsCommitted, RecordsProcessed, RuntimeMetrics, StoreDiskBytes, StoreEntries, TaskRestored, TasksAssigned, TransactionAborted,
+    DependencyBack, DependencyUnavailable, PartitionsAssigned, ProducerRenewed, RecordProcessed, RecordRetried, RecordsCommitted, RecordsProcessed, RuntimeMetrics, StoreDiskBytes, StoreEntries, TaskRestored, TasksAssigned, TransactionAborted,
     TransactionCommitted,
 };
 use super::produce::{self, TrackedProducer};
@@ -125,24 +125,9 @@ impl Engine {
         state: StateCell,
         stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<Self, RuntimeError> {
-        let producer: TrackedProducer = config
-            .producer_config()
-            .create_with_context(DeliveryTracker::new(metrics.clone()))
-            .map_err(|source| RuntimeError::Kafka {
-                during: "creating the producer",
-                source,
-            })?;
         let restorer = Restorer::new(&config, stop, state.clone())?;
         let local_state = LocalState::open(&config, &topology)?;
-        if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-            // Fences any zombie with our transactional.id and aborts its open transaction.
-            with_retries(|| producer.init_transactions(config.blocking_timeout)).map_err(
-                |source| RuntimeError::Fatal {
-                    during: "init_transactions",
-                    source,
-                },
-            )?;
-        }
+        let producer = thread_producer(&config, &metrics)?;
         let lane_topics = match config.error_policy {
             ErrorPolicy::Retry(_) => {
                 (0..topology.subtopology_count()).map(|subtopology| (retry_lane_topic(&config.application_id, subtopology), subtopology)).collect()
@@ -912,10 +897,11 @@ impl Engine {
                     true,
                 )
             }
-            // Anything short of fatal (a flush or a coordinator that timed out while the broker
-            // restarts, an abortable error) rolls back and replays; only fencing and fatal
-            // producer errors stop the thread.
-            Err(CommitFailure::Kafka(e)) if self.exactly_once() && !is_fatal(&e) => {
+            // Anything but fencing (a flush or a coordinator that timed out while the broker
+            // restarts, an abortable error, a fatal one that leaves the outcome unknown) rolls
+            // back and replays: the abort renews the producer when it has to. A fenced thread
+            // stops, since a newer instance owns its transactional.id.
+            Err(CommitFailure::Kafka(e)) if self.exactly_once() && !is_fenced(&e) => {
                 self.abort(consumer, &e.to_string(), true)
             }
             Err(CommitFailure::Kafka(source)) => Err(RuntimeError::Fatal {
@@ -1087,17 +1073,20 @@ impl Engine {
     ) -> Result<(), RuntimeError> {
         if self.open_since.is_some() {
             produce::purge_unacknowledged(&self.producer, self.config.blocking_timeout);
-            if self.exactly_once() {
-                with_retries(|| {
-                    self.producer
-                        .abort_transaction(self.config.blocking_timeout)
-                })
-                .map_err(|source| RuntimeError::Fatal {
-                    during: "abort_transaction",
-                    source,
-                })?;
+            let refused = match self.exactly_once() {
+                true => with_retries(|| self.producer.abort_transaction(self.config.blocking_timeout)).err(),
+                false => None,
+            };
+            match refused {
+                None => TransactionAborted { reason }.emit(&self.metrics),
+                Some(source) if is_fenced(&source) => {
+                    return Err(RuntimeError::Fatal {
+                        during: "abort_transaction",
+                        source,
+                    })
+                }
+                Some(source) => self.renew_producer(&source)?,
             }
-            TransactionAborted { reason }.emit(&self.metrics);
         }
         for task in self.tasks.values_mut() {
             task.abort();
@@ -1110,6 +1099,26 @@ impl Engine {
         if rewind {
             self.rewind(consumer, &batch_start)?;
         }
+        Ok(())
+    }
+
+    /// The broker left the open transaction's outcome unknown and librdkafka's producer can do
+    /// nothing more: it refused the abort (INVALID_TXN_STATE, as a coordinator restarting under
+    /// load answers when the commit went through after all), or the commit failed fatally. As
+    /// Kafka Streams does with corrupted tasks under exactly-once, every task is closed dirty,
+    /// to be restored from its changelogs, and a new producer with the same transactional.id
+    /// takes over: its `init_transactions` waits until the coordinator has finished the old
+    /// transaction, so the restore and the rewind that follow see whichever way it went.
+    fn renew_producer(&mut self, error: &KafkaError) -> Result<(), RuntimeError> {
+        self.producer = thread_producer(&self.config, &self.metrics)?;
+        let corrupted = std::mem::take(&mut self.tasks);
+        ProducerRenewed { error, tasks: corrupted.len() }.emit(&self.metrics);
+        for id in corrupted.into_keys() {
+            self.lanes.remove(&id);
+            self.unrestored.insert(id);
+        }
+        self.state.set(State::Rebalancing);
+        TasksAssigned(0).emit(&self.metrics);
         Ok(())
     }
 
@@ -1202,12 +1211,31 @@ fn with_retries(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), 
 
 const RETRY_TRANSACTION_CALLS_FOR: Duration = Duration::from_secs(60);
 
-/// The producer cannot go on: fenced by a newer instance, or failed fatally.
-fn is_fatal(error: &KafkaError) -> bool {
-    match error {
-        KafkaError::Transaction(e) => e.is_fatal(),
-        other => matches!(other.rdkafka_error_code(), Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)),
+/// The thread's transactional producer, its transactions initialised under exactly-once: that
+/// fences any zombie with our transactional.id and finishes its open transaction.
+fn thread_producer(config: &StreamsConfig, metrics: &RuntimeMetrics) -> Result<TrackedProducer, RuntimeError> {
+    let producer: TrackedProducer = config
+        .producer_config()
+        .create_with_context(DeliveryTracker::new(metrics.clone()))
+        .map_err(|source| RuntimeError::Kafka {
+            during: "creating the producer",
+            source,
+        })?;
+    if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+        with_retries(|| producer.init_transactions(config.blocking_timeout)).map_err(|source| RuntimeError::Fatal {
+            during: "init_transactions",
+            source,
+        })?;
     }
+    Ok(producer)
+}
+
+/// A newer producer with our transactional.id exists: this thread is a zombie.
+fn is_fenced(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+    )
 }
 
 fn is_retriable(error: &KafkaError) -> bool {

@@ -40,6 +40,7 @@ struct Families {
     store_entries: IntGaugeVec,
     store_disk_bytes: IntGaugeVec,
     rebalances: IntCounterVec,
+    producer_renewals: IntCounterVec,
     state: IntGaugeVec,
     records_in: IntCounterVec,
     records_out: IntCounterVec,
@@ -156,6 +157,13 @@ fn define() -> Families {
             Opts::new("streams_records_out_total", "Records written in committed transactions, by subtopology and topic (dead letters apart, in dlq_records_total)"),
             &["application_id", "subtopology", "topic"],
         )),
+        producer_renewals: family(IntCounterVec::new(
+            Opts::new(
+                "streams_producer_renewals_total",
+                "Transactional producers replaced after the broker left a transaction's outcome unknown (its tasks were restored from their changelogs)",
+            ),
+            app,
+        )),
         rebalances: family(IntCounterVec::new(
             Opts::new("streams_rebalances_total", "Partition assignments this instance received from the group coordinator"),
             app,
@@ -193,6 +201,7 @@ impl RuntimeMetrics {
             Box::new(f.store_entries.clone()),
             Box::new(f.store_disk_bytes.clone()),
             Box::new(f.rebalances.clone()),
+            Box::new(f.producer_renewals.clone()),
             Box::new(f.state.clone()),
             Box::new(f.records_in.clone()),
             Box::new(f.records_out.clone()),
@@ -224,6 +233,7 @@ impl RuntimeMetrics {
         }
         f.tasks_assigned.with_label_values(&[application_id]);
         f.rebalances.with_label_values(&[application_id]);
+        f.producer_renewals.with_label_values(&[application_id]);
         for (subtopology, topic) in sources {
             f.records_in.with_label_values(&[application_id, &subtopology.to_string(), topic]);
             if matches!(policy, ErrorPolicy::Retry(_)) {
@@ -442,6 +452,17 @@ impl TransactionAborted<'_> {
     }
 }
 
+pub struct ProducerRenewed<'a> {
+    pub error: &'a rdkafka::error::KafkaError,
+    pub tasks: usize,
+}
+impl ProducerRenewed<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        tracing::warn!(error = %self.error, tasks = self.tasks, "the transaction's outcome is unknown: producer renewed, tasks to be restored from their changelogs");
+        m.families.producer_renewals.with_label_values(&[&m.application_id]).inc();
+    }
+}
+
 pub struct TaskRestored<'a> {
     pub task: &'a str,
     pub records: u64,
@@ -581,6 +602,7 @@ mod tests {
         assert_eq!(counter("streams_restore_records_total", &[app]), Some(0.0));
         assert_eq!(metric("streams_tasks_assigned", &[app]).map(|m| m.get_gauge().value()), Some(0.0));
         assert_eq!(counter("streams_rebalances_total", &[app]), Some(0.0));
+        assert_eq!(counter("streams_producer_renewals_total", &[app]), Some(0.0));
         assert_eq!(counter("streams_records_in_total", &[app, ("subtopology", "0"), ("topic", "zero-init-input")]), Some(0.0));
         assert_eq!(counter("retries_total", &[("topic", "zero-init-input")]), Some(0.0));
         let state = |name: &str| metric("streams_state", &[app, ("state", name)]).map(|m| m.get_gauge().value());
