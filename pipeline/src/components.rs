@@ -165,6 +165,9 @@ fn streams_config(participant: Participant, settings: &Settings) -> StreamsConfi
         .flat_map(|(store, kind)| [(store.clone(), store_type(*kind)), (store.replace('_', "-"), store_type(*kind))])
         .collect();
     config.state_dir = settings.state.dir.clone().unwrap_or_else(|| std::env::temp_dir().join("saga-pipeline-state"));
+    if let Some(mib) = settings.state.min_free_mib {
+        config.state_dir_min_free_bytes = mib.saturating_mul(1024 * 1024);
+    }
     if let Some(session_timeout_ms) = settings.kafka.session_timeout_ms {
         // librdkafka wants heartbeats well inside the session.
         config = config
@@ -405,11 +408,16 @@ mod tests {
 
     #[test]
     fn the_state_settings_reach_every_participants_runtime() {
-        let by_name = settings(&[("SAGA__STATE__STORES__ORDERS", "persistent"), ("SAGA__STATE__DIR", "/srv/state")]);
+        let by_name = settings(&[
+            ("SAGA__STATE__STORES__ORDERS", "persistent"),
+            ("SAGA__STATE__DIR", "/srv/state"),
+            ("SAGA__STATE__MIN_FREE_MIB", "10"),
+        ]);
         let config = streams_config(Participant::Shipping, &by_name);
         assert_eq!(config.store_type("orders"), StoreType::Persistent);
         assert_eq!(config.store_type("order-lifecycles"), StoreType::InMemory);
         assert_eq!(config.state_dir, std::path::PathBuf::from("/srv/state"));
+        assert_eq!(config.state_dir_min_free_bytes, 10 * 1024 * 1024);
         check_state_stores(&by_name, &EventSerde::with_fixed_ids()).expect("orders is a store");
 
         let underscored = settings(&[("SAGA__STATE__STORES__ORDER_LIFECYCLES", "persistent")]);

@@ -52,6 +52,10 @@ pub struct StateSettings {
     /// on a machine needs its own (it is locked while in use). Unset: `<temp dir>/saga-pipeline-state`.
     #[serde(default)]
     pub dir: Option<std::path::PathBuf>,
+    /// With a persistent store, the free space (MiB) its filesystem must keep: below it the
+    /// participant stops before its next commit, saying so. Unset: the runtime's 64 MiB.
+    #[serde(default)]
+    pub min_free_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -340,3 +340,50 @@ async fn a_persistent_store_started_again_after_a_clean_close_restores_only_the_
         assert_eq!(counted, Some(values.len() as i64), "key {key}: counting went on from the state kept on disk");
     }
 }
+
+/// A filesystem short of the free space a persistent store must keep stops the instance before
+/// its next commit, with an error that says why: nothing of the batch is committed, and with
+/// room again every record is counted exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_directory_short_of_free_space_stops_the_instance_before_it_commits_and_loses_nothing() {
+    use operators::dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+    use operators::runtime::{KafkaStreams, RuntimeError, StoreType, StreamsConfig};
+    use operators::serdes::{I64Serde, StringSerde};
+
+    let bootstrap = kafka_bootstrap();
+    let id = unique("eos-disk-full");
+    let (input, output) = (format!("{id}-input"), format!("{id}-output"));
+    create_topic(&bootstrap, &input, PARTITIONS).await;
+    create_topic(&bootstrap, &output, PARTITIONS).await;
+    let state_dir = tempfile::tempdir().expect("a state directory");
+    let app = format!("{id}-app");
+    let start = |min_free_bytes: u64| {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+            .group_by_key(Grouped::with(StringSerde, I64Serde))
+            .count(Materialized::as_store("counts"))
+            .to_stream()
+            .to(&output, Produced::with(StringSerde, I64Serde));
+        let mut config = StreamsConfig::new(&app, bootstrap.as_str());
+        config.default_store_type = StoreType::Persistent;
+        config.state_dir = state_dir.path().to_path_buf();
+        config.state_dir_min_free_bytes = min_free_bytes;
+        KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start")
+    };
+
+    let sent = generate(&bootstrap, &input, 1, 200);
+    // A floor no filesystem meets: to this instance the disk is full.
+    let error = start(u64::MAX).join().expect_err("an instance short of disk space must stop");
+    assert!(matches!(&error, RuntimeError::LocalState(message) if message.contains("bytes free")), "unexpected error: {error}");
+    let committed = read_topic(&bootstrap, &output, "read_committed", Duration::from_secs(5), |_| false);
+    assert!(committed.is_empty(), "{} outputs were committed by an instance short of disk space", committed.len());
+
+    let streams = start(StreamsConfig::new(&app, bootstrap.as_str()).state_dir_min_free_bytes);
+    let counts = read_committed_by_key(&bootstrap, &output, 200, WAIT);
+    streams.close().expect("close");
+    for (key, values) in &sent {
+        let counted = counts.get(key).and_then(|counts| counts.last().copied());
+        assert_eq!(counted, Some(values.len() as i64), "key {key}: every record counted once after the disk had room again");
+    }
+}

@@ -68,6 +68,9 @@ pub struct StreamsConfig {
     pub default_store_type: StoreType,
     /// Store type by store name.
     pub store_types: BTreeMap<String, StoreType>,
+    /// With a persistent store, free space the state directory's filesystem must keep: below
+    /// it the instance stops before its next commit, with an error that says so.
+    pub state_dir_min_free_bytes: u64,
 }
 
 impl StreamsConfig {
@@ -88,6 +91,7 @@ impl StreamsConfig {
             state_dir: std::env::temp_dir().join("operators-state"),
             default_store_type: StoreType::InMemory,
             store_types: BTreeMap::new(),
+            state_dir_min_free_bytes: 64 * 1024 * 1024,
         }
     }
 

@@ -856,6 +856,10 @@ impl Engine {
         let Some(_) = self.open_since else {
             return Ok(());
         };
+        if let Err(full) = self.local_state.ensure_room(&self.config) {
+            self.abort(consumer, &full.to_string(), false)?;
+            return Err(full);
+        }
         let started = Instant::now();
         let outcome = if self.exactly_once() {
             self.commit_transaction(consumer)

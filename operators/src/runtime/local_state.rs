@@ -34,6 +34,24 @@ impl LocalState {
         topology.create_task_with(id, &supplier_for).map_err(local_state_error)
     }
 
+    /// Under the configured floor of free space nothing more is committed: a disk filling up
+    /// stops the instance with this error before a commit, rather than between the commit and
+    /// the write of its local state (which only the next start's full restore repairs).
+    pub(crate) fn ensure_room(&self, config: &StreamsConfig) -> Result<(), RuntimeError> {
+        let Some(stores) = &self.persistent else {
+            return Ok(());
+        };
+        let free = stores.free_bytes().map_err(local_state_error)?;
+        match free < config.state_dir_min_free_bytes {
+            true => Err(RuntimeError::LocalState(format!(
+                "the state directory {} has {free} bytes free, under the {} it must keep (state_dir_min_free_bytes): not committing; free disk space, then restart",
+                config.state_dir.display(),
+                config.state_dir_min_free_bytes
+            ))),
+            false => Ok(()),
+        }
+    }
+
     /// After a clean commit, before the task's partitions go: its changelogs end where its local
     /// state does, since no one else writes them until the rebalance completes. A checkpoint
     /// that cannot be taken only costs a full restore later, so it is logged, not fatal.

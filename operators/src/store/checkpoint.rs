@@ -27,7 +27,8 @@ impl Checkpoint {
         }
     }
 
-    /// Written to a temporary file, synced, then renamed: a torn write is never read as an offset.
+    /// Written to a temporary file, synced, then renamed and the rename synced: a torn write is
+    /// never read as an offset, and a power loss cannot undo the checkpoint once this returns.
     pub(super) fn write(&self, offset: i64) -> io::Result<()> {
         if let Some(dir) = self.path.parent() {
             fs::create_dir_all(dir)?;
@@ -36,13 +37,24 @@ impl Checkpoint {
         let mut file = fs::File::create(&temporary)?;
         file.write_all(offset.to_string().as_bytes())?;
         file.sync_all()?;
-        fs::rename(&temporary, &self.path)
+        fs::rename(&temporary, &self.path)?;
+        self.sync_directory()
     }
 
+    /// The removal is synced before local state changes: after a power loss a checkpoint that
+    /// came back would overstate what is on disk.
     pub(super) fn remove(&self) -> io::Result<()> {
         match fs::remove_file(&self.path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+            Ok(()) => self.sync_directory(),
+        }
+    }
+
+    fn sync_directory(&self) -> io::Result<()> {
+        match self.path.parent() {
+            Some(dir) => fs::File::open(dir)?.sync_all(),
+            None => Ok(()),
         }
     }
 }

@@ -60,6 +60,12 @@ impl PersistentStores {
         Ok(PersistentStores { db, dir, _lock: Arc::new(lock) })
     }
 
+    /// Bytes free for an unprivileged writer on the filesystem that holds the local state.
+    pub fn free_bytes(&self) -> Result<u64, StoreError> {
+        let stats = rustix::fs::statvfs(&self.dir).map_err(|e| io_error("reading the state directory's free space", e.into()))?;
+        Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+    }
+
     /// Bytes the instance's local state takes on disk, journal included.
     pub fn disk_bytes(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)
