@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared paths, settings and helpers for the dev scripts. Sourced, not run.
 set -euo pipefail
 
@@ -24,6 +25,9 @@ STACK_DIR="${SAGA_STACK_DIR:-$REPO_ROOT/.stack}"
 LOG_DIR="$STACK_DIR/logs"
 RUN_DIR="$STACK_DIR/run"
 
+# Read by the scripts that source this file.
+# shellcheck disable=SC2034
+{
 KAFKA_HOME="$SAGA_CACHE/kafka-$KAFKA_VERSION"
 DEBEZIUM_HOME="$SAGA_CACHE/debezium-$DEBEZIUM_VERSION"
 APICURIO_HOME="$SAGA_CACHE/apicurio-$APICURIO_VERSION"
@@ -33,6 +37,7 @@ PG_BIN="/usr/lib/postgresql/$PG_MAJOR/bin"
 PG_USER=saga
 PG_PASSWORD=saga
 PG_DATABASE=saga
+}
 
 say()  { printf '\033[1m[stack]\033[0m %s\n' "$*"; }
 warn() { printf '\033[33m[stack]\033[0m %s\n' "$*" >&2; }

@@ -1,9 +1,11 @@
+# shellcheck shell=bash
 # Installs what the stack and the build need, once. Sourced by dev/stack.
 
-# Debian packages: servers, and the native headers rdkafka's bundled librdkafka build needs.
+# Debian packages: servers, the native headers rdkafka's bundled librdkafka build needs, and
+# the linter dev/test runs on the scripts (shellcheck).
 DEBIAN_PACKAGES=(
   "postgresql-$PG_MAJOR" postgresql-client redis-server redis-tools prometheus
-  cmake libcurl4-openssl-dev zlib1g-dev libssl-dev pkg-config curl
+  cmake libcurl4-openssl-dev zlib1g-dev libssl-dev pkg-config curl shellcheck
 )
 
 missing_debian_packages() {
@@ -17,13 +19,15 @@ ensure_debian_packages() {
   local missing
   missing="$(missing_debian_packages | tr '\n' ' ')"
   [[ -z "${missing// }" ]] && return 0
+  local missing_list
+  read -r -a missing_list <<<"$missing"
   command -v apt-get >/dev/null || die "missing packages ($missing) and no apt-get to install them"
   local sudo=""
   [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
   say "installing Debian packages: $missing"
   $sudo apt-get update -qq || die "apt-get update failed"
   # Servers must not auto-start from their packages: the stack runs its own instances.
-  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq --no-install-recommends $missing \
+  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq --no-install-recommends "${missing_list[@]}" \
     >"$SAGA_CACHE/apt-install.log" 2>&1 || { tail -n 30 "$SAGA_CACHE/apt-install.log" >&2; die "apt-get install failed for: $missing"; }
 }
 

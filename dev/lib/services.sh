@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # One start and one health check per service of the local stack. Sourced by dev/stack.
 
 render() { # render TEMPLATE OUT: substitutes @NAME@ with $NAME
@@ -27,7 +28,8 @@ place_postgres_dir() {
   if runuser -u postgres -- test -x "$STACK_DIR"; then
     mkdir -p "$STACK_DIR/postgres"
   else
-    local outside="/var/lib/postgresql/saga-stack-$(printf '%s' "$STACK_DIR" | cksum | cut -d' ' -f1)"
+    local outside
+    outside="/var/lib/postgresql/saga-stack-$(printf '%s' "$STACK_DIR" | cksum | cut -d' ' -f1)"
     mkdir -p "$outside"
     ln -s "$outside" "$STACK_DIR/postgres"
   fi
@@ -67,7 +69,7 @@ CONF
   ln -sfn "$(PG_DIR)/server.log" "$LOG_DIR/postgres.log"
   pg_as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$(PG_DIR)/server.log" -w -t 60 start >/dev/null \
     || fail_service postgres "pg_ctl start failed (is port $POSTGRES_PORT taken by another PostgreSQL?)"
-  echo "$(head -1 "$data/postmaster.pid")" >"$(pid_file postgres)"
+  head -1 "$data/postmaster.pid" >"$(pid_file postgres)"
   wait_for postgres 30 "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$POSTGRES_PORT"
   # The registry keeps its schemas in a database of its own.
   PGPASSWORD="$PG_PASSWORD" psql -qtAX -h 127.0.0.1 -p "$POSTGRES_PORT" -U "$PG_USER" -d postgres \
@@ -137,7 +139,7 @@ start_registry() {
   local java
   java="$(registry_java)" || fail_service registry "Apicurio Registry $APICURIO_VERSION needs Java 21 or newer; none found in /usr/lib/jvm (set REGISTRY_JAVA_HOME)"
   (
-    cd "$APICURIO_HOME"
+    cd "$APICURIO_HOME" || exit
     export APICURIO_STORAGE_KIND=sql APICURIO_STORAGE_SQL_KIND=postgresql \
       APICURIO_DATASOURCE_URL="jdbc:postgresql://127.0.0.1:$POSTGRES_PORT/registry" \
       APICURIO_DATASOURCE_USERNAME="$PG_USER" APICURIO_DATASOURCE_PASSWORD="$PG_PASSWORD" \
@@ -182,4 +184,5 @@ start_prometheus() {
 }
 
 # Start order follows dependencies: the registry stores its schemas in PostgreSQL, Connect needs Kafka.
+# shellcheck disable=SC2034 # read by dev/stack
 SERVICES=(postgres redis kafka registry connect prometheus)
