@@ -73,7 +73,11 @@ pub fn run(case: Case, bootstrap: &str, records: u64, rate: u64, duration: Durat
     });
     stop.store(true, Ordering::Relaxed);
     app.stop()?;
-    Ok(CaseResult { throughput: drained.per_second(), p50_ms: paced.percentile_ms(0.50), p99_ms: paced.percentile_ms(0.99) })
+    Ok(CaseResult {
+        throughput: drained.per_second(),
+        p50_ms: paced.percentile_ms(0.50),
+        p99_ms: paced.percentile_ms(0.99),
+    })
 }
 
 enum RunningCase {
@@ -90,7 +94,14 @@ impl RunningCase {
     }
 }
 
-fn start(case: Case, bootstrap: &str, id: &str, input: &str, output: &str, stop: Arc<AtomicBool>) -> Result<RunningCase> {
+fn start(
+    case: Case,
+    bootstrap: &str,
+    id: &str,
+    input: &str,
+    output: &str,
+    stop: Arc<AtomicBool>,
+) -> Result<RunningCase> {
     if case == Case::BarePassthrough {
         return Ok(RunningCase::Bare(passthrough::spawn(bootstrap, input, output, stop)));
     }
@@ -103,8 +114,11 @@ fn start(case: Case, bootstrap: &str, id: &str, input: &str, output: &str, stop:
             // the produce time for the latency figure.
             stream
                 .group_by_key(Grouped::with(BytesSerde, BytesSerde))
-                .aggregate(Vec::new, |_key, value, previous: Vec<u8>| with_count(value, &previous),
-                    Materialized::as_store("latest").with_value_serde(BytesSerde))
+                .aggregate(
+                    Vec::new,
+                    |_key, value, previous: Vec<u8>| with_count(value, &previous),
+                    Materialized::as_store("latest").with_value_serde(BytesSerde),
+                )
                 .to_stream()
                 .to(output, Produced::with(BytesSerde, BytesSerde));
         }
@@ -116,7 +130,8 @@ fn start(case: Case, bootstrap: &str, id: &str, input: &str, output: &str, stop:
         config.processing_guarantee = ProcessingGuarantee::AtLeastOnce;
     }
     let registry = prometheus::Registry::new();
-    let streams = KafkaStreams::start(builder.build(&format!("{id}-app")), config, &registry).context("starting the topology")?;
+    let streams =
+        KafkaStreams::start(builder.build(&format!("{id}-app")), config, &registry).context("starting the topology")?;
     Ok(RunningCase::Streams(streams))
 }
 
@@ -132,4 +147,3 @@ fn with_count(mut value: Vec<u8>, previous: &[u8]) -> Vec<u8> {
     value.extend_from_slice(&(count + 1).to_be_bytes());
     value
 }
-

@@ -11,7 +11,8 @@ use rdkafka::producer::{DefaultProducerContext, ThreadedProducer};
 /// Creates `names` with `partitions` partitions each; fails on any that exists already.
 pub fn create_topics(bootstrap: &str, names: &[&str], partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
-    let topics: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
+    let topics: Vec<NewTopic> =
+        names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
     let results = futures::executor::block_on(admin.create_topics(topics.iter(), &AdminOptions::new()))
         .with_context(|| format!("creating topics at {bootstrap}; is the stack up (`dev/stack up`)?"))?;
     for result in results {

@@ -62,14 +62,9 @@ fn main() -> Result<()> {
     println!("{:<44} {:>12} {:>10} {:>10}", "case", "records/s", "p50 ms", "p99 ms");
     let mut results = Vec::new();
     for case in &options.cases {
-        let result = cases::run(*case, &options.bootstrap, options.records, options.rate, Duration::from_secs(options.seconds))?;
-        println!(
-            "{:<44} {:>12.0} {:>10.1} {:>10.1}",
-            case.describe(),
-            result.throughput,
-            result.p50_ms,
-            result.p99_ms
-        );
+        let result =
+            cases::run(*case, &options.bootstrap, options.records, options.rate, Duration::from_secs(options.seconds))?;
+        println!("{:<44} {:>12.0} {:>10.1} {:>10.1}", case.describe(), result.throughput, result.p50_ms, result.p99_ms);
         results.push((*case, result));
     }
     let find = |c: cases::Case| results.iter().find(|(case, _)| *case == c).map(|(_, r)| r.throughput);

@@ -21,8 +21,13 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] =
-        [ErrorKind::Deserialization, ErrorKind::Processing, ErrorKind::Serialization, ErrorKind::Store, ErrorKind::Panic];
+    pub const ALL: [ErrorKind; 5] = [
+        ErrorKind::Deserialization,
+        ErrorKind::Processing,
+        ErrorKind::Serialization,
+        ErrorKind::Store,
+        ErrorKind::Panic,
+    ];
 
     /// The kind's name, as logs, metric labels and DLQ headers carry it.
     pub fn as_str(self) -> &'static str {
@@ -128,11 +133,7 @@ impl ProcessError {
     /// Records where the failing record came from, unless an inner layer already did.
     pub fn with_source_record(mut self, topic: &str, partition: i32, offset: i64) -> Self {
         if self.source_record.is_none() {
-            self.source_record = Some(SourceRecordRef {
-                topic: topic.to_owned(),
-                partition,
-                offset,
-            });
+            self.source_record = Some(SourceRecordRef { topic: topic.to_owned(), partition, offset });
         }
         self
     }
@@ -221,9 +222,7 @@ impl fmt::Display for ProcessError {
 
 impl Error for ProcessError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.cause
-            .as_deref()
-            .map(|cause| cause as &(dyn Error + 'static))
+        self.cause.as_deref().map(|cause| cause as &(dyn Error + 'static))
     }
 }
 
@@ -258,7 +257,12 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { initial_backoff: Duration::from_secs(1), multiplier: 2, max_backoff: Duration::from_secs(60), max_attempts: 5 }
+        RetryPolicy {
+            initial_backoff: Duration::from_secs(1),
+            multiplier: 2,
+            max_backoff: Duration::from_secs(60),
+            max_attempts: 5,
+        }
     }
 }
 
@@ -277,22 +281,15 @@ mod tests {
     #[test]
     fn display_names_kind_source_and_cause() {
         let cause = std::io::Error::other("disk full");
-        let error = ProcessError::store("cannot write")
-            .with_cause(cause)
-            .with_source_record("orders", 3, 42)
-            .retriable();
-        assert_eq!(
-            error.to_string(),
-            "store error on record orders-3@42: cannot write: disk full (retriable)"
-        );
+        let error =
+            ProcessError::store("cannot write").with_cause(cause).with_source_record("orders", 3, 42).retriable();
+        assert_eq!(error.to_string(), "store error on record orders-3@42: cannot write: disk full (retriable)");
         assert!(error.source().is_some());
     }
 
     #[test]
     fn inner_source_record_wins() {
-        let error = ProcessError::processing("x")
-            .with_source_record("a", 0, 1)
-            .with_source_record("b", 1, 2);
+        let error = ProcessError::processing("x").with_source_record("a", 0, 1).with_source_record("b", 1, 2);
         assert_eq!(error.source_record().map(|at| at.topic.as_str()), Some("a"));
     }
 

@@ -19,7 +19,12 @@ pub fn family<C: Collector>(definition: prometheus::Result<C>) -> C {
     let mut defined = DEFINED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     for desc in family.desc() {
         let labels = defined.entry(desc.fq_name.clone()).or_insert_with(|| desc.variable_labels.clone());
-        assert!(*labels == desc.variable_labels, "metric {} is defined twice: with labels {labels:?} and {:?}", desc.fq_name, desc.variable_labels);
+        assert!(
+            *labels == desc.variable_labels,
+            "metric {} is defined twice: with labels {labels:?} and {:?}",
+            desc.fq_name,
+            desc.variable_labels
+        );
     }
     family
 }

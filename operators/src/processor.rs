@@ -24,17 +24,31 @@ pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: Send {
         Ok(())
     }
 
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>, record: Record<KIn, VIn>) -> Result<(), ProcessError>;
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, KOut, VOut>,
+        record: Record<KIn, VIn>,
+    ) -> Result<(), ProcessError>;
 
     /// A punctuation scheduled with [`ProcessorContext::schedule`] is due.
-    fn punctuate(&mut self, _ctx: &mut ProcessorContext<'_, KOut, VOut>, _id: PunctuationId, _timestamp_ms: i64) -> Result<(), ProcessError> {
+    fn punctuate(
+        &mut self,
+        _ctx: &mut ProcessorContext<'_, KOut, VOut>,
+        _id: PunctuationId,
+        _timestamp_ms: i64,
+    ) -> Result<(), ProcessError> {
         Ok(())
     }
 
     /// A durable timer set with [`ProcessorContext::schedule_timer`] is due. It has already been
     /// removed, so the processor may set it again. If this returns an error the removal is rolled
     /// back too, and the timer fires again on the next wall-clock punctuation.
-    fn on_timer(&mut self, _ctx: &mut ProcessorContext<'_, KOut, VOut>, _timer_key: &[u8], _fire_at_ms: i64) -> Result<(), ProcessError> {
+    fn on_timer(
+        &mut self,
+        _ctx: &mut ProcessorContext<'_, KOut, VOut>,
+        _timer_key: &[u8],
+        _fire_at_ms: i64,
+    ) -> Result<(), ProcessError> {
         Ok(())
     }
 }
@@ -67,7 +81,9 @@ impl<'a, KOut: Data, VOut: Data> ProcessorContext<'a, KOut, VOut> {
         let store = self
             .node
             .meta()
-            .and_then(|meta| meta.stores.iter().copied().find(|&id| state.slot(id).is_some_and(|slot| slot.name == name)))
+            .and_then(|meta| {
+                meta.stores.iter().copied().find(|&id| state.slot(id).is_some_and(|slot| slot.name == name))
+            })
             .ok_or_else(|| {
                 ProcessError::store(format!(
                     "processor {} is not connected to store '{name}'; list the store when calling process",
@@ -99,7 +115,10 @@ impl<'a, KOut: Data, VOut: Data> ProcessorContext<'a, KOut, VOut> {
 
     fn timers(&mut self) -> Result<TimerStore<ChangeLoggingStore<'_>>, ProcessError> {
         let store: StoreId = self.node.meta().and_then(|meta| meta.timer_store).ok_or_else(|| {
-            ProcessError::processing(format!("processor {} has no durable timers; add it with Processed::with_durable_timers", self.node.node_name()))
+            ProcessError::processing(format!(
+                "processor {} has no durable timers; add it with Processed::with_durable_timers",
+                self.node.node_name()
+            ))
         })?;
         self.node.state.timer_store(store)
     }

@@ -34,7 +34,13 @@ pub(crate) struct Punctuations {
 
 impl Punctuations {
     /// `interval_ms` must be positive; the caller checks.
-    pub(crate) fn schedule(&mut self, node: NodeId, kind: PunctuationType, interval_ms: i64, first_ms: i64) -> PunctuationId {
+    pub(crate) fn schedule(
+        &mut self,
+        node: NodeId,
+        kind: PunctuationType,
+        interval_ms: i64,
+        first_ms: i64,
+    ) -> PunctuationId {
         let id = PunctuationId(self.next_id);
         self.next_id += 1;
         self.schedules.push(Schedule { id, node, kind, interval_ms, next_ms: first_ms });

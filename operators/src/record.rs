@@ -9,18 +9,12 @@ pub struct Header {
 
 impl Header {
     pub fn new(key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        Header {
-            key: key.into(),
-            value: Some(value.into()),
-        }
+        Header { key: key.into(), value: Some(value.into()) }
     }
 
     /// A header whose value is null.
     pub fn null(key: impl Into<String>) -> Self {
-        Header {
-            key: key.into(),
-            value: None,
-        }
+        Header { key: key.into(), value: None }
     }
 
     /// The value's bytes; a null value reads as empty.
@@ -64,32 +58,17 @@ pub struct Record<K, V> {
 
 impl<K, V> Record<K, V> {
     pub fn new(key: K, value: V, timestamp_ms: i64) -> Self {
-        Record {
-            key,
-            value,
-            timestamp_ms,
-            headers: Vec::new(),
-        }
+        Record { key, value, timestamp_ms, headers: Vec::new() }
     }
 
     /// The same record with another key; value, timestamp and headers are kept.
     pub fn with_key<K2>(self, key: K2) -> Record<K2, V> {
-        Record {
-            key,
-            value: self.value,
-            timestamp_ms: self.timestamp_ms,
-            headers: self.headers,
-        }
+        Record { key, value: self.value, timestamp_ms: self.timestamp_ms, headers: self.headers }
     }
 
     /// The same record with another value; key, timestamp and headers are kept.
     pub fn with_value<V2>(self, value: V2) -> Record<K, V2> {
-        Record {
-            key: self.key,
-            value,
-            timestamp_ms: self.timestamp_ms,
-            headers: self.headers,
-        }
+        Record { key: self.key, value, timestamp_ms: self.timestamp_ms, headers: self.headers }
     }
 
     pub fn with_timestamp(mut self, timestamp_ms: i64) -> Self {

@@ -93,7 +93,11 @@ impl<T, S: Serde<T> + ?Sized> Serde<T> for Arc<S> {
 }
 
 /// Deserializes optional Kafka bytes, treating a missing key or value as a null.
-pub(crate) fn deserialize_optional<T>(serde: &dyn Serde<T>, topic: &str, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
+pub(crate) fn deserialize_optional<T>(
+    serde: &dyn Serde<T>,
+    topic: &str,
+    bytes: Option<&[u8]>,
+) -> Result<T, SerdeError> {
     match bytes {
         Some(bytes) => serde.deserialize(topic, bytes),
         None => serde.deserialize_null(topic),
@@ -110,7 +114,8 @@ impl Serde<String> for StringSerde {
     }
 
     fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<String, SerdeError> {
-        String::from_utf8(bytes.to_vec()).map_err(|e| SerdeError::new(format!("invalid UTF-8 string in topic '{topic}'")).with_cause(e))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|e| SerdeError::new(format!("invalid UTF-8 string in topic '{topic}'")).with_cause(e))
     }
 }
 
@@ -138,8 +143,9 @@ impl Serde<i64> for I64Serde {
     }
 
     fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<i64, SerdeError> {
-        let bytes: [u8; 8] =
-            bytes.try_into().map_err(|_| SerdeError::new(format!("expected 8 bytes for an i64 in topic '{topic}', got {}", bytes.len())))?;
+        let bytes: [u8; 8] = bytes.try_into().map_err(|_| {
+            SerdeError::new(format!("expected 8 bytes for an i64 in topic '{topic}', got {}", bytes.len()))
+        })?;
         Ok(i64::from_be_bytes(bytes))
     }
 }
@@ -176,11 +182,13 @@ impl<T> fmt::Debug for JsonSerde<T> {
 
 impl<T: Serialize + DeserializeOwned> Serde<T> for JsonSerde<T> {
     fn serialize(&self, topic: &str, value: &T) -> Result<Vec<u8>, SerdeError> {
-        serde_json::to_vec(value).map_err(|e| SerdeError::new(format!("cannot encode JSON for topic '{topic}'")).with_cause(e))
+        serde_json::to_vec(value)
+            .map_err(|e| SerdeError::new(format!("cannot encode JSON for topic '{topic}'")).with_cause(e))
     }
 
     fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<T, SerdeError> {
-        serde_json::from_slice(bytes).map_err(|e| SerdeError::new(format!("invalid JSON in topic '{topic}'")).with_cause(e))
+        serde_json::from_slice(bytes)
+            .map_err(|e| SerdeError::new(format!("invalid JSON in topic '{topic}'")).with_cause(e))
     }
 }
 

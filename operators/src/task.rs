@@ -48,15 +48,7 @@ impl Task {
     ) -> Self {
         let uninitialized = subtopology.nodes.iter().rev().copied().collect();
         let committed_progress = state.progress;
-        Task {
-            subtopology,
-            nodes,
-            factories,
-            meta,
-            uninitialized,
-            state,
-            committed_progress,
-        }
+        Task { subtopology, nodes, factories, meta, uninitialized, state, committed_progress }
     }
 
     pub fn id(&self) -> TaskId {
@@ -84,11 +76,7 @@ impl Task {
         })?;
         self.initialize().map_err(in_context)?;
 
-        let metadata = RecordMetadata {
-            topic: topic.clone(),
-            partition,
-            offset,
-        };
+        let metadata = RecordMetadata { topic: topic.clone(), partition, offset };
         let timestamp_ms = record.timestamp_ms;
         self.run_unit(Some(metadata), timestamp_ms, |task| {
             let progress = &mut task.state.progress;
@@ -96,11 +84,7 @@ impl Task {
             task.invoke(source, |node, ctx| node.process(ctx, Box::new(record)))?;
             task.state.record = None;
             let stream_time_ms = task.state.progress.stream_time_ms;
-            for (id, node) in task
-                .state
-                .punctuations
-                .take_due(PunctuationType::StreamTime, stream_time_ms)
-            {
+            for (id, node) in task.state.punctuations.take_due(PunctuationType::StreamTime, stream_time_ms) {
                 task.invoke(node, |node, ctx| node.punctuate(ctx, id, stream_time_ms))?;
             }
             Ok(())
@@ -117,24 +101,16 @@ impl Task {
             return vec![error];
         }
         let mut failures = Vec::new();
-        for (id, node) in self
-            .state
-            .punctuations
-            .take_due(PunctuationType::WallClockTime, now_ms)
-        {
-            if let Err(error) = self.run_unit(None, now_ms, |task| {
-                task.invoke(node, |node, ctx| node.punctuate(ctx, id, now_ms))
-            }) {
+        for (id, node) in self.state.punctuations.take_due(PunctuationType::WallClockTime, now_ms) {
+            if let Err(error) =
+                self.run_unit(None, now_ms, |task| task.invoke(node, |node, ctx| node.punctuate(ctx, id, now_ms)))
+            {
                 failures.push(error);
             }
         }
         let subtopology = Arc::clone(&self.subtopology);
         for &(node, store) in &subtopology.timers {
-            let due = match self
-                .state
-                .timer_store(store)
-                .and_then(|timers| Ok(timers.due(now_ms)?))
-            {
+            let due = match self.state.timer_store(store).and_then(|timers| Ok(timers.due(now_ms)?)) {
                 Ok(due) => due,
                 Err(error) => {
                     failures.push(error);
@@ -155,10 +131,7 @@ impl Task {
                     failures.push(error);
                     let retry_at = now_ms + TIMER_RETRY_MS;
                     if let Err(error) = self.run_unit(None, now_ms, |task| {
-                        Ok(task
-                            .state
-                            .timer_store(store)?
-                            .schedule(&timer_key, retry_at)?)
+                        Ok(task.state.timer_store(store)?.schedule(&timer_key, retry_at)?)
                     }) {
                         failures.push(error);
                     }
@@ -196,7 +169,13 @@ impl Task {
 
     /// The changelogs of the stores that keep local state across restarts.
     pub fn persistent_changelogs(&self) -> Vec<String> {
-        self.state.stores.iter().flatten().filter(|slot| slot.store.is_persistent()).map(|slot| slot.changelog_topic.clone()).collect()
+        self.state
+            .stores
+            .iter()
+            .flatten()
+            .filter(|slot| slot.store.is_persistent())
+            .map(|slot| slot.changelog_topic.clone())
+            .collect()
     }
 
     /// Closed after a clean commit: each persistent store records that its local state is
@@ -254,13 +233,9 @@ impl Task {
 
     /// A node is out of its slot only while it runs, so after a panic it is missing for good.
     fn replace_lost_nodes(&mut self) {
-        let setup = NodeSetup {
-            application_id: &self.state.application_id,
-        };
+        let setup = NodeSetup { application_id: &self.state.application_id };
         for &node in &self.subtopology.nodes {
-            if let (Some(slot @ None), Some(factory)) =
-                (self.nodes.get_mut(node), self.factories.get(node))
-            {
+            if let (Some(slot @ None), Some(factory)) = (self.nodes.get_mut(node), self.factories.get(node)) {
                 *slot = Some(factory(&setup));
                 if !self.uninitialized.contains(&node) {
                     self.uninitialized.push(node);
@@ -272,22 +247,11 @@ impl Task {
 
     /// Restores one changelog record into the store behind `changelog_topic` (`None` deletes).
     /// Not captured as output.
-    pub fn restore(
-        &mut self,
-        changelog_topic: &str,
-        key: &[u8],
-        value: Option<&[u8]>,
-    ) -> Result<(), ProcessError> {
+    pub fn restore(&mut self, changelog_topic: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), ProcessError> {
         let store = self.subtopology.changelogs.get(changelog_topic).copied();
-        let slot = store
-            .and_then(|id| self.state.stores.get_mut(id))
-            .and_then(Option::as_mut)
-            .ok_or_else(|| {
-                ProcessError::store(format!(
-                    "'{changelog_topic}' is not a changelog of task {}",
-                    self.state.task_id
-                ))
-            })?;
+        let slot = store.and_then(|id| self.state.stores.get_mut(id)).and_then(Option::as_mut).ok_or_else(|| {
+            ProcessError::store(format!("'{changelog_topic}' is not a changelog of task {}", self.state.task_id))
+        })?;
         Ok(slot.store.restore(key, value)?)
     }
 
@@ -302,8 +266,7 @@ impl Task {
     pub fn restore_stream_time(&mut self, stream_time_ms: i64) {
         let restored = self.state.progress.stream_time_ms.max(stream_time_ms);
         self.state.progress.stream_time_ms = restored;
-        self.committed_progress.stream_time_ms =
-            self.committed_progress.stream_time_ms.max(restored);
+        self.committed_progress.stream_time_ms = self.committed_progress.stream_time_ms.max(restored);
     }
 
     /// Records dropped because they arrived after their window closed (counted per window, as in
@@ -313,11 +276,7 @@ impl Task {
     }
 
     pub(crate) fn store_slot(&self, name: &str) -> Option<&StoreSlot> {
-        self.state
-            .stores
-            .iter()
-            .flatten()
-            .find(|slot| slot.name == name)
+        self.state.stores.iter().flatten().find(|slot| slot.name == name)
     }
 
     /// Runs the `init` of nodes that have not been initialized, each as its own unit, so `init`
@@ -325,9 +284,7 @@ impl Task {
     fn initialize(&mut self) -> Result<(), ProcessError> {
         while let Some(&node) = self.uninitialized.last() {
             let now_ms = self.state.clock.now_ms();
-            self.run_unit(None, now_ms, |task| {
-                task.invoke(node, |node, ctx| node.init(ctx))
-            })?;
+            self.run_unit(None, now_ms, |task| task.invoke(node, |node, ctx| node.init(ctx)))?;
             self.uninitialized.pop();
         }
         Ok(())

@@ -48,7 +48,12 @@ fn missing_store(id: StoreId) -> ProcessError {
 }
 
 impl TaskState {
-    pub(crate) fn new(task_id: TaskId, application_id: Arc<str>, stores: Vec<Option<StoreSlot>>, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(
+        task_id: TaskId,
+        application_id: Arc<str>,
+        stores: Vec<Option<StoreSlot>>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         TaskState {
             task_id,
             application_id,
@@ -90,11 +95,19 @@ impl TaskState {
         Ok(KeyValueStore::new(self.logged_store(id)?, serdes))
     }
 
-    pub(crate) fn window_store<'s, K, V>(&'s mut self, id: StoreId, serdes: &'s StoreSerdes<K, V>) -> Result<WindowStore<'s, K, V>, ProcessError> {
+    pub(crate) fn window_store<'s, K, V>(
+        &'s mut self,
+        id: StoreId,
+        serdes: &'s StoreSerdes<K, V>,
+    ) -> Result<WindowStore<'s, K, V>, ProcessError> {
         Ok(WindowStore::new(self.logged_store(id)?, serdes))
     }
 
-    pub(crate) fn session_store<'s, K, V>(&'s mut self, id: StoreId, serdes: &'s StoreSerdes<K, V>) -> Result<SessionStore<'s, K, V>, ProcessError> {
+    pub(crate) fn session_store<'s, K, V>(
+        &'s mut self,
+        id: StoreId,
+        serdes: &'s StoreSerdes<K, V>,
+    ) -> Result<SessionStore<'s, K, V>, ProcessError> {
         Ok(SessionStore::new(self.logged_store(id)?, serdes))
     }
 
@@ -104,14 +117,21 @@ impl TaskState {
 
     /// A key–value store typed by the serdes it was declared with; asking for other types is an
     /// error rather than a misread.
-    pub(crate) fn declared_key_value_store<K: 'static, V: 'static>(&mut self, id: StoreId) -> Result<KeyValueStore<'_, K, V>, ProcessError> {
+    pub(crate) fn declared_key_value_store<K: 'static, V: 'static>(
+        &mut self,
+        id: StoreId,
+    ) -> Result<KeyValueStore<'_, K, V>, ProcessError> {
         let slot = self.stores.get_mut(id).and_then(Option::as_mut).ok_or_else(|| missing_store(id))?;
         let StoreSlot { name, changelog_topic, kind, store, serdes } = slot;
         if *kind != StoreKind::KeyValue {
             return Err(ProcessError::store(format!("store '{name}' is not a key-value store")));
         }
         let serdes = serdes.downcast_ref::<StoreSerdes<K, V>>().ok_or_else(|| {
-            ProcessError::store(format!("store '{name}' does not hold {} keys and {} values", std::any::type_name::<K>(), std::any::type_name::<V>()))
+            ProcessError::store(format!(
+                "store '{name}' does not hold {} keys and {} values",
+                std::any::type_name::<K>(),
+                std::any::type_name::<V>()
+            ))
         })?;
         let bytes = ChangeLoggingStore {
             inner: store.as_mut(),

@@ -101,9 +101,7 @@ impl TopologyTestDriver {
             feed_back_outputs: true,
             held: None,
         };
-        TopologyTestDriver {
-            core: Rc::new(RefCell::new(core)),
-        }
+        TopologyTestDriver { core: Rc::new(RefCell::new(core)) }
     }
 
     /// By default an output to a topic the topology also reads is processed right away, as in
@@ -145,12 +143,7 @@ impl TopologyTestDriver {
         key_serde: impl Serde<K> + 'static,
         value_serde: impl Serde<V> + 'static,
     ) -> TestInputTopic<K, V> {
-        TestInputTopic::new(
-            Rc::clone(&self.core),
-            topic,
-            Arc::new(key_serde),
-            Arc::new(value_serde),
-        )
+        TestInputTopic::new(Rc::clone(&self.core), topic, Arc::new(key_serde), Arc::new(value_serde))
     }
 
     pub fn create_output_topic<K, V>(
@@ -159,51 +152,30 @@ impl TopologyTestDriver {
         key_serde: impl Serde<K> + 'static,
         value_serde: impl Serde<V> + 'static,
     ) -> TestOutputTopic<K, V> {
-        TestOutputTopic::new(
-            Rc::clone(&self.core),
-            topic,
-            Arc::new(key_serde),
-            Arc::new(value_serde),
-        )
+        TestOutputTopic::new(Rc::clone(&self.core), topic, Arc::new(key_serde), Arc::new(value_serde))
     }
 
     /// Pipes a record with exactly these key and value bytes, e.g. bytes no serde would produce.
     /// The driver assigns partition 0 and the topic's next offset.
     pub fn pipe_raw_record(&self, record: RawRecord) -> Result<(), DriverError> {
-        self.core.borrow_mut().pipe(
-            record.topic.clone(),
-            record.timestamp_ms,
-            record.key,
-            record.value,
-            record.headers,
-        )
+        self.core.borrow_mut().pipe(record.topic.clone(), record.timestamp_ms, record.key, record.value, record.headers)
     }
 
     /// A typed view of a key–value store, declared with the types it holds.
-    pub fn key_value_store<K: 'static, V: 'static>(
-        &self,
-        name: &str,
-    ) -> Result<TestKeyValueStore<K, V>, DriverError> {
+    pub fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<TestKeyValueStore<K, V>, DriverError> {
         let core = self.core.borrow();
         let slot = core.store_slot(name)?;
         if slot.kind != StoreKind::KeyValue {
-            return Err(DriverError::Store {
-                name: name.to_owned(),
-                reason: "not a key-value store".to_owned(),
-            });
+            return Err(DriverError::Store { name: name.to_owned(), reason: "not a key-value store".to_owned() });
         }
-        let serdes = slot
-            .serdes
-            .downcast_ref::<StoreSerdes<K, V>>()
-            .cloned()
-            .ok_or_else(|| DriverError::Store {
-                name: name.to_owned(),
-                reason: format!(
-                    "does not hold {} keys and {} values",
-                    std::any::type_name::<K>(),
-                    std::any::type_name::<V>()
-                ),
-            })?;
+        let serdes = slot.serdes.downcast_ref::<StoreSerdes<K, V>>().cloned().ok_or_else(|| DriverError::Store {
+            name: name.to_owned(),
+            reason: format!(
+                "does not hold {} keys and {} values",
+                std::any::type_name::<K>(),
+                std::any::type_name::<V>()
+            ),
+        })?;
         Ok(TestKeyValueStore::new(Rc::clone(&self.core), name, serdes))
     }
 
@@ -213,9 +185,7 @@ impl TopologyTestDriver {
 
     /// Moves the wall clock forward and fires due wall-clock punctuations and durable timers.
     pub fn advance_wall_clock_time(&self, advance: Duration) -> Result<(), DriverError> {
-        self.core
-            .borrow_mut()
-            .advance_wall_clock(duration_ms(advance))
+        self.core.borrow_mut().advance_wall_clock(duration_ms(advance))
     }
 
     /// Simulates a crash: every task is rebuilt from nothing and its stores restored from the
@@ -226,23 +196,12 @@ impl TopologyTestDriver {
 
     /// Changelog records committed so far for one changelog topic.
     pub fn changelog_records(&self, changelog_topic: &str) -> Vec<OutputRecord> {
-        self.core
-            .borrow()
-            .changelog
-            .iter()
-            .filter(|record| record.topic == changelog_topic)
-            .cloned()
-            .collect()
+        self.core.borrow().changelog.iter().filter(|record| record.topic == changelog_topic).cloned().collect()
     }
 
     /// Late records dropped by windowed aggregations, over all tasks.
     pub fn dropped_records(&self) -> u64 {
-        self.core
-            .borrow()
-            .tasks
-            .iter()
-            .map(Task::dropped_records)
-            .sum()
+        self.core.borrow().tasks.iter().map(Task::dropped_records).sum()
     }
 }
 
@@ -281,15 +240,7 @@ impl DriverCore {
             return Err(DriverError::UnknownTopic(topic));
         }
         let offset = self.next_offset(&topic);
-        let record = RawRecord {
-            topic,
-            partition: 0,
-            offset,
-            timestamp_ms,
-            key,
-            value,
-            headers,
-        };
+        let record = RawRecord { topic, partition: 0, offset, timestamp_ms, key, value, headers };
         self.process_all(VecDeque::from([record]))
     }
 
@@ -336,10 +287,7 @@ impl DriverCore {
                 });
             }
             if !self.repartition_topics.contains(&record.topic) {
-                self.outputs
-                    .entry(record.topic.clone())
-                    .or_default()
-                    .push_back(record);
+                self.outputs.entry(record.topic.clone()).or_default().push_back(record);
             }
         }
     }
@@ -372,16 +320,11 @@ impl DriverCore {
         self.tasks = create_tasks(&self.topology, &self.clock);
         let task_of_changelog: HashMap<String, usize> = (0..self.topology.subtopology_count())
             .flat_map(|subtopology| {
-                self.topology
-                    .changelogs_of(subtopology)
-                    .into_iter()
-                    .map(move |topic| (topic, subtopology))
+                self.topology.changelogs_of(subtopology).into_iter().map(move |topic| (topic, subtopology))
             })
             .collect();
         for record in &self.changelog {
-            let (Some(&subtopology), Some(key)) =
-                (task_of_changelog.get(&record.topic), &record.key)
-            else {
+            let (Some(&subtopology), Some(key)) = (task_of_changelog.get(&record.topic), &record.key) else {
                 continue;
             };
             if let Some(task) = self.tasks.get_mut(subtopology) {

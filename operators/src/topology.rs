@@ -100,10 +100,7 @@ impl Topology {
 
     /// Every topic a task consumes: user topics and repartition topics, by full name.
     pub fn source_topics(&self) -> Vec<String> {
-        self.subtopologies
-            .iter()
-            .flat_map(|sub| sub.sources.keys().cloned())
-            .collect()
+        self.subtopologies.iter().flat_map(|sub| sub.sources.keys().cloned()).collect()
     }
 
     /// Internal topics that re-key records between sub-topologies:
@@ -112,10 +109,7 @@ impl Topology {
         self.nodes
             .iter()
             .filter_map(|node| match &node.role {
-                CompiledRole::Source {
-                    topic,
-                    repartition: true,
-                } => Some(topic.clone()),
+                CompiledRole::Source { topic, repartition: true } => Some(topic.clone()),
                 _ => None,
             })
             .collect()
@@ -128,10 +122,7 @@ impl Topology {
 
     /// One `<application.id>-<store>-changelog` per store, timer stores included.
     pub fn changelog_topics(&self) -> Vec<String> {
-        self.stores
-            .iter()
-            .map(|store| store.changelog_topic.clone())
-            .collect()
+        self.stores.iter().map(|store| store.changelog_topic.clone()).collect()
     }
 
     /// User topics the topology writes to (repartition and changelog topics excluded).
@@ -140,10 +131,7 @@ impl Topology {
             .nodes
             .iter()
             .filter_map(|node| match &node.role {
-                CompiledRole::Sink {
-                    topic,
-                    repartition: false,
-                } => Some(topic.clone()),
+                CompiledRole::Sink { topic, repartition: false } => Some(topic.clone()),
                 _ => None,
             })
             .collect();
@@ -153,17 +141,12 @@ impl Topology {
     }
 
     pub fn subtopology_of(&self, source_topic: &str) -> Option<usize> {
-        self.subtopologies
-            .iter()
-            .position(|sub| sub.sources.contains_key(source_topic))
+        self.subtopologies.iter().position(|sub| sub.sources.contains_key(source_topic))
     }
 
     /// The topics a sub-topology reads: co-partitioned, so task `p` reads partition `p` of each.
     pub fn source_topics_of(&self, subtopology: usize) -> Vec<String> {
-        self.subtopologies
-            .get(subtopology)
-            .map(|sub| sub.sources.keys().cloned().collect())
-            .unwrap_or_default()
+        self.subtopologies.get(subtopology).map(|sub| sub.sources.keys().cloned().collect()).unwrap_or_default()
     }
 
     pub fn subtopology_count(&self) -> usize {
@@ -172,10 +155,7 @@ impl Topology {
 
     /// Changelog topics of the stores of one sub-topology.
     pub fn changelogs_of(&self, subtopology: usize) -> Vec<String> {
-        self.subtopologies
-            .get(subtopology)
-            .map(|sub| sub.changelogs.keys().cloned().collect())
-            .unwrap_or_default()
+        self.subtopologies.get(subtopology).map(|sub| sub.changelogs.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// A fresh task with empty stores, using the system clock. Restore its stores with
@@ -188,15 +168,13 @@ impl Topology {
 
     /// A task whose stores come from `supplier_for(store name)` where it names one (the
     /// runtime's choice of persistent stores), else from the topology's declaration.
-    pub fn create_task_with(&self, id: TaskId, supplier_for: &dyn Fn(&str) -> Option<Arc<dyn StoreSupplier>>) -> Result<Task, StoreError> {
-        let subtopology = self
-            .subtopologies
-            .get(id.subtopology)
-            .cloned()
-            .unwrap_or_default();
-        let setup = NodeSetup {
-            application_id: &self.application_id,
-        };
+    pub fn create_task_with(
+        &self,
+        id: TaskId,
+        supplier_for: &dyn Fn(&str) -> Option<Arc<dyn StoreSupplier>>,
+    ) -> Result<Task, StoreError> {
+        let subtopology = self.subtopologies.get(id.subtopology).cloned().unwrap_or_default();
+        let setup = NodeSetup { application_id: &self.application_id };
         let mut nodes: Vec<Option<Box<dyn Node>>> = self.nodes.iter().map(|_| None).collect();
         for &node in &subtopology.nodes {
             if let (Some(slot), Some(factory)) = (nodes.get_mut(node), self.factories.get(node)) {
@@ -216,19 +194,8 @@ impl Topology {
                 });
             }
         }
-        let state = TaskState::new(
-            id,
-            Arc::clone(&self.application_id),
-            stores,
-            Arc::new(SystemClock),
-        );
-        Ok(Task::new(
-            subtopology,
-            nodes,
-            Arc::clone(&self.factories),
-            Arc::clone(&self.meta),
-            state,
-        ))
+        let state = TaskState::new(id, Arc::clone(&self.application_id), stores, Arc::new(SystemClock));
+        Ok(Task::new(subtopology, nodes, Arc::clone(&self.factories), Arc::clone(&self.meta), state))
     }
 
     /// A human-readable description, in the format of Kafka Streams' `TopologyDescription`.

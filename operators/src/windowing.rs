@@ -111,7 +111,10 @@ impl SessionWindows {
 }
 
 fn split_trailing_i64<'a>(bytes: &'a [u8], what: &str) -> Result<(&'a [u8], i64), SerdeError> {
-    let split = bytes.len().checked_sub(8).ok_or_else(|| SerdeError::new(format!("windowed key too short for its {what} timestamp")))?;
+    let split = bytes
+        .len()
+        .checked_sub(8)
+        .ok_or_else(|| SerdeError::new(format!("windowed key too short for its {what} timestamp")))?;
     let (rest, time) = bytes.split_at(split);
     let time: [u8; 8] = time.try_into().map_err(|_| SerdeError::new("windowed key timestamp is not 8 bytes"))?;
     Ok((rest, i64::from_be_bytes(time)))
@@ -188,14 +191,16 @@ mod tests {
 
     #[test]
     fn hopping_windows_overlap() {
-        let windows = TimeWindows::of_size_without_grace(Duration::from_millis(10)).advance_by(Duration::from_millis(5));
+        let windows =
+            TimeWindows::of_size_without_grace(Duration::from_millis(10)).advance_by(Duration::from_millis(5));
         assert_eq!(windows.window_starts_for(12), vec![5, 10]);
         assert_eq!(windows.window_starts_for(3), vec![0]);
     }
 
     #[test]
     fn extreme_timestamps_do_not_overflow() {
-        let windows = TimeWindows::of_size_without_grace(Duration::from_millis(10)).advance_by(Duration::from_millis(3));
+        let windows =
+            TimeWindows::of_size_without_grace(Duration::from_millis(10)).advance_by(Duration::from_millis(3));
         assert!(!windows.window_starts_for(i64::MAX).is_empty());
     }
 

@@ -44,9 +44,12 @@ impl Fixture {
     }
 
     fn produce_input(&self, from: i64, to: i64) {
-        let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("producer");
+        let producer: BaseProducer =
+            ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("producer");
         for n in from..=to {
-            producer.send(BaseRecord::to(INPUT).key(&format!("k{}", n % 7)).payload(&n.to_be_bytes()[..])).expect("send");
+            producer
+                .send(BaseRecord::to(INPUT).key(&format!("k{}", n % 7)).payload(&n.to_be_bytes()[..]))
+                .expect("send");
         }
         producer.flush(Duration::from_secs(10)).expect("flush");
     }
@@ -55,7 +58,9 @@ impl Fixture {
     /// has no CreateTopics.
     fn start(&self, app: &str, instance: &str) -> (KafkaStreams, Metrics) {
         let builder = StreamsBuilder::new();
-        builder.stream::<String, i64>(INPUT, Consumed::with(StringSerde, I64Serde)).to(OUTPUT, Produced::with(StringSerde, I64Serde));
+        builder
+            .stream::<String, i64>(INPUT, Consumed::with(StringSerde, I64Serde))
+            .to(OUTPUT, Produced::with(StringSerde, I64Serde));
         let mut config = StreamsConfig::new(app, self.bootstrap());
         config.instance_id = instance.into();
         config.error_policy = ErrorPolicy::Skip;
@@ -76,7 +81,12 @@ impl Fixture {
             if wanted.is_subset(&got) {
                 return;
             }
-            assert!(Instant::now() < deadline, "{} of {} values reached the output", got.intersection(wanted).count(), wanted.len());
+            assert!(
+                Instant::now() < deadline,
+                "{} of {} values reached the output",
+                got.intersection(wanted).count(),
+                wanted.len()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -128,7 +138,9 @@ struct Metrics {
 
 impl Metrics {
     fn series(&self, name: &str) -> Vec<prometheus::proto::Metric> {
-        let has = |metric: &prometheus::proto::Metric, key: &str, value: &str| metric.get_label().iter().any(|l| l.name() == key && l.value() == value);
+        let has = |metric: &prometheus::proto::Metric, key: &str, value: &str| {
+            metric.get_label().iter().any(|l| l.name() == key && l.value() == value)
+        };
         self.registry
             .gather()
             .iter()
@@ -141,7 +153,9 @@ impl Metrics {
     fn counter(&self, name: &str, label: Option<(&str, &str)>) -> u64 {
         self.series(name)
             .iter()
-            .filter(|metric| label.is_none_or(|(k, v)| metric.get_label().iter().any(|l| l.name() == k && l.value() == v)))
+            .filter(|metric| {
+                label.is_none_or(|(k, v)| metric.get_label().iter().any(|l| l.name() == k && l.value() == v))
+            })
             .map(|metric| metric.get_counter().value() as u64)
             .sum()
     }
@@ -179,7 +193,9 @@ fn a_fenced_producer_stops_the_instance_and_commits_nothing_more() {
     let committed = settled(|| metrics.transactions("committed"));
 
     // The broker says another producer with our transactional.id has a newer epoch.
-    fixture.cluster.request_errors(RDKafkaApiKey::TxnOffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH]);
+    fixture
+        .cluster
+        .request_errors(RDKafkaApiKey::TxnOffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH]);
     fixture.produce_input(11, 20);
     let error = streams.join().expect_err("a fenced instance must stop");
     assert!(matches!(error, RuntimeError::Fatal { .. }), "unexpected error: {error}");
@@ -194,7 +210,9 @@ fn an_abortable_offset_commit_aborts_rewinds_and_replays_the_batch() {
 
     // A stale generation makes the offset commit abortable: the transaction must be aborted,
     // its records read again and committed by a later transaction.
-    fixture.cluster.request_errors(RDKafkaApiKey::TxnOffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION]);
+    fixture
+        .cluster
+        .request_errors(RDKafkaApiKey::TxnOffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION]);
     fixture.produce_input(1, RECORDS);
     fixture.wait_for_output(&inputs(1, RECORDS));
     let deadline = Instant::now() + WAIT;
@@ -207,14 +225,21 @@ fn an_abortable_offset_commit_aborts_rewinds_and_replays_the_batch() {
     // At least once: right after such an abort librdkafka may refuse a record or two of the next
     // transaction (ERR__STATE) while it settles, which aborts that one too and replays again.
     assert!(metrics.transactions("aborted") >= 1, "the failed commit was aborted");
-    assert!(metrics.processed() > RECORDS as u64, "the aborted batch was not read again: {} records processed", metrics.processed());
+    assert!(
+        metrics.processed() > RECORDS as u64,
+        "the aborted batch was not read again: {} records processed",
+        metrics.processed()
+    );
 }
 
 #[test]
 fn a_transaction_coordinator_that_goes_down_and_comes_back_costs_no_record() {
     let fixture = Fixture::new(3);
     let (app, instance) = ("coordinator", "a");
-    fixture.cluster.coordinator(MockCoordinator::Transaction(format!("{app}-{instance}")), 2).expect("transaction coordinator");
+    fixture
+        .cluster
+        .coordinator(MockCoordinator::Transaction(format!("{app}-{instance}")), 2)
+        .expect("transaction coordinator");
     fixture.cluster.coordinator(MockCoordinator::Group(app.into()), 3).expect("group coordinator");
     let (streams, metrics) = fixture.start(app, instance);
     wait_for_state(&streams, State::Running);
@@ -234,7 +259,11 @@ fn a_transaction_coordinator_that_goes_down_and_comes_back_costs_no_record() {
         assert!(Instant::now() < deadline, "nothing was committed after the coordinator came back");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!streams.is_finished(), "a coordinator outage shorter than the timeouts must not stop the instance: {:?}", streams.join().err());
+    assert!(
+        !streams.is_finished(),
+        "a coordinator outage shorter than the timeouts must not stop the instance: {:?}",
+        streams.join().err()
+    );
     streams.close().expect("close");
 }
 
@@ -258,7 +287,13 @@ fn a_transaction_failed_by_the_broker_is_replayed_and_no_record_is_blamed_for_it
         // Failed deliveries are counted as they come; only a skip or a dead letter blames.
         .filter(|metric| !metric.get_label().iter().any(|l| l.name() == "action" && l.value() == "delivery_failed"))
         .filter(|metric| metric.get_counter().value() > 0.0)
-        .map(|metric| format!("{:?} = {}", metric.get_label().iter().map(|l| (l.name(), l.value())).collect::<Vec<_>>(), metric.get_counter().value()))
+        .map(|metric| {
+            format!(
+                "{:?} = {}",
+                metric.get_label().iter().map(|l| (l.name(), l.value())).collect::<Vec<_>>(),
+                metric.get_counter().value()
+            )
+        })
         .collect();
     assert!(blamed.is_empty(), "no record was blamed: {blamed:?}");
 }
@@ -283,7 +318,9 @@ fn an_abort_the_broker_refuses_renews_the_producer_and_the_instance_goes_on() {
     fixture.produce_input(11, RECORDS);
     fixture.wait_for_output(&inputs(11, RECORDS));
     let deadline = Instant::now() + WAIT;
-    while metrics.counter("streams_producer_renewals_total", None) == 0 || metrics.transactions("committed") == committed {
+    while metrics.counter("streams_producer_renewals_total", None) == 0
+        || metrics.transactions("committed") == committed
+    {
         assert!(!streams.is_finished(), "a refused abort stopped the instance: {:?}", streams.join().err());
         assert!(Instant::now() < deadline, "no renewed producer committed a transaction");
         std::thread::sleep(Duration::from_millis(100));

@@ -10,8 +10,8 @@ use std::sync::{Arc, RwLock};
 use apache_avro::Schema;
 use operators::serdes::{Serde, SerdeError};
 use schemas::{
-    decode_avro_body_written_with, encode_avro_body, parse_wire, schema_of, to_wire, EventType, RegistryClient, RegistryError,
-    SagaEvent, StartupSchemaError,
+    decode_avro_body_written_with, encode_avro_body, parse_wire, schema_of, to_wire, EventType, RegistryClient,
+    RegistryError, SagaEvent, StartupSchemaError,
 };
 
 #[derive(Clone)]
@@ -51,22 +51,22 @@ impl EventSerde {
         if let Some(schema) = self.writers.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
             return Ok(schema.clone());
         }
-        let registry = self
-            .registry
-            .clone()
-            .ok_or_else(|| SerdeError::new(format!("unknown writer schema {id}, and this serde has no registry to ask")))?;
+        let registry = self.registry.clone().ok_or_else(|| {
+            SerdeError::new(format!("unknown writer schema {id}, and this serde has no registry to ask"))
+        })?;
         // A scoped thread with its own runtime: callers may be inside an async runtime or not.
         let fetched = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| SerdeError::transient(format!("writer schema {id}: no runtime to ask the registry: {e}")))?;
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+                        SerdeError::transient(format!("writer schema {id}: no runtime to ask the registry: {e}"))
+                    })?;
                     runtime.block_on(registry.schema_by_id(id)).map_err(|e| lookup_failed(id, &e))
                 })
                 .join()
-                .map_err(|_| SerdeError::transient(format!("writer schema {id}: the registry lookup thread panicked")))?
+                .map_err(|_| {
+                    SerdeError::transient(format!("writer schema {id}: the registry lookup thread panicked"))
+                })?
         })?;
         self.writers.write().unwrap_or_else(|e| e.into_inner()).insert(id, fetched.clone());
         Ok(fetched)

@@ -28,7 +28,8 @@ pub enum Participant {
 }
 
 impl Participant {
-    pub const ALL: [Participant; 4] = [Participant::Payment, Participant::Inventory, Participant::Shipping, Participant::OrderSaga];
+    pub const ALL: [Participant; 4] =
+        [Participant::Payment, Participant::Inventory, Participant::Shipping, Participant::OrderSaga];
 
     pub fn application_id(self) -> &'static str {
         match self {
@@ -72,7 +73,11 @@ pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde
             &shipping::ShippingConfig {
                 handover_after: settings.shipping.handover_after_ms.map(Duration::from_millis),
                 retention: settings.retention(),
-                ..shipping::ShippingConfig::new(settings.database_url()?, settings.redis.url.clone(), settings.shipping.allowed_countries.clone())
+                ..shipping::ShippingConfig::new(
+                    settings.database_url()?,
+                    settings.redis.url.clone(),
+                    settings.shipping.allowed_countries.clone(),
+                )
             },
         )
         .context("starting shipping")?,
@@ -94,7 +99,9 @@ pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde
 /// True once every participant runs in this process and is RUNNING (assigned, stores restored):
 /// the moment a load measures the saga rather than start-up.
 pub fn participants_assigned() -> bool {
-    Participant::ALL.iter().all(|p| admin::health::state_of(p.application_id()) == Some(operators::runtime::State::Running))
+    Participant::ALL
+        .iter()
+        .all(|p| admin::health::state_of(p.application_id()) == Some(operators::runtime::State::Running))
 }
 
 /// Starts a participant's topology on the exactly-once runtime (or at-least-once if configured).
@@ -102,8 +109,9 @@ fn start_participant(participant: Participant, settings: &Settings, serde: Event
     let topology = topology(participant, settings, serde)?;
     let config = streams_config(participant, settings);
     let listener = admin::health::listener(participant.application_id());
-    let streams = KafkaStreams::start_with_state_listener(topology, config, prometheus::default_registry(), Some(listener))
-        .with_context(|| format!("starting {}", participant.application_id()))?;
+    let streams =
+        KafkaStreams::start_with_state_listener(topology, config, prometheus::default_registry(), Some(listener))
+            .with_context(|| format!("starting {}", participant.application_id()))?;
     admin::health::watch_dependencies(participant.application_id(), streams.health());
     Ok(streams)
 }
@@ -198,8 +206,11 @@ pub const REGISTRY_ATTEMPTS: u32 = 5;
 /// Every version of every saga event's schema, in order, under its subject's compatibility
 /// level (`schemas/avro/compatibility.toml`).
 pub async fn register_schemas(settings: &Settings) -> Result<Vec<schemas::Registered>> {
-    let registry = schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?.retrying(REGISTRY_ATTEMPTS);
-    schemas::register_all(&registry).await.with_context(|| format!("registering the saga schemas at {}", settings.registry.url))
+    let registry =
+        schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?.retrying(REGISTRY_ATTEMPTS);
+    schemas::register_all(&registry)
+        .await
+        .with_context(|| format!("registering the saga schemas at {}", settings.registry.url))
 }
 
 /// What the order API port serves: the commands, the read model's queries, and their OpenAPI
@@ -246,11 +257,22 @@ pub async fn run_projector(
     serde: EventSerde,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    projector::run_projector(projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone()), serde, pool, shutdown).await
+    projector::run_projector(
+        projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone()),
+        serde,
+        pool,
+        shutdown,
+    )
+    .await
 }
 
 /// `pipeline projector rebuild`: progress on stderr, the summary on stdout.
-pub async fn rebuild_read_model(settings: &Settings, pool: Pool, serde: EventSerde, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+pub async fn rebuild_read_model(
+    settings: &Settings,
+    pool: Pool,
+    serde: EventSerde,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     let config = projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone());
     let summary = projector::rebuild_read_model(&config, &serde, &pool, |line| eprintln!("{line}"), shutdown).await?;
     println!("{summary}");
@@ -264,7 +286,8 @@ pub async fn serve_admin(
     serde: EventSerde,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let indexer = dlq::run_indexer(dlq::IndexerConfig::new(settings.kafka.bootstrap_servers.clone()), pool.clone(), shutdown);
+    let indexer =
+        dlq::run_indexer(dlq::IndexerConfig::new(settings.kafka.bootstrap_servers.clone()), pool.clone(), shutdown);
     tokio::select! {
         result = indexer => result.context("DLQ indexer"),
         result = serve_admin_http(settings, pool, serde) => result,
@@ -279,14 +302,17 @@ pub async fn serve_admin_http(settings: &Settings, pool: Pool, serde: EventSerde
     // client), which may not be dropped inside this async context.
     let groups = {
         let (settings, serde) = (settings.clone(), serde.clone());
-        tokio::task::spawn_blocking(move || watched_groups(&settings, &serde)).await.context("listing the consumer groups")??
+        tokio::task::spawn_blocking(move || watched_groups(&settings, &serde))
+            .await
+            .context("listing the consumer groups")??
     };
     tokio::spawn(admin::lag::run(settings.kafka.bootstrap_servers.clone(), groups, Duration::from_secs(5)));
     tokio::spawn(dlq::run_pending_gauge(pool.clone(), Duration::from_secs(5)));
     tokio::spawn(projector::run_parked_gauge(pool.clone(), Duration::from_secs(5)));
 
     // Unique per live process, like the participants' (the runtime's generator when unset).
-    let instance_id = settings.kafka.instance_id.clone().unwrap_or_else(|| StreamsConfig::new("dlq-admin", "").instance_id);
+    let instance_id =
+        settings.kafka.instance_id.clone().unwrap_or_else(|| StreamsConfig::new("dlq-admin", "").instance_id);
     let republisher = dlq::Republisher::new(&settings.kafka.bootstrap_servers, &format!("dlq-admin-{instance_id}"));
     let token = AdminToken::new(settings.admin_token()?);
     let app = admin_router(dlq::DlqAdmin::new(pool, serde, republisher), token);
@@ -314,7 +340,12 @@ pub fn watched_groups(settings: &Settings, serde: &EventSerde) -> Result<Vec<Wat
 /// Both HTTP ports and nothing else: no participant, projector or DLQ indexer, so no consumer
 /// group is joined and no saga topic is read (the APIs can be fuzzed beside a running pipeline).
 /// Until `shutdown` resolves or a port fails.
-pub async fn serve_apis(settings: &Settings, pool: Pool, serde: EventSerde, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+pub async fn serve_apis(
+    settings: &Settings,
+    pool: Pool,
+    serde: EventSerde,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     tokio::select! {
         () = shutdown => Ok(()),
         result = serve_order_api(settings, pool.clone()) => result.context("order API"),
@@ -324,15 +355,25 @@ pub async fn serve_apis(settings: &Settings, pool: Pool, serde: EventSerde, shut
 
 async fn serve(app: axum::Router, ip: std::net::IpAddr, port: u16, what: &str) -> Result<()> {
     let address = SocketAddr::new(ip, port);
-    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("{what}: cannot listen on {address}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(address).await.with_context(|| format!("{what}: cannot listen on {address}"))?;
     tracing::info!(%address, "{what} listening");
     axum::serve(listener, app).await.with_context(|| format!("{what} stopped"))
 }
 
 /// `part` run alone, with its own metrics endpoint (`http.metrics_port`) for as long as it runs.
-pub async fn with_process_metrics(settings: &Settings, part: &str, run: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+pub async fn with_process_metrics(
+    settings: &Settings,
+    part: &str,
+    run: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
     let http = &settings.http;
-    let metrics = admin::process_metrics::serve_process_metrics(http.bind_address, http.metrics_port, http.metrics_targets_dir.as_deref(), part);
+    let metrics = admin::process_metrics::serve_process_metrics(
+        http.bind_address,
+        http.metrics_port,
+        http.metrics_targets_dir.as_deref(),
+        part,
+    );
     tokio::select! {
         result = run => result,
         result = metrics => result,
@@ -389,7 +430,9 @@ pub async fn run_participants(
     }
     let mut failure = None;
     for (participant, streams) in running {
-        let outcome = tokio::task::spawn_blocking(move || if streams.is_finished() { streams.join() } else { streams.close() }).await?;
+        let outcome =
+            tokio::task::spawn_blocking(move || if streams.is_finished() { streams.join() } else { streams.close() })
+                .await?;
         if let Err(e) = outcome {
             failure.get_or_insert(anyhow::anyhow!("{} stopped: {e}", participant.application_id()));
         }
@@ -421,14 +464,19 @@ mod tests {
         check_state_stores(&by_name, &EventSerde::with_fixed_ids()).expect("orders is a store");
 
         let underscored = settings(&[("SAGA__STATE__STORES__ORDER_LIFECYCLES", "persistent")]);
-        assert_eq!(streams_config(Participant::Shipping, &underscored).store_type("order-lifecycles"), StoreType::Persistent);
-        check_state_stores(&underscored, &EventSerde::with_fixed_ids()).expect("ORDER_LIFECYCLES names order-lifecycles");
+        assert_eq!(
+            streams_config(Participant::Shipping, &underscored).store_type("order-lifecycles"),
+            StoreType::Persistent
+        );
+        check_state_stores(&underscored, &EventSerde::with_fixed_ids())
+            .expect("ORDER_LIFECYCLES names order-lifecycles");
     }
 
     /// `run_participants` runs on the async runtime, where dropping a runtime panics.
     #[tokio::test]
     async fn the_state_stores_are_checked_from_async_code_too() {
-        check_state_stores(&settings(&[]), &EventSerde::with_fixed_ids()).expect("the shipped config names no unknown store");
+        check_state_stores(&settings(&[]), &EventSerde::with_fixed_ids())
+            .expect("the shipped config names no unknown store");
     }
 
     #[test]

@@ -19,8 +19,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
 ];
 
 pub fn pool(database_url: &str, max_size: usize) -> Result<Pool> {
-    let config: tokio_postgres::Config = database_url.parse().with_context(|| "database.url is not a valid PostgreSQL URL")?;
-    let manager = Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let config: tokio_postgres::Config =
+        database_url.parse().with_context(|| "database.url is not a valid PostgreSQL URL")?;
+    let manager =
+        Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager).max_size(max_size).build().context("building the PostgreSQL pool")
 }
 

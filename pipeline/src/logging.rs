@@ -11,8 +11,8 @@ use serde::Deserialize;
 use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::otlp::{self, TracingSettings};
@@ -70,7 +70,9 @@ where
 {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into());
     match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi).with_filter(filter).boxed(),
+        LogFormat::Text => {
+            tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi).with_filter(filter).boxed()
+        }
         // Span fields (a saga event's order id, say) go with every line logged inside it.
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -112,7 +114,8 @@ mod tests {
             tracing::warn!(order_id = "o-1", "record failed");
         });
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        let line: serde_json::Value = serde_json::from_str(text.lines().next().expect("a line")).expect("a JSON object");
+        let line: serde_json::Value =
+            serde_json::from_str(text.lines().next().expect("a line")).expect("a JSON object");
         assert_eq!(line["level"], "WARN");
         assert_eq!(line["fields"]["message"], "record failed");
         assert_eq!(line["fields"]["order_id"], "o-1");

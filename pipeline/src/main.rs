@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use pipeline::components::{self, Participant};
-use pipeline::{demo, schema_commands};
 use pipeline::settings::Settings;
+use pipeline::{demo, schema_commands};
 
 // glibc's malloc spent a third of a participant's CPU in its free lists once its stores held a
 // few hundred thousand entries; mimalloc took 30% off CPU per order (bench/peers/compare).
@@ -16,7 +16,11 @@ use pipeline::settings::Settings;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "pipeline", version, about = "Exactly-once order saga on Kafka: order API, participants, projector, admin")]
+#[command(
+    name = "pipeline",
+    version,
+    about = "Exactly-once order saga on Kafka: order API, participants, projector, admin"
+)]
 struct Cli {
     /// The TOML configuration; every key can be overridden by SAGA__<SECTION>__<KEY>.
     #[arg(long, short, global = true, default_value = "config/pipeline.toml", env = "SAGA_CONFIG")]
@@ -142,7 +146,9 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
                     let projector = components::run_projector(&settings, pool, serde, shutdown_signal());
                     components::with_process_metrics(&settings, "projector", projector).await
                 }
-                Some(ProjectorAction::Rebuild) => components::rebuild_read_model(&settings, pool, serde, shutdown_signal()).await,
+                Some(ProjectorAction::Rebuild) => {
+                    components::rebuild_read_model(&settings, pool, serde, shutdown_signal()).await
+                }
             }
         }
         Command::Admin => {
@@ -153,11 +159,14 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
             let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);
             components::serve_apis(&settings, pool, serde, shutdown_signal()).await
         }
-        Command::Schemas { command: SchemasCommand::Check { offline } } => schema_commands::check(&settings, offline).await,
+        Command::Schemas { command: SchemasCommand::Check { offline } } => {
+            schema_commands::check(&settings, offline).await
+        }
         Command::Schemas { command: SchemasCommand::Register } => schema_commands::register(&settings).await,
         Command::Demo { orders, concurrency, settle_timeout_s, rate, racing_cancels, poison_percent } => {
             let settle_timeout = Duration::from_secs(settle_timeout_s);
-            let options = demo::DemoOptions { orders, concurrency, rate, settle_timeout, racing_cancels, poison_percent };
+            let options =
+                demo::DemoOptions { orders, concurrency, rate, settle_timeout, racing_cancels, poison_percent };
             let report = demo::run(&settings, &options, true).await?;
             demo::print_report(&report, &settings);
             anyhow::ensure!(report.all_invariants_hold(), "an invariant does not hold (see above)");

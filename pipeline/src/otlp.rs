@@ -65,7 +65,9 @@ where
 
 /// Makes `span` a child of the W3C trace in `headers` (`traceparent`), if there is one.
 pub fn continue_trace(span: &tracing::Span, headers: &[Header]) {
-    let carried = RecordHeaders(headers.iter().filter_map(|h| Some((h.key.as_str(), std::str::from_utf8(h.value.as_deref()?).ok()?))).collect());
+    let carried = RecordHeaders(
+        headers.iter().filter_map(|h| Some((h.key.as_str(), std::str::from_utf8(h.value.as_deref()?).ok()?))).collect(),
+    );
     if carried.0.contains_key("traceparent") {
         let _ = span.set_parent(TraceContextPropagator::new().extract(&carried));
     }
@@ -110,7 +112,11 @@ mod tests {
                     if let Some(end) = text.find("\r\n\r\n") {
                         let length = text[..end]
                             .lines()
-                            .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                            .find_map(|line| {
+                                line.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
                             .unwrap_or(0);
                         if request.len() >= end + 4 + length {
                             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");

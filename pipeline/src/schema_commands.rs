@@ -16,7 +16,8 @@ pub async fn check(settings: &Settings, offline: bool) -> Result<()> {
 
     let mut refused = 0;
     if !offline {
-        let registry = schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?.retrying(REGISTRY_ATTEMPTS);
+        let registry =
+            schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?.retrying(REGISTRY_ATTEMPTS);
         let refusals = schemas::check_in_registry(&registry)
             .await
             .with_context(|| format!("checking the schemas in the registry at {}", settings.registry.url))?;

@@ -455,7 +455,11 @@ mod tests {
         ];
         let settings = Settings::load(&repo_config(), env).unwrap();
         assert_eq!(settings.commit_interval("order-saga"), Duration::from_millis(20));
-        assert_eq!(settings.commit_interval("payment"), Duration::from_millis(80), "the others keep kafka.commit_interval_ms");
+        assert_eq!(
+            settings.commit_interval("payment"),
+            Duration::from_millis(80),
+            "the others keep kafka.commit_interval_ms"
+        );
 
         let error = load_error("SAGA__KAFKA__COMMIT_INTERVAL_MS_BY_PARTICIPANT__BILLING", "20");
         assert!(error.contains("commit_interval_ms_by_participant.billing: no such participant"), "{error}");
@@ -481,7 +485,11 @@ mod tests {
 
     #[test]
     fn the_admin_token_comes_from_the_environment_or_a_file() {
-        assert_eq!(Settings::load(&repo_config(), []).unwrap().admin_token().unwrap(), None, "unset in the shipped config");
+        assert_eq!(
+            Settings::load(&repo_config(), []).unwrap().admin_token().unwrap(),
+            None,
+            "unset in the shipped config"
+        );
         let env = [("SAGA__ADMIN__TOKEN".to_string(), "t0ken".to_string())];
         assert_eq!(Settings::load(&repo_config(), env).unwrap().admin_token().unwrap().as_deref(), Some("t0ken"));
 
@@ -495,7 +503,11 @@ mod tests {
         let _ = std::fs::remove_file(file);
 
         let digits = [("SAGA__ADMIN__TOKEN".to_string(), "0123".to_string())];
-        assert_eq!(Settings::load(&repo_config(), digits).unwrap().admin_token().unwrap().as_deref(), Some("0123"), "a secret is taken as given");
+        assert_eq!(
+            Settings::load(&repo_config(), digits).unwrap().admin_token().unwrap().as_deref(),
+            Some("0123"),
+            "a secret is taken as given"
+        );
         let env = [("SAGA__ADMIN__TOKEN".to_string(), "t0ken".to_string())];
         let printed = format!("{:?}", Settings::load(&repo_config(), env).unwrap());
         assert!(!printed.contains("t0ken"), "the token never prints: {printed}");

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use crate::settings::Settings;
 
 /// The saga's topics, each with its dead-letter topic.
-pub const SAGA_TOPICS: [&str; 4] = [schemas::ORDER_EVENTS, schemas::PAYMENT_EVENTS, schemas::INVENTORY_EVENTS, schemas::SHIPPING_EVENTS];
+pub const SAGA_TOPICS: [&str; 4] =
+    [schemas::ORDER_EVENTS, schemas::PAYMENT_EVENTS, schemas::INVENTORY_EVENTS, schemas::SHIPPING_EVENTS];
 
 pub async fn create_topics(settings: &Settings) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> =

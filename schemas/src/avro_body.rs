@@ -280,7 +280,12 @@ mod tests {
             let schema = Schema::parse_str(file.text).unwrap();
             let Schema::Record(record) = schema else { panic!("avro/{} is not a record", file.path) };
             let last = record.fields.last().expect("records have fields");
-            assert!(!matches!(last.schema, Schema::Union(_)), "avro/{}: the last field, {}, is a union", file.path, last.name);
+            assert!(
+                !matches!(last.schema, Schema::Union(_)),
+                "avro/{}: the last field, {}, is a union",
+                file.path,
+                last.name
+            );
         }
     }
 

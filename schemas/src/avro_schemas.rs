@@ -86,7 +86,8 @@ mod tests {
 
     fn every_version() -> impl Iterator<Item = (EventType, i32, &'static Schema)> {
         EventType::ALL.into_iter().flat_map(|event_type| {
-            schema_versions_of(event_type).map(move |file| (event_type, file.version, &PARSED[&(event_type, file.version)]))
+            schema_versions_of(event_type)
+                .map(move |file| (event_type, file.version, &PARSED[&(event_type, file.version)]))
         })
     }
 
@@ -135,7 +136,11 @@ mod tests {
         for (event_type, version, schema) in every_version() {
             for field in record_fields(schema) {
                 if let Schema::Union(union) = &field.schema {
-                    assert!(field.default.is_some(), "{event_type} v{version}.{} is a union without a default", field.name);
+                    assert!(
+                        field.default.is_some(),
+                        "{event_type} v{version}.{} is a union without a default",
+                        field.name
+                    );
                     assert_eq!(union.variants()[0], Schema::Null, "{event_type} v{version}.{}: null first", field.name);
                 }
             }

@@ -171,7 +171,12 @@ pub struct OrderItem {
 impl OrderItem {
     /// A line priced in v2's terms, with the deprecated v1 field kept equal.
     pub fn new(product_id: impl Into<String>, quantity: i32, unit_price: Money) -> Self {
-        OrderItem { product_id: product_id.into(), quantity, unit_price_cents: unit_price.amount_minor, unit_price: Some(unit_price) }
+        OrderItem {
+            product_id: product_id.into(),
+            quantity,
+            unit_price_cents: unit_price.amount_minor,
+            unit_price: Some(unit_price),
+        }
     }
 }
 

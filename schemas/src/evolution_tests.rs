@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::samples::sample;
 use crate::{
-    decode_avro_body_written_with, encode_avro_body, schema_of, schema_text_of, schema_version_of, EventType, Money, Payload,
+    decode_avro_body_written_with, encode_avro_body, schema_of, schema_text_of, schema_version_of, EventType, Money,
+    Payload,
 };
 
 fn order_placed_v1() -> &'static Schema {
@@ -72,7 +73,8 @@ fn a_v1_consumer_reads_what_a_v2_producer_writes_with_the_deprecated_cents_intac
 
 #[test]
 fn a_v2_consumer_reads_what_a_v1_producer_wrote_and_the_upcaster_prices_the_items() {
-    let decoded = decode_avro_body_written_with(order_placed_v1(), EventType::OrderPlaced, &v1_body_of_the_sample()).unwrap();
+    let decoded =
+        decode_avro_body_written_with(order_placed_v1(), EventType::OrderPlaced, &v1_body_of_the_sample()).unwrap();
     let Payload::OrderPlaced(placed) = &decoded.payload else { panic!("not an OrderPlaced: {decoded:?}") };
 
     let prices: Vec<Option<Money>> = placed.items.iter().map(|item| item.unit_price.clone()).collect();

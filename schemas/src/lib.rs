@@ -35,19 +35,25 @@ mod version_check;
 mod wire;
 
 pub use avro_body::{decode_avro_body, decode_avro_body_written_with, encode_avro_body, AvroBodyError};
-pub use avro_schemas::{current_version_of, schema_files, schema_of, schema_text_of, schema_version_of, schema_versions_of, SchemaFile};
+pub use avro_schemas::{
+    current_version_of, schema_files, schema_of, schema_text_of, schema_version_of, schema_versions_of, SchemaFile,
+};
 pub use codec::{subject_for, CodecError, SagaCodec};
 pub use event_type::{
     topic_of, EventType, UnknownEventType, INVENTORY_EVENTS, NAMESPACE, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS,
 };
 pub use events::{
-    Address, CancellationReason, Envelope, InventoryReleased, InventoryReservationFailed, InventoryReserved,
-    OrderCancellationRejected, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderInterventionRequested, Money, OrderItem,
-    OrderPlaced, OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCancellationFailed,
-    ShipmentCancelled, ShipmentCreated, ShipmentFailed, StockItem, UnknownCancellationReason, DEFAULT_CURRENCY,
+    Address, CancellationReason, Envelope, InventoryReleased, InventoryReservationFailed, InventoryReserved, Money,
+    OrderCancellationRejected, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderInterventionRequested,
+    OrderItem, OrderPlaced, OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded,
+    SagaEvent, ShipmentCancellationFailed, ShipmentCancelled, ShipmentCreated, ShipmentFailed, StockItem,
+    UnknownCancellationReason, DEFAULT_CURRENCY,
 };
 pub use policy::compatibility_of;
-pub use registration::{check_chain_in_registry, check_in_registry, current_schema_ids, register_all, Registered, RegistryRefusal, StartupSchemaError};
+pub use registration::{
+    check_chain_in_registry, check_in_registry, current_schema_ids, register_all, Registered, RegistryRefusal,
+    StartupSchemaError,
+};
 pub use registry::{Compatibility, RegistryClient, RegistryError};
 pub use upcast::{upcast, upcast_parts};
 pub use version_check::{check_chain, check_versions, Direction, Incompatibility};

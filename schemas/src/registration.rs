@@ -126,7 +126,8 @@ fn name_fields_in(message: &str, schema_text: &str) -> String {
     let mut named = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(start) = rest.find("/fields/") {
-        let end = rest[start..].find(|c: char| c.is_whitespace() || c == ']' || c == ',').map_or(rest.len(), |n| start + n);
+        let end =
+            rest[start..].find(|c: char| c.is_whitespace() || c == ']' || c == ',').map_or(rest.len(), |n| start + n);
         let path = &rest[start..end];
         named.push_str(&rest[..end]);
         if let Some(name) = field_name_at(&schema, path) {
@@ -164,7 +165,11 @@ pub async fn current_schema_ids(registry: &RegistryClient) -> Result<HashMap<Eve
     for event_type in EventType::ALL {
         let subject = subject_for(topic_of(event_type), event_type);
         let id = registry.lookup(&subject, schema_text_of(event_type)).await?.ok_or_else(|| {
-            StartupSchemaError::NotRegistered { event_type, version: current_version_of(event_type), subject: subject.clone() }
+            StartupSchemaError::NotRegistered {
+                event_type,
+                version: current_version_of(event_type),
+                subject: subject.clone(),
+            }
         })?;
         ids.insert(event_type, id);
     }

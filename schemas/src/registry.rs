@@ -127,7 +127,14 @@ impl RegistryClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| invalid(error_chain(&e)))?;
-        Ok(RegistryClient { http, api, attempts: 1, group: None, ids_by_subject_and_schema: Mutex::default(), schemas_by_id: Mutex::default() })
+        Ok(RegistryClient {
+            http,
+            api,
+            attempts: 1,
+            group: None,
+            ids_by_subject_and_schema: Mutex::default(),
+            schemas_by_id: Mutex::default(),
+        })
     }
 
     /// The same client, trying each call up to `attempts` times (backing off 0.5 s, 1 s, 2 s, …)
@@ -380,7 +387,8 @@ mod tests {
                 let Ok(mut socket) = socket else { return };
                 let mut request = [0u8; 4096];
                 let _ = socket.read(&mut request);
-                let (status, body) = if served < failures { ("503 Service Unavailable", "{}") } else { ("200 OK", r#"{"id": 7}"#) };
+                let (status, body) =
+                    if served < failures { ("503 Service Unavailable", "{}") } else { ("200 OK", r#"{"id": 7}"#) };
                 let answer = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
                 let _ = socket.write_all(answer.as_bytes());
             }

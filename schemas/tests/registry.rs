@@ -11,9 +11,9 @@ use std::time::Duration;
 use apache_avro::Schema;
 use samples::sample;
 use schemas::{
-    check_chain, check_chain_in_registry, check_in_registry, current_schema_ids, encode_avro_body, parse_wire, register_all,
-    schema_of, schema_text_of, schema_version_of, schema_versions_of, subject_for, to_wire, topic_of, CodecError, Compatibility,
-    EventType, RegistryClient, RegistryError, SagaCodec,
+    check_chain, check_chain_in_registry, check_in_registry, current_schema_ids, encode_avro_body, parse_wire,
+    register_all, schema_of, schema_text_of, schema_version_of, schema_versions_of, subject_for, to_wire, topic_of,
+    CodecError, Compatibility, EventType, RegistryClient, RegistryError, SagaCodec,
 };
 use serde_json::json;
 
@@ -228,18 +228,15 @@ async fn a_breaking_order_placed_v3_is_refused_by_the_registry_and_reported_by_b
 #[tokio::test]
 async fn the_shipped_schemas_register_in_order_pass_the_registry_check_and_are_found_at_start_up() {
     let client = RegistryClient::new(&registry_base_url()).unwrap();
-    let registered = register_all(&client).await.unwrap_or_else(|e| panic!("pipeline schemas register would fail: {e}"));
+    let registered =
+        register_all(&client).await.unwrap_or_else(|e| panic!("pipeline schemas register would fail: {e}"));
     let placed_subject = subject_for(topic_of(EventType::OrderPlaced), EventType::OrderPlaced);
     let placed_versions: Vec<i32> =
         registered.iter().filter(|entry| entry.subject == placed_subject).map(|entry| entry.version).collect();
     assert_eq!(placed_versions, [1, 2]);
 
-    let config: serde_json::Value = reqwest::get(format!("{}/config/{placed_subject}", client.api_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config: serde_json::Value =
+        reqwest::get(format!("{}/config/{placed_subject}", client.api_url())).await.unwrap().json().await.unwrap();
     assert_eq!(config["compatibilityLevel"], "FULL_TRANSITIVE", "{config}");
 
     let refusals = check_in_registry(&client).await.unwrap();

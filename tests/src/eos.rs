@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer, DefaultProducerContext};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use crate::kafka::{read_topic, Consumed};
 
@@ -62,7 +62,12 @@ pub fn key_of(record: &Consumed) -> String {
 
 /// Reads a topic `read_committed` until it holds `expected` records (or a timeout passes), then
 /// groups the values by key in partition order.
-pub fn read_committed_by_key(bootstrap: &str, topic: &str, expected: usize, timeout: Duration) -> BTreeMap<String, Vec<i64>> {
+pub fn read_committed_by_key(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> BTreeMap<String, Vec<i64>> {
     let records = read_topic(bootstrap, topic, "read_committed", timeout, |r| r.len() >= expected);
     // A short grace read: anything beyond `expected` is a duplicate the verifier must see.
     let extra = read_topic(bootstrap, topic, "read_committed", Duration::from_secs(3), |r| r.len() > expected);
@@ -97,7 +102,13 @@ pub fn verify_echo(sent: &BTreeMap<String, Vec<i64>>, echoed: &BTreeMap<String, 
 /// update shows up as a wrong number.
 pub fn verify_sums(sent: &BTreeMap<String, Vec<i64>>, sums: &BTreeMap<String, Vec<i64>>) -> Result<(), String> {
     for (key, values) in sent {
-        let expected: Vec<i64> = values.iter().scan(0i64, |acc, v| { *acc += v; Some(*acc) }).collect();
+        let expected: Vec<i64> = values
+            .iter()
+            .scan(0i64, |acc, v| {
+                *acc += v;
+                Some(*acc)
+            })
+            .collect();
         let got = sums.get(key).cloned().unwrap_or_default();
         if got != expected {
             return Err(describe_mismatch("sum", key, &expected, &got));

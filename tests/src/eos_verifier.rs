@@ -31,7 +31,8 @@ pub struct Delivered {
 /// (then for a grace period), has been idle for a while, or `timeout` passed.
 pub fn read_outputs(bootstrap: &str, [echo, sums, fired]: [&str; 3], expected: usize, timeout: Duration) -> Delivered {
     std::thread::scope(|scope| {
-        let [echo, sums, fired] = [echo, sums, fired].map(|topic| scope.spawn(move || read_settled(bootstrap, topic, expected, timeout)));
+        let [echo, sums, fired] =
+            [echo, sums, fired].map(|topic| scope.spawn(move || read_settled(bootstrap, topic, expected, timeout)));
         let join = |handle: std::thread::ScopedJoinHandle<'_, ByKey>| handle.join().expect("output reader panicked");
         Delivered { echo: join(echo), sums: join(sums), fired: join(fired) }
     })
@@ -93,7 +94,9 @@ fn counts(values: &[i64]) -> BTreeMap<i64, usize> {
 
 /// Values in `a` more often than in `b`, with multiplicity.
 fn excess(a: &BTreeMap<i64, usize>, b: &BTreeMap<i64, usize>) -> Vec<i64> {
-    a.iter().flat_map(|(&value, &n)| std::iter::repeat_n(value, n.saturating_sub(b.get(&value).copied().unwrap_or(0)))).collect()
+    a.iter()
+        .flat_map(|(&value, &n)| std::iter::repeat_n(value, n.saturating_sub(b.get(&value).copied().unwrap_or(0))))
+        .collect()
 }
 
 fn multiset_difference(output: &str, key: &str, inputs: &[i64], got: &[i64]) -> Option<String> {
@@ -122,7 +125,8 @@ fn sum_difference(key: &str, inputs: &[i64], sums: &[i64]) -> Option<String> {
         match pending.get_mut(&added) {
             Some(n) if *n > 0 => *n -= 1,
             _ => {
-                first_bad = Some(format!("first bad sum #{i}: {sum} after {previous} adds {added}, not a pending input"));
+                first_bad =
+                    Some(format!("first bad sum #{i}: {sum} after {previous} adds {added}, not a pending input"));
                 break;
             }
         }
@@ -133,7 +137,11 @@ fn sum_difference(key: &str, inputs: &[i64], sums: &[i64]) -> Option<String> {
     if first_bad.is_none() && last == total && sums.len() == inputs.len() {
         return None;
     }
-    let never_added = if first_bad.is_none() { format!("; never added {}", shown(&excess(&pending, &BTreeMap::new()))) } else { String::new() };
+    let never_added = if first_bad.is_none() {
+        format!("; never added {}", shown(&excess(&pending, &BTreeMap::new())))
+    } else {
+        String::new()
+    };
     Some(format!(
         "sum {key}: {} sums for {} inputs; last sum {last}, total {total}{}{never_added}",
         sums.len(),

@@ -28,10 +28,7 @@ impl Consumed {
 }
 
 pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client")
+    ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client")
 }
 
 /// Creates a topic and fails the test with the broker's reason if it cannot.
@@ -122,7 +119,10 @@ impl CommittedCounter {
 /// A key `<prefix>-<n>` that Kafka's partitioner puts on `partition`: records that must share a
 /// partition (and be co-partitioned with the replies keyed the same way) get such keys.
 pub fn key_on_partition(prefix: &str, partition: i32, partitions: i32) -> String {
-    (0..).map(|n| format!("{prefix}-{n}")).find(|key| partition_for(key.as_bytes(), partitions) == partition).expect("a key")
+    (0..)
+        .map(|n| format!("{prefix}-{n}"))
+        .find(|key| partition_for(key.as_bytes(), partitions) == partition)
+        .expect("a key")
 }
 
 /// Everything in `topic` now, read from the beginning until librdkafka says each partition is
@@ -137,7 +137,9 @@ pub fn read_to_end(bootstrap: &str, topic: &str, isolation: &str) -> Vec<Consume
         .set("isolation.level", isolation)
         .create()
         .expect("consumer");
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap_or_else(|e| panic!("kafka: metadata of {topic}: {e}"));
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("kafka: metadata of {topic}: {e}"));
     let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
     assert!(!partitions.is_empty(), "kafka: topic {topic} has no partitions");
     let mut list = rdkafka::TopicPartitionList::new();
@@ -206,7 +208,8 @@ mod tests {
     #[test]
     fn keys_land_where_kafka_puts_them() {
         // Kafka's own Utils.murmur2 test vectors (UtilsTest.testMurmur2), as positive values.
-        let cases: [(&[u8], i32); 3] = [(b"21", -973932308), (b"foobar", -790332482), (b"a-little-bit-long-string", -985981536)];
+        let cases: [(&[u8], i32); 3] =
+            [(b"21", -973932308), (b"foobar", -790332482), (b"a-little-bit-long-string", -985981536)];
         for (key, java) in cases {
             let expected = ((java & 0x7fff_ffff) as i64 % 1_000_003) as i32;
             assert_eq!(super::partition_for(key, 1_000_003), expected, "{:?}", String::from_utf8_lossy(key));

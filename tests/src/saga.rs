@@ -79,14 +79,19 @@ impl SagaRun {
             default_balance_cents: 100_000,
             ..PaymentConfig::default()
         };
-        let inventory_config =
-            InventoryConfig { application_id: groups[1].clone(), topics: topics.clone(), default_stock: 100, ..InventoryConfig::default() };
+        let inventory_config = InventoryConfig {
+            application_id: groups[1].clone(),
+            topics: topics.clone(),
+            default_stock: 100,
+            ..InventoryConfig::default()
+        };
         let shipping_config = ShippingConfig {
             application_id: groups[2].clone(),
             topics: topics.clone(),
             ..ShippingConfig::new(postgres_config(), redis_url(), vec!["DE".into()])
         };
-        let mut saga_config = SagaConfig { application_id: groups[3].clone(), topics: topics.clone(), ..SagaConfig::default() };
+        let mut saga_config =
+            SagaConfig { application_id: groups[3].clone(), topics: topics.clone(), ..SagaConfig::default() };
         if let Some(timeout) = options.step_timeout {
             saga_config.payment_timeout = timeout;
             saga_config.inventory_timeout = timeout;
@@ -94,8 +99,12 @@ impl SagaRun {
         }
         let shipping_topology = shipping::topology(serde.clone(), &shipping_config).expect("shipping topology");
         let start = |name: &'static str, topology, group: &str| {
-            let streams = KafkaStreams::start(topology, StreamsConfig::new(group, bootstrap.as_str()), &prometheus::Registry::new())
-                .unwrap_or_else(|e| panic!("kafka: starting {name} ({group}) failed: {e}"));
+            let streams = KafkaStreams::start(
+                topology,
+                StreamsConfig::new(group, bootstrap.as_str()),
+                &prometheus::Registry::new(),
+            )
+            .unwrap_or_else(|e| panic!("kafka: starting {name} ({group}) failed: {e}"));
             (name, streams)
         };
         let streams = vec![
@@ -154,7 +163,13 @@ pub fn of<'a>(events: &'a [Delivered], order_id: &str, event_type: EventType) ->
 /// An OrderPlaced of `customer_id` for one apple at 10 €, shipped to Berlin.
 pub fn order_placed(order_id: &str, customer_id: &str) -> SagaEvent {
     let items = vec![OrderItem::new("apple", 1, Money::new(1_000, DEFAULT_CURRENCY))];
-    let shipping_address = Address { line1: "Main St 1".into(), line2: None, city: "Berlin".into(), postal_code: "10115".into(), country: "DE".into() };
+    let shipping_address = Address {
+        line1: "Main St 1".into(),
+        line2: None,
+        city: "Berlin".into(),
+        postal_code: "10115".into(),
+        country: "DE".into(),
+    };
     let placed = OrderPlaced {
         customer_id: customer_id.into(),
         items,
@@ -206,18 +221,32 @@ pub fn summary(events: &[Delivered], order_id: &str) -> Vec<String> {
     events
         .iter()
         .filter(|d| d.event.envelope.order_id == order_id)
-        .map(|d| format!("{:?} {} [{}@{}]", d.event.event_type(), d.event.envelope.event_id, d.record.partition, d.record.offset))
+        .map(|d| {
+            format!(
+                "{:?} {} [{}@{}]",
+                d.event.event_type(),
+                d.event.envelope.event_id,
+                d.record.partition,
+                d.record.offset
+            )
+        })
         .collect()
 }
 
 /// Dead letters as `group: key @ original offset (class)`, for failure messages.
 pub fn dead_letter_summary(records: &[Consumed]) -> Vec<String> {
-    let text = |record: &Consumed, name: &str| String::from_utf8_lossy(record.header(name).unwrap_or_default()).into_owned();
+    let text =
+        |record: &Consumed, name: &str| String::from_utf8_lossy(record.header(name).unwrap_or_default()).into_owned();
     records
         .iter()
         .map(|r| {
             let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
-            format!("{}: {key} @ {} ({})", text(r, "dlq.consumer.group"), text(r, "dlq.original.offset"), text(r, "dlq.error.class"))
+            format!(
+                "{}: {key} @ {} ({})",
+                text(r, "dlq.consumer.group"),
+                text(r, "dlq.original.offset"),
+                text(r, "dlq.error.class")
+            )
         })
         .collect()
 }
@@ -231,10 +260,17 @@ pub fn order_placed_v1_body(event: &SagaEvent) -> Vec<u8> {
 
     let v1 = schemas::schema_version_of(EventType::OrderPlaced, 1).expect("avro/v1/OrderPlaced.avsc");
     let current = schemas::encode_avro_body(event).expect("an encodable OrderPlaced");
-    let reader = GenericDatumReader::builder(schemas::schema_of(EventType::OrderPlaced)).reader_schema(v1).build().expect("v1 reader");
+    let reader = GenericDatumReader::builder(schemas::schema_of(EventType::OrderPlaced))
+        .reader_schema(v1)
+        .build()
+        .expect("v1 reader");
     let Value::Record(mut fields) = reader.read_value(&mut &current[..]).expect("v1 reads the current version") else {
         panic!("an OrderPlaced is a record")
     };
     fields.iter_mut().filter(|(name, _)| name == "schema_version").for_each(|(_, value)| *value = Value::Int(1));
-    GenericDatumWriter::builder(v1).build().expect("v1 writer").write_value_to_vec(Value::Record(fields)).expect("a v1 body")
+    GenericDatumWriter::builder(v1)
+        .build()
+        .expect("v1 writer")
+        .write_value_to_vec(Value::Record(fields))
+        .expect("a v1 body")
 }

@@ -39,11 +39,8 @@ fn read_ports_file() -> HashMap<String, String> {
 pub fn require(service: &str, port_name: &str) -> u16 {
     let port = port(port_name);
     let address = format!("127.0.0.1:{port}");
-    let reachable = address
-        .parse()
-        .ok()
-        .and_then(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
-        .is_some();
+    let reachable =
+        address.parse().ok().and_then(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()).is_some();
     assert!(
         reachable,
         "{service} is down: nothing answers on {address} ({port_name}). Start the stack with `dev/stack up`; \

@@ -56,14 +56,23 @@ struct Admin {
 impl Admin {
     async fn start(pool: &deadpool_postgres::Pool, serde: &EventSerde, token: Option<&str>) -> Self {
         let republisher = Republisher::new(&kafka_bootstrap(), &unique("dlq-admin-test"));
-        let app = pipeline::admin::routes().merge(routes(DlqAdmin::new(pool.clone(), serde.clone(), republisher), AdminToken::new(token.map(str::to_string))));
+        let app = pipeline::admin::routes().merge(routes(
+            DlqAdmin::new(pool.clone(), serde.clone(), republisher),
+            AdminToken::new(token.map(str::to_string)),
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("ephemeral port");
         let base = format!("http://{}", listener.local_addr().expect("bound address"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         Admin { base, http: reqwest::Client::new() }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&str>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -127,13 +136,21 @@ impl Indexer {
 
     async fn stop(self) {
         let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.task).await.expect("the indexer stops").expect("indexer task").expect("indexer");
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("the indexer stops")
+            .expect("indexer task")
+            .expect("indexer");
     }
 }
 
 /// The offset `group` committed on `topic`'s partition, if any.
 fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", kafka_bootstrap()).set("group.id", group).create().expect("consumer");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
     let mut list = TopicPartitionList::new();
     list.add_partition(topic, partition);
     let committed = consumer.committed_offsets(list, Duration::from_secs(10)).expect("committed offsets");
@@ -189,11 +206,18 @@ async fn produce(producer: &FutureProducer, record: &OutputRecord) {
     if let Some(value) = record.value.as_deref() {
         out = out.payload(value);
     }
-    producer.send(out, Duration::from_secs(10)).await.unwrap_or_else(|(e, _)| panic!("kafka: producing to {} failed: {e}", record.topic));
+    producer
+        .send(out, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|(e, _)| panic!("kafka: producing to {} failed: {e}", record.topic));
 }
 
 fn original_headers() -> Vec<Header> {
-    vec![Header::new("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec()), Header::new("binary", vec![0xff, 0x00, 0xfe]), Header::null("null-valued")]
+    vec![
+        Header::new("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec()),
+        Header::new("binary", vec![0xff, 0x00, 0xfe]),
+        Header::null("null-valued"),
+    ]
 }
 
 fn header_pairs(headers: &[Header]) -> Vec<(String, Option<Vec<u8>>)> {
@@ -214,8 +238,18 @@ fn metric(name: &str, label: Option<(&str, &str)>) -> f64 {
         .iter()
         .filter(|family| family.name() == name)
         .flat_map(|family| family.get_metric().iter())
-        .filter(|metric| label.is_none_or(|(key, value)| metric.get_label().iter().any(|l| l.name() == key && l.value() == value)))
-        .map(|metric| if metric.get_gauge().has_value() { metric.get_gauge().value() } else { metric.get_counter().value() })
+        .filter(|metric| {
+            label.is_none_or(|(key, value)| metric.get_label().iter().any(|l| l.name() == key && l.value() == value))
+        })
+        .map(
+            |metric| {
+                if metric.get_gauge().has_value() {
+                    metric.get_gauge().value()
+                } else {
+                    metric.get_counter().value()
+                }
+            },
+        )
         .sum()
 }
 
@@ -233,10 +267,20 @@ async fn dead_letters_are_indexed_listed_reprocessed_once_linked_and_discarded()
     // Three poison records (not Avro), a saga event some processor refused, an exhausted transient.
     let event = SagaEvent::new(
         Envelope::new("order-good", "corr-good", now_ms()),
-        Payload::OrderConfirmed(OrderConfirmed { customer_id: "c-1".into(), total_cents: 2_500, tracking_number: "TRK-1".into() }),
+        Payload::OrderConfirmed(OrderConfirmed {
+            customer_id: "c-1".into(),
+            total_cents: 2_500,
+            tracking_number: "TRK-1".into(),
+        }),
     );
     let avro = serde.serialize(schemas::ORDER_EVENTS, &event).expect("encoding a saga event");
-    let letter = |key: &str, value: Vec<u8>, class, original_offset| DeadLetter { key: key.into(), value, headers: original_headers(), class, original_offset };
+    let letter = |key: &str, value: Vec<u8>, class, original_offset| DeadLetter {
+        key: key.into(),
+        value,
+        headers: original_headers(),
+        class,
+        original_offset,
+    };
     let letters = [
         letter("order-p1", b"\x00not avro at all".to_vec(), "poison", 10),
         letter("order-p2", b"{\"json\": true}".to_vec(), "poison", 11),
@@ -261,9 +305,18 @@ async fn dead_letters_are_indexed_listed_reprocessed_once_linked_and_discarded()
     let other_admin = Admin::start(&pool, &serde, Some(TOKEN)).await;
     let of_topic = format!("topic={original_topic}");
     let all = admin.wait_for_entries(&of_topic, |entries| entries.len() == letters.len()).await;
-    let id_of = |key: &str| all.iter().find(|entry| entry["key"] == key).and_then(|entry| entry["id"].as_i64()).unwrap_or_else(|| panic!("no entry for {key}: {all:?}"));
-    let (p1, p2, p3, good, t1) = (id_of("order-p1"), id_of("order-p2"), id_of("order-p3"), id_of("order-good"), id_of("order-t1"));
-    assert!(all.iter().all(|entry| entry["status"] == "PENDING" && entry["dlq_topic"] == dlq_topic.as_str()), "{all:?}");
+    let id_of = |key: &str| {
+        all.iter()
+            .find(|entry| entry["key"] == key)
+            .and_then(|entry| entry["id"].as_i64())
+            .unwrap_or_else(|| panic!("no entry for {key}: {all:?}"))
+    };
+    let (p1, p2, p3, good, t1) =
+        (id_of("order-p1"), id_of("order-p2"), id_of("order-p3"), id_of("order-good"), id_of("order-t1"));
+    assert!(
+        all.iter().all(|entry| entry["status"] == "PENDING" && entry["dlq_topic"] == dlq_topic.as_str()),
+        "{all:?}"
+    );
 
     // Filters and pages.
     let poison = admin.wait_for_entries(&format!("{of_topic}&error_class=poison&status=PENDING"), |_| true).await;
@@ -294,9 +347,19 @@ async fn dead_letters_are_indexed_listed_reprocessed_once_linked_and_discarded()
     // Inspect: the poison record in base64, the saga event as JSON, the original headers as they were.
     let (status, p1_entry) = admin.get(&format!("/admin/dlq/{p1}")).await;
     assert_eq!(status, StatusCode::OK, "{p1_entry}");
-    assert_eq!((p1_entry["payload_encoding"].as_str(), p1_entry["payload"].as_str()), (Some("base64"), Some(BASE64.encode(&letters[0].value).as_str())));
+    assert_eq!(
+        (p1_entry["payload_encoding"].as_str(), p1_entry["payload"].as_str()),
+        (Some("base64"), Some(BASE64.encode(&letters[0].value).as_str()))
+    );
     assert!(p1_entry["payload_decode_error"].is_string(), "{p1_entry}");
-    assert_eq!((p1_entry["error_class"].as_str(), p1_entry["original_offset"].as_i64(), p1_entry["original_partition"].as_i64()), (Some("poison"), Some(10), Some(1)));
+    assert_eq!(
+        (
+            p1_entry["error_class"].as_str(),
+            p1_entry["original_offset"].as_i64(),
+            p1_entry["original_partition"].as_i64()
+        ),
+        (Some("poison"), Some(10), Some(1))
+    );
     assert_eq!((p1_entry["consumer_group"].as_str(), p1_entry["attempts"].as_i64()), (Some("payment"), Some(1)));
     assert_eq!(
         p1_entry["headers"],
@@ -313,36 +376,55 @@ async fn dead_letters_are_indexed_listed_reprocessed_once_linked_and_discarded()
 
     // Reprocess p1 twice in a row, and the good one twice at once from two admin instances.
     let reprocessed_before = metric("dlq_reprocessed_total", None);
-    let (status, body) = admin.post(&format!("/admin/dlq/{p1}/reprocess"), json!({"operator": "alice", "reason": "parser fixed"})).await;
+    let (status, body) =
+        admin.post(&format!("/admin/dlq/{p1}/reprocess"), json!({"operator": "alice", "reason": "parser fixed"})).await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("REPROCESSED")), "{body}");
     let (status, body) = admin.post(&format!("/admin/dlq/{p1}/reprocess"), json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(body["error"].as_str().is_some_and(|error| error.contains("REPROCESSED")), "{body}");
     let path = format!("/admin/dlq/{good}/reprocess");
-    let ((first, _), (second, _)) = tokio::join!(admin.post(&path, json!({"operator": "bob"})), other_admin.post(&path, json!({"operator": "carol"})));
+    let ((first, _), (second, _)) = tokio::join!(
+        admin.post(&path, json!({"operator": "bob"})),
+        other_admin.post(&path, json!({"operator": "carol"}))
+    );
     let mut statuses = [first, second];
     statuses.sort();
     assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "one of two concurrent reprocesses wins");
     // By filter, on the other instance: t1 goes, p1 is skipped. t1's copy comes last on the partition.
     let (status, counts) = other_admin.post("/admin/dlq/reprocess", json!({"ids": [t1, p1], "operator": "dave"})).await;
     assert_eq!(status, StatusCode::OK, "{counts}");
-    assert_eq!((counts["reprocessed"].as_i64(), counts["skipped"].as_i64(), counts["failed"].as_i64()), (Some(1), Some(1), Some(0)), "{counts}");
+    assert_eq!(
+        (counts["reprocessed"].as_i64(), counts["skipped"].as_i64(), counts["failed"].as_i64()),
+        (Some(1), Some(1), Some(0)),
+        "{counts}"
+    );
     assert_eq!(metric("dlq_reprocessed_total", None) - reprocessed_before, 3.0);
 
-    let published = read_topic(&bootstrap, &original_topic, "read_committed", WAIT, |records| !copies_from(records, t1).is_empty());
+    let published =
+        read_topic(&bootstrap, &original_topic, "read_committed", WAIT, |records| !copies_from(records, t1).is_empty());
     assert_eq!(copies_from(&published, t1).len(), 1, "the last copy arrived: {published:?}");
     assert_eq!(published.len(), 3, "one copy each of p1, the good one and t1: {published:?}");
     let p1_copies = copies_from(&published, p1);
     assert_eq!(p1_copies.len(), 1, "{published:?}");
     let copy = p1_copies[0];
-    assert_eq!((copy.partition, copy.key.as_deref(), copy.value.as_deref()), (PARTITION, Some(&b"order-p1"[..]), Some(&letters[0].value[..])));
+    assert_eq!(
+        (copy.partition, copy.key.as_deref(), copy.value.as_deref()),
+        (PARTITION, Some(&b"order-p1"[..]), Some(&letters[0].value[..]))
+    );
     let mut expected = header_pairs(&original_headers());
     expected.push((REPROCESSED_FROM_HEADER.to_string(), Some(p1.to_string().into_bytes())));
     assert_eq!(copy.headers, expected, "the original headers byte for byte, plus the link");
     let good_copies = copies_from(&published, good);
-    assert_eq!((good_copies.len(), good_copies.first().and_then(|c| c.value.clone())), (1, Some(avro.clone())), "{published:?}");
+    assert_eq!(
+        (good_copies.len(), good_copies.first().and_then(|c| c.value.clone())),
+        (1, Some(avro.clone())),
+        "{published:?}"
+    );
     let (_, p1_entry) = admin.get(&format!("/admin/dlq/{p1}")).await;
-    assert_eq!((p1_entry["status"].as_str(), p1_entry["status_changed_by"].as_str(), p1_entry["status_reason"].as_str()), (Some("REPROCESSED"), Some("alice"), Some("parser fixed")));
+    assert_eq!(
+        (p1_entry["status"].as_str(), p1_entry["status_changed_by"].as_str(), p1_entry["status_reason"].as_str()),
+        (Some("REPROCESSED"), Some("alice"), Some("parser fixed"))
+    );
     assert!(p1_entry["status_changed_at"].is_string(), "{p1_entry}");
 
     // p1's copy fails again: the runtime dead-letters it, and its new entry links to p1.
@@ -359,7 +441,11 @@ async fn dead_letters_are_indexed_listed_reprocessed_once_linked_and_discarded()
     produce(&producer, &dead_letter_record(raw, "payment", &FailureReason::Process(&error), 1, now_ms())).await;
     let all = admin.wait_for_entries(&of_topic, |entries| entries.len() == letters.len() + 1).await;
     let again = all.last().expect("the new entry");
-    assert_eq!((again["reprocessed_from"].as_i64(), again["key"].as_str(), again["status"].as_str()), (Some(p1), Some("order-p1"), Some("PENDING")), "{again}");
+    assert_eq!(
+        (again["reprocessed_from"].as_i64(), again["key"].as_str(), again["status"].as_str()),
+        (Some(p1), Some("order-p1"), Some("PENDING")),
+        "{again}"
+    );
     let again_id = again["id"].as_i64().expect("an id");
     let (_, again) = admin.get(&format!("/admin/dlq/{again_id}")).await;
     assert_eq!(again["headers"], p1_entry["headers"], "the same original headers; the link is a field, not a header");
@@ -367,10 +453,14 @@ async fn dead_letters_are_indexed_listed_reprocessed_once_linked_and_discarded()
     // Discard: a reason is required; once discarded, neither discard nor reprocess applies.
     let (status, body) = admin.post(&format!("/admin/dlq/{p2}/discard"), json!({"operator": "erin"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = admin.post(&format!("/admin/dlq/{p2}/discard"), json!({"reason": "a test record", "operator": "erin"})).await;
+    let (status, body) =
+        admin.post(&format!("/admin/dlq/{p2}/discard"), json!({"reason": "a test record", "operator": "erin"})).await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("DISCARDED")), "{body}");
     let (_, p2_entry) = admin.get(&format!("/admin/dlq/{p2}")).await;
-    assert_eq!((p2_entry["status"].as_str(), p2_entry["status_changed_by"].as_str(), p2_entry["status_reason"].as_str()), (Some("DISCARDED"), Some("erin"), Some("a test record")));
+    assert_eq!(
+        (p2_entry["status"].as_str(), p2_entry["status_changed_by"].as_str(), p2_entry["status_reason"].as_str()),
+        (Some("DISCARDED"), Some("erin"), Some("a test record"))
+    );
     for path in [format!("/admin/dlq/{p2}/discard"), format!("/admin/dlq/{p2}/reprocess")] {
         let (status, body) = admin.post(&path, json!({"reason": "again"})).await;
         assert_eq!(status, StatusCode::CONFLICT, "{path}: {body}");
@@ -388,7 +478,10 @@ async fn dead_letters_are_indexed_listed_reprocessed_once_linked_and_discarded()
     let end = (letters.len() + 1) as i64;
     let deadline = Instant::now() + WAIT;
     while committed_offset(&again.group, &dlq_topic, PARTITION) != Some(end) {
-        assert!(Instant::now() < deadline, "the second indexer did not commit offset {end} on {dlq_topic} within {WAIT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the second indexer did not commit offset {end} on {dlq_topic} within {WAIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (_, body) = admin.get(&format!("/admin/dlq?{of_topic}")).await;
@@ -430,7 +523,8 @@ async fn every_admin_route_needs_the_token_and_bad_input_is_a_4xx() {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{method} {path} without a configured token: {answer}");
         assert!(answer["error"].as_str().is_some_and(|error| error.contains("disabled")), "{answer}");
     }
-    let (status, _) = admin.http.get(format!("{}/metrics", admin.base)).send().await.map(|r| (r.status(), ())).expect("metrics");
+    let (status, _) =
+        admin.http.get(format!("{}/metrics", admin.base)).send().await.map(|r| (r.status(), ())).expect("metrics");
     assert_eq!(status, StatusCode::OK, "/metrics needs no token");
 
     let unknown = i64::MAX;
@@ -491,7 +585,11 @@ async fn every_admin_route_needs_the_token_and_bad_input_is_a_4xx() {
     }
     // A filter that matches nothing is not an error.
     let (status, counts) = admin.post("/admin/dlq/reprocess", json!({"ids": [unknown]})).await;
-    assert_eq!((status, counts["reprocessed"].as_i64(), counts["skipped"].as_i64()), (StatusCode::OK, Some(0), Some(1)), "{counts}");
+    assert_eq!(
+        (status, counts["reprocessed"].as_i64(), counts["skipped"].as_i64()),
+        (StatusCode::OK, Some(0), Some(1)),
+        "{counts}"
+    );
 }
 
 /// The DLQ entries of `key` whose original topic is one of `topics`, oldest first, once `done`
@@ -503,7 +601,9 @@ async fn entries_of(admin: &Admin, topics: &[&str], key: &str, done: impl Fn(&[V
         for topic in topics {
             let (status, body) = admin.get(&format!("/admin/dlq?topic={topic}&limit=500")).await;
             assert_eq!(status, StatusCode::OK, "{body}");
-            found.extend(body["entries"].as_array().cloned().unwrap_or_default().into_iter().filter(|entry| entry["key"] == key));
+            found.extend(
+                body["entries"].as_array().cloned().unwrap_or_default().into_iter().filter(|entry| entry["key"] == key),
+            );
         }
         found.sort_by_key(|entry| entry["id"].as_i64());
         if done(&found) {
@@ -526,7 +626,12 @@ async fn a_repaired_permanent_failure_reprocessed_through_the_api_completes_the_
     let (pool, serde) = (pool().await, event_serde().await);
     let prefix = unique("dlqrepair");
     // The order waits for shipping while the operator repairs: no step times out meanwhile.
-    let run = SagaRun::start(&prefix, &serde, RunOptions { partitions: PARTITIONS, step_timeout: Some(Duration::from_secs(600)) }).await;
+    let run = SagaRun::start(
+        &prefix,
+        &serde,
+        RunOptions { partitions: PARTITIONS, step_timeout: Some(Duration::from_secs(600)) },
+    )
+    .await;
     // The participants create their DLQ topics as they start; an indexer subscribed after that
     // sees them at once, rather than at its next metadata refresh.
     let deadline = Instant::now() + WAIT;
@@ -540,14 +645,29 @@ async fn a_repaired_permanent_failure_reprocessed_through_the_api_completes_the_
     // After the repaired order, on its partition: once this one is through, so is everything of the first.
     let sentinel = key_on_partition(&format!("{prefix}-sentinel"), 1, PARTITIONS);
     let mut redis = saga::redis_connection();
-    let _: () = redis::cmd("SET").arg(saga::shipment_guard_key(&order_id)).arg("half-written{").arg("PX").arg(600_000).query(&mut redis).expect("redis SET");
+    let _: () = redis::cmd("SET")
+        .arg(saga::shipment_guard_key(&order_id))
+        .arg("half-written{")
+        .arg("PX")
+        .arg(600_000)
+        .query(&mut redis)
+        .expect("redis SET");
 
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &run.bootstrap).set("partitioner", "murmur2_random").create().expect("producer");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &run.bootstrap)
+        .set("partitioner", "murmur2_random")
+        .create()
+        .expect("producer");
     let place = |order: &str| {
-        let bytes = serde.serialize(&run.topics.order, &saga::order_placed(order, &format!("{prefix}-customer"))).expect("an OrderPlaced");
+        let bytes = serde
+            .serialize(&run.topics.order, &saga::order_placed(order, &format!("{prefix}-customer")))
+            .expect("an OrderPlaced");
         let (producer, topic, order) = (&producer, run.topics.order.clone(), order.to_string());
         async move {
-            producer.send(FutureRecord::<str, [u8]>::to(&topic).key(&order).payload(&bytes), Duration::from_secs(10)).await.unwrap_or_else(|(e, _)| panic!("kafka: producing to {topic} failed: {e}"));
+            producer
+                .send(FutureRecord::<str, [u8]>::to(&topic).key(&order).payload(&bytes), Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|(e, _)| panic!("kafka: producing to {topic} failed: {e}"));
         }
     };
     place(&order_id).await;
@@ -557,22 +677,37 @@ async fn a_repaired_permanent_failure_reprocessed_through_the_api_completes_the_
     let topics = [saga_topics.inventory.as_str(), saga_topics.order.as_str()];
     let first = entries_of(&admin, &topics, &order_id, |entries| !entries.is_empty()).await;
     let [first] = &first[..] else { panic!("one dead letter: {first:?}") };
-    assert_eq!((first["consumer_group"].as_str(), first["error_class"].as_str()), (Some(run.groups[2].as_str()), Some("permanent")), "{first}");
+    assert_eq!(
+        (first["consumer_group"].as_str(), first["error_class"].as_str()),
+        (Some(run.groups[2].as_str()), Some("permanent")),
+        "{first}"
+    );
     assert!(first["error_message"].as_str().is_some_and(|m| m.contains("unreadable value")), "{first}");
     let first_id = first["id"].as_i64().expect("an id");
 
     // Reprocessed before the repair: it fails again, as a new entry linked to the first.
-    let (status, body) = admin.post(&format!("/admin/dlq/{first_id}/reprocess"), json!({"operator": "alice", "reason": "try again"})).await;
+    let (status, body) = admin
+        .post(&format!("/admin/dlq/{first_id}/reprocess"), json!({"operator": "alice", "reason": "try again"}))
+        .await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("REPROCESSED")), "{body}");
     let both = entries_of(&admin, &topics, &order_id, |entries| entries.len() == 2).await;
     let again = &both[1];
-    assert_eq!((again["reprocessed_from"].as_i64(), again["status"].as_str(), again["error_class"].as_str()), (Some(first_id), Some("PENDING"), Some("permanent")), "{again}");
+    assert_eq!(
+        (again["reprocessed_from"].as_i64(), again["status"].as_str(), again["error_class"].as_str()),
+        (Some(first_id), Some("PENDING"), Some("permanent")),
+        "{again}"
+    );
     assert_eq!(again["original_topic"], first["original_topic"], "{again}");
     let again_id = again["id"].as_i64().expect("an id");
 
     // The repair, then the reprocess that works.
     let _: () = redis::cmd("DEL").arg(saga::shipment_guard_key(&order_id)).query(&mut redis).expect("redis DEL");
-    let (status, body) = admin.post(&format!("/admin/dlq/{again_id}/reprocess"), json!({"operator": "alice", "reason": "corrupt guard key removed"})).await;
+    let (status, body) = admin
+        .post(
+            &format!("/admin/dlq/{again_id}/reprocess"),
+            json!({"operator": "alice", "reason": "corrupt guard key removed"}),
+        )
+        .await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("REPROCESSED")), "{body}");
     let _ = run.events(&run.topics.order, |events| !saga::of(events, &order_id, EventType::OrderConfirmed).is_empty());
     place(&sentinel).await;
@@ -583,40 +718,84 @@ async fn a_repaired_permanent_failure_reprocessed_through_the_api_completes_the_
     let everything = |topic: &str| -> Vec<saga::Delivered> {
         read_to_end(&run.bootstrap, topic, "read_committed")
             .into_iter()
-            .filter_map(|record| Some(saga::Delivered { event: serde.deserialize(topic, record.value.as_deref()?).ok()?, record }))
+            .filter_map(|record| {
+                Some(saga::Delivered { event: serde.deserialize(topic, record.value.as_deref()?).ok()?, record })
+            })
             .collect()
     };
-    let (orders, payments, stock, shipped) =
-        (everything(&run.topics.order), everything(&run.topics.payment), everything(&run.topics.inventory), everything(&run.topics.shipping));
-    let dead: Vec<Consumed> = [run.topics.order.as_str(), run.topics.payment.as_str(), run.topics.inventory.as_str(), run.topics.shipping.as_str()]
-        .iter()
-        .filter(|topic| dlq_exists(&run.bootstrap, topic))
-        .flat_map(|topic| read_to_end(&run.bootstrap, &format!("{topic}.dlq"), "read_committed"))
-        .collect();
+    let (orders, payments, stock, shipped) = (
+        everything(&run.topics.order),
+        everything(&run.topics.payment),
+        everything(&run.topics.inventory),
+        everything(&run.topics.shipping),
+    );
+    let dead: Vec<Consumed> = [
+        run.topics.order.as_str(),
+        run.topics.payment.as_str(),
+        run.topics.inventory.as_str(),
+        run.topics.shipping.as_str(),
+    ]
+    .iter()
+    .filter(|topic| dlq_exists(&run.bootstrap, topic))
+    .flat_map(|topic| read_to_end(&run.bootstrap, &format!("{topic}.dlq"), "read_committed"))
+    .collect();
     let groups = run.groups.clone();
     run.close();
     indexer.stop().await;
 
-    assert_eq!(saga::of(&orders, &order_id, EventType::OrderConfirmed).len(), 1, "confirmed once: {:?}", saga::summary(&orders, &order_id));
-    assert!(saga::of(&orders, &order_id, EventType::OrderCancelled).is_empty(), "never cancelled: {:?}", saga::summary(&orders, &order_id));
-    assert_eq!(saga::of(&payments, &order_id, EventType::PaymentCompleted).len(), 1, "charged once: {:?}", saga::summary(&payments, &order_id));
+    assert_eq!(
+        saga::of(&orders, &order_id, EventType::OrderConfirmed).len(),
+        1,
+        "confirmed once: {:?}",
+        saga::summary(&orders, &order_id)
+    );
+    assert!(
+        saga::of(&orders, &order_id, EventType::OrderCancelled).is_empty(),
+        "never cancelled: {:?}",
+        saga::summary(&orders, &order_id)
+    );
+    assert_eq!(
+        saga::of(&payments, &order_id, EventType::PaymentCompleted).len(),
+        1,
+        "charged once: {:?}",
+        saga::summary(&payments, &order_id)
+    );
     let reservations = saga::of(&stock, &order_id, EventType::InventoryReserved);
-    let ids: std::collections::BTreeSet<&str> = reservations.iter().map(|d| d.event.envelope.event_id.as_str()).collect();
+    let ids: std::collections::BTreeSet<&str> =
+        reservations.iter().map(|d| d.event.envelope.event_id.as_str()).collect();
     assert_eq!(ids.len(), 1, "reserved once: {:?}", saga::summary(&stock, &order_id));
-    let republished: Vec<Option<&[u8]>> = reservations.iter().map(|d| d.record.header(REPROCESSED_FROM_HEADER)).collect();
+    let republished: Vec<Option<&[u8]>> =
+        reservations.iter().map(|d| d.record.header(REPROCESSED_FROM_HEADER)).collect();
     let expected_copies = if first["original_topic"] == saga_topics.inventory.as_str() { 2 } else { 0 };
     assert_eq!(republished.iter().filter(|from| from.is_none()).count(), 1, "inventory reserved once: {republished:?}");
     assert_eq!(republished.len(), 1 + expected_copies, "the reservation and its republished copies: {republished:?}");
-    let [created] = saga::of(&shipped, &order_id, EventType::ShipmentCreated)[..] else { panic!("shipped once: {:?}", saga::summary(&shipped, &order_id)) };
+    let [created] = saga::of(&shipped, &order_id, EventType::ShipmentCreated)[..] else {
+        panic!("shipped once: {:?}", saga::summary(&shipped, &order_id))
+    };
     let Payload::ShipmentCreated(shipment) = &created.event.payload else { unreachable!() };
-    assert_eq!(saga::shipments_of(&order_id).await, [(shipment.shipment_id.clone(), shipment.tracking_number.clone())], "one shipments row");
+    assert_eq!(
+        saga::shipments_of(&order_id).await,
+        [(shipment.shipment_id.clone(), shipment.tracking_number.clone())],
+        "one shipments row"
+    );
     assert_eq!(saga::shipment_guard_state(&mut redis, &order_id).as_deref(), Some("COMPLETED"));
-    let letters: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-        dead.iter().filter(|r| r.key.as_deref() == Some(order_id.as_bytes())).map(|r| (r.header("dlq.consumer.group"), r.header(REPROCESSED_FROM_HEADER))).collect();
+    let letters: Vec<(Option<&[u8]>, Option<&[u8]>)> = dead
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(order_id.as_bytes()))
+        .map(|r| (r.header("dlq.consumer.group"), r.header(REPROCESSED_FROM_HEADER)))
+        .collect();
     let first_link = first_id.to_string();
-    assert_eq!(letters, [(Some(groups[2].as_bytes()), None), (Some(groups[2].as_bytes()), Some(first_link.as_bytes()))], "only shipping's two failures: {:?}", saga::dead_letter_summary(&dead));
+    assert_eq!(
+        letters,
+        [(Some(groups[2].as_bytes()), None), (Some(groups[2].as_bytes()), Some(first_link.as_bytes()))],
+        "only shipping's two failures: {:?}",
+        saga::dead_letter_summary(&dead)
+    );
     let (_, entry) = admin.get(&format!("/admin/dlq/{again_id}")).await;
-    assert_eq!((entry["status"].as_str(), entry["status_changed_by"].as_str(), entry["status_reason"].as_str()), (Some("REPROCESSED"), Some("alice"), Some("corrupt guard key removed")));
+    assert_eq!(
+        (entry["status"].as_str(), entry["status_changed_by"].as_str(), entry["status_reason"].as_str()),
+        (Some("REPROCESSED"), Some("alice"), Some("corrupt guard key removed"))
+    );
 
     let client = pool.get().await.expect("postgres");
     for topic in topics {

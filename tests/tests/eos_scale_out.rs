@@ -123,7 +123,12 @@ impl Run {
             problems.insert(0, format!("verifier:\n{differences}"));
         }
         println!("{}: done in {:.1?}", self.name, started.elapsed());
-        assert!(problems.is_empty(), "{}: exactly-once violated or instances failed:\n{}", self.name, problems.join("\n"));
+        assert!(
+            problems.is_empty(),
+            "{}: exactly-once violated or instances failed:\n{}",
+            self.name,
+            problems.join("\n")
+        );
     }
 }
 
@@ -209,7 +214,9 @@ impl<'a> Instances<'a> {
                 None if Instant::now() > deadline => {
                     let _ = instance.child.kill();
                     let _ = instance.child.wait();
-                    return self.problems.push(format!("{} did not stop within {STOP_TIMEOUT:?} of its stdin closing", instance.id));
+                    return self
+                        .problems
+                        .push(format!("{} did not stop within {STOP_TIMEOUT:?} of its stdin closing", instance.id));
                 }
                 None => std::thread::sleep(Duration::from_millis(50)),
             }

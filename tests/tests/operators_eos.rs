@@ -136,20 +136,28 @@ async fn an_error_mid_transaction_aborts_the_whole_batch() {
         .map_values(move |n| if n == poison { vec![b'x'; 2_000_000] } else { n.to_be_bytes().to_vec() })
         .to(&output, Produced::with(StringSerde, operators::serdes::BytesSerde));
     let registry = prometheus::Registry::new();
-    let streams = KafkaStreams::start(builder.build(&format!("{id}-app")), StreamsConfig::new(format!("{id}-app"), bootstrap.as_str()), &registry)
-        .expect("start");
+    let streams = KafkaStreams::start(
+        builder.build(&format!("{id}-app")),
+        StreamsConfig::new(format!("{id}-app"), bootstrap.as_str()),
+        &registry,
+    )
+    .expect("start");
 
     let committed = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= (total - 1) as usize);
     let dead = read_topic(&bootstrap, &dead_letter_topic(&input), "read_committed", WAIT, |r| !r.is_empty());
     streams.close().expect("close");
 
-    let values: Vec<i64> = committed.iter().map(|r| i64::from_be_bytes(r.value.clone().unwrap().try_into().unwrap())).collect();
+    let values: Vec<i64> =
+        committed.iter().map(|r| i64::from_be_bytes(r.value.clone().unwrap().try_into().unwrap())).collect();
     let expected: Vec<i64> = (1..=total).filter(|n| *n != poison).collect();
     assert_eq!(values, expected, "read_committed must show every good record exactly once, in order");
     assert_eq!(dead.len(), 1, "the poison record goes to the DLQ once");
     let header = |name: &str| dead[0].header(name).map(|v| String::from_utf8_lossy(v).to_string());
     assert_eq!(header("dlq.original.offset").as_deref(), Some(&*(poison - 1).to_string()));
-    assert_eq!((header("dlq.processor").as_deref(), header("dlq.error.class").as_deref()), (Some("produce"), Some("permanent")));
+    assert_eq!(
+        (header("dlq.processor").as_deref(), header("dlq.error.class").as_deref()),
+        (Some("produce"), Some("permanent"))
+    );
     // The metric families are shared by every instance in the process: count this test's series
     // only (its application, its dead-letter topic).
     let app = format!("{id}-app");
@@ -159,7 +167,9 @@ async fn an_error_mid_transaction_aborts_the_whole_batch() {
             .iter()
             .find(|family| family.name() == name)
             .map(|family| {
-                family.get_metric().iter()
+                family
+                    .get_metric()
+                    .iter()
                     .filter(|m| labels.iter().all(|wanted| m.get_label().iter().any(|l| l.value() == *wanted)))
                     .map(|m| m.get_counter().value())
                     .sum::<f64>()
@@ -167,17 +177,27 @@ async fn an_error_mid_transaction_aborts_the_whole_batch() {
             .unwrap_or(0.0)
     };
     assert!(counter("streams_transactions_total", &[&app, "aborted"]) >= 1.0, "an aborted transaction must be counted");
-    assert!(counter("dlq_records_total", &[&dead_letter_topic(&input)]) >= 1.0, "the dead-lettered record must be counted");
+    assert!(
+        counter("dlq_records_total", &[&dead_letter_topic(&input)]) >= 1.0,
+        "the dead-lettered record must be counted"
+    );
     // Good records of the aborted batch were processed twice (before the abort and on replay)
     // yet appear once above: the abort took their first outputs and state with it.
     let processed = counter("streams_records_processed_total", &[&app]);
-    assert!(processed >= (total + 2) as f64, "the aborted batch held good records that were replayed (processed {processed})");
+    assert!(
+        processed >= (total + 2) as f64,
+        "the aborted batch held good records that were replayed (processed {processed})"
+    );
     // Counted when their transaction commits: every record once, the aborted attempt not at all.
     assert_eq!(counter("streams_records_in_total", &[&app, &input]), total as f64, "records in");
     assert_eq!(counter("streams_records_out_total", &[&app, &output]), (total - 1) as f64, "records out");
     assert!(counter("streams_rebalances_total", &[&app]) >= 1.0, "the first assignment is a rebalance");
     let state = |name: &str| {
-        registry.gather().iter().filter(|family| family.name() == "streams_state").flat_map(|family| family.get_metric().iter())
+        registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == "streams_state")
+            .flat_map(|family| family.get_metric().iter())
             .filter(|m| [app.as_str(), name].iter().all(|wanted| m.get_label().iter().any(|l| l.value() == *wanted)))
             .map(|m| m.get_gauge().value())
             .sum::<f64>()
@@ -207,7 +227,8 @@ async fn the_store_entries_gauge_counts_the_committed_keys_of_every_task() {
         .to(&output, Produced::with(StringSerde, I64Serde));
     let registry = prometheus::Registry::new();
     let app = format!("{id}-app");
-    let streams = KafkaStreams::start(builder.build(&app), StreamsConfig::new(&app, bootstrap.as_str()), &registry).expect("start");
+    let streams = KafkaStreams::start(builder.build(&app), StreamsConfig::new(&app, bootstrap.as_str()), &registry)
+        .expect("start");
     read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 500);
     let entries = || {
         registry
@@ -244,7 +265,9 @@ async fn the_stream_threads_clients_report_their_statistics() {
     create_topic(&bootstrap, &input, 1).await;
     create_topic(&bootstrap, &output, 1).await;
     let builder = StreamsBuilder::new();
-    builder.stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde)).to(&output, Produced::with(StringSerde, I64Serde));
+    builder
+        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+        .to(&output, Produced::with(StringSerde, I64Serde));
     let registry = prometheus::Registry::new();
     let app = format!("{id}-app");
     let config = StreamsConfig::new(&app, bootstrap.as_str()).set("statistics.interval.ms", "200");
@@ -262,14 +285,19 @@ async fn the_stream_threads_clients_report_their_statistics() {
     // Records keep coming, so the producer is busy when its statistics are due.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut first = 1;
-    while (series("streams_broker_rtt_seconds").is_empty() || series("streams_client_queued_messages").len() < 2) && std::time::Instant::now() < deadline {
+    while (series("streams_broker_rtt_seconds").is_empty() || series("streams_client_queued_messages").len() < 2)
+        && std::time::Instant::now() < deadline
+    {
         generate(&bootstrap, &input, first, 50);
         first += 50;
         std::thread::sleep(Duration::from_millis(300));
     }
     let (round_trips, queued) = (series("streams_broker_rtt_seconds"), series("streams_client_queued_messages"));
     streams.close().expect("close");
-    assert!(round_trips.iter().any(|labels| labels.contains("broker=1")), "the producer's round trip to broker 1: {round_trips:?}");
+    assert!(
+        round_trips.iter().any(|labels| labels.contains("broker=1")),
+        "the producer's round trip to broker 1: {round_trips:?}"
+    );
     assert!(queued.iter().any(|labels| labels.contains("client=producer")), "{queued:?}");
     assert!(queued.iter().any(|labels| labels.contains("client=consumer")), "{queued:?}");
 }
@@ -311,7 +339,9 @@ async fn a_persistent_store_started_again_after_a_clean_close_restores_only_the_
             .filter(|family| family.name() == name)
             .flat_map(|family| family.get_metric().iter())
             .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == app))
-            .filter(|m| store.is_none_or(|store| m.get_label().iter().any(|l| l.name() == "store" && l.value() == store)))
+            .filter(|m| {
+                store.is_none_or(|store| m.get_label().iter().any(|l| l.name() == "store" && l.value() == store))
+            })
             .map(|m| m.get_counter().value() + m.get_gauge().value())
             .sum()
     };
@@ -321,7 +351,8 @@ async fn a_persistent_store_started_again_after_a_clean_close_restores_only_the_
     read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 300);
     let restored_before = sample(&registry, "streams_restore_records_total", None);
     streams.close().expect("close");
-    let checkpoints = std::fs::read_dir(state_dir.path().join(&app).join("checkpoints")).map(|tasks| tasks.count()).unwrap_or(0);
+    let checkpoints =
+        std::fs::read_dir(state_dir.path().join(&app).join("checkpoints")).map(|tasks| tasks.count()).unwrap_or(0);
     assert_eq!(checkpoints, PARTITIONS as usize, "a checkpoint directory per task after the clean close");
 
     for (key, values) in generate(&bootstrap, &input, 301, 100) {
@@ -333,7 +364,10 @@ async fn a_persistent_store_started_again_after_a_clean_close_restores_only_the_
     let disk_bytes = sample(&registry, "streams_store_disk_bytes", Some("counts"));
     streams.close().expect("close");
 
-    assert_eq!(restored_after, restored_before, "nothing restored from the changelog: local state was complete up to its checkpoint");
+    assert_eq!(
+        restored_after, restored_before,
+        "nothing restored from the changelog: local state was complete up to its checkpoint"
+    );
     assert!(disk_bytes > 0.0, "the store's bytes on disk are reported");
     for (key, values) in &sent {
         let counted = counts.get(key).and_then(|counts| counts.last().copied());
@@ -375,7 +409,10 @@ async fn a_state_directory_short_of_free_space_stops_the_instance_before_it_comm
     let sent = generate(&bootstrap, &input, 1, 200);
     // A floor no filesystem meets: to this instance the disk is full.
     let error = start(u64::MAX).join().expect_err("an instance short of disk space must stop");
-    assert!(matches!(&error, RuntimeError::LocalState(message) if message.contains("bytes free")), "unexpected error: {error}");
+    assert!(
+        matches!(&error, RuntimeError::LocalState(message) if message.contains("bytes free")),
+        "unexpected error: {error}"
+    );
     let committed = read_topic(&bootstrap, &output, "read_committed", Duration::from_secs(5), |_| false);
     assert!(committed.is_empty(), "{} outputs were committed by an instance short of disk space", committed.len());
 
@@ -384,6 +421,10 @@ async fn a_state_directory_short_of_free_space_stops_the_instance_before_it_comm
     streams.close().expect("close");
     for (key, values) in &sent {
         let counted = counts.get(key).and_then(|counts| counts.last().copied());
-        assert_eq!(counted, Some(values.len() as i64), "key {key}: every record counted once after the disk had room again");
+        assert_eq!(
+            counted,
+            Some(values.len() as i64),
+            "key {key}: every record counted once after the disk had room again"
+        );
     }
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use integration_tests::eos::generate;
 use integration_tests::kafka::{admin, create_topic, create_topic_with, read_topic};
 use integration_tests::stack::{kafka_bootstrap, unique};
-use operators::dsl::{Consumed, Produced, StreamsBuilder};
 use operators::dsl::Processed;
+use operators::dsl::{Consumed, Produced, StreamsBuilder};
 use operators::error::{ErrorPolicy, ProcessError, RetryPolicy};
 use operators::processor::{Processor, ProcessorContext};
 use operators::record::Record;
@@ -35,7 +35,10 @@ fn passthrough_with_poison(input: &str, output: &str, poison: i64, big: usize) -
 }
 
 fn values(records: &[integration_tests::kafka::Consumed]) -> Vec<i64> {
-    records.iter().map(|r| i64::from_be_bytes(r.value.clone().unwrap_or_default().try_into().unwrap_or_default())).collect()
+    records
+        .iter()
+        .map(|r| i64::from_be_bytes(r.value.clone().unwrap_or_default().try_into().unwrap_or_default()))
+        .collect()
 }
 
 fn wait_for_state(streams: &KafkaStreams, wanted: State) {
@@ -63,8 +66,12 @@ async fn broker_rejection_is_dead_lettered(guarantee: ProcessingGuarantee, name:
 
     let mut config = StreamsConfig::new(format!("{id}-app"), bootstrap.as_str());
     config.processing_guarantee = guarantee;
-    let streams = KafkaStreams::start(passthrough_with_poison(&input, &output, poison, 5_000).build(&format!("{id}-app")), config, &prometheus::Registry::new())
-        .expect("start");
+    let streams = KafkaStreams::start(
+        passthrough_with_poison(&input, &output, poison, 5_000).build(&format!("{id}-app")),
+        config,
+        &prometheus::Registry::new(),
+    )
+    .expect("start");
     let dead = read_topic(&bootstrap, &dead_letter_topic(&input), "read_committed", WAIT, |r| !r.is_empty());
     let expected: Vec<i64> = (1..=total).filter(|n| *n != poison).collect();
     // At-least-once shows outputs of a failed batch too; wait until every good record is there.
@@ -78,11 +85,20 @@ async fn broker_rejection_is_dead_lettered(guarantee: ProcessingGuarantee, name:
 
     assert_eq!(dead.len(), 1, "the record whose output the broker rejected is dead-lettered once");
     let reason = String::from_utf8_lossy(dead[0].header("dlq.error.message").unwrap_or_default()).into_owned();
-    assert_eq!(dead[0].header("dlq.original.offset"), Some((poison - 1).to_string().as_bytes()), "dead-lettered because: {reason}");
-    assert_eq!((dead[0].header("dlq.processor"), dead[0].header("dlq.error.class")), (Some(&b"produce"[..]), Some(&b"permanent"[..])));
+    assert_eq!(
+        dead[0].header("dlq.original.offset"),
+        Some((poison - 1).to_string().as_bytes()),
+        "dead-lettered because: {reason}"
+    );
+    assert_eq!(
+        (dead[0].header("dlq.processor"), dead[0].header("dlq.error.class")),
+        (Some(&b"produce"[..]), Some(&b"permanent"[..]))
+    );
     let got = values(&out);
     match guarantee {
-        ProcessingGuarantee::ExactlyOnceV2 => assert_eq!(got, expected, "exactly once: every good record once, in order"),
+        ProcessingGuarantee::ExactlyOnceV2 => {
+            assert_eq!(got, expected, "exactly once: every good record once, in order")
+        }
         ProcessingGuarantee::AtLeastOnce => {
             let mut distinct = got.clone();
             distinct.sort_unstable();
@@ -120,7 +136,9 @@ async fn a_failing_dead_letter_send_stops_the_instance_without_committing() {
 
     // Record 10 is not an i64: deserialization fails, and its dead-letter copy is rejected.
     let builder = StreamsBuilder::new();
-    builder.stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde)).to(&output, Produced::with(StringSerde, I64Serde));
+    builder
+        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+        .to(&output, Produced::with(StringSerde, I64Serde));
     let app = format!("{id}-app");
     let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
     // Everything in one transaction, so the good records before the bad one share its fate.
@@ -195,7 +213,8 @@ async fn an_abort_before_any_commit_replays_the_batch_under_offset_reset_latest(
     config.commit_interval = Duration::from_secs(2);
     let (total, poison) = (200i64, 100i64);
     let builder = passthrough_with_poison(&input, &output, poison, 2_000_000);
-    let streams = KafkaStreams::start(builder.build(&format!("{id}-app")), config, &prometheus::Registry::new()).expect("start");
+    let streams =
+        KafkaStreams::start(builder.build(&format!("{id}-app")), config, &prometheus::Registry::new()).expect("start");
     wait_for_state(&streams, State::Running);
     // Let the consumer settle its starting position at the (empty) end before data arrives.
     std::thread::sleep(Duration::from_secs(2));
@@ -253,10 +272,15 @@ async fn odd_header_bytes_neither_panic_nor_lose_the_record_and_null_stays_null(
     create_topic(&bootstrap, &output, 1).await;
     produce_raw_headers(&bootstrap, &input);
     let builder = StreamsBuilder::new();
-    builder.stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde)).to(&output, Produced::with(StringSerde, I64Serde));
-    let streams =
-        KafkaStreams::start(builder.build(&format!("{id}-app")), StreamsConfig::new(format!("{id}-app"), bootstrap.as_str()), &prometheus::Registry::new())
-            .expect("start");
+    builder
+        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+        .to(&output, Produced::with(StringSerde, I64Serde));
+    let streams = KafkaStreams::start(
+        builder.build(&format!("{id}-app")),
+        StreamsConfig::new(format!("{id}-app"), bootstrap.as_str()),
+        &prometheus::Registry::new(),
+    )
+    .expect("start");
     let out = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| !r.is_empty());
     assert!(!streams.is_finished(), "the instance must survive the record");
     streams.close().expect("close");
@@ -272,7 +296,9 @@ async fn odd_header_bytes_neither_panic_nor_lose_the_record_and_null_stays_null(
 async fn start_returns_at_once_and_reports_a_failed_start_as_the_error_state() {
     // Nothing listens on port 1: the stream thread cannot even read topic metadata.
     let builder = StreamsBuilder::new();
-    builder.stream::<String, i64>("in", Consumed::with(StringSerde, I64Serde)).to("out", Produced::with(StringSerde, I64Serde));
+    builder
+        .stream::<String, i64>("in", Consumed::with(StringSerde, I64Serde))
+        .to("out", Produced::with(StringSerde, I64Serde));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let listener = Box::new(move |new: State, _old: State| log.lock().unwrap().push(new));
@@ -284,7 +310,10 @@ async fn start_returns_at_once_and_reports_a_failed_start_as_the_error_state() {
     )
     .expect("start does no network I/O on the caller's thread");
     assert_eq!(streams.state(), State::Created, "start returned before the stream thread got anywhere");
-    let error = tokio::task::spawn_blocking(move || streams.join()).await.expect("join").expect_err("a start that cannot reach Kafka fails");
+    let error = tokio::task::spawn_blocking(move || streams.join())
+        .await
+        .expect("join")
+        .expect_err("a start that cannot reach Kafka fails");
     assert!(matches!(error, RuntimeError::Kafka { .. }), "unexpected error: {error}");
     assert_eq!(seen.lock().unwrap().last(), Some(&State::Error));
 }
@@ -297,7 +326,9 @@ async fn the_state_goes_from_rebalancing_to_running_to_not_running() {
     create_topic(&bootstrap, &input, 2).await;
     create_topic(&bootstrap, &output, 2).await;
     let builder = StreamsBuilder::new();
-    builder.stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde)).to(&output, Produced::with(StringSerde, I64Serde));
+    builder
+        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+        .to(&output, Produced::with(StringSerde, I64Serde));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let listener = Box::new(move |new: State, old: State| log.lock().unwrap().push((old, new)));
@@ -324,7 +355,11 @@ struct Flaky {
 }
 
 impl Processor<String, i64, String, i64> for Flaky {
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>, record: Record<String, i64>) -> Result<(), ProcessError> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+        record: Record<String, i64>,
+    ) -> Result<(), ProcessError> {
         let attempt = {
             let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
             let count = attempts.entry((record.key.clone(), record.value)).or_default();
@@ -332,7 +367,9 @@ impl Processor<String, i64, String, i64> for Flaky {
             *count
         };
         match (record.key.as_str(), record.value) {
-            ("slow", 1) if attempt <= self.slow_failures => Err(ProcessError::processing("downstream unavailable").retriable()),
+            ("slow", 1) if attempt <= self.slow_failures => {
+                Err(ProcessError::processing("downstream unavailable").retriable())
+            }
             ("never", 1) => Err(ProcessError::processing("downstream unavailable for good").retriable()),
             ("broken", 1) => Err(ProcessError::processing("cannot handle this record")),
             _ => ctx.forward(record),
@@ -340,7 +377,13 @@ impl Processor<String, i64, String, i64> for Flaky {
     }
 }
 
-fn flaky_app(input: &str, output: &str, app: &str, attempts: &Arc<Mutex<std::collections::HashMap<(String, i64), u32>>>, slow_failures: u32) -> operators::topology::Topology {
+fn flaky_app(
+    input: &str,
+    output: &str,
+    app: &str,
+    attempts: &Arc<Mutex<std::collections::HashMap<(String, i64), u32>>>,
+    slow_failures: u32,
+) -> operators::topology::Topology {
     let builder = StreamsBuilder::new();
     let attempts = Arc::clone(attempts);
     builder
@@ -400,29 +443,60 @@ async fn a_transient_failure_is_retried_with_backoff_behind_its_key_while_other_
     let attempts = Arc::new(Mutex::new(std::collections::HashMap::new()));
     let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
     config.error_policy = quick_retries();
-    let streams = KafkaStreams::start(flaky_app(&input, &output, &app, &attempts, 3), config, &prometheus::Registry::new()).expect("start");
+    let streams =
+        KafkaStreams::start(flaky_app(&input, &output, &app, &attempts, 3), config, &prometheus::Registry::new())
+            .expect("start");
     let out = keyed(&read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 8));
     let dead = read_topic(&bootstrap, &dead_letter_topic(&input), "read_committed", WAIT, |r| r.len() >= 2);
-    let lane = read_topic(&bootstrap, &operators::runtime::retry_lane_topic(&app, 0), "read_committed", Duration::from_secs(5), |_| false);
+    let lane = read_topic(
+        &bootstrap,
+        &operators::runtime::retry_lane_topic(&app, 0),
+        "read_committed",
+        Duration::from_secs(5),
+        |_| false,
+    );
     streams.close().expect("close");
 
     let of = |key: &str| out.iter().filter(|(k, _)| k == key).map(|(_, v)| *v).collect::<Vec<_>>();
     assert_eq!(out.len(), 8, "every record that can succeed, once: {out:?}");
-    assert_eq!((of("slow"), of("fast"), of("never"), of("broken")), (vec![1, 2, 3], vec![1, 2, 3], vec![2], vec![2]), "per-key order: {out:?}");
+    assert_eq!(
+        (of("slow"), of("fast"), of("never"), of("broken")),
+        (vec![1, 2, 3], vec![1, 2, 3], vec![2], vec![2]),
+        "per-key order: {out:?}"
+    );
     let position = |record: (&str, i64)| out.iter().position(|(k, v)| k == record.0 && *v == record.1);
     assert!(position(("fast", 3)) < position(("slow", 1)), "other keys are not held up by a retry: {out:?}");
 
     let seen = attempts.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let tries = |key: &str, value: i64| seen.get(&(key.to_owned(), value)).copied().unwrap_or(0);
-    assert_eq!((tries("slow", 1), tries("slow", 2), tries("slow", 3)), (4, 1, 1), "three retries, then success; the rest only waited");
+    assert_eq!(
+        (tries("slow", 1), tries("slow", 2), tries("slow", 3)),
+        (4, 1, 1),
+        "three retries, then success; the rest only waited"
+    );
     assert_eq!((tries("never", 1), tries("never", 2), tries("broken", 1)), (5, 1, 1));
 
-    let header = |record: &integration_tests::kafka::Consumed, name: &str| String::from_utf8_lossy(record.header(name).unwrap_or_default()).into_owned();
-    let by_key = |key: &str| dead.iter().find(|r| r.key.as_deref() == Some(key.as_bytes())).unwrap_or_else(|| panic!("no dead letter for {key}"));
+    let header = |record: &integration_tests::kafka::Consumed, name: &str| {
+        String::from_utf8_lossy(record.header(name).unwrap_or_default()).into_owned()
+    };
+    let by_key = |key: &str| {
+        dead.iter()
+            .find(|r| r.key.as_deref() == Some(key.as_bytes()))
+            .unwrap_or_else(|| panic!("no dead letter for {key}"))
+    };
     let (never, broken) = (by_key("never"), by_key("broken"));
-    assert_eq!((header(never, "dlq.error.class"), header(never, "dlq.attempts")), ("transient".to_owned(), "5".to_owned()));
-    assert_eq!((header(broken, "dlq.error.class"), header(broken, "dlq.attempts")), ("permanent".to_owned(), "1".to_owned()));
-    assert_eq!((header(never, "dlq.processor"), header(never, "dlq.original.offset")), ("flaky".to_owned(), "3".to_owned()));
+    assert_eq!(
+        (header(never, "dlq.error.class"), header(never, "dlq.attempts")),
+        ("transient".to_owned(), "5".to_owned())
+    );
+    assert_eq!(
+        (header(broken, "dlq.error.class"), header(broken, "dlq.attempts")),
+        ("permanent".to_owned(), "1".to_owned())
+    );
+    assert_eq!(
+        (header(never, "dlq.processor"), header(never, "dlq.original.offset")),
+        ("flaky".to_owned(), "3".to_owned())
+    );
     assert_eq!(never.header("retry.attempts"), None, "the lane's bookkeeping stays out of the dead letter");
     assert_eq!(dead.len(), 2);
 
@@ -453,7 +527,8 @@ async fn a_new_instance_keeps_later_records_of_a_key_behind_one_waiting_in_the_r
     let start = || {
         let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
         config.error_policy = policy;
-        KafkaStreams::start(flaky_app(&input, &output, &app, &attempts, 1), config, &prometheus::Registry::new()).expect("start")
+        KafkaStreams::start(flaky_app(&input, &output, &app, &attempts, 1), config, &prometheus::Registry::new())
+            .expect("start")
     };
     send_keyed(&bootstrap, &input, &[("slow", 1)]);
     let first = start();
@@ -479,7 +554,11 @@ struct NeedsRedis {
 }
 
 impl Processor<String, i64, String, i64> for NeedsRedis {
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>, record: Record<String, i64>) -> Result<(), ProcessError> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+        record: Record<String, i64>,
+    ) -> Result<(), ProcessError> {
         if record.value == 5 {
             let mut attempts = self.attempts_at_five.lock().unwrap_or_else(|e| e.into_inner());
             *attempts += 1;
@@ -507,7 +586,10 @@ async fn a_dependency_that_is_down_pauses_the_partition_and_loses_nothing() {
     let shared = Arc::clone(&attempts_at_five);
     builder
         .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
-        .process_with(move || NeedsRedis { attempts_at_five: Arc::clone(&shared), outages: 3 }, Processed::named("needs-redis"))
+        .process_with(
+            move || NeedsRedis { attempts_at_five: Arc::clone(&shared), outages: 3 },
+            Processed::named("needs-redis"),
+        )
         .to(&output, Produced::with(StringSerde, I64Serde));
     let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
     config.error_policy = quick_retries();
@@ -523,13 +605,28 @@ async fn a_dependency_that_is_down_pauses_the_partition_and_loses_nothing() {
     }
     let out = keyed(&read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 20));
     let waiting_at_the_end = health.waiting_on();
-    let lane = read_topic(&bootstrap, &operators::runtime::retry_lane_topic(&app, 0), "read_committed", Duration::from_secs(3), |_| false);
+    let lane = read_topic(
+        &bootstrap,
+        &operators::runtime::retry_lane_topic(&app, 0),
+        "read_committed",
+        Duration::from_secs(3),
+        |_| false,
+    );
     let dead = read_topic(&bootstrap, &dead_letter_topic(&input), "read_committed", Duration::from_secs(3), |_| false);
     streams.close().expect("close");
 
     assert_eq!(saw_waiting.as_deref(), Some("redis"), "the instance says what it waits for");
     assert_eq!(waiting_at_the_end, None, "and stops saying so once the record went through");
-    assert_eq!(out.iter().map(|(_, v)| *v).collect::<Vec<_>>(), (1..=20).collect::<Vec<_>>(), "every record once, in order");
+    assert_eq!(
+        out.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>(),
+        "every record once, in order"
+    );
     assert_eq!(*attempts_at_five.lock().unwrap_or_else(|e| e.into_inner()), 4, "three outages, then through");
-    assert!(lane.is_empty() && dead.is_empty(), "an outage is waited out, not retried record by record: lane {}, dlq {}", lane.len(), dead.len());
+    assert!(
+        lane.is_empty() && dead.is_empty(),
+        "an outage is waited out, not retried record by record: lane {}, dlq {}",
+        lane.len(),
+        dead.len()
+    );
 }

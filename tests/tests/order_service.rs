@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::stack::{postgres_config, redis_url, registry_with_saga_schemas, unique};
+use operators::idempotency::{AsyncIdempotencyGuard, Claim};
 use pipeline::order_service::aggregate::{replay, OrderStatus};
 use pipeline::order_service::event_store::{self, StoreError};
-use operators::idempotency::{AsyncIdempotencyGuard, Claim};
 use pipeline::order_service::idempotency::{guard_config, request_hash, scoped_key};
-use pipeline::order_service::request::PlaceOrderRequest;
 use pipeline::order_service::outbox::sweep_outbox;
+use pipeline::order_service::request::PlaceOrderRequest;
 use pipeline::order_service::{routes, OrderService};
 use reqwest::StatusCode;
 use schemas::{parse_wire, Payload, SagaCodec, SagaEvent};
@@ -45,7 +45,8 @@ async fn start(snapshot_every: u32) -> Harness {
 
     let codec = Arc::new(SagaCodec::new(registry_with_saga_schemas().await));
 
-    let service = OrderService::new(pool, redis.clone(), codec.clone(), snapshot_every).with_admin_token(Some(ADMIN_TOKEN.into()));
+    let service = OrderService::new(pool, redis.clone(), codec.clone(), snapshot_every)
+        .with_admin_token(Some(ADMIN_TOKEN.into()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("ephemeral port");
     let base = format!("http://{}", listener.local_addr().expect("bound address"));
     let app = routes(service.clone());
@@ -213,12 +214,11 @@ async fn placing_an_order_records_version_1_and_an_outbox_row_in_wire_format() {
     assert_eq!((row.aggregate_type.as_str(), row.event_type.as_str()), ("order", "OrderPlaced"));
     assert_eq!(row.correlation_id.as_deref(), metadata["correlation_id"].as_str());
     assert_eq!(row.causation_id, None);
-    let row_version: i64 = h
-        .db
-        .query_one("select aggregate_version from outbox where id = $1::text::uuid", &[&row.id])
-        .await
-        .expect("outbox row")
-        .get(0);
+    let row_version: i64 =
+        h.db.query_one("select aggregate_version from outbox where id = $1::text::uuid", &[&row.id])
+            .await
+            .expect("outbox row")
+            .get(0);
     assert_eq!(row_version, 1, "the outbox row carries the order's version, for read-your-writes");
     let trace = row.traceparent.as_deref().expect("traceparent");
     assert!(trace.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "continues the caller's trace: {trace}");
@@ -265,11 +265,12 @@ async fn a_retry_with_the_same_idempotency_key_returns_the_first_response_and_re
     assert_eq!(h.events_of_customer(&customer).await, 1, "exactly one event for the customer");
     assert_eq!(h.events_of(order_id).await.len(), 1);
     assert_eq!(h.outbox_of(order_id).await.len(), 1);
-    let stored: String =
-        h.db.query_one("select order_id from order_requests where idempotency_key = $1", &[&scoped_key(&customer, &key)])
-            .await
-            .expect("order_requests row")
-            .get(0);
+    let stored: String = h
+        .db
+        .query_one("select order_id from order_requests where idempotency_key = $1", &[&scoped_key(&customer, &key)])
+        .await
+        .expect("order_requests row")
+        .get(0);
     assert_eq!(stored, order_id);
 }
 
@@ -281,7 +282,9 @@ async fn a_duplicate_while_the_first_is_processing_gets_409() {
     let guard = AsyncIdempotencyGuard::new(h.redis.clone(), guard_config());
     // What the service stores for this customer's key and this body.
     let (scoped, hash) = (scoped_key(&customer, &key), hash_of(&order_body(&customer)));
-    let Ok(Claim::Acquired(lease)) = guard.claim(&scoped, Some(&hash)).await else { panic!("a fresh key must be acquired") };
+    let Ok(Claim::Acquired(lease)) = guard.claim(&scoped, Some(&hash)).await else {
+        panic!("a fresh key must be acquired")
+    };
     assert_eq!(guard.claim(&scoped, Some(&hash)).await, Ok(Claim::InProgress));
 
     let (status, body) = h.place(&order_body(&customer), Some(&key)).await;
@@ -359,7 +362,8 @@ async fn bad_requests_get_4xx_with_a_message_naming_the_problem() {
         let (status, body) = h.cancel(path).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "cancel {path}: {body}");
         assert!(body["error"].as_str().expect("message").contains("control characters"), "{body}");
-        let (status, body) = h.intervene(path, Some("wrong"), &json!({"action": "resolve", "note": "n", "operator": "o"})).await;
+        let (status, body) =
+            h.intervene(path, Some("wrong"), &json!({"action": "resolve", "note": "n", "operator": "o"})).await;
         assert!(status.is_client_error(), "intervene {path}: {status} {body}");
     }
 
@@ -403,7 +407,11 @@ async fn cancelling_appends_version_2_and_a_second_cancel_or_an_unknown_order_is
 
     let (status, body) = h.cancel(&order_id).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    assert_eq!(body, json!({"order_id": order_id, "status": "CANCELLATION_REQUESTED", "version": 2}), "the version to read your write at");
+    assert_eq!(
+        body,
+        json!({"order_id": order_id, "status": "CANCELLATION_REQUESTED", "version": 2}),
+        "the version to read your write at"
+    );
 
     let events = h.events_of(&order_id).await;
     let types: Vec<(i32, &str)> = events.iter().map(|e| (e.version, e.event_type.as_str())).collect();
@@ -538,9 +546,11 @@ async fn an_operator_acts_on_a_parked_order_only_with_the_token_and_the_action_i
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let (status, _) = h.intervene(&order_id, Some("wrong-token"), &resolve).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, body) = h.intervene(&order_id, Some(ADMIN_TOKEN), &json!({"action": "delete", "note": "x", "operator": "ops"})).await;
+    let (status, body) =
+        h.intervene(&order_id, Some(ADMIN_TOKEN), &json!({"action": "delete", "note": "x", "operator": "ops"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let (status, body) = h.intervene(&order_id, Some(ADMIN_TOKEN), &json!({"action": "resolve", "note": " ", "operator": "ops"})).await;
+    let (status, body) =
+        h.intervene(&order_id, Some(ADMIN_TOKEN), &json!({"action": "resolve", "note": " ", "operator": "ops"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
     // Not parked (the read model has no REQUIRES_INTERVENTION for it): refused, nothing recorded.
@@ -572,7 +582,10 @@ async fn an_operator_acts_on_a_parked_order_only_with_the_token_and_the_action_i
 /// `schema_version` 1.
 async fn store_as_written_by_v1(db: &tokio_postgres::Client, order_id: &str) {
     let row = db
-        .query_one("select payload::text, metadata::text from event_store where aggregate_id = $1 and version = 1", &[&order_id])
+        .query_one(
+            "select payload::text, metadata::text from event_store where aggregate_id = $1 and version = 1",
+            &[&order_id],
+        )
         .await
         .expect("the OrderPlaced row");
     let mut payload: Value = serde_json::from_str(row.get(0)).expect("payload JSON");
@@ -607,7 +620,11 @@ async fn events_stored_as_v1_replay_after_the_upgrade_from_snapshot_plus_events(
     assert_eq!(loaded.order.total_cents, 2 * 1_250 + 999);
 
     let events = event_store::load_events(&rarely.db, &order_id).await.expect("events");
-    assert_eq!(replay(None, &events), Some(loaded.order.clone()), "snapshot + replay equals a full replay of v1 + v2 events");
+    assert_eq!(
+        replay(None, &events),
+        Some(loaded.order.clone()),
+        "snapshot + replay equals a full replay of v1 + v2 events"
+    );
     let placed = events[0].to_saga_event();
     let Payload::OrderPlaced(placed) = &placed.payload else { panic!("event 1 is {placed:?}") };
     assert_eq!(events[0].envelope.schema_version, 2, "upcast on read");

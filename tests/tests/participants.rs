@@ -11,6 +11,7 @@ use apache_avro::types::Value as AvroValue;
 use integration_tests::kafka::{create_topic, key_on_partition, read_topic};
 use integration_tests::saga::{self, RunOptions, SagaRun};
 use integration_tests::stack::{kafka_bootstrap, postgres_config, redis_url, registry_url, unique};
+use operators::idempotency::GuardConfig;
 use operators::record::Header;
 use operators::runtime::kafka_headers;
 use operators::runtime::{KafkaStreams, StreamsConfig};
@@ -19,8 +20,9 @@ use pipeline::codec::EventSerde;
 use pipeline::participants::inventory::InventoryConfig;
 use pipeline::participants::order_saga::SagaConfig;
 use pipeline::participants::payment::PaymentConfig;
-use operators::idempotency::GuardConfig;
-use pipeline::participants::shipping::{cancellation_key, idempotency_key, Cancellation, GuardedShipments, ShipmentGateway, ShippingConfig, GUARD_NAMESPACE};
+use pipeline::participants::shipping::{
+    cancellation_key, idempotency_key, Cancellation, GuardedShipments, ShipmentGateway, ShippingConfig, GUARD_NAMESPACE,
+};
 use pipeline::participants::{inventory, order_saga, payment, shipping, SagaTopics};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
@@ -28,8 +30,8 @@ use schema_registry_converter::async_impl::easy_avro::EasyAvroEncoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
 use schemas::{
-    Address, CancellationReason, Envelope, EventType, Money, OrderItem, OrderPlaced, Payload, SagaEvent, DEFAULT_CURRENCY,
-    HEADER_LEN,
+    Address, CancellationReason, Envelope, EventType, Money, OrderItem, OrderPlaced, Payload, SagaEvent,
+    DEFAULT_CURRENCY, HEADER_LEN,
 };
 use tokio::runtime::Runtime;
 
@@ -59,11 +61,18 @@ fn redis_connection() -> redis::Connection {
 fn order_placed(order_id: &str, customer_id: &str, items: &[(&str, i32, i64)], country: &str) -> SagaEvent {
     let items: Vec<OrderItem> = items
         .iter()
-        .map(|&(product_id, quantity, unit_price_cents)| OrderItem::new(product_id, quantity, Money::new(unit_price_cents, DEFAULT_CURRENCY)))
+        .map(|&(product_id, quantity, unit_price_cents)| {
+            OrderItem::new(product_id, quantity, Money::new(unit_price_cents, DEFAULT_CURRENCY))
+        })
         .collect();
     let total_cents = items.iter().map(|item| i64::from(item.quantity) * item.unit_price_cents).sum();
-    let shipping_address =
-        Address { line1: "Main St 1".into(), line2: None, city: "Berlin".into(), postal_code: "10115".into(), country: country.into() };
+    let shipping_address = Address {
+        line1: "Main St 1".into(),
+        line2: None,
+        city: "Berlin".into(),
+        postal_code: "10115".into(),
+        country: country.into(),
+    };
     let placed = OrderPlaced {
         customer_id: customer_id.into(),
         items,
@@ -72,7 +81,8 @@ fn order_placed(order_id: &str, customer_id: &str, items: &[(&str, i32, i64)], c
         currency: DEFAULT_CURRENCY.into(),
         coupon_code: None,
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     SagaEvent::new(Envelope::new(order_id, format!("corr-{order_id}"), now), Payload::OrderPlaced(placed))
 }
 
@@ -93,13 +103,23 @@ fn produce(bootstrap: &str, topic: &str, serde: &EventSerde, events: &[&SagaEven
 }
 
 /// Everything committed to `topic`, decoded, read until `done` holds (or the wait ends).
-fn committed_events(bootstrap: &str, topic: &str, serde: &EventSerde, done: impl Fn(&[SagaEvent]) -> bool) -> Vec<SagaEvent> {
+fn committed_events(
+    bootstrap: &str,
+    topic: &str,
+    serde: &EventSerde,
+    done: impl Fn(&[SagaEvent]) -> bool,
+) -> Vec<SagaEvent> {
     let decode = |records: &[integration_tests::kafka::Consumed]| -> Vec<SagaEvent> {
         records
             .iter()
             .map(|record| {
-                let event = serde.deserialize(topic, record.value.as_deref().unwrap_or_default()).expect("a saga event");
-                assert_eq!(record.key.as_deref(), Some(event.envelope.order_id.as_bytes()), "saga events are keyed by order id");
+                let event =
+                    serde.deserialize(topic, record.value.as_deref().unwrap_or_default()).expect("a saga event");
+                assert_eq!(
+                    record.key.as_deref(),
+                    Some(event.envelope.order_id.as_bytes()),
+                    "saga events are keyed by order id"
+                );
                 event
             })
             .collect()
@@ -150,7 +170,8 @@ fn orders_reach_their_outcomes_through_the_four_participants() {
         topics: topics.clone(),
         ..ShippingConfig::new(postgres_config(), redis_url(), vec!["DE".into()])
     };
-    let saga_config = SagaConfig { application_id: format!("{run}-saga"), topics: topics.clone(), ..SagaConfig::default() };
+    let saga_config =
+        SagaConfig { application_id: format!("{run}-saga"), topics: topics.clone(), ..SagaConfig::default() };
     let shipping_topology = shipping::topology(serde.clone(), &shipping_config).expect("shipping topology");
     let streams = [
         start(payment::topology(serde.clone(), &payment_config), &payment_config.application_id, &bootstrap),
@@ -169,7 +190,9 @@ fn orders_reach_their_outcomes_through_the_four_participants() {
 
     let decided = committed_events(&bootstrap, &topics.order, &serde, |events| {
         of(events, &id(&ok), EventType::OrderConfirmed).len() == 1
-            && [&broke, &scarce, &abroad].iter().all(|order| of(events, &id(order), EventType::OrderCancelled).len() == 1)
+            && [&broke, &scarce, &abroad]
+                .iter()
+                .all(|order| of(events, &id(order), EventType::OrderCancelled).len() == 1)
     });
     let payments = committed_events(&bootstrap, &topics.payment, &serde, |events| {
         !of(events, &id(&ok), EventType::PaymentCompleted).is_empty()
@@ -182,22 +205,28 @@ fn orders_reach_their_outcomes_through_the_four_participants() {
             && !of(events, &id(&abroad), EventType::InventoryReleased).is_empty()
     });
     let shipments = committed_events(&bootstrap, &topics.shipping, &serde, |events| {
-        !of(events, &id(&ok), EventType::ShipmentCreated).is_empty() && !of(events, &id(&abroad), EventType::ShipmentFailed).is_empty()
+        !of(events, &id(&ok), EventType::ShipmentCreated).is_empty()
+            && !of(events, &id(&abroad), EventType::ShipmentFailed).is_empty()
     });
     for (name, stream) in ["payment", "inventory", "shipping", "order saga"].into_iter().zip(streams) {
         stream.close().unwrap_or_else(|e| panic!("the {name} stream thread failed: {e}"));
     }
 
     // Confirmed, charged once although placed twice, shipped once.
-    let [confirmed] = of(&decided, &id(&ok), EventType::OrderConfirmed)[..] else { panic!("{run}-ok was not confirmed: {decided:?}") };
+    let [confirmed] = of(&decided, &id(&ok), EventType::OrderConfirmed)[..] else {
+        panic!("{run}-ok was not confirmed: {decided:?}")
+    };
     let Payload::OrderConfirmed(confirmation) = &confirmed.payload else { unreachable!() };
     assert_eq!(of(&payments, &id(&ok), EventType::PaymentCompleted).len(), 1, "charged once");
     assert_eq!(of(&stock, &id(&ok), EventType::InventoryReserved).len(), 1, "reserved once");
-    let [created] = of(&shipments, &id(&ok), EventType::ShipmentCreated)[..] else { panic!("{run}-ok was not shipped: {shipments:?}") };
+    let [created] = of(&shipments, &id(&ok), EventType::ShipmentCreated)[..] else {
+        panic!("{run}-ok was not shipped: {shipments:?}")
+    };
     let Payload::ShipmentCreated(shipment) = &created.payload else { unreachable!() };
     assert_eq!(confirmation.tracking_number, shipment.tracking_number);
     // Caused by whichever of payment, stock and shipment reached the saga last (they travel on different topics).
-    let steps = [&payments, &stock, &shipments].into_iter().flatten().filter(|event| event.envelope.order_id == id(&ok));
+    let steps =
+        [&payments, &stock, &shipments].into_iter().flatten().filter(|event| event.envelope.order_id == id(&ok));
     let step_ids: Vec<&str> = steps.map(|event| event.envelope.event_id.as_str()).collect();
     assert!(confirmed.envelope.causation_id.as_deref().is_some_and(|cause| step_ids.contains(&cause)), "{confirmed:?}");
     assert_eq!(confirmed.envelope.correlation_id, ok.envelope.correlation_id);
@@ -214,8 +243,12 @@ fn orders_reach_their_outcomes_through_the_four_participants() {
 
     // Compensations in reverse order: the refund is caused by the release.
     assert_eq!(reason(&abroad), CancellationReason::ShipmentFailed);
-    let [released] = of(&stock, &id(&abroad), EventType::InventoryReleased)[..] else { panic!("no release: {stock:?}") };
-    let [refunded] = of(&payments, &id(&abroad), EventType::PaymentRefunded)[..] else { panic!("no single refund: {payments:?}") };
+    let [released] = of(&stock, &id(&abroad), EventType::InventoryReleased)[..] else {
+        panic!("no release: {stock:?}")
+    };
+    let [refunded] = of(&payments, &id(&abroad), EventType::PaymentRefunded)[..] else {
+        panic!("no single refund: {payments:?}")
+    };
     assert_eq!(refunded.envelope.causation_id.as_deref(), Some(released.envelope.event_id.as_str()));
     assert!(shipments_of(&runtime, &id(&abroad)).is_empty(), "a rejected address creates no shipment row");
 }
@@ -254,11 +287,21 @@ fn a_held_lease_or_a_database_outage_is_a_retriable_failure() {
 
     let busy_order = unique("leased-order");
     let other_lease = r#"{"state":"PROCESSING","token":"another-attempt"}"#;
-    let _: () = redis::cmd("SET").arg(redis_key(&idempotency_key(&busy_order))).arg(other_lease).arg("PX").arg(30_000).query(&mut redis).expect("SET");
+    let _: () = redis::cmd("SET")
+        .arg(redis_key(&idempotency_key(&busy_order)))
+        .arg(other_lease)
+        .arg("PX")
+        .arg(30_000)
+        .query(&mut redis)
+        .expect("SET");
     let gateway = GuardedShipments::new(&ShippingConfig::new(postgres_config(), redis_url(), vec![])).expect("gateway");
     let error = gateway.create_shipment(&busy_order).expect_err("another attempt holds the lease");
     assert!(error.retriable && error.message.contains("another attempt"), "{error}");
-    assert_eq!(error.waiting_on, Some("idempotency lease"), "the record waits for the lease to run out, never dead-lettered");
+    assert_eq!(
+        error.waiting_on,
+        Some("idempotency lease"),
+        "the record waits for the lease to run out, never dead-lettered"
+    );
     assert!(shipments_of(&runtime, &busy_order).is_empty());
 
     let order_id = unique("db-down-order");
@@ -270,7 +313,8 @@ fn a_held_lease_or_a_database_outage_is_a_retriable_failure() {
     let error = gateway.create_shipment(&order_id).expect_err("postgres is unreachable");
     assert!(error.retriable && error.message.contains("postgres"), "{error}");
     assert_eq!(error.waiting_on, Some("postgres"), "an unreachable database pauses the partition");
-    let state: Option<String> = redis::cmd("GET").arg(redis_key(&idempotency_key(&order_id))).query(&mut redis).expect("GET");
+    let state: Option<String> =
+        redis::cmd("GET").arg(redis_key(&idempotency_key(&order_id))).query(&mut redis).expect("GET");
     assert_eq!(state, None, "the lease is given up so a retry need not wait for it to expire");
 }
 
@@ -291,14 +335,24 @@ fn giving_up_a_lease_never_deletes_the_lease_of_the_attempt_that_took_over() {
     let attempt = std::thread::spawn(move || gateway.create_shipment(&order_id));
     std::thread::sleep(Duration::from_millis(800));
     // The first attempt's lease ran out; a second attempt takes the key.
-    let taken: Option<String> =
-        redis::cmd("SET").arg(&key).arg("PROCESSING:second-attempt").arg("NX").arg("PX").arg(30_000).query(&mut redis).expect("SET");
+    let taken: Option<String> = redis::cmd("SET")
+        .arg(&key)
+        .arg("PROCESSING:second-attempt")
+        .arg("NX")
+        .arg("PX")
+        .arg(30_000)
+        .query(&mut redis)
+        .expect("SET");
     assert_eq!(taken.as_deref(), Some("OK"), "the first lease should have expired");
 
     let error = attempt.join().expect("attempt thread").expect_err("the silent database cannot create a shipment");
     assert!(error.retriable, "{error}");
     let holder: Option<String> = redis::cmd("GET").arg(&key).query(&mut redis).expect("GET");
-    assert_eq!(holder.as_deref(), Some("PROCESSING:second-attempt"), "the first attempt deleted a lease it no longer held");
+    assert_eq!(
+        holder.as_deref(),
+        Some("PROCESSING:second-attempt"),
+        "the first attempt deleted a lease it no longer held"
+    );
     drop(silent);
 }
 
@@ -311,14 +365,22 @@ fn a_shipment_is_cancelled_once_and_not_once_it_is_with_the_carrier() {
     let order_id = unique("cancel-order");
     let shipment = gateway.create_shipment(&order_id).expect("create");
     assert_eq!(gateway.cancel_shipment(&order_id, &shipment.shipment_id).expect("cancel"), Cancellation::Cancelled);
-    assert_eq!(gateway.cancel_shipment(&order_id, &shipment.shipment_id).expect("cancel again"), Cancellation::Cancelled);
+    assert_eq!(
+        gateway.cancel_shipment(&order_id, &shipment.shipment_id).expect("cancel again"),
+        Cancellation::Cancelled
+    );
     let mut redis = redis_connection();
-    let state: Option<String> = redis::cmd("GET").arg(redis_key(&cancellation_key(&order_id))).query(&mut redis).expect("GET");
+    let state: Option<String> =
+        redis::cmd("GET").arg(redis_key(&cancellation_key(&order_id))).query(&mut redis).expect("GET");
     assert_eq!(holder_state(state).as_deref(), Some("COMPLETED"));
     let cancelled = runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&postgres_config(), tokio_postgres::NoTls).await.expect("postgres");
+        let (client, connection) =
+            tokio_postgres::connect(&postgres_config(), tokio_postgres::NoTls).await.expect("postgres");
         tokio::spawn(connection);
-        let row = client.query_one("SELECT cancelled_at IS NOT NULL FROM shipments WHERE order_id = $1", &[&order_id]).await.expect("row");
+        let row = client
+            .query_one("SELECT cancelled_at IS NOT NULL FROM shipments WHERE order_id = $1", &[&order_id])
+            .await
+            .expect("row");
         row.get::<_, bool>(0)
     });
     assert!(cancelled, "shipments.cancelled_at is set");
@@ -329,7 +391,10 @@ fn a_shipment_is_cancelled_once_and_not_once_it_is_with_the_carrier() {
     let shipment = gateway.create_shipment(&late_order).expect("create");
     std::thread::sleep(Duration::from_millis(50));
     assert!(
-        matches!(gateway.cancel_shipment(&late_order, &shipment.shipment_id).expect("cancel"), Cancellation::TooLate { .. }),
+        matches!(
+            gateway.cancel_shipment(&late_order, &shipment.shipment_id).expect("cancel"),
+            Cancellation::TooLate { .. }
+        ),
         "a shipment past the handover stays live"
     );
 }
@@ -389,7 +454,10 @@ async fn delete_subject(subject: &str) {
 /// A schema id the registry has never given out.
 async fn unknown_schema_id() -> u32 {
     for candidate in (0..100u32).map(|n| 1_900_000_000 + (uuid::Uuid::new_v4().as_u128() % 50_000_000) as u32 + n) {
-        let status = reqwest::get(format!("{}/schemas/ids/{candidate}", registry_url())).await.expect("GET /schemas/ids").status();
+        let status = reqwest::get(format!("{}/schemas/ids/{candidate}", registry_url()))
+            .await
+            .expect("GET /schemas/ids")
+            .status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return candidate;
         }
@@ -409,7 +477,12 @@ async fn every_kind_of_poison_record_is_dead_lettered_by_every_reader_and_good_o
     const P: i32 = 1;
     let serde = integration_tests::saga::event_serde().await;
     let run_id = unique("poison");
-    let run = SagaRun::start(&run_id, &serde, RunOptions { partitions: POISON_PARTITIONS, step_timeout: Some(Duration::from_secs(120)) }).await;
+    let run = SagaRun::start(
+        &run_id,
+        &serde,
+        RunOptions { partitions: POISON_PARTITIONS, step_timeout: Some(Duration::from_secs(120)) },
+    )
+    .await;
     let topic = run.topics.order.clone();
 
     // The poison, built by hand or by another encoder.
@@ -417,14 +490,31 @@ async fn every_kind_of_poison_record_is_dead_lettered_by_every_reader_and_good_o
     let mut unknown = vec![0u8];
     unknown.extend_from_slice(&unknown_id.to_be_bytes());
     unknown.extend_from_slice(&[0x02, 0x04, 0x06, 0x08]);
-    let whole = serde.serialize(&topic, &saga::order_placed(&format!("{run_id}-truncated"), "c-truncated")).expect("an OrderPlaced");
+    let whole = serde
+        .serialize(&topic, &saga::order_placed(&format!("{run_id}-truncated"), "c-truncated"))
+        .expect("an OrderPlaced");
     let truncated = whole[..HEADER_LEN + (whole.len() - HEADER_LEN) / 2].to_vec();
     let foreign_schema = r#"{"type": "record", "name": "Foreign", "namespace": "run.poison", "fields": [{"name": "note", "type": "string"}]}"#;
-    let foreign = foreign_avro(&topic, "run.poison.Foreign", foreign_schema, AvroValue::Record(vec![("note".into(), AvroValue::String("not ours".into()))])).await;
+    let foreign = foreign_avro(
+        &topic,
+        "run.poison.Foreign",
+        foreign_schema,
+        AvroValue::Record(vec![("note".into(), AvroValue::String("not ours".into()))]),
+    )
+    .await;
     // Named like our OrderPlaced, but nothing of it resolves against the reader's schema.
     let impostor_name = format!("{}.OrderPlaced", schemas::NAMESPACE);
-    let impostor_schema = format!(r#"{{"type": "record", "name": "OrderPlaced", "namespace": "{}", "fields": [{{"name": "order_id", "type": "long"}}]}}"#, schemas::NAMESPACE);
-    let impostor = foreign_avro(&topic, &impostor_name, &impostor_schema, AvroValue::Record(vec![("order_id".into(), AvroValue::Long(42))])).await;
+    let impostor_schema = format!(
+        r#"{{"type": "record", "name": "OrderPlaced", "namespace": "{}", "fields": [{{"name": "order_id", "type": "long"}}]}}"#,
+        schemas::NAMESPACE
+    );
+    let impostor = foreign_avro(
+        &topic,
+        &impostor_name,
+        &impostor_schema,
+        AvroValue::Record(vec![("order_id".into(), AvroValue::Long(42))]),
+    )
+    .await;
     let kinds: Vec<(&str, Option<Vec<u8>>, String)> = vec![
         ("bad-magic-byte", Some(b"\x01\x00\x00\x00\x01not framed".to_vec()), "magic byte".into()),
         ("unknown-schema-id", Some(unknown), format!("writer schema {unknown_id}")),
@@ -436,15 +526,26 @@ async fn every_kind_of_poison_record_is_dead_lettered_by_every_reader_and_good_o
     ];
 
     // good, poison, good, poison, …, good: all on partition P, in this order.
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &run.bootstrap).set("enable.idempotence", "true").create().expect("producer");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &run.bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
     let send = |key: String, value: Option<Vec<u8>>, headers: Vec<Header>, timestamp_ms: i64| {
         let (producer, topic) = (&producer, &topic);
         async move {
-            let mut record = FutureRecord::<[u8], [u8]>::to(topic).partition(P).key(key.as_bytes()).timestamp(timestamp_ms).headers(kafka_headers(&headers));
+            let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+                .partition(P)
+                .key(key.as_bytes())
+                .timestamp(timestamp_ms)
+                .headers(kafka_headers(&headers));
             if let Some(value) = value.as_deref() {
                 record = record.payload(value);
             }
-            let delivery = producer.send(record, Duration::from_secs(10)).await.unwrap_or_else(|(e, _)| panic!("kafka: producing to {topic} failed: {e}"));
+            let delivery = producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|(e, _)| panic!("kafka: producing to {topic} failed: {e}"));
             assert_eq!(delivery.partition, P);
             delivery.offset
         }
@@ -454,7 +555,8 @@ async fn every_kind_of_poison_record_is_dead_lettered_by_every_reader_and_good_o
     for (i, kind) in kinds.into_iter().map(Some).chain([None]).enumerate() {
         let order_id = key_on_partition(&format!("{run_id}-good{i}"), P, POISON_PARTITIONS);
         let placed = saga::order_placed(&order_id, &format!("{run_id}-customer"));
-        send(order_id.clone(), Some(serde.serialize(&topic, &placed).expect("an OrderPlaced")), vec![], saga::now_ms()).await;
+        send(order_id.clone(), Some(serde.serialize(&topic, &placed).expect("an OrderPlaced")), vec![], saga::now_ms())
+            .await;
         good.push(order_id);
         if let Some((kind, value, says)) = kind {
             let key = format!("{run_id}-poison-{kind}");
@@ -466,16 +568,26 @@ async fn every_kind_of_poison_record_is_dead_lettered_by_every_reader_and_good_o
 
     // Every good order confirmed, and every reader's dead letter of the last poison record
     // committed (each reader writes its dead letters in the order of the partition).
-    let decided = run.events(&topic, |events| good.iter().all(|order| !saga::of(events, order, EventType::OrderConfirmed).is_empty()));
+    let decided = run.events(&topic, |events| {
+        good.iter().all(|order| !saga::of(events, order, EventType::OrderConfirmed).is_empty())
+    });
     let last = poison.last().expect("poison").offset.to_string();
     let dlq_topic = format!("{topic}.dlq");
     let dead = read_topic(&run.bootstrap, &dlq_topic, "read_committed", saga::WAIT, |records| {
-        run.groups.iter().all(|group| records.iter().any(|r| r.header("dlq.consumer.group") == Some(group.as_bytes()) && r.header("dlq.original.offset") == Some(last.as_bytes())))
+        run.groups.iter().all(|group| {
+            records.iter().any(|r| {
+                r.header("dlq.consumer.group") == Some(group.as_bytes())
+                    && r.header("dlq.original.offset") == Some(last.as_bytes())
+            })
+        })
     });
     let last_good = good.last().expect("good orders");
-    let payments = run.events(&run.topics.payment, |events| !saga::of(events, last_good, EventType::PaymentCompleted).is_empty());
-    let stock = run.events(&run.topics.inventory, |events| !saga::of(events, last_good, EventType::InventoryReserved).is_empty());
-    let shipped = run.events(&run.topics.shipping, |events| !saga::of(events, last_good, EventType::ShipmentCreated).is_empty());
+    let payments =
+        run.events(&run.topics.payment, |events| !saga::of(events, last_good, EventType::PaymentCompleted).is_empty());
+    let stock = run
+        .events(&run.topics.inventory, |events| !saga::of(events, last_good, EventType::InventoryReserved).is_empty());
+    let shipped =
+        run.events(&run.topics.shipping, |events| !saga::of(events, last_good, EventType::ShipmentCreated).is_empty());
     let groups = run.groups.clone();
     run.assert_running();
     run.close();
@@ -483,7 +595,12 @@ async fn every_kind_of_poison_record_is_dead_lettered_by_every_reader_and_good_o
     delete_subject(&format!("{topic}-{impostor_name}")).await;
 
     for order in &good {
-        assert_eq!(saga::of(&decided, order, EventType::OrderConfirmed).len(), 1, "{order} confirmed once: {:?}", saga::summary(&decided, order));
+        assert_eq!(
+            saga::of(&decided, order, EventType::OrderConfirmed).len(),
+            1,
+            "{order} confirmed once: {:?}",
+            saga::summary(&decided, order)
+        );
         assert_eq!(saga::of(&decided, order, EventType::OrderCancelled).len(), 0, "{order} was cancelled");
         assert_eq!(saga::of(&payments, order, EventType::PaymentCompleted).len(), 1, "{order} charged once");
         assert_eq!(saga::of(&stock, order, EventType::InventoryReserved).len(), 1, "{order} reserved once");
@@ -492,17 +609,39 @@ async fn every_kind_of_poison_record_is_dead_lettered_by_every_reader_and_good_o
     }
 
     // Each poison record: one dead letter per reader, nothing else in the DLQ.
-    assert_eq!(dead.len(), poison.len() * groups.len(), "one dead letter per poison record and reader: {:#?}", saga::dead_letter_summary(&dead));
+    assert_eq!(
+        dead.len(),
+        poison.len() * groups.len(),
+        "one dead letter per poison record and reader: {:#?}",
+        saga::dead_letter_summary(&dead)
+    );
     for record in &poison {
-        let original_headers: Vec<(String, Option<Vec<u8>>)> = poison_headers(record.kind).into_iter().map(|h| (h.key, h.value)).collect();
+        let original_headers: Vec<(String, Option<Vec<u8>>)> =
+            poison_headers(record.kind).into_iter().map(|h| (h.key, h.value)).collect();
         for group in &groups {
             let offset = record.offset.to_string();
             let letters: Vec<_> = dead
                 .iter()
-                .filter(|r| r.header("dlq.consumer.group") == Some(group.as_bytes()) && r.header("dlq.original.offset") == Some(offset.as_bytes()))
+                .filter(|r| {
+                    r.header("dlq.consumer.group") == Some(group.as_bytes())
+                        && r.header("dlq.original.offset") == Some(offset.as_bytes())
+                })
                 .collect();
-            let [letter] = letters[..] else { panic!("{} ({}): {} dead letters from {group}: {:#?}", record.kind, record.offset, letters.len(), saga::dead_letter_summary(&dead)) };
-            let text = |name: &str| String::from_utf8_lossy(letter.header(name).unwrap_or_else(|| panic!("{}: no {name} header", record.kind))).into_owned();
+            let [letter] = letters[..] else {
+                panic!(
+                    "{} ({}): {} dead letters from {group}: {:#?}",
+                    record.kind,
+                    record.offset,
+                    letters.len(),
+                    saga::dead_letter_summary(&dead)
+                )
+            };
+            let text = |name: &str| {
+                String::from_utf8_lossy(
+                    letter.header(name).unwrap_or_else(|| panic!("{}: no {name} header", record.kind)),
+                )
+                .into_owned()
+            };
             assert_eq!(letter.partition, P, "{}: on the original partition", record.kind);
             assert_eq!(letter.key.as_deref(), Some(record.key.as_bytes()), "{}: the key", record.kind);
             assert_eq!(letter.value, record.value, "{}: the value, byte for byte (null stays null)", record.kind);
@@ -531,10 +670,25 @@ async fn every_kind_of_poison_record_is_dead_lettered_by_every_reader_and_good_o
             assert_eq!(text("dlq.original.timestamp"), record.timestamp_ms.to_string(), "{}", record.kind);
             assert_eq!(text("dlq.error.class"), "poison", "{}: {}", record.kind, text("dlq.error.message"));
             assert_eq!(text("dlq.attempts"), "1", "{}: dead-lettered at once, never retried", record.kind);
-            assert!(text("dlq.processor").starts_with("KSTREAM-SOURCE-"), "{}: the source node that could not read it: {}", record.kind, text("dlq.processor"));
-            assert!(text("dlq.failed.at").parse::<i64>().is_ok_and(|at| at >= record.timestamp_ms), "{}: {}", record.kind, text("dlq.failed.at"));
+            assert!(
+                text("dlq.processor").starts_with("KSTREAM-SOURCE-"),
+                "{}: the source node that could not read it: {}",
+                record.kind,
+                text("dlq.processor")
+            );
+            assert!(
+                text("dlq.failed.at").parse::<i64>().is_ok_and(|at| at >= record.timestamp_ms),
+                "{}: {}",
+                record.kind,
+                text("dlq.failed.at")
+            );
             let message = text("dlq.error.message");
-            assert!(message.contains(&record.says), "{}: the message says what is wrong ({:?}): {message}", record.kind, record.says);
+            assert!(
+                message.contains(&record.says),
+                "{}: the message says what is wrong ({:?}): {message}",
+                record.kind,
+                record.says
+            );
         }
     }
 }
@@ -547,7 +701,8 @@ async fn orders_from_a_v1_and_a_v2_producer_both_complete_and_a_v1_reader_reads_
     let serde = integration_tests::saga::event_serde().await;
     let run_id = unique("versions");
     let run = SagaRun::start(&run_id, &serde, RunOptions::default()).await;
-    let registry = schemas::RegistryClient::new(registry_url().trim_end_matches("/apis/ccompat/v7")).expect("registry url");
+    let registry =
+        schemas::RegistryClient::new(registry_url().trim_end_matches("/apis/ccompat/v7")).expect("registry url");
     let subject = schemas::subject_for(&run.topics.order, EventType::OrderPlaced);
     registry.set_compatibility(&subject, schemas::Compatibility::FullTransitive).await.expect("registry: PUT /config");
     let v1_text = schemas::schema_versions_of(EventType::OrderPlaced).next().expect("a v1").text;
@@ -555,13 +710,20 @@ async fn orders_from_a_v1_and_a_v2_producer_both_complete_and_a_v1_reader_reads_
 
     let (v1_order, v2_order) = (format!("{run_id}-v1"), format!("{run_id}-v2"));
     let v1_value = schemas::to_wire(v1_id, &saga::order_placed_v1_body(&saga::order_placed(&v1_order, "c-v1")));
-    let v2_value = serde.serialize(&run.topics.order, &saga::order_placed(&v2_order, "c-v2")).expect("a v2 OrderPlaced");
+    let v2_value =
+        serde.serialize(&run.topics.order, &saga::order_placed(&v2_order, "c-v2")).expect("a v2 OrderPlaced");
     // The participants' partitioner, so that the order's replies land on its partition.
-    let producer: FutureProducer =
-        ClientConfig::new().set("bootstrap.servers", &run.bootstrap).set("partitioner", "murmur2_random").create().expect("producer");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &run.bootstrap)
+        .set("partitioner", "murmur2_random")
+        .create()
+        .expect("producer");
     for (order, value) in [(&v1_order, &v1_value), (&v2_order, &v2_value)] {
         producer
-            .send(FutureRecord::<str, [u8]>::to(&run.topics.order).key(order.as_str()).payload(value), Duration::from_secs(10))
+            .send(
+                FutureRecord::<str, [u8]>::to(&run.topics.order).key(order.as_str()).payload(value),
+                Duration::from_secs(10),
+            )
             .await
             .unwrap_or_else(|(e, _)| panic!("kafka: producing to {} failed: {e}", run.topics.order));
     }
@@ -577,10 +739,17 @@ async fn orders_from_a_v1_and_a_v2_producer_both_complete_and_a_v1_reader_reads_
         let [confirmed] = &confirmed[..] else {
             let mut seen: Vec<String> = Vec::new();
             for topic in [&run.topics.order, &run.topics.payment, &run.topics.inventory, &run.topics.shipping] {
-                let all = tokio::task::block_in_place(|| integration_tests::kafka::read_to_end(&run.bootstrap, topic, "read_committed"));
-                seen.extend(all.iter().filter_map(|r| serde.deserialize(topic, r.value.as_deref()?).ok().map(|e| (r, e))).filter(|(_, e)| &e.envelope.order_id == order).map(|(r, e)| {
-                    format!("{topic}@{}:{} t={} {:?}", r.partition, r.offset, e.envelope.occurred_at, e.payload)
-                }));
+                let all = tokio::task::block_in_place(|| {
+                    integration_tests::kafka::read_to_end(&run.bootstrap, topic, "read_committed")
+                });
+                seen.extend(
+                    all.iter()
+                        .filter_map(|r| serde.deserialize(topic, r.value.as_deref()?).ok().map(|e| (r, e)))
+                        .filter(|(_, e)| &e.envelope.order_id == order)
+                        .map(|(r, e)| {
+                            format!("{topic}@{}:{} t={} {:?}", r.partition, r.offset, e.envelope.occurred_at, e.payload)
+                        }),
+                );
             }
             panic!("{order}: one OrderConfirmed, got {}; its events: {seen:?}", confirmed.len())
         };
@@ -589,7 +758,9 @@ async fn orders_from_a_v1_and_a_v2_producer_both_complete_and_a_v1_reader_reads_
     }
 
     // The v2 reader (the saga's codec) read the v1 record, upcast.
-    let [v1_placed] = &saga::of(&events, &v1_order, EventType::OrderPlaced)[..] else { panic!("one OrderPlaced of {v1_order}") };
+    let [v1_placed] = &saga::of(&events, &v1_order, EventType::OrderPlaced)[..] else {
+        panic!("one OrderPlaced of {v1_order}")
+    };
     assert_eq!(schemas::parse_wire(v1_placed.record.value.as_deref().unwrap()).unwrap().0, v1_id, "written with v1");
     let Payload::OrderPlaced(placed) = &v1_placed.event.payload else { unreachable!() };
     assert_eq!((placed.customer_id.as_str(), placed.total_cents, placed.currency.as_str()), ("c-v1", 1_000, "EUR"));

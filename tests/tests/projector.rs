@@ -18,9 +18,9 @@ use pipeline::projector::{query_routes, run_projector, ProjectorConfig, FRESH_HE
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use schemas::{
-    Address, CancellationReason, Envelope, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    Money, OrderItem, OrderPlaced, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent,
-    ShipmentCreated, ShipmentFailed, StockItem, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS, DEFAULT_CURRENCY,
+    Address, CancellationReason, Envelope, InventoryReleased, InventoryReserved, Money, OrderCancelled, OrderConfirmed,
+    OrderItem, OrderPlaced, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCreated,
+    ShipmentFailed, StockItem, DEFAULT_CURRENCY, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS,
 };
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -69,9 +69,13 @@ impl Producer {
     async fn send_at_version(&self, topics: &Topics, event: &SagaEvent, version: i64) {
         let bytes = self.serde.serialize(event.topic(), event).expect("encoding a saga event");
         let version = version.to_string();
-        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header { key: "aggregate_version", value: Some(&version) });
+        let headers = rdkafka::message::OwnedHeaders::new()
+            .insert(rdkafka::message::Header { key: "aggregate_version", value: Some(&version) });
         self.producer
-            .send(FutureRecord::to(topics.of(event)).key(&event.envelope.order_id).payload(&bytes).headers(headers), Duration::from_secs(10))
+            .send(
+                FutureRecord::to(topics.of(event)).key(&event.envelope.order_id).payload(&bytes).headers(headers),
+                Duration::from_secs(10),
+            )
             .await
             .unwrap_or_else(|(e, _)| panic!("kafka: producing failed: {e}"));
     }
@@ -452,11 +456,18 @@ async fn projector_builds_order_view_and_the_query_api_serves_it() {
         Duration::from_secs(30),
         |records| !records.is_empty(),
     );
-    assert_eq!(dead.first().and_then(|r| r.value.clone()).as_deref(), Some(&b"not avro at all"[..]), "the original bytes");
+    assert_eq!(
+        dead.first().and_then(|r| r.value.clone()).as_deref(),
+        Some(&b"not avro at all"[..]),
+        "the original bytes"
+    );
     let reason = String::from_utf8_lossy(dead[0].header("dlq.error.message").unwrap_or_default()).into_owned();
     assert!(reason.contains("magic"), "dead-lettered because: {reason}");
-    let problem: Option<String> =
-        db.query_one("select projection_problem from order_view where order_id = $1", &[&failed_id]).await.expect("row").get(0);
+    let problem: Option<String> = db
+        .query_one("select projection_problem from order_view where order_id = $1", &[&failed_id])
+        .await
+        .expect("row")
+        .get(0);
     assert!(problem.is_some_and(|p| p.contains("magic")), "the order is flagged in the read model");
     let lag = gauge("projector_lag_seconds").expect("projector_lag_seconds is registered");
     assert!((0.0..300.0).contains(&lag), "lag {lag} s: events happened about a minute ago");
@@ -582,13 +593,17 @@ async fn a_poison_record_is_dead_lettered_once_however_long_the_database_is_down
     let mut config = ProjectorConfig::new(&bootstrap);
     config.group_id = unique("projector-outage");
     config.topics = topics.all();
-    let projector = RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
+    let projector =
+        RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
     // Long enough for several attempts at flagging the order (backoff 0.5 s, 1 s, 2 s).
     tokio::time::sleep(Duration::from_secs(4)).await;
     outage.bring_up();
     let deadline = Instant::now() + WAIT;
     let flagged = loop {
-        let problem = db.query_opt("select projection_problem from order_view where order_id = $1", &[&order_id]).await.expect("query");
+        let problem = db
+            .query_opt("select projection_problem from order_view where order_id = $1", &[&order_id])
+            .await
+            .expect("query");
         let problem: Option<String> = problem.and_then(|row| row.get(0));
         if problem.is_some() || Instant::now() > deadline {
             break problem;
@@ -597,16 +612,21 @@ async fn a_poison_record_is_dead_lettered_once_however_long_the_database_is_down
     };
     projector.stop().await;
     assert!(flagged.is_some_and(|p| p.contains("magic")), "the order is flagged once the database is back");
-    let dead = integration_tests::kafka::read_topic(&bootstrap, &format!("{order_topic}.dlq"), "read_committed", Duration::from_secs(5), |records| {
-        records.len() > 1
-    });
+    let dead = integration_tests::kafka::read_topic(
+        &bootstrap,
+        &format!("{order_topic}.dlq"),
+        "read_committed",
+        Duration::from_secs(5),
+        |records| records.len() > 1,
+    );
     assert_eq!(dead.len(), 1, "dead letters of the one poison record");
 }
 
 /// What the group has committed and what the partitions hold, summed over `topic`'s partitions.
 fn committed_and_end(bootstrap: &str, group: &str, topic: &str) -> (i64, i64) {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().expect("consumer");
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().expect("consumer");
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("kafka: metadata");
     let mut list = rdkafka::TopicPartitionList::new();
     let mut end = 0;
@@ -626,7 +646,8 @@ async fn the_projector_commits_its_last_offsets_while_idle() {
     config.group_id = unique("projector-idle");
     config.topics = topics.all();
     config.commit_interval = Duration::from_millis(200);
-    let projector = RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
+    let projector =
+        RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
 
     // A burst, then quiet: the last records of the burst arrive within one commit interval.
     let customer = unique("customer");
@@ -682,7 +703,8 @@ async fn a_backlog_is_projected_in_batches_with_the_views_of_one_event_at_a_time
     let mut config = ProjectorConfig::new(&bootstrap);
     config.group_id = unique("projector-batch");
     config.topics = topics.all();
-    let projector = RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
+    let projector =
+        RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
     for order_id in &order_ids {
         let view = wait_for_version(&db, order_id, 3).await;
         assert_eq!((view.status.as_str(), view.version), ("RESERVED", 3), "order {order_id}");
@@ -693,5 +715,8 @@ async fn a_backlog_is_projected_in_batches_with_the_views_of_one_event_at_a_time
     let (count, events) = batches(&config.group_id);
     let records = (orders * 3 + orders / 10) as f64;
     assert_eq!(events, records, "every record is in exactly one written batch");
-    assert!((count as f64) < records / 2.0, "{records} records in {count} batches: a backlog is written many events per transaction");
+    assert!(
+        (count as f64) < records / 2.0,
+        "{records} records in {count} batches: a backlog is written many events per transaction"
+    );
 }

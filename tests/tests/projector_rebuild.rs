@@ -21,9 +21,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use schemas::{
-    CancellationReason, Envelope, EventType, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed, OrderRequiresIntervention, Payload,
-    PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCreated, ShipmentFailed, StockItem, INVENTORY_EVENTS,
-    ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS,
+    CancellationReason, Envelope, EventType, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
+    OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCreated,
+    ShipmentFailed, StockItem, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -32,7 +32,8 @@ use tokio_postgres::{Client, NoTls};
 const ORDERS: usize = 400;
 const WAIT: Duration = Duration::from_secs(60);
 /// The columns compared, row by row: everything but the time the row was last written.
-const ROWS: &str = "select order_id, (to_jsonb(v) - 'updated_at' - 'rebuild_note')::text from order_view v order by order_id";
+const ROWS: &str =
+    "select order_id, (to_jsonb(v) - 'updated_at' - 'rebuild_note')::text from order_view v order by order_id";
 
 /// A database created for this test and dropped after it, even when the test fails halfway.
 struct ScratchDatabase {
@@ -43,7 +44,11 @@ struct ScratchDatabase {
 impl ScratchDatabase {
     async fn create() -> Self {
         let name = unique("rebuild");
-        connect(&postgres_config()).await.batch_execute(&format!("create database {name}")).await.expect("postgres: create database");
+        connect(&postgres_config())
+            .await
+            .batch_execute(&format!("create database {name}"))
+            .await
+            .expect("postgres: create database");
         ScratchDatabase { name, dropped: false }
     }
 
@@ -80,7 +85,8 @@ async fn drop_database(name: &str) {
 }
 
 async fn connect(config: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(config, NoTls).await.unwrap_or_else(|e| panic!("postgres at {config}: {e}"));
+    let (client, connection) =
+        tokio_postgres::connect(config, NoTls).await.unwrap_or_else(|e| panic!("postgres at {config}: {e}"));
     tokio::spawn(connection);
     client
 }
@@ -107,20 +113,31 @@ struct Out {
 
 /// Produces each batch in a transaction of its own, committing it or aborting it.
 fn produce_in_transactions(bootstrap: &str, batches: Vec<(Vec<Out>, bool)>) {
-    let producer: BaseProducer =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).set("transactional.id", unique("rebuild-test")).create().expect("kafka producer");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", unique("rebuild-test"))
+        .create()
+        .expect("kafka producer");
     producer.init_transactions(WAIT).expect("kafka: init_transactions");
     for (records, commit) in batches {
         producer.begin_transaction().expect("kafka: begin_transaction");
         for out in &records {
             let version = out.version.map(|v| v.to_string());
-            let headers = version.as_deref().map(|v| OwnedHeaders::new().insert(Header { key: "aggregate_version", value: Some(v) }));
+            let headers = version
+                .as_deref()
+                .map(|v| OwnedHeaders::new().insert(Header { key: "aggregate_version", value: Some(v) }));
             let mut record = BaseRecord::to(&out.topic).key(&out.key).payload(&out.value);
             if let Some(headers) = headers {
                 record = record.headers(headers);
             }
             while let Err((error, returned)) = producer.send(record) {
-                assert!(matches!(error, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)), "kafka: {error}");
+                assert!(
+                    matches!(
+                        error,
+                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    ),
+                    "kafka: {error}"
+                );
                 producer.poll(Duration::from_millis(50));
                 record = returned;
             }
@@ -147,25 +164,85 @@ fn stock() -> Vec<StockItem> {
 fn lifecycle(order_id: &str, i: usize) -> Vec<SagaEvent> {
     let customer = format!("customer-{}", i % 7);
     let placed = order_placed(order_id, &customer);
-    let paid = after(&placed, Payload::PaymentCompleted(PaymentCompleted { customer_id: customer.clone(), amount_cents: 1_000, payment_id: format!("pay-{i}") }));
-    let reserved = after(&paid, Payload::InventoryReserved(InventoryReserved { items: stock(), reservation_id: format!("res-{i}") }));
+    let paid = after(
+        &placed,
+        Payload::PaymentCompleted(PaymentCompleted {
+            customer_id: customer.clone(),
+            amount_cents: 1_000,
+            payment_id: format!("pay-{i}"),
+        }),
+    );
+    let reserved = after(
+        &paid,
+        Payload::InventoryReserved(InventoryReserved { items: stock(), reservation_id: format!("res-{i}") }),
+    );
     match i % 5 {
         0 => {
-            let shipped = after(&reserved, Payload::ShipmentCreated(ShipmentCreated { shipment_id: format!("s-{i}"), tracking_number: format!("TRK-{i}") }));
-            let confirmed = after(&shipped, Payload::OrderConfirmed(OrderConfirmed { customer_id: customer, total_cents: 1_000, tracking_number: format!("TRK-{i}") }));
+            let shipped = after(
+                &reserved,
+                Payload::ShipmentCreated(ShipmentCreated {
+                    shipment_id: format!("s-{i}"),
+                    tracking_number: format!("TRK-{i}"),
+                }),
+            );
+            let confirmed = after(
+                &shipped,
+                Payload::OrderConfirmed(OrderConfirmed {
+                    customer_id: customer,
+                    total_cents: 1_000,
+                    tracking_number: format!("TRK-{i}"),
+                }),
+            );
             vec![placed, paid, reserved, shipped, confirmed]
         }
         1 => {
-            let failed = after(&reserved, Payload::ShipmentFailed(ShipmentFailed { reason: "address_rejected".into() }));
+            let failed =
+                after(&reserved, Payload::ShipmentFailed(ShipmentFailed { reason: "address_rejected".into() }));
             let reason = CancellationReason::ShipmentFailed;
-            let cancelled = after(&failed, Payload::OrderCancelled(OrderCancelled { customer_id: customer.clone(), reason: reason.clone(), total_cents: 1_000 }));
-            let released = after(&cancelled, Payload::InventoryReleased(InventoryReleased { reservation_id: format!("res-{i}"), items: stock(), reason: reason.clone() }));
-            let refunded = after(&released, Payload::PaymentRefunded(PaymentRefunded { customer_id: customer, amount_cents: 1_000, payment_id: format!("pay-{i}"), reason }));
+            let cancelled = after(
+                &failed,
+                Payload::OrderCancelled(OrderCancelled {
+                    customer_id: customer.clone(),
+                    reason: reason.clone(),
+                    total_cents: 1_000,
+                }),
+            );
+            let released = after(
+                &cancelled,
+                Payload::InventoryReleased(InventoryReleased {
+                    reservation_id: format!("res-{i}"),
+                    items: stock(),
+                    reason: reason.clone(),
+                }),
+            );
+            let refunded = after(
+                &released,
+                Payload::PaymentRefunded(PaymentRefunded {
+                    customer_id: customer,
+                    amount_cents: 1_000,
+                    payment_id: format!("pay-{i}"),
+                    reason,
+                }),
+            );
             vec![placed, paid, reserved, failed, cancelled, released, refunded]
         }
         2 => {
-            let declined = after(&placed, Payload::PaymentFailed(PaymentFailed { customer_id: customer.clone(), amount_cents: 1_000, reason: "card declined".into() }));
-            let cancelled = after(&declined, Payload::OrderCancelled(OrderCancelled { customer_id: customer, reason: CancellationReason::PaymentFailed, total_cents: 1_000 }));
+            let declined = after(
+                &placed,
+                Payload::PaymentFailed(PaymentFailed {
+                    customer_id: customer.clone(),
+                    amount_cents: 1_000,
+                    reason: "card declined".into(),
+                }),
+            );
+            let cancelled = after(
+                &declined,
+                Payload::OrderCancelled(OrderCancelled {
+                    customer_id: customer,
+                    reason: CancellationReason::PaymentFailed,
+                    total_cents: 1_000,
+                }),
+            );
             vec![placed, declined, cancelled]
         }
         // The participants' events before the order's own OrderPlaced.
@@ -173,9 +250,22 @@ fn lifecycle(order_id: &str, i: usize) -> Vec<SagaEvent> {
         // Parked before its cancellation is seen: the row keeps an intervention only while the
         // order is parked, and a rebuild folding several events at once must see the same.
         _ => {
-            let parked = after(&paid, Payload::OrderRequiresIntervention(OrderRequiresIntervention { reason: "refund_failed".into(), outstanding: vec!["refund".into()] }));
+            let parked = after(
+                &paid,
+                Payload::OrderRequiresIntervention(OrderRequiresIntervention {
+                    reason: "refund_failed".into(),
+                    outstanding: vec!["refund".into()],
+                }),
+            );
             // Out of stock: a charge to refund, known from the cancellation itself.
-            let cancelled = after(&parked, Payload::OrderCancelled(OrderCancelled { customer_id: customer, reason: CancellationReason::InsufficientStock, total_cents: 1_000 }));
+            let cancelled = after(
+                &parked,
+                Payload::OrderCancelled(OrderCancelled {
+                    customer_id: customer,
+                    reason: CancellationReason::InsufficientStock,
+                    total_cents: 1_000,
+                }),
+            );
             vec![placed, paid, parked, cancelled]
         }
     }
@@ -198,7 +288,11 @@ impl LiveProjector {
 
     async fn stop(self) {
         let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.task).await.expect("projector did not stop").expect("projector task panicked").expect("projector failed");
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("projector did not stop")
+            .expect("projector task panicked")
+            .expect("projector failed");
     }
 }
 
@@ -222,7 +316,8 @@ fn counted(topics: &[String], outcome: &str) -> f64 {
         .filter(|family| family.name() == "projector_events_total")
         .flat_map(|family| family.get_metric())
         .filter(|metric| {
-            let label = |name: &str| metric.get_label().iter().find(|l| l.name() == name).map(|l| l.value().to_string());
+            let label =
+                |name: &str| metric.get_label().iter().find(|l| l.name() == name).map(|l| l.value().to_string());
             label("topic").is_some_and(|t| topics.contains(&t)) && label("outcome").as_deref() == Some(outcome)
         })
         .map(|metric| metric.get_counter().value())
@@ -230,21 +325,42 @@ fn counted(topics: &[String], outcome: &str) -> f64 {
 }
 
 async fn rows(db: &Client) -> Vec<(String, String)> {
-    db.query(ROWS, &[]).await.expect("postgres: reading order_view").iter().map(|row| (row.get(0), row.get(1))).collect()
+    db.query(ROWS, &[])
+        .await
+        .expect("postgres: reading order_view")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
 }
 
 async fn index_names(db: &Client, table: &str) -> BTreeSet<String> {
-    db.query("select indexname::text from pg_indexes where tablename = $1", &[&table]).await.expect("postgres: pg_indexes").iter().map(|row| row.get(0)).collect()
+    db.query("select indexname::text from pg_indexes where tablename = $1", &[&table])
+        .await
+        .expect("postgres: pg_indexes")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
 }
 
 async fn oid(db: &Client, table: &str) -> Option<u32> {
     db.query_one("select to_regclass($1)::oid", &[&table]).await.expect("postgres: to_regclass").get(0)
 }
 
-async fn rebuild(config: &ProjectorConfig, serde: &EventSerde, pool: &deadpool_postgres::Pool) -> (anyhow::Result<RebuildSummary>, Vec<String>) {
+async fn rebuild(
+    config: &ProjectorConfig,
+    serde: &EventSerde,
+    pool: &deadpool_postgres::Pool,
+) -> (anyhow::Result<RebuildSummary>, Vec<String>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
-    let result = rebuild_read_model(config, serde, pool, move |line| sink.lock().unwrap().push(line.to_string()), std::future::pending()).await;
+    let result = rebuild_read_model(
+        config,
+        serde,
+        pool,
+        move |line| sink.lock().unwrap().push(line.to_string()),
+        std::future::pending(),
+    )
+    .await;
     let lines = lines.lock().unwrap().clone();
     (result, lines)
 }
@@ -259,7 +375,10 @@ async fn the_rebuilt_view_equals_the_live_one_and_is_swapped_in_whole() {
     let serde = event_serde().await;
     let topics = create_topics(&bootstrap).await;
     let topic_of = |event: &SagaEvent| {
-        let standard = [ORDER_EVENTS, PAYMENT_EVENTS, INVENTORY_EVENTS, SHIPPING_EVENTS].iter().position(|t| *t == event.topic()).expect("a saga topic");
+        let standard = [ORDER_EVENTS, PAYMENT_EVENTS, INVENTORY_EVENTS, SHIPPING_EVENTS]
+            .iter()
+            .position(|t| *t == event.topic())
+            .expect("a saga topic");
         topics[standard].clone()
     };
     // Every tenth order (those whose index ends in 3) was placed by a producer still on
@@ -267,8 +386,13 @@ async fn the_rebuilt_view_equals_the_live_one_and_is_swapped_in_whole() {
     let registry = integration_tests::stack::registry_with_saga_schemas().await;
     let v1_text = schemas::schema_versions_of(EventType::OrderPlaced).next().expect("OrderPlaced v1").text;
     let order_placed_subject = schemas::subject_for(ORDER_EVENTS, EventType::OrderPlaced);
-    let v1_id = registry.lookup(&order_placed_subject, v1_text).await.expect("registry: look-up").expect("OrderPlaced v1 registered");
-    let written_by_v1 = |event: &SagaEvent| matches!(event.payload, Payload::OrderPlaced(_)) && event.envelope.order_id.ends_with('3');
+    let v1_id = registry
+        .lookup(&order_placed_subject, v1_text)
+        .await
+        .expect("registry: look-up")
+        .expect("OrderPlaced v1 registered");
+    let written_by_v1 =
+        |event: &SagaEvent| matches!(event.payload, Payload::OrderPlaced(_)) && event.envelope.order_id.ends_with('3');
     let encode = |event: &SagaEvent| Out {
         topic: topic_of(event),
         key: event.envelope.order_id.clone(),
@@ -294,9 +418,15 @@ async fn the_rebuilt_view_equals_the_live_one_and_is_swapped_in_whole() {
         }
         records.extend(events.iter().map(encode));
     }
-    let v1_records = records.iter().filter(|out| schemas::parse_wire(&out.value).is_ok_and(|(id, _)| id == v1_id)).count();
+    let v1_records =
+        records.iter().filter(|out| schemas::parse_wire(&out.value).is_ok_and(|(id, _)| id == v1_id)).count();
     assert_eq!(v1_records, ORDERS / 10, "every tenth order's OrderPlaced is written with v1");
-    records.push(Out { topic: topics[0].clone(), key: format!("{run}-2"), value: b"not avro at all".to_vec(), version: None });
+    records.push(Out {
+        topic: topics[0].clone(),
+        key: format!("{run}-2"),
+        value: b"not avro at all".to_vec(),
+        version: None,
+    });
     let total_records = records.len();
     let mut batches: Vec<(Vec<Out>, bool)> = Vec::new();
     let mut records = records.into_iter().peekable();
@@ -372,22 +502,39 @@ async fn the_rebuilt_view_equals_the_live_one_and_is_swapped_in_whole() {
             .await
             .expect("postgres: a row of an order placed with v1");
         let values: (Option<String>, Option<i64>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
-        assert_eq!(values, (Some(format!("customer-{}", i % 7)), Some(1_000), Some(1)), "{order_id}, placed with OrderPlaced v1");
+        assert_eq!(
+            values,
+            (Some(format!("customer-{}", i % 7)), Some(1_000), Some(1)),
+            "{order_id}, placed with OrderPlaced v1"
+        );
     }
     assert_eq!(summary.orders, ORDERS as i64);
     assert_eq!(summary.counts.records, total_records as u64, "every committed record once, the aborted ones not");
-    assert_eq!((summary.counts.applied, summary.counts.duplicates, summary.counts.undecodable), (distinct as u64, duplicates as u64, 1));
+    assert_eq!(
+        (summary.counts.applied, summary.counts.duplicates, summary.counts.undecodable),
+        (distinct as u64, duplicates as u64, 1)
+    );
     assert_eq!(summary.rows_changed, 4, "three rows repaired, one restored");
-    assert_eq!(reader.await.expect("reader"), BTreeSet::from([ORDERS as i64 - 1, ORDERS as i64]), "only whole views were read");
+    assert_eq!(
+        reader.await.expect("reader"),
+        BTreeSet::from([ORDERS as i64 - 1, ORDERS as i64]),
+        "only whole views were read"
+    );
     assert!(progress.first().is_some_and(|line| line.starts_with("rebuilding order_view_next from")), "{progress:?}");
-    assert!(progress.last().is_some_and(|line| line.starts_with("rebuild 100% |") && line.ends_with("| done")), "{progress:?}");
+    assert!(
+        progress.last().is_some_and(|line| line.starts_with("rebuild 100% |") && line.ends_with("| done")),
+        "{progress:?}"
+    );
 
     // The swap happened: the old table is the previous one, the new one has the migration's
     // column and the live index names.
     assert_eq!(oid(&db, "order_view_previous").await, live_oid);
     assert_ne!(oid(&db, "order_view").await, live_oid);
     assert_eq!(count(&db, "select count(*) from order_view_previous where status = 'PLACED' and version = 0").await, 3);
-    assert_eq!(count(&db, "select count(*) from order_view where rebuild_note = 'from the migration'").await, ORDERS as i64);
+    assert_eq!(
+        count(&db, "select count(*) from order_view where rebuild_note = 'from the migration'").await,
+        ORDERS as i64
+    );
     assert_eq!(index_names(&db, "order_view").await, live_indexes);
     assert_eq!(count(&db, "select count(*) from projected_events").await, distinct as i64);
 
@@ -407,7 +554,11 @@ async fn the_rebuilt_view_equals_the_live_one_and_is_swapped_in_whole() {
     })
     .await;
     after_swap.stop().await;
-    assert_eq!(counted(&config.topics, "duplicate"), skipped_before + (distinct + duplicates) as f64, "each record of the rebuilt view skipped once");
+    assert_eq!(
+        counted(&config.topics, "duplicate"),
+        skipped_before + (distinct + duplicates) as f64,
+        "each record of the rebuilt view skipped once"
+    );
     let mut expected = live_rows.clone();
     let after_rows = rows(&db).await;
     expected.push(after_rows.iter().find(|(id, _)| id == &format!("{run}-after")).cloned().expect("the new order"));

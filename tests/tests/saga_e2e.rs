@@ -14,7 +14,10 @@ use pipeline::settings::Settings;
 fn settings() -> Settings {
     let overrides = [
         ("SAGA__KAFKA__BOOTSTRAP_SERVERS".to_string(), kafka_bootstrap()),
-        ("SAGA__CONNECT__CONNECTOR_FILE".to_string(), repo_root().join("connectors/debezium/order-outbox.json").display().to_string()),
+        (
+            "SAGA__CONNECT__CONNECTOR_FILE".to_string(),
+            repo_root().join("connectors/debezium/order-outbox.json").display().to_string(),
+        ),
         ("SAGA__DATABASE__PORT".to_string(), require("postgres", "POSTGRES_PORT").to_string()),
         ("SAGA__REGISTRY__URL".to_string(), format!("http://127.0.0.1:{}", require("registry", "REGISTRY_PORT"))),
         ("SAGA__CONNECT__URL".to_string(), format!("http://127.0.0.1:{}", require("kafka connect", "CONNECT_PORT"))),
@@ -44,7 +47,14 @@ async fn a_demo_load_keeps_every_invariant() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let options = DemoOptions { orders: 240, concurrency: 8, rate: None, settle_timeout: Duration::from_secs(240), racing_cancels: false, poison_percent: 5.0 };
+    let options = DemoOptions {
+        orders: 240,
+        concurrency: 8,
+        rate: None,
+        settle_timeout: Duration::from_secs(240),
+        racing_cancels: false,
+        poison_percent: 5.0,
+    };
     let report = demo::run(&settings, &options, false).await.expect("demo run");
     late_cancels_are_refused_with_a_reason(&settings, &report).await;
     a_reader_sees_its_own_write(&settings).await;
@@ -53,9 +63,18 @@ async fn a_demo_load_keeps_every_invariant() {
     let _ = tokio::time::timeout(Duration::from_secs(60), pipeline).await;
 
     for check in &report.checks {
-        assert!(check.holds(), "invariant '{}' does not hold: {:?}", check.name, &check.violations[..check.violations.len().min(5)]);
+        assert!(
+            check.holds(),
+            "invariant '{}' does not hold: {:?}",
+            check.name,
+            &check.violations[..check.violations.len().min(5)]
+        );
     }
-    assert_eq!(report.checks.len(), 9, "the eight invariants (retention among them) and the poison check were all checked");
+    assert_eq!(
+        report.checks.len(),
+        9,
+        "the eight invariants (retention among them) and the poison check were all checked"
+    );
 
     // Each planned failure ends the way it should.
     let expected: HashMap<Scenario, &[&str]> = HashMap::from([
@@ -75,7 +94,8 @@ async fn a_demo_load_keeps_every_invariant() {
             order.scenario
         );
     }
-    let cancelled_by_customer = report.orders.iter().filter(|o| report.final_outcome(&o.order_id) == "CANCELLED (customer_cancelled)").count();
+    let cancelled_by_customer =
+        report.orders.iter().filter(|o| report.final_outcome(&o.order_id) == "CANCELLED (customer_cancelled)").count();
     assert!(cancelled_by_customer > 0, "at least one customer cancellation must win");
 }
 
@@ -83,16 +103,24 @@ async fn a_demo_load_keeps_every_invariant() {
 async fn late_cancels_are_refused_with_a_reason(settings: &Settings, report: &demo::DemoReport) {
     let api = format!("http://127.0.0.1:{}", settings.http.order_api_port);
     let client = reqwest::Client::new();
-    for (outcome, expected) in [("CONFIRMED", "already confirmed"), ("CANCELLED (payment_failed)", "already cancelled (payment_failed)")] {
-        let order = report.orders.iter().find(|o| report.final_outcome(&o.order_id) == outcome).expect("an order with that outcome");
-        let response = client.post(format!("{api}/orders/{}/cancel", order.order_id)).send().await.expect("POST cancel");
+    for (outcome, expected) in
+        [("CONFIRMED", "already confirmed"), ("CANCELLED (payment_failed)", "already cancelled (payment_failed)")]
+    {
+        let order = report
+            .orders
+            .iter()
+            .find(|o| report.final_outcome(&o.order_id) == outcome)
+            .expect("an order with that outcome");
+        let response =
+            client.post(format!("{api}/orders/{}/cancel", order.order_id)).send().await.expect("POST cancel");
         assert_eq!(response.status().as_u16(), 409, "a cancel of a {outcome} order");
         let body: serde_json::Value = response.json().await.expect("a JSON error");
         let message = body["error"].as_str().unwrap_or_default();
         assert!(message.contains(expected), "{outcome}: {message}");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let confirmed = report.orders.iter().find(|o| report.final_outcome(&o.order_id) == "CONFIRMED").expect("a confirmed order");
+    let confirmed =
+        report.orders.iter().find(|o| report.final_outcome(&o.order_id) == "CONFIRMED").expect("a confirmed order");
     let view: serde_json::Value = client
         .get(format!("{api}/orders/{}", confirmed.order_id))
         .send()
@@ -115,11 +143,23 @@ async fn a_reader_sees_its_own_write(settings: &Settings) {
         "items": [{"product_id": "e2e-product", "quantity": 1, "unit_price": 100}],
         "shipping_address": {"line1": "1 Example Street", "city": "Berlin", "postal_code": "10115", "country": "DE"},
     });
-    let accepted: serde_json::Value =
-        client.post(format!("{api}/orders")).json(&body).send().await.expect("POST /orders").json().await.expect("JSON");
-    let (order_id, version) = (accepted["order_id"].as_str().expect("order_id"), accepted["version"].as_i64().expect("version"));
+    let accepted: serde_json::Value = client
+        .post(format!("{api}/orders"))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST /orders")
+        .json()
+        .await
+        .expect("JSON");
+    let (order_id, version) =
+        (accepted["order_id"].as_str().expect("order_id"), accepted["version"].as_i64().expect("version"));
     let response = client.get(format!("{api}/orders/{order_id}?min_version={version}")).send().await.expect("GET");
-    assert_eq!(response.headers().get(pipeline::projector::FRESH_HEADER).map(|v| v.as_bytes().to_vec()), Some(b"true".to_vec()), "fresh within the wait");
+    assert_eq!(
+        response.headers().get(pipeline::projector::FRESH_HEADER).map(|v| v.as_bytes().to_vec()),
+        Some(b"true".to_vec()),
+        "fresh within the wait"
+    );
     let view: serde_json::Value = response.json().await.expect("an order");
     assert!(view["order_version"].as_i64() >= Some(version), "{view}");
 }
@@ -148,7 +188,8 @@ async fn a_trace_follows_an_order_through_every_topic(settings: &Settings) {
     let order_id = accepted["order_id"].as_str().expect("order_id").to_string();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let view: serde_json::Value = client.get(format!("{api}/orders/{order_id}")).send().await.expect("GET").json().await.unwrap_or_default();
+        let view: serde_json::Value =
+            client.get(format!("{api}/orders/{order_id}")).send().await.expect("GET").json().await.unwrap_or_default();
         if view["status"] == "CONFIRMED" {
             break;
         }
@@ -163,8 +204,16 @@ async fn a_trace_follows_an_order_through_every_topic(settings: &Settings) {
             .collect();
         assert!(!records.is_empty(), "no event of the traced order on {topic}");
         for record in &records {
-            let traceparent = record.header("traceparent").map(|value| String::from_utf8_lossy(value).into_owned()).unwrap_or_default();
-            assert_eq!(traceparent.split('-').nth(1), Some(trace_id.as_str()), "{topic} offset {}: traceparent {traceparent:?}", record.offset);
+            let traceparent = record
+                .header("traceparent")
+                .map(|value| String::from_utf8_lossy(value).into_owned())
+                .unwrap_or_default();
+            assert_eq!(
+                traceparent.split('-').nth(1),
+                Some(trace_id.as_str()),
+                "{topic} offset {}: traceparent {traceparent:?}",
+                record.offset
+            );
         }
     }
 }

@@ -90,7 +90,13 @@ async fn outbox_insert_becomes_a_keyed_kafka_record() {
     config.insert("database.port".into(), json!(integration_tests::stack::port("POSTGRES_PORT").to_string()));
     connector["name"] = json!(name);
 
-    let cleanup = Cleanup { connect: connect.clone(), connector: name.clone(), slot: id.clone(), publication: id.clone(), schema: schema.clone() };
+    let cleanup = Cleanup {
+        connect: connect.clone(),
+        connector: name.clone(),
+        slot: id.clone(),
+        publication: id.clone(),
+        schema: schema.clone(),
+    };
 
     let response = reqwest::Client::new()
         .post(format!("{connect}/connectors"))
@@ -121,7 +127,12 @@ async fn outbox_insert_becomes_a_keyed_kafka_record() {
     }
 
     // The password reached the connector through the worker's config provider, never the API.
-    let shown: Value = reqwest::get(format!("{connect}/connectors/{name}/config")).await.expect("GET config").json().await.expect("JSON");
+    let shown: Value = reqwest::get(format!("{connect}/connectors/{name}/config"))
+        .await
+        .expect("GET config")
+        .json()
+        .await
+        .expect("JSON");
     let password = shown["database.password"].as_str().unwrap_or_default();
     assert!(password.starts_with("${env:") && !password.contains("saga"), "the connector config shows {password:?}");
 
@@ -141,9 +152,8 @@ async fn outbox_insert_becomes_a_keyed_kafka_record() {
     let state = connector_state(&connect, &name).await;
     cleanup.run(&db).await;
 
-    let record = records
-        .first()
-        .unwrap_or_else(|| panic!("no record reached {topic} within 60s; connector status: {state}"));
+    let record =
+        records.first().unwrap_or_else(|| panic!("no record reached {topic} within 60s; connector status: {state}"));
     assert_eq!(record.key.as_deref(), Some(b"order-42".as_slice()), "key must be the aggregate id");
     assert_eq!(record.value.as_deref(), Some(payload.as_slice()), "payload bytes must pass through untouched");
     assert_eq!(record.header("event_id"), Some(event_id.as_bytes()));
@@ -176,15 +186,23 @@ impl OutboxConnector {
         db.batch_execute(&format!("create schema {id}; set search_path to {id}; {migration}; reset search_path"))
             .await
             .expect("apply the outbox migration in the test schema");
-        let outbox = OutboxConnector { connect: connect_url(), db, id: id.to_string(), name: format!("dup-outbox-{id}"), cleaned: false };
+        let outbox = OutboxConnector {
+            connect: connect_url(),
+            db,
+            id: id.to_string(),
+            name: format!("dup-outbox-{id}"),
+            cleaned: false,
+        };
         outbox.register(None).await;
         outbox
     }
 
     /// Registers the connector (again), with `snapshot.mode` if given, and waits for its task to run.
     async fn register(&self, snapshot_mode: Option<&str>) {
-        let mut connector: Value =
-            serde_json::from_str(&std::fs::read_to_string(repo_root().join("connectors/debezium/order-outbox.json")).unwrap()).expect("connector JSON");
+        let mut connector: Value = serde_json::from_str(
+            &std::fs::read_to_string(repo_root().join("connectors/debezium/order-outbox.json")).unwrap(),
+        )
+        .expect("connector JSON");
         let config = connector["config"].as_object_mut().unwrap();
         for (key, value) in [("slot.name", &self.id), ("publication.name", &self.id), ("topic.prefix", &self.id)] {
             config.insert(key.into(), json!(value));
@@ -197,14 +215,22 @@ impl OutboxConnector {
         connector["name"] = json!(self.name);
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            let response = reqwest::Client::new().post(format!("{}/connectors", self.connect)).json(&connector).send().await.expect("POST /connectors");
+            let response = reqwest::Client::new()
+                .post(format!("{}/connectors", self.connect))
+                .json(&connector)
+                .send()
+                .await
+                .expect("POST /connectors");
             let status = response.status();
             if status.is_success() {
                 break;
             }
             // 409: a rebalance in progress, or the deleted connector not gone yet.
             let body = response.text().await.unwrap_or_default();
-            assert!(status == reqwest::StatusCode::CONFLICT && Instant::now() < deadline, "kafka connect refused the outbox connector ({status}): {body}");
+            assert!(
+                status == reqwest::StatusCode::CONFLICT && Instant::now() < deadline,
+                "kafka connect refused the outbox connector ({status}): {body}"
+            );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         loop {
@@ -221,21 +247,40 @@ impl OutboxConnector {
     /// Deletes the connector (its offsets stay in Connect, its slot in PostgreSQL) and waits
     /// until its task has let go of the slot.
     async fn delete(&self) {
-        let response = reqwest::Client::new().delete(format!("{}/connectors/{}", self.connect, self.name)).send().await.expect("DELETE /connectors");
+        let response = reqwest::Client::new()
+            .delete(format!("{}/connectors/{}", self.connect, self.name))
+            .send()
+            .await
+            .expect("DELETE /connectors");
         assert!(response.status().is_success(), "kafka connect did not delete {}: {}", self.name, response.status());
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let row = self.db.query_one("select count(*) from pg_replication_slots where slot_name = $1 and active", &[&self.id]).await.expect("pg_replication_slots");
+            let row = self
+                .db
+                .query_one("select count(*) from pg_replication_slots where slot_name = $1 and active", &[&self.id])
+                .await
+                .expect("pg_replication_slots");
             if row.get::<_, i64>(0) == 0 {
                 break;
             }
-            assert!(Instant::now() < deadline, "the replication slot {} stayed active after the connector was deleted", self.id);
+            assert!(
+                Instant::now() < deadline,
+                "the replication slot {} stayed active after the connector was deleted",
+                self.id
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
     /// An outbox row as the order service writes it: `event` under the outbox row id `row_id`.
-    async fn insert(&self, db: &impl tokio_postgres::GenericClient, row_id: uuid::Uuid, aggregate_type: &str, event: &SagaEvent, payload: &[u8]) {
+    async fn insert(
+        &self,
+        db: &impl tokio_postgres::GenericClient,
+        row_id: uuid::Uuid,
+        aggregate_type: &str,
+        event: &SagaEvent,
+        payload: &[u8],
+    ) {
         let row_id = row_id.to_string();
         db.execute(
             &format!(
@@ -250,7 +295,13 @@ impl OutboxConnector {
     }
 
     fn leftovers(&self) -> Cleanup {
-        Cleanup { connect: self.connect.clone(), connector: self.name.clone(), slot: self.id.clone(), publication: self.id.clone(), schema: self.id.clone() }
+        Cleanup {
+            connect: self.connect.clone(),
+            connector: self.name.clone(),
+            slot: self.id.clone(),
+            publication: self.id.clone(),
+            schema: self.id.clone(),
+        }
     }
 
     async fn cleanup(mut self) {
@@ -283,7 +334,9 @@ impl Drop for OutboxConnector {
 fn everything(run: &SagaRun, topic: &str) -> Vec<Delivered> {
     read_to_end(&run.bootstrap, topic, "read_committed")
         .into_iter()
-        .filter_map(|record| Some(Delivered { event: run.serde.deserialize(topic, record.value.as_deref()?).ok()?, record }))
+        .filter_map(|record| {
+            Some(Delivered { event: run.serde.deserialize(topic, record.value.as_deref()?).ok()?, record })
+        })
         .collect()
 }
 
@@ -291,8 +344,12 @@ fn everything(run: &SagaRun, topic: &str) -> Vec<Delivered> {
 /// partition has been processed: each order of `orders` confirmed, charged, reserved and shipped
 /// once, one shipments row, its guard COMPLETED, nothing dead-lettered.
 async fn side_effects_happened_once(run: SagaRun, orders: &[&str]) {
-    let (decided, payments, stock, shipped) =
-        (everything(&run, &run.topics.order), everything(&run, &run.topics.payment), everything(&run, &run.topics.inventory), everything(&run, &run.topics.shipping));
+    let (decided, payments, stock, shipped) = (
+        everything(&run, &run.topics.order),
+        everything(&run, &run.topics.payment),
+        everything(&run, &run.topics.inventory),
+        everything(&run, &run.topics.shipping),
+    );
     let dead: Vec<_> = [&run.topics.order, &run.topics.payment, &run.topics.inventory, &run.topics.shipping]
         .into_iter()
         .flat_map(|topic| read_to_end(&run.bootstrap, &format!("{topic}.dlq"), "read_committed"))
@@ -308,9 +365,18 @@ async fn side_effects_happened_once(run: SagaRun, orders: &[&str]) {
             (&stock, EventType::InventoryReserved),
             (&shipped, EventType::ShipmentCreated),
         ] {
-            assert_eq!(saga::of(events, order, event_type).len(), 1, "{order}: one {event_type:?}: {:?}", saga::summary(events, order));
+            assert_eq!(
+                saga::of(events, order, event_type).len(),
+                1,
+                "{order}: one {event_type:?}: {:?}",
+                saga::summary(events, order)
+            );
         }
-        assert!(saga::of(&decided, order, EventType::OrderCancelled).is_empty(), "{order} was cancelled: {:?}", saga::summary(&decided, order));
+        assert!(
+            saga::of(&decided, order, EventType::OrderCancelled).is_empty(),
+            "{order} was cancelled: {:?}",
+            saga::summary(&decided, order)
+        );
         assert_eq!(saga::shipments_of(order).await.len(), 1, "{order}: one shipments row");
         assert_eq!(saga::shipment_guard_state(&mut redis, order).as_deref(), Some("COMPLETED"), "{order}: the guard");
     }
@@ -325,19 +391,23 @@ async fn the_same_outbox_event_twice_has_its_side_effects_once() {
     let id = unique("dbzdup");
     let serde = saga::event_serde().await;
     // One partition: the sentinel placed last is processed last by every participant.
-    let run = SagaRun::start(&id, &serde, RunOptions { partitions: 1, step_timeout: Some(Duration::from_secs(120)) }).await;
+    let run =
+        SagaRun::start(&id, &serde, RunOptions { partitions: 1, step_timeout: Some(Duration::from_secs(120)) }).await;
     let aggregate_type = run.topics.order.trim_end_matches(".events").to_string();
     let outbox = OutboxConnector::create(&id).await;
     let customer = format!("{id}-customer");
-    let (twice, again, once, sentinel) = (format!("{id}-twice"), format!("{id}-again"), format!("{id}-once"), format!("{id}-sentinel"));
+    let (twice, again, once, sentinel) =
+        (format!("{id}-twice"), format!("{id}-again"), format!("{id}-once"), format!("{id}-sentinel"));
     let placed = |order: &str| {
         let event = saga::order_placed(order, &customer);
         let bytes = serde.serialize(&run.topics.order, &event).expect("an OrderPlaced");
         (event, bytes)
     };
 
-    let ((twice_event, twice_bytes), (again_event, again_bytes), (once_event, once_bytes)) = (placed(&twice), placed(&again), placed(&once));
-    let (mut db, connection) = tokio_postgres::connect(&postgres_config(), tokio_postgres::NoTls).await.expect("postgres");
+    let ((twice_event, twice_bytes), (again_event, again_bytes), (once_event, once_bytes)) =
+        (placed(&twice), placed(&again), placed(&once));
+    let (mut db, connection) =
+        tokio_postgres::connect(&postgres_config(), tokio_postgres::NoTls).await.expect("postgres");
     tokio::spawn(connection);
     let tx = db.transaction().await.expect("begin");
     outbox.insert(&tx, uuid::Uuid::new_v4(), &aggregate_type, &twice_event, &twice_bytes).await;
@@ -345,17 +415,26 @@ async fn the_same_outbox_event_twice_has_its_side_effects_once() {
     tx.commit().await.expect("commit");
     let again_row = uuid::Uuid::new_v4();
     outbox.insert(&outbox.db, again_row, &aggregate_type, &again_event, &again_bytes).await;
-    outbox.db.execute(&format!("delete from {id}.outbox where id = $1::text::uuid"), &[&again_row.to_string()]).await.expect("delete");
+    outbox
+        .db
+        .execute(&format!("delete from {id}.outbox where id = $1::text::uuid"), &[&again_row.to_string()])
+        .await
+        .expect("delete");
     outbox.insert(&outbox.db, again_row, &aggregate_type, &again_event, &again_bytes).await;
     outbox.insert(&outbox.db, uuid::Uuid::new_v4(), &aggregate_type, &once_event, &once_bytes).await;
 
     // Both copies are on the topic, byte for byte.
     let placed_copies = |events: &[Delivered], order: &str| saga::of(events, order, EventType::OrderPlaced).len();
-    let delivered = run.events(&run.topics.order, |events| placed_copies(events, &twice) == 2 && placed_copies(events, &again) == 2 && placed_copies(events, &once) == 1);
+    let delivered = run.events(&run.topics.order, |events| {
+        placed_copies(events, &twice) == 2 && placed_copies(events, &again) == 2 && placed_copies(events, &once) == 1
+    });
     for (order, bytes) in [(&twice, &twice_bytes), (&again, &again_bytes)] {
         let copies = saga::of(&delivered, order, EventType::OrderPlaced);
         assert_eq!(copies.len(), 2, "{order}: both copies reached the topic: {:?}", saga::summary(&delivered, order));
-        assert!(copies.iter().all(|copy| copy.record.value.as_deref() == Some(bytes.as_slice())), "{order}: the payload untouched");
+        assert!(
+            copies.iter().all(|copy| copy.record.value.as_deref() == Some(bytes.as_slice())),
+            "{order}: the payload untouched"
+        );
     }
     let (sentinel_event, sentinel_bytes) = placed(&sentinel);
     outbox.insert(&outbox.db, uuid::Uuid::new_v4(), &aggregate_type, &sentinel_event, &sentinel_bytes).await;
@@ -371,7 +450,8 @@ async fn the_same_outbox_event_twice_has_its_side_effects_once() {
 async fn a_replayed_snapshot_has_its_side_effects_once() {
     let id = unique("dbzsnap");
     let serde = saga::event_serde().await;
-    let run = SagaRun::start(&id, &serde, RunOptions { partitions: 1, step_timeout: Some(Duration::from_secs(120)) }).await;
+    let run =
+        SagaRun::start(&id, &serde, RunOptions { partitions: 1, step_timeout: Some(Duration::from_secs(120)) }).await;
     let aggregate_type = run.topics.order.trim_end_matches(".events").to_string();
     let outbox = OutboxConnector::create(&id).await;
     let customer = format!("{id}-customer");
@@ -385,14 +465,22 @@ async fn a_replayed_snapshot_has_its_side_effects_once() {
         let (event, bytes) = placed(order);
         outbox.insert(&outbox.db, uuid::Uuid::new_v4(), &aggregate_type, &event, &bytes).await;
     }
-    let _ = run.events(&run.topics.order, |events| orders.iter().all(|order| !saga::of(events, order, EventType::OrderConfirmed).is_empty()));
+    let _ = run.events(&run.topics.order, |events| {
+        orders.iter().all(|order| !saga::of(events, order, EventType::OrderConfirmed).is_empty())
+    });
 
     // The replay: every row of the table again, after the orders are confirmed.
     outbox.delete().await;
     outbox.register(Some("always")).await;
-    let copies = run.events(&run.topics.order, |events| orders.iter().all(|order| saga::of(events, order, EventType::OrderPlaced).len() >= 2));
+    let copies = run.events(&run.topics.order, |events| {
+        orders.iter().all(|order| saga::of(events, order, EventType::OrderPlaced).len() >= 2)
+    });
     for order in &orders {
-        assert!(saga::of(&copies, order, EventType::OrderPlaced).len() >= 2, "{order}: the snapshot delivered it again: {:?}", saga::summary(&copies, order));
+        assert!(
+            saga::of(&copies, order, EventType::OrderPlaced).len() >= 2,
+            "{order}: the snapshot delivered it again: {:?}",
+            saga::summary(&copies, order)
+        );
     }
     let sentinel = format!("{id}-sentinel");
     let (event, bytes) = placed(&sentinel);

@@ -7,15 +7,12 @@ use std::time::Duration;
 use integration_tests::kafka::{create_topic, read_topic};
 use integration_tests::stack::{kafka_bootstrap, unique};
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer, DefaultProducerContext};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, value: &str) {
-    producer
-        .send(BaseRecord::to(topic).key("k").payload(value))
-        .map_err(|(e, _)| e)
-        .expect("enqueue record");
+    producer.send(BaseRecord::to(topic).key("k").payload(value)).map_err(|(e, _)| e).expect("enqueue record");
 }
 
 #[tokio::test]
@@ -88,7 +85,10 @@ async fn consumer_lag_reads_0_for_a_caught_up_group_whatever_markers_follow() {
         .expect("transactional producer");
     producer.init_transactions(TIMEOUT).expect("init_transactions");
     let send_to = |partition: i32, value: &str| {
-        producer.send(BaseRecord::to(&topic).partition(partition).key("k").payload(value)).map_err(|(e, _)| e).expect("enqueue");
+        producer
+            .send(BaseRecord::to(&topic).partition(partition).key("k").payload(value))
+            .map_err(|(e, _)| e)
+            .expect("enqueue");
     };
     // Partition 0: three committed records, then an aborted batch; partition 1: two committed.
     producer.begin_transaction().expect("begin");
@@ -119,7 +119,8 @@ async fn consumer_lag_reads_0_for_a_caught_up_group_whatever_markers_follow() {
         assert!(std::time::Instant::now() < deadline, "read {read} of the 5 committed records within {TIMEOUT:?}");
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let message = message.expect("a record");
-            next.add_partition_offset(&topic, message.partition(), Offset::Offset(message.offset() + 1)).expect("offset");
+            next.add_partition_offset(&topic, message.partition(), Offset::Offset(message.offset() + 1))
+                .expect("offset");
             read += 1;
         }
     }
@@ -137,7 +138,10 @@ async fn consumer_lag_reads_0_for_a_caught_up_group_whatever_markers_follow() {
     let reader = LagReader::new(&bootstrap, vec![watched(&caught_up), watched(&behind)]).expect("lag reader");
     let lags = tokio::task::spawn_blocking(move || reader.read()).await.expect("lag thread").expect("lag read");
     let of = |group: &str, partition: i32| {
-        lags.iter().find(|lag| lag.group == group && lag.partition == partition).unwrap_or_else(|| panic!("{group}/{partition} in {lags:?}")).clone()
+        lags.iter()
+            .find(|lag| lag.group == group && lag.partition == partition)
+            .unwrap_or_else(|| panic!("{group}/{partition} in {lags:?}"))
+            .clone()
     };
     for partition in [0, 1] {
         let lag = of(&caught_up, partition);

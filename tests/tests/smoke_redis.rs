@@ -51,11 +51,20 @@ async fn the_idempotency_guard_leases_completes_and_takes_over_an_expired_lease(
 
     // A crashed holder: its lease runs out and the next attempt takes the key over.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let Ok(Claim::Acquired(second)) = guard.claim("k", Some("body-1")).await else { panic!("an expired lease is taken over") };
+    let Ok(Claim::Acquired(second)) = guard.claim("k", Some("body-1")).await else {
+        panic!("an expired lease is taken over")
+    };
     guard.release(&first).await.expect("release");
-    assert_eq!(guard.claim("k", Some("body-1")).await, Ok(Claim::InProgress), "the first attempt cannot give up the second's lease");
+    assert_eq!(
+        guard.claim("k", Some("body-1")).await,
+        Ok(Claim::InProgress),
+        "the first attempt cannot give up the second's lease"
+    );
     guard.complete("k", Some(&serde_json::json!({"order_id": "o-1"})), Some("body-1")).await.expect("complete");
-    assert_eq!(guard.claim("k", Some("body-1")).await, Ok(Claim::Completed(Some(serde_json::json!({"order_id": "o-1"})))));
+    assert_eq!(
+        guard.claim("k", Some("body-1")).await,
+        Ok(Claim::Completed(Some(serde_json::json!({"order_id": "o-1"}))))
+    );
     guard.release(&second).await.expect("release after completion is harmless");
     assert!(matches!(guard.claim("k", None).await, Ok(Claim::Completed(_))), "COMPLETED outlives a late release");
 

@@ -37,7 +37,8 @@ fn options() -> Result<Options> {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--rates" => {
-                options.rates = value()?.split(',').map(|r| r.trim().parse::<f64>()).collect::<Result<_, _>>().context("--rates")?
+                options.rates =
+                    value()?.split(',').map(|r| r.trim().parse::<f64>()).collect::<Result<_, _>>().context("--rates")?
             }
             "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
             "--config" => options.config = value()?.into(),
@@ -115,13 +116,23 @@ async fn main() -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
-        let demo_options = DemoOptions { orders, concurrency: 64, rate: Some(*rate), settle_timeout: Duration::from_secs(600), racing_cancels: false, poison_percent: 0.0 };
+        let demo_options = DemoOptions {
+            orders,
+            concurrency: 64,
+            rate: Some(*rate),
+            settle_timeout: Duration::from_secs(600),
+            racing_cancels: false,
+            poison_percent: 0.0,
+        };
         let started = std::time::Instant::now();
         let report = demo::run(&settings, &demo_options, false).await?;
         sampler.abort();
         let after = commit_totals();
         // What the participants cost the broker: their transactions (committed) per second.
-        let transactions: u64 = after.iter().map(|(app, (_, count))| count.saturating_sub(before.get(app).map_or(0, |(_, count0)| *count0))).sum();
+        let transactions: u64 = after
+            .iter()
+            .map(|(app, (_, count))| count.saturating_sub(before.get(app).map_or(0, |(_, count0)| *count0)))
+            .sum();
         let transactions_per_second = transactions as f64 / started.elapsed().as_secs_f64();
         let commits: Vec<String> = after
             .iter()
@@ -131,8 +142,12 @@ async fn main() -> Result<()> {
                 format!("{app}={:.1}", (sum - sum0) * 1000.0 / n as f64)
             })
             .collect();
-        let lags: Vec<String> =
-            max_lag.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(group, lag)| format!("{group}={lag}")).collect();
+        let lags: Vec<String> = max_lag
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(group, lag)| format!("{group}={lag}"))
+            .collect();
         let (p50, p95, p99) = report.latency_ms.unwrap_or((-1, -1, -1));
         println!(
             "{:>8.0} {:>10.1} {:>9} {:>9} {:>9} {:>7.0}  {:<44} {}{}",

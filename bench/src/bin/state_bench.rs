@@ -50,7 +50,10 @@ fn main() -> Result<()> {
     let bootstrap = format!("127.0.0.1:{}", std::env::var("KAFKA_PORT").unwrap_or_else(|_| "9092".into()));
     let state_dir = tempfile_dir()?;
     println!("state-bench: one partition, 8-byte keys, 8-byte values; state dir {}", state_dir.display());
-    println!("{:<10} {:>10} {:<22} {:>10} {:>12} {:>10}", "case", "entries", "store", "seconds", "records/s", "peak RSS");
+    println!(
+        "{:<10} {:>10} {:<22} {:>10} {:>12} {:>10}",
+        "case", "entries", "store", "seconds", "records/s", "peak RSS"
+    );
     for &n in &entries {
         let app = format!("state-bench-{}", uuid::Uuid::new_v4().simple());
         let input = format!("{app}-input");
@@ -58,13 +61,23 @@ fn main() -> Result<()> {
         let changelog = create_internal_topics(&bootstrap, &app, &input, &state_dir)?;
         preload(&bootstrap, &changelog, n)?;
         for store in &stores {
-            let runs: &[&str] = if store == "persistent" { &["full restore", "after checkpoint"] } else { &["full restore"] };
+            let runs: &[&str] =
+                if store == "persistent" { &["full restore", "after checkpoint"] } else { &["full restore"] };
             let dir = state_dir.join(format!("{app}-{store}"));
             for run in runs {
-                let line = run_child(&["restore", &bootstrap, &app, &input, store, &dir.to_string_lossy(), &n.to_string()])?;
+                let line =
+                    run_child(&["restore", &bootstrap, &app, &input, store, &dir.to_string_lossy(), &n.to_string()])?;
                 let [seconds, records, rss] = parse_figures(&line)?;
                 let rate = if seconds > 0.0 { records / seconds } else { 0.0 };
-                println!("{:<10} {:>10} {:<22} {:>10.2} {:>12.0} {:>7.0} MB", "restore", n, format!("{store} ({run})"), seconds, rate, rss);
+                println!(
+                    "{:<10} {:>10} {:<22} {:>10.2} {:>12.0} {:>7.0} MB",
+                    "restore",
+                    n,
+                    format!("{store} ({run})"),
+                    seconds,
+                    rate,
+                    rss
+                );
             }
         }
     }
@@ -75,9 +88,18 @@ fn main() -> Result<()> {
         bench::kafka::create_topics(&bootstrap, &[&input, &output], 1)?;
         preload_distinct(&bootstrap, &input, keys)?;
         let dir = state_dir.join(format!("{app}-{store}"));
-        let line = run_child(&["aggregate", &bootstrap, &app, &input, store, &dir.to_string_lossy(), &keys.to_string()])?;
+        let line =
+            run_child(&["aggregate", &bootstrap, &app, &input, store, &dir.to_string_lossy(), &keys.to_string()])?;
         let [seconds, records, rss] = parse_figures(&line)?;
-        println!("{:<10} {:>10} {:<22} {:>10.2} {:>12.0} {:>7.0} MB", "aggregate", keys, store, seconds, records / seconds.max(f64::EPSILON), rss);
+        println!(
+            "{:<10} {:>10} {:<22} {:>10.2} {:>12.0} {:>7.0} MB",
+            "aggregate",
+            keys,
+            store,
+            seconds,
+            records / seconds.max(f64::EPSILON),
+            rss
+        );
     }
     let _ = std::fs::remove_dir_all(&state_dir);
     Ok(())
@@ -119,7 +141,11 @@ fn config(bootstrap: &str, app: &str, store: &str, dir: &Path) -> Result<Streams
 
 /// Starts the app once so that it creates its internal topics; returns the changelog to preload.
 fn create_internal_topics(bootstrap: &str, app: &str, input: &str, dir: &Path) -> Result<String> {
-    let streams = KafkaStreams::start(topology(app, input), config(bootstrap, app, "in_memory", &dir.join("setup"))?, &prometheus::Registry::new())?;
+    let streams = KafkaStreams::start(
+        topology(app, input),
+        config(bootstrap, app, "in_memory", &dir.join("setup"))?,
+        &prometheus::Registry::new(),
+    )?;
     wait_running(&streams, Duration::from_secs(60))?;
     streams.close()?;
     Ok(format!("{app}-{STORE}-changelog"))
@@ -143,7 +169,12 @@ fn preload_distinct(bootstrap: &str, topic: &str, count: u64) -> Result<()> {
     Ok(())
 }
 
-fn send(producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>, topic: &str, key: &[u8], value: &[u8]) {
+fn send(
+    producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+) {
     let mut record = BaseRecord::to(topic).key(key).payload(value).partition(0);
     while let Err((_, returned)) = producer.send(record) {
         std::thread::sleep(Duration::from_millis(1));
@@ -152,7 +183,8 @@ fn send(producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::Defaul
 }
 
 fn run_child(args: &[&str]) -> Result<String> {
-    let output = Command::new(std::env::current_exe()?).arg("--child").args(args).output().context("running a measurement")?;
+    let output =
+        Command::new(std::env::current_exe()?).arg("--child").args(args).output().context("running a measurement")?;
     if !output.status.success() {
         bail!("a measurement failed: {}", String::from_utf8_lossy(&output.stderr));
     }
@@ -161,7 +193,11 @@ fn run_child(args: &[&str]) -> Result<String> {
 }
 
 fn parse_figures(line: &str) -> Result<[f64; 3]> {
-    let figures: Vec<f64> = line.split_whitespace().map(str::parse).collect::<Result<_, _>>().with_context(|| format!("figures: {line}"))?;
+    let figures: Vec<f64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("figures: {line}"))?;
     figures.try_into().map_err(|_| anyhow::anyhow!("three figures expected: {line}"))
 }
 
@@ -175,7 +211,10 @@ fn child(args: &[String]) -> Result<()> {
     let (seconds, records) = match case.as_str() {
         "restore" => {
             wait_running(&streams, Duration::from_secs(600))?;
-            (metric_sum(&registry, "streams_restore_duration_seconds"), metric_sum(&registry, "streams_restore_records_total"))
+            (
+                metric_sum(&registry, "streams_restore_duration_seconds"),
+                metric_sum(&registry, "streams_restore_records_total"),
+            )
         }
         "aggregate" => {
             let consumer = bench::kafka::read_committed_consumer(bootstrap, &format!("{app}-output"))?;
@@ -215,12 +254,17 @@ fn metric_sum(registry: &prometheus::Registry, name: &str) -> f64 {
         .gather()
         .iter()
         .filter(|family| family.name() == name)
-        .flat_map(|family| family.get_metric().iter().map(|m| m.get_histogram().get_sample_sum() + m.get_counter().value()))
+        .flat_map(|family| {
+            family.get_metric().iter().map(|m| m.get_histogram().get_sample_sum() + m.get_counter().value())
+        })
         .sum()
 }
 
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb = status.lines().find_map(|line| line.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    let kb = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
     kb.unwrap_or(0.0) / 1024.0
 }

@@ -109,7 +109,10 @@ fn open(engine: &str, dir: &Path) -> Box<dyn Engine> {
 }
 
 fn engines() -> Vec<&'static str> {
-    [cfg!(feature = "fjall").then_some("fjall"), cfg!(feature = "rocksdb").then_some("rocksdb")].into_iter().flatten().collect()
+    [cfg!(feature = "fjall").then_some("fjall"), cfg!(feature = "rocksdb").then_some("rocksdb")]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// A key spread over the keyspace, as hashed order ids are.
@@ -119,7 +122,11 @@ fn key(n: u64) -> [u8; 8] {
 
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0.0);
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
     kb / 1024.0
 }
 
@@ -162,7 +169,8 @@ fn child(engine: &str, case: &str, n: u64, dir: &Path) {
 
 fn run_child(engine: &str, case: &str, n: u64, dir: &Path) -> (f64, f64) {
     let exe = std::env::current_exe().expect("this binary");
-    let output = Command::new(exe).args(["--child", engine, case, &n.to_string()]).arg(dir).output().expect("a child run");
+    let output =
+        Command::new(exe).args(["--child", engine, case, &n.to_string()]).arg(dir).output().expect("a child run");
     assert!(output.status.success(), "{engine} {case} {n}: {}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8_lossy(&output.stdout);
     let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().expect("a figure"));
@@ -189,7 +197,10 @@ fn main() {
         }
     }
     println!("store-engines: 8-byte keys and values, lz4; engines built in: {:?}", engines());
-    println!("{:<8} {:<10} {:>10} {:>9} {:>12} {:>13} {:>9}", "engine", "case", "entries", "seconds", "records/s", "peak RSS MB", "disk MB");
+    println!(
+        "{:<8} {:<10} {:>10} {:>9} {:>12} {:>13} {:>9}",
+        "engine", "case", "entries", "seconds", "records/s", "peak RSS MB", "disk MB"
+    );
     for engine in engines() {
         for (case, sizes) in [("restore", &entries), ("aggregate", &keys)] {
             for &n in sizes {
@@ -206,7 +217,10 @@ fn main() {
                         "aggregate" => format!("{:.0}", 2.0 * n as f64 / seconds),
                         _ => format!("{:.0}", n as f64 / seconds),
                     };
-                    println!("{engine:<8} {case:<10} {n:>10} {seconds:>9.2} {rate:>12} {rss:>13.0} {:>9.1}", disk_mb(dir.path()));
+                    println!(
+                        "{engine:<8} {case:<10} {n:>10} {seconds:>9.2} {rate:>12} {rss:>13.0} {:>9.1}",
+                        disk_mb(dir.path())
+                    );
                 }
             }
         }
@@ -216,7 +230,9 @@ fn main() {
 fn disk_mb(dir: &Path) -> f64 {
     fn walk(path: &Path) -> u64 {
         match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => std::fs::read_dir(path).map(|entries| entries.flatten().map(|e| walk(&e.path())).sum()).unwrap_or(0),
+            Ok(meta) if meta.is_dir() => {
+                std::fs::read_dir(path).map(|entries| entries.flatten().map(|e| walk(&e.path())).sum()).unwrap_or(0)
+            }
             Ok(meta) => meta.len(),
             Err(_) => 0,
         }

@@ -37,11 +37,13 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
     }
 
     fn finish(self, default: Option<String>) -> HashMap<String, KStream<K, V>> {
-        let predicates: Vec<Predicate<K, V>> = self.branches.iter().map(|(_, predicate)| Arc::clone(predicate)).collect();
+        let predicates: Vec<Predicate<K, V>> =
+            self.branches.iter().map(|(_, predicate)| Arc::clone(predicate)).collect();
         let default_index = default.as_ref().map(|_| predicates.len());
         // Branch i is child i of the split node: children are kept in creation order.
         let split_op = stateless(move |record: Record<K, V>, ctx| {
-            let matched = predicates.iter().position(|predicate| predicate(&record.key, &record.value)).or(default_index);
+            let matched =
+                predicates.iter().position(|predicate| predicate(&record.key, &record.value)).or(default_index);
             match matched {
                 Some(index) => ctx.forward_to_child(index, record),
                 None => Ok(()),
@@ -59,7 +61,12 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
         for name in names {
             let pass_through = stateless_factory(stateless(|record: Record<K, V>, ctx| ctx.forward(record)));
             let mut graph = self.stream.graph.borrow_mut();
-            let node = graph.add_node(NodeDef::new(format!("{split_name}-{name}"), NodeRole::Processor, vec![split], pass_through));
+            let node = graph.add_node(NodeDef::new(
+                format!("{split_name}-{name}"),
+                NodeRole::Processor,
+                vec![split],
+                pass_through,
+            ));
             let branch = KStream { node, ..self.stream.clone() };
             if branches.insert(name.clone(), branch).is_some() {
                 graph.error(format!("{split_name}: branch '{name}' is defined twice"));

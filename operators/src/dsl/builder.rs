@@ -29,19 +29,31 @@ impl StreamsBuilder {
     pub fn stream<K: Data, V: Data>(&self, topic: &str, consumed: Consumed<K, V>) -> KStream<K, V> {
         let Consumed { key_serde, value_serde } = consumed;
         let (key, value) = (Arc::clone(&key_serde), Arc::clone(&value_serde));
-        let factory: NodeFactory = Arc::new(move |_| Box::new(SourceNode { key_serde: Arc::clone(&key), value_serde: Arc::clone(&value) }));
+        let factory: NodeFactory =
+            Arc::new(move |_| Box::new(SourceNode { key_serde: Arc::clone(&key), value_serde: Arc::clone(&value) }));
         let node = {
             let mut graph = self.graph.borrow_mut();
             let name = graph.next_name("KSTREAM-SOURCE");
             graph.add_node(NodeDef::new(name, NodeRole::Source(TopicName::User(topic.to_owned())), Vec::new(), factory))
         };
-        KStream { graph: Rc::clone(&self.graph), node, key_changed: false, key_serde: Some(key_serde), value_serde: Some(value_serde) }
+        KStream {
+            graph: Rc::clone(&self.graph),
+            node,
+            key_changed: false,
+            key_serde: Some(key_serde),
+            value_serde: Some(value_serde),
+        }
     }
 
     /// A table of the latest value per key in `topic` (a null value deletes the key),
     /// materialized in a change-logged store. Serdes missing from `materialized` default to
     /// those of `consumed`.
-    pub fn table<K: Data, V: Data>(&self, topic: &str, consumed: Consumed<K, V>, materialized: Materialized<K, V>) -> KTable<K, V> {
+    pub fn table<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
         let Consumed { key_serde, value_serde } = consumed;
         let store_serdes = StoreSerdes {
             key: materialized.key_serde.unwrap_or_else(|| Arc::clone(&key_serde)),
@@ -57,7 +69,12 @@ impl StreamsBuilder {
         });
         let (key, value, serdes) = (Arc::clone(&key_serde), Arc::clone(&value_serde), store_serdes.clone());
         let factory: NodeFactory = Arc::new(move |_| {
-            Box::new(TableSourceNode { key_serde: Arc::clone(&key), value_serde: Arc::clone(&value), store, store_serdes: serdes.clone() })
+            Box::new(TableSourceNode {
+                key_serde: Arc::clone(&key),
+                value_serde: Arc::clone(&value),
+                store,
+                store_serdes: serdes.clone(),
+            })
         });
         let name = graph.next_name("KTABLE-SOURCE");
         let role = NodeRole::Source(TopicName::User(topic.to_owned()));

@@ -58,7 +58,11 @@ impl<K, V> Grouped<K, V> {
 
 impl<K, V> Clone for Grouped<K, V> {
     fn clone(&self) -> Self {
-        Grouped { name: self.name.clone(), key_serde: Arc::clone(&self.key_serde), value_serde: Arc::clone(&self.value_serde) }
+        Grouped {
+            name: self.name.clone(),
+            key_serde: Arc::clone(&self.key_serde),
+            value_serde: Arc::clone(&self.value_serde),
+        }
     }
 }
 

@@ -29,7 +29,11 @@ pub struct KGroupedStream<K, V> {
 
 impl<K, V> Clone for KGroupedStream<K, V> {
     fn clone(&self) -> Self {
-        KGroupedStream { stream: self.stream.clone(), repartition_required: self.repartition_required, grouped: self.grouped.clone() }
+        KGroupedStream {
+            stream: self.stream.clone(),
+            repartition_required: self.repartition_required,
+            grouped: self.grouped.clone(),
+        }
     }
 }
 
@@ -46,7 +50,11 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
     /// Combines the values of each key with `reducer(aggregate, value)`; the first value is the
     /// initial aggregate.
-    pub fn reduce(&self, reducer: impl Fn(V, V) -> V + Send + Sync + 'static, materialized: Materialized<K, V>) -> KTable<K, V> {
+    pub fn reduce(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
         let reduce: AggregateFn<K, V, V> = Arc::new(move |_, value, aggregate| match aggregate {
             Some(aggregate) => reducer(aggregate, value),
             None => value,
@@ -63,7 +71,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
     ) -> KTable<K, VA> {
-        let aggregate: AggregateFn<K, V, VA> = Arc::new(move |key, value, aggregate| aggregator(key, value, aggregate.unwrap_or_else(&initializer)));
+        let aggregate: AggregateFn<K, V, VA> =
+            Arc::new(move |key, value, aggregate| aggregator(key, value, aggregate.unwrap_or_else(&initializer)));
         self.aggregate_with("KSTREAM-AGGREGATE", materialized, None, aggregate)
     }
 
@@ -84,8 +93,9 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         };
         let AggregationPlan { parent, store, store_name, serdes } = plan;
         let node_serdes = serdes.clone();
-        let factory: NodeFactory =
-            Arc::new(move |_| Box::new(AggregateNode { store, serdes: node_serdes.clone(), aggregate: Arc::clone(&aggregate) }));
+        let factory: NodeFactory = Arc::new(move |_| {
+            Box::new(AggregateNode { store, serdes: node_serdes.clone(), aggregate: Arc::clone(&aggregate) })
+        });
         let node = self.add_aggregation_node(prefix, parent, store, factory);
         let (key_serde, value_serde) = (Some(Arc::clone(&serdes.key)), Some(Arc::clone(&serdes.value)));
         KTable {
@@ -98,7 +108,13 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         }
     }
 
-    pub(crate) fn add_aggregation_node(&self, prefix: &str, parent: NodeId, store: StoreId, factory: NodeFactory) -> NodeId {
+    pub(crate) fn add_aggregation_node(
+        &self,
+        prefix: &str,
+        parent: NodeId,
+        store: StoreId,
+        factory: NodeFactory,
+    ) -> NodeId {
         let mut graph = self.stream.graph.borrow_mut();
         let name = graph.next_name(prefix);
         graph.add_node(NodeDef::new(name, NodeRole::Processor, vec![parent], factory).with_stores(vec![store]))
@@ -115,12 +131,12 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         kind: StoreKind,
     ) -> Option<AggregationPlan<K, VA>> {
         let Materialized { name, key_serde, value_serde, supplier } = materialized;
-        let store_name = name.unwrap_or_else(|| self.stream.graph.borrow_mut().next_name(&format!("{prefix}-STATE-STORE")));
+        let store_name =
+            name.unwrap_or_else(|| self.stream.graph.borrow_mut().next_name(&format!("{prefix}-STATE-STORE")));
         let Some(value_serde) = value_serde.or(default_value_serde) else {
-            self.stream
-                .graph
-                .borrow_mut()
-                .error(format!("store '{store_name}': an aggregate needs a value serde; use Materialized::with_value_serde"));
+            self.stream.graph.borrow_mut().error(format!(
+                "store '{store_name}': an aggregate needs a value serde; use Materialized::with_value_serde"
+            ));
             return None;
         };
         let parent = if self.repartition_required {
@@ -130,7 +146,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         } else {
             self.stream.node
         };
-        let serdes = StoreSerdes { key: key_serde.unwrap_or_else(|| Arc::clone(&self.grouped.key_serde)), value: value_serde };
+        let serdes =
+            StoreSerdes { key: key_serde.unwrap_or_else(|| Arc::clone(&self.grouped.key_serde)), value: value_serde };
         let store = self.stream.graph.borrow_mut().add_store(StoreDef {
             name: store_name.clone(),
             kind,

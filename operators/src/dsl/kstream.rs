@@ -4,7 +4,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{sink_factory, stateless, stateless_factory, BranchedKStream, Grouped, KGroupedStream, KTable, Processed, Produced, Repartitioned};
+use super::{
+    sink_factory, stateless, stateless_factory, BranchedKStream, Grouped, KGroupedStream, KTable, Processed, Produced,
+    Repartitioned,
+};
 use crate::graph::{GraphBuilder, NodeDef, NodeFactory, NodeId, NodeRole, StoreDef, StoreKind, TopicName};
 use crate::node::join::{JoinFn, StreamTableJoinNode};
 use crate::node::processor::ProcessorNode;
@@ -65,7 +68,15 @@ impl<K: Data, V: Data> KStream<K, V> {
     pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
         let node = self.add_stateless(
             "KSTREAM-FILTER",
-            stateless(move |record: Record<K, V>, ctx| if predicate(&record.key, &record.value) { ctx.forward(record) } else { Ok(()) }),
+            stateless(
+                move |record: Record<K, V>, ctx| {
+                    if predicate(&record.key, &record.value) {
+                        ctx.forward(record)
+                    } else {
+                        Ok(())
+                    }
+                },
+            ),
         );
         self.derived(node, self.key_changed, self.key_serde.clone(), self.value_serde.clone())
     }
@@ -76,7 +87,10 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Each record with a new key and value. Stateful operations downstream repartition.
-    pub fn map<K2: Data, V2: Data>(&self, mapper: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static) -> KStream<K2, V2> {
+    pub fn map<K2: Data, V2: Data>(
+        &self,
+        mapper: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
+    ) -> KStream<K2, V2> {
         let node = self.add_stateless(
             "KSTREAM-MAP",
             stateless(move |record: Record<K, V>, ctx| {
@@ -94,12 +108,20 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Each record with a new value computed from key and value; keys are kept.
-    pub fn map_values_with_key<V2: Data>(&self, mapper: impl Fn(&K, V) -> V2 + Send + Sync + 'static) -> KStream<K, V2> {
+    pub fn map_values_with_key<V2: Data>(
+        &self,
+        mapper: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
+    ) -> KStream<K, V2> {
         let node = self.add_stateless(
             "KSTREAM-MAPVALUES",
             stateless(move |record: Record<K, V>, ctx| {
                 let value = mapper(&record.key, record.value);
-                ctx.forward(Record { key: record.key, value, timestamp_ms: record.timestamp_ms, headers: record.headers })
+                ctx.forward(Record {
+                    key: record.key,
+                    value,
+                    timestamp_ms: record.timestamp_ms,
+                    headers: record.headers,
+                })
             }),
         );
         self.derived(node, self.key_changed, self.key_serde.clone(), None)
@@ -132,7 +154,12 @@ impl<K: Data, V: Data> KStream<K, V> {
             "KSTREAM-FLATMAPVALUES",
             stateless(move |record: Record<K, V>, ctx| {
                 for value in mapper(record.value) {
-                    ctx.forward(Record { key: record.key.clone(), value, timestamp_ms: record.timestamp_ms, headers: record.headers.clone() })?;
+                    ctx.forward(Record {
+                        key: record.key.clone(),
+                        value,
+                        timestamp_ms: record.timestamp_ms,
+                        headers: record.headers.clone(),
+                    })?;
                 }
                 Ok(())
             }),
@@ -216,13 +243,21 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Groups by a new key, for aggregations; always repartitions.
-    pub fn group_by<K2: Data>(&self, selector: impl Fn(&K, &V) -> K2 + Send + Sync + 'static, grouped: Grouped<K2, V>) -> KGroupedStream<K2, V> {
+    pub fn group_by<K2: Data>(
+        &self,
+        selector: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
+        grouped: Grouped<K2, V>,
+    ) -> KGroupedStream<K2, V> {
         KGroupedStream::new(self.select_key(selector), true, grouped)
     }
 
     /// Runs a Processor API processor, created per task by `supplier`, with access to the named
     /// stores. Its forwarded records form the returned stream.
-    pub fn process<KOut: Data, VOut: Data, P>(&self, supplier: impl Fn() -> P + Send + Sync + 'static, stores: &[&str]) -> KStream<KOut, VOut>
+    pub fn process<KOut: Data, VOut: Data, P>(
+        &self,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+        stores: &[&str],
+    ) -> KStream<KOut, VOut>
     where
         P: Processor<K, V, KOut, VOut> + 'static,
     {
@@ -261,8 +296,13 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Inner stream–table join: each record joined with the table's current value for its key;
     /// records whose key is not in the table are dropped.
-    pub fn join<VT: Data, VR: Data>(&self, table: &KTable<K, VT>, joiner: impl Fn(V, VT) -> VR + Send + Sync + 'static) -> KStream<K, VR> {
-        let joiner: JoinFn<V, VT, VR> = Arc::new(move |value, table_value| table_value.map(|table_value| joiner(value, table_value)));
+    pub fn join<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(V, VT) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        let joiner: JoinFn<V, VT, VR> =
+            Arc::new(move |value, table_value| table_value.map(|table_value| joiner(value, table_value)));
         self.join_table("KSTREAM-JOIN", table, joiner)
     }
 
@@ -277,7 +317,12 @@ impl<K: Data, V: Data> KStream<K, V> {
         self.join_table("KSTREAM-LEFTJOIN", table, joiner)
     }
 
-    fn join_table<VT: Data, VR: Data>(&self, prefix: &str, table: &KTable<K, VT>, joiner: JoinFn<V, VT, VR>) -> KStream<K, VR> {
+    fn join_table<VT: Data, VR: Data>(
+        &self,
+        prefix: &str,
+        table: &KTable<K, VT>,
+        joiner: JoinFn<V, VT, VR>,
+    ) -> KStream<K, VR> {
         let name = self.graph.borrow_mut().next_name(prefix);
         let Some(getter) = table.getter.clone() else {
             self.graph.borrow_mut().error(format!("{name}: can only join with a non-windowed table"));
@@ -286,15 +331,25 @@ impl<K: Data, V: Data> KStream<K, V> {
         // The table's key serde partitions the table's topic, so the stream must use it too.
         let parent = self.co_partitioned(&name, table.key_serde.clone(), None);
         let store = getter.store();
-        let factory: NodeFactory = Arc::new(move |_| Box::new(StreamTableJoinNode { table: Arc::clone(&getter), joiner: Arc::clone(&joiner) }));
-        let node = self.graph.borrow_mut().add_node(NodeDef::new(name, NodeRole::Processor, vec![parent], factory).with_stores(vec![store]));
+        let factory: NodeFactory = Arc::new(move |_| {
+            Box::new(StreamTableJoinNode { table: Arc::clone(&getter), joiner: Arc::clone(&joiner) })
+        });
+        let node = self
+            .graph
+            .borrow_mut()
+            .add_node(NodeDef::new(name, NodeRole::Processor, vec![parent], factory).with_stores(vec![store]));
         self.derived(node, false, self.key_serde.clone(), None)
     }
 
     /// The node a stateful operation should read from: this stream, or, when keys may have
     /// changed, a repartition topic `<application.id>-<name>-repartition` of it, written with the
     /// given serdes or else the stream's.
-    fn co_partitioned(&self, name: &str, key_serde: Option<Arc<dyn Serde<K>>>, value_serde: Option<Arc<dyn Serde<V>>>) -> NodeId {
+    fn co_partitioned(
+        &self,
+        name: &str,
+        key_serde: Option<Arc<dyn Serde<K>>>,
+        value_serde: Option<Arc<dyn Serde<V>>>,
+    ) -> NodeId {
         if !self.key_changed {
             return self.node;
         }
@@ -312,13 +367,24 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Adds a sink to `<application.id>-<name>-repartition` and a source reading it back, which
     /// starts a new sub-topology. Returns the source.
-    pub(crate) fn through_repartition_topic(&self, name: &str, key_serde: Arc<dyn Serde<K>>, value_serde: Arc<dyn Serde<V>>) -> NodeId {
+    pub(crate) fn through_repartition_topic(
+        &self,
+        name: &str,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> NodeId {
         let topic = TopicName::Internal(format!("{name}-repartition"));
         let sink = sink_factory(topic.clone(), Arc::clone(&key_serde), Arc::clone(&value_serde));
-        let source: NodeFactory =
-            Arc::new(move |_| Box::new(SourceNode { key_serde: Arc::clone(&key_serde), value_serde: Arc::clone(&value_serde) }));
+        let source: NodeFactory = Arc::new(move |_| {
+            Box::new(SourceNode { key_serde: Arc::clone(&key_serde), value_serde: Arc::clone(&value_serde) })
+        });
         let mut graph = self.graph.borrow_mut();
-        graph.add_node(NodeDef::new(format!("{name}-repartition-sink"), NodeRole::Sink(topic.clone()), vec![self.node], sink));
+        graph.add_node(NodeDef::new(
+            format!("{name}-repartition-sink"),
+            NodeRole::Sink(topic.clone()),
+            vec![self.node],
+            sink,
+        ));
         graph.add_node(NodeDef::new(format!("{name}-repartition-source"), NodeRole::Source(topic), Vec::new(), source))
     }
 }

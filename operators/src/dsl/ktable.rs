@@ -40,7 +40,14 @@ impl<K, V> Clone for KTable<K, V> {
 impl<K: Data, V: Data> KTable<K, V> {
     /// Stands in for a table whose definition failed; the build reports why.
     pub(crate) fn unusable<K0, V0>(stream: &KStream<K0, V0>) -> Self {
-        KTable { graph: Rc::clone(&stream.graph), node: stream.node, getter: None, store_name: None, key_serde: None, value_serde: None }
+        KTable {
+            graph: Rc::clone(&stream.graph),
+            node: stream.node,
+            getter: None,
+            store_name: None,
+            key_serde: None,
+            value_serde: None,
+        }
     }
 
     fn add_stateless(&self, prefix: &str, op: StatelessFn<K, Option<V>>) -> NodeId {
@@ -50,7 +57,13 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     fn stream_of<V2>(&self, node: NodeId, value_serde: Option<Arc<dyn Serde<V2>>>) -> KStream<K, V2> {
-        KStream { graph: Rc::clone(&self.graph), node, key_changed: false, key_serde: self.key_serde.clone(), value_serde }
+        KStream {
+            graph: Rc::clone(&self.graph),
+            node,
+            key_changed: false,
+            key_serde: self.key_serde.clone(),
+            value_serde,
+        }
     }
 
     /// The name of the store holding this table, if it has one (source and aggregation tables).
@@ -63,7 +76,12 @@ impl<K: Data, V: Data> KTable<K, V> {
         let node = self.add_stateless(
             "KTABLE-TOSTREAM",
             stateless(|record: Record<K, Option<V>>, ctx| match record.value {
-                Some(value) => ctx.forward(Record { key: record.key, value, timestamp_ms: record.timestamp_ms, headers: record.headers }),
+                Some(value) => ctx.forward(Record {
+                    key: record.key,
+                    value,
+                    timestamp_ms: record.timestamp_ms,
+                    headers: record.headers,
+                }),
                 None => Ok(()),
             }),
         );
@@ -73,8 +91,10 @@ impl<K: Data, V: Data> KTable<K, V> {
     /// The table's updates as a stream, with deletions as `None` (tombstones when written with
     /// a [`NullableSerde`]).
     pub fn to_stream_with_tombstones(&self) -> KStream<K, Option<V>> {
-        let node = self.add_stateless("KTABLE-TOSTREAM", stateless(|record: Record<K, Option<V>>, ctx| ctx.forward(record)));
-        let value_serde = self.value_serde.clone().map(|serde| Arc::new(NullableSerde(serde)) as Arc<dyn Serde<Option<V>>>);
+        let node =
+            self.add_stateless("KTABLE-TOSTREAM", stateless(|record: Record<K, Option<V>>, ctx| ctx.forward(record)));
+        let value_serde =
+            self.value_serde.clone().map(|serde| Arc::new(NullableSerde(serde)) as Arc<dyn Serde<Option<V>>>);
         self.stream_of(node, value_serde)
     }
 
@@ -90,7 +110,10 @@ impl<K: Data, V: Data> KTable<K, V> {
                 ctx.forward(Record { key, value, timestamp_ms, headers })
             }),
         );
-        let getter = self.getter.clone().map(|parent| Arc::new(FilteredValueGetter { parent, keep }) as Arc<dyn TableValueGetter<K, V>>);
+        let getter = self
+            .getter
+            .clone()
+            .map(|parent| Arc::new(FilteredValueGetter { parent, keep }) as Arc<dyn TableValueGetter<K, V>>);
         KTable { node, getter, store_name: None, ..self.clone() }
     }
 
@@ -111,7 +134,17 @@ impl<K: Data, V: Data> KTable<K, V> {
                 ctx.forward(Record { key, value, timestamp_ms, headers })
             }),
         );
-        let getter = self.getter.clone().map(|parent| Arc::new(MappedValueGetter { parent, mapper }) as Arc<dyn TableValueGetter<K, V2>>);
-        KTable { graph: Rc::clone(&self.graph), node, getter, store_name: None, key_serde: self.key_serde.clone(), value_serde: None }
+        let getter = self
+            .getter
+            .clone()
+            .map(|parent| Arc::new(MappedValueGetter { parent, mapper }) as Arc<dyn TableValueGetter<K, V2>>);
+        KTable {
+            graph: Rc::clone(&self.graph),
+            node,
+            getter,
+            store_name: None,
+            key_serde: self.key_serde.clone(),
+            value_serde: None,
+        }
     }
 }

@@ -27,7 +27,9 @@ pub use ktable::KTable;
 pub use windowed::{SessionWindowedKStream, TimeWindowedKStream, WindowedBy};
 
 /// Gives a closure the higher-ranked signature a stateless node needs.
-fn stateless<K, V>(op: impl Fn(Record<K, V>, &mut NodeContext<'_>) -> Result<(), ProcessError> + Send + Sync + 'static) -> StatelessFn<K, V> {
+fn stateless<K, V>(
+    op: impl Fn(Record<K, V>, &mut NodeContext<'_>) -> Result<(), ProcessError> + Send + Sync + 'static,
+) -> StatelessFn<K, V> {
     Arc::new(op)
 }
 
@@ -35,8 +37,16 @@ fn stateless_factory<K: Data, V: Data>(op: StatelessFn<K, V>) -> NodeFactory {
     Arc::new(move |_| Box::new(StatelessNode { op: Arc::clone(&op) }))
 }
 
-fn sink_factory<K: Data, V: Data>(topic: TopicName, key_serde: Arc<dyn Serde<K>>, value_serde: Arc<dyn Serde<V>>) -> NodeFactory {
+fn sink_factory<K: Data, V: Data>(
+    topic: TopicName,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+) -> NodeFactory {
     Arc::new(move |setup| {
-        Box::new(SinkNode { topic: topic.resolve(setup.application_id), key_serde: Arc::clone(&key_serde), value_serde: Arc::clone(&value_serde) })
+        Box::new(SinkNode {
+            topic: topic.resolve(setup.application_id),
+            key_serde: Arc::clone(&key_serde),
+            value_serde: Arc::clone(&value_serde),
+        })
     })
 }

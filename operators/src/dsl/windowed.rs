@@ -43,8 +43,19 @@ impl<K: Data, V: Data> WindowedBy<K, V> for SessionWindows {
 }
 
 /// A windowed table without a value getter: windowed tables cannot be joined.
-fn windowed_table<K, VA>(grouped: &KGroupedStream<K, impl Data>, node: usize, store_name: String) -> KTable<Windowed<K>, VA> {
-    KTable { graph: Rc::clone(&grouped.stream.graph), node, getter: None, store_name: Some(store_name), key_serde: None, value_serde: None }
+fn windowed_table<K, VA>(
+    grouped: &KGroupedStream<K, impl Data>,
+    node: usize,
+    store_name: String,
+) -> KTable<Windowed<K>, VA> {
+    KTable {
+        graph: Rc::clone(&grouped.stream.graph),
+        node,
+        getter: None,
+        store_name: Some(store_name),
+        key_serde: None,
+        value_serde: None,
+    }
 }
 
 /// A stream grouped by key and time window (tumbling or hopping). Records later than their
@@ -61,7 +72,11 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         self.aggregate_with("KSTREAM-AGGREGATE", materialized, Some(Arc::new(I64Serde)), count)
     }
 
-    pub fn reduce(&self, reducer: impl Fn(V, V) -> V + Send + Sync + 'static, materialized: Materialized<K, V>) -> KTable<Windowed<K>, V> {
+    pub fn reduce(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<Windowed<K>, V> {
         let reduce: AggregateFn<K, V, V> = Arc::new(move |_, value, aggregate| match aggregate {
             Some(aggregate) => reducer(aggregate, value),
             None => value,
@@ -76,7 +91,8 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
     ) -> KTable<Windowed<K>, VA> {
-        let aggregate: AggregateFn<K, V, VA> = Arc::new(move |key, value, aggregate| aggregator(key, value, aggregate.unwrap_or_else(&initializer)));
+        let aggregate: AggregateFn<K, V, VA> =
+            Arc::new(move |key, value, aggregate| aggregator(key, value, aggregate.unwrap_or_else(&initializer)));
         self.aggregate_with("KSTREAM-AGGREGATE", materialized, None, aggregate)
     }
 
@@ -93,8 +109,14 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             return KTable::unusable(&self.grouped.stream);
         };
         let windows = self.windows;
-        let factory: NodeFactory =
-            Arc::new(move |_| Box::new(TimeWindowAggregateNode { windows, store, serdes: serdes.clone(), aggregate: Arc::clone(&aggregate) }));
+        let factory: NodeFactory = Arc::new(move |_| {
+            Box::new(TimeWindowAggregateNode {
+                windows,
+                store,
+                serdes: serdes.clone(),
+                aggregate: Arc::clone(&aggregate),
+            })
+        });
         let node = self.grouped.add_aggregation_node(prefix, parent, store, factory);
         windowed_table(&self.grouped, node, store_name)
     }
@@ -114,7 +136,11 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         self.aggregate_with("KSTREAM-AGGREGATE", materialized, Some(Arc::new(I64Serde)), count, merge)
     }
 
-    pub fn reduce(&self, reducer: impl Fn(V, V) -> V + Send + Sync + 'static, materialized: Materialized<K, V>) -> KTable<Windowed<K>, V> {
+    pub fn reduce(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<Windowed<K>, V> {
         let reducer = Arc::new(reducer);
         let merge_reducer = Arc::clone(&reducer);
         let reduce: AggregateFn<K, V, V> = Arc::new(move |_, value, aggregate| match aggregate {
@@ -142,8 +168,9 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         let merge_initializer = Arc::clone(&initializer);
         let aggregate: AggregateFn<K, V, VA> =
             Arc::new(move |key, value, aggregate| aggregator(key, value, aggregate.unwrap_or_else(|| initializer())));
-        let merge: AggregateFn<K, VA, VA> =
-            Arc::new(move |key, session, aggregate| merger(key, aggregate.unwrap_or_else(|| merge_initializer()), session));
+        let merge: AggregateFn<K, VA, VA> = Arc::new(move |key, session, aggregate| {
+            merger(key, aggregate.unwrap_or_else(|| merge_initializer()), session)
+        });
         self.aggregate_with("KSTREAM-AGGREGATE", materialized, None, aggregate, merge)
     }
 
@@ -162,7 +189,13 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         };
         let windows = self.windows;
         let factory: NodeFactory = Arc::new(move |_| {
-            Box::new(SessionAggregateNode { windows, store, serdes: serdes.clone(), aggregate: Arc::clone(&aggregate), merge: Arc::clone(&merge) })
+            Box::new(SessionAggregateNode {
+                windows,
+                store,
+                serdes: serdes.clone(),
+                aggregate: Arc::clone(&aggregate),
+                merge: Arc::clone(&merge),
+            })
         });
         let node = self.grouped.add_aggregation_node(prefix, parent, store, factory);
         windowed_table(&self.grouped, node, store_name)

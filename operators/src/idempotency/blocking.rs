@@ -3,7 +3,10 @@
 
 use redis::{Client, Connection, RedisResult, Script};
 
-use super::{completed_value, lease_value, millis, read_claim, unavailable, Claim, GuardConfig, GuardError, Lease, CLAIM, RELEASE};
+use super::{
+    completed_value, lease_value, millis, read_claim, unavailable, Claim, GuardConfig, GuardError, Lease, CLAIM,
+    RELEASE,
+};
 
 pub struct IdempotencyGuard {
     client: Client,
@@ -23,18 +26,28 @@ impl IdempotencyGuard {
     pub fn claim(&mut self, key: &str, fingerprint: Option<&str>) -> Result<Claim, GuardError> {
         let (redis_key, ours) = (self.config.redis_key(key), lease_value(fingerprint));
         let lease_ms = millis(self.config.lease);
-        let held: Option<String> = self.run(|connection| Script::new(CLAIM).key(&redis_key).arg(&ours).arg(lease_ms).invoke(connection))?;
+        let held: Option<String> =
+            self.run(|connection| Script::new(CLAIM).key(&redis_key).arg(&ours).arg(lease_ms).invoke(connection))?;
         read_claim(&self.config, redis_key, ours, held, fingerprint)
     }
 
     /// Marks the key COMPLETED (replacing any lease), with `result` if given.
-    pub fn complete(&mut self, key: &str, result: Option<&serde_json::Value>, fingerprint: Option<&str>) -> Result<(), GuardError> {
-        let (redis_key, value, ttl_ms) = (self.config.redis_key(key), completed_value(result, fingerprint), millis(self.config.completed_ttl));
-        self.run(|connection| redis::cmd("SET").arg(&redis_key).arg(&value).arg("PX").arg(ttl_ms).query::<()>(connection))
+    pub fn complete(
+        &mut self,
+        key: &str,
+        result: Option<&serde_json::Value>,
+        fingerprint: Option<&str>,
+    ) -> Result<(), GuardError> {
+        let (redis_key, value, ttl_ms) =
+            (self.config.redis_key(key), completed_value(result, fingerprint), millis(self.config.completed_ttl));
+        self.run(|connection| {
+            redis::cmd("SET").arg(&redis_key).arg(&value).arg("PX").arg(ttl_ms).query::<()>(connection)
+        })
     }
 
     pub fn release(&mut self, lease: &Lease) -> Result<(), GuardError> {
-        self.run(|connection| Script::new(RELEASE).key(&lease.redis_key).arg(&lease.value).invoke::<i64>(connection)).map(|_| ())
+        self.run(|connection| Script::new(RELEASE).key(&lease.redis_key).arg(&lease.value).invoke::<i64>(connection))
+            .map(|_| ())
     }
 
     fn run<T>(&mut self, command: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, GuardError> {

@@ -37,7 +37,11 @@ mod tests {
     #[test]
     fn a_guards_outcomes_start_at_0() {
         guarding("metrics-zero-init");
-        let family = prometheus::default_registry().gather().into_iter().find(|f| f.name() == "idempotency_checks_total").expect("registered");
+        let family = prometheus::default_registry()
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == "idempotency_checks_total")
+            .expect("registered");
         let outcomes: Vec<&str> = family
             .get_metric()
             .iter()

@@ -128,7 +128,8 @@ impl Holder {
 
 /// The new lease's value and the claim a held value means.
 fn lease_value(fingerprint: Option<&str>) -> String {
-    let holder = Holder::Processing { token: uuid::Uuid::new_v4().to_string(), fingerprint: fingerprint.map(str::to_owned) };
+    let holder =
+        Holder::Processing { token: uuid::Uuid::new_v4().to_string(), fingerprint: fingerprint.map(str::to_owned) };
     serde_json::to_string(&holder).unwrap_or_default()
 }
 
@@ -138,7 +139,13 @@ fn completed_value(result: Option<&serde_json::Value>, fingerprint: Option<&str>
 }
 
 /// Reads CLAIM's answer: nothing (we took the lease) or the value that holds the key.
-fn read_claim(config: &GuardConfig, redis_key: String, ours: String, held: Option<String>, fingerprint: Option<&str>) -> Result<Claim, GuardError> {
+fn read_claim(
+    config: &GuardConfig,
+    redis_key: String,
+    ours: String,
+    held: Option<String>,
+    fingerprint: Option<&str>,
+) -> Result<Claim, GuardError> {
     let Some(held) = held else {
         metrics::checked(&config.namespace, "miss");
         return Ok(Claim::Acquired(Lease { redis_key, value: ours }));
@@ -181,12 +188,18 @@ mod tests {
         let ours = lease_value(Some("h1"));
         let claim = read_claim(&config(), "test:k".into(), ours.clone(), None, Some("h1")).expect("claim");
         assert_eq!(claim, Claim::Acquired(Lease { redis_key: "test:k".into(), value: ours.clone() }));
-        let other = |held: String, fingerprint| read_claim(&config(), "test:k".into(), lease_value(None), Some(held), fingerprint);
+        let other = |held: String, fingerprint| {
+            read_claim(&config(), "test:k".into(), lease_value(None), Some(held), fingerprint)
+        };
         assert_eq!(other(ours.clone(), Some("h1")), Ok(Claim::InProgress));
         assert_eq!(other(ours, Some("h2")), Ok(Claim::Reused), "another request under the same key");
         let done = completed_value(Some(&serde_json::json!({"status": 202})), Some("h1"));
         assert_eq!(other(done.clone(), Some("h1")), Ok(Claim::Completed(Some(serde_json::json!({"status": 202})))));
-        assert_eq!(other(done, None), Ok(Claim::Completed(Some(serde_json::json!({"status": 202})))), "no fingerprint, no check");
+        assert_eq!(
+            other(done, None),
+            Ok(Claim::Completed(Some(serde_json::json!({"status": 202})))),
+            "no fingerprint, no check"
+        );
     }
 
     #[test]

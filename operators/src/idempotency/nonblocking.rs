@@ -6,7 +6,10 @@ use std::future::Future;
 use redis::aio::ConnectionManager;
 use redis::{Client, RedisResult, Script};
 
-use super::{completed_value, lease_value, millis, read_claim, unavailable, Claim, GuardConfig, GuardError, Lease, CLAIM, RELEASE};
+use super::{
+    completed_value, lease_value, millis, read_claim, unavailable, Claim, GuardConfig, GuardError, Lease, CLAIM,
+    RELEASE,
+};
 
 #[derive(Clone)]
 pub struct AsyncIdempotencyGuard {
@@ -38,9 +41,17 @@ impl AsyncIdempotencyGuard {
     }
 
     /// Marks the key COMPLETED (replacing any lease), with `result` if given.
-    pub async fn complete(&self, key: &str, result: Option<&serde_json::Value>, fingerprint: Option<&str>) -> Result<(), GuardError> {
+    pub async fn complete(
+        &self,
+        key: &str,
+        result: Option<&serde_json::Value>,
+        fingerprint: Option<&str>,
+    ) -> Result<(), GuardError> {
         let mut set = redis::cmd("SET");
-        set.arg(self.config.redis_key(key)).arg(completed_value(result, fingerprint)).arg("PX").arg(millis(self.config.completed_ttl));
+        set.arg(self.config.redis_key(key))
+            .arg(completed_value(result, fingerprint))
+            .arg("PX")
+            .arg(millis(self.config.completed_ttl));
         let mut redis = self.redis.clone();
         bounded(&self.config, set.query_async::<()>(&mut redis)).await
     }

@@ -25,6 +25,11 @@ impl<K: Data, V: Data, VA: Data> Node for AggregateNode<K, V, VA> {
         let current = store.get(&record.key)?;
         let updated = (self.aggregate)(&record.key, record.value, current);
         store.put(&record.key, &updated)?;
-        ctx.forward(Record { key: record.key, value: Some(updated), timestamp_ms: record.timestamp_ms, headers: record.headers })
+        ctx.forward(Record {
+            key: record.key,
+            value: Some(updated),
+            timestamp_ms: record.timestamp_ms,
+            headers: record.headers,
+        })
     }
 }

@@ -36,11 +36,21 @@ pub(crate) trait Node: Send {
 
     fn process(&mut self, ctx: &mut NodeContext<'_>, record: AnyRecord) -> Result<(), ProcessError>;
 
-    fn punctuate(&mut self, _ctx: &mut NodeContext<'_>, _id: PunctuationId, _timestamp_ms: i64) -> Result<(), ProcessError> {
+    fn punctuate(
+        &mut self,
+        _ctx: &mut NodeContext<'_>,
+        _id: PunctuationId,
+        _timestamp_ms: i64,
+    ) -> Result<(), ProcessError> {
         Ok(())
     }
 
-    fn on_timer(&mut self, _ctx: &mut NodeContext<'_>, _timer_key: &[u8], _fire_at_ms: i64) -> Result<(), ProcessError> {
+    fn on_timer(
+        &mut self,
+        _ctx: &mut NodeContext<'_>,
+        _timer_key: &[u8],
+        _fire_at_ms: i64,
+    ) -> Result<(), ProcessError> {
         Ok(())
     }
 }
@@ -98,18 +108,30 @@ impl<'a> NodeContext<'a> {
     }
 
     /// Sends the record to the child at `index` in creation order.
-    pub(crate) fn forward_to_child<K: Data, V: Data>(&mut self, index: usize, record: Record<K, V>) -> Result<(), ProcessError> {
-        let child =
-            *self.children().get(index).ok_or_else(|| ProcessError::processing(format!("node {} has no child #{index}", self.node_name())))?;
+    pub(crate) fn forward_to_child<K: Data, V: Data>(
+        &mut self,
+        index: usize,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessError> {
+        let child = *self
+            .children()
+            .get(index)
+            .ok_or_else(|| ProcessError::processing(format!("node {} has no child #{index}", self.node_name())))?;
         deliver(self.nodes, self.meta, self.state, child, Box::new(record))
     }
 
-    pub(crate) fn forward_to_named<K: Data, V: Data>(&mut self, child_name: &str, record: Record<K, V>) -> Result<(), ProcessError> {
+    pub(crate) fn forward_to_named<K: Data, V: Data>(
+        &mut self,
+        child_name: &str,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessError> {
         let index = self
             .children()
             .iter()
             .position(|&child| self.meta.get(child).is_some_and(|meta| meta.name == child_name))
-            .ok_or_else(|| ProcessError::processing(format!("node {} has no child named '{child_name}'", self.node_name())))?;
+            .ok_or_else(|| {
+                ProcessError::processing(format!("node {} has no child named '{child_name}'", self.node_name()))
+            })?;
         self.forward_to_child(index, record)
     }
 }
@@ -123,8 +145,10 @@ pub(crate) fn invoke(
     node: NodeId,
     call: impl FnOnce(&mut dyn Node, &mut NodeContext<'_>) -> Result<(), ProcessError>,
 ) -> Result<(), ProcessError> {
-    let mut instance =
-        nodes.get_mut(node).and_then(Option::take).ok_or_else(|| ProcessError::processing(format!("node #{node} is not available in this task")))?;
+    let mut instance = nodes
+        .get_mut(node)
+        .and_then(Option::take)
+        .ok_or_else(|| ProcessError::processing(format!("node #{node} is not available in this task")))?;
     let result = call(instance.as_mut(), &mut NodeContext { nodes: &mut *nodes, meta, state, node });
     if let Some(slot) = nodes.get_mut(node) {
         *slot = Some(instance);
@@ -136,14 +160,23 @@ pub(crate) fn invoke(
     })
 }
 
-pub(crate) fn deliver(nodes: &mut NodeSlots, meta: &[NodeMeta], state: &mut TaskState, node: NodeId, record: AnyRecord) -> Result<(), ProcessError> {
+pub(crate) fn deliver(
+    nodes: &mut NodeSlots,
+    meta: &[NodeMeta],
+    state: &mut TaskState,
+    node: NodeId,
+    record: AnyRecord,
+) -> Result<(), ProcessError> {
     invoke(nodes, meta, state, node, |instance, ctx| instance.process(ctx, record))
 }
 
 /// Types a record that arrived at `ctx`'s node.
 pub(crate) fn downcast<T: 'static>(ctx: &NodeContext<'_>, record: AnyRecord) -> Result<T, ProcessError> {
-    record
-        .downcast::<T>()
-        .map(|record| *record)
-        .map_err(|_| ProcessError::processing(format!("node {} received a record that is not a {}", ctx.node_name(), std::any::type_name::<T>())))
+    record.downcast::<T>().map(|record| *record).map_err(|_| {
+        ProcessError::processing(format!(
+            "node {} received a record that is not a {}",
+            ctx.node_name(),
+            std::any::type_name::<T>()
+        ))
+    })
 }

@@ -20,7 +20,12 @@ impl<KIn: Data, VIn: Data, KOut: Data, VOut: Data> Node for ProcessorNode<KIn, V
         self.processor.process(&mut ProcessorContext::new(ctx.reborrow()), record)
     }
 
-    fn punctuate(&mut self, ctx: &mut NodeContext<'_>, id: PunctuationId, timestamp_ms: i64) -> Result<(), ProcessError> {
+    fn punctuate(
+        &mut self,
+        ctx: &mut NodeContext<'_>,
+        id: PunctuationId,
+        timestamp_ms: i64,
+    ) -> Result<(), ProcessError> {
         self.processor.punctuate(&mut ProcessorContext::new(ctx.reborrow()), id, timestamp_ms)
     }
 

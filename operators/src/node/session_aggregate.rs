@@ -28,7 +28,11 @@ impl<K: Data, V: Data, VA: Data> Node for SessionAggregateNode<K, V, VA> {
         let mut store = ctx.state.session_store(self.store, &self.serdes)?;
         // Sessions that ended this long ago can no longer merge with any accepted record.
         store.remove_sessions_ended_before(close_ms.saturating_sub(gap_ms))?;
-        let overlapping = store.find_sessions(&record.key, timestamp_ms.saturating_sub(gap_ms), timestamp_ms.saturating_add(gap_ms))?;
+        let overlapping = store.find_sessions(
+            &record.key,
+            timestamp_ms.saturating_sub(gap_ms),
+            timestamp_ms.saturating_add(gap_ms),
+        )?;
 
         let single = Window { start_ms: timestamp_ms, end_ms: timestamp_ms };
         let mut merged_window = single;
@@ -55,8 +59,18 @@ impl<K: Data, V: Data, VA: Data> Node for SessionAggregateNode<K, V, VA> {
 
         let windowed = |window: Window| Windowed { key: record.key.clone(), window };
         for window in removed {
-            ctx.forward(Record { key: windowed(window), value: None::<VA>, timestamp_ms, headers: record.headers.clone() })?;
+            ctx.forward(Record {
+                key: windowed(window),
+                value: None::<VA>,
+                timestamp_ms,
+                headers: record.headers.clone(),
+            })?;
         }
-        ctx.forward(Record { key: windowed(merged_window), value: Some(updated), timestamp_ms, headers: record.headers.clone() })
+        ctx.forward(Record {
+            key: windowed(merged_window),
+            value: Some(updated),
+            timestamp_ms,
+            headers: record.headers.clone(),
+        })
     }
 }

@@ -19,14 +19,12 @@ impl<K: Data, V: Data> Node for SinkNode<K, V> {
     fn process(&mut self, ctx: &mut NodeContext<'_>, record: AnyRecord) -> Result<(), ProcessError> {
         let record: Record<K, V> = downcast(ctx, record)?;
         let topic = &self.topic;
-        let key = self
-            .key_serde
-            .serialize_nullable(topic, &record.key)
-            .map_err(|e| ProcessError::serialization(format!("cannot serialize the key of a record for '{topic}'")).with_cause(e))?;
-        let value = self
-            .value_serde
-            .serialize_nullable(topic, &record.value)
-            .map_err(|e| ProcessError::serialization(format!("cannot serialize the value of a record for '{topic}'")).with_cause(e))?;
+        let key = self.key_serde.serialize_nullable(topic, &record.key).map_err(|e| {
+            ProcessError::serialization(format!("cannot serialize the key of a record for '{topic}'")).with_cause(e)
+        })?;
+        let value = self.value_serde.serialize_nullable(topic, &record.value).map_err(|e| {
+            ProcessError::serialization(format!("cannot serialize the value of a record for '{topic}'")).with_cause(e)
+        })?;
         ctx.state.output.push(OutputRecord {
             topic: topic.clone(),
             partition: None,

@@ -13,13 +13,19 @@ pub(crate) struct SourceNode<K, V> {
 }
 
 /// Deserializes a key or value of a raw record, naming which one failed.
-pub(crate) fn deserialize_part<T>(serde: &dyn Serde<T>, raw: &RawRecord, part: &str, bytes: Option<&[u8]>) -> Result<T, ProcessError> {
-    deserialize_optional(serde, &raw.topic, bytes)
-        .map_err(|e| {
-            // A registry that is down fails a lookup for now, not for good.
-            let transient = e.is_transient();
-            ProcessError::deserialization(format!("cannot deserialize the {part} of a record from '{}'", raw.topic)).with_cause(e).with_retriable(transient)
-        })
+pub(crate) fn deserialize_part<T>(
+    serde: &dyn Serde<T>,
+    raw: &RawRecord,
+    part: &str,
+    bytes: Option<&[u8]>,
+) -> Result<T, ProcessError> {
+    deserialize_optional(serde, &raw.topic, bytes).map_err(|e| {
+        // A registry that is down fails a lookup for now, not for good.
+        let transient = e.is_transient();
+        ProcessError::deserialization(format!("cannot deserialize the {part} of a record from '{}'", raw.topic))
+            .with_cause(e)
+            .with_retriable(transient)
+    })
 }
 
 impl<K: Data, V: Data> Node for SourceNode<K, V> {

@@ -7,7 +7,8 @@ use super::{downcast, AnyRecord, Node, NodeContext};
 use crate::error::ProcessError;
 use crate::record::{Data, Record};
 
-pub(crate) type StatelessFn<K, V> = Arc<dyn Fn(Record<K, V>, &mut NodeContext<'_>) -> Result<(), ProcessError> + Send + Sync>;
+pub(crate) type StatelessFn<K, V> =
+    Arc<dyn Fn(Record<K, V>, &mut NodeContext<'_>) -> Result<(), ProcessError> + Send + Sync>;
 
 pub(crate) struct StatelessNode<K, V> {
     pub(crate) op: StatelessFn<K, V>,

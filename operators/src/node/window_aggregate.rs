@@ -46,7 +46,12 @@ impl<K: Data, V: Data, VA: Data> Node for TimeWindowAggregateNode<K, V, VA> {
         }
         ctx.state.progress.dropped_records += dropped;
         for (key, value) in updates {
-            ctx.forward(Record { key, value: Some(value), timestamp_ms: record.timestamp_ms, headers: record.headers.clone() })?;
+            ctx.forward(Record {
+                key,
+                value: Some(value),
+                timestamp_ms: record.timestamp_ms,
+                headers: record.headers.clone(),
+            })?;
         }
         Ok(())
     }

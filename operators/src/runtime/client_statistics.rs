@@ -53,14 +53,18 @@ impl ClientSnapshot {
 
     /// (broker id, mean round trip in seconds) of each broker with requests in the window.
     pub fn round_trips(&self) -> impl Iterator<Item = (i32, f64)> + '_ {
-        self.brokers
-            .values()
-            .filter(|broker| broker.nodeid >= 0)
-            .filter_map(|broker| broker.rtt.as_ref().filter(|rtt| rtt.cnt > 0).map(|rtt| (broker.nodeid, rtt.avg as f64 / 1e6)))
+        self.brokers.values().filter(|broker| broker.nodeid >= 0).filter_map(|broker| {
+            broker.rtt.as_ref().filter(|rtt| rtt.cnt > 0).map(|rtt| (broker.nodeid, rtt.avg as f64 / 1e6))
+        })
     }
 
     pub fn fetched_messages(&self) -> i64 {
-        self.topics.values().flat_map(|topic| topic.partitions.values()).filter(|p| p.partition >= 0).map(|p| p.fetchq_cnt).sum()
+        self.topics
+            .values()
+            .flat_map(|topic| topic.partitions.values())
+            .filter(|p| p.partition >= 0)
+            .map(|p| p.fetchq_cnt)
+            .sum()
     }
 }
 

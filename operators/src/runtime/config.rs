@@ -178,12 +178,7 @@ impl StreamsConfig {
             // The end of a changelog shows as an empty fetch: don't let the broker hold it 500 ms.
             ("fetch.wait.max.ms", "10".to_string()),
         ];
-        apply_required(
-            &mut config,
-            &self.client_properties,
-            "restore consumer",
-            &required,
-        );
+        apply_required(&mut config, &self.client_properties, "restore consumer", &required);
         config
     }
 
@@ -197,12 +192,7 @@ impl StreamsConfig {
             ("enable.auto.commit", "false".to_string()),
             ("isolation.level", "read_uncommitted".to_string()),
         ];
-        apply_required(
-            &mut config,
-            &self.client_properties,
-            "end-offsets client",
-            &required,
-        );
+        apply_required(&mut config, &self.client_properties, "end-offsets client", &required);
         config
     }
 
@@ -216,10 +206,7 @@ impl StreamsConfig {
         ];
         if self.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             required.push(("transactional.id", self.transactional_id()));
-            required.push((
-                "transaction.timeout.ms",
-                self.transaction_timeout.as_millis().to_string(),
-            ));
+            required.push(("transaction.timeout.ms", self.transaction_timeout.as_millis().to_string()));
         }
         let mut config = self.with_statistics(self.base());
         config.set("linger.ms", "5");
@@ -273,25 +260,15 @@ mod tests {
         assert_eq!(consumer.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(consumer.get("group.id"), Some("app"));
         let producer = config.producer_config();
-        assert_eq!(
-            producer.get("transactional.id"),
-            Some(config.transactional_id().as_str())
-        );
+        assert_eq!(producer.get("transactional.id"), Some(config.transactional_id().as_str()));
         assert_eq!(producer.get("security.protocol"), Some("SASL_SSL"));
     }
 
     #[test]
     fn generated_instance_ids_differ_within_one_process() {
-        let (a, b) = (
-            StreamsConfig::new("app", "b:9092"),
-            StreamsConfig::new("app", "b:9092"),
-        );
+        let (a, b) = (StreamsConfig::new("app", "b:9092"), StreamsConfig::new("app", "b:9092"));
         assert_ne!(a.transactional_id(), b.transactional_id());
-        assert!(
-            a.instance_id.contains(&std::process::id().to_string()),
-            "{}",
-            a.instance_id
-        );
+        assert!(a.instance_id.contains(&std::process::id().to_string()), "{}", a.instance_id);
     }
 
     #[test]

@@ -12,10 +12,18 @@ use super::topics::dead_letter_topic;
 /// Kept when that record fails again, so its new entry links to the old one.
 pub const REPROCESSED_FROM_HEADER: &str = "dlq.reprocessed.from";
 
-pub fn dead_letter_record(record: RawRecord, group: &str, reason: &FailureReason<'_>, attempts: u32, failed_at_ms: i64) -> OutputRecord {
+pub fn dead_letter_record(
+    record: RawRecord,
+    group: &str,
+    reason: &FailureReason<'_>,
+    attempts: u32,
+    failed_at_ms: i64,
+) -> OutputRecord {
     let mut headers = record.headers;
     // An earlier dead letter's dlq.* headers would contradict ours; its reprocess link would not.
-    headers.retain(|h| (h.key == REPROCESSED_FROM_HEADER || !h.key.starts_with("dlq.")) && !h.key.starts_with(RETRY_HEADER_PREFIX));
+    headers.retain(|h| {
+        (h.key == REPROCESSED_FROM_HEADER || !h.key.starts_with("dlq.")) && !h.key.starts_with(RETRY_HEADER_PREFIX)
+    });
     let mut add = |key: &str, value: String| headers.push(Header::new(key, value.into_bytes()));
     add("dlq.original.topic", record.topic.clone());
     add("dlq.original.partition", record.partition.to_string());
@@ -103,10 +111,16 @@ mod tests {
         let out = dead_letter_record(record, "app", &FailureReason::Process(&error), 1, 5_000);
         assert_eq!((out.topic.as_str(), out.partition), ("orders.dlq", Some(2)));
         assert_eq!((out.key.as_deref(), out.value.as_deref()), (Some(&b"k"[..]), Some(&[0xff][..])));
-        let header = |k: &str| out.headers.iter().find(|h| h.key == k).map(|h| String::from_utf8_lossy(h.value_bytes()).into_owned());
+        let header = |k: &str| {
+            out.headers.iter().find(|h| h.key == k).map(|h| String::from_utf8_lossy(h.value_bytes()).into_owned())
+        };
         assert_eq!(header("trace").as_deref(), Some("t"));
         assert_eq!(header("retry.attempts"), None, "the retry lane's bookkeeping stays behind");
-        assert_eq!(header(REPROCESSED_FROM_HEADER).as_deref(), Some("17"), "the link to the entry it was reprocessed from survives");
+        assert_eq!(
+            header(REPROCESSED_FROM_HEADER).as_deref(),
+            Some("17"),
+            "the link to the entry it was reprocessed from survives"
+        );
         let messages = out.headers.iter().filter(|h| h.key == "dlq.error.message").count();
         assert_eq!(messages, 1, "an earlier dead letter's headers are replaced, not repeated");
         let expected = [
@@ -132,6 +146,9 @@ mod tests {
         assert_eq!(FailureReason::Process(&error).class(), FailureClass::Transient);
         assert_eq!(FailureReason::Process(&ProcessError::processing("bug")).class(), FailureClass::Permanent);
         let poison = Poison { cause: "produce", message: "too large".into() };
-        assert_eq!((FailureReason::Poisoned(&poison).class(), FailureReason::Poisoned(&poison).processor()), (FailureClass::Permanent, "produce"));
+        assert_eq!(
+            (FailureReason::Poisoned(&poison).class(), FailureReason::Poisoned(&poison).processor()),
+            (FailureClass::Permanent, "produce")
+        );
     }
 }

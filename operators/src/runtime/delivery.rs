@@ -16,17 +16,9 @@ use super::internal_events::{ProducerStatistics, RuntimeMetrics, StatisticsUnrea
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
     /// An output of processing this input record.
-    Input {
-        topic: String,
-        partition: i32,
-        offset: i64,
-    },
+    Input { topic: String, partition: i32, offset: i64 },
     /// The dead-letter copy of this input record.
-    DeadLetter {
-        topic: String,
-        partition: i32,
-        offset: i64,
-    },
+    DeadLetter { topic: String, partition: i32, offset: i64 },
     /// An output of a punctuation or timer of this task.
     Punctuation { task: String },
 }
@@ -72,9 +64,7 @@ impl DeliveryTracker {
     }
 
     fn lock(&self) -> MutexGuard<'_, Tracked> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Registers an origin; its id goes with each of its records as the delivery opaque.
@@ -117,7 +107,8 @@ impl ProducerContext for DeliveryTracker {
         };
         let mut tracked = self.lock();
         // Unknown: a record of a transaction already aborted, whose failure changes nothing.
-        let Some(origin) = origin.checked_sub(tracked.first_id).and_then(|index| tracked.origins.get(index)).cloned() else {
+        let Some(origin) = origin.checked_sub(tracked.first_id).and_then(|index| tracked.origins.get(index)).cloned()
+        else {
             return;
         };
         tracked.failed.push(FailedDelivery {

@@ -17,12 +17,13 @@ use super::config::{ProcessingGuarantee, StreamsConfig};
 use super::dead_letter::{dead_letter_record, FailureReason, Poison};
 use super::delivery::{DeliveryTracker, FailedDelivery, Origin};
 use super::error::RuntimeError;
-use super::local_state::{local_state_error, LocalState};
 use super::internal_events::{
-    DeliveryFailed, PunctuationFailed, RecordDeadLettered, RecordFailed, RecordFailedOnReplay,
-    DependencyBack, DependencyUnavailable, PartitionsAssigned, ProducerRenewed, RecordProcessed, RecordRetried, RecordsCommitted, RecordsProcessed, RuntimeMetrics, StoreDiskBytes, StoreEntries, TaskRestored, TasksAssigned, TransactionAborted,
+    DeliveryFailed, DependencyBack, DependencyUnavailable, PartitionsAssigned, ProducerRenewed, PunctuationFailed,
+    RecordDeadLettered, RecordFailed, RecordFailedOnReplay, RecordProcessed, RecordRetried, RecordsCommitted,
+    RecordsProcessed, RuntimeMetrics, StoreDiskBytes, StoreEntries, TaskRestored, TasksAssigned, TransactionAborted,
     TransactionCommitted,
 };
+use super::local_state::{local_state_error, LocalState};
 use super::produce::{self, TrackedProducer};
 use super::raw_message::raw_record;
 use super::restore::Restorer;
@@ -129,9 +130,9 @@ impl Engine {
         let local_state = LocalState::open(&config, &topology)?;
         let producer = thread_producer(&config, &metrics)?;
         let lane_topics = match config.error_policy {
-            ErrorPolicy::Retry(_) => {
-                (0..topology.subtopology_count()).map(|subtopology| (retry_lane_topic(&config.application_id, subtopology), subtopology)).collect()
-            }
+            ErrorPolicy::Retry(_) => (0..topology.subtopology_count())
+                .map(|subtopology| (retry_lane_topic(&config.application_id, subtopology), subtopology))
+                .collect(),
             _ => BTreeMap::new(),
         };
         Ok(Self {
@@ -171,10 +172,7 @@ impl Engine {
         self.topology
             .subtopology_of(topic)
             .or_else(|| self.lane_topics.get(topic).copied())
-            .map(|subtopology| TaskId {
-                subtopology,
-                partition,
-            })
+            .map(|subtopology| TaskId { subtopology, partition })
     }
 
     /// Under the eager protocol `partitions` is the whole new assignment. Every task it touches
@@ -194,11 +192,8 @@ impl Engine {
 
     pub fn on_assigned<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partitions: &TopicPartitionList) {
         PartitionsAssigned { partitions: partitions.count() }.emit(&self.metrics);
-        let assigned: BTreeSet<Partition> = partitions
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_string(), e.partition()))
-            .collect();
+        let assigned: BTreeSet<Partition> =
+            partitions.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
         let mut tasks = BTreeSet::new();
         for (topic, partition) in &assigned {
             match self.task_id(topic, *partition) {
@@ -206,10 +201,8 @@ impl Engine {
                     tasks.insert(id);
                 }
                 None => {
-                    self.fatal.get_or_insert(RuntimeError::UnassignedTask {
-                        topic: topic.clone(),
-                        partition: *partition,
-                    });
+                    self.fatal
+                        .get_or_insert(RuntimeError::UnassignedTask { topic: topic.clone(), partition: *partition });
                 }
             }
         }
@@ -220,10 +213,7 @@ impl Engine {
                 .filter(|topic| !assigned.contains(&(topic.clone(), id.partition)))
                 .collect();
             if !missing.is_empty() {
-                self.fatal.get_or_insert(RuntimeError::IncompleteTask {
-                    task: id.to_string(),
-                    missing,
-                });
+                self.fatal.get_or_insert(RuntimeError::IncompleteTask { task: id.to_string(), missing });
             }
         }
         for id in tasks {
@@ -257,18 +247,11 @@ impl Engine {
 
     /// Commits (or, if the assignment was lost or the thread failed, aborts) before the
     /// partitions go. After a clean commit their tasks are suspended, else dropped.
-    pub fn on_revoked<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        partitions: &TopicPartitionList,
-    ) {
+    pub fn on_revoked<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partitions: &TopicPartitionList) {
         self.state.set(State::Rebalancing);
         let lost = consumer.assignment_lost();
-        let outcome = if lost || self.failed {
-            self.abort(consumer, "assignment lost", false)
-        } else {
-            self.commit(consumer)
-        };
+        let outcome =
+            if lost || self.failed { self.abort(consumer, "assignment lost", false) } else { self.commit(consumer) };
         let keep = outcome.is_ok() && !lost && !self.failed;
         if let Err(e) = outcome {
             self.fatal.get_or_insert(e);
@@ -297,10 +280,7 @@ impl Engine {
 
     /// Builds and restores every task assigned since the last call, after closing the open
     /// transaction so that it cannot outlive `transaction.timeout.ms` during a long restore.
-    pub fn restore_assigned<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-    ) -> Result<(), RuntimeError> {
+    pub fn restore_assigned<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RuntimeError> {
         if self.unrestored.is_empty() {
             return Ok(());
         }
@@ -309,23 +289,18 @@ impl Engine {
             let started = Instant::now();
             let mut task = self.local_state.create_task(&self.config, &self.topology, id)?;
             let changelogs = self.topology.changelogs_of(id.subtopology);
-            let records = self
-                .restorer
-                .restore_task(&self.config, &mut task, &changelogs)?;
+            let records = self.restorer.restore_task(&self.config, &mut task, &changelogs)?;
             if let Some(stream_time) = self.committed_stream_time(consumer, id)? {
                 task.restore_stream_time(stream_time);
             }
-            if let Some(lane) = self.lane_topics.iter().find(|(_, s)| **s == id.subtopology).map(|(topic, _)| topic.clone()) {
+            if let Some(lane) =
+                self.lane_topics.iter().find(|(_, s)| **s == id.subtopology).map(|(topic, _)| topic.clone())
+            {
                 let index = self.rebuild_lane_index(consumer, &lane, id.partition)?;
                 self.lanes.insert(id, index);
             }
             task.commit().map_err(local_state_error)?;
-            TaskRestored {
-                task: &id.to_string(),
-                records,
-                elapsed: started.elapsed(),
-            }
-            .emit(&self.metrics);
+            TaskRestored { task: &id.to_string(), records, elapsed: started.elapsed() }.emit(&self.metrics);
             self.tasks.insert(id, task);
         }
         TasksAssigned(self.tasks.len()).emit(&self.metrics);
@@ -363,25 +338,16 @@ impl Engine {
         consumer: &BaseConsumer<C>,
         id: TaskId,
     ) -> Result<Option<i64>, RuntimeError> {
-        let kafka = |source| RuntimeError::Kafka {
-            during: "reading committed offsets",
-            source,
-        };
+        let kafka = |source| RuntimeError::Kafka { during: "reading committed offsets", source };
         let mut list = TopicPartitionList::new();
         for topic in self.topology.source_topics_of(id.subtopology) {
             list.add_partition(&topic, id.partition);
         }
-        let committed = consumer
-            .committed_offsets_retried(list, self.config.blocking_timeout)
-            .map_err(kafka)?;
+        let committed = consumer.committed_offsets_retried(list, self.config.blocking_timeout).map_err(kafka)?;
         Ok(committed
             .elements()
             .iter()
-            .filter_map(|e| {
-                e.metadata()
-                    .strip_prefix(STREAM_TIME_METADATA)
-                    .and_then(|t| t.parse::<i64>().ok())
-            })
+            .filter_map(|e| e.metadata().strip_prefix(STREAM_TIME_METADATA).and_then(|t| t.parse::<i64>().ok()))
             .max())
     }
 
@@ -390,10 +356,7 @@ impl Engine {
             if self.exactly_once() {
                 self.producer
                     .begin_transaction()
-                    .map_err(|source| RuntimeError::Fatal {
-                        during: "begin_transaction",
-                        source,
-                    })?;
+                    .map_err(|source| RuntimeError::Fatal { during: "begin_transaction", source })?;
             }
             self.open_since = Some(Instant::now());
             self.counts.clear();
@@ -408,20 +371,13 @@ impl Engine {
         consumer: &BaseConsumer<C>,
         message: &BorrowedMessage<'_>,
     ) -> Result<(), RuntimeError> {
-        let (topic, partition, offset) = (
-            message.topic().to_string(),
-            message.partition(),
-            message.offset(),
-        );
+        let (topic, partition, offset) = (message.topic().to_string(), message.partition(), message.offset());
         // A record of a task not running here is a bug in the assignment, never a skip: its
         // offset would be committed with nothing processed.
         let id = self
             .task_id(&topic, partition)
             .filter(|id| self.tasks.contains_key(id))
-            .ok_or_else(|| RuntimeError::UnassignedTask {
-                topic: topic.clone(),
-                partition,
-            })?;
+            .ok_or_else(|| RuntimeError::UnassignedTask { topic: topic.clone(), partition })?;
         if self.held.contains_key(&(topic.clone(), partition)) {
             // Fetched before the pause took effect: read again from the held offset on resume.
             return Ok(());
@@ -442,10 +398,7 @@ impl Engine {
         if let Some(retries) = self.suspects.remove(&key) {
             // Commit what came before, so this record's outputs travel alone.
             self.commit(consumer)?;
-            self.isolated = Some(Isolated {
-                record: key.clone(),
-                retries,
-            });
+            self.isolated = Some(Isolated { record: key.clone(), retries });
         }
         self.ensure_open()?;
         if !self.batch_start.contains_key(&key.0) {
@@ -466,14 +419,8 @@ impl Engine {
         };
         // Kept until its dead letter is committed: an abort before then must find it again.
         if let Some(poison) = self.poisoned.get(&key).cloned() {
-            RecordFailedOnReplay {
-                poison: &poison,
-                topic: &topic,
-                partition,
-                offset,
-                skipped: self.skips(),
-            }
-            .emit(&self.metrics);
+            RecordFailedOnReplay { poison: &poison, topic: &topic, partition, offset, skipped: self.skips() }
+                .emit(&self.metrics);
             let (record, attempts) = match lane_entry {
                 Some(entry) => {
                     self.lanes.entry(id).or_default().remove(entry.original.key.as_deref(), entry.seq);
@@ -487,16 +434,14 @@ impl Engine {
             self.dead_lettered.push(key);
             return Ok(());
         }
-        let origin = self.producer.context().track(Origin::Input {
-            topic: topic.clone(),
-            partition,
-            offset,
-        });
+        let origin = self.producer.context().track(Origin::Input { topic: topic.clone(), partition, offset });
         let (lane_original, seq, attempts) = match lane_entry {
             Some(entry) => {
                 let index = self.lanes.entry(id).or_default();
                 let record_key = entry.original.key.as_deref();
-                if let Some((first, not_before_ms)) = index.first_of(record_key).filter(|(first, _)| *first != entry.seq) {
+                if let Some((first, not_before_ms)) =
+                    index.first_of(record_key).filter(|(first, _)| *first != entry.seq)
+                {
                     // An earlier record of its key went back into the lane: queue behind it again.
                     tracing::debug!(seq = entry.seq, first, "retry lane record waits behind an earlier one of its key");
                     let waiting = LaneEntry { not_before_ms: entry.not_before_ms.max(not_before_ms), ..entry };
@@ -513,13 +458,8 @@ impl Engine {
             }
             None => (None, None, 1),
         };
-        let task = self
-            .tasks
-            .get_mut(&id)
-            .ok_or_else(|| RuntimeError::UnassignedTask {
-                topic: topic.clone(),
-                partition,
-            })?;
+        let task =
+            self.tasks.get_mut(&id).ok_or_else(|| RuntimeError::UnassignedTask { topic: topic.clone(), partition })?;
         // Built here rather than kept: one copy of the bytes, none kept while all goes well.
         let input = match &lane_original {
             Some(original) => original.clone(),
@@ -587,7 +527,11 @@ impl Engine {
             return self.wait_for_dependency(consumer, dependency, error, attempt.key.clone(), from_lane);
         }
         let retry = match self.config.error_policy {
-            ErrorPolicy::Retry(policy) if error.class() == FailureClass::Transient && attempt.number < policy.max_attempts => Some(policy),
+            ErrorPolicy::Retry(policy)
+                if error.class() == FailureClass::Transient && attempt.number < policy.max_attempts =>
+            {
+                Some(policy)
+            }
             _ => None,
         };
         let action = if self.skips() {
@@ -700,7 +644,15 @@ impl Engine {
             _ => RetryPolicy::default(),
         };
         let backoff = policy.backoff(streak);
-        DependencyUnavailable { dependency, error, topic: &topic, partition, backoff, partitions: self.waiting_for(dependency) }.emit(&self.metrics);
+        DependencyUnavailable {
+            dependency,
+            error,
+            topic: &topic,
+            partition,
+            backoff,
+            partitions: self.waiting_for(dependency),
+        }
+        .emit(&self.metrics);
         self.state.set_waiting_on(Some(dependency.to_owned()));
         self.positions.insert((topic.clone(), partition), offset);
         if let Some((id, original, seq)) = from_lane {
@@ -724,7 +676,11 @@ impl Engine {
     }
 
     /// Resumes the lane partitions whose first record is due.
-    pub fn resume_due<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, now_ms: i64) -> Result<(), RuntimeError> {
+    pub fn resume_due<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        now_ms: i64,
+    ) -> Result<(), RuntimeError> {
         let mut due = TopicPartitionList::new();
         for ((topic, partition), held) in &self.held {
             if held.until_ms <= now_ms {
@@ -752,30 +708,25 @@ impl Engine {
         reason: &FailureReason<'_>,
         attempts: u32,
     ) -> Result<(), RuntimeError> {
-        let origin = Origin::DeadLetter {
-            topic: record.topic.clone(),
-            partition: record.partition,
-            offset: record.offset,
-        };
+        let origin =
+            Origin::DeadLetter { topic: record.topic.clone(), partition: record.partition, offset: record.offset };
         let origin = self.producer.context().track(origin);
         let error_class = reason.class().as_str();
         let output = dead_letter_record(record, &self.config.application_id, reason, attempts, SystemClock.now_ms());
-        produce::send(&self.producer, &output, origin).map_err(|source| RuntimeError::Kafka {
-            during: "producing to the dead-letter topic",
-            source,
-        })?;
-        RecordDeadLettered {
-            dead_letter_topic: &output.topic,
-            error_class,
-        }
-        .emit(&self.metrics);
+        produce::send(&self.producer, &output, origin)
+            .map_err(|source| RuntimeError::Kafka { during: "producing to the dead-letter topic", source })?;
+        RecordDeadLettered { dead_letter_topic: &output.topic, error_class }.emit(&self.metrics);
         Ok(())
     }
 
     /// Fires wall-clock punctuations and due timers of every task. A failed unit is rolled back
     /// and retried later by the task; the outputs of the units that succeeded are sent with
     /// their store writes in the open transaction.
-    pub fn punctuate<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, now_ms: i64) -> Result<(), RuntimeError> {
+    pub fn punctuate<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        now_ms: i64,
+    ) -> Result<(), RuntimeError> {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
             let Some(task) = self.tasks.get_mut(&id) else {
@@ -784,26 +735,23 @@ impl Engine {
             let failures = task.punctuate_wall_clock(now_ms);
             let outputs = task.take_output();
             for error in &failures {
-                PunctuationFailed {
-                    task: &id.to_string(),
-                    error,
-                    action: "retried",
-                }
-                .emit(&self.metrics);
+                PunctuationFailed { task: &id.to_string(), error, action: "retried" }.emit(&self.metrics);
             }
             if outputs.is_empty() {
                 continue;
             }
             self.ensure_open()?;
-            let origin = self.producer.context().track(Origin::Punctuation {
-                task: id.to_string(),
-            });
+            let origin = self.producer.context().track(Origin::Punctuation { task: id.to_string() });
             for output in &outputs {
                 if let Err(e) = produce::send(&self.producer, output, origin) {
                     if !produce::rejects_the_record(&e) {
                         // The transaction cannot go on; its timers' store writes roll back with
                         // it, so they fire again after the replay.
-                        return self.abort(consumer, &format!("producing a punctuation output to {} failed: {e}", output.topic), true);
+                        return self.abort(
+                            consumer,
+                            &format!("producing a punctuation output to {} failed: {e}", output.topic),
+                            true,
+                        );
                     }
                     // Not replayable like an input record: aborting would fire the same
                     // punctuation into the same failure forever. The record is dropped, loudly.
@@ -811,12 +759,8 @@ impl Engine {
                         "producing a punctuation output to {} failed: {e}",
                         output.topic
                     ));
-                    PunctuationFailed {
-                        task: &id.to_string(),
-                        error: &error,
-                        action: "output_dropped",
-                    }
-                    .emit(&self.metrics);
+                    PunctuationFailed { task: &id.to_string(), error: &error, action: "output_dropped" }
+                        .emit(&self.metrics);
                     continue;
                 }
                 self.counts.wrote(id.subtopology, &output.topic);
@@ -837,11 +781,7 @@ impl Engine {
     pub fn poll_timeout(&self) -> Duration {
         let tick = self.config.wall_clock_tick;
         match self.open_since {
-            Some(since) => self
-                .config
-                .commit_interval
-                .saturating_sub(since.elapsed())
-                .min(tick),
+            Some(since) => self.config.commit_interval.saturating_sub(since.elapsed()).min(tick),
             None => tick,
         }
     }
@@ -849,10 +789,7 @@ impl Engine {
     /// Commits outputs, store writes and input positions together. A failed delivery poisons
     /// the input it came from, aborts and rewinds; an abortable failure aborts and rewinds (and
     /// is not an error); anything else is fatal.
-    pub fn commit<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-    ) -> Result<(), RuntimeError> {
+    pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RuntimeError> {
         let Some(_) = self.open_since else {
             return Ok(());
         };
@@ -861,11 +798,8 @@ impl Engine {
             return Err(full);
         }
         let started = Instant::now();
-        let outcome = if self.exactly_once() {
-            self.commit_transaction(consumer)
-        } else {
-            self.commit_at_least_once(consumer)
-        };
+        let outcome =
+            if self.exactly_once() { self.commit_transaction(consumer) } else { self.commit_at_least_once(consumer) };
         match outcome {
             Ok(()) => {
                 for task in self.tasks.values_mut() {
@@ -885,21 +819,13 @@ impl Engine {
                 self.lost_outputs_unexplained = false;
                 self.report_store_entries();
                 RecordsCommitted { subtopologies: &self.counts }.emit(&self.metrics);
-                TransactionCommitted {
-                    records: self.counts.records(),
-                    elapsed: started.elapsed(),
-                }
-                .emit(&self.metrics);
+                TransactionCommitted { records: self.counts.records(), elapsed: started.elapsed() }.emit(&self.metrics);
                 self.close_transaction();
                 Ok(())
             }
             Err(CommitFailure::Delivery(failures)) => {
                 self.poison_failed_deliveries(&failures)?;
-                self.abort(
-                    consumer,
-                    &format!("{} output(s) could not be delivered", failures.len()),
-                    true,
-                )
+                self.abort(consumer, &format!("{} output(s) could not be delivered", failures.len()), true)
             }
             // Anything but fencing (a flush or a coordinator that timed out while the broker
             // restarts, an abortable error, a fatal one that leaves the outcome unknown) rolls
@@ -908,10 +834,7 @@ impl Engine {
             Err(CommitFailure::Kafka(e)) if self.exactly_once() && !is_fenced(&e) => {
                 self.abort(consumer, &e.to_string(), true)
             }
-            Err(CommitFailure::Kafka(source)) => Err(RuntimeError::Fatal {
-                during: "commit",
-                source,
-            }),
+            Err(CommitFailure::Kafka(source)) => Err(RuntimeError::Fatal { during: "commit", source }),
         }
     }
 
@@ -934,23 +857,16 @@ impl Engine {
         StoreDiskBytes(&bytes).emit(&self.metrics);
     }
 
-    fn commit_transaction<C: ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-    ) -> Result<(), CommitFailure> {
+    fn commit_transaction<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) -> Result<(), CommitFailure> {
         let timeout = self.config.blocking_timeout;
         if !self.positions.is_empty() {
             let offsets = self.offsets_to_commit()?;
-            let metadata = consumer.group_metadata().ok_or(KafkaError::Subscription(
-                "no consumer group metadata".into(),
-            ))?;
+            let metadata =
+                consumer.group_metadata().ok_or(KafkaError::Subscription("no consumer group metadata".into()))?;
             // While the outputs are still being acknowledged: the offsets' round trips overlap
             // theirs. A delivery that failed meanwhile fails this call as a bare abortable
             // error, so the failure is attributed from the delivery reports first.
-            if let Err(e) = with_retries(|| {
-                self.producer
-                    .send_offsets_to_transaction(&offsets, &metadata, timeout)
-            }) {
+            if let Err(e) = with_retries(|| self.producer.send_offsets_to_transaction(&offsets, &metadata, timeout)) {
                 self.flush()?;
                 return Err(e.into());
             }
@@ -962,10 +878,7 @@ impl Engine {
 
     /// Offsets are committed only once every output is acknowledged, so a failed delivery fails
     /// the commit and the batch is read again: nothing is lost, some outputs repeat.
-    fn commit_at_least_once<C: ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-    ) -> Result<(), CommitFailure> {
+    fn commit_at_least_once<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) -> Result<(), CommitFailure> {
         self.flush()?;
         if !self.positions.is_empty() {
             consumer.commit(&self.offsets_to_commit()?, CommitMode::Sync)?;
@@ -986,10 +899,7 @@ impl Engine {
     /// Each input whose outputs were rejected is dead-lettered when it is read again. A
     /// dead-letter or punctuation record the broker rejects for what it is cannot be set aside
     /// that way: that is fatal.
-    fn poison_failed_deliveries(
-        &mut self,
-        failures: &[FailedDelivery],
-    ) -> Result<(), RuntimeError> {
+    fn poison_failed_deliveries(&mut self, failures: &[FailedDelivery]) -> Result<(), RuntimeError> {
         // Isolating an input costs a transaction: worth it for the records the broker named, and
         // for the others only once a plain replay has lost outputs too.
         let replayed_already = self.lost_outputs_unexplained;
@@ -997,28 +907,15 @@ impl Engine {
         for failure in failures {
             DeliveryFailed { failure }.emit(&self.metrics);
             match &failure.origin {
-                Origin::Input {
-                    topic,
-                    partition,
-                    offset,
-                } => {
+                Origin::Input { topic, partition, offset } => {
                     let key = ((topic.clone(), *partition), *offset);
                     match &self.isolated {
                         Some(isolated) if isolated.record == key => {
                             if !failure.blames_the_record() && isolated.retries < MAX_ISOLATED_RETRIES {
                                 self.suspects.insert(key, isolated.retries + 1);
                             } else {
-                                let message = format!(
-                                    "delivery to {} failed: {}",
-                                    failure.topic, failure.error
-                                );
-                                self.poisoned.insert(
-                                    key,
-                                    Poison {
-                                        cause: "produce",
-                                        message,
-                                    },
-                                );
+                                let message = format!("delivery to {} failed: {}", failure.topic, failure.error);
+                                self.poisoned.insert(key, Poison { cause: "produce", message });
                             }
                         }
                         _ if failure.blames_the_record() || replayed_already => {
@@ -1046,9 +943,7 @@ impl Engine {
     fn offsets_to_commit(&self) -> Result<TopicPartitionList, KafkaError> {
         let mut list = TopicPartitionList::new();
         for ((topic, partition), next) in &self.positions {
-            let task = self
-                .task_id(topic, *partition)
-                .and_then(|id| self.tasks.get(&id));
+            let task = self.task_id(topic, *partition).and_then(|id| self.tasks.get(&id));
             let mut element = list.add_partition(topic, *partition);
             element.set_offset(Offset::Offset(*next))?;
             if let Some(task) = task {
@@ -1084,10 +979,7 @@ impl Engine {
             match refused {
                 None => TransactionAborted { reason }.emit(&self.metrics),
                 Some(source) if is_fenced(&source) => {
-                    return Err(RuntimeError::Fatal {
-                        during: "abort_transaction",
-                        source,
-                    })
+                    return Err(RuntimeError::Fatal { during: "abort_transaction", source })
                 }
                 Some(source) => self.renew_producer(&source)?,
             }
@@ -1162,9 +1054,7 @@ impl Engine {
             seek.add_partition_offset(element.topic(), element.partition(), Offset::Offset(offset))
                 .map_err(|e| kafka("building the rewind list", e))?;
         }
-        let result = consumer
-            .seek_partitions(seek, self.config.blocking_timeout)
-            .map_err(|e| kafka("rewinding", e))?;
+        let result = consumer.seek_partitions(seek, self.config.blocking_timeout).map_err(|e| kafka("rewinding", e))?;
         for element in result.elements() {
             if let Err(e) = element.error() {
                 return Err(kafka("rewinding a partition", e));
@@ -1195,7 +1085,6 @@ impl From<KafkaError> for CommitFailure {
     }
 }
 
-
 /// Retries calls that failed with a retriable error (CONCURRENT_TRANSACTIONS, a timeout).
 /// For up to a minute: long enough for a broker to restart under a transaction.
 fn with_retries(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
@@ -1221,15 +1110,10 @@ fn thread_producer(config: &StreamsConfig, metrics: &RuntimeMetrics) -> Result<T
     let producer: TrackedProducer = config
         .producer_config()
         .create_with_context(DeliveryTracker::new(metrics.clone()))
-        .map_err(|source| RuntimeError::Kafka {
-            during: "creating the producer",
-            source,
-        })?;
+        .map_err(|source| RuntimeError::Kafka { during: "creating the producer", source })?;
     if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-        with_retries(|| producer.init_transactions(config.blocking_timeout)).map_err(|source| RuntimeError::Fatal {
-            during: "init_transactions",
-            source,
-        })?;
+        with_retries(|| producer.init_transactions(config.blocking_timeout))
+            .map_err(|source| RuntimeError::Fatal { during: "init_transactions", source })?;
     }
     Ok(producer)
 }
@@ -1252,15 +1136,25 @@ fn is_retriable(error: &KafkaError) -> bool {
 /// Committed offsets, asked again while the coordinator does not answer in time (a broker
 /// restarting), for up to a minute.
 trait CommittedOffsetsRetried {
-    fn committed_offsets_retried(&self, list: TopicPartitionList, timeout: Duration) -> Result<TopicPartitionList, KafkaError>;
+    fn committed_offsets_retried(
+        &self,
+        list: TopicPartitionList,
+        timeout: Duration,
+    ) -> Result<TopicPartitionList, KafkaError>;
 }
 
 impl<C: ConsumerContext> CommittedOffsetsRetried for BaseConsumer<C> {
-    fn committed_offsets_retried(&self, list: TopicPartitionList, timeout: Duration) -> Result<TopicPartitionList, KafkaError> {
+    fn committed_offsets_retried(
+        &self,
+        list: TopicPartitionList,
+        timeout: Duration,
+    ) -> Result<TopicPartitionList, KafkaError> {
         let deadline = Instant::now() + RETRY_TRANSACTION_CALLS_FOR;
         loop {
             match self.committed_offsets(list.clone(), timeout) {
-                Err(e) if is_retriable(&e) && Instant::now() < deadline => tracing::debug!(error = %e, "reading committed offsets; retrying"),
+                Err(e) if is_retriable(&e) && Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "reading committed offsets; retrying")
+                }
                 other => return other,
             }
         }

@@ -13,15 +13,9 @@ pub enum RuntimeError {
     /// Another instance with the same transactional.id took over, or the producer hit a fatal
     /// error: nothing of the open transaction was committed.
     #[error("producer fenced or fatal error during {during}: {source}")]
-    Fatal {
-        during: &'static str,
-        source: KafkaError,
-    },
+    Fatal { during: &'static str, source: KafkaError },
     #[error("kafka client error during {during}: {source}")]
-    Kafka {
-        during: &'static str,
-        source: KafkaError,
-    },
+    Kafka { during: &'static str, source: KafkaError },
     /// A persistent store's local state could not be opened or written (a full disk): the task
     /// stops before committing more, and its local state is rebuilt from the changelog on start.
     #[error("local state: {0}")]
@@ -37,11 +31,7 @@ pub enum RuntimeError {
     /// A record the runtime cannot set aside for replay (a dead-letter copy, a punctuation
     /// output) was rejected by the broker.
     #[error("the broker rejected a record for {topic} from {origin}: {reason}")]
-    Undeliverable {
-        origin: String,
-        topic: String,
-        reason: String,
-    },
+    Undeliverable { origin: String, topic: String, reason: String },
     #[error("the stream thread panicked")]
     ThreadPanicked,
 }

@@ -187,29 +187,32 @@ impl RuntimeMetrics {
         sources: &[(usize, String)],
     ) -> prometheus::Result<Self> {
         let f = families();
-        register(registry, [
-            Box::new(f.records_processed.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(f.records_failed.clone()),
-            Box::new(f.transactions.clone()),
-            Box::new(f.commit_duration.clone()),
-            Box::new(f.restore_records.clone()),
-            Box::new(f.restore_duration.clone()),
-            Box::new(f.tasks_assigned.clone()),
-            Box::new(f.dead_lettered.clone()),
-            Box::new(f.retried.clone()),
-            Box::new(f.waiting_on_dependency.clone()),
-            Box::new(f.store_entries.clone()),
-            Box::new(f.store_disk_bytes.clone()),
-            Box::new(f.rebalances.clone()),
-            Box::new(f.producer_renewals.clone()),
-            Box::new(f.state.clone()),
-            Box::new(f.records_in.clone()),
-            Box::new(f.records_out.clone()),
-            Box::new(f.process_latency.clone()),
-            Box::new(f.event_time_lag.clone()),
-            Box::new(f.broker_rtt.clone()),
-            Box::new(f.queued_messages.clone()),
-        ])?;
+        register(
+            registry,
+            [
+                Box::new(f.records_processed.clone()) as Box<dyn prometheus::core::Collector>,
+                Box::new(f.records_failed.clone()),
+                Box::new(f.transactions.clone()),
+                Box::new(f.commit_duration.clone()),
+                Box::new(f.restore_records.clone()),
+                Box::new(f.restore_duration.clone()),
+                Box::new(f.tasks_assigned.clone()),
+                Box::new(f.dead_lettered.clone()),
+                Box::new(f.retried.clone()),
+                Box::new(f.waiting_on_dependency.clone()),
+                Box::new(f.store_entries.clone()),
+                Box::new(f.store_disk_bytes.clone()),
+                Box::new(f.rebalances.clone()),
+                Box::new(f.producer_renewals.clone()),
+                Box::new(f.state.clone()),
+                Box::new(f.records_in.clone()),
+                Box::new(f.records_out.clone()),
+                Box::new(f.process_latency.clone()),
+                Box::new(f.event_time_lag.clone()),
+                Box::new(f.broker_rtt.clone()),
+                Box::new(f.queued_messages.clone()),
+            ],
+        )?;
         // A label set never incremented does not exist for Prometheus, and its panel would show
         // "No data" on a healthy run: the known ones start at 0.
         for outcome in ["committed", "aborted"] {
@@ -258,7 +261,10 @@ pub struct StoreEntries<'a>(pub &'a std::collections::BTreeMap<&'a str, u64>);
 impl StoreEntries<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         for (store, entries) in self.0 {
-            m.families.store_entries.with_label_values(&[m.application_id.as_str(), store]).set(i64::try_from(*entries).unwrap_or(i64::MAX));
+            m.families
+                .store_entries
+                .with_label_values(&[m.application_id.as_str(), store])
+                .set(i64::try_from(*entries).unwrap_or(i64::MAX));
         }
     }
 }
@@ -268,7 +274,10 @@ pub struct StoreDiskBytes<'a>(pub &'a std::collections::BTreeMap<&'a str, u64>);
 impl StoreDiskBytes<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         for (store, bytes) in self.0 {
-            m.families.store_disk_bytes.with_label_values(&[m.application_id.as_str(), store]).set(i64::try_from(*bytes).unwrap_or(i64::MAX));
+            m.families
+                .store_disk_bytes
+                .with_label_values(&[m.application_id.as_str(), store])
+                .set(i64::try_from(*bytes).unwrap_or(i64::MAX));
         }
     }
 }
@@ -299,7 +308,10 @@ impl ProducerStatistics<'_> {
         for (broker, seconds) in self.0.round_trips() {
             m.families.broker_rtt.with_label_values(&[app, &broker.to_string()]).set(seconds);
         }
-        m.families.queued_messages.with_label_values(&[app, "producer"]).set(i64::try_from(self.0.msg_cnt).unwrap_or(i64::MAX));
+        m.families
+            .queued_messages
+            .with_label_values(&[app, "producer"])
+            .set(i64::try_from(self.0.msg_cnt).unwrap_or(i64::MAX));
     }
 }
 
@@ -308,7 +320,10 @@ impl ProducerStatistics<'_> {
 pub struct ConsumerStatistics<'a>(pub &'a ClientSnapshot);
 impl ConsumerStatistics<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
-        m.families.queued_messages.with_label_values(&[m.application_id.as_str(), "consumer"]).set(self.0.fetched_messages());
+        m.families
+            .queued_messages
+            .with_label_values(&[m.application_id.as_str(), "consumer"])
+            .set(self.0.fetched_messages());
     }
 }
 
@@ -354,10 +369,7 @@ impl RecordFailed<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::warn!(topic = self.topic, partition = self.partition, offset = self.offset,
             action = self.action, error = %self.error, "record failed");
-        m.families
-            .records_failed
-            .with_label_values(&[&m.application_id, self.error_kind, self.action])
-            .inc();
+        m.families.records_failed.with_label_values(&[&m.application_id, self.error_kind, self.action]).inc();
     }
 }
 
@@ -372,17 +384,10 @@ pub struct RecordFailedOnReplay<'a> {
 }
 impl RecordFailedOnReplay<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
-        let action = if self.skipped {
-            "skipped"
-        } else {
-            "dead_lettered"
-        };
+        let action = if self.skipped { "skipped" } else { "dead_lettered" };
         tracing::warn!(topic = self.topic, partition = self.partition, offset = self.offset, action,
             reason = %self.poison.message, "record aborted its transaction; set aside on replay");
-        m.families
-            .records_failed
-            .with_label_values(&[&m.application_id, self.poison.cause, action])
-            .inc();
+        m.families.records_failed.with_label_values(&[&m.application_id, self.poison.cause, action]).inc();
     }
 }
 
@@ -393,10 +398,7 @@ pub struct DeliveryFailed<'a> {
 impl DeliveryFailed<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::warn!(topic = %self.failure.topic, origin = ?self.failure.origin, error = %self.failure.error, "delivery failed");
-        m.families
-            .records_failed
-            .with_label_values(&[&m.application_id, "produce", "delivery_failed"])
-            .inc();
+        m.families.records_failed.with_label_values(&[&m.application_id, "produce", "delivery_failed"]).inc();
     }
 }
 
@@ -423,19 +425,9 @@ pub struct TransactionCommitted {
 }
 impl TransactionCommitted {
     pub fn emit(self, m: &RuntimeMetrics) {
-        tracing::trace!(
-            records = self.records,
-            elapsed_ms = self.elapsed.as_millis() as u64,
-            "committed"
-        );
-        m.families
-            .transactions
-            .with_label_values(&[&m.application_id, "committed"])
-            .inc();
-        m.families
-            .commit_duration
-            .with_label_values(&[&m.application_id])
-            .observe(self.elapsed.as_secs_f64());
+        tracing::trace!(records = self.records, elapsed_ms = self.elapsed.as_millis() as u64, "committed");
+        m.families.transactions.with_label_values(&[&m.application_id, "committed"]).inc();
+        m.families.commit_duration.with_label_values(&[&m.application_id]).observe(self.elapsed.as_secs_f64());
     }
 }
 
@@ -445,10 +437,7 @@ pub struct TransactionAborted<'a> {
 impl TransactionAborted<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::warn!(reason = self.reason, "transaction aborted");
-        m.families
-            .transactions
-            .with_label_values(&[&m.application_id, "aborted"])
-            .inc();
+        m.families.transactions.with_label_values(&[&m.application_id, "aborted"]).inc();
     }
 }
 
@@ -476,14 +465,8 @@ impl TaskRestored<'_> {
             elapsed_ms = self.elapsed.as_millis() as u64,
             "task restored from changelogs"
         );
-        m.families
-            .restore_records
-            .with_label_values(&[&m.application_id])
-            .inc_by(self.records);
-        m.families
-            .restore_duration
-            .with_label_values(&[&m.application_id])
-            .observe(self.elapsed.as_secs_f64());
+        m.families.restore_records.with_label_values(&[&m.application_id]).inc_by(self.records);
+        m.families.restore_duration.with_label_values(&[&m.application_id]).observe(self.elapsed.as_secs_f64());
     }
 }
 
@@ -513,10 +496,7 @@ impl StateChanged {
 pub struct TasksAssigned(pub usize);
 impl TasksAssigned {
     pub fn emit(self, m: &RuntimeMetrics) {
-        m.families
-            .tasks_assigned
-            .with_label_values(&[&m.application_id])
-            .set(self.0 as i64);
+        m.families.tasks_assigned.with_label_values(&[&m.application_id]).set(self.0 as i64);
     }
 }
 
@@ -527,10 +507,7 @@ pub struct RecordDeadLettered<'a> {
 }
 impl RecordDeadLettered<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
-        m.families
-            .dead_lettered
-            .with_label_values(&[self.dead_letter_topic, self.error_class])
-            .inc();
+        m.families.dead_lettered.with_label_values(&[self.dead_letter_topic, self.error_class]).inc();
     }
 }
 
@@ -542,7 +519,12 @@ pub struct RecordRetried<'a> {
 }
 impl RecordRetried<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
-        tracing::info!(topic = self.topic, attempts = self.attempts, backoff_ms = self.backoff.as_millis() as u64, "record retried after a transient failure");
+        tracing::info!(
+            topic = self.topic,
+            attempts = self.attempts,
+            backoff_ms = self.backoff.as_millis() as u64,
+            "record retried after a transient failure"
+        );
         m.families.retried.with_label_values(&[self.topic]).inc();
     }
 }
@@ -561,7 +543,10 @@ impl DependencyUnavailable<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::warn!(dependency = self.dependency, topic = self.topic, partition = self.partition,
             backoff_ms = self.backoff.as_millis() as u64, error = %self.error, "dependency unavailable; partition paused");
-        m.families.waiting_on_dependency.with_label_values(&[&m.application_id, self.dependency]).set(self.partitions as i64);
+        m.families
+            .waiting_on_dependency
+            .with_label_values(&[&m.application_id, self.dependency])
+            .set(self.partitions as i64);
     }
 }
 
@@ -573,7 +558,10 @@ pub struct DependencyBack<'a> {
 impl DependencyBack<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::info!(dependency = self.dependency, "dependency back; partition resumed");
-        m.families.waiting_on_dependency.with_label_values(&[&m.application_id, self.dependency]).set(self.partitions as i64);
+        m.families
+            .waiting_on_dependency
+            .with_label_values(&[&m.application_id, self.dependency])
+            .set(self.partitions as i64);
     }
 }
 
@@ -585,14 +573,26 @@ mod tests {
     fn an_applications_known_label_sets_exist_at_0_before_anything_happens() {
         let registry = Registry::new();
         let policy = ErrorPolicy::Retry(crate::error::RetryPolicy::default());
-        RuntimeMetrics::new(&registry, "zero-init-app", policy, &["zero-init-input.dlq".to_string()], &[(0, "zero-init-input".to_string())]).unwrap();
+        RuntimeMetrics::new(
+            &registry,
+            "zero-init-app",
+            policy,
+            &["zero-init-input.dlq".to_string()],
+            &[(0, "zero-init-input".to_string())],
+        )
+        .unwrap();
         let families = registry.gather();
         let metric = |name: &str, labels: &[(&str, &str)]| {
-            let family = families.iter().find(|family| family.name() == name).unwrap_or_else(|| panic!("{name} missing"));
+            let family =
+                families.iter().find(|family| family.name() == name).unwrap_or_else(|| panic!("{name} missing"));
             family
                 .get_metric()
                 .iter()
-                .find(|metric| labels.iter().all(|(key, value)| metric.get_label().iter().any(|l| l.name() == *key && l.value() == *value)))
+                .find(|metric| {
+                    labels
+                        .iter()
+                        .all(|(key, value)| metric.get_label().iter().any(|l| l.name() == *key && l.value() == *value))
+                })
                 .cloned()
         };
         let counter = |name: &str, labels: &[(&str, &str)]| metric(name, labels).map(|m| m.get_counter().value());
@@ -603,13 +603,20 @@ mod tests {
         assert_eq!(metric("streams_tasks_assigned", &[app]).map(|m| m.get_gauge().value()), Some(0.0));
         assert_eq!(counter("streams_rebalances_total", &[app]), Some(0.0));
         assert_eq!(counter("streams_producer_renewals_total", &[app]), Some(0.0));
-        assert_eq!(counter("streams_records_in_total", &[app, ("subtopology", "0"), ("topic", "zero-init-input")]), Some(0.0));
+        assert_eq!(
+            counter("streams_records_in_total", &[app, ("subtopology", "0"), ("topic", "zero-init-input")]),
+            Some(0.0)
+        );
         assert_eq!(counter("retries_total", &[("topic", "zero-init-input")]), Some(0.0));
         let state = |name: &str| metric("streams_state", &[app, ("state", name)]).map(|m| m.get_gauge().value());
         assert_eq!((state("CREATED"), state("RUNNING"), state("ERROR")), (Some(1.0), Some(0.0), Some(0.0)));
         for action in ["retried", "dead_lettered"] {
             let labels = [app, ("error_kind", "processing"), ("action", action)];
-            assert_eq!(counter("streams_records_failed_total", &labels), Some(0.0), "streams_records_failed_total{{action={action}}}");
+            assert_eq!(
+                counter("streams_records_failed_total", &labels),
+                Some(0.0),
+                "streams_records_failed_total{{action={action}}}"
+            );
         }
         for class in ["transient", "permanent", "poison"] {
             let labels = [("topic", "zero-init-input.dlq"), ("error_class", class)];
@@ -628,13 +635,19 @@ mod tests {
 
         let families = registry.gather();
         let gauges = |name: &str| -> Vec<(Vec<String>, f64)> {
-            families.iter().filter(|f| f.name() == name).flat_map(|f| f.get_metric().iter())
+            families
+                .iter()
+                .filter(|f| f.name() == name)
+                .flat_map(|f| f.get_metric().iter())
                 .map(|m| (m.get_label().iter().map(|l| l.value().to_string()).collect(), m.get_gauge().value()))
                 .collect()
         };
         assert_eq!(gauges("streams_broker_rtt_seconds"), [(vec!["stats-app".into(), "1".into()], 0.0025)]);
         let mut queued = gauges("streams_client_queued_messages");
         queued.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(queued, [(vec!["stats-app".into(), "consumer".into()], 40.0), (vec!["stats-app".into(), "producer".into()], 7.0)]);
+        assert_eq!(
+            queued,
+            [(vec!["stats-app".into(), "consumer".into()], 40.0), (vec!["stats-app".into(), "producer".into()], 7.0)]
+        );
     }
 }

@@ -19,14 +19,21 @@ impl LocalState {
     pub(crate) fn open(config: &StreamsConfig, topology: &Topology) -> Result<Self, RuntimeError> {
         let wanted = topology.store_names().any(|store| config.store_type(store) == StoreType::Persistent);
         let persistent = match wanted {
-            true => Some(Arc::new(PersistentStores::open(&config.state_dir, &config.application_id).map_err(local_state_error)?)),
+            true => Some(Arc::new(
+                PersistentStores::open(&config.state_dir, &config.application_id).map_err(local_state_error)?,
+            )),
             false => None,
         };
         Ok(LocalState { persistent })
     }
 
     /// The task, with each store the configuration makes persistent on local disk.
-    pub(crate) fn create_task(&self, config: &StreamsConfig, topology: &Topology, id: TaskId) -> Result<Task, RuntimeError> {
+    pub(crate) fn create_task(
+        &self,
+        config: &StreamsConfig,
+        topology: &Topology,
+        id: TaskId,
+    ) -> Result<Task, RuntimeError> {
         let supplier_for = |store: &str| -> Option<Arc<dyn StoreSupplier>> {
             let persistent = self.persistent.as_ref().filter(|_| config.store_type(store) == StoreType::Persistent)?;
             Some(Arc::clone(persistent) as Arc<dyn StoreSupplier>)
@@ -66,7 +73,9 @@ impl LocalState {
                 Ok(end) => {
                     ends.insert(changelog, end);
                 }
-                Err(error) => tracing::warn!(%changelog, %error, "no checkpoint: the changelog's end offset is unknown; the next restore reads it in full"),
+                Err(error) => {
+                    tracing::warn!(%changelog, %error, "no checkpoint: the changelog's end offset is unknown; the next restore reads it in full")
+                }
             }
         }
         if let Err(error) = task.checkpoint(&ends) {

@@ -75,10 +75,13 @@ impl KafkaStreams {
         config.validate().map_err(RuntimeError::Config)?;
         let dead_letter_topics = topics::dead_letter_topics(&config, &topology);
         let sources: Vec<(usize, String)> = (0..topology.subtopology_count())
-            .flat_map(|subtopology| topology.source_topics_of(subtopology).into_iter().map(move |topic| (subtopology, topic)))
+            .flat_map(|subtopology| {
+                topology.source_topics_of(subtopology).into_iter().map(move |topic| (subtopology, topic))
+            })
             .collect();
-        let metrics = RuntimeMetrics::new(registry, &config.application_id, config.error_policy, &dead_letter_topics, &sources)
-            .map_err(|e| RuntimeError::Config(format!("registering metrics: {e}")))?;
+        let metrics =
+            RuntimeMetrics::new(registry, &config.application_id, config.error_policy, &dead_letter_topics, &sources)
+                .map_err(|e| RuntimeError::Config(format!("registering metrics: {e}")))?;
         let state_metrics = metrics.clone();
         let state = StateCell::new(Some(Box::new(move |new, old| {
             StateChanged { old, new }.emit(&state_metrics);
@@ -93,11 +96,7 @@ impl KafkaStreams {
             .name(format!("{}-stream-thread", config.application_id))
             .spawn(move || stream_thread::run(config, topology, metrics, thread_state, thread_stop))
             .map_err(|e| RuntimeError::Config(format!("spawning the stream thread: {e}")))?;
-        Ok(Self {
-            stop,
-            state,
-            thread: Some(thread),
-        })
+        Ok(Self { stop, state, thread: Some(thread) })
     }
 
     pub fn state(&self) -> State {

@@ -14,11 +14,7 @@ pub type TrackedProducer = BaseProducer<DeliveryTracker>;
 /// Enqueues one record, waiting while the local queue is full. An error here means the record
 /// itself cannot be produced (too large, unknown partition), not that the broker is slow.
 /// `origin` comes back with the record's delivery report (see [`DeliveryTracker`]).
-pub fn send(
-    producer: &TrackedProducer,
-    record: &OutputRecord,
-    origin: usize,
-) -> Result<(), KafkaError> {
+pub fn send(producer: &TrackedProducer, record: &OutputRecord, origin: usize) -> Result<(), KafkaError> {
     let headers = kafka_headers(&record.headers);
     let mut base = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&record.topic, origin)
         .headers(headers)

@@ -35,18 +35,14 @@ fn headers(message: &BorrowedMessage<'_>) -> Vec<Header> {
     for index in 0..count {
         let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0usize);
         // SAFETY: index < count; the out pointers are valid for writes.
-        let err = unsafe {
-            rdsys::rd_kafka_header_get_all(native, index, &mut name, &mut value, &mut size)
-        };
+        let err = unsafe { rdsys::rd_kafka_header_get_all(native, index, &mut name, &mut value, &mut size) };
         if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
             continue;
         }
         // SAFETY: librdkafka's header names are NUL-terminated; values are `size` bytes.
-        let key = unsafe { CStr::from_ptr(name) }
-            .to_string_lossy()
-            .into_owned();
-        let value = (!value.is_null())
-            .then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }.to_vec());
+        let key = unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned();
+        let value =
+            (!value.is_null()).then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }.to_vec());
         headers.push(Header { key, value });
     }
     headers

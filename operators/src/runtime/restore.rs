@@ -55,14 +55,8 @@ impl Restorer {
                 .map_err(|source| RuntimeError::Kafka { during, source })
         };
         Ok(Restorer {
-            reader: create(
-                config.restore_consumer_config(),
-                "creating the restore consumer",
-            )?,
-            end_offsets: create(
-                config.end_offsets_config(),
-                "creating the end-offsets client",
-            )?,
+            reader: create(config.restore_consumer_config(), "creating the restore consumer")?,
+            end_offsets: create(config.end_offsets_config(), "creating the end-offsets client")?,
             stop,
             state,
         })
@@ -98,26 +92,43 @@ impl Restorer {
         self.replay(config, changelog, partition, from, |message| {
             let key = message.key().unwrap_or_default();
             task.restore(changelog, key, message.payload())
-                .map_err(|e| RuntimeError::Restore {
-                    changelog: changelog.to_string(),
-                    reason: e.to_string(),
-                })
+                .map_err(|e| RuntimeError::Restore { changelog: changelog.to_string(), reason: e.to_string() })
         })
     }
 
     /// A persistent store's checkpoint, if it lies inside the changelog; else, with local state
     /// wiped, the beginning (a checkpoint past the end means the topic was recreated).
-    fn restore_start(&self, config: &StreamsConfig, task: &mut Task, changelog: &str, partition: i32) -> Result<Offset, RuntimeError> {
+    fn restore_start(
+        &self,
+        config: &StreamsConfig,
+        task: &mut Task,
+        changelog: &str,
+        partition: i32,
+    ) -> Result<Offset, RuntimeError> {
         let Some(checkpoint) = task.restore_from(changelog) else {
             return Ok(Offset::Beginning);
         };
         let (low, high) = watermarks(&self.end_offsets, changelog, partition, config.blocking_timeout)?;
         if (low..=high).contains(&checkpoint) {
-            tracing::info!(changelog, partition, checkpoint, end = high, "restoring the changelog's tail after the checkpoint of local state");
+            tracing::info!(
+                changelog,
+                partition,
+                checkpoint,
+                end = high,
+                "restoring the changelog's tail after the checkpoint of local state"
+            );
             return Ok(Offset::Offset(checkpoint));
         }
-        tracing::warn!(changelog, partition, checkpoint, low, high, "the checkpoint of local state lies outside the changelog; wiping local state and restoring in full");
-        task.wipe_store(changelog).map_err(|e| RuntimeError::Restore { changelog: changelog.to_string(), reason: e.to_string() })?;
+        tracing::warn!(
+            changelog,
+            partition,
+            checkpoint,
+            low,
+            high,
+            "the checkpoint of local state lies outside the changelog; wiping local state and restoring in full"
+        );
+        task.wipe_store(changelog)
+            .map_err(|e| RuntimeError::Restore { changelog: changelog.to_string(), reason: e.to_string() })?;
         Ok(Offset::Beginning)
     }
 
@@ -169,21 +180,24 @@ impl Restorer {
         assignment
             .add_partition_offset(topic, partition, Offset::Offset(first))
             .map_err(|e| restore_error(topic, e))?;
-        self.reader
-            .assign(&assignment)
-            .map_err(|e| restore_error(topic, e))?;
+        self.reader.assign(&assignment).map_err(|e| restore_error(topic, e))?;
         let mut replayed = 0u64;
         let mut last_report = Instant::now();
         loop {
             if self.stop.load(Ordering::Relaxed) {
-                return Err(RuntimeError::Restore { changelog: topic.to_string(), reason: "stopped while restoring".into() });
+                return Err(RuntimeError::Restore {
+                    changelog: topic.to_string(),
+                    reason: "stopped while restoring".into(),
+                });
             }
             self.state.beat();
             match self.reader.poll(config.wall_clock_tick) {
                 None => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => break,
                 // The broker restarting: the reader reconnects by itself.
-                Some(Err(e)) if is_transient(&e) => tracing::warn!(topic, partition, error = %e, "restore read failed; retrying"),
+                Some(Err(e)) if is_transient(&e) => {
+                    tracing::warn!(topic, partition, error = %e, "restore read failed; retrying")
+                }
                 Some(Err(e)) => return Err(restore_error(topic, e)),
                 Some(Ok(message)) => {
                     apply(&message)?;
@@ -192,18 +206,10 @@ impl Restorer {
             }
             if last_report.elapsed() >= PROGRESS_EVERY {
                 last_report = Instant::now();
-                tracing::info!(
-                    topic,
-                    partition,
-                    replayed,
-                    target = high_watermark,
-                    "restoring"
-                );
+                tracing::info!(topic, partition, replayed, target = high_watermark, "restoring");
             }
         }
-        self.reader
-            .unassign()
-            .map_err(|e| restore_error(topic, e))?;
+        self.reader.unassign().map_err(|e| restore_error(topic, e))?;
         Ok(replayed)
     }
 
@@ -220,7 +226,10 @@ impl Restorer {
         let (started, mut last_report) = (Instant::now(), Instant::now());
         loop {
             if self.stop.load(Ordering::Relaxed) {
-                return Err(RuntimeError::Restore { changelog: changelog.to_string(), reason: "stopped while waiting for an open transaction".into() });
+                return Err(RuntimeError::Restore {
+                    changelog: changelog.to_string(),
+                    reason: "stopped while waiting for an open transaction".into(),
+                });
             }
             self.state.beat();
             let (_, last_stable) = watermarks(&self.reader, changelog, partition, config.blocking_timeout)?;
@@ -236,7 +245,13 @@ impl Restorer {
                         "a transaction on the changelog stays open past any transaction timeout (a hanging transaction); \
                          find it with `kafka-transactions.sh find-hanging` and end it with `kafka-transactions.sh abort`");
                 } else {
-                    tracing::info!(changelog, partition, last_stable, target, "restore waits for an open transaction on the changelog");
+                    tracing::info!(
+                        changelog,
+                        partition,
+                        last_stable,
+                        target,
+                        "restore waits for an open transaction on the changelog"
+                    );
                 }
             }
             std::thread::sleep(config.wall_clock_tick);
@@ -246,7 +261,12 @@ impl Restorer {
 
 /// A changelog created a moment ago may have no leader yet, or not be in the client's metadata
 /// yet: such errors pass, so they are retried for up to 30 s before they count.
-fn watermarks(client: &RestoreConsumer, changelog: &str, partition: i32, timeout: Duration) -> Result<(i64, i64), RuntimeError> {
+fn watermarks(
+    client: &RestoreConsumer,
+    changelog: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<(i64, i64), RuntimeError> {
     let mut attempts = 0;
     loop {
         match client.fetch_watermarks(changelog, partition, timeout) {
@@ -279,10 +299,7 @@ fn is_transient(error: &KafkaError) -> bool {
 }
 
 fn restore_error(changelog: &str, e: KafkaError) -> RuntimeError {
-    RuntimeError::Restore {
-        changelog: changelog.to_string(),
-        reason: e.to_string(),
-    }
+    RuntimeError::Restore { changelog: changelog.to_string(), reason: e.to_string() }
 }
 
 /// librdkafka reports the end of a partition either as a consumer event or as a global error.

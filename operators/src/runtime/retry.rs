@@ -63,12 +63,16 @@ impl LaneEntry {
     /// Reads a record consumed from a lane; an error names what is missing or malformed.
     pub fn parse(mut lane_record: RawRecord) -> Result<LaneEntry, String> {
         let header = |name: &str| -> Result<String, String> {
-            let header = lane_record.headers.iter().rev().find(|h| h.key == name).ok_or_else(|| format!("no {name} header"))?;
+            let header =
+                lane_record.headers.iter().rev().find(|h| h.key == name).ok_or_else(|| format!("no {name} header"))?;
             String::from_utf8(header.value_bytes().to_vec()).map_err(|_| format!("the {name} header is not UTF-8"))
         };
-        let number = |name: &str| -> Result<i64, String> { header(name)?.parse().map_err(|_| format!("the {name} header is not a number")) };
+        let number = |name: &str| -> Result<i64, String> {
+            header(name)?.parse().map_err(|_| format!("the {name} header is not a number"))
+        };
         let seq = u64::try_from(number(SEQ)?).map_err(|_| format!("the {SEQ} header is negative"))?;
-        let attempts = u32::try_from(number(ATTEMPTS)?).map_err(|_| format!("the {ATTEMPTS} header is out of range"))?;
+        let attempts =
+            u32::try_from(number(ATTEMPTS)?).map_err(|_| format!("the {ATTEMPTS} header is out of range"))?;
         let not_before_ms = number(NOT_BEFORE)?;
         let topic = header(ORIGINAL_TOPIC)?;
         let offset = number(ORIGINAL_OFFSET)?;

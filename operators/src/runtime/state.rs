@@ -24,7 +24,8 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 6] = [State::Created, State::Rebalancing, State::Running, State::PendingShutdown, State::Error, State::NotRunning];
+    pub const ALL: [State; 6] =
+        [State::Created, State::Rebalancing, State::Running, State::PendingShutdown, State::Error, State::NotRunning];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -93,9 +94,7 @@ struct Inner {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A listener that panicked poisons nothing we rely on.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl StateCell {
@@ -141,9 +140,7 @@ impl StateCell {
         let old = {
             let mut state = lock(&self.inner.state);
             let old = *state;
-            let allowed = old != new
-                && !old.is_terminal()
-                && (old != State::PendingShutdown || new.is_terminal());
+            let allowed = old != new && !old.is_terminal() && (old != State::PendingShutdown || new.is_terminal());
             if !allowed {
                 return;
             }
@@ -176,9 +173,7 @@ mod tests {
     fn the_listener_sees_every_change_and_terminal_states_stay() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let cell = StateCell::new(Some(Box::new(move |new, old| {
-            log.lock().unwrap().push((old, new))
-        })));
+        let cell = StateCell::new(Some(Box::new(move |new, old| log.lock().unwrap().push((old, new)))));
         cell.set(State::Rebalancing);
         cell.set(State::Running);
         cell.set(State::Running);

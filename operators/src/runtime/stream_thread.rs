@@ -10,10 +10,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 
+use super::client_statistics::ClientSnapshot;
 use super::config::StreamsConfig;
 use super::engine::Engine;
 use super::error::RuntimeError;
-use super::client_statistics::ClientSnapshot;
 use super::internal_events::{ConsumerStatistics, RuntimeMetrics, StatisticsUnreadable};
 use super::state::{State, StateCell};
 use super::topics;
@@ -55,9 +55,7 @@ impl ConsumerContext for RebalanceHandler {
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     // A panic while holding the lock already stopped the thread; the state is rolled back by
     // the next owner's restore, so the guard is safe to take.
-    engine
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub(crate) fn run(
@@ -99,23 +97,12 @@ fn run_until_stopped(
     )?));
     let consumer: BaseConsumer<RebalanceHandler> = config
         .consumer_config()
-        .create_with_context(RebalanceHandler {
-            engine: engine.clone(),
-            metrics,
-        })
-        .map_err(|source| RuntimeError::Kafka {
-            during: "creating the consumer",
-            source,
-        })?;
+        .create_with_context(RebalanceHandler { engine: engine.clone(), metrics })
+        .map_err(|source| RuntimeError::Kafka { during: "creating the consumer", source })?;
     let mut topics = topology.source_topics();
     topics.extend(lock(&engine).lane_topics().cloned());
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topic_refs)
-        .map_err(|source| RuntimeError::Kafka {
-            during: "subscribing",
-            source,
-        })?;
+    consumer.subscribe(&topic_refs).map_err(|source| RuntimeError::Kafka { during: "subscribing", source })?;
     state.set(State::Rebalancing);
     tracing::info!(application_id = %config.application_id, instance_id = %config.instance_id,
         transactional_id = %config.transactional_id(), topics = ?topics, "stream thread started");
@@ -175,8 +162,5 @@ fn run_until_stopped(
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -32,25 +32,20 @@ pub fn dead_letter_topics(config: &StreamsConfig, topology: &Topology) -> Vec<St
 /// The retry lanes the error policy uses: one per subtopology under `Retry`, none otherwise.
 pub fn retry_lane_topics(config: &StreamsConfig, topology: &Topology) -> Vec<String> {
     match config.error_policy {
-        ErrorPolicy::Retry(_) => (0..topology.subtopology_count()).map(|subtopology| retry_lane_topic(&config.application_id, subtopology)).collect(),
+        ErrorPolicy::Retry(_) => (0..topology.subtopology_count())
+            .map(|subtopology| retry_lane_topic(&config.application_id, subtopology))
+            .collect(),
         _ => Vec::new(),
     }
 }
 
 /// Ensures internal topics exist with as many partitions as the widest source topic, so that
 /// task `p` of every subtopology finds partition `p` of its changelogs.
-pub fn ensure_internal_topics(
-    config: &StreamsConfig,
-    topology: &Topology,
-) -> Result<i32, RuntimeError> {
-    let admin: AdminClient<DefaultClientContext> =
-        config
-            .admin_config()
-            .create()
-            .map_err(|source| RuntimeError::Kafka {
-                during: "creating the admin client",
-                source,
-            })?;
+pub fn ensure_internal_topics(config: &StreamsConfig, topology: &Topology) -> Result<i32, RuntimeError> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .admin_config()
+        .create()
+        .map_err(|source| RuntimeError::Kafka { during: "creating the admin client", source })?;
     let internal: Vec<String> = topology.repartition_topics();
     let mut partitions = 0;
     for subtopology in 0..topology.subtopology_count() {
@@ -67,9 +62,7 @@ pub fn ensure_internal_topics(
         check_co_partitioned(subtopology, &counts)?;
     }
     if partitions == 0 {
-        return Err(RuntimeError::Config(
-            "the topology has no source topic".into(),
-        ));
+        return Err(RuntimeError::Config("the topology has no source topic".into()));
     }
 
     let mut wanted: Vec<(String, bool)> = Vec::new();
@@ -92,21 +85,12 @@ pub fn ensure_internal_topics(
         return Ok(partitions);
     }
     let options = AdminOptions::new().operation_timeout(Some(config.blocking_timeout));
-    let results = block_on(admin.create_topics(new_topics.iter(), &options)).map_err(|source| {
-        RuntimeError::Kafka {
-            during: "creating internal topics",
-            source,
-        }
-    })?;
+    let results = block_on(admin.create_topics(new_topics.iter(), &options))
+        .map_err(|source| RuntimeError::Kafka { during: "creating internal topics", source })?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(RuntimeError::TopicCreation {
-                    topic,
-                    reason: code.to_string(),
-                })
-            }
+            Err((topic, code)) => return Err(RuntimeError::TopicCreation { topic, reason: code.to_string() }),
         }
     }
     // A topic the group's leader cannot see yet would be left out of the first assignment, and
@@ -118,14 +102,21 @@ pub fn ensure_internal_topics(
 }
 
 /// Waits until the cluster's metadata lists `topic` with partitions, for up to 30 s.
-fn wait_until_visible(admin: &AdminClient<DefaultClientContext>, topic: &str, timeout: Duration) -> Result<(), RuntimeError> {
+fn wait_until_visible(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(), RuntimeError> {
     for _ in 0..120 {
         if partition_count(admin, topic, timeout)?.is_some() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    Err(RuntimeError::TopicCreation { topic: topic.to_owned(), reason: "created, but not in the cluster's metadata after 30 s".into() })
+    Err(RuntimeError::TopicCreation {
+        topic: topic.to_owned(),
+        reason: "created, but not in the cluster's metadata after 30 s".into(),
+    })
 }
 
 /// The topics one sub-topology reads make up its tasks partition by partition, so they must
@@ -151,10 +142,7 @@ fn partition_count(
     let metadata = admin
         .inner()
         .fetch_metadata(Some(topic), timeout)
-        .map_err(|source| RuntimeError::Kafka {
-            during: "reading topic metadata",
-            source,
-        })?;
+        .map_err(|source| RuntimeError::Kafka { during: "reading topic metadata", source })?;
     Ok(metadata
         .topics()
         .iter()
@@ -175,19 +163,10 @@ mod tests {
 
     #[test]
     fn co_partitioned_topics_need_equal_partition_counts() {
-        let counts = |list: &[(&str, i32)]| {
-            list.iter()
-                .map(|(t, c)| (t.to_string(), *c))
-                .collect::<Vec<_>>()
-        };
+        let counts = |list: &[(&str, i32)]| list.iter().map(|(t, c)| (t.to_string(), *c)).collect::<Vec<_>>();
         assert!(check_co_partitioned(0, &counts(&[("a", 6), ("b", 6)])).is_ok());
-        let error = check_co_partitioned(1, &counts(&[("a", 6), ("b", 6), ("c", 3)]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("a (6 partitions) and c (3 partitions)"),
-            "{error}"
-        );
+        let error = check_co_partitioned(1, &counts(&[("a", 6), ("b", 6), ("c", 3)])).unwrap_err().to_string();
+        assert!(error.contains("a (6 partitions) and c (3 partitions)"), "{error}");
     }
 
     #[test]
@@ -195,11 +174,16 @@ mod tests {
         use crate::dsl::{Consumed, Produced, StreamsBuilder};
         use crate::serdes::StringSerde;
         let builder = StreamsBuilder::new();
-        builder.stream::<String, String>("orders", Consumed::with(StringSerde, StringSerde)).to("out", Produced::with(StringSerde, StringSerde));
+        builder
+            .stream::<String, String>("orders", Consumed::with(StringSerde, StringSerde))
+            .to("out", Produced::with(StringSerde, StringSerde));
         let topology = builder.build("app");
         let mut config = StreamsConfig::new("app", "localhost:9092");
         config.error_policy = ErrorPolicy::Retry(crate::error::RetryPolicy::default());
-        assert_eq!(dead_letter_topics(&config, &topology), vec!["orders.dlq".to_string(), "app-0-retry.dlq".to_string()]);
+        assert_eq!(
+            dead_letter_topics(&config, &topology),
+            vec!["orders.dlq".to_string(), "app-0-retry.dlq".to_string()]
+        );
         config.error_policy = ErrorPolicy::Skip;
         assert!(dead_letter_topics(&config, &topology).is_empty());
     }

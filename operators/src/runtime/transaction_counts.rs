@@ -59,7 +59,9 @@ fn add(counts: &mut Counts, subtopology: usize, topic: &str) {
 fn flatten(counts: &Counts) -> impl Iterator<Item = (usize, &str, u64)> {
     counts
         .iter()
-        .flat_map(|(subtopology, topics)| topics.iter().map(move |(topic, count)| (*subtopology, topic.as_str(), *count)))
+        .flat_map(|(subtopology, topics)| {
+            topics.iter().map(move |(topic, count)| (*subtopology, topic.as_str(), *count))
+        })
         .filter(|(_, _, count)| *count > 0)
 }
 

@@ -16,7 +16,11 @@ pub struct StoreBuilder {
 }
 
 impl StoreBuilder {
-    pub fn key_value<K: 'static, V: 'static>(name: &str, key_serde: impl Serde<K> + 'static, value_serde: impl Serde<V> + 'static) -> Self {
+    pub fn key_value<K: 'static, V: 'static>(
+        name: &str,
+        key_serde: impl Serde<K> + 'static,
+        value_serde: impl Serde<V> + 'static,
+    ) -> Self {
         let serdes = StoreSerdes::<K, V> { key: Arc::new(key_serde), value: Arc::new(value_serde) };
         StoreBuilder { name: name.to_owned(), serdes: Arc::new(serdes), supplier: Arc::new(InMemoryStoreSupplier) }
     }

@@ -60,7 +60,11 @@ macro_rules! store_contract_tests {
             store.put(b"e", Some(b"new")).unwrap();
             assert_eq!(
                 entries(&store),
-                vec![(b"a".to_vec(), b"old".to_vec()), (b"b".to_vec(), b"new".to_vec()), (b"e".to_vec(), b"new".to_vec())]
+                vec![
+                    (b"a".to_vec(), b"old".to_vec()),
+                    (b"b".to_vec(), b"new".to_vec()),
+                    (b"e".to_vec(), b"new".to_vec())
+                ]
             );
             let bounded = store.range(Bound::Excluded(b"a"), Bound::Included(b"c")).unwrap();
             assert_eq!(bounded, vec![(b"b".to_vec(), b"new".to_vec())]);

@@ -35,8 +35,8 @@ use crate::topology::TaskId;
 
 pub use builder::StoreBuilder;
 pub use in_memory::{InMemoryKeyValueStore, InMemoryStoreSupplier};
-pub use persistent::{PersistentKeyValueStore, PersistentStores};
 pub(crate) use logging::ChangeLoggingStore;
+pub use persistent::{PersistentKeyValueStore, PersistentStores};
 pub use session::{SessionBytesStore, SessionEntry, TimeOrderedSessionStore};
 pub use typed::KeyValueStore;
 pub(crate) use typed::{SessionStore, StoreSerdes, WindowStore};
@@ -171,7 +171,9 @@ pub trait StoreSupplier: Send + Sync {
 pub(crate) fn is_empty_range(from: Bound<&[u8]>, to: Bound<&[u8]>) -> bool {
     match (from, to) {
         (Bound::Included(a), Bound::Included(b)) => a > b,
-        (Bound::Included(a), Bound::Excluded(b)) | (Bound::Excluded(a), Bound::Included(b)) | (Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
+        (Bound::Included(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b))
+        | (Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
         _ => false,
     }
 }

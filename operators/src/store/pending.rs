@@ -73,10 +73,17 @@ fn merge<'a, K: AsRef<[u8]>, V: AsRef<[u8]>>(
     loop {
         let order = match (committed.peek(), pending.peek()) {
             (None, None) => break,
-            (Some(Err(_)), _) => return Err(committed.next().and_then(Result::err).unwrap_or_else(|| StoreError::new("store read failed"))),
+            (Some(Err(_)), _) => {
+                return Err(committed
+                    .next()
+                    .and_then(Result::err)
+                    .unwrap_or_else(|| StoreError::new("store read failed")))
+            }
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
-            (Some(Ok((committed_key, _))), Some((pending_key, _))) => committed_key.as_ref().cmp(pending_key.as_slice()),
+            (Some(Ok((committed_key, _))), Some((pending_key, _))) => {
+                committed_key.as_ref().cmp(pending_key.as_slice())
+            }
         };
         if order == Ordering::Less {
             if let Some(Ok((key, value))) = committed.next() {

@@ -36,8 +36,10 @@ impl PersistentStores {
     /// changelogs restore it.
     pub fn open(state_dir: &Path, application_id: &str) -> Result<Self, StoreError> {
         let dir = state_dir.join(application_id);
-        fs::create_dir_all(&dir).map_err(|e| io_error(&format!("creating the state directory {}", dir.display()), e))?;
-        let lock = File::create(dir.join(".lock")).map_err(|e| io_error("creating the state directory's lock file", e))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| io_error(&format!("creating the state directory {}", dir.display()), e))?;
+        let lock =
+            File::create(dir.join(".lock")).map_err(|e| io_error("creating the state directory's lock file", e))?;
         lock.try_lock().map_err(|_| {
             StoreError::new(format!(
                 "the state directory {} is in use by another instance; give every instance on a machine its own state directory",
@@ -50,7 +52,9 @@ impl PersistentStores {
                 tracing::warn!(dir = %dir.display(), error = %e, "local state does not open; wiping it, the changelogs restore it");
                 for wiped in ["db", "checkpoints"] {
                     match fs::remove_dir_all(dir.join(wiped)) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error("wiping local state", e)),
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(io_error("wiping local state", e))
+                        }
                         _ => {}
                     }
                 }
@@ -62,7 +66,8 @@ impl PersistentStores {
 
     /// Bytes free for an unprivileged writer on the filesystem that holds the local state.
     pub fn free_bytes(&self) -> Result<u64, StoreError> {
-        let stats = rustix::fs::statvfs(&self.dir).map_err(|e| io_error("reading the state directory's free space", e.into()))?;
+        let stats = rustix::fs::statvfs(&self.dir)
+            .map_err(|e| io_error("reading the state directory's free space", e.into()))?;
         Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
     }
 

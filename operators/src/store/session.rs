@@ -18,7 +18,12 @@ pub struct SessionEntry {
 pub trait SessionBytesStore {
     /// Sessions of `key` ending at or after `earliest_end_ms` and starting at or before
     /// `latest_start_ms`: the ones a record could merge with.
-    fn find_sessions(&self, key: &[u8], earliest_end_ms: i64, latest_start_ms: i64) -> Result<Vec<SessionEntry>, StoreError>;
+    fn find_sessions(
+        &self,
+        key: &[u8],
+        earliest_end_ms: i64,
+        latest_start_ms: i64,
+    ) -> Result<Vec<SessionEntry>, StoreError>;
 
     /// Writes the session's value, or deletes the session when `value` is `None`.
     fn put(&mut self, key: &[u8], window: Window, value: Option<&[u8]>) -> Result<(), StoreError>;
@@ -68,10 +73,18 @@ fn to_entries(raw: ByteEntries) -> Result<Vec<SessionEntry>, StoreError> {
 }
 
 impl<S: KeyValueBytesStore> SessionBytesStore for TimeOrderedSessionStore<S> {
-    fn find_sessions(&self, key: &[u8], earliest_end_ms: i64, latest_start_ms: i64) -> Result<Vec<SessionEntry>, StoreError> {
+    fn find_sessions(
+        &self,
+        key: &[u8],
+        earliest_end_ms: i64,
+        latest_start_ms: i64,
+    ) -> Result<Vec<SessionEntry>, StoreError> {
         let from = encode_time(earliest_end_ms);
         let candidates = to_entries(self.inner.range(Bound::Included(&from), Bound::Unbounded)?)?;
-        Ok(candidates.into_iter().filter(|session| session.key == key && session.window.start_ms <= latest_start_ms).collect())
+        Ok(candidates
+            .into_iter()
+            .filter(|session| session.key == key && session.window.start_ms <= latest_start_ms)
+            .collect())
     }
 
     fn put(&mut self, key: &[u8], window: Window, value: Option<&[u8]>) -> Result<(), StoreError> {

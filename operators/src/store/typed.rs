@@ -23,13 +23,15 @@ impl<K, V> Clone for StoreSerdes<K, V> {
 }
 
 fn encode<T>(serde: &dyn Serde<T>, topic: &str, what: &str, value: &T) -> Result<Vec<u8>, ProcessError> {
-    serde.serialize(topic, value).map_err(|e| ProcessError::serialization(format!("cannot serialize a {what} for '{topic}'")).with_cause(e))
+    serde
+        .serialize(topic, value)
+        .map_err(|e| ProcessError::serialization(format!("cannot serialize a {what} for '{topic}'")).with_cause(e))
 }
 
 fn decode<T>(serde: &dyn Serde<T>, topic: &str, what: &str, bytes: &[u8]) -> Result<T, ProcessError> {
-    serde
-        .deserialize(topic, bytes)
-        .map_err(|e| ProcessError::deserialization(format!("cannot deserialize a stored {what} from '{topic}'")).with_cause(e))
+    serde.deserialize(topic, bytes).map_err(|e| {
+        ProcessError::deserialization(format!("cannot deserialize a stored {what} from '{topic}'")).with_cause(e)
+    })
 }
 
 /// A typed key–value store, as handed to processors by
@@ -58,14 +60,20 @@ impl<'a, K, V> KeyValueStore<'a, K, V> {
         entries
             .into_iter()
             .map(|(key, value)| {
-                Ok((decode(self.serdes.key.as_ref(), topic, "key", &key)?, decode(self.serdes.value.as_ref(), topic, "value", &value)?))
+                Ok((
+                    decode(self.serdes.key.as_ref(), topic, "key", &key)?,
+                    decode(self.serdes.value.as_ref(), topic, "value", &value)?,
+                ))
             })
             .collect()
     }
 
     pub fn get(&self, key: &K) -> Result<Option<V>, ProcessError> {
         let topic = self.bytes.changelog_topic;
-        self.bytes.get(&self.encode_key(key)?)?.map(|bytes| decode(self.serdes.value.as_ref(), topic, "value", &bytes)).transpose()
+        self.bytes
+            .get(&self.encode_key(key)?)?
+            .map(|bytes| decode(self.serdes.value.as_ref(), topic, "value", &bytes))
+            .transpose()
     }
 
     pub fn put(&mut self, key: &K, value: &V) -> Result<(), ProcessError> {
@@ -112,7 +120,10 @@ impl<'a, K, V> WindowStore<'a, K, V> {
 
     pub(crate) fn fetch(&self, key: &K, window_start_ms: i64) -> Result<Option<V>, ProcessError> {
         let key = encode(self.serdes.key.as_ref(), self.topic, "key", key)?;
-        self.bytes.fetch(&key, window_start_ms)?.map(|bytes| decode(self.serdes.value.as_ref(), self.topic, "value", &bytes)).transpose()
+        self.bytes
+            .fetch(&key, window_start_ms)?
+            .map(|bytes| decode(self.serdes.value.as_ref(), self.topic, "value", &bytes))
+            .transpose()
     }
 
     pub(crate) fn put(&mut self, key: &K, window_start_ms: i64, value: &V) -> Result<(), ProcessError> {
@@ -139,12 +150,19 @@ impl<'a, K, V> SessionStore<'a, K, V> {
         SessionStore { bytes: TimeOrderedSessionStore::new(bytes), topic, serdes }
     }
 
-    pub(crate) fn find_sessions(&self, key: &K, earliest_end_ms: i64, latest_start_ms: i64) -> Result<Vec<(Window, V)>, ProcessError> {
+    pub(crate) fn find_sessions(
+        &self,
+        key: &K,
+        earliest_end_ms: i64,
+        latest_start_ms: i64,
+    ) -> Result<Vec<(Window, V)>, ProcessError> {
         let key = encode(self.serdes.key.as_ref(), self.topic, "key", key)?;
         self.bytes
             .find_sessions(&key, earliest_end_ms, latest_start_ms)?
             .into_iter()
-            .map(|session| Ok((session.window, decode(self.serdes.value.as_ref(), self.topic, "value", &session.value)?)))
+            .map(|session| {
+                Ok((session.window, decode(self.serdes.value.as_ref(), self.topic, "value", &session.value)?))
+            })
             .collect()
     }
 

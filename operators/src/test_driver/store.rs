@@ -33,7 +33,9 @@ impl<K, V> TestKeyValueStore<K, V> {
         let slot = core.store_slot(&self.name)?;
         let key = self.serdes.key.serialize(&slot.changelog_topic, key).map_err(|e| self.serde_error(e))?;
         let bytes = slot.store.get(&key).map_err(|e| self.store_error(e))?;
-        bytes.map(|bytes| self.serdes.value.deserialize(&slot.changelog_topic, &bytes).map_err(|e| self.serde_error(e))).transpose()
+        bytes
+            .map(|bytes| self.serdes.value.deserialize(&slot.changelog_topic, &bytes).map_err(|e| self.serde_error(e)))
+            .transpose()
     }
 
     /// Every entry, in byte order of the serialized keys.

@@ -19,7 +19,12 @@ pub struct TestInputTopic<K, V> {
 }
 
 impl<K, V> TestInputTopic<K, V> {
-    pub(crate) fn new(core: Rc<RefCell<DriverCore>>, topic: &str, key_serde: Arc<dyn Serde<K>>, value_serde: Arc<dyn Serde<V>>) -> Self {
+    pub(crate) fn new(
+        core: Rc<RefCell<DriverCore>>,
+        topic: &str,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> Self {
         TestInputTopic { core, topic: topic.to_owned(), key_serde, value_serde }
     }
 
@@ -49,10 +54,18 @@ impl<K, V> TestInputTopic<K, V> {
     }
 
     fn encode<T>(&self, serde: &dyn Serde<T>, value: &T) -> Result<Option<Vec<u8>>, DriverError> {
-        serde.serialize_nullable(&self.topic, value).map_err(|source| DriverError::Serde { topic: self.topic.clone(), source })
+        serde
+            .serialize_nullable(&self.topic, value)
+            .map_err(|source| DriverError::Serde { topic: self.topic.clone(), source })
     }
 
-    fn pipe_bytes(&self, key: Option<Vec<u8>>, value: &V, timestamp_ms: i64, headers: Vec<Header>) -> Result<(), DriverError> {
+    fn pipe_bytes(
+        &self,
+        key: Option<Vec<u8>>,
+        value: &V,
+        timestamp_ms: i64,
+        headers: Vec<Header>,
+    ) -> Result<(), DriverError> {
         let value = self.encode(self.value_serde.as_ref(), value)?;
         self.core.borrow_mut().pipe(self.topic.clone(), timestamp_ms, key, value, headers)
     }
@@ -67,15 +80,23 @@ pub struct TestOutputTopic<K, V> {
 }
 
 impl<K, V> TestOutputTopic<K, V> {
-    pub(crate) fn new(core: Rc<RefCell<DriverCore>>, topic: &str, key_serde: Arc<dyn Serde<K>>, value_serde: Arc<dyn Serde<V>>) -> Self {
+    pub(crate) fn new(
+        core: Rc<RefCell<DriverCore>>,
+        topic: &str,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> Self {
         TestOutputTopic { core, topic: topic.to_owned(), key_serde, value_serde }
     }
 
     pub fn read_record(&self) -> Result<Record<K, V>, DriverError> {
-        let record = self.core.borrow_mut().take_output(&self.topic).ok_or_else(|| DriverError::NoRecord(self.topic.clone()))?;
+        let record =
+            self.core.borrow_mut().take_output(&self.topic).ok_or_else(|| DriverError::NoRecord(self.topic.clone()))?;
         let decode_error = |source| DriverError::Serde { topic: self.topic.clone(), source };
-        let key = deserialize_optional(self.key_serde.as_ref(), &self.topic, record.key.as_deref()).map_err(decode_error)?;
-        let value = deserialize_optional(self.value_serde.as_ref(), &self.topic, record.value.as_deref()).map_err(decode_error)?;
+        let key =
+            deserialize_optional(self.key_serde.as_ref(), &self.topic, record.key.as_deref()).map_err(decode_error)?;
+        let value = deserialize_optional(self.value_serde.as_ref(), &self.topic, record.value.as_deref())
+            .map_err(decode_error)?;
         Ok(Record { key, value, timestamp_ms: record.timestamp_ms, headers: record.headers })
     }
 

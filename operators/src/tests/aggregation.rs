@@ -10,7 +10,10 @@ fn grouped_numbers(builder: &StreamsBuilder) -> crate::dsl::KGroupedStream<Strin
 #[test]
 fn count_emits_every_update_and_materializes_the_store() -> TestResult {
     let builder = StreamsBuilder::new();
-    grouped_numbers(&builder).count(Materialized::as_store("counts")).to_stream().to("out", Produced::with(StringSerde, I64Serde));
+    grouped_numbers(&builder)
+        .count(Materialized::as_store("counts"))
+        .to_stream()
+        .to("out", Produced::with(StringSerde, I64Serde));
     let driver = driver(builder);
     driver.create_input_topic("in", StringSerde, I64Serde).pipe_key_values([kv("a", 0), kv("b", 0), kv("a", 0)])?;
     let output = driver.create_output_topic("out", StringSerde, I64Serde);
@@ -30,7 +33,10 @@ fn every_store_write_is_change_logged_for_the_task_partition() -> TestResult {
     let entries: Vec<_> = changelog.iter().map(|r| (r.partition, r.key.clone(), r.value.clone())).collect();
     assert_eq!(
         entries,
-        vec![(Some(0), Some(b"a".to_vec()), Some(1i64.to_be_bytes().to_vec())), (Some(0), Some(b"a".to_vec()), Some(2i64.to_be_bytes().to_vec()))]
+        vec![
+            (Some(0), Some(b"a".to_vec()), Some(1i64.to_be_bytes().to_vec())),
+            (Some(0), Some(b"a".to_vec()), Some(2i64.to_be_bytes().to_vec()))
+        ]
     );
     Ok(())
 }
@@ -84,13 +90,23 @@ fn users_table(builder: &StreamsBuilder) -> crate::dsl::KTable<String, String> {
 }
 
 fn tombstone(topic: &str, key: &str, offset: i64) -> RawRecord {
-    RawRecord { topic: topic.to_owned(), partition: 0, offset, timestamp_ms: 0, key: Some(key.as_bytes().to_vec()), value: None, headers: vec![] }
+    RawRecord {
+        topic: topic.to_owned(),
+        partition: 0,
+        offset,
+        timestamp_ms: 0,
+        key: Some(key.as_bytes().to_vec()),
+        value: None,
+        headers: vec![],
+    }
 }
 
 #[test]
 fn table_source_upserts_and_deletes_on_tombstones() -> TestResult {
     let builder = StreamsBuilder::new();
-    users_table(&builder).to_stream_with_tombstones().to("out", Produced::with(StringSerde, NullableSerde(StringSerde)));
+    users_table(&builder)
+        .to_stream_with_tombstones()
+        .to("out", Produced::with(StringSerde, NullableSerde(StringSerde)));
     let driver = driver(builder);
     let users = driver.create_input_topic("users", StringSerde, StringSerde);
     users.pipe_key_values([pair("u1", "ann"), pair("u2", "bob"), pair("u1", "anna")])?;
@@ -113,18 +129,28 @@ fn table_filter_and_map_values_forward_deletions() -> TestResult {
         .to_stream_with_tombstones()
         .to("out", Produced::with(StringSerde, NullableSerde(StringSerde)));
     let driver = driver(builder);
-    driver.create_input_topic("users", StringSerde, StringSerde).pipe_key_values([pair("u1", "anna"), pair("u1", "ann")])?;
+    driver
+        .create_input_topic("users", StringSerde, StringSerde)
+        .pipe_key_values([pair("u1", "anna"), pair("u1", "ann")])?;
     let output = driver.create_output_topic("out", StringSerde, NullableSerde(StringSerde));
-    assert_eq!(output.read_key_values_to_vec()?, vec![("u1".to_owned(), Some("ANNA".to_owned())), ("u1".to_owned(), None)]);
+    assert_eq!(
+        output.read_key_values_to_vec()?,
+        vec![("u1".to_owned(), Some("ANNA".to_owned())), ("u1".to_owned(), None)]
+    );
     Ok(())
 }
 
 #[test]
 fn table_to_stream_leaves_deletions_out() -> TestResult {
     let builder = StreamsBuilder::new();
-    users_table(&builder).filter_not(|_, name| name == "bob").to_stream().to("out", Produced::with(StringSerde, StringSerde));
+    users_table(&builder)
+        .filter_not(|_, name| name == "bob")
+        .to_stream()
+        .to("out", Produced::with(StringSerde, StringSerde));
     let driver = driver(builder);
-    driver.create_input_topic("users", StringSerde, StringSerde).pipe_key_values([pair("u1", "ann"), pair("u2", "bob")])?;
+    driver
+        .create_input_topic("users", StringSerde, StringSerde)
+        .pipe_key_values([pair("u1", "ann"), pair("u2", "bob")])?;
     let output = driver.create_output_topic("out", StringSerde, StringSerde);
     assert_eq!(output.read_key_values_to_vec()?, vec![pair("u1", "ann")]);
     Ok(())
@@ -133,7 +159,10 @@ fn table_to_stream_leaves_deletions_out() -> TestResult {
 #[test]
 fn counts_survive_a_restart_from_changelogs() -> TestResult {
     let builder = StreamsBuilder::new();
-    grouped_numbers(&builder).count(Materialized::as_store("counts")).to_stream().to("out", Produced::with(StringSerde, I64Serde));
+    grouped_numbers(&builder)
+        .count(Materialized::as_store("counts"))
+        .to_stream()
+        .to("out", Produced::with(StringSerde, I64Serde));
     let driver = driver(builder);
     let input = driver.create_input_topic("in", StringSerde, I64Serde);
     input.pipe_key_values([kv("a", 0), kv("a", 0), kv("b", 0)])?;

@@ -3,7 +3,9 @@ use crate::dsl::{Consumed, Materialized, Produced, StreamsBuilder};
 use crate::serdes::{NullableSerde, StringSerde};
 use crate::test_driver::TopologyTestDriver;
 
-fn users_and_clicks(builder: &StreamsBuilder) -> (crate::dsl::KTable<String, String>, crate::dsl::KStream<String, String>) {
+fn users_and_clicks(
+    builder: &StreamsBuilder,
+) -> (crate::dsl::KTable<String, String>, crate::dsl::KStream<String, String>) {
     let users = builder.table("users", Consumed::with(StringSerde, StringSerde), Materialized::as_store("users"));
     let clicks = builder.stream("clicks", Consumed::with(StringSerde, StringSerde));
     (users, clicks)
@@ -13,7 +15,9 @@ fn users_and_clicks(builder: &StreamsBuilder) -> (crate::dsl::KTable<String, Str
 fn inner_join_joins_with_the_current_table_value_and_drops_misses() -> TestResult {
     let builder = StreamsBuilder::new();
     let (users, clicks) = users_and_clicks(&builder);
-    clicks.join(&users, |page, name| format!("{name} viewed {page}")).to("out", Produced::with(StringSerde, StringSerde));
+    clicks
+        .join(&users, |page, name| format!("{name} viewed {page}"))
+        .to("out", Produced::with(StringSerde, StringSerde));
     let topology = builder.build(APP);
     assert_eq!(topology.subtopology_count(), 1);
     assert_eq!(topology.subtopology_of("users"), topology.subtopology_of("clicks"));
@@ -38,7 +42,9 @@ fn left_join_joins_every_record() -> TestResult {
     let builder = StreamsBuilder::new();
     let (users, clicks) = users_and_clicks(&builder);
     clicks
-        .left_join(&users, |page, name: Option<String>| format!("{} viewed {page}", name.unwrap_or_else(|| "someone".to_owned())))
+        .left_join(&users, |page, name: Option<String>| {
+            format!("{} viewed {page}", name.unwrap_or_else(|| "someone".to_owned()))
+        })
         .to("out", Produced::with(StringSerde, StringSerde));
     let driver = driver(builder);
     let clicks = driver.create_input_topic("clicks", StringSerde, StringSerde);
@@ -46,7 +52,10 @@ fn left_join_joins_every_record() -> TestResult {
     driver.create_input_topic("users", StringSerde, StringSerde).pipe_input("u1", "ann")?;
     clicks.pipe_input("u1", "/cart")?;
     let output = driver.create_output_topic("out", StringSerde, StringSerde);
-    assert_eq!(output.read_key_values_to_vec()?, vec![pair("u1", "someone viewed /home"), pair("u1", "ann viewed /cart")]);
+    assert_eq!(
+        output.read_key_values_to_vec()?,
+        vec![pair("u1", "someone viewed /home"), pair("u1", "ann viewed /cart")]
+    );
     Ok(())
 }
 
@@ -54,11 +63,17 @@ fn left_join_joins_every_record() -> TestResult {
 fn join_reads_a_derived_table_through_its_source_store() -> TestResult {
     let builder = StreamsBuilder::new();
     let (users, clicks) = users_and_clicks(&builder);
-    let admins = users.filter(|_, name| name.starts_with("admin-")).map_values(|name| name.trim_start_matches("admin-").to_owned());
+    let admins = users
+        .filter(|_, name| name.starts_with("admin-"))
+        .map_values(|name| name.trim_start_matches("admin-").to_owned());
     clicks.join(&admins, |page, name| format!("{name}:{page}")).to("out", Produced::with(StringSerde, StringSerde));
     let driver = driver(builder);
-    driver.create_input_topic("users", StringSerde, StringSerde).pipe_key_values([pair("u1", "admin-ann"), pair("u2", "bob")])?;
-    driver.create_input_topic("clicks", StringSerde, StringSerde).pipe_key_values([pair("u1", "/a"), pair("u2", "/b")])?;
+    driver
+        .create_input_topic("users", StringSerde, StringSerde)
+        .pipe_key_values([pair("u1", "admin-ann"), pair("u2", "bob")])?;
+    driver
+        .create_input_topic("clicks", StringSerde, StringSerde)
+        .pipe_key_values([pair("u1", "/a"), pair("u2", "/b")])?;
     let output = driver.create_output_topic("out", StringSerde, StringSerde);
     assert_eq!(output.read_key_values_to_vec()?, vec![pair("u1", "ann:/a")]);
     Ok(())
@@ -68,7 +83,10 @@ fn join_reads_a_derived_table_through_its_source_store() -> TestResult {
 fn join_after_a_key_change_repartitions_the_stream() -> TestResult {
     let builder = StreamsBuilder::new();
     let (users, clicks) = users_and_clicks(&builder);
-    clicks.select_key(|_, value| value.clone()).join(&users, |_, name| name).to("out", Produced::with(StringSerde, StringSerde));
+    clicks
+        .select_key(|_, value| value.clone())
+        .join(&users, |_, name| name)
+        .to("out", Produced::with(StringSerde, StringSerde));
     let topology = builder.build(APP);
     assert_eq!(topology.repartition_topics(), vec!["app-KSTREAM-JOIN-0000000003-repartition".to_owned()]);
     assert_eq!(topology.subtopology_of("users"), topology.subtopology_of("app-KSTREAM-JOIN-0000000003-repartition"));

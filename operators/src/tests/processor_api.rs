@@ -44,14 +44,8 @@ fn process_uses_its_store_and_feeds_downstream_dsl_nodes() -> TestResult {
     input.pipe_input_at("a", "y", 20)?;
     input.pipe_input_at("b", "z", 30)?;
     let output = driver.create_output_topic("out", StringSerde, StringSerde);
-    assert_eq!(
-        output.read_key_values_to_vec()?,
-        vec![pair("a", "X"), pair("b", "Z")]
-    );
-    assert_eq!(
-        driver.key_value_store::<String, i64>("seen")?.all()?,
-        vec![("a".to_owned(), 10), ("b".to_owned(), 30)]
-    );
+    assert_eq!(output.read_key_values_to_vec()?, vec![pair("a", "X"), pair("b", "Z")]);
+    assert_eq!(driver.key_value_store::<String, i64>("seen")?.all()?, vec![("a".to_owned(), 10), ("b".to_owned(), 30)]);
     Ok(())
 }
 
@@ -77,20 +71,12 @@ fn a_store_must_be_connected_and_read_with_its_declared_types() -> TestResult {
         .pipe_input("a", "x")
         .err()
         .ok_or("expected an error")?;
-    assert_eq!(
-        error.as_process_error().map(ProcessError::kind),
-        Some(ErrorKind::Store)
-    );
+    assert_eq!(error.as_process_error().map(ProcessError::kind), Some(ErrorKind::Store));
 
     let unconnected = StreamsBuilder::new();
     unconnected.add_state_store(StoreBuilder::key_value("seen", StringSerde, I64Serde));
-    unconnected
-        .stream("in", Consumed::with(StringSerde, StringSerde))
-        .process(|| Deduplicate, &["missing"]);
-    let problems = unconnected
-        .try_build(APP)
-        .err()
-        .ok_or("expected a build error")?;
+    unconnected.stream("in", Consumed::with(StringSerde, StringSerde)).process(|| Deduplicate, &["missing"]);
+    let problems = unconnected.try_build(APP).err().ok_or("expected a build error")?;
     assert_eq!(
         problems.problems(),
         [
@@ -129,11 +115,7 @@ impl Processor<String, String, String, i64> for Reporter {
         _: PunctuationId,
         timestamp_ms: i64,
     ) -> Result<(), ProcessError> {
-        ctx.forward(Record::new(
-            format!("at-{timestamp_ms}"),
-            self.count,
-            timestamp_ms,
-        ))
+        ctx.forward(Record::new(format!("at-{timestamp_ms}"), self.count, timestamp_ms))
     }
 }
 
@@ -141,13 +123,7 @@ fn reporter_topology(kind: PunctuationType) -> StreamsBuilder {
     let builder = StreamsBuilder::new();
     builder
         .stream("in", Consumed::with(StringSerde, StringSerde))
-        .process(
-            move || Reporter {
-                kind: Some(kind),
-                count: 0,
-            },
-            &[],
-        )
+        .process(move || Reporter { kind: Some(kind), count: 0 }, &[])
         .to("out", Produced::with(StringSerde, I64Serde));
     builder
 }
@@ -156,17 +132,12 @@ fn reporter_topology(kind: PunctuationType) -> StreamsBuilder {
 fn wall_clock_punctuation_fires_every_interval() -> TestResult {
     let driver = driver(reporter_topology(PunctuationType::WallClockTime));
     let output = driver.create_output_topic("out", StringSerde, I64Serde);
-    driver
-        .create_input_topic("in", StringSerde, StringSerde)
-        .pipe_input("a", "x")?;
+    driver.create_input_topic("in", StringSerde, StringSerde).pipe_input("a", "x")?;
     driver.advance_wall_clock_time(Duration::from_millis(9))?;
     assert!(output.is_empty());
     driver.advance_wall_clock_time(Duration::from_millis(1))?;
     driver.advance_wall_clock_time(Duration::from_millis(25))?;
-    assert_eq!(
-        output.read_key_values_to_vec()?,
-        vec![("at-10".to_owned(), 1), ("at-35".to_owned(), 1)]
-    );
+    assert_eq!(output.read_key_values_to_vec()?, vec![("at-10".to_owned(), 1), ("at-35".to_owned(), 1)]);
     Ok(())
 }
 
@@ -179,9 +150,7 @@ fn stream_time_punctuation_follows_record_timestamps() -> TestResult {
         input.pipe_input_at("a", "x", timestamp_ms)?;
     }
     driver.advance_wall_clock_time(Duration::from_secs(60))?;
-    let keys: Vec<String> = output
-        .read_records_to_vec()
-        .map(|records| records.into_iter().map(|r| r.key).collect())?;
+    let keys: Vec<String> = output.read_records_to_vec().map(|records| records.into_iter().map(|r| r.key).collect())?;
     assert_eq!(keys, vec!["at-3", "at-12", "at-31"]);
     Ok(())
 }
@@ -221,10 +190,7 @@ fn timeouts_topology() -> StreamsBuilder {
     let builder = StreamsBuilder::new();
     builder
         .stream("steps", Consumed::with(StringSerde, StringSerde))
-        .process_with(
-            || StepTimeouts,
-            Processed::named("timeouts").with_durable_timers(),
-        )
+        .process_with(|| StepTimeouts, Processed::named("timeouts").with_durable_timers())
         .to("timeouts", Produced::with(StringSerde, StringSerde));
     builder
 }
@@ -232,17 +198,10 @@ fn timeouts_topology() -> StreamsBuilder {
 #[test]
 fn durable_timers_survive_a_restart() -> TestResult {
     let topology = timeouts_topology().build(APP);
-    assert_eq!(
-        topology.changelog_topics(),
-        vec!["app-timeouts-timers-changelog".to_owned()]
-    );
+    assert_eq!(topology.changelog_topics(), vec!["app-timeouts-timers-changelog".to_owned()]);
     let driver = crate::test_driver::TopologyTestDriver::with_wall_clock_ms(topology, 1_000);
     let steps = driver.create_input_topic("steps", StringSerde, StringSerde);
-    steps.pipe_key_values([
-        pair("o1", "started"),
-        pair("o2", "started"),
-        pair("o2", "completed"),
-    ])?;
+    steps.pipe_key_values([pair("o1", "started"), pair("o2", "started"), pair("o2", "completed")])?;
 
     driver.restart_from_changelogs()?;
     let timeouts = driver.create_output_topic("timeouts", StringSerde, StringSerde);
@@ -250,14 +209,7 @@ fn durable_timers_survive_a_restart() -> TestResult {
     assert!(timeouts.is_empty());
     driver.advance_wall_clock_time(Duration::from_millis(1))?;
     let record = timeouts.read_record()?;
-    assert_eq!(
-        (
-            record.key.as_str(),
-            record.value.as_str(),
-            record.timestamp_ms
-        ),
-        ("o1", "timed-out", 31_000)
-    );
+    assert_eq!((record.key.as_str(), record.value.as_str(), record.timestamp_ms), ("o1", "timed-out", 31_000));
     driver.advance_wall_clock_time(Duration::from_secs(3600))?;
     assert!(timeouts.is_empty(), "a fired timer does not fire again");
     Ok(())
@@ -280,11 +232,7 @@ fn a_failed_timer_stays_set_and_fires_again_a_second_later() -> TestResult {
             key: &[u8],
             at: i64,
         ) -> Result<(), ProcessError> {
-            ctx.forward(Record::new(
-                String::from_utf8_lossy(key).into_owned(),
-                "fired".to_owned(),
-                at,
-            ))?;
+            ctx.forward(Record::new(String::from_utf8_lossy(key).into_owned(), "fired".to_owned(), at))?;
             if self.0.swap(false, Ordering::SeqCst) {
                 return Err(ProcessError::processing("downstream unavailable").retriable());
             }
@@ -296,33 +244,17 @@ fn a_failed_timer_stays_set_and_fires_again_a_second_later() -> TestResult {
     let supplier_flag = Arc::clone(&fail);
     builder
         .stream("in", Consumed::with(StringSerde, StringSerde))
-        .process_with(
-            move || FailsOnce(Arc::clone(&supplier_flag)),
-            Processed::named("p").with_durable_timers(),
-        )
+        .process_with(move || FailsOnce(Arc::clone(&supplier_flag)), Processed::named("p").with_durable_timers())
         .to("out", Produced::with(StringSerde, StringSerde));
     let driver = driver(builder);
-    driver
-        .create_input_topic("in", StringSerde, StringSerde)
-        .pipe_input("k", "v")?;
+    driver.create_input_topic("in", StringSerde, StringSerde).pipe_input("k", "v")?;
     let output = driver.create_output_topic("out", StringSerde, StringSerde);
 
-    let error = driver
-        .advance_wall_clock_time(Duration::from_millis(10))
-        .err()
-        .ok_or("expected the timer to fail")?;
-    assert!(error
-        .as_process_error()
-        .is_some_and(ProcessError::is_retriable));
-    assert!(
-        output.is_empty(),
-        "the failed callback's output is discarded"
-    );
+    let error = driver.advance_wall_clock_time(Duration::from_millis(10)).err().ok_or("expected the timer to fail")?;
+    assert!(error.as_process_error().is_some_and(ProcessError::is_retriable));
+    assert!(output.is_empty(), "the failed callback's output is discarded");
     driver.advance_wall_clock_time(Duration::from_millis(999))?;
-    assert!(
-        output.is_empty(),
-        "a failed timer does not spin: it fires again after TIMER_RETRY_MS"
-    );
+    assert!(output.is_empty(), "a failed timer does not spin: it fires again after TIMER_RETRY_MS");
     driver.advance_wall_clock_time(Duration::from_millis(1))?;
     assert_eq!(output.read_key_values_to_vec()?, vec![pair("k", "fired")]);
     Ok(())
@@ -338,10 +270,7 @@ fn a_panicking_timer_does_not_block_the_later_timers_of_its_task() -> TestResult
             ctx: &mut ProcessorContext<'_, String, String>,
             record: Record<String, String>,
         ) -> Result<(), ProcessError> {
-            let at: i64 = record
-                .value
-                .parse()
-                .map_err(|_| ProcessError::processing("not a time"))?;
+            let at: i64 = record.value.parse().map_err(|_| ProcessError::processing("not a time"))?;
             ctx.schedule_timer(record.key.as_bytes(), at)
         }
         fn on_timer(
@@ -368,14 +297,9 @@ fn a_panicking_timer_does_not_block_the_later_timers_of_its_task() -> TestResult
     input.pipe_key_values([pair("early", "1"), pair("bad", "2"), pair("late", "3")])?;
     let output = driver.create_output_topic("out", StringSerde, StringSerde);
 
-    let error = driver
-        .advance_wall_clock_time(Duration::from_millis(10))
-        .err()
-        .ok_or("expected the panic as an error")?;
-    assert_eq!(
-        error.as_process_error().map(ProcessError::kind),
-        Some(ErrorKind::Panic)
-    );
+    let error =
+        driver.advance_wall_clock_time(Duration::from_millis(10)).err().ok_or("expected the panic as an error")?;
+    assert_eq!(error.as_process_error().map(ProcessError::kind), Some(ErrorKind::Panic));
     assert_eq!(
         output.read_key_values_to_vec()?,
         vec![pair("early", "fired"), pair("late", "fired")],
@@ -387,19 +311,14 @@ fn a_panicking_timer_does_not_block_the_later_timers_of_its_task() -> TestResult
 #[test]
 fn timers_need_to_be_enabled() -> TestResult {
     let builder = StreamsBuilder::new();
-    builder
-        .stream("steps", Consumed::with(StringSerde, StringSerde))
-        .process(|| StepTimeouts, &[]);
+    builder.stream("steps", Consumed::with(StringSerde, StringSerde)).process(|| StepTimeouts, &[]);
     let driver = driver(builder);
     let error = driver
         .create_input_topic("steps", StringSerde, StringSerde)
         .pipe_input("o1", "started")
         .err()
         .ok_or("expected an error")?;
-    assert!(
-        error.to_string().contains("has no durable timers"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("has no durable timers"), "{error}");
     Ok(())
 }
 
@@ -423,23 +342,12 @@ impl Processor<String, String> for Router {
 #[test]
 fn forward_to_sends_to_one_named_child() -> TestResult {
     let builder = StreamsBuilder::new();
-    let routed = builder
-        .stream("in", Consumed::with(StringSerde, StringSerde))
-        .process(|| Router, &[]);
+    let routed = builder.stream("in", Consumed::with(StringSerde, StringSerde)).process(|| Router, &[]);
     routed.to("all", Produced::with(StringSerde, StringSerde));
-    routed.to(
-        "alerts",
-        Produced::with(StringSerde, StringSerde).with_name("alerts-sink"),
-    );
+    routed.to("alerts", Produced::with(StringSerde, StringSerde).with_name("alerts-sink"));
     let driver = driver(builder);
-    driver
-        .create_input_topic("in", StringSerde, StringSerde)
-        .pipe_key_values([pair("a", "ok"), pair("b", "fire!")])?;
-    let read = |topic: &str| {
-        driver
-            .create_output_topic(topic, StringSerde, StringSerde)
-            .read_key_values_to_vec()
-    };
+    driver.create_input_topic("in", StringSerde, StringSerde).pipe_key_values([pair("a", "ok"), pair("b", "fire!")])?;
+    let read = |topic: &str| driver.create_output_topic(topic, StringSerde, StringSerde).read_key_values_to_vec();
     assert_eq!(read("all")?, vec![pair("a", "ok")]);
     assert_eq!(read("alerts")?, vec![pair("a", "ok"), pair("b", "fire!")]);
 
@@ -454,11 +362,6 @@ fn forward_to_sends_to_one_named_child() -> TestResult {
         .pipe_input("b", "fire!")
         .err()
         .ok_or("expected an error")?;
-    assert!(
-        error
-            .to_string()
-            .contains("has no child named 'alerts-sink'"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("has no child named 'alerts-sink'"), "{error}");
     Ok(())
 }

@@ -31,7 +31,9 @@ fn explicit_repartition_uses_a_named_topic_and_a_new_subtopology() -> TestResult
 #[test]
 fn repartition_records_have_no_partition_so_the_producer_hashes_the_key() {
     let builder = StreamsBuilder::new();
-    builder.stream("in", Consumed::with(StringSerde, StringSerde)).repartition(Repartitioned::with(StringSerde, StringSerde).with_name("r"));
+    builder
+        .stream("in", Consumed::with(StringSerde, StringSerde))
+        .repartition(Repartitioned::with(StringSerde, StringSerde).with_name("r"));
     let topology = builder.build(APP);
     let mut task = topology.create_task(crate::topology::TaskId { subtopology: 0, partition: 2 }).unwrap();
     let record = crate::record::RawRecord {
@@ -66,7 +68,11 @@ fn grouping_after_a_key_change_repartitions_automatically() -> TestResult {
     assert_eq!(topology.changelogs_of(1), vec!["app-counts-changelog".to_owned()]);
 
     let driver = crate::test_driver::TopologyTestDriver::new(topology);
-    driver.create_input_topic("in", StringSerde, StringSerde).pipe_key_values([pair("1", "a"), pair("2", "b"), pair("3", "a")])?;
+    driver.create_input_topic("in", StringSerde, StringSerde).pipe_key_values([
+        pair("1", "a"),
+        pair("2", "b"),
+        pair("3", "a"),
+    ])?;
     let output = driver.create_output_topic("out", StringSerde, I64Serde);
     assert_eq!(output.read_key_values_to_vec()?, vec![kv("a", 1), kv("b", 1), kv("a", 2)]);
     Ok(())
@@ -93,7 +99,10 @@ fn unnamed_repartition_topics_get_generated_names() {
         .group_by_key(Grouped::with(StringSerde, StringSerde))
         .count(Materialized::default());
     let topology = builder.build(APP);
-    assert_eq!(topology.repartition_topics(), vec!["app-KSTREAM-AGGREGATE-STATE-STORE-0000000002-repartition".to_owned()]);
+    assert_eq!(
+        topology.repartition_topics(),
+        vec!["app-KSTREAM-AGGREGATE-STATE-STORE-0000000002-repartition".to_owned()]
+    );
     assert_eq!(topology.changelog_topics(), vec!["app-KSTREAM-AGGREGATE-STATE-STORE-0000000002-changelog".to_owned()]);
 }
 
@@ -114,7 +123,11 @@ fn grouping_an_unchanged_key_does_not_repartition() {
 struct Remember;
 
 impl Processor<String, String> for Remember {
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, record: Record<String, String>) -> Result<(), ProcessError> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, String>,
+        record: Record<String, String>,
+    ) -> Result<(), ProcessError> {
         ctx.kv_store::<String, String>("last")?.put(&record.key, &record.value)?;
         ctx.forward(record)
     }
@@ -141,7 +154,10 @@ fn a_processor_with_stores_after_a_key_change_repartitions() -> TestResult {
 fn automatic_repartition_without_known_serdes_is_a_build_error() {
     let builder = StreamsBuilder::new();
     builder.add_state_store(StoreBuilder::key_value("last", StringSerde, StringSerde));
-    builder.stream("in", Consumed::with(StringSerde, StringSerde)).map(|key, value| (key, value)).process(|| Remember, &["last"]);
+    builder
+        .stream("in", Consumed::with(StringSerde, StringSerde))
+        .map(|key, value| (key, value))
+        .process(|| Remember, &["last"]);
     let error = builder.try_build(APP).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("must be repartitioned"), "{error}");
 }

@@ -53,11 +53,16 @@ fn map_values_and_map_values_with_key() -> TestResult {
     let builder = StreamsBuilder::new();
     let lines = builder.stream("in", Consumed::with(StringSerde, StringSerde));
     lines.map_values(|line: String| line.len() as i64).to("lengths", Produced::with(StringSerde, I64Serde));
-    lines.map_values_with_key(|key, line| format!("{key}={line}")).to("labelled", Produced::with(StringSerde, StringSerde));
+    lines
+        .map_values_with_key(|key, line| format!("{key}={line}"))
+        .to("labelled", Produced::with(StringSerde, StringSerde));
     let driver = driver(builder);
     driver.create_input_topic("in", StringSerde, StringSerde).pipe_input("k", "hello")?;
     assert_eq!(driver.create_output_topic("lengths", StringSerde, I64Serde).read_key_value()?, kv("k", 5));
-    assert_eq!(driver.create_output_topic("labelled", StringSerde, StringSerde).read_key_value()?, pair("k", "k=hello"));
+    assert_eq!(
+        driver.create_output_topic("labelled", StringSerde, StringSerde).read_key_value()?,
+        pair("k", "k=hello")
+    );
     Ok(())
 }
 
@@ -95,7 +100,9 @@ fn peek_sees_records_and_passes_them_on() -> TestResult {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let builder = StreamsBuilder::new();
     let sink = Arc::clone(&seen);
-    numbers(&builder).peek(move |key, value| sink.lock().unwrap().push((key.clone(), *value))).to("out", Produced::with(StringSerde, I64Serde));
+    numbers(&builder)
+        .peek(move |key, value| sink.lock().unwrap().push((key.clone(), *value)))
+        .to("out", Produced::with(StringSerde, I64Serde));
     let driver = driver(builder);
     driver.create_input_topic("in", StringSerde, I64Serde).pipe_input("a", 1)?;
     assert_eq!(*seen.lock().unwrap(), vec![kv("a", 1)]);
@@ -132,14 +139,22 @@ fn select_key_rekeys_from_the_value() -> TestResult {
 #[test]
 fn split_routes_to_the_first_matching_branch_then_the_default() -> TestResult {
     let builder = StreamsBuilder::new();
-    let mut branches =
-        numbers(&builder).split().branch("small", |_, value| *value < 10).branch("medium", |_, value| *value < 100).default_branch("large");
+    let mut branches = numbers(&builder)
+        .split()
+        .branch("small", |_, value| *value < 10)
+        .branch("medium", |_, value| *value < 100)
+        .default_branch("large");
     for name in ["small", "medium", "large"] {
         let branch = branches.remove(name).ok_or("missing branch")?;
         branch.to(name, Produced::with(StringSerde, I64Serde));
     }
     let driver = driver(builder);
-    driver.create_input_topic("in", StringSerde, I64Serde).pipe_key_values([kv("a", 5), kv("b", 50), kv("c", 500), kv("d", 1)])?;
+    driver.create_input_topic("in", StringSerde, I64Serde).pipe_key_values([
+        kv("a", 5),
+        kv("b", 50),
+        kv("c", 500),
+        kv("d", 1),
+    ])?;
     let read = |topic: &str| driver.create_output_topic(topic, StringSerde, I64Serde).read_key_values_to_vec();
     assert_eq!(read("small")?, vec![kv("a", 5), kv("d", 1)]);
     assert_eq!(read("medium")?, vec![kv("b", 50)]);
@@ -170,7 +185,10 @@ fn merge_combines_two_streams() -> TestResult {
     let driver = driver(builder);
     driver.create_input_topic("left", StringSerde, I64Serde).pipe_input("l", 1)?;
     driver.create_input_topic("right", StringSerde, I64Serde).pipe_input("r", 2)?;
-    assert_eq!(driver.create_output_topic("out", StringSerde, I64Serde).read_key_values_to_vec()?, vec![kv("l", 1), kv("r", 2)]);
+    assert_eq!(
+        driver.create_output_topic("out", StringSerde, I64Serde).read_key_values_to_vec()?,
+        vec![kv("l", 1), kv("r", 2)]
+    );
     Ok(())
 }
 

@@ -36,12 +36,7 @@ fn counts(task: &mut Task) -> Vec<i64> {
     task.take_output()
         .into_iter()
         .filter(|record| record.topic == "out")
-        .filter_map(|record| {
-            record
-                .value
-                .and_then(|bytes| bytes.try_into().ok())
-                .map(i64::from_be_bytes)
-        })
+        .filter_map(|record| record.value.and_then(|bytes| bytes.try_into().ok()).map(i64::from_be_bytes))
         .collect()
 }
 
@@ -55,10 +50,7 @@ fn task_and_topology_can_cross_threads() {
 
 #[test]
 fn abort_drops_pending_writes_and_commit_keeps_them() -> TestResult {
-    let mut task = counting_topology().create_task(TaskId {
-        subtopology: 0,
-        partition: 3,
-    }).unwrap();
+    let mut task = counting_topology().create_task(TaskId { subtopology: 0, partition: 3 }).unwrap();
     task.process(raw("in", "a", b"x", 0, 10))?;
     assert_eq!(counts(&mut task), vec![1]);
     task.commit().unwrap();
@@ -68,55 +60,30 @@ fn abort_drops_pending_writes_and_commit_keeps_them() -> TestResult {
     assert_eq!(task.stream_time(), 30);
     task.abort();
     assert!(task.take_output().is_empty(), "abort drops pending output");
-    assert_eq!(
-        task.stream_time(),
-        10,
-        "stream time returns to its committed value"
-    );
+    assert_eq!(task.stream_time(), 10, "stream time returns to its committed value");
 
     task.process(raw("in", "a", b"x", 1, 20))?;
-    assert_eq!(
-        counts(&mut task),
-        vec![2],
-        "the aborted increments are gone, the committed one is kept"
-    );
+    assert_eq!(counts(&mut task), vec![2], "the aborted increments are gone, the committed one is kept");
     Ok(())
 }
 
 #[test]
 fn output_holds_sink_and_changelog_records_in_order() -> TestResult {
-    let mut task = counting_topology().create_task(TaskId {
-        subtopology: 0,
-        partition: 3,
-    }).unwrap();
+    let mut task = counting_topology().create_task(TaskId { subtopology: 0, partition: 3 }).unwrap();
     assert_eq!(task.stream_time(), UNKNOWN_STREAM_TIME);
     task.process(raw("in", "a", b"x", 0, 10))?;
     let output = task.take_output();
-    let shape: Vec<_> = output
-        .iter()
-        .map(|record| (record.topic.as_str(), record.partition, record.timestamp_ms))
-        .collect();
-    assert_eq!(
-        shape,
-        vec![("app-counts-changelog", Some(3), 10), ("out", None, 10)]
-    );
-    assert_eq!(
-        task.id(),
-        TaskId {
-            subtopology: 0,
-            partition: 3
-        }
-    );
+    let shape: Vec<_> =
+        output.iter().map(|record| (record.topic.as_str(), record.partition, record.timestamp_ms)).collect();
+    assert_eq!(shape, vec![("app-counts-changelog", Some(3), 10), ("out", None, 10)]);
+    assert_eq!(task.id(), TaskId { subtopology: 0, partition: 3 });
     Ok(())
 }
 
 #[test]
 fn restore_rebuilds_a_store_from_its_changelog() -> TestResult {
     let topology = counting_topology();
-    let mut task = topology.create_task(TaskId {
-        subtopology: 0,
-        partition: 3,
-    }).unwrap();
+    let mut task = topology.create_task(TaskId { subtopology: 0, partition: 3 }).unwrap();
     task.restore("app-counts-changelog", b"a", Some(&41i64.to_be_bytes()))?;
     task.restore("app-counts-changelog", b"b", Some(&7i64.to_be_bytes()))?;
     task.restore("app-counts-changelog", b"b", None)?;
@@ -125,37 +92,18 @@ fn restore_rebuilds_a_store_from_its_changelog() -> TestResult {
     task.process(raw("in", "b", b"x", 1, 10))?;
     assert_eq!(counts(&mut task), vec![42, 1]);
 
-    let error = task
-        .restore("elsewhere-changelog", b"a", None)
-        .err()
-        .ok_or("expected an error")?;
+    let error = task.restore("elsewhere-changelog", b"a", None).err().ok_or("expected an error")?;
     assert_eq!(error.kind(), ErrorKind::Store);
     Ok(())
 }
 
 #[test]
 fn a_record_from_an_unknown_topic_is_an_error() -> TestResult {
-    let mut task = counting_topology().create_task(TaskId {
-        subtopology: 0,
-        partition: 3,
-    }).unwrap();
-    let error = task
-        .process(raw("other", "a", b"x", 5, 0))
-        .err()
-        .ok_or("expected an error")?;
-    assert_eq!(
-        error.source_record(),
-        Some(&SourceRecordRef {
-            topic: "other".to_owned(),
-            partition: 3,
-            offset: 5
-        })
-    );
+    let mut task = counting_topology().create_task(TaskId { subtopology: 0, partition: 3 }).unwrap();
+    let error = task.process(raw("other", "a", b"x", 5, 0)).err().ok_or("expected an error")?;
+    assert_eq!(error.source_record(), Some(&SourceRecordRef { topic: "other".to_owned(), partition: 3, offset: 5 }));
 
-    let mut missing = counting_topology().create_task(TaskId {
-        subtopology: 9,
-        partition: 0,
-    }).unwrap();
+    let mut missing = counting_topology().create_task(TaskId { subtopology: 9, partition: 0 }).unwrap();
     assert!(missing.process(raw("in", "a", b"x", 0, 0)).is_err());
     Ok(())
 }
@@ -163,41 +111,18 @@ fn a_record_from_an_unknown_topic_is_an_error() -> TestResult {
 #[test]
 fn undeserializable_bytes_give_an_error_not_a_panic() -> TestResult {
     let builder = StreamsBuilder::new();
-    builder
-        .stream("in", Consumed::with(StringSerde, I64Serde))
-        .to("out", Produced::with(StringSerde, I64Serde));
-    let mut task = builder.build(APP).create_task(TaskId {
-        subtopology: 0,
-        partition: 3,
-    }).unwrap();
+    builder.stream("in", Consumed::with(StringSerde, I64Serde)).to("out", Produced::with(StringSerde, I64Serde));
+    let mut task = builder.build(APP).create_task(TaskId { subtopology: 0, partition: 3 }).unwrap();
 
-    let error = task
-        .process(raw("in", "a", &[1, 2, 3], 17, 0))
-        .err()
-        .ok_or("expected an error")?;
+    let error = task.process(raw("in", "a", &[1, 2, 3], 17, 0)).err().ok_or("expected an error")?;
     assert_eq!(error.kind(), ErrorKind::Deserialization);
     assert!(!error.is_retriable());
-    assert_eq!(
-        error.source_record(),
-        Some(&SourceRecordRef {
-            topic: "in".to_owned(),
-            partition: 3,
-            offset: 17
-        })
-    );
-    assert!(
-        error
-            .to_string()
-            .contains("cannot deserialize the value of a record from 'in'"),
-        "{error}"
-    );
+    assert_eq!(error.source_record(), Some(&SourceRecordRef { topic: "in".to_owned(), partition: 3, offset: 17 }));
+    assert!(error.to_string().contains("cannot deserialize the value of a record from 'in'"), "{error}");
 
     let mut null_key = raw("in", "a", &[0; 8], 18, 0);
     null_key.key = None;
-    assert_eq!(
-        task.process(null_key).err().map(|e| e.kind()),
-        Some(ErrorKind::Deserialization)
-    );
+    assert_eq!(task.process(null_key).err().map(|e| e.kind()), Some(ErrorKind::Deserialization));
     assert!(task.take_output().is_empty());
     Ok(())
 }
@@ -211,8 +136,7 @@ impl Processor<String, String> for FailsAfterWriting {
         ctx: &mut ProcessorContext<'_, String, String>,
         record: Record<String, String>,
     ) -> Result<(), ProcessError> {
-        ctx.kv_store::<String, String>("last")?
-            .put(&record.key, &record.value)?;
+        ctx.kv_store::<String, String>("last")?.put(&record.key, &record.value)?;
         let fails = record.value == "boom";
         ctx.forward(record)?;
         if fails {
@@ -233,14 +157,8 @@ fn a_failed_record_leaves_no_store_writes_and_no_output() -> TestResult {
     let driver = driver(builder);
     let input = driver.create_input_topic("in", StringSerde, StringSerde);
     input.pipe_input("a", "fine")?;
-    let error = input
-        .pipe_input("a", "boom")
-        .err()
-        .ok_or("expected an error")?;
-    assert_eq!(
-        error.as_process_error().map(|e| (e.kind(), e.message())),
-        Some((ErrorKind::Processing, "boom"))
-    );
+    let error = input.pipe_input("a", "boom").err().ok_or("expected an error")?;
+    assert_eq!(error.as_process_error().map(|e| (e.kind(), e.message())), Some((ErrorKind::Processing, "boom")));
 
     let store = driver.key_value_store::<String, String>("last")?;
     assert_eq!(store.get(&"a".to_owned())?, Some("fine".to_owned()));
@@ -249,13 +167,7 @@ fn a_failed_record_leaves_no_store_writes_and_no_output() -> TestResult {
     assert_eq!(driver.changelog_records("app-last-changelog").len(), 1);
 
     input.pipe_input("b", "next")?;
-    assert_eq!(
-        store.all()?,
-        vec![
-            ("a".to_owned(), "fine".to_owned()),
-            ("b".to_owned(), "next".to_owned())
-        ]
-    );
+    assert_eq!(store.all()?, vec![("a".to_owned(), "fine".to_owned()), ("b".to_owned(), "next".to_owned())]);
     Ok(())
 }
 
@@ -267,23 +179,15 @@ fn restored_stream_time_keeps_dropping_late_records() -> TestResult {
     builder
         .stream("in", Consumed::with(StringSerde, StringSerde))
         .group_by_key(Grouped::with(StringSerde, StringSerde))
-        .windowed_by(TimeWindows::of_size_without_grace(Duration::from_millis(
-            10,
-        )))
+        .windowed_by(TimeWindows::of_size_without_grace(Duration::from_millis(10)))
         .count(Materialized::as_store("w"));
-    let mut task = builder.build(APP).create_task(TaskId {
-        subtopology: 0,
-        partition: 0,
-    }).unwrap();
+    let mut task = builder.build(APP).create_task(TaskId { subtopology: 0, partition: 0 }).unwrap();
     task.restore_stream_time(100);
     task.restore_stream_time(50);
     assert_eq!(task.stream_time(), 100);
     task.process(raw("in", "a", b"x", 0, 5))?;
     assert_eq!(task.dropped_records(), 1);
-    assert_eq!(
-        kv("dropped", task.dropped_records() as i64),
-        kv("dropped", 1)
-    );
+    assert_eq!(kv("dropped", task.dropped_records() as i64), kv("dropped", 1));
     Ok(())
 }
 
@@ -317,15 +221,9 @@ fn a_panic_is_an_error_of_its_unit_and_replaces_the_processor() -> TestResult {
         .stream("in", Consumed::with(StringSerde, StringSerde))
         .process(|| Fragile { inits: 10 }, &[])
         .to("out", Produced::with(StringSerde, I64Serde));
-    let mut task = builder.build(APP).create_task(TaskId {
-        subtopology: 0,
-        partition: 3,
-    }).unwrap();
+    let mut task = builder.build(APP).create_task(TaskId { subtopology: 0, partition: 3 }).unwrap();
     task.process(raw("in", "a", b"before", 0, 0))?;
-    let error = task
-        .process(raw("in", "a", b"panic", 0, 1))
-        .err()
-        .ok_or("expected the panic as an error")?;
+    let error = task.process(raw("in", "a", b"panic", 0, 1)).err().ok_or("expected the panic as an error")?;
     assert_eq!(error.kind(), crate::error::ErrorKind::Panic);
     assert!(error.to_string().contains("user code failed"), "{error}");
     task.process(raw("in", "a", b"fine", 0, 2))?;

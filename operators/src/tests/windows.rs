@@ -40,7 +40,13 @@ fn tumbling_windows_count_per_window_and_drop_records_after_grace() -> TestResul
 
     assert_eq!(
         output.read_key_values_to_vec()?,
-        vec![(windowed("a", 0, 10), 1), (windowed("a", 0, 10), 2), (windowed("a", 10, 20), 1), (windowed("a", 0, 10), 3), (windowed("a", 20, 30), 1),]
+        vec![
+            (windowed("a", 0, 10), 1),
+            (windowed("a", 0, 10), 2),
+            (windowed("a", 10, 20), 1),
+            (windowed("a", 0, 10), 3),
+            (windowed("a", 20, 30), 1),
+        ]
     );
     assert_eq!(driver.dropped_records(), 1);
     Ok(())
@@ -59,7 +65,10 @@ fn hopping_windows_update_every_overlapping_window() -> TestResult {
     input.pipe_input_at("a", 1, 3)?;
     input.pipe_input_at("a", 10, 7)?;
     let output = driver.create_output_topic("out", TimeWindowedSerde::new(StringSerde, ms(10)), I64Serde);
-    assert_eq!(output.read_key_values_to_vec()?, vec![(windowed("a", 0, 10), 1), (windowed("a", 0, 10), 11), (windowed("a", 5, 15), 10)]);
+    assert_eq!(
+        output.read_key_values_to_vec()?,
+        vec![(windowed("a", 0, 10), 1), (windowed("a", 0, 10), 11), (windowed("a", 5, 15), 10)]
+    );
     Ok(())
 }
 
@@ -77,7 +86,9 @@ fn windowed_aggregate_and_invalid_windows() -> TestResult {
     assert_eq!(output.read_key_value()?, (windowed("a", 0, 100), 70));
 
     let invalid = StreamsBuilder::new();
-    grouped(&invalid).windowed_by(TimeWindows::of_size_without_grace(ms(10)).advance_by(ms(20))).count(Materialized::default());
+    grouped(&invalid)
+        .windowed_by(TimeWindows::of_size_without_grace(ms(10)).advance_by(ms(20)))
+        .count(Materialized::default());
     assert!(invalid.try_build("app").is_err());
     Ok(())
 }
@@ -129,7 +140,12 @@ fn session_reduce_and_aggregate_merge_session_values() -> TestResult {
         .to_stream()
         .to("sum", Produced::with(SessionWindowedSerde::new(StringSerde), I64Serde));
     sessions
-        .aggregate(|| 0, |_, value, max: i64| max.max(value), |_, a, b| a.max(b), Materialized::as_store("max").with_value_serde(I64Serde))
+        .aggregate(
+            || 0,
+            |_, value, max: i64| max.max(value),
+            |_, a, b| a.max(b),
+            Materialized::as_store("max").with_value_serde(I64Serde),
+        )
         .to_stream()
         .to("max", Produced::with(SessionWindowedSerde::new(StringSerde), I64Serde));
     let driver = driver(builder);
@@ -138,7 +154,10 @@ fn session_reduce_and_aggregate_merge_session_values() -> TestResult {
     input.pipe_input_at("a", 1, 8)?;
     input.pipe_input_at("a", 9, 15)?;
     let read_last = |topic: &str| -> Result<Option<(Windowed<String>, i64)>, crate::test_driver::DriverError> {
-        Ok(driver.create_output_topic(topic, SessionWindowedSerde::new(StringSerde), I64Serde).read_key_values_to_vec()?.pop())
+        Ok(driver
+            .create_output_topic(topic, SessionWindowedSerde::new(StringSerde), I64Serde)
+            .read_key_values_to_vec()?
+            .pop())
     };
     assert_eq!(read_last("sum")?, Some((windowed("a", 0, 15), 14)));
     assert_eq!(read_last("max")?, Some((windowed("a", 0, 15), 9)));

@@ -58,7 +58,8 @@ pub(crate) fn compile(graph: GraphBuilder, application_id: &str) -> Result<Topol
         }
     }
 
-    let store_ids: HashMap<&str, StoreId> = stores.iter().enumerate().map(|(id, store)| (store.name.as_str(), id)).collect();
+    let store_ids: HashMap<&str, StoreId> =
+        stores.iter().enumerate().map(|(id, store)| (store.name.as_str(), id)).collect();
     let mut node_stores: Vec<Vec<StoreId>> = Vec::with_capacity(nodes.len());
     for node in &nodes {
         let mut connected = node.stores.clone();
@@ -119,7 +120,13 @@ pub(crate) fn compile(graph: GraphBuilder, application_id: &str) -> Result<Topol
                 sub.stores.push(id);
                 sub.changelogs.insert(changelog_topic.clone(), id);
             }
-            CompiledStore { name: store.name, changelog_topic, kind: store.kind, serdes: store.serdes, supplier: store.supplier }
+            CompiledStore {
+                name: store.name,
+                changelog_topic,
+                kind: store.kind,
+                serdes: store.serdes,
+                supplier: store.supplier,
+            }
         })
         .collect();
 
@@ -138,7 +145,9 @@ pub(crate) fn compile(graph: GraphBuilder, application_id: &str) -> Result<Topol
                 CompiledRole::Source { topic, repartition }
             }
             NodeRole::Processor => CompiledRole::Processor,
-            NodeRole::Sink(topic) => CompiledRole::Sink { topic: topic.resolve(application_id), repartition: topic.is_internal() },
+            NodeRole::Sink(topic) => {
+                CompiledRole::Sink { topic: topic.resolve(application_id), repartition: topic.is_internal() }
+            }
         };
         if let Some(store) = node.timer_store {
             sub.timers.push((id, store));
@@ -152,7 +161,8 @@ pub(crate) fn compile(graph: GraphBuilder, application_id: &str) -> Result<Topol
         compiled_nodes.push(CompiledNode { name: node.name, role, parents: node.parents });
         factories.push(node.factory);
     }
-    let mut duplicated: Vec<_> = topic_readers.into_iter().filter(|(_, readers)| *readers > 1).map(|(topic, _)| topic).collect();
+    let mut duplicated: Vec<_> =
+        topic_readers.into_iter().filter(|(_, readers)| *readers > 1).map(|(topic, _)| topic).collect();
     duplicated.sort();
     for topic in duplicated {
         problems.push(format!("topic '{topic}' is read by more than one source"));

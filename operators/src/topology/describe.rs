@@ -12,15 +12,23 @@ pub(super) fn describe(topology: &Topology) -> String {
             let (Some(node), Some(meta)) = (topology.nodes.get(id), topology.meta.get(id)) else {
                 continue;
             };
-            let stores: Vec<&str> =
-                meta.stores.iter().chain(&meta.timer_store).filter_map(|&s| topology.stores.get(s)).map(|s| s.name.as_str()).collect();
+            let stores: Vec<&str> = meta
+                .stores
+                .iter()
+                .chain(&meta.timer_store)
+                .filter_map(|&s| topology.stores.get(s))
+                .map(|s| s.name.as_str())
+                .collect();
             let _ = match &node.role {
                 CompiledRole::Source { topic, .. } => writeln!(out, "    Source: {} (topics: [{topic}])", node.name),
-                CompiledRole::Processor => writeln!(out, "    Processor: {} (stores: [{}])", node.name, stores.join(", ")),
+                CompiledRole::Processor => {
+                    writeln!(out, "    Processor: {} (stores: [{}])", node.name, stores.join(", "))
+                }
                 CompiledRole::Sink { topic, .. } => writeln!(out, "    Sink: {} (topic: {topic})", node.name),
             };
             let names = |ids: &[usize]| -> String {
-                let names: Vec<&str> = ids.iter().filter_map(|&i| topology.nodes.get(i)).map(|n| n.name.as_str()).collect();
+                let names: Vec<&str> =
+                    ids.iter().filter_map(|&i| topology.nodes.get(i)).map(|n| n.name.as_str()).collect();
                 if names.is_empty() {
                     "none".to_owned()
                 } else {

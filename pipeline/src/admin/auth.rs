@@ -66,8 +66,10 @@ impl IntoResponse for Refusal {
                 "operator calls are disabled: set admin.token (SAGA__ADMIN__TOKEN) or admin.token_file",
             ),
             Refusal::Unauthorized => {
-                let mut response =
-                    error_response(StatusCode::UNAUTHORIZED, "an operator call needs Authorization: Bearer <admin token>");
+                let mut response = error_response(
+                    StatusCode::UNAUTHORIZED,
+                    "an operator call needs Authorization: Bearer <admin token>",
+                );
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 response
             }
@@ -116,7 +118,11 @@ mod tests {
     #[test]
     fn without_a_token_operator_calls_are_disabled() {
         assert_eq!(AdminToken::new(None).check(&bearer("Bearer x")), Err(Refusal::Disabled));
-        assert_eq!(AdminToken::new(Some(String::new())).check(&bearer("Bearer ")), Err(Refusal::Disabled), "empty is unset");
+        assert_eq!(
+            AdminToken::new(Some(String::new())).check(&bearer("Bearer ")),
+            Err(Refusal::Disabled),
+            "empty is unset"
+        );
     }
 
     #[test]

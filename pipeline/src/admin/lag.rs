@@ -37,7 +37,10 @@ struct LagMetrics {
 static METRICS: LazyLock<LagMetrics> = LazyLock::new(|| {
     let labels = &["group", "topic", "partition"];
     let metrics = LagMetrics {
-        lag: family(IntGaugeVec::new(Opts::new("kafka_consumergroup_group_lag", "Records the group has yet to consume"), labels)),
+        lag: family(IntGaugeVec::new(
+            Opts::new("kafka_consumergroup_group_lag", "Records the group has yet to consume"),
+            labels,
+        )),
         max_lag: family(IntGaugeVec::new(
             Opts::new("kafka_consumergroup_group_max_lag", "The group's largest lag over its partitions"),
             &["group"],
@@ -49,8 +52,14 @@ static METRICS: LazyLock<LagMetrics> = LazyLock::new(|| {
             ),
             labels,
         )),
-        offset: family(IntGaugeVec::new(Opts::new("kafka_consumergroup_group_offset", "The group's committed offset"), labels)),
-        latest: family(IntGaugeVec::new(Opts::new("kafka_partition_latest_offset", "The partition's high watermark"), &["topic", "partition"])),
+        offset: family(IntGaugeVec::new(
+            Opts::new("kafka_consumergroup_group_offset", "The group's committed offset"),
+            labels,
+        )),
+        latest: family(IntGaugeVec::new(
+            Opts::new("kafka_partition_latest_offset", "The partition's high watermark"),
+            &["topic", "partition"],
+        )),
     };
     register_default(
         "lag",
@@ -143,7 +152,9 @@ impl LagReader {
         let metadata = any_consumer.fetch_metadata(None, TIMEOUT)?;
         // High watermarks once per partition, whichever groups read it.
         let mut latest: HashMap<(String, i32), i64> = HashMap::new();
-        for topic in metadata.topics().iter().filter(|t| self.groups.iter().any(|(g, _)| g.topics.iter().any(|w| w == t.name()))) {
+        for topic in
+            metadata.topics().iter().filter(|t| self.groups.iter().any(|(g, _)| g.topics.iter().any(|w| w == t.name())))
+        {
             for partition in topic.partitions() {
                 let (_, high) = any_consumer.fetch_watermarks(topic.name(), partition.id(), TIMEOUT)?;
                 latest.insert((topic.name().to_string(), partition.id()), high);
@@ -202,7 +213,8 @@ impl LagReader {
             assignment.add_partition_offset(topic, lag.partition, Offset::Offset(lag.committed))?;
         }
         self.probe.assign(&assignment)?;
-        let mut open: HashMap<i32, usize> = lags.iter().enumerate().map(|(index, lag)| (lag.partition, index)).collect();
+        let mut open: HashMap<i32, usize> =
+            lags.iter().enumerate().map(|(index, lag)| (lag.partition, index)).collect();
         let deadline = Instant::now() + PROBE_TIMEOUT;
         while !open.is_empty() && Instant::now() < deadline {
             match self.probe.poll(Duration::from_millis(100)) {

@@ -23,7 +23,10 @@ use utoipa::OpenApi;
 pub struct AdminEndpointDoc;
 
 pub fn routes() -> Router {
-    Router::new().route("/metrics", get(metrics)).route("/health", get(health::health)).route("/ready", get(health::ready))
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
 }
 
 /// Every metric of the process, in the Prometheus text format.

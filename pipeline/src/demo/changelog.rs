@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rdkafka::config::ClientConfig;
 use operators::runtime::EndOfPartitionIsExpected;
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
@@ -108,7 +108,6 @@ pub fn latest_by_key(records: Vec<TopicRecord>) -> HashMap<Vec<u8>, Vec<u8>> {
     latest
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,7 +118,13 @@ mod tests {
 
     #[test]
     fn a_deleted_key_keeps_its_last_value_and_says_it_was_deleted() {
-        let records = vec![record("a", Some("1")), record("b", Some("1")), record("a", Some("2")), record("a", None), record("b", Some("3"))];
+        let records = vec![
+            record("a", Some("1")),
+            record("b", Some("1")),
+            record("a", Some("2")),
+            record("a", None),
+            record("b", Some("3")),
+        ];
         let history = history_by_key(records);
         let a = &history[b"a".as_slice()];
         assert_eq!((a.last_value.as_slice(), a.deleted), (b"2".as_slice(), true));

@@ -53,7 +53,8 @@ pub async fn check_all(
     for order in orders {
         let status = saga_status(&order.order_id).unwrap_or_else(|| "missing".into());
         let parked_with_reason = saga.get(&order.order_id).is_some_and(|s| s["parked"].is_string());
-        let terminal = matches!(status.as_str(), "CONFIRMED" | "CANCELLED") || (status == "REQUIRES_INTERVENTION" && parked_with_reason);
+        let terminal = matches!(status.as_str(), "CONFIRMED" | "CANCELLED")
+            || (status == "REQUIRES_INTERVENTION" && parked_with_reason);
         if !terminal {
             violations.push(format!("{} ({:?}) ended as {status} in the saga", order.order_id, order.scenario));
         }
@@ -91,7 +92,8 @@ pub async fn check_all(
         let available = stock.get(*product).and_then(|s| s["available"].as_i64());
         match available {
             Some(available) if available >= 0 && available + sold == sources.default_stock => {}
-            other => violations.push(format!("{product}: initial {} != stock {other:?} + confirmed {sold}", sources.default_stock)),
+            other => violations
+                .push(format!("{product}: initial {} != stock {other:?} + confirmed {sold}", sources.default_stock)),
         }
     }
     checks.push(Check { name: "stock is conserved and never negative", violations });
@@ -123,11 +125,19 @@ pub async fn check_all(
     let client = sources.pool.get().await?;
     let id_list: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
     let shipments = client
-        .query("select order_id, count(*) from shipments where order_id = any($1) group by order_id having count(*) > 1", &[&id_list])
+        .query(
+            "select order_id, count(*) from shipments where order_id = any($1) group by order_id having count(*) > 1",
+            &[&id_list],
+        )
         .await
         .context("counting shipments")?;
-    violations.extend(shipments.iter().map(|row| format!("{} shipments for {}", row.get::<_, i64>(1), row.get::<_, String>(0))));
-    checks.push(Check { name: "no duplicate events on read_committed topics, at most one shipment per order", violations });
+    violations.extend(
+        shipments.iter().map(|row| format!("{} shipments for {}", row.get::<_, i64>(1), row.get::<_, String>(0))),
+    );
+    checks.push(Check {
+        name: "no duplicate events on read_committed topics, at most one shipment per order",
+        violations,
+    });
 
     // 5. The read model agrees with the saga.
     let mut violations = Vec::new();
@@ -141,12 +151,16 @@ pub async fn check_all(
     checks.push(Check { name: "the read model agrees with the saga's final states", violations });
 
     // 6. Every step a cancelled order completed was compensated, exactly once.
-    let count = |order_id: &str, event_type: &str| events.get(&(order_id.to_string(), event_type.to_string())).copied().unwrap_or(0);
+    let count = |order_id: &str, event_type: &str| {
+        events.get(&(order_id.to_string(), event_type.to_string())).copied().unwrap_or(0)
+    };
     let mut violations = Vec::new();
     for order in orders.iter().filter(|o| saga_status(&o.order_id).as_deref() == Some("CANCELLED")) {
-        for (step, undo) in
-            [("PaymentCompleted", "PaymentRefunded"), ("InventoryReserved", "InventoryReleased"), ("ShipmentCreated", "ShipmentCancelled")]
-        {
+        for (step, undo) in [
+            ("PaymentCompleted", "PaymentRefunded"),
+            ("InventoryReserved", "InventoryReleased"),
+            ("ShipmentCreated", "ShipmentCancelled"),
+        ] {
             let (done, undone) = (count(&order.order_id, step), count(&order.order_id, undo));
             if done != undone || done > 1 {
                 violations.push(format!("{}: {step} x{done}, {undo} x{undone}", order.order_id));
@@ -162,7 +176,8 @@ pub async fn check_all(
         match order.cancel_answer {
             None | Some(409) => {}
             Some(202) if status != "CONFIRMED" || count(&order.order_id, "OrderCancellationRejected") == 1 => {}
-            Some(answer) => violations.push(format!("{}: cancel answered {answer}, order ended {status} with no refusal", order.order_id)),
+            Some(answer) => violations
+                .push(format!("{}: cancel answered {answer}, order ended {status} with no refusal", order.order_id)),
         }
     }
     checks.push(Check { name: "every accepted cancellation was carried out or refused in the open", violations });
@@ -192,14 +207,21 @@ pub async fn check_all(
 /// projector (a rebalance after a kill), so its changelog is read again until every order is
 /// terminal there too, or a minute has passed (then the checks report what is left). An order
 /// whose state retention deleted counts with its last state; its id is in the second set.
-async fn settled_saga_state(bootstrap: &str, ids: &HashSet<&str>) -> Result<(HashMap<String, serde_json::Value>, HashSet<String>)> {
+async fn settled_saga_state(
+    bootstrap: &str,
+    ids: &HashSet<&str>,
+) -> Result<(HashMap<String, serde_json::Value>, HashSet<String>)> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let history = history_by_key(read_all(bootstrap, "order-saga-orders-changelog", READ_TIMEOUT)?);
         let mut saga = HashMap::new();
         let mut retired = HashSet::new();
         for (key, entry) in history {
-            let (Ok(id), Ok(state)) = (String::from_utf8(key), serde_json::from_slice::<serde_json::Value>(&entry.last_value)) else { continue };
+            let (Ok(id), Ok(state)) =
+                (String::from_utf8(key), serde_json::from_slice::<serde_json::Value>(&entry.last_value))
+            else {
+                continue;
+            };
             if !ids.contains(id.as_str()) {
                 continue;
             }
@@ -208,7 +230,11 @@ async fn settled_saga_state(bootstrap: &str, ids: &HashSet<&str>) -> Result<(Has
             }
             saga.insert(id, state);
         }
-        let terminal = |id: &&str| saga.get(*id).and_then(|s| s["status"].as_str()).is_some_and(|status| matches!(status, "CONFIRMED" | "CANCELLED" | "REQUIRES_INTERVENTION"));
+        let terminal = |id: &&str| {
+            saga.get(*id)
+                .and_then(|s| s["status"].as_str())
+                .is_some_and(|status| matches!(status, "CONFIRMED" | "CANCELLED" | "REQUIRES_INTERVENTION"))
+        };
         if ids.iter().all(terminal) || std::time::Instant::now() >= deadline {
             return Ok((saga, retired));
         }

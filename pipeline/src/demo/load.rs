@@ -79,7 +79,8 @@ pub fn now_ms() -> i64 {
 
 fn order_body(spec: &LoadSpec, i: usize, scenario: Scenario) -> (Value, String, i64, Vec<(String, i64)>) {
     let customer = format!("{}-customer-{}", spec.run_id, i % 97);
-    let mut items = vec![(format!("{}-product-{}", spec.run_id, i % 31), 1 + (i % 3) as i64, 1_250 + (i % 7) as i64 * 100)];
+    let mut items =
+        vec![(format!("{}-product-{}", spec.run_id, i % 31), 1 + (i % 3) as i64, 1_250 + (i % 7) as i64 * 100)];
     if i.is_multiple_of(4) {
         items.push((format!("{}-product-{}", spec.run_id, (i + 11) % 31), 1, 990));
     }
@@ -100,7 +101,10 @@ fn order_body(spec: &LoadSpec, i: usize, scenario: Scenario) -> (Value, String, 
 }
 
 /// Places every order (and cancels some, see [`LoadSpec::cancel_delay_ms`]), `concurrency` at a time.
-pub async fn drive(spec: LoadSpec, progress: impl Fn(usize, usize) + Send + Sync + 'static) -> Result<Vec<PlacedOrder>> {
+pub async fn drive(
+    spec: LoadSpec,
+    progress: impl Fn(usize, usize) + Send + Sync + 'static,
+) -> Result<Vec<PlacedOrder>> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let spec = Arc::new(spec);
     let next = Arc::new(AtomicUsize::new(0));
@@ -109,7 +113,8 @@ pub async fn drive(spec: LoadSpec, progress: impl Fn(usize, usize) + Send + Sync
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..spec.concurrency.max(1) {
-        let (client, spec, next, done, progress) = (client.clone(), spec.clone(), next.clone(), done.clone(), progress.clone());
+        let (client, spec, next, done, progress) =
+            (client.clone(), spec.clone(), next.clone(), done.clone(), progress.clone());
         workers.push(tokio::spawn(async move {
             let mut placed: Vec<PlacedOrder> = Vec::new();
             let mut cancels: Vec<(usize, tokio::task::JoinHandle<Result<u16>>)> = Vec::new();
@@ -148,7 +153,15 @@ pub async fn drive(spec: LoadSpec, progress: impl Fn(usize, usize) + Send + Sync
                     }
                     None => {}
                 }
-                placed.push(PlacedOrder { order_id, customer_id, scenario, total_cents, items, placed_at_ms, cancel_answer });
+                placed.push(PlacedOrder {
+                    order_id,
+                    customer_id,
+                    scenario,
+                    total_cents,
+                    items,
+                    placed_at_ms,
+                    cancel_answer,
+                });
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, spec.orders);
             }
         }));
@@ -166,14 +179,23 @@ async fn post_order(client: &reqwest::Client, spec: &LoadSpec, body: &Value, i: 
     let started = Instant::now();
     let mut backoff = Duration::from_millis(50);
     loop {
-        let sent = client.post(format!("{}/orders", spec.api)).header("Idempotency-Key", format!("{}-{i}", spec.run_id)).json(body).send().await;
+        let sent = client
+            .post(format!("{}/orders", spec.api))
+            .header("Idempotency-Key", format!("{}-{i}", spec.run_id))
+            .json(body)
+            .send()
+            .await;
         let failure = match sent {
             Ok(response) => {
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
                 if status.is_success() {
-                    let value: Value = serde_json::from_str(&text).with_context(|| format!("order API answered {text}"))?;
-                    return value["order_id"].as_str().map(str::to_string).with_context(|| format!("no order_id in {text}"));
+                    let value: Value =
+                        serde_json::from_str(&text).with_context(|| format!("order API answered {text}"))?;
+                    return value["order_id"]
+                        .as_str()
+                        .map(str::to_string)
+                        .with_context(|| format!("no order_id in {text}"));
                 }
                 if status.as_u16() != 409 && !status.is_server_error() {
                     bail!("POST /orders failed ({status}): {text}");

@@ -76,9 +76,11 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
             return Ok(Vec::new());
         }
         let serde = crate::components::event_serde(settings).await?;
-        let placing = options.rate.map_or(Duration::ZERO, |rate| Duration::from_secs_f64(options.orders as f64 / rate.max(1e-3)));
+        let placing =
+            options.rate.map_or(Duration::ZERO, |rate| Duration::from_secs_f64(options.orders as f64 / rate.max(1e-3)));
         let every = placing / u32::try_from(poison_count).unwrap_or(u32::MAX);
-        poison::produce(&settings.kafka.bootstrap_servers, schemas::ORDER_EVENTS, &serde, &run_id, poison_count, every).await
+        poison::produce(&settings.kafka.bootstrap_servers, schemas::ORDER_EVENTS, &serde, &run_id, poison_count, every)
+            .await
     };
     let started = Instant::now();
     let placing_orders = load::drive(spec, move |done, total| {
@@ -150,7 +152,9 @@ pub fn print_report(report: &DemoReport, settings: &Settings) {
     }
     println!("  planned scenarios: {planned:?}");
     match report.latency_ms {
-        Some((p50, p95, p99)) => println!("\nEnd-to-end latency, POST → terminal state in the read model: p50 {p50} ms, p95 {p95} ms, p99 {p99} ms"),
+        Some((p50, p95, p99)) => println!(
+            "\nEnd-to-end latency, POST → terminal state in the read model: p50 {p50} ms, p95 {p95} ms, p99 {p99} ms"
+        ),
         None => println!("\nEnd-to-end latency: no order reached a terminal state"),
     }
     println!(

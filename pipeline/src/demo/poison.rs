@@ -39,9 +39,23 @@ fn poison_value(kind: &str, valid: &[u8]) -> Vec<u8> {
 const KINDS: [&str; 4] = ["bad_magic_byte", "unknown_schema_id", "truncated_avro", "empty_value"];
 
 /// Produces `count` poison records to `topic`, one every `every`, keyed `<run>-poison-<n>`.
-pub async fn produce(bootstrap: &str, topic: &str, serde: &EventSerde, run_id: &str, count: usize, every: Duration) -> Result<Vec<PoisonRecord>> {
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().context("creating the poison producer")?;
-    let address = Address { line1: "1 Example Street".into(), line2: None, city: "Berlin".into(), postal_code: "10115".into(), country: "DE".into() };
+pub async fn produce(
+    bootstrap: &str,
+    topic: &str,
+    serde: &EventSerde,
+    run_id: &str,
+    count: usize,
+    every: Duration,
+) -> Result<Vec<PoisonRecord>> {
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().context("creating the poison producer")?;
+    let address = Address {
+        line1: "1 Example Street".into(),
+        line2: None,
+        city: "Berlin".into(),
+        postal_code: "10115".into(),
+        country: "DE".into(),
+    };
     let placed = OrderPlaced {
         customer_id: format!("{run_id}-poison"),
         items: vec![],
@@ -51,7 +65,8 @@ pub async fn produce(bootstrap: &str, topic: &str, serde: &EventSerde, run_id: &
         coupon_code: None,
     };
     let sample = SagaEvent::new(Envelope::new(format!("{run_id}-poison"), "poison", 0), Payload::OrderPlaced(placed));
-    let valid = serde.serialize(topic, &sample).context("encoding the sample event the truncated poison is cut from")?;
+    let valid =
+        serde.serialize(topic, &sample).context("encoding the sample event the truncated poison is cut from")?;
     let mut produced = Vec::with_capacity(count);
     for n in 0..count {
         let (key, kind) = (format!("{run_id}-poison-{n}"), KINDS[n % KINDS.len()]);
@@ -75,7 +90,8 @@ pub fn check(bootstrap: &str, topic: &str, readers: &[&str], produced: &[PoisonR
     let mut by_key: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for record in dead_letters {
         let key = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).into_owned();
-        let header = |name: &str| record.headers.get(name).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+        let header =
+            |name: &str| record.headers.get(name).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
         by_key.entry(key).or_default().push((header("dlq.consumer.group"), header("dlq.error.class")));
     }
     let expected: BTreeSet<&str> = readers.iter().copied().collect();
@@ -85,11 +101,17 @@ pub fn check(bootstrap: &str, topic: &str, readers: &[&str], produced: &[PoisonR
         let groups: Vec<&str> = letters.iter().map(|(group, _)| group.as_str()).collect();
         let distinct: BTreeSet<&str> = groups.iter().copied().collect();
         if distinct != expected || groups.len() != expected.len() {
-            violations.push(format!("{} ({}): dead-lettered by {groups:?}, expected once by each of {expected:?}", record.key, record.kind));
+            violations.push(format!(
+                "{} ({}): dead-lettered by {groups:?}, expected once by each of {expected:?}",
+                record.key, record.kind
+            ));
         }
         if let Some((group, class)) = letters.iter().find(|(_, class)| class != "poison") {
             violations.push(format!("{} ({}): {group} classed it {class:?}, not poison", record.key, record.kind));
         }
     }
-    Ok(Check { name: "every poison record dead-lettered once by every group that reads its topic, as poison", violations })
+    Ok(Check {
+        name: "every poison record dead-lettered once by every group that reads its topic, as poison",
+        violations,
+    })
 }

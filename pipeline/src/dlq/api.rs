@@ -24,7 +24,8 @@ use super::render::{entry_view, payload, BytesEncoding, EntryView, HeaderView, H
 use super::reprocess::{reprocess_many, reprocess_one, BulkOutcome, ReprocessError};
 use super::republish::Republisher;
 use super::request::{
-    actor, bulk_filter, entry_id, json_body, list_filter, BadRequest, BulkReprocessBody, DiscardBody, ListParams, ReprocessBody,
+    actor, bulk_filter, entry_id, json_body, list_filter, BadRequest, BulkReprocessBody, DiscardBody, ListParams,
+    ReprocessBody,
 };
 use super::store::{self, Entry, StoreError};
 use crate::admin::audit::{ids_field, AdminAction};
@@ -54,8 +55,21 @@ impl DlqAdmin {
 #[openapi(
     paths(list, inspect, reprocess, reprocess_matching, discard),
     components(schemas(
-        DlqPage, EntryView, HeadersView, HeaderView, BytesEncoding, PayloadEncoding, ErrorClass, Status, StatusChanged,
-        BulkReprocessed, BulkOutcome, ReprocessBody, BulkReprocessBody, DiscardBody, ErrorBody
+        DlqPage,
+        EntryView,
+        HeadersView,
+        HeaderView,
+        BytesEncoding,
+        PayloadEncoding,
+        ErrorClass,
+        Status,
+        StatusChanged,
+        BulkReprocessed,
+        BulkOutcome,
+        ReprocessBody,
+        BulkReprocessBody,
+        DiscardBody,
+        ErrorBody
     ))
 )]
 pub struct DlqApiDoc;
@@ -153,7 +167,9 @@ impl From<ReprocessError> for ApiError {
     fn from(error: ReprocessError) -> Self {
         match error {
             ReprocessError::Store(_) | ReprocessError::Publish(_) => ApiError::Unavailable(error.to_string()),
-            ReprocessError::Unpublishable { .. } | ReprocessError::NotMarked { .. } => ApiError::Internal(error.to_string()),
+            ReprocessError::Unpublishable { .. } | ReprocessError::NotMarked { .. } => {
+                ApiError::Internal(error.to_string())
+            }
         }
     }
 }
@@ -208,7 +224,9 @@ async fn render(serde: &EventSerde, entries: Vec<Entry>, with_headers: bool) -> 
     tokio::task::spawn_blocking(move || {
         entries
             .iter()
-            .map(|entry| entry_view(entry, payload(&serde, &entry.original_topic, entry.value.as_deref()), with_headers))
+            .map(|entry| {
+                entry_view(entry, payload(&serde, &entry.original_topic, entry.value.as_deref()), with_headers)
+            })
             .collect()
     })
     .await
@@ -230,7 +248,10 @@ async fn render(serde: &EventSerde, entries: Vec<Entry>, with_headers: bool) -> 
         (status = 503, description = "No admin token is configured, or the DLQ index is unavailable", body = ErrorBody),
     )
 )]
-async fn list(State(admin): State<DlqAdmin>, params: Result<Query<ListParams>, QueryRejection>) -> Result<Json<DlqPage>, ApiError> {
+async fn list(
+    State(admin): State<DlqAdmin>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<DlqPage>, ApiError> {
     let result = async {
         let Query(params) = params?;
         let filter = list_filter(params)?;
@@ -258,13 +279,17 @@ async fn list(State(admin): State<DlqAdmin>, params: Result<Query<ListParams>, Q
         (status = 503, description = "No admin token is configured, or the DLQ index is unavailable", body = ErrorBody),
     )
 )]
-async fn inspect(State(admin): State<DlqAdmin>, id: Result<Path<String>, PathRejection>) -> Result<Json<EntryView>, ApiError> {
+async fn inspect(
+    State(admin): State<DlqAdmin>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<EntryView>, ApiError> {
     let id = match id.map_err(ApiError::from).and_then(|Path(text)| Ok(entry_id(&text)?)) {
         Ok(id) => id,
         Err(error) => return audited("unknown", "dlq.inspect", "", Err(error)),
     };
     let result = async {
-        let entry = store::find(&admin.pool, id).await?.ok_or_else(|| ApiError::NotFound(format!("no DLQ entry {id}")))?;
+        let entry =
+            store::find(&admin.pool, id).await?.ok_or_else(|| ApiError::NotFound(format!("no DLQ entry {id}")))?;
         let mut rendered = render(&admin.serde, vec![entry], true).await?;
         rendered.pop().ok_or_else(|| ApiError::Internal(format!("DLQ entry {id} did not render")))
     };
@@ -296,13 +321,18 @@ async fn reprocess(
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<StatusChanged>, ApiError> {
-    let parsed = parse_one(id, body, |bytes| json_body::<ReprocessBody>(bytes, true).and_then(|body| actor(body.operator.as_deref(), body.reason.as_deref(), false)));
+    let parsed = parse_one(id, body, |bytes| {
+        json_body::<ReprocessBody>(bytes, true)
+            .and_then(|body| actor(body.operator.as_deref(), body.reason.as_deref(), false))
+    });
     let (id, actor) = match parsed {
         Ok(parsed) => parsed,
         Err((ids, error)) => return audited("unknown", "dlq.reprocess", &ids, Err(error)),
     };
     let result = match reprocess_one(&admin.pool, &admin.republisher, id, &actor).await {
-        Ok(outcome) => refused(id, outcome).map_or_else(|| Ok(StatusChanged { id, status: Status::Reprocessed.as_str() }), Err),
+        Ok(outcome) => {
+            refused(id, outcome).map_or_else(|| Ok(StatusChanged { id, status: Status::Reprocessed.as_str() }), Err)
+        }
         Err(error) => Err(error.into()),
     };
     audited(&actor.operator, "dlq.reprocess", &id.to_string(), result)
@@ -331,13 +361,18 @@ async fn discard(
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<StatusChanged>, ApiError> {
-    let parsed = parse_one(id, body, |bytes| json_body::<DiscardBody>(bytes, false).and_then(|body| actor(body.operator.as_deref(), body.reason.as_deref(), true)));
+    let parsed = parse_one(id, body, |bytes| {
+        json_body::<DiscardBody>(bytes, false)
+            .and_then(|body| actor(body.operator.as_deref(), body.reason.as_deref(), true))
+    });
     let (id, actor) = match parsed {
         Ok(parsed) => parsed,
         Err((ids, error)) => return audited("unknown", "dlq.discard", &ids, Err(error)),
     };
     let result = match discard_one(&admin.pool, id, &actor).await {
-        Ok(outcome) => refused(id, outcome).map_or_else(|| Ok(StatusChanged { id, status: Status::Discarded.as_str() }), Err),
+        Ok(outcome) => {
+            refused(id, outcome).map_or_else(|| Ok(StatusChanged { id, status: Status::Discarded.as_str() }), Err)
+        }
         Err(error) => Err(error.into()),
     };
     audited(&actor.operator, "dlq.discard", &id.to_string(), result)
@@ -358,7 +393,10 @@ async fn discard(
         (status = 503, description = "No admin token is configured, or the DLQ index is unavailable", body = ErrorBody),
     )
 )]
-async fn reprocess_matching(State(admin): State<DlqAdmin>, body: Result<Bytes, BytesRejection>) -> Result<Json<BulkReprocessed>, ApiError> {
+async fn reprocess_matching(
+    State(admin): State<DlqAdmin>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BulkReprocessed>, ApiError> {
     let parsed = body.map_err(ApiError::from).and_then(|bytes| {
         let body: BulkReprocessBody = json_body(&bytes, false)?;
         Ok((bulk_filter(&body)?, actor(body.operator.as_deref(), body.reason.as_deref(), false)?))

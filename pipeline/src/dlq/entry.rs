@@ -89,7 +89,9 @@ impl NewEntry {
             .unwrap_or_else(|| record.topic.strip_suffix(".dlq").unwrap_or(&record.topic).to_string());
         NewEntry {
             original_topic,
-            original_partition: number("dlq.original.partition").and_then(|p| i32::try_from(p).ok()).unwrap_or(record.partition),
+            original_partition: number("dlq.original.partition")
+                .and_then(|p| i32::try_from(p).ok())
+                .unwrap_or(record.partition),
             original_offset: number("dlq.original.offset"),
             original_timestamp: number("dlq.original.timestamp"),
             consumer_group: text("dlq.consumer.group"),
@@ -164,7 +166,11 @@ mod tests {
         assert_eq!((entry.key.as_deref(), entry.value.as_deref()), (Some(&b"order-1"[..]), Some(&[0xde, 0xad][..])));
         assert_eq!(
             entry.headers,
-            vec![Header::new("traceparent", b"00-abc".to_vec()), Header::null("nothing"), Header::new("binary", vec![0xff, 0x00])],
+            vec![
+                Header::new("traceparent", b"00-abc".to_vec()),
+                Header::null("nothing"),
+                Header::new("binary", vec![0xff, 0x00])
+            ],
             "the original headers, in order, byte for byte, without the dlq.* ones"
         );
     }
@@ -173,7 +179,10 @@ mod tests {
     fn a_record_without_dlq_headers_is_indexed_with_what_its_place_says() {
         let entry = NewEntry::from_record(dead_letter(vec![Header::new("dlq.error.class", b"weird".to_vec())]));
         assert_eq!((entry.original_topic.as_str(), entry.original_partition), ("order.events", 3));
-        assert_eq!((entry.original_offset, entry.error_class, entry.attempts, entry.reprocessed_from), (None, None, None, None));
+        assert_eq!(
+            (entry.original_offset, entry.error_class, entry.attempts, entry.reprocessed_from),
+            (None, None, None, None)
+        );
     }
 
     #[test]

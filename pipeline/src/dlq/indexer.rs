@@ -65,7 +65,8 @@ impl IndexerConfig {
 /// Indexes dead letters until `shutdown` resolves, then commits what is indexed and leaves the
 /// group. Errors only if the consumer cannot start.
 pub async fn run_indexer(config: IndexerConfig, pool: Pool, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let consumer: Arc<StreamConsumer> = Arc::new(config.consumer_config().create().context("creating the DLQ indexer's Kafka consumer")?);
+    let consumer: Arc<StreamConsumer> =
+        Arc::new(config.consumer_config().create().context("creating the DLQ indexer's Kafka consumer")?);
     consumer
         .subscribe(&[config.topic_pattern.as_str()])
         .with_context(|| format!("subscribing the DLQ indexer to {}", config.topic_pattern))?;
@@ -130,11 +131,18 @@ async fn index(pool: &Pool, entry: &NewEntry) {
     loop {
         match store::insert(pool, entry).await {
             Ok(new) => {
-                EntryIndexed { dlq_topic: &entry.dlq_topic, partition: entry.dlq_partition, offset: entry.dlq_offset, new }.emit();
+                EntryIndexed {
+                    dlq_topic: &entry.dlq_topic,
+                    partition: entry.dlq_partition,
+                    offset: entry.dlq_offset,
+                    new,
+                }
+                .emit();
                 return;
             }
             Err(error) => {
-                IndexingFailed { dlq_topic: &entry.dlq_topic, offset: entry.dlq_offset, error: &error, retry_in }.emit();
+                IndexingFailed { dlq_topic: &entry.dlq_topic, offset: entry.dlq_offset, error: &error, retry_in }
+                    .emit();
                 tokio::time::sleep(retry_in).await;
                 retry_in = (retry_in * 2).min(MAX_RETRY);
             }
@@ -143,7 +151,8 @@ async fn index(pool: &Pool, entry: &NewEntry) {
 }
 
 fn commit(consumer: &StreamConsumer, pending: &mut PendingOffsets, mode: CommitMode) {
-    let committed = pending.take().and_then(|offsets| if offsets.count() == 0 { Ok(()) } else { consumer.commit(&offsets, mode) });
+    let committed =
+        pending.take().and_then(|offsets| if offsets.count() == 0 { Ok(()) } else { consumer.commit(&offsets, mode) });
     if let Err(error) = committed {
         IndexerCommitFailed { error: &error }.emit();
     }

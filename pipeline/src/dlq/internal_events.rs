@@ -20,18 +20,30 @@ struct DlqMetrics {
 /// Registered once in the default registry, which the admin endpoint serves.
 static METRICS: LazyLock<DlqMetrics> = LazyLock::new(|| {
     let metrics = DlqMetrics {
-        pending: family(IntGaugeVec::new(Opts::new("dlq_pending", "DLQ entries waiting for an operator (status PENDING), by DLQ topic"), &["topic"])),
-        indexed: family(IntCounterVec::new(Opts::new("dlq_indexed_total", "Dead letters the DLQ indexer added to the index, by DLQ topic"), &["topic"])),
-        reprocessed: family(IntCounter::new("dlq_reprocessed_total", "DLQ entries published again to their original topic")),
+        pending: family(IntGaugeVec::new(
+            Opts::new("dlq_pending", "DLQ entries waiting for an operator (status PENDING), by DLQ topic"),
+            &["topic"],
+        )),
+        indexed: family(IntCounterVec::new(
+            Opts::new("dlq_indexed_total", "Dead letters the DLQ indexer added to the index, by DLQ topic"),
+            &["topic"],
+        )),
+        reprocessed: family(IntCounter::new(
+            "dlq_reprocessed_total",
+            "DLQ entries published again to their original topic",
+        )),
         discarded: family(IntCounter::new("dlq_discarded_total", "DLQ entries an operator discarded")),
         shown_topics: Mutex::default(),
     };
-    register_default("dlq", [
-        Box::new(metrics.pending.clone()) as Box<dyn prometheus::core::Collector>,
-        Box::new(metrics.indexed.clone()),
-        Box::new(metrics.reprocessed.clone()),
-        Box::new(metrics.discarded.clone()),
-    ]);
+    register_default(
+        "dlq",
+        [
+            Box::new(metrics.pending.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(metrics.indexed.clone()),
+            Box::new(metrics.reprocessed.clone()),
+            Box::new(metrics.discarded.clone()),
+        ],
+    );
     metrics
 });
 
@@ -44,7 +56,13 @@ pub struct EntryIndexed<'a> {
 }
 impl EntryIndexed<'_> {
     pub fn emit(self) {
-        tracing::debug!(topic = self.dlq_topic, partition = self.partition, offset = self.offset, new = self.new, "dead letter indexed");
+        tracing::debug!(
+            topic = self.dlq_topic,
+            partition = self.partition,
+            offset = self.offset,
+            new = self.new,
+            "dead letter indexed"
+        );
         if self.new {
             METRICS.indexed.with_label_values(&[self.dlq_topic]).inc();
         }

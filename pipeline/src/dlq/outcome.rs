@@ -5,6 +5,8 @@ pub enum Outcome {
     /// Reprocessed or discarded, as asked.
     Done,
     /// Reprocessed or discarded already (perhaps a moment ago, by another admin instance).
-    NotPending { status: String },
+    NotPending {
+        status: String,
+    },
     NotFound,
 }

@@ -49,10 +49,17 @@ pub fn payload(serde: &EventSerde, topic: &str, value: Option<&[u8]>) -> Payload
     let Some(bytes) = value else {
         return Payload { encoding: PayloadEncoding::Null, value: Value::Null, decode_error: None };
     };
-    let decoded = serde.deserialize(topic, bytes).map_err(|e| e.to_string()).and_then(|event| serde_json::to_value(&event).map_err(|e| e.to_string()));
+    let decoded = serde
+        .deserialize(topic, bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|event| serde_json::to_value(&event).map_err(|e| e.to_string()));
     match decoded {
         Ok(event) => Payload { encoding: PayloadEncoding::Json, value: event, decode_error: None },
-        Err(error) => Payload { encoding: PayloadEncoding::Base64, value: Value::String(BASE64.encode(bytes)), decode_error: Some(error) },
+        Err(error) => Payload {
+            encoding: PayloadEncoding::Base64,
+            value: Value::String(BASE64.encode(bytes)),
+            decode_error: Some(error),
+        },
     }
 }
 
@@ -210,11 +217,14 @@ mod tests {
     #[test]
     fn a_saga_event_is_shown_as_json() {
         let serde = EventSerde::with_fixed_ids();
-        let event = SagaEvent::new(Envelope::new("order-1", "corr-1", 1_000), EventPayload::OrderConfirmed(OrderConfirmed {
-            customer_id: "c-1".into(),
-            total_cents: 2_500,
-            tracking_number: "TRK-1".into(),
-        }));
+        let event = SagaEvent::new(
+            Envelope::new("order-1", "corr-1", 1_000),
+            EventPayload::OrderConfirmed(OrderConfirmed {
+                customer_id: "c-1".into(),
+                total_cents: 2_500,
+                tracking_number: "TRK-1".into(),
+            }),
+        );
         let bytes = serde.serialize("order.events", &event).unwrap();
         let shown = payload(&serde, "order.events", Some(&bytes));
         assert_eq!(shown.encoding, PayloadEncoding::Json, "{:?}", shown.decode_error);
@@ -232,7 +242,8 @@ mod tests {
     fn keys_and_header_values_are_text_when_they_can_be() {
         let headers = [Header::new("trace", b"t-1".to_vec()), Header::new("raw", vec![0xff]), Header::null("none")];
         let shown = payload(&EventSerde::with_fixed_ids(), "order.events", Some(&[0xff]));
-        let json = serde_json::to_value(entry_view(&entry(Some(&[0xfe, 0x01]), Some(&[0xff]), &headers), shown, true)).unwrap();
+        let json = serde_json::to_value(entry_view(&entry(Some(&[0xfe, 0x01]), Some(&[0xff]), &headers), shown, true))
+            .unwrap();
         assert_eq!((json["key_encoding"].as_str(), json["key"].as_str()), (Some("base64"), Some("/gE=")));
         assert_eq!(
             json["headers"],
@@ -243,7 +254,8 @@ mod tests {
             ])
         );
         let tombstone = Payload { encoding: PayloadEncoding::Null, value: Value::Null, decode_error: None };
-        let listed = serde_json::to_value(entry_view(&entry(Some(b"order-1"), None, &headers), tombstone, false)).unwrap();
+        let listed =
+            serde_json::to_value(entry_view(&entry(Some(b"order-1"), None, &headers), tombstone, false)).unwrap();
         assert_eq!((listed["key_encoding"].as_str(), listed["key"].as_str()), (Some("utf8"), Some("order-1")));
         assert!(listed.get("headers").is_none(), "the listing leaves the headers to the detail view");
     }

@@ -37,7 +37,12 @@ pub enum ReprocessError {
     NotMarked { id: i64, error: StoreError },
 }
 
-pub async fn reprocess_one(pool: &Pool, republisher: &Arc<Republisher>, id: i64, actor: &Actor) -> Result<Outcome, ReprocessError> {
+pub async fn reprocess_one(
+    pool: &Pool,
+    republisher: &Arc<Republisher>,
+    id: i64,
+    actor: &Actor,
+) -> Result<Outcome, ReprocessError> {
     let mut client = pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await.map_err(StoreError::from)?;
     let entry = match store::lock(&tx, id).await? {
@@ -46,7 +51,8 @@ pub async fn reprocess_one(pool: &Pool, republisher: &Arc<Republisher>, id: i64,
         Some(entry) if !entry.is_pending() => return Ok(Outcome::NotPending { status: entry.status }),
         Some(entry) => entry,
     };
-    let record = republished_record(&entry, SystemClock.now_ms()).map_err(|reason| ReprocessError::Unpublishable { id, reason })?;
+    let record = republished_record(&entry, SystemClock.now_ms())
+        .map_err(|reason| ReprocessError::Unpublishable { id, reason })?;
     // Dropping `tx` on a failed publish rolls back: the entry stays PENDING and unlocked.
     republisher.publish(record).await?;
     let marked = async {
@@ -76,7 +82,12 @@ pub struct BulkOutcome {
 
 /// Each matching PENDING entry, oldest first, in a transaction of its own: one that fails does
 /// not hold back the others.
-pub async fn reprocess_many(pool: &Pool, republisher: &Arc<Republisher>, filter: &BulkFilter, actor: &Actor) -> Result<BulkOutcome, StoreError> {
+pub async fn reprocess_many(
+    pool: &Pool,
+    republisher: &Arc<Republisher>,
+    filter: &BulkFilter,
+    actor: &Actor,
+) -> Result<BulkOutcome, StoreError> {
     let candidates = store::pending_ids(pool, filter).await?;
     let mut outcome = BulkOutcome::default();
     if let Some(asked) = &filter.ids {
@@ -117,7 +128,8 @@ mod tests {
 
     #[test]
     fn the_republished_record_is_the_original_plus_the_link() {
-        let original = vec![Header::new("traceparent", b"00-1".to_vec()), Header::null("n"), Header::new("b", vec![0, 255])];
+        let original =
+            vec![Header::new("traceparent", b"00-1".to_vec()), Header::null("n"), Header::new("b", vec![0, 255])];
         let entry = Entry {
             id: 42,
             dlq_topic: "order.events.dlq".into(),

@@ -73,7 +73,9 @@ impl Republisher {
 
 fn in_transaction(producer: &TransactionalProducer, record: &OutputRecord) -> Result<(), KafkaError> {
     producer.begin_transaction()?;
-    let mut base = BaseRecord::<[u8], [u8]>::to(&record.topic).headers(kafka_headers(&record.headers)).timestamp(record.timestamp_ms);
+    let mut base = BaseRecord::<[u8], [u8]>::to(&record.topic)
+        .headers(kafka_headers(&record.headers))
+        .timestamp(record.timestamp_ms);
     if let Some(key) = record.key.as_deref() {
         base = base.key(key);
     }

@@ -171,7 +171,9 @@ pub fn json_body<T: DeserializeOwned + Default>(bytes: &[u8], empty_is_default: 
 fn topic(text: String) -> Result<String, BadRequest> {
     let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     if text.is_empty() || text.len() > MAX_TOPIC_LEN || !text.chars().all(legal) {
-        return Err(BadRequest(format!("topic must be a Kafka topic name (1 to {MAX_TOPIC_LEN} of a-z A-Z 0-9 . _ -)")));
+        return Err(BadRequest(format!(
+            "topic must be a Kafka topic name (1 to {MAX_TOPIC_LEN} of a-z A-Z 0-9 . _ -)"
+        )));
     }
     Ok(text)
 }
@@ -208,7 +210,13 @@ mod tests {
 
     fn params(pairs: &[(&str, &str)]) -> ListParams {
         let get = |name: &str| pairs.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string());
-        ListParams { topic: get("topic"), error_class: get("error_class"), status: get("status"), limit: get("limit"), cursor: get("cursor") }
+        ListParams {
+            topic: get("topic"),
+            error_class: get("error_class"),
+            status: get("status"),
+            limit: get("limit"),
+            cursor: get("cursor"),
+        }
     }
 
     fn refusal<T: std::fmt::Debug>(result: Result<T, BadRequest>) -> String {
@@ -221,10 +229,18 @@ mod tests {
     #[test]
     fn listing_parameters_default_and_parse() {
         let filter = list_filter(ListParams::default()).unwrap();
-        assert_eq!(filter, ListFilter { topic: None, error_class: None, status: None, limit: DEFAULT_LIMIT, after_id: None });
-        let filter =
-            list_filter(params(&[("topic", "order.events"), ("error_class", "poison"), ("status", "PENDING"), ("limit", "500"), ("cursor", "41")]))
-                .unwrap();
+        assert_eq!(
+            filter,
+            ListFilter { topic: None, error_class: None, status: None, limit: DEFAULT_LIMIT, after_id: None }
+        );
+        let filter = list_filter(params(&[
+            ("topic", "order.events"),
+            ("error_class", "poison"),
+            ("status", "PENDING"),
+            ("limit", "500"),
+            ("cursor", "41"),
+        ]))
+        .unwrap();
         assert_eq!(
             filter,
             ListFilter {
@@ -239,14 +255,29 @@ mod tests {
 
     #[test]
     fn bad_listing_parameters_are_refused_with_what_was_wrong() {
-        assert_eq!(refusal(list_filter(params(&[("limit", "501")]))), "limit must be an integer from 1 to 500, got \"501\"");
-        assert_eq!(refusal(list_filter(params(&[("limit", "0")]))), "limit must be an integer from 1 to 500, got \"0\"");
+        assert_eq!(
+            refusal(list_filter(params(&[("limit", "501")]))),
+            "limit must be an integer from 1 to 500, got \"501\""
+        );
+        assert_eq!(
+            refusal(list_filter(params(&[("limit", "0")]))),
+            "limit must be an integer from 1 to 500, got \"0\""
+        );
         assert!(refusal(list_filter(params(&[("cursor", "-1")]))).starts_with("cursor must be an integer"));
         assert!(refusal(list_filter(params(&[("cursor", "x")]))).starts_with("cursor must be an integer"));
-        assert_eq!(refusal(list_filter(params(&[("status", "pending")]))), "status \"pending\" is not one of PENDING, REPROCESSED, DISCARDED");
-        assert_eq!(refusal(list_filter(params(&[("error_class", "fatal")]))), "error_class \"fatal\" is not one of transient, permanent, poison");
+        assert_eq!(
+            refusal(list_filter(params(&[("status", "pending")]))),
+            "status \"pending\" is not one of PENDING, REPROCESSED, DISCARDED"
+        );
+        assert_eq!(
+            refusal(list_filter(params(&[("error_class", "fatal")]))),
+            "error_class \"fatal\" is not one of transient, permanent, poison"
+        );
         assert!(refusal(list_filter(params(&[("topic", "")]))).starts_with("topic must be"));
-        assert!(refusal(list_filter(params(&[("topic", "a\0b")]))).starts_with("topic must be"), "no NUL reaches PostgreSQL");
+        assert!(
+            refusal(list_filter(params(&[("topic", "a\0b")]))).starts_with("topic must be"),
+            "no NUL reaches PostgreSQL"
+        );
     }
 
     #[test]
@@ -271,7 +302,8 @@ mod tests {
     fn bulk_filters_default_and_bound() {
         let filter = bulk_filter(&BulkReprocessBody::default()).unwrap();
         assert_eq!(filter, BulkFilter { topic: None, error_class: None, ids: None, limit: DEFAULT_BULK_LIMIT });
-        let body = BulkReprocessBody { ids: Some(vec![3, 1]), error_class: Some("transient".into()), ..Default::default() };
+        let body =
+            BulkReprocessBody { ids: Some(vec![3, 1]), error_class: Some("transient".into()), ..Default::default() };
         assert_eq!(bulk_filter(&body).unwrap().ids, Some(vec![3, 1]));
         for body in [
             BulkReprocessBody { limit: Some(0), ..Default::default() },
@@ -288,7 +320,10 @@ mod tests {
     #[test]
     fn who_acts_and_why() {
         assert_eq!(actor(None, None, false), Ok(Actor { operator: "unknown".into(), reason: None }));
-        assert_eq!(actor(Some("ops"), Some("fixed"), true), Ok(Actor { operator: "ops".into(), reason: Some("fixed".into()) }));
+        assert_eq!(
+            actor(Some("ops"), Some("fixed"), true),
+            Ok(Actor { operator: "ops".into(), reason: Some("fixed".into()) })
+        );
         assert_eq!(refusal(actor(Some("ops"), None, true)), "reason is required: say why");
         assert!(actor(Some("ops"), Some("  "), true).is_err(), "a blank reason says nothing");
         assert!(actor(Some(""), None, false).is_err());

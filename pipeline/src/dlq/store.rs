@@ -125,7 +125,8 @@ pub async fn list(pool: &Pool, filter: &ListFilter) -> Result<(Vec<Entry>, bool)
     // One row past the page says whether there is a next one.
     let fetch = filter.limit + 1;
     params.push(&fetch);
-    let sql = format!("select {COLUMNS} from dlq_entries {} order by id limit ${}", where_clause(&conditions), params.len());
+    let sql =
+        format!("select {COLUMNS} from dlq_entries {} order by id limit ${}", where_clause(&conditions), params.len());
     let client = pool.get().await?;
     let rows = client.query(&sql, &params).await?;
     let mut entries: Vec<Entry> = rows.iter().map(to_entry).collect();
@@ -166,7 +167,13 @@ pub async fn lock(tx: &Transaction<'_>, id: i64) -> Result<Option<Entry>, StoreE
 }
 
 /// Sets a new status with who and why, inside the transaction that holds the entry's lock.
-pub async fn set_status(tx: &Transaction<'_>, id: i64, status: Status, by: &str, reason: Option<&str>) -> Result<(), StoreError> {
+pub async fn set_status(
+    tx: &Transaction<'_>,
+    id: i64,
+    status: Status,
+    by: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
     tx.execute(
         "update dlq_entries set status = $2, status_changed_by = $3, status_changed_at = now(), status_reason = $4 where id = $1",
         &[&id, &status.as_str(), &by, &reason],
@@ -179,7 +186,10 @@ pub async fn set_status(tx: &Transaction<'_>, id: i64, status: Status, by: &str,
 pub async fn pending_per_topic(pool: &Pool) -> Result<Vec<(String, i64)>, StoreError> {
     let client = pool.get().await?;
     let rows = client
-        .query("select dlq_topic, count(*) from dlq_entries where status = $1 group by dlq_topic", &[&Status::Pending.as_str()])
+        .query(
+            "select dlq_topic, count(*) from dlq_entries where status = $1 group by dlq_topic",
+            &[&Status::Pending.as_str()],
+        )
         .await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }

@@ -16,13 +16,16 @@ struct StoredHeader {
 }
 
 pub fn to_json(headers: &[Header]) -> String {
-    let stored = headers.iter().map(|header| json!({ "key": header.key, "value": header.value.as_deref().map(|bytes| BASE64.encode(bytes)) }));
+    let stored = headers
+        .iter()
+        .map(|header| json!({ "key": header.key, "value": header.value.as_deref().map(|bytes| BASE64.encode(bytes)) }));
     serde_json::Value::Array(stored.collect()).to_string()
 }
 
 /// The headers as they were indexed; an error names what is wrong with the stored text.
 pub fn from_json(text: &str) -> Result<Vec<Header>, String> {
-    let stored: Vec<StoredHeader> = serde_json::from_str(text).map_err(|e| format!("stored headers are not readable: {e}"))?;
+    let stored: Vec<StoredHeader> =
+        serde_json::from_str(text).map_err(|e| format!("stored headers are not readable: {e}"))?;
     stored
         .into_iter()
         .map(|header| match header.value {

@@ -27,8 +27,14 @@ async fn refuse_non_utf8_ids(router: Router, document: utoipa::openapi::OpenApi)
             let response = router.clone().oneshot(request).await.unwrap();
             let status = response.status();
             let body = to_bytes(response.into_body(), 64 * 1024).await.unwrap();
-            let error = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|json| json["error"].as_str().map(str::to_owned));
-            assert!(status.is_client_error() && error.is_some(), "{method} {path} with %FF: {status} {}", String::from_utf8_lossy(&body));
+            let error = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|json| json["error"].as_str().map(str::to_owned));
+            assert!(
+                status.is_client_error() && error.is_some(),
+                "{method} {path} with %FF: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
             tried += 1;
         }
     }

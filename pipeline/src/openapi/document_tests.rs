@@ -8,7 +8,10 @@ use utoipa::PartialSchema;
 use super::{admin_api, order_api, ADMIN_TOKEN_SCHEME};
 
 fn documents() -> [(&'static str, Value); 2] {
-    [("order API", serde_json::to_value(order_api()).unwrap()), ("admin API", serde_json::to_value(admin_api()).unwrap())]
+    [
+        ("order API", serde_json::to_value(order_api()).unwrap()),
+        ("admin API", serde_json::to_value(admin_api()).unwrap()),
+    ]
 }
 
 /// (path, method, operation) of every operation of `document`.
@@ -30,7 +33,13 @@ fn every_admin_operation_needs_the_bearer_token_and_no_other_does() {
         for (path, method, operation) in operations(&document) {
             let required: Vec<&str> = operation["security"]
                 .as_array()
-                .map(|requirements| requirements.iter().filter_map(|r| r.as_object()).flat_map(|r| r.keys().map(String::as_str)).collect())
+                .map(|requirements| {
+                    requirements
+                        .iter()
+                        .filter_map(|r| r.as_object())
+                        .flat_map(|r| r.keys().map(String::as_str))
+                        .collect()
+                })
                 .unwrap_or_default();
             let expected: Vec<&str> = if path.starts_with("/admin/") { vec![ADMIN_TOKEN_SCHEME] } else { vec![] };
             assert_eq!(required, expected, "{name}: {method} {path}");

@@ -52,7 +52,8 @@ pub fn admin_api() -> Document {
 }
 
 fn port_document(title: &str, description: &str, parts: impl IntoIterator<Item = Document>) -> Document {
-    let info = InfoBuilder::new().title(title).version(env!("CARGO_PKG_VERSION")).description(Some(description)).build();
+    let info =
+        InfoBuilder::new().title(title).version(env!("CARGO_PKG_VERSION")).description(Some(description)).build();
     let mut document = OpenApiBuilder::new().info(info).build();
     for part in parts {
         document.merge(part);
@@ -62,7 +63,10 @@ fn port_document(title: &str, description: &str, parts: impl IntoIterator<Item =
         .scheme(HttpAuthScheme::Bearer)
         .description(Some("The admin token (admin.token, admin.token_file or SAGA__ADMIN__TOKEN)"))
         .build();
-    document.components.get_or_insert_with(Default::default).add_security_scheme(ADMIN_TOKEN_SCHEME, SecurityScheme::Http(bearer));
+    document
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(ADMIN_TOKEN_SCHEME, SecurityScheme::Http(bearer));
     document
 }
 

@@ -22,9 +22,11 @@ fn pool() -> deadpool_postgres::Pool {
 /// The order API port. Needs a Tokio runtime (the Redis connection manager).
 pub fn order_api() -> Router {
     let redis = redis::Client::open(format!("redis://{NOWHERE}/")).unwrap();
-    let redis = redis::aio::ConnectionManager::new_lazy_with_config(redis, redis::aio::ConnectionManagerConfig::new()).unwrap();
+    let redis =
+        redis::aio::ConnectionManager::new_lazy_with_config(redis, redis::aio::ConnectionManagerConfig::new()).unwrap();
     let registry = schemas::RegistryClient::new(&format!("http://{NOWHERE}")).unwrap();
-    let service = OrderService::new(pool(), redis, Arc::new(schemas::SagaCodec::new(registry)), 100).with_admin_token(Some(TOKEN.into()));
+    let service = OrderService::new(pool(), redis, Arc::new(schemas::SagaCodec::new(registry)), 100)
+        .with_admin_token(Some(TOKEN.into()));
     order_api_router(service, pool())
 }
 

@@ -3,7 +3,9 @@
 //! folds recorded events into state.
 //! Saga outcomes (paid, confirmed, cancelled) live in the saga's stores, not here.
 
-use schemas::{Envelope, EventType, OrderCancellationRequested, OrderInterventionRequested, OrderPlaced, Payload, SagaEvent};
+use schemas::{
+    Envelope, EventType, OrderCancellationRequested, OrderInterventionRequested, OrderPlaced, Payload, SagaEvent,
+};
 use serde::{Deserialize, Serialize};
 
 /// `aggregate_type` of orders in the event store and the outbox; Debezium routes outbox rows to

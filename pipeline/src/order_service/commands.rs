@@ -154,7 +154,11 @@ impl OrderService {
         let row = OutboxRow::encode(&self.codec, &event, trace.as_str()).await?;
         let tx = client.transaction().await?;
         self.commit_events(tx, order_id, Some(&loaded), &[event], &[row], trace).await?;
-        Ok(OrderAccepted { order_id: order_id.to_string(), status: OrderStatus::CancellationRequested, version: i64::from(loaded.version) + 1 })
+        Ok(OrderAccepted {
+            order_id: order_id.to_string(),
+            status: OrderStatus::CancellationRequested,
+            version: i64::from(loaded.version) + 1,
+        })
     }
 
     /// Records an operator's action on a parked order; the saga carries it out. Asking again
@@ -178,7 +182,11 @@ impl OrderService {
         let row = OutboxRow::encode(&self.codec, &event, trace.as_str()).await?;
         let tx = client.transaction().await?;
         self.commit_events(tx, order_id, Some(&loaded), &[event], &[row], trace).await?;
-        Ok(OrderAccepted { order_id: order_id.to_string(), status: loaded.order.status, version: i64::from(loaded.version) + 1 })
+        Ok(OrderAccepted {
+            order_id: order_id.to_string(),
+            status: loaded.order.status,
+            version: i64::from(loaded.version) + 1,
+        })
     }
 
     /// The order as the event store knows it: latest snapshot plus the events after it.
@@ -226,12 +234,20 @@ async fn outcome_in_read_model(
     client: &tokio_postgres::Client,
     order_id: &str,
 ) -> Result<Option<(String, Option<String>)>, tokio_postgres::Error> {
-    let row = client.query_opt("select status, cancellation_reason from order_view where order_id = $1", &[&order_id]).await?;
+    let row = client
+        .query_opt("select status, cancellation_reason from order_view where order_id = $1", &[&order_id])
+        .await?;
     Ok(row.map(|row| (row.get(0), row.get(1))))
 }
 
-async fn stored_response(client: &tokio_postgres::Client, key: &str, hash: &str) -> Result<OrderAccepted, CommandError> {
-    let row = client.query_one("select response::text, request_hash from order_requests where idempotency_key = $1", &[&key]).await?;
+async fn stored_response(
+    client: &tokio_postgres::Client,
+    key: &str,
+    hash: &str,
+) -> Result<OrderAccepted, CommandError> {
+    let row = client
+        .query_one("select response::text, request_hash from order_requests where idempotency_key = $1", &[&key])
+        .await?;
     if row.get::<_, Option<&str>>(1).is_some_and(|stored| stored != hash) {
         return Err(CommandError::KeyReused);
     }

@@ -36,7 +36,16 @@ const MAX_ORDER_ID_LEN: usize = 64;
 #[derive(OpenApi)]
 #[openapi(
     paths(place_order, cancel_order, intervene),
-    components(schemas(PlaceOrderRequest, ItemRequest, AddressRequest, InterventionRequest, InterventionAction, OrderAccepted, OrderStatus, ErrorBody))
+    components(schemas(
+        PlaceOrderRequest,
+        ItemRequest,
+        AddressRequest,
+        InterventionRequest,
+        InterventionAction,
+        OrderAccepted,
+        OrderStatus,
+        ErrorBody
+    ))
 )]
 pub struct OrderCommandsDoc;
 
@@ -216,7 +225,8 @@ fn check_note_and_operator(request: &InterventionRequest) -> Result<(), ApiError
 
 /// An order id from the path: printable (400), and no longer than any id we hand out (404).
 fn check_order_id(order_id: &str) -> Result<(), ApiError> {
-    crate::text_input::printable("order id", order_id).map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
+    crate::text_input::printable("order id", order_id)
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
     if order_id.len() > MAX_ORDER_ID_LEN {
         return Err(CommandError::NotFound(order_id.to_owned()).into());
     }
@@ -321,7 +331,8 @@ mod tests {
     }
 
     fn refusal(note: &str, operator: &str) -> Option<String> {
-        let request = InterventionRequest { action: InterventionAction::Resolve, note: note.into(), operator: operator.into() };
+        let request =
+            InterventionRequest { action: InterventionAction::Resolve, note: note.into(), operator: operator.into() };
         check_note_and_operator(&request).err().map(|error| {
             assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
             error.message

@@ -39,7 +39,11 @@ impl OutboxRow {
 
 /// Inserts the rows of events appended right after version `appended_after` of their order:
 /// row i carries the order's version after it (`appended_after + i + 1`), for read-your-writes.
-pub async fn insert(tx: &Transaction<'_>, rows: &[OutboxRow], appended_after: i64) -> Result<(), tokio_postgres::Error> {
+pub async fn insert(
+    tx: &Transaction<'_>,
+    rows: &[OutboxRow],
+    appended_after: i64,
+) -> Result<(), tokio_postgres::Error> {
     let statement = tx
         .prepare(
             "insert into outbox (id, aggregate_type, aggregate_id, event_type, payload, correlation_id, causation_id, traceparent, aggregate_version) \

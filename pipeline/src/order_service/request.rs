@@ -87,7 +87,8 @@ impl PlaceOrderRequest {
                 code
             }
         };
-        let coupon_code = self.coupon_code.map(|code| required_text("coupon_code", code, MAX_COUPON_CODE_LEN)).transpose()?;
+        let coupon_code =
+            self.coupon_code.map(|code| required_text("coupon_code", code, MAX_COUPON_CODE_LEN)).transpose()?;
         if self.items.is_empty() {
             return Err(invalid("items", "must contain at least one item"));
         }

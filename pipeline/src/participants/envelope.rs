@@ -56,7 +56,10 @@ mod tests {
         assert_eq!(event.envelope.order_id, "order-1");
         assert_eq!(event.envelope.correlation_id, "corr-1");
         assert_eq!(event.envelope.causation_id.as_deref(), Some(cause.event_id.as_str()));
-        assert_eq!((event.envelope.occurred_at, event.envelope.schema_version), (2_000, current_version_of(EventType::ShipmentFailed)));
+        assert_eq!(
+            (event.envelope.occurred_at, event.envelope.schema_version),
+            (2_000, current_version_of(EventType::ShipmentFailed))
+        );
     }
 
     #[test]
@@ -66,7 +69,9 @@ mod tests {
         let inherited = [Header::new("traceparent", "00-abc-def-01"), Header::new("other", "dropped")];
         let record = event_record(event.clone(), 5, &inherited);
         assert_eq!((record.key.as_str(), record.timestamp_ms), ("order-1", 5));
-        let header = |name: &str| record.headers.iter().find(|h| h.key == name).map(|h| String::from_utf8_lossy(h.value_bytes()).into_owned());
+        let header = |name: &str| {
+            record.headers.iter().find(|h| h.key == name).map(|h| String::from_utf8_lossy(h.value_bytes()).into_owned())
+        };
         assert_eq!(header("event_id"), Some(event.envelope.event_id.clone()));
         assert_eq!(header("event_type").as_deref(), Some("ShipmentFailed"));
         assert_eq!(header("correlation_id").as_deref(), Some("corr-1"));

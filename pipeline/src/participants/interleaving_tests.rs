@@ -109,7 +109,11 @@ impl World {
             default_balance_cents: BALANCE,
             ..Default::default()
         };
-        let inventory = InventoryConfig { initial_stock: [("rare".to_owned(), 1)].into(), default_stock: STOCK, ..Default::default() };
+        let inventory = InventoryConfig {
+            initial_stock: [("rare".to_owned(), 1)].into(),
+            default_stock: STOCK,
+            ..Default::default()
+        };
         let shipping = ShippingConfig::new("unused", "unused", vec!["DE".into()]);
         let saga = SagaConfig::default();
         let participant = |topology, reads: &[&String], writes: &String| Participant {
@@ -119,10 +123,22 @@ impl World {
             inbox: reads.iter().map(|topic| ((*topic).clone(), VecDeque::new())).collect(),
         };
         let participants = vec![
-            participant(payment::topology(serde.clone(), &payment), &[&topics.order, &topics.inventory, &topics.payment], &topics.payment),
-            participant(inventory::topology(serde.clone(), &inventory), &[&topics.order, &topics.payment], &topics.inventory),
             participant(
-                shipping::topology_with_gateway(serde.clone(), &shipping, Arc::clone(&carrier) as Arc<dyn ShipmentGateway>),
+                payment::topology(serde.clone(), &payment),
+                &[&topics.order, &topics.inventory, &topics.payment],
+                &topics.payment,
+            ),
+            participant(
+                inventory::topology(serde.clone(), &inventory),
+                &[&topics.order, &topics.payment],
+                &topics.inventory,
+            ),
+            participant(
+                shipping::topology_with_gateway(
+                    serde.clone(),
+                    &shipping,
+                    Arc::clone(&carrier) as Arc<dyn ShipmentGateway>,
+                ),
                 &[&topics.order, &topics.inventory],
                 &topics.shipping,
             ),
@@ -175,12 +191,20 @@ impl World {
     fn deliver(&mut self, index: usize, topic: &str, repartition: bool) -> Result<(), TestCaseError> {
         let participant = &mut self.participants[index];
         let outcome = if repartition {
-            participant.driven.driver.deliver_held(topic).map(|_| ()).map_err(|error| format!("participant {index} failed on {topic}: {error}"))
+            participant
+                .driven
+                .driver
+                .deliver_held(topic)
+                .map(|_| ())
+                .map_err(|error| format!("participant {index} failed on {topic}: {error}"))
         } else {
             let Some(event) = participant.inbox.get_mut(topic).and_then(VecDeque::pop_front) else {
                 return Ok(());
             };
-            participant.driven.pipe(topic, &event).map_err(|error| format!("participant {index} failed on {}: {error}", event.event_type()))
+            participant
+                .driven
+                .pipe(topic, &event)
+                .map_err(|error| format!("participant {index} failed on {}: {error}", event.event_type()))
         };
         if let Err(failure) = outcome {
             self.failed.push(failure);
@@ -201,7 +225,9 @@ impl World {
             match *step {
                 Move::Deliver(pick) => {
                     let ready = self.ready();
-                    if let Some((index, topic, repartition)) = ready.get(usize::from(pick) % ready.len().max(1)).cloned() {
+                    if let Some((index, topic, repartition)) =
+                        ready.get(usize::from(pick) % ready.len().max(1)).cloned()
+                    {
                         self.deliver(index, &topic, repartition)?;
                     }
                 }
@@ -235,19 +261,29 @@ impl World {
     }
 
     fn saga_state(&self) -> Result<OrderSagaState, TestCaseError> {
-        let store = self.participants[SAGA].driven.driver.key_value_store::<String, OrderSagaState>(order_saga::ORDERS_STORE).map_err(fail)?;
+        let store = self.participants[SAGA]
+            .driven
+            .driver
+            .key_value_store::<String, OrderSagaState>(order_saga::ORDERS_STORE)
+            .map_err(fail)?;
         store.get(&ORDER.to_owned()).map_err(fail)?.ok_or_else(|| TestCaseError::fail("no saga state"))
     }
 
     fn balance(&self, customer: &str) -> Result<i64, TestCaseError> {
-        let store =
-            self.participants[PAYMENT].driven.driver.key_value_store::<String, CustomerBalance>(payment::BALANCES_STORE).map_err(fail)?;
+        let store = self.participants[PAYMENT]
+            .driven
+            .driver
+            .key_value_store::<String, CustomerBalance>(payment::BALANCES_STORE)
+            .map_err(fail)?;
         Ok(store.get(&customer.to_owned()).map_err(fail)?.map_or(BALANCE, |balance| balance.balance_cents))
     }
 
     fn stock(&self, product: &str) -> Result<Option<i64>, TestCaseError> {
-        let store =
-            self.participants[INVENTORY].driven.driver.key_value_store::<String, ProductStock>(inventory::STOCK_STORE).map_err(fail)?;
+        let store = self.participants[INVENTORY]
+            .driven
+            .driver
+            .key_value_store::<String, ProductStock>(inventory::STOCK_STORE)
+            .map_err(fail)?;
         Ok(store.get(&product.to_owned()).map_err(fail)?.map(|stock| stock.available))
     }
 }
@@ -267,7 +303,10 @@ fn placed(scenario: Scenario) -> SagaEvent {
 
 fn cancel_request(placed: &SagaEvent) -> SagaEvent {
     let requested = OrderCancellationRequested { customer_id: "alice".into(), requested_by: "alice".into() };
-    SagaEvent::new(Envelope::new(ORDER, placed.envelope.correlation_id.clone(), T0 + 1), Payload::OrderCancellationRequested(requested))
+    SagaEvent::new(
+        Envelope::new(ORDER, placed.envelope.correlation_id.clone(), T0 + 1),
+        Payload::OrderCancellationRequested(requested),
+    )
 }
 
 /// What an operator does about a parked order once the run settled.
@@ -282,8 +321,15 @@ enum Operator {
 }
 
 fn intervention(placed: &SagaEvent, action: &str) -> SagaEvent {
-    let requested = OrderInterventionRequested { action: action.into(), note: "checked with the carrier".into(), operator: "ops".into() };
-    SagaEvent::new(Envelope::new(ORDER, placed.envelope.correlation_id.clone(), T0 + 2), Payload::OrderInterventionRequested(requested))
+    let requested = OrderInterventionRequested {
+        action: action.into(),
+        note: "checked with the carrier".into(),
+        operator: "ops".into(),
+    };
+    SagaEvent::new(
+        Envelope::new(ORDER, placed.envelope.correlation_id.clone(), T0 + 2),
+        Payload::OrderInterventionRequested(requested),
+    )
 }
 
 /// Runs one schedule and checks every invariant of the saga.
@@ -345,7 +391,8 @@ fn check(world: &World, scenario: Scenario, customer: &str, cancel_requested: bo
     prop_assert!(world.failed.is_empty(), "records failed: {:?}\n{}", world.failed, trace());
 
     // Exactly one terminal state, decided once.
-    let terminal = matches!(saga.status, OrderStatus::Confirmed | OrderStatus::Cancelled | OrderStatus::RequiresIntervention);
+    let terminal =
+        matches!(saga.status, OrderStatus::Confirmed | OrderStatus::Cancelled | OrderStatus::RequiresIntervention);
     prop_assert!(terminal, "ended {} instead of a terminal state\n{}", saga.status, trace());
     let decisions = world.count(EventType::OrderConfirmed) + world.count(EventType::OrderCancelled);
     prop_assert_eq!(decisions, 1, "one OrderConfirmed or OrderCancelled\n{}", trace());
@@ -353,7 +400,13 @@ fn check(world: &World, scenario: Scenario, customer: &str, cancel_requested: bo
     // No event twice (but a request to retry compensations, which is repeatable by design), and
     // no compensation without the step it undoes, or before it.
     for event_type in EventType::ALL.into_iter().filter(|t| *t != EventType::OrderInterventionRequested) {
-        prop_assert!(world.count(event_type) <= 1, "{} published {} times\n{}", event_type, world.count(event_type), trace());
+        prop_assert!(
+            world.count(event_type) <= 1,
+            "{} published {} times\n{}",
+            event_type,
+            world.count(event_type),
+            trace()
+        );
     }
     for (compensation, step) in [
         (EventType::PaymentRefunded, EventType::PaymentCompleted),
@@ -361,7 +414,13 @@ fn check(world: &World, scenario: Scenario, customer: &str, cancel_requested: bo
         (EventType::ShipmentCancelled, EventType::ShipmentCreated),
     ] {
         if let Some(undone) = world.first(compensation) {
-            prop_assert!(world.first(step).is_some_and(|done| done < undone), "{} without an earlier {}\n{}", compensation, step, trace());
+            prop_assert!(
+                world.first(step).is_some_and(|done| done < undone),
+                "{} without an earlier {}\n{}",
+                compensation,
+                step,
+                trace()
+            );
         }
     }
 
@@ -374,31 +433,63 @@ fn check(world: &World, scenario: Scenario, customer: &str, cancel_requested: bo
             prop_assert!(charged && reserved && shipped, "confirmed without every step\n{}", trace());
             prop_assert_eq!(world.count(EventType::PaymentRefunded) + world.count(EventType::InventoryReleased), 0);
             prop_assert_eq!(world.count(EventType::ShipmentCancelled), 0);
-            prop_assert_eq!((balance, apples), (BALANCE - 2_000, STOCK - 2), "money or stock of a confirmed order\n{}", trace());
+            prop_assert_eq!(
+                (balance, apples),
+                (BALANCE - 2_000, STOCK - 2),
+                "money or stock of a confirmed order\n{}",
+                trace()
+            );
             prop_assert!(matches!(scenario, Scenario::Happy), "{:?} confirmed\n{}", scenario, trace());
         }
         OrderStatus::Cancelled if saga.resolution.is_some() => {
             // Settled by a person as it stood: only a shipment the carrier kept may stay live.
-            prop_assert!(world.carrier.handed_over.load(Ordering::SeqCst) && shipped, "resolved without cause\n{}", trace());
+            prop_assert!(
+                world.carrier.handed_over.load(Ordering::SeqCst) && shipped,
+                "resolved without cause\n{}",
+                trace()
+            );
             prop_assert_eq!(world.count(EventType::ShipmentCancelled), 0);
         }
         OrderStatus::Cancelled => {
             // Every completed step was compensated exactly once, and nothing is held.
             prop_assert_eq!(world.count(EventType::PaymentRefunded), usize::from(charged), "refunds\n{}", trace());
             prop_assert_eq!(world.count(EventType::InventoryReleased), usize::from(reserved), "releases\n{}", trace());
-            prop_assert_eq!(world.count(EventType::ShipmentCancelled), usize::from(shipped), "shipment cancels\n{}", trace());
+            prop_assert_eq!(
+                world.count(EventType::ShipmentCancelled),
+                usize::from(shipped),
+                "shipment cancels\n{}",
+                trace()
+            );
             let initial = if customer == "poor" { 100 } else { BALANCE };
             prop_assert_eq!((balance, apples), (initial, STOCK), "money or stock of a cancelled order\n{}", trace());
-            prop_assert!(world.carrier.live.lock().map_err(fail)?.is_empty(), "a live shipment for a cancelled order\n{}", trace());
+            prop_assert!(
+                world.carrier.live.lock().map_err(fail)?.is_empty(),
+                "a live shipment for a cancelled order\n{}",
+                trace()
+            );
         }
         _ => {
             // Only a shipment the carrier already has may park an order, and the saga says why.
-            prop_assert!(world.carrier.handed_over.load(Ordering::SeqCst) && shipped, "parked without cause\n{}", trace());
-            prop_assert_eq!(world.count(EventType::OrderRequiresIntervention), 1, "the parking is published\n{}", trace());
+            prop_assert!(
+                world.carrier.handed_over.load(Ordering::SeqCst) && shipped,
+                "parked without cause\n{}",
+                trace()
+            );
+            prop_assert_eq!(
+                world.count(EventType::OrderRequiresIntervention),
+                1,
+                "the parking is published\n{}",
+                trace()
+            );
         }
     }
     if cancel_requested && saga.status == OrderStatus::Confirmed {
-        prop_assert_eq!(world.count(EventType::OrderCancellationRejected), 1, "a cancel of a confirmed order is answered\n{}", trace());
+        prop_assert_eq!(
+            world.count(EventType::OrderCancellationRejected),
+            1,
+            "a cancel of a confirmed order is answered\n{}",
+            trace()
+        );
     }
     Ok(())
 }
@@ -478,6 +569,9 @@ fn a_parked_order_is_resolved_by_an_operator_as_it_stands() -> Result<(), TestCa
     let world = run_with_operator(Scenario::Happy, &racing_shipment(), Some(0), true, Operator::Resolves)?;
     prop_assert_eq!(world.count(EventType::OrderRequiresIntervention), 1, "parked first");
     let saga = world.saga_state()?;
-    prop_assert_eq!((saga.status, saga.resolution.as_deref()), (OrderStatus::Cancelled, Some("checked with the carrier")));
+    prop_assert_eq!(
+        (saga.status, saga.resolution.as_deref()),
+        (OrderStatus::Cancelled, Some("checked with the carrier"))
+    );
     Ok(())
 }

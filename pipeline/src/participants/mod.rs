@@ -19,9 +19,9 @@ pub mod shipping;
 mod topics;
 
 #[cfg(test)]
-mod saga_flow_tests;
-#[cfg(test)]
 mod interleaving_tests;
+#[cfg(test)]
+mod saga_flow_tests;
 #[cfg(test)]
 mod test_support;
 

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use operators::dsl::StreamsBuilder;
 use operators::error::ProcessError;
+use operators::metrics::{family, register_default};
 use operators::processor::{Processor, ProcessorContext};
 use operators::punctuation::PunctuationId;
 use operators::record::{Data, Record};
 use operators::serdes::{JsonSerde, StringSerde};
 use operators::store::StoreBuilder;
-use operators::metrics::{family, register_default};
 use prometheus::core::Collector;
 use prometheus::{IntCounterVec, Opts};
 use schemas::{Payload, SagaEvent};
@@ -131,7 +131,11 @@ where
         self.inner.init(ctx)
     }
 
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>, record: Record<String, SagaEvent>) -> Result<(), ProcessError> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, KOut, VOut>,
+        record: Record<String, SagaEvent>,
+    ) -> Result<(), ProcessError> {
         // Every participant's events pass here: what it logs while handling one names the order.
         let envelope = &record.value.envelope;
         let span = tracing::debug_span!(
@@ -174,15 +178,26 @@ where
         self.inner.process(ctx, record)
     }
 
-    fn punctuate(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>, id: PunctuationId, timestamp_ms: i64) -> Result<(), ProcessError> {
+    fn punctuate(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, KOut, VOut>,
+        id: PunctuationId,
+        timestamp_ms: i64,
+    ) -> Result<(), ProcessError> {
         self.inner.punctuate(ctx, id, timestamp_ms)
     }
 
-    fn on_timer(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>, timer_key: &[u8], fire_at_ms: i64) -> Result<(), ProcessError> {
+    fn on_timer(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, KOut, VOut>,
+        timer_key: &[u8],
+        fire_at_ms: i64,
+    ) -> Result<(), ProcessError> {
         let Some(order_id) = timer_key.strip_prefix(TIMER_PREFIX) else {
             return self.inner.on_timer(ctx, timer_key, fire_at_ms);
         };
-        let order_id = String::from_utf8(order_id.to_vec()).map_err(|_| ProcessError::processing("a retention timer key is not an order id"))?;
+        let order_id = String::from_utf8(order_id.to_vec())
+            .map_err(|_| ProcessError::processing("a retention timer key is not an order id"))?;
         let lifecycles = ctx.kv_store::<String, Lifecycle>(LIFECYCLE_STORE)?;
         if !lifecycles.get(&order_id)?.is_some_and(|lifecycle| lifecycle.retirable()) {
             return Ok(());
@@ -190,7 +205,10 @@ where
         let mut orders = ctx.kv_store::<String, V>(self.orders_store)?;
         if orders.get(&order_id)?.is_some_and(|state| !state.settled()) {
             count(self.participant, "postponed");
-            return ctx.schedule_timer(timer_key, fire_at_ms.max(ctx.current_system_time_ms()).saturating_add(self.retention.grace_ms()));
+            return ctx.schedule_timer(
+                timer_key,
+                fire_at_ms.max(ctx.current_system_time_ms()).saturating_add(self.retention.grace_ms()),
+            );
         }
         orders.delete(&order_id)?;
         let mut lifecycles = ctx.kv_store::<String, Lifecycle>(LIFECYCLE_STORE)?;

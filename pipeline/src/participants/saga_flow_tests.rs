@@ -68,7 +68,11 @@ impl Bus {
             default_balance_cents: 10_000,
             ..Default::default()
         };
-        let inventory = InventoryConfig { initial_stock: HashMap::from([("rare".to_owned(), 1)]), default_stock: 10, ..Default::default() };
+        let inventory = InventoryConfig {
+            initial_stock: HashMap::from([("rare".to_owned(), 1)]),
+            default_stock: 10,
+            ..Default::default()
+        };
         let shipping = ShippingConfig::new("unused", "unused", vec!["DE".into()]);
         let member = |topology, reads: &[&String], writes: &String| Member {
             driven: Driven::new(topology),
@@ -77,9 +81,17 @@ impl Bus {
         };
         let members = vec![
             member(payment::topology(serde.clone(), &payment), &[&topics.order, &topics.inventory], &topics.payment),
-            member(inventory::topology(serde.clone(), &inventory), &[&topics.order, &topics.payment], &topics.inventory),
             member(
-                shipping::topology_with_gateway(serde.clone(), &shipping, Arc::clone(&carrier) as Arc<dyn ShipmentGateway>),
+                inventory::topology(serde.clone(), &inventory),
+                &[&topics.order, &topics.payment],
+                &topics.inventory,
+            ),
+            member(
+                shipping::topology_with_gateway(
+                    serde.clone(),
+                    &shipping,
+                    Arc::clone(&carrier) as Arc<dyn ShipmentGateway>,
+                ),
                 &[&topics.order, &topics.inventory],
                 &topics.shipping,
             ),
@@ -140,17 +152,20 @@ impl Bus {
     }
 
     fn saga(&self, order_id: &str) -> Result<OrderSagaState, Box<dyn std::error::Error>> {
-        let store = self.members[SAGA].driven.driver.key_value_store::<String, OrderSagaState>(order_saga::ORDERS_STORE)?;
+        let store =
+            self.members[SAGA].driven.driver.key_value_store::<String, OrderSagaState>(order_saga::ORDERS_STORE)?;
         Ok(store.get(&order_id.to_owned())?.ok_or("no saga state")?)
     }
 
     fn balance(&self, customer: &str) -> Result<Option<i64>, Box<dyn std::error::Error>> {
-        let store = self.members[PAYMENT].driven.driver.key_value_store::<String, CustomerBalance>(payment::BALANCES_STORE)?;
+        let store =
+            self.members[PAYMENT].driven.driver.key_value_store::<String, CustomerBalance>(payment::BALANCES_STORE)?;
         Ok(store.get(&customer.to_owned())?.map(|balance| balance.balance_cents))
     }
 
     fn stock(&self, product: &str) -> Result<Option<i64>, Box<dyn std::error::Error>> {
-        let store = self.members[INVENTORY].driven.driver.key_value_store::<String, ProductStock>(inventory::STOCK_STORE)?;
+        let store =
+            self.members[INVENTORY].driven.driver.key_value_store::<String, ProductStock>(inventory::STOCK_STORE)?;
         Ok(store.get(&product.to_owned())?.map(|stock| stock.available))
     }
 }
@@ -177,7 +192,10 @@ fn an_order_runs_through_to_confirmation() -> TestResult {
         ]
     );
     let saga = bus.saga("o-1")?;
-    assert_eq!((saga.status, saga.tracking_number.as_deref(), saga.total_cents), (OrderStatus::Confirmed, Some("TRK-1"), 2_500));
+    assert_eq!(
+        (saga.status, saga.tracking_number.as_deref(), saga.total_cents),
+        (OrderStatus::Confirmed, Some("TRK-1"), 2_500)
+    );
     assert_eq!(bus.balance("alice")?, Some(7_500));
     assert_eq!((bus.stock("apple")?, bus.stock("pear")?), (Some(8), Some(9)));
     assert!(bus.failed.is_empty());
@@ -214,7 +232,10 @@ fn insufficient_funds_cancels_before_anything_is_held() -> TestResult {
     bus.publish("order.events", order_placed("o-1", "poor", &[("apple", 1, 1_000)], "DE"))?;
     assert_eq!(bus.types(), [EventType::OrderPlaced, EventType::PaymentFailed, EventType::OrderCancelled]);
     assert_eq!(cancellation_reason(&bus), Some(CancellationReason::PaymentFailed));
-    assert_eq!((bus.saga("o-1")?.status, bus.balance("poor")?, bus.stock("apple")?), (OrderStatus::Cancelled, Some(100), None));
+    assert_eq!(
+        (bus.saga("o-1")?.status, bus.balance("poor")?, bus.stock("apple")?),
+        (OrderStatus::Cancelled, Some(100), None)
+    );
     Ok(())
 }
 
@@ -235,7 +256,10 @@ fn a_shipping_step_that_never_answers_times_out_and_is_compensated() -> TestResu
     bus.carrier.down.store(false, Ordering::SeqCst);
     bus.redeliver(SHIPPING, &topic, &stuck)?;
     let last = bus.log.last().ok_or("nothing published")?;
-    assert!(matches!(&last.payload, Payload::ShipmentFailed(failed) if failed.reason == shipping::CANCELLED), "{last:?}");
+    assert!(
+        matches!(&last.payload, Payload::ShipmentFailed(failed) if failed.reason == shipping::CANCELLED),
+        "{last:?}"
+    );
     assert_eq!(bus.saga("o-1")?.status, OrderStatus::Cancelled, "a late answer does not revive the order");
     Ok(())
 }
@@ -246,15 +270,23 @@ impl Bus {
     fn per_order_entries(&self) -> Result<Vec<usize>, Box<dyn std::error::Error>> {
         let driver = |member: usize| &self.members[member].driven.driver;
         let lifecycles = |member: usize| -> Result<usize, Box<dyn std::error::Error>> {
-            Ok(driver(member).key_value_store::<String, super::retention::Lifecycle>(super::retention::LIFECYCLE_STORE)?.all()?.len())
+            Ok(driver(member)
+                .key_value_store::<String, super::retention::Lifecycle>(super::retention::LIFECYCLE_STORE)?
+                .all()?
+                .len())
         };
         Ok(vec![
-            driver(PAYMENT).key_value_store::<String, payment::OrderPayment>(payment::ORDERS_STORE)?.all()?.len() + lifecycles(PAYMENT)?,
-            driver(INVENTORY).key_value_store::<String, inventory::OrderReservation>(inventory::ORDERS_STORE)?.all()?.len()
+            driver(PAYMENT).key_value_store::<String, payment::OrderPayment>(payment::ORDERS_STORE)?.all()?.len()
+                + lifecycles(PAYMENT)?,
+            driver(INVENTORY)
+                .key_value_store::<String, inventory::OrderReservation>(inventory::ORDERS_STORE)?
+                .all()?
+                .len()
                 + lifecycles(INVENTORY)?,
             driver(SHIPPING).key_value_store::<String, shipping::OrderShipment>(shipping::ORDERS_STORE)?.all()?.len()
                 + lifecycles(SHIPPING)?,
-            driver(SAGA).key_value_store::<String, OrderSagaState>(order_saga::ORDERS_STORE)?.all()?.len() + lifecycles(SAGA)?,
+            driver(SAGA).key_value_store::<String, OrderSagaState>(order_saga::ORDERS_STORE)?.all()?.len()
+                + lifecycles(SAGA)?,
         ])
     }
 }
@@ -272,17 +304,27 @@ fn every_participant_forgets_a_finished_order_after_the_grace_period_and_ignores
 
     let grace = super::retention::Retention::default().grace;
     bus.advance(grace - Duration::from_secs(60))?;
-    assert!(bus.per_order_entries()?.iter().all(|&n| n > 0), "kept within the grace period: {:?}", bus.per_order_entries()?);
+    assert!(
+        bus.per_order_entries()?.iter().all(|&n| n > 0),
+        "kept within the grace period: {:?}",
+        bus.per_order_entries()?
+    );
     bus.advance(Duration::from_secs(120))?;
     assert_eq!(bus.per_order_entries()?, [0, 0, 0, 0], "every per-order entry is gone after the grace period");
     for (member, application_id) in ["payment", "inventory", "shipping", "order-saga"].into_iter().enumerate() {
-        let changelog = bus.members[member].driven.driver.changelog_records(&format!("{application_id}-orders-changelog"));
+        let changelog =
+            bus.members[member].driven.driver.changelog_records(&format!("{application_id}-orders-changelog"));
         let tombstones = changelog.iter().filter(|record| record.value.is_none()).count();
         assert_eq!(tombstones, 2, "{application_id}: each order's delete is a tombstone in the changelog");
     }
 
     // Debezium delivers both OrderPlaced again, long after: nothing is charged, reserved or shipped twice.
-    let (balance, stock, shipments, events) = (bus.balance("alice")?, bus.stock("apple")?, bus.carrier.created.lock().map_err(|_| "poisoned")?.len(), bus.log.len());
+    let (balance, stock, shipments, events) = (
+        bus.balance("alice")?,
+        bus.stock("apple")?,
+        bus.carrier.created.lock().map_err(|_| "poisoned")?.len(),
+        bus.log.len(),
+    );
     bus.publish("order.events", confirmed)?;
     bus.publish("order.events", cancelled)?;
     assert_eq!(bus.log.len(), events + 2, "only the two duplicates themselves: {:?}", &bus.types()[events..]);
@@ -306,6 +348,10 @@ fn an_order_parked_for_a_person_keeps_its_state_past_the_grace_period() -> TestR
     );
     bus.publish("order.events", parked)?;
     bus.advance(super::retention::Retention::default().grace + Duration::from_secs(60))?;
-    assert!(bus.per_order_entries()?.iter().all(|&n| n > 0), "a parked order waits for a person: {:?}", bus.per_order_entries()?);
+    assert!(
+        bus.per_order_entries()?.iter().all(|&n| n > 0),
+        "a parked order waits for a person: {:?}",
+        bus.per_order_entries()?
+    );
     Ok(())
 }

@@ -16,11 +16,18 @@ pub(crate) const T0: i64 = 1_767_225_600_000;
 pub(crate) fn order_placed(order_id: &str, customer_id: &str, items: &[(&str, i32, i64)], country: &str) -> SagaEvent {
     let items: Vec<OrderItem> = items
         .iter()
-        .map(|&(product_id, quantity, unit_price_cents)| OrderItem::new(product_id, quantity, Money::new(unit_price_cents, DEFAULT_CURRENCY)))
+        .map(|&(product_id, quantity, unit_price_cents)| {
+            OrderItem::new(product_id, quantity, Money::new(unit_price_cents, DEFAULT_CURRENCY))
+        })
         .collect();
     let total_cents = items.iter().map(|item| i64::from(item.quantity) * item.unit_price_cents).sum();
-    let shipping_address =
-        Address { line1: "Main St 1".into(), line2: None, city: "Berlin".into(), postal_code: "10115".into(), country: country.into() };
+    let shipping_address = Address {
+        line1: "Main St 1".into(),
+        line2: None,
+        city: "Berlin".into(),
+        postal_code: "10115".into(),
+        country: country.into(),
+    };
     let placed = OrderPlaced {
         customer_id: customer_id.to_owned(),
         items,
@@ -51,7 +58,9 @@ impl Driven {
     /// back, and holds its repartition records for the test to deliver, in the order the test
     /// chooses.
     pub(crate) fn without_feedback(topology: Topology) -> Self {
-        Driven { driver: TopologyTestDriver::with_wall_clock_ms(topology, T0).feed_back_outputs(false).hold_repartitions() }
+        Driven {
+            driver: TopologyTestDriver::with_wall_clock_ms(topology, T0).feed_back_outputs(false).hold_repartitions(),
+        }
     }
 
     pub(crate) fn pipe(&self, topic: &str, event: &SagaEvent) -> Result<(), operators::test_driver::DriverError> {

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use futures::FutureExt;
 use deadpool_postgres::Pool;
-use operators::record::RawRecord;
+use futures::FutureExt;
 use operators::clock::Clock;
 use operators::error::ProcessError;
+use operators::record::RawRecord;
 use operators::runtime::{dead_letter_record, kafka_headers, raw_record, FailureReason};
 use operators::serdes::{Serde, SerdeError};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -26,8 +26,8 @@ use schemas::SagaEvent;
 
 use super::config::ProjectorConfig;
 use super::internal_events::{
-    BatchProjected, ConsumeFailed, DecodeRetried, DuplicateSkipped, EventApplied, OffsetsCommitFailed, ProjectionFailed, ProjectorStarted,
-    RecordUndecodable,
+    BatchProjected, ConsumeFailed, DecodeRetried, DuplicateSkipped, EventApplied, OffsetsCommitFailed,
+    ProjectionFailed, ProjectorStarted, RecordUndecodable,
 };
 use super::store::{apply_events, flag_projection_problem, Projection};
 use crate::codec::EventSerde;
@@ -52,7 +52,8 @@ pub async fn run_projector(
 ) -> Result<()> {
     let consumer: Arc<StreamConsumer> =
         Arc::new(config.consumer_config().create().context("creating the projector's Kafka consumer")?);
-    let dead_letters: FutureProducer = config.producer_config().create().context("creating the projector's dead-letter producer")?;
+    let dead_letters: FutureProducer =
+        config.producer_config().create().context("creating the projector's dead-letter producer")?;
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).with_context(|| format!("subscribing the projector to {topics:?}"))?;
     ProjectorStarted { group: &config.group_id, topics: &config.topics }.emit();
@@ -124,7 +125,13 @@ pub async fn run_projector(
 
 /// Projects a batch of records, retrying while the database or the registry fails: an event is
 /// never dropped for that. A record that can never be read is set aside first.
-async fn project_batch(records: &[RawRecord], serde: &EventSerde, pool: &Pool, dead_letters: &FutureProducer, group: &str) {
+async fn project_batch(
+    records: &[RawRecord],
+    serde: &EventSerde,
+    pool: &Pool,
+    dead_letters: &FutureProducer,
+    group: &str,
+) {
     let mut decoded = Vec::with_capacity(records.len());
     for (record, first_try) in records.iter().zip(decode_batch(records, serde).await) {
         let event = match first_try {
@@ -138,7 +145,8 @@ async fn project_batch(records: &[RawRecord], serde: &EventSerde, pool: &Pool, d
     if decoded.is_empty() {
         return;
     }
-    let events: Vec<(&SagaEvent, Option<i64>)> = decoded.iter().map(|(record, event)| (event, order_version(record))).collect();
+    let events: Vec<(&SagaEvent, Option<i64>)> =
+        decoded.iter().map(|(record, event)| (event, order_version(record))).collect();
     let mut retry_in = FIRST_RETRY;
     let outcomes = loop {
         match apply_events(pool, &events).await {
@@ -170,14 +178,22 @@ async fn project_batch(records: &[RawRecord], serde: &EventSerde, pool: &Pool, d
                 version,
             }
             .emit(),
-            Projection::Duplicate => DuplicateSkipped { topic: &record.topic, event_id: &event.envelope.event_id }.emit(),
+            Projection::Duplicate => {
+                DuplicateSkipped { topic: &record.topic, event_id: &event.envelope.event_id }.emit()
+            }
         }
     }
 }
 
 /// The record's event, once the registry answers; `None` for a record that can never be read,
 /// which is dead-lettered and its order flagged.
-async fn decode_or_set_aside(record: &RawRecord, serde: &EventSerde, pool: &Pool, dead_letters: &FutureProducer, group: &str) -> Option<SagaEvent> {
+async fn decode_or_set_aside(
+    record: &RawRecord,
+    serde: &EventSerde,
+    pool: &Pool,
+    dead_letters: &FutureProducer,
+    group: &str,
+) -> Option<SagaEvent> {
     let topic = record.topic.as_str();
     let mut retry_in = FIRST_RETRY;
     loop {
@@ -216,9 +232,14 @@ pub(super) async fn decode(record: &RawRecord, serde: &EventSerde) -> Result<Sag
 /// [`decode`] for a whole batch in one blocking call, so that a batch costs one hand-off to the
 /// blocking pool instead of one per record.
 async fn decode_batch(records: &[RawRecord], serde: &EventSerde) -> Vec<Result<SagaEvent, SerdeError>> {
-    let values: Vec<(String, Option<Vec<u8>>)> = records.iter().map(|record| (record.topic.clone(), record.value.clone())).collect();
+    let values: Vec<(String, Option<Vec<u8>>)> =
+        records.iter().map(|record| (record.topic.clone(), record.value.clone())).collect();
     let serde = serde.clone();
-    match tokio::task::spawn_blocking(move || values.iter().map(|(topic, value)| decode_value(topic, value.as_deref(), &serde)).collect()).await {
+    match tokio::task::spawn_blocking(move || {
+        values.iter().map(|(topic, value)| decode_value(topic, value.as_deref(), &serde)).collect()
+    })
+    .await
+    {
         Ok(decoded) => decoded,
         Err(e) => records.iter().map(|_| Err(SerdeError::transient(format!("decoding panicked: {e}")))).collect(),
     }
@@ -237,7 +258,8 @@ async fn set_aside(record: &RawRecord, reason: &str, pool: &Pool, dead_letters: 
     let letter = dead_letter_record(record.clone(), group, &FailureReason::Process(&error), 1, failed_at_ms);
     let headers = kafka_headers(&letter.headers);
     retry_until_done(record, "dead-lettering", || {
-        let mut out = FutureRecord::<[u8], [u8]>::to(&letter.topic).headers(headers.clone()).timestamp(letter.timestamp_ms);
+        let mut out =
+            FutureRecord::<[u8], [u8]>::to(&letter.topic).headers(headers.clone()).timestamp(letter.timestamp_ms);
         if let Some(key) = letter.key.as_deref() {
             out = out.key(key);
         }
@@ -256,7 +278,11 @@ async fn set_aside(record: &RawRecord, reason: &str, pool: &Pool, dead_letters: 
 }
 
 /// Runs `attempt` with backoff until it succeeds.
-async fn retry_until_done<F: Future<Output = Result<(), String>>>(record: &RawRecord, step: &str, mut attempt: impl FnMut() -> F) {
+async fn retry_until_done<F: Future<Output = Result<(), String>>>(
+    record: &RawRecord,
+    step: &str,
+    mut attempt: impl FnMut() -> F,
+) {
     let mut retry_in = FIRST_RETRY;
     while let Err(error) = attempt().await {
         tracing::warn!(topic = %record.topic, offset = record.offset, %error, ?retry_in, "setting an undecodable record aside: {step} failed; retrying");

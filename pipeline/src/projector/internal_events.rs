@@ -22,8 +22,11 @@ static METRICS: LazyLock<ProjectorMetrics> = LazyLock::new(|| {
             &["topic", "outcome"],
         )),
         batch_events: family(HistogramVec::new(
-            HistogramOpts::new("projector_batch_events", "Records per batch the projector wrote in one PostgreSQL transaction, by consumer group")
-                .buckets(vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]),
+            HistogramOpts::new(
+                "projector_batch_events",
+                "Records per batch the projector wrote in one PostgreSQL transaction, by consumer group",
+            )
+            .buckets(vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]),
             &["group"],
         )),
         lag_seconds: family(Gauge::new(
@@ -35,12 +38,15 @@ static METRICS: LazyLock<ProjectorMetrics> = LazyLock::new(|| {
             "Orders the read model shows in REQUIRES_INTERVENTION: parked, waiting for an operator",
         )),
     };
-    register_default("projector", [
-        Box::new(metrics.events.clone()) as Box<dyn prometheus::core::Collector>,
-        Box::new(metrics.batch_events.clone()),
-        Box::new(metrics.lag_seconds.clone()),
-        Box::new(metrics.requiring_intervention.clone()),
-    ]);
+    register_default(
+        "projector",
+        [
+            Box::new(metrics.events.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(metrics.batch_events.clone()),
+            Box::new(metrics.lag_seconds.clone()),
+            Box::new(metrics.requiring_intervention.clone()),
+        ],
+    );
     metrics
 });
 

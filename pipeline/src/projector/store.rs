@@ -72,7 +72,8 @@ pub async fn apply_events_in(
             tables.dedup
         ))
         .await?;
-    let mut first_seen: HashSet<String> = tx.query(&mark, &[&ids, &orders]).await?.iter().map(|row| row.get(0)).collect();
+    let mut first_seen: HashSet<String> =
+        tx.query(&mark, &[&ids, &orders]).await?.iter().map(|row| row.get(0)).collect();
     let mut outcomes = vec![Projection::Duplicate; events.len()];
     // Per order, in order of first appearance: the positions of its new events.
     let mut by_order: Vec<(&str, Vec<usize>)> = Vec::new();

@@ -90,7 +90,9 @@ impl Progress {
 
     /// A compensation the cancelled order still waits for.
     fn compensation_outstanding(self) -> bool {
-        (self.charged && !self.refunded) || (self.reserved && !self.released) || (self.shipped && !self.shipment_cancelled)
+        (self.charged && !self.refunded)
+            || (self.reserved && !self.released)
+            || (self.shipped && !self.shipment_cancelled)
     }
 }
 
@@ -212,11 +214,14 @@ impl OrderView {
                 self.cancellation_rejected = Some(rejected.reason.clone());
             }
             Payload::OrderRequiresIntervention(parked) => {
-                self.intervention = Some(Intervention { reason: parked.reason.clone(), outstanding: parked.outstanding.clone() });
+                self.intervention =
+                    Some(Intervention { reason: parked.reason.clone(), outstanding: parked.outstanding.clone() });
             }
             // As the saga: an operator's action, on a parked order only. A retry un-parks it, a
             // resolution settles it. The saga's own requests again concern the participants.
-            Payload::OrderInterventionRequested(requested) if self.intervention.is_some() && requested.operator != crate::participants::SAGA_OPERATOR => {
+            Payload::OrderInterventionRequested(requested)
+                if self.intervention.is_some() && requested.operator != crate::participants::SAGA_OPERATOR =>
+            {
                 self.intervention = None;
                 if requested.action == crate::participants::RESOLVE {
                     self.resolution = Some(requested.note.clone());
@@ -268,7 +273,7 @@ fn record_steps_implied_by(reason: &CancellationReason, progress: &mut Progress)
 #[cfg(test)]
 mod tests {
     use schemas::{
-        Address, Envelope, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed, Money, OrderItem,
+        Address, Envelope, InventoryReleased, InventoryReserved, Money, OrderCancelled, OrderConfirmed, OrderItem,
         OrderPlaced, PaymentCompleted, PaymentRefunded, ShipmentCreated, StockItem, DEFAULT_CURRENCY,
     };
 
@@ -429,7 +434,10 @@ mod tests {
         assert_eq!(view.version, 3);
 
         let (_, trail) = statuses(&[placed(), cancelled(CancellationReason::CustomerCancelled), paid(), refunded()]);
-        assert_eq!(trail, [OrderStatus::Placed, OrderStatus::Cancelled, OrderStatus::Compensating, OrderStatus::Cancelled]);
+        assert_eq!(
+            trail,
+            [OrderStatus::Placed, OrderStatus::Cancelled, OrderStatus::Compensating, OrderStatus::Cancelled]
+        );
     }
 
     #[test]
@@ -438,7 +446,10 @@ mod tests {
             reason: "shipment_not_cancellable".into(),
             outstanding: vec!["cancel_shipment".into()],
         }));
-        let shipped = event(Payload::ShipmentCreated(ShipmentCreated { shipment_id: "s-1".into(), tracking_number: "T-1".into() }));
+        let shipped = event(Payload::ShipmentCreated(ShipmentCreated {
+            shipment_id: "s-1".into(),
+            tracking_number: "T-1".into(),
+        }));
         let (view, trail) = statuses(&[placed(), cancelled(CancellationReason::CustomerCancelled), shipped, parked]);
         assert_eq!(trail.last(), Some(&OrderStatus::RequiresIntervention));
         assert_eq!(view.intervention.map(|i| i.outstanding), Some(vec!["cancel_shipment".to_owned()]));

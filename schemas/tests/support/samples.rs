@@ -1,10 +1,11 @@
 //! One realistic event of each type, shared by the unit tests and the registry test.
 
 use schemas::{
-    Address, CancellationReason, Envelope, EventType, InventoryReleased, InventoryReservationFailed, InventoryReserved, Money,
-    OrderCancellationRejected, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderInterventionRequested, OrderItem,
-    OrderPlaced, OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCancellationFailed,
-    ShipmentCancelled, ShipmentCreated, ShipmentFailed, StockItem,
+    Address, CancellationReason, Envelope, EventType, InventoryReleased, InventoryReservationFailed, InventoryReserved,
+    Money, OrderCancellationRejected, OrderCancellationRequested, OrderCancelled, OrderConfirmed,
+    OrderInterventionRequested, OrderItem, OrderPlaced, OrderRequiresIntervention, Payload, PaymentCompleted,
+    PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCancellationFailed, ShipmentCancelled, ShipmentCreated,
+    ShipmentFailed, StockItem,
 };
 
 const PLACED_AT: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -93,11 +94,27 @@ pub fn sample(event_type: EventType) -> SagaEvent {
             tracking_number: "1Z999AA10123456784".into(),
         }),
         EventType::ShipmentFailed => Payload::ShipmentFailed(ShipmentFailed { reason: "address not served".into() }),
-        EventType::OrderCancellationRejected => Payload::OrderCancellationRejected(OrderCancellationRejected { customer_id: "cust-7".into(), reason: "the order is already confirmed".into() }),
-        EventType::OrderInterventionRequested => Payload::OrderInterventionRequested(OrderInterventionRequested { action: "resolve".into(), note: "refunded by hand".into(), operator: "ops-1".into() }),
-        EventType::OrderRequiresIntervention => Payload::OrderRequiresIntervention(OrderRequiresIntervention { reason: "timeout:compensation".into(), outstanding: vec!["refund".into()] }),
-        EventType::ShipmentCancelled => Payload::ShipmentCancelled(ShipmentCancelled { shipment_id: "ship-5".into(), reason: CancellationReason::CustomerCancelled }),
-        EventType::ShipmentCancellationFailed => Payload::ShipmentCancellationFailed(ShipmentCancellationFailed { shipment_id: "ship-5".into(), reason: "handed to the carrier".into() }),
+        EventType::OrderCancellationRejected => Payload::OrderCancellationRejected(OrderCancellationRejected {
+            customer_id: "cust-7".into(),
+            reason: "the order is already confirmed".into(),
+        }),
+        EventType::OrderInterventionRequested => Payload::OrderInterventionRequested(OrderInterventionRequested {
+            action: "resolve".into(),
+            note: "refunded by hand".into(),
+            operator: "ops-1".into(),
+        }),
+        EventType::OrderRequiresIntervention => Payload::OrderRequiresIntervention(OrderRequiresIntervention {
+            reason: "timeout:compensation".into(),
+            outstanding: vec!["refund".into()],
+        }),
+        EventType::ShipmentCancelled => Payload::ShipmentCancelled(ShipmentCancelled {
+            shipment_id: "ship-5".into(),
+            reason: CancellationReason::CustomerCancelled,
+        }),
+        EventType::ShipmentCancellationFailed => Payload::ShipmentCancellationFailed(ShipmentCancellationFailed {
+            shipment_id: "ship-5".into(),
+            reason: "handed to the carrier".into(),
+        }),
     };
     SagaEvent::new(envelope, payload)
 }

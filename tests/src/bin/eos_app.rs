@@ -16,7 +16,8 @@ fn main() {
         eprintln!("usage: eos_app <bootstrap> <application-id> <instance-id> <input> <echo-topic> <sum-topic> [at-least-once]");
         std::process::exit(2);
     }
-    let (bootstrap, application_id, instance_id, input, echo, sums) = (&args[0], &args[1], &args[2], &args[3], &args[4], &args[5]);
+    let (bootstrap, application_id, instance_id, input, echo, sums) =
+        (&args[0], &args[1], &args[2], &args[3], &args[4], &args[5]);
 
     let builder = StreamsBuilder::new();
     let numbers = builder.stream::<String, i64>(input, Consumed::with(StringSerde, I64Serde));

@@ -25,7 +25,11 @@ const TIMER_DELAY_MS: i64 = 300;
 struct EchoSumFire;
 
 impl Processor<String, i64> for EchoSumFire {
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>, record: Record<String, i64>) -> Result<(), ProcessError> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+        record: Record<String, i64>,
+    ) -> Result<(), ProcessError> {
         let (key, n, timestamp_ms) = (record.key, record.value, record.timestamp_ms);
         let mut sums = ctx.kv_store::<String, i64>(SUMS)?;
         let sum = sums.get(&key)?.unwrap_or(0) + n;
@@ -36,7 +40,12 @@ impl Processor<String, i64> for EchoSumFire {
         ctx.schedule_timer(&timer_key(n, &key), fire_at_ms)
     }
 
-    fn on_timer(&mut self, ctx: &mut ProcessorContext<'_, String, i64>, timer_key: &[u8], fire_at_ms: i64) -> Result<(), ProcessError> {
+    fn on_timer(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+        timer_key: &[u8],
+        fire_at_ms: i64,
+    ) -> Result<(), ProcessError> {
         let (n, key) = parse_timer_key(timer_key)?;
         ctx.forward_to(FIRED_SINK, Record::new(key, n, fire_at_ms))
     }

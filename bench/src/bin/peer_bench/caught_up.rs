@@ -31,7 +31,9 @@ pub fn wait(bootstrap: &str, group: &str, topics: &[&str], partitions: i32, pati
         let committed = consumer.committed_offsets(wanted.clone(), TIMEOUT).context("fetching committed offsets")?;
         let mut behind = 0i64;
         for element in committed.elements() {
-            let (_, high) = consumer.fetch_watermarks(element.topic(), element.partition(), TIMEOUT).context("fetching watermarks")?;
+            let (_, high) = consumer
+                .fetch_watermarks(element.topic(), element.partition(), TIMEOUT)
+                .context("fetching watermarks")?;
             let at = match element.offset() {
                 Offset::Offset(offset) => offset,
                 _ => 0,

@@ -53,7 +53,14 @@ pub struct Topics {
     pub payment: String,
 }
 
-pub fn run(contestant: Contestant, round: u32, prefix: &str, options: &Options, settings: &Settings, serde: &EventSerde) -> Result<RunResult> {
+pub fn run(
+    contestant: Contestant,
+    round: u32,
+    prefix: &str,
+    options: &Options,
+    settings: &Settings,
+    serde: &EventSerde,
+) -> Result<RunResult> {
     let bootstrap = settings.kafka.bootstrap_servers.as_str();
     let application_id = format!("{prefix}-r{round}-{}", contestant.name());
     let topics = Topics {
@@ -69,11 +76,18 @@ pub fn run(contestant: Contestant, round: u32, prefix: &str, options: &Options, 
     let log = std::env::temp_dir().join(format!("{application_id}.log"));
     let mut processes = Processes::spawn(contestant, &application_id, &topics, settings, options, &log)?;
     let mut cpu_at_first = None;
-    let drained = replies.observe(options.records, i64::MAX, Duration::from_secs(180), || cpu_at_first = processes.cpu_seconds().ok());
+    let drained = replies
+        .observe(options.records, i64::MAX, Duration::from_secs(180), || cpu_at_first = processes.cpu_seconds().ok());
     let cpu_seconds = processes.cpu_seconds().map(|total| total - cpu_at_first.unwrap_or(0.0));
     if drained.replies < options.records {
         processes.stop();
-        bail!("{}: {} of {} replies came; its logs: {}", contestant.name(), drained.replies, options.records, log.with_extension("*.log").display());
+        bail!(
+            "{}: {} of {} replies came; its logs: {}",
+            contestant.name(),
+            drained.replies,
+            options.records,
+            log.with_extension("*.log").display()
+        );
     }
 
     let input = [topics.order.as_str(), topics.inventory.as_str(), topics.payment.as_str()];
@@ -81,13 +95,18 @@ pub fn run(contestant: Contestant, round: u32, prefix: &str, options: &Options, 
         Ok(waited) => waited,
         Err(error) => {
             processes.stop();
-            return Err(error.context(format!("{}: its logs: {}", contestant.name(), log.with_extension("*.log").display())));
+            return Err(error.context(format!(
+                "{}: its logs: {}",
+                contestant.name(),
+                log.with_extension("*.log").display()
+            )));
         }
     };
 
     let paced_from_ms = now_ms();
     let paced = std::thread::scope(|scope| {
-        let producer = scope.spawn(|| orders.paced(options.records, options.rate, Duration::from_secs(options.seconds)));
+        let producer =
+            scope.spawn(|| orders.paced(options.records, options.rate, Duration::from_secs(options.seconds)));
         let observed = replies.observe(options.rate * options.seconds, paced_from_ms, Duration::from_secs(60), || ());
         (producer.join(), observed)
     });
@@ -117,7 +136,14 @@ struct Processes {
 }
 
 impl Processes {
-    fn spawn(contestant: Contestant, application_id: &str, topics: &Topics, settings: &Settings, options: &Options, log: &Path) -> Result<Self> {
+    fn spawn(
+        contestant: Contestant,
+        application_id: &str,
+        topics: &Topics,
+        settings: &Settings,
+        options: &Options,
+        log: &Path,
+    ) -> Result<Self> {
         let count = match contestant {
             Contestant::Ours => options.instances,
             Contestant::KafkaStreams => 1,
@@ -165,7 +191,14 @@ impl Processes {
     }
 }
 
-fn spawn_one(contestant: Contestant, application_id: &str, topics: &Topics, settings: &Settings, options: &Options, log: &Path) -> Result<Child> {
+fn spawn_one(
+    contestant: Contestant,
+    application_id: &str,
+    topics: &Topics,
+    settings: &Settings,
+    options: &Options,
+    log: &Path,
+) -> Result<Child> {
     let mut command = match contestant {
         Contestant::Ours => {
             let mut command = Command::new(std::env::current_exe().context("this binary's path")?);
@@ -176,7 +209,11 @@ fn spawn_one(contestant: Contestant, application_id: &str, topics: &Topics, sett
             let peer = peer_dir();
             let jar = peer.join("target/payment-peer-0.jar");
             if !jar.exists() {
-                bail!("{} is not built: run bench/peers/compare, or mvn package dependency:copy-dependencies in {}", jar.display(), peer.display());
+                bail!(
+                    "{} is not built: run bench/peers/compare, or mvn package dependency:copy-dependencies in {}",
+                    jar.display(),
+                    peer.display()
+                );
             }
             let java_opts = std::env::var("PEER_JAVA_OPTS").unwrap_or_else(|_| DEFAULT_JAVA_OPTS.to_owned());
             let mut command = Command::new("java");
@@ -191,7 +228,14 @@ fn spawn_one(contestant: Contestant, application_id: &str, topics: &Topics, sett
     };
     command
         .args(["--application-id", application_id])
-        .args(["--order-topic", &topics.order, "--inventory-topic", &topics.inventory, "--payment-topic", &topics.payment])
+        .args([
+            "--order-topic",
+            &topics.order,
+            "--inventory-topic",
+            &topics.inventory,
+            "--payment-topic",
+            &topics.payment,
+        ])
         .args(["--default-balance-cents", &run_ours::BALANCE_CENTS.to_string()]);
     let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     command.stdout(out.try_clone()?).stderr(out).stdin(Stdio::null());
@@ -204,10 +248,13 @@ fn peer_dir() -> PathBuf {
 
 /// User + system CPU time of a live process, every thread included.
 fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
     // After the command name in parentheses: state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<f64>().ok()).context("a field of /proc/<pid>/stat");
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks =
+        |index: usize| fields.get(index).and_then(|f| f.parse::<f64>().ok()).context("a field of /proc/<pid>/stat");
     Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
 }
 

@@ -125,7 +125,8 @@ fn print_ratios(results: &[(Contestant, child::RunResult)]) {
         let figures: Vec<f64> = results.iter().filter(|(c, _)| *c == who).map(|(_, r)| figure(r)).collect();
         figures.iter().sum::<f64>() / figures.len().max(1) as f64
     };
-    let ratio = |figure: fn(&child::RunResult) -> f64| mean(Contestant::Ours, figure) / mean(Contestant::KafkaStreams, figure);
+    let ratio =
+        |figure: fn(&child::RunResult) -> f64| mean(Contestant::Ours, figure) / mean(Contestant::KafkaStreams, figure);
     println!("ours/theirs (means over the rounds; throughput: higher is better, the rest: lower is better)");
     println!("  throughput   {:.2}", ratio(|r| r.throughput));
     println!("  p50          {:.2}", ratio(|r| r.p50_ms));

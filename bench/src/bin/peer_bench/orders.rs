@@ -31,7 +31,8 @@ impl OrderWriter {
     fn send(&self, n: u64) -> Result<()> {
         let order_id = format!("order-{n:09}");
         let event = placed(&order_id, &format!("customer-{:06}", n % self.customers), 1_000 + (n % 50) as i64 * 10);
-        let value = self.serde.serialize(&self.topic, &event).map_err(|e| anyhow::anyhow!("encoding OrderPlaced: {e}"))?;
+        let value =
+            self.serde.serialize(&self.topic, &event).map_err(|e| anyhow::anyhow!("encoding OrderPlaced: {e}"))?;
         let headers = OwnedHeaders::new()
             .insert(Header { key: "event_id", value: Some(event.envelope.event_id.as_str()) })
             .insert(Header { key: "event_type", value: Some("OrderPlaced") });
@@ -73,7 +74,10 @@ impl OrderWriter {
 }
 
 fn placed(order_id: &str, customer_id: &str, unit_price_cents: i64) -> SagaEvent {
-    let items = vec![OrderItem::new("sku-1", 2, Money::new(unit_price_cents, "EUR")), OrderItem::new("sku-2", 1, Money::new(500, "EUR"))];
+    let items = vec![
+        OrderItem::new("sku-1", 2, Money::new(unit_price_cents, "EUR")),
+        OrderItem::new("sku-2", 1, Money::new(500, "EUR")),
+    ];
     let total_cents = 2 * unit_price_cents + 500;
     let address = Address {
         line1: "Hauptstraße 1".into(),

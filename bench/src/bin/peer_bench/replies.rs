@@ -43,7 +43,13 @@ impl Replies {
 
     /// Counts `expected` replies, or gives up after `patience` without one. `on_first` runs when
     /// the first reply is seen, so that a caller can take a baseline there (start-up excluded).
-    pub fn observe(&self, expected: u64, latency_from_ms: i64, patience: Duration, on_first: impl FnOnce()) -> Observed {
+    pub fn observe(
+        &self,
+        expected: u64,
+        latency_from_ms: i64,
+        patience: Duration,
+        on_first: impl FnOnce(),
+    ) -> Observed {
         let started = Instant::now();
         let (mut replies, mut first, mut last) = (0u64, None::<Instant>, started);
         let mut on_first = Some(on_first);

@@ -44,8 +44,9 @@ pub fn main(args: &[String]) -> Result<()> {
         streams_config.commit_interval = settings.commit_interval("payment");
         streams_config.error_policy = ErrorPolicy::Retry(settings.retry.policy());
         streams_config.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
-        let streams = KafkaStreams::start(payment::topology(serde, &config), streams_config, &prometheus::Registry::new())
-            .context("starting payment")?;
+        let streams =
+            KafkaStreams::start(payment::topology(serde, &config), streams_config, &prometheus::Registry::new())
+                .context("starting payment")?;
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         terminate.recv().await;
         streams.close().context("closing payment")

@@ -15,16 +15,28 @@ use crate::participants::envelope::event_record;
 pub(super) struct Reservations;
 
 impl Processor<String, SagaEvent, String, Effect> for Reservations {
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, String, Effect>, record: Record<String, SagaEvent>) -> Result<(), ProcessError> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, Effect>,
+        record: Record<String, SagaEvent>,
+    ) -> Result<(), ProcessError> {
         let event = &record.value;
-        step(ctx, &record.key, record.timestamp_ms, &record.headers, |order, now_ms| on_event(order, &record.key, event, now_ms))
+        step(ctx, &record.key, record.timestamp_ms, &record.headers, |order, now_ms| {
+            on_event(order, &record.key, event, now_ms)
+        })
     }
 }
 
 impl Processor<String, StockReply, String, Effect> for Reservations {
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, String, Effect>, record: Record<String, StockReply>) -> Result<(), ProcessError> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, Effect>,
+        record: Record<String, StockReply>,
+    ) -> Result<(), ProcessError> {
         let answer = &record.value;
-        step(ctx, &record.key, record.timestamp_ms, &record.headers, |order, now_ms| on_reply(order, &record.key, answer, now_ms))
+        step(ctx, &record.key, record.timestamp_ms, &record.headers, |order, now_ms| {
+            on_reply(order, &record.key, answer, now_ms)
+        })
     }
 }
 
@@ -56,11 +68,9 @@ fn effect_record(effect: Effect, timestamp_ms: i64, headers: &[Header]) -> Recor
             let Record { key, value, timestamp_ms, headers } = event_record(*event, timestamp_ms, headers);
             Record { key, value: Effect::Emit(Box::new(value)), timestamp_ms, headers }
         }
-        Effect::Reserve(request) => {
-            Record::new(request.product_id.clone(), Effect::Reserve(request), timestamp_ms).with_headers(headers.to_vec())
-        }
-        Effect::Release(request) => {
-            Record::new(request.product_id.clone(), Effect::Release(request), timestamp_ms).with_headers(headers.to_vec())
-        }
+        Effect::Reserve(request) => Record::new(request.product_id.clone(), Effect::Reserve(request), timestamp_ms)
+            .with_headers(headers.to_vec()),
+        Effect::Release(request) => Record::new(request.product_id.clone(), Effect::Release(request), timestamp_ms)
+            .with_headers(headers.to_vec()),
     }
 }

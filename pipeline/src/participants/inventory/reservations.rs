@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use schemas::{Envelope, InventoryReleased, InventoryReservationFailed, InventoryReserved, OrderItem, Payload, SagaEvent, StockItem};
+use schemas::{
+    Envelope, InventoryReleased, InventoryReservationFailed, InventoryReserved, OrderItem, Payload, SagaEvent,
+    StockItem,
+};
 
 use super::state::{OrderReservation, ReservationPhase, StockReply, StockRequest};
 use super::{CANCELLED, INSUFFICIENT_STOCK, INVALID_QUANTITY};
@@ -88,7 +91,10 @@ fn per_product(items: &[OrderItem]) -> Vec<StockItem> {
         let quantity = quantities.entry(item.product_id.as_str()).or_default();
         *quantity = quantity.saturating_add(item.quantity);
     }
-    quantities.into_iter().map(|(product_id, quantity)| StockItem { product_id: product_id.to_owned(), quantity }).collect()
+    quantities
+        .into_iter()
+        .map(|(product_id, quantity)| StockItem { product_id: product_id.to_owned(), quantity })
+        .collect()
 }
 
 fn start_if_ready(order: &mut OrderReservation, order_id: &str, now_ms: i64) -> Vec<Effect> {
@@ -110,7 +116,11 @@ fn start_if_ready(order: &mut OrderReservation, order_id: &str, now_ms: i64) -> 
     let requests = items
         .iter()
         .map(|item| {
-            Effect::Reserve(StockRequest { order_id: order_id.to_owned(), product_id: item.product_id.clone(), quantity: item.quantity })
+            Effect::Reserve(StockRequest {
+                order_id: order_id.to_owned(),
+                product_id: item.product_id.clone(),
+                quantity: item.quantity,
+            })
         })
         .collect::<Vec<_>>();
     order.phase = ReservationPhase::Reserving {
@@ -171,7 +181,11 @@ fn releases(order_id: &str, items: &[StockItem]) -> Vec<Effect> {
     items
         .iter()
         .map(|item| {
-            Effect::Release(StockRequest { order_id: order_id.to_owned(), product_id: item.product_id.clone(), quantity: item.quantity })
+            Effect::Release(StockRequest {
+                order_id: order_id.to_owned(),
+                product_id: item.product_id.clone(),
+                quantity: item.quantity,
+            })
         })
         .collect()
 }

@@ -29,7 +29,9 @@ impl Processor<String, StockRequest, String, StockReply> for ReserveStock {
     ) -> Result<(), ProcessError> {
         let request = &record.value;
         let mut stock = ctx.kv_store::<String, ProductStock>(STOCK_STORE)?;
-        let mut product = stock.get(&record.key)?.unwrap_or_else(|| ProductStock { available: self.config.initial_stock(&record.key) });
+        let mut product = stock
+            .get(&record.key)?
+            .unwrap_or_else(|| ProductStock { available: self.config.initial_stock(&record.key) });
         let wanted = i64::from(request.quantity);
         let granted = wanted > 0 && product.available >= wanted;
         if granted {
@@ -49,7 +51,9 @@ impl Processor<String, StockRequest, String, StockRequest> for ReleaseStock {
         record: Record<String, StockRequest>,
     ) -> Result<(), ProcessError> {
         let mut stock = ctx.kv_store::<String, ProductStock>(STOCK_STORE)?;
-        let mut product = stock.get(&record.key)?.unwrap_or_else(|| ProductStock { available: self.config.initial_stock(&record.key) });
+        let mut product = stock
+            .get(&record.key)?
+            .unwrap_or_else(|| ProductStock { available: self.config.initial_stock(&record.key) });
         product.available = product.available.saturating_add(i64::from(record.value.quantity.max(0)));
         stock.put(&record.key, &product)
     }

@@ -23,7 +23,11 @@ fn topics() -> SagaTopics {
 fn paid(placed: &SagaEvent) -> SagaEvent {
     caused_by(
         placed,
-        Payload::PaymentCompleted(PaymentCompleted { customer_id: "alice".into(), amount_cents: 100, payment_id: "pay-1".into() }),
+        Payload::PaymentCompleted(PaymentCompleted {
+            customer_id: "alice".into(),
+            amount_cents: 100,
+            payment_id: "pay-1".into(),
+        }),
     )
 }
 
@@ -54,7 +58,8 @@ fn place_and_pay(
 }
 
 fn only(events: Vec<SagaEvent>) -> SagaEvent {
-    let [event] = <[SagaEvent; 1]>::try_from(events).unwrap_or_else(|events| panic!("expected one event, got {events:?}"));
+    let [event] =
+        <[SagaEvent; 1]>::try_from(events).unwrap_or_else(|events| panic!("expected one event, got {events:?}"));
     event
 }
 
@@ -63,11 +68,17 @@ fn a_paid_order_reserves_every_product() -> TestResult {
     let driven = inventory();
     let (_, payment) = place_and_pay(&driven, "o-1", &[("apple", 2, 10), ("pear", 1, 10), ("apple", 1, 10)])?;
     let event = only(driven.read(&topics().inventory)?);
-    let Payload::InventoryReserved(reserved) = &event.payload else { panic!("expected InventoryReserved, got {event:?}") };
+    let Payload::InventoryReserved(reserved) = &event.payload else {
+        panic!("expected InventoryReserved, got {event:?}")
+    };
     assert_eq!(reserved.items, [item("apple", 3), item("pear", 1)]);
     assert_caused_by(&event, &payment);
     assert_eq!((stock(&driven, "apple")?, stock(&driven, "pear")?), (Some(7), Some(0)));
-    let order = driven.driver.key_value_store::<String, OrderReservation>(ORDERS_STORE)?.get(&"o-1".to_owned())?.ok_or("no order")?;
+    let order = driven
+        .driver
+        .key_value_store::<String, OrderReservation>(ORDERS_STORE)?
+        .get(&"o-1".to_owned())?
+        .ok_or("no order")?;
     assert_eq!(order.phase, ReservationPhase::Reserved { reservation_id: reserved.reservation_id.clone() });
     Ok(())
 }
@@ -77,9 +88,21 @@ fn stock_is_repartitioned_by_product() {
     let topology = topology(EventSerde::with_fixed_ids(), &InventoryConfig::default());
     assert_eq!(
         topology.repartition_topics(),
-        ["inventory-stock-reservations-repartition", "inventory-stock-replies-repartition", "inventory-stock-releases-repartition"]
+        [
+            "inventory-stock-reservations-repartition",
+            "inventory-stock-replies-repartition",
+            "inventory-stock-releases-repartition"
+        ]
     );
-    assert_eq!(topology.changelog_topics(), ["inventory-orders-changelog", "inventory-stock-changelog", "inventory-order-lifecycles-changelog", "inventory-reservations-timers-changelog"]);
+    assert_eq!(
+        topology.changelog_topics(),
+        [
+            "inventory-orders-changelog",
+            "inventory-stock-changelog",
+            "inventory-order-lifecycles-changelog",
+            "inventory-reservations-timers-changelog"
+        ]
+    );
     assert_eq!(topology.subtopology_count(), 2);
 }
 
@@ -100,7 +123,9 @@ fn a_reservation_is_all_or_nothing() -> TestResult {
     let driven = inventory();
     let (_, payment) = place_and_pay(&driven, "o-1", &[("apple", 3, 10), ("pear", 2, 10), ("plum", 1, 10)])?;
     let event = only(driven.read(&topics().inventory)?);
-    let Payload::InventoryReservationFailed(failed) = &event.payload else { panic!("expected a failure, got {event:?}") };
+    let Payload::InventoryReservationFailed(failed) = &event.payload else {
+        panic!("expected a failure, got {event:?}")
+    };
     assert_eq!((failed.reason.as_str(), failed.items.as_slice()), (INSUFFICIENT_STOCK, &[item("pear", 2)][..]));
     assert_caused_by(&event, &payment);
     assert_eq!(
@@ -140,12 +165,16 @@ fn a_cancellation_after_the_reservation_releases_it_once() -> TestResult {
     let driven = inventory();
     let (_, _) = place_and_pay(&driven, "o-1", &[("apple", 2, 10), ("pear", 1, 10)])?;
     let reserved = only(driven.read(&topics().inventory)?);
-    let Payload::InventoryReserved(reservation) = &reserved.payload else { panic!("expected InventoryReserved, got {reserved:?}") };
+    let Payload::InventoryReserved(reservation) = &reserved.payload else {
+        panic!("expected InventoryReserved, got {reserved:?}")
+    };
     let cancel = cancelled(&reserved, CancellationReason::ShipmentFailed);
     driven.pipe(&topics().order, &cancel)?;
     driven.pipe(&topics().order, &cancel)?;
     let event = only(driven.read(&topics().inventory)?);
-    let Payload::InventoryReleased(released) = &event.payload else { panic!("expected InventoryReleased, got {event:?}") };
+    let Payload::InventoryReleased(released) = &event.payload else {
+        panic!("expected InventoryReleased, got {event:?}")
+    };
     assert_eq!(released.reservation_id, reservation.reservation_id);
     assert_eq!(released.items, [item("apple", 2), item("pear", 1)]);
     assert_eq!(released.reason, CancellationReason::ShipmentFailed);
@@ -163,7 +192,9 @@ fn an_order_cancelled_before_payment_is_not_reserved() -> TestResult {
     driven.pipe(&topics().order, &cancelled(&placed, CancellationReason::Timeout { step: "payment".into() }))?;
     driven.pipe(&topics().payment, &payment)?;
     let event = only(driven.read(&topics().inventory)?);
-    let Payload::InventoryReservationFailed(failed) = &event.payload else { panic!("expected a failure, got {event:?}") };
+    let Payload::InventoryReservationFailed(failed) = &event.payload else {
+        panic!("expected a failure, got {event:?}")
+    };
     assert_eq!((failed.reason.as_str(), failed.items.as_slice()), (CANCELLED, &[item("apple", 2)][..]));
     assert_caused_by(&event, &payment);
     assert_eq!(stock(&driven, "apple")?, None, "stock was never asked");
@@ -175,7 +206,9 @@ fn items_with_a_non_positive_quantity_fail_the_reservation() -> TestResult {
     let driven = inventory();
     place_and_pay(&driven, "o-1", &[("apple", 0, 10)])?;
     let event = only(driven.read(&topics().inventory)?);
-    let Payload::InventoryReservationFailed(failed) = &event.payload else { panic!("expected a failure, got {event:?}") };
+    let Payload::InventoryReservationFailed(failed) = &event.payload else {
+        panic!("expected a failure, got {event:?}")
+    };
     assert_eq!(failed.reason, INVALID_QUANTITY);
     assert_eq!(stock(&driven, "apple")?, None);
     Ok(())
@@ -196,10 +229,13 @@ fn a_cancellation_while_products_answer_gives_back_what_was_granted() {
     assert!(on_reply(&mut order, "o-1", &granted("apple", 2), 0).is_empty(), "pear has not answered yet");
     assert!(on_event(&mut order, "o-1", &cancelled(&payment, CancellationReason::CustomerCancelled), 0).is_empty());
     let effects = on_reply(&mut order, "o-1", &granted("pear", 1), 0);
-    let released: Vec<_> = effects.iter().filter_map(|effect| effect.clone().into_release()).map(|request| request.product_id).collect();
+    let released: Vec<_> =
+        effects.iter().filter_map(|effect| effect.clone().into_release()).map(|request| request.product_id).collect();
     assert_eq!(released, ["apple", "pear"]);
     let Some(Effect::Emit(event)) = effects.last() else { panic!("expected an event last, got {effects:?}") };
-    let Payload::InventoryReservationFailed(failed) = &event.payload else { panic!("expected a failure, got {event:?}") };
+    let Payload::InventoryReservationFailed(failed) = &event.payload else {
+        panic!("expected a failure, got {event:?}")
+    };
     assert_eq!(failed.reason, CANCELLED);
     assert_eq!(order.phase, ReservationPhase::Failed { reason: CANCELLED.into() });
 

@@ -32,12 +32,10 @@ pub fn topology(serde: EventSerde, config: &InventoryConfig) -> Topology {
     let (reserve_config, release_config) = (Arc::clone(&config), Arc::clone(&config));
 
     let read = |topic: &str| builder.stream(topic, Consumed::with(StringSerde, serde.clone()));
-    let from_events = read(&topics.order)
-        .merge(&read(&topics.payment))
-        .process_with(
-            move || Retained::<_, OrderReservation>::new(Reservations, "inventory", ORDERS_STORE, retention),
-            Processed::named("reservations").with_stores(&retention::stores(ORDERS_STORE)).with_durable_timers(),
-        );
+    let from_events = read(&topics.order).merge(&read(&topics.payment)).process_with(
+        move || Retained::<_, OrderReservation>::new(Reservations, "inventory", ORDERS_STORE, retention),
+        Processed::named("reservations").with_stores(&retention::stores(ORDERS_STORE)).with_durable_timers(),
+    );
     let from_replies = from_events
         .flat_map_values(Effect::into_reserve)
         .repartition(requests().with_name("stock-reservations"))

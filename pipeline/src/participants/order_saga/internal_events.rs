@@ -27,11 +27,17 @@ static METRICS: LazyLock<SagaMetrics> = LazyLock::new(|| {
     let metrics = SagaMetrics {
         started: family(IntCounter::new("saga_orders_started_total", "Orders the saga started tracking")),
         completed: family(IntCounterVec::new(
-            Opts::new("saga_orders_completed_total", "Orders that reached an outcome (confirmed, cancelled, requires_intervention)"),
+            Opts::new(
+                "saga_orders_completed_total",
+                "Orders that reached an outcome (confirmed, cancelled, requires_intervention)",
+            ),
             &["outcome"],
         )),
         cancelled: family(IntCounterVec::new(
-            Opts::new("saga_orders_cancelled_total", "Orders the saga cancelled, by reason (timeout:<step> for a step that did not answer in time)"),
+            Opts::new(
+                "saga_orders_cancelled_total",
+                "Orders the saga cancelled, by reason (timeout:<step> for a step that did not answer in time)",
+            ),
             &["reason"],
         )),
         end_to_end: family(Histogram::with_opts(
@@ -50,7 +56,10 @@ static METRICS: LazyLock<SagaMetrics> = LazyLock::new(|| {
             &["reason"],
         )),
         step_timeouts: family(IntCounterVec::new(
-            Opts::new("saga_step_timeouts_total", "Steps that did not answer within their timeout, cancelling the order, by step"),
+            Opts::new(
+                "saga_step_timeouts_total",
+                "Steps that did not answer within their timeout, cancelling the order, by step",
+            ),
             &["step"],
         )),
         late_replies: family(IntCounterVec::new(
@@ -161,7 +170,8 @@ fn effects(before: Option<&OrderSagaState>, after: &OrderSagaState, now_ms: i64)
         effects.compensations.push(("cancel_shipment", "succeeded"));
     }
     for (name, deadline) in &after.compensations {
-        let asked_again = before.and_then(|b| b.compensations.get(name)).is_some_and(|was| was.retries < deadline.retries);
+        let asked_again =
+            before.and_then(|b| b.compensations.get(name)).is_some_and(|was| was.retries < deadline.retries);
         if let Some(kind) = COMPENSATIONS.into_iter().find(|kind| kind == name).filter(|_| asked_again) {
             effects.compensations.push((kind, "retried"));
         }
@@ -184,10 +194,14 @@ fn effects(before: Option<&OrderSagaState>, after: &OrderSagaState, now_ms: i64)
 
 /// The steps that completed between `was` and `now`.
 fn completed_steps(was: &Progress, now: &Progress) -> Vec<&'static str> {
-    [(was.charged, now.charged, "payment"), (was.reserved, now.reserved, "inventory"), (was.shipped, now.shipped, "shipping")]
-        .into_iter()
-        .filter_map(|(was, now, step)| (now && !was).then_some(step))
-        .collect()
+    [
+        (was.charged, now.charged, "payment"),
+        (was.reserved, now.reserved, "inventory"),
+        (was.shipped, now.shipped, "shipping"),
+    ]
+    .into_iter()
+    .filter_map(|(was, now, step)| (now && !was).then_some(step))
+    .collect()
 }
 
 /// Counts what changed between the stored state and the new one.
@@ -228,14 +242,20 @@ mod tests {
         let confirmed = OrderSagaState { status: OrderStatus::Confirmed, ..placed.clone() };
         assert!(effects(None, &placed, 1_000).started);
         assert_eq!(effects(Some(&placed), &confirmed, 3_500).completed, Some(("confirmed", 2.5)));
-        assert_eq!(effects(Some(&confirmed), &confirmed, 4_000), Effects::default(), "a repeated outcome counts nothing");
+        assert_eq!(
+            effects(Some(&confirmed), &confirmed, 4_000),
+            Effects::default(),
+            "a repeated outcome counts nothing"
+        );
     }
 
     #[test]
     fn compensations_count_when_they_finish_or_are_given_up() {
         let charged = Progress { placed: true, charged: true, reserved: true, ..Progress::default() };
-        let compensating = OrderSagaState { status: OrderStatus::Compensating, progress: charged.clone(), ..Default::default() };
-        let released = OrderSagaState { progress: Progress { released: true, ..charged.clone() }, ..compensating.clone() };
+        let compensating =
+            OrderSagaState { status: OrderStatus::Compensating, progress: charged.clone(), ..Default::default() };
+        let released =
+            OrderSagaState { progress: Progress { released: true, ..charged.clone() }, ..compensating.clone() };
         assert_eq!(effects(Some(&compensating), &released, 0).compensations, [("release", "succeeded")]);
         let stuck = OrderSagaState {
             status: OrderStatus::RequiresIntervention,
@@ -249,17 +269,25 @@ mod tests {
 
     #[test]
     fn a_timeout_counts_as_its_step_and_as_the_reason_and_a_late_reply_counts_once() {
-        let paid = OrderSagaState { status: OrderStatus::Paid, progress: Progress { placed: true, charged: true, ..Progress::default() }, ..Default::default() };
+        let paid = OrderSagaState {
+            status: OrderStatus::Paid,
+            progress: Progress { placed: true, charged: true, ..Progress::default() },
+            ..Default::default()
+        };
         let timed_out = OrderSagaState {
             status: OrderStatus::Compensating,
             reason: Some(CancellationReason::Timeout { step: "inventory".into() }),
             ..paid.clone()
         };
         let cancelling = effects(Some(&paid), &timed_out, 0);
-        assert_eq!((cancelling.cancelled.as_deref(), cancelling.step_timeout.as_deref()), (Some("timeout:inventory"), Some("inventory")));
+        assert_eq!(
+            (cancelling.cancelled.as_deref(), cancelling.step_timeout.as_deref()),
+            (Some("timeout:inventory"), Some("inventory"))
+        );
         assert!(cancelling.late_replies.is_empty());
 
-        let late = OrderSagaState { progress: Progress { reserved: true, ..timed_out.progress.clone() }, ..timed_out.clone() };
+        let late =
+            OrderSagaState { progress: Progress { reserved: true, ..timed_out.progress.clone() }, ..timed_out.clone() };
         let reply = effects(Some(&timed_out), &late, 0);
         assert_eq!(reply.late_replies, ["inventory"]);
         assert_eq!((reply.cancelled, reply.step_timeout), (None, None), "the cancellation counts once");

@@ -8,10 +8,10 @@ use operators::record::{Header, Record};
 use schemas::{Payload, SagaEvent};
 
 use super::config::SagaConfig;
+use super::internal_events;
 use super::state::OrderSagaState;
 use super::topology::ORDERS_STORE;
 use super::transitions::{on_event, on_timeout};
-use super::internal_events;
 use crate::participants::envelope::{event_record, trace_headers, traceparent};
 use crate::participants::SAGA_OPERATOR;
 
@@ -26,7 +26,8 @@ impl Processor<String, SagaEvent> for OrderSaga {
         record: Record<String, SagaEvent>,
     ) -> Result<(), ProcessError> {
         // The saga's own decisions and requests, read back from the order topic.
-        let own_request = matches!(&record.value.payload, Payload::OrderInterventionRequested(r) if r.operator == SAGA_OPERATOR);
+        let own_request =
+            matches!(&record.value.payload, Payload::OrderInterventionRequested(r) if r.operator == SAGA_OPERATOR);
         if own_request
             || matches!(
                 record.value.payload,
@@ -40,7 +41,9 @@ impl Processor<String, SagaEvent> for OrderSaga {
         }
         let now_ms = ctx.current_system_time_ms();
         let config = Arc::clone(&self.config);
-        step(ctx, &record.key, record.timestamp_ms, &record.headers, |state| on_event(state, &record.value, now_ms, &config))
+        step(ctx, &record.key, record.timestamp_ms, &record.headers, |state| {
+            on_event(state, &record.value, now_ms, &config)
+        })
     }
 
     fn on_timer(
@@ -49,8 +52,8 @@ impl Processor<String, SagaEvent> for OrderSaga {
         timer_key: &[u8],
         fire_at_ms: i64,
     ) -> Result<(), ProcessError> {
-        let order_id =
-            String::from_utf8(timer_key.to_vec()).map_err(|_| ProcessError::processing("a saga timer key is not an order id"))?;
+        let order_id = String::from_utf8(timer_key.to_vec())
+            .map_err(|_| ProcessError::processing("a saga timer key is not an order id"))?;
         // Never before its time, so the deadline that set the timer counts as passed.
         let now_ms = ctx.current_system_time_ms().max(fire_at_ms);
         let config = Arc::clone(&self.config);
@@ -69,7 +72,8 @@ fn step(
 ) -> Result<(), ProcessError> {
     let mut orders = ctx.kv_store::<String, OrderSagaState>(ORDERS_STORE)?;
     let stored = orders.get(order_id)?;
-    let mut state = stored.clone().unwrap_or_else(|| OrderSagaState { started_at_ms: timestamp_ms, ..Default::default() });
+    let mut state =
+        stored.clone().unwrap_or_else(|| OrderSagaState { started_at_ms: timestamp_ms, ..Default::default() });
     if state.traceparent.is_none() {
         state.traceparent = traceparent(headers);
     }
@@ -90,7 +94,9 @@ fn step(
     }
     match emitted {
         // A timer has no cause record: its event continues the order's trace.
-        Some(event) if headers.is_empty() => ctx.forward(event_record(event, timestamp_ms, &trace_headers(state.traceparent.as_deref()))),
+        Some(event) if headers.is_empty() => {
+            ctx.forward(event_record(event, timestamp_ms, &trace_headers(state.traceparent.as_deref())))
+        }
         Some(event) => ctx.forward(event_record(event, timestamp_ms, headers)),
         None => Ok(()),
     }

@@ -88,7 +88,9 @@ impl Progress {
 
     /// Per saga event, so without `outstanding`'s allocation.
     pub fn compensation_outstanding(&self) -> bool {
-        (self.charged && !self.refunded) || (self.reserved && !self.released) || (self.shipped && !self.shipment_cancelled)
+        (self.charged && !self.refunded)
+            || (self.reserved && !self.released)
+            || (self.shipped && !self.shipment_cancelled)
     }
 }
 

@@ -1,8 +1,9 @@
 use std::time::Duration;
 
 use schemas::{
-    CancellationReason, EventType, InventoryReleased, InventoryReservationFailed, InventoryReserved, OrderCancellationRequested, Payload,
-    PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCancelled, ShipmentCreated, ShipmentFailed,
+    CancellationReason, EventType, InventoryReleased, InventoryReservationFailed, InventoryReserved,
+    OrderCancellationRequested, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent,
+    ShipmentCancelled, ShipmentCreated, ShipmentFailed,
 };
 
 use super::*;
@@ -45,7 +46,9 @@ impl Run {
     fn resend(&self, event: &SagaEvent) -> Result<(), Box<dyn std::error::Error>> {
         let topic = match event.event_type() {
             EventType::PaymentCompleted | EventType::PaymentFailed | EventType::PaymentRefunded => topics().payment,
-            EventType::InventoryReserved | EventType::InventoryReservationFailed | EventType::InventoryReleased => topics().inventory,
+            EventType::InventoryReserved | EventType::InventoryReservationFailed | EventType::InventoryReleased => {
+                topics().inventory
+            }
             EventType::ShipmentCreated | EventType::ShipmentFailed => topics().shipping,
             _ => topics().order,
         };
@@ -82,7 +85,10 @@ impl Run {
     }
 
     fn shipped(&mut self) -> Result<SagaEvent, Box<dyn std::error::Error>> {
-        self.send(Payload::ShipmentCreated(ShipmentCreated { shipment_id: "s-1".into(), tracking_number: "TRK-1".into() }))
+        self.send(Payload::ShipmentCreated(ShipmentCreated {
+            shipment_id: "s-1".into(),
+            tracking_number: "TRK-1".into(),
+        }))
     }
 
     fn refunded(&mut self, reason: CancellationReason) -> Result<SagaEvent, Box<dyn std::error::Error>> {
@@ -114,7 +120,8 @@ fn cancellation(event: &SagaEvent) -> CancellationReason {
 }
 
 fn only(events: Vec<SagaEvent>) -> SagaEvent {
-    let [event] = <[SagaEvent; 1]>::try_from(events).unwrap_or_else(|events| panic!("expected one event, got {events:?}"));
+    let [event] =
+        <[SagaEvent; 1]>::try_from(events).unwrap_or_else(|events| panic!("expected one event, got {events:?}"));
     event
 }
 
@@ -132,7 +139,9 @@ fn an_order_that_is_paid_reserved_and_shipped_is_confirmed() -> TestResult {
     assert_eq!(run.status()?, OrderStatus::Reserved);
     let shipped = run.shipped()?;
     let confirmed = only(run.decisions()?);
-    let Payload::OrderConfirmed(confirmation) = &confirmed.payload else { panic!("expected OrderConfirmed, got {confirmed:?}") };
+    let Payload::OrderConfirmed(confirmation) = &confirmed.payload else {
+        panic!("expected OrderConfirmed, got {confirmed:?}")
+    };
     assert_eq!(
         (confirmation.customer_id.as_str(), confirmation.total_cents, confirmation.tracking_number.as_str()),
         ("alice", 2_500, "TRK-1")
@@ -171,7 +180,10 @@ fn a_failed_payment_cancels_the_order_with_nothing_to_compensate() -> TestResult
 fn insufficient_stock_cancels_and_waits_for_the_refund() -> TestResult {
     let mut run = Run::start()?;
     run.paid()?;
-    run.send(Payload::InventoryReservationFailed(InventoryReservationFailed { reason: "insufficient_stock".into(), items: vec![] }))?;
+    run.send(Payload::InventoryReservationFailed(InventoryReservationFailed {
+        reason: "insufficient_stock".into(),
+        items: vec![],
+    }))?;
     assert_eq!(cancellation(&only(run.decisions()?)), CancellationReason::InsufficientStock);
     assert_eq!(run.status()?, OrderStatus::Compensating);
     run.refunded(CancellationReason::InsufficientStock)?;
@@ -228,7 +240,10 @@ fn a_customer_can_cancel_until_confirmation() -> TestResult {
     assert_eq!(only(confirmed.decisions()?).event_type(), EventType::OrderConfirmed);
     confirmed.customer_cancels()?;
     let rejected = only(confirmed.decisions()?);
-    assert!(matches!(&rejected.payload, Payload::OrderCancellationRejected(r) if r.reason == "the order is already confirmed"), "{rejected:?}");
+    assert!(
+        matches!(&rejected.payload, Payload::OrderCancellationRejected(r) if r.reason == "the order is already confirmed"),
+        "{rejected:?}"
+    );
     confirmed.customer_cancels()?;
     assert!(confirmed.decisions()?.is_empty(), "a cancellation is refused once");
     assert_eq!(confirmed.status()?, OrderStatus::Confirmed);
@@ -273,12 +288,20 @@ fn a_timeout_continues_the_trace_of_the_order() -> TestResult {
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let record = operators::record::Record::new(ORDER.to_owned(), placed, crate::participants::test_support::T0)
         .with_headers(vec![operators::record::Header::new("traceparent", traceparent)]);
-    driven.driver.create_input_topic(&topics().order, operators::serdes::StringSerde, EventSerde::with_fixed_ids()).pipe_record(record)?;
+    driven
+        .driver
+        .create_input_topic(&topics().order, operators::serdes::StringSerde, EventSerde::with_fixed_ids())
+        .pipe_record(record)?;
     driven.driver.advance_wall_clock_time(Duration::from_secs(30))?;
-    let output = driven.driver.create_output_topic(&topics().order, operators::serdes::StringSerde, EventSerde::with_fixed_ids());
+    let output = driven.driver.create_output_topic(
+        &topics().order,
+        operators::serdes::StringSerde,
+        EventSerde::with_fixed_ids(),
+    );
     let cancelled = output.read_records_to_vec()?.pop().ok_or("no cancellation")?;
     assert_eq!(cancellation(&cancelled.value), timeout("payment"));
-    let header = cancelled.headers.iter().find(|header| header.key == "traceparent").map(|header| header.value_bytes().to_vec());
+    let header =
+        cancelled.headers.iter().find(|header| header.key == "traceparent").map(|header| header.value_bytes().to_vec());
     assert_eq!(header.as_deref(), Some(traceparent.as_bytes()));
     Ok(())
 }
@@ -316,17 +339,28 @@ fn a_compensation_that_never_finishes_is_asked_for_again_then_needs_intervention
         run.advance(config.compensation_timeout)?;
         assert_eq!(run.status()?, OrderStatus::Compensating, "retry {attempt} is not the end yet");
         let retry = only(run.decisions()?);
-        let Payload::OrderInterventionRequested(requested) = &retry.payload else { panic!("expected a retry, got {retry:?}") };
+        let Payload::OrderInterventionRequested(requested) = &retry.payload else {
+            panic!("expected a retry, got {retry:?}")
+        };
         assert_eq!((requested.action.as_str(), requested.operator.as_str()), (RETRY_COMPENSATIONS, SAGA_OPERATOR));
         assert_eq!(requested.note, "overdue: refund");
         run.resend(&retry)?;
-        assert_eq!(run.state()?.compensations["refund"].retries, attempt, "the saga's own request, read back, changes nothing");
+        assert_eq!(
+            run.state()?.compensations["refund"].retries,
+            attempt,
+            "the saga's own request, read back, changes nothing"
+        );
     }
     run.advance(config.compensation_timeout)?;
     assert_eq!(run.status()?, OrderStatus::RequiresIntervention);
     let parked = only(run.decisions()?);
-    let Payload::OrderRequiresIntervention(parked) = &parked.payload else { panic!("expected the parking, got {parked:?}") };
-    assert_eq!((parked.reason.as_str(), parked.outstanding.as_slice()), ("timeout:compensation", &["refund".to_owned()][..]));
+    let Payload::OrderRequiresIntervention(parked) = &parked.payload else {
+        panic!("expected the parking, got {parked:?}")
+    };
+    assert_eq!(
+        (parked.reason.as_str(), parked.outstanding.as_slice()),
+        ("timeout:compensation", &["refund".to_owned()][..])
+    );
     assert!(run.state()?.compensations.is_empty(), "a parked order waits for a person, without a timer");
     run.refunded(CancellationReason::CustomerCancelled)?;
     assert_eq!(run.status()?, OrderStatus::Cancelled, "a late refund resolves it");
@@ -345,13 +379,19 @@ fn each_compensation_runs_on_its_own_deadline() -> TestResult {
     assert_eq!(run.status()?, OrderStatus::Compensating, "a late reservation is to be released too");
     run.advance(timeout / 2)?;
     let first = only(run.decisions()?);
-    assert!(matches!(&first.payload, Payload::OrderInterventionRequested(r) if r.note == "overdue: refund"), "{first:?}");
+    assert!(
+        matches!(&first.payload, Payload::OrderInterventionRequested(r) if r.note == "overdue: refund"),
+        "{first:?}"
+    );
     run.released(CancellationReason::CustomerCancelled)?;
     run.advance(timeout / 2)?;
     assert!(run.decisions()?.is_empty(), "the release arrived before its deadline");
     run.advance(timeout / 2)?;
     let second = only(run.decisions()?);
-    assert!(matches!(&second.payload, Payload::OrderInterventionRequested(r) if r.note == "overdue: refund"), "{second:?}");
+    assert!(
+        matches!(&second.payload, Payload::OrderInterventionRequested(r) if r.note == "overdue: refund"),
+        "{second:?}"
+    );
     run.refunded(CancellationReason::CustomerCancelled)?;
     assert_eq!(run.status()?, OrderStatus::Cancelled);
     assert!(run.state()?.awaiting.is_none() && run.state()?.compensations.is_empty());
@@ -364,8 +404,10 @@ fn each_compensation_runs_on_its_own_deadline() -> TestResult {
 fn duplicated_events_repeat_no_decision_and_no_version() -> TestResult {
     let mut run = Run::start()?;
     let paid = run.paid()?;
-    let failure =
-        run.send(Payload::InventoryReservationFailed(InventoryReservationFailed { reason: "insufficient_stock".into(), items: vec![] }))?;
+    let failure = run.send(Payload::InventoryReservationFailed(InventoryReservationFailed {
+        reason: "insufficient_stock".into(),
+        items: vec![],
+    }))?;
     let version = run.state()?.version;
     for event in [&run.placed.clone(), &paid, &failure, &failure] {
         run.resend(event)?;
@@ -404,7 +446,10 @@ fn a_confirmed_order_never_moves_and_late_steps_of_a_cancelled_one_are_compensat
     cancelled.released(CancellationReason::CustomerCancelled)?;
     cancelled.refunded(CancellationReason::CustomerCancelled)?;
     assert_eq!(cancelled.status()?, OrderStatus::Compensating, "the shipment is still live");
-    cancelled.send(Payload::ShipmentCancelled(ShipmentCancelled { shipment_id: "s-1".into(), reason: CancellationReason::CustomerCancelled }))?;
+    cancelled.send(Payload::ShipmentCancelled(ShipmentCancelled {
+        shipment_id: "s-1".into(),
+        reason: CancellationReason::CustomerCancelled,
+    }))?;
     assert_eq!(cancelled.status()?, OrderStatus::Cancelled);
     assert!(cancelled.decisions()?.is_empty());
     Ok(())
@@ -416,11 +461,19 @@ fn events_arriving_before_the_order_still_count() -> TestResult {
     let placed = order_placed(ORDER, "alice", &[("apple", 1, 700)], "DE");
     let paid = caused_by(
         &placed,
-        Payload::PaymentCompleted(PaymentCompleted { customer_id: "alice".into(), amount_cents: 700, payment_id: "p".into() }),
+        Payload::PaymentCompleted(PaymentCompleted {
+            customer_id: "alice".into(),
+            amount_cents: 700,
+            payment_id: "p".into(),
+        }),
     );
     driven.pipe(&topics().payment, &paid)?;
     driven.pipe(&topics().order, &placed)?;
-    let state = driven.driver.key_value_store::<String, OrderSagaState>(ORDERS_STORE)?.get(&ORDER.to_owned())?.ok_or("no state")?;
+    let state = driven
+        .driver
+        .key_value_store::<String, OrderSagaState>(ORDERS_STORE)?
+        .get(&ORDER.to_owned())?
+        .ok_or("no state")?;
     assert_eq!((state.status, state.total_cents, state.item_count), (OrderStatus::Paid, 700, 1));
     assert_eq!(state.awaiting.map(|awaiting| awaiting.step), Some(Step::Inventory));
     Ok(())
@@ -433,13 +486,19 @@ fn a_payment_failure_overtaking_its_order_still_cancels_with_the_terms() -> Test
     let failure = PaymentFailed { customer_id: "alice".into(), amount_cents: 700, reason: "insufficient_funds".into() };
     driven.pipe(&topics().payment, &caused_by(&placed, Payload::PaymentFailed(failure)))?;
     let cancelled = only(driven.read(&topics().order)?);
-    let Payload::OrderCancelled(details) = &cancelled.payload else { panic!("expected OrderCancelled, got {cancelled:?}") };
+    let Payload::OrderCancelled(details) = &cancelled.payload else {
+        panic!("expected OrderCancelled, got {cancelled:?}")
+    };
     assert_eq!(
         (details.customer_id.as_str(), details.total_cents, details.reason.clone()),
         ("alice", 700, CancellationReason::PaymentFailed)
     );
     driven.pipe(&topics().order, &placed)?;
-    let state = driven.driver.key_value_store::<String, OrderSagaState>(ORDERS_STORE)?.get(&ORDER.to_owned())?.ok_or("no state")?;
+    let state = driven
+        .driver
+        .key_value_store::<String, OrderSagaState>(ORDERS_STORE)?
+        .get(&ORDER.to_owned())?
+        .ok_or("no state")?;
     assert_eq!((state.status, state.item_count, state.awaiting), (OrderStatus::Cancelled, 1, None));
     assert!(driven.read(&topics().order)?.is_empty());
     Ok(())

@@ -30,7 +30,14 @@ pub fn topology(serde: EventSerde, config: &SagaConfig) -> Topology {
         .merge(&read(&topics.inventory))
         .merge(&read(&topics.shipping))
         .process_with(
-            move || Retained::<_, OrderSagaState>::new(OrderSaga { config: Arc::clone(&saga_config) }, "order-saga", ORDERS_STORE, retention),
+            move || {
+                Retained::<_, OrderSagaState>::new(
+                    OrderSaga { config: Arc::clone(&saga_config) },
+                    "order-saga",
+                    ORDERS_STORE,
+                    retention,
+                )
+            },
             Processed::named("order-saga").with_stores(&retention::stores(ORDERS_STORE)).with_durable_timers(),
         )
         .to(&topics.order, Produced::with(StringSerde, serde));

@@ -2,8 +2,8 @@
 //! state and at most one event to emit out.
 
 use schemas::{
-    CancellationReason, Envelope, OrderCancellationRejected, OrderCancelled, OrderConfirmed, OrderInterventionRequested,
-    OrderRequiresIntervention, Payload, SagaEvent,
+    CancellationReason, Envelope, OrderCancellationRejected, OrderCancelled, OrderConfirmed,
+    OrderInterventionRequested, OrderRequiresIntervention, Payload, SagaEvent,
 };
 
 use super::config::SagaConfig;
@@ -11,7 +11,12 @@ use super::state::{Awaiting, CompensationDeadline, OrderSagaState, OrderStatus, 
 use crate::participants::envelope::reply;
 use crate::participants::{RETRY_COMPENSATIONS, SAGA_OPERATOR};
 
-pub(super) fn on_event(state: &mut OrderSagaState, event: &SagaEvent, now_ms: i64, config: &SagaConfig) -> Option<SagaEvent> {
+pub(super) fn on_event(
+    state: &mut OrderSagaState,
+    event: &SagaEvent,
+    now_ms: i64,
+    config: &SagaConfig,
+) -> Option<SagaEvent> {
     if state.correlation_id.is_empty() {
         state.correlation_id = event.envelope.correlation_id.clone();
     }
@@ -31,7 +36,12 @@ pub(super) fn on_event(state: &mut OrderSagaState, event: &SagaEvent, now_ms: i6
 }
 
 /// The step timer fired.
-pub(super) fn on_timeout(state: &mut OrderSagaState, order_id: &str, now_ms: i64, config: &SagaConfig) -> Option<SagaEvent> {
+pub(super) fn on_timeout(
+    state: &mut OrderSagaState,
+    order_id: &str,
+    now_ms: i64,
+    config: &SagaConfig,
+) -> Option<SagaEvent> {
     let awaiting = state.awaiting.take()?;
     let emitted = match awaiting.step {
         Step::Compensation => retry_or_park(state, order_id, &awaiting.cause, now_ms, config),
@@ -49,7 +59,10 @@ enum Trigger {
     /// A compensation cannot happen without a person.
     Park(&'static str),
     /// An operator acted on the parked order: retry its compensations, or resolve it.
-    Intervene { retry: bool, note: String },
+    Intervene {
+        retry: bool,
+        note: String,
+    },
 }
 
 /// Why an order is parked when a shipment cannot be cancelled.
@@ -89,7 +102,10 @@ fn learn(state: &mut OrderSagaState, payload: &Payload) -> Option<Trigger> {
         Payload::ShipmentCancelled(_) => progress.shipment_cancelled = true,
         Payload::ShipmentCancellationFailed(_) => return Some(Trigger::Park(SHIPMENT_NOT_CANCELLABLE)),
         Payload::OrderInterventionRequested(requested) => {
-            return Some(Trigger::Intervene { retry: requested.action == RETRY_COMPENSATIONS, note: requested.note.clone() });
+            return Some(Trigger::Intervene {
+                retry: requested.action == RETRY_COMPENSATIONS,
+                note: requested.note.clone(),
+            });
         }
         Payload::OrderCancellationRequested(requested) => {
             state.customer_id.get_or_insert_with(|| requested.customer_id.clone());
@@ -119,15 +135,30 @@ fn cancel(state: &mut OrderSagaState, reason: CancellationReason, cause: &Envelo
     }
     state.reason = Some(reason.clone());
     settle_cancelled(state);
-    let cancelled = OrderCancelled { customer_id: state.customer_id.clone().unwrap_or_default(), reason, total_cents: state.total_cents };
+    let cancelled = OrderCancelled {
+        customer_id: state.customer_id.clone().unwrap_or_default(),
+        reason,
+        total_cents: state.total_cents,
+    };
     Some(reply(cause, Payload::OrderCancelled(cancelled), now_ms))
 }
 
 /// The compensations whose deadline passed are asked for again, each up to
 /// `compensation_retries` times; once one has spent its retries, the order is parked.
-fn retry_or_park(state: &mut OrderSagaState, order_id: &str, cause: &Envelope, now_ms: i64, config: &SagaConfig) -> Option<SagaEvent> {
+fn retry_or_park(
+    state: &mut OrderSagaState,
+    order_id: &str,
+    cause: &Envelope,
+    now_ms: i64,
+    config: &SagaConfig,
+) -> Option<SagaEvent> {
     let timeout_ms = duration_ms(config.compensation_timeout);
-    let overdue: Vec<String> = state.compensations.iter().filter(|(_, deadline)| deadline.due_ms <= now_ms).map(|(name, _)| name.clone()).collect();
+    let overdue: Vec<String> = state
+        .compensations
+        .iter()
+        .filter(|(_, deadline)| deadline.due_ms <= now_ms)
+        .map(|(name, _)| name.clone())
+        .collect();
     if overdue.is_empty() {
         return None;
     }

@@ -31,8 +31,9 @@ impl Processor<String, BalanceRequest, String, SagaEvent> for Balances {
         let request = &record.value;
         let now_ms = ctx.current_system_time_ms();
         let balances = ctx.kv_store::<String, CustomerBalance>(BALANCES_STORE)?;
-        let mut balance =
-            balances.get(&record.key)?.unwrap_or_else(|| CustomerBalance::new(self.config.initial_balance(&record.key)));
+        let mut balance = balances
+            .get(&record.key)?
+            .unwrap_or_else(|| CustomerBalance::new(self.config.initial_balance(&record.key)));
         let mut to_remember = balance.take_legacy_applied(now_ms);
         let key = request.applied_key();
         let mut applied = ctx.kv_store::<String, AppliedRequest>(APPLIED_STORE)?;
@@ -64,8 +65,14 @@ impl Processor<String, BalanceRequest, String, SagaEvent> for Balances {
     }
 
     /// An applied request's grace period is over: forget it.
-    fn on_timer(&mut self, ctx: &mut ProcessorContext<'_, String, SagaEvent>, timer_key: &[u8], _fire_at_ms: i64) -> Result<(), ProcessError> {
-        let key = String::from_utf8(timer_key.to_vec()).map_err(|_| ProcessError::processing("an applied-request timer key is not UTF-8"))?;
+    fn on_timer(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, SagaEvent>,
+        timer_key: &[u8],
+        _fire_at_ms: i64,
+    ) -> Result<(), ProcessError> {
+        let key = String::from_utf8(timer_key.to_vec())
+            .map_err(|_| ProcessError::processing("an applied-request timer key is not UTF-8"))?;
         ctx.kv_store::<String, AppliedRequest>(APPLIED_STORE)?.delete(&key)?;
         Ok(())
     }
@@ -75,7 +82,9 @@ impl Processor<String, BalanceRequest, String, SagaEvent> for Balances {
 fn settle(balance: &mut CustomerBalance, request: &BalanceRequest) -> Settled {
     match &request.command {
         BalanceCommand::Charge if request.amount_cents < 0 => Settled::Declined { reason: INVALID_AMOUNT.to_owned() },
-        BalanceCommand::Charge if balance.balance_cents < request.amount_cents => Settled::Declined { reason: INSUFFICIENT_FUNDS.to_owned() },
+        BalanceCommand::Charge if balance.balance_cents < request.amount_cents => {
+            Settled::Declined { reason: INSUFFICIENT_FUNDS.to_owned() }
+        }
         BalanceCommand::Charge => {
             balance.balance_cents -= request.amount_cents;
             Settled::Charged { payment_id: uuid::Uuid::new_v4().to_string() }
@@ -90,11 +99,18 @@ fn settle(balance: &mut CustomerBalance, request: &BalanceRequest) -> Settled {
 fn answer(settled: &Settled, request: &BalanceRequest) -> Payload {
     let (customer_id, amount_cents) = (request.customer_id.clone(), request.amount_cents);
     match settled {
-        Settled::Charged { payment_id } => Payload::PaymentCompleted(PaymentCompleted { customer_id, amount_cents, payment_id: payment_id.clone() }),
-        Settled::Declined { reason } => Payload::PaymentFailed(PaymentFailed { customer_id, amount_cents, reason: reason.clone() }),
-        Settled::Refunded { payment_id, reason } => {
-            Payload::PaymentRefunded(PaymentRefunded { customer_id, amount_cents, payment_id: payment_id.clone(), reason: reason.clone() })
+        Settled::Charged { payment_id } => {
+            Payload::PaymentCompleted(PaymentCompleted { customer_id, amount_cents, payment_id: payment_id.clone() })
         }
+        Settled::Declined { reason } => {
+            Payload::PaymentFailed(PaymentFailed { customer_id, amount_cents, reason: reason.clone() })
+        }
+        Settled::Refunded { payment_id, reason } => Payload::PaymentRefunded(PaymentRefunded {
+            customer_id,
+            amount_cents,
+            payment_id: payment_id.clone(),
+            reason: reason.clone(),
+        }),
     }
 }
 

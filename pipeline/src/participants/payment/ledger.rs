@@ -27,9 +27,9 @@ impl Processor<String, SagaEvent, String, BalanceRequest> for OrderLedger {
             orders.put(&record.key, &order)?;
         }
         match request {
-            Some(request) => {
-                ctx.forward(Record::new(request.customer_id.clone(), request, record.timestamp_ms).with_headers(record.headers))
-            }
+            Some(request) => ctx.forward(
+                Record::new(request.customer_id.clone(), request, record.timestamp_ms).with_headers(record.headers),
+            ),
             None => Ok(()),
         }
     }
@@ -59,7 +59,9 @@ pub(super) fn apply(order: &mut OrderPayment, order_id: &str, event: &SagaEvent)
         }
         Payload::PaymentFailed(_) if order.charge == ChargeState::Requested => order.charge = ChargeState::Failed,
         Payload::PaymentRefunded(_) => order.refund = RefundState::Refunded,
-        Payload::InventoryReserved(_) if order.inventory == InventoryOutcome::Unknown => order.inventory = InventoryOutcome::Reserved,
+        Payload::InventoryReserved(_) if order.inventory == InventoryOutcome::Unknown => {
+            order.inventory = InventoryOutcome::Reserved
+        }
         Payload::InventoryReservationFailed(failed) if order.inventory == InventoryOutcome::Unknown => {
             order.inventory = InventoryOutcome::Failed { reason: failed.reason.clone() };
         }
@@ -89,7 +91,9 @@ fn refund_if_due(order: &mut OrderPayment, order_id: &str, cause: &Envelope) -> 
         (InventoryOutcome::Reserved, Some(reason)) if order.released => reason.clone(),
         // Inventory refused because it saw the cancellation: wait for it to learn the reason.
         (InventoryOutcome::Failed { reason }, None) if reason == RESERVATION_CANCELLED => return None,
-        (InventoryOutcome::Failed { .. }, cancelled) => cancelled.clone().unwrap_or(CancellationReason::InsufficientStock),
+        (InventoryOutcome::Failed { .. }, cancelled) => {
+            cancelled.clone().unwrap_or(CancellationReason::InsufficientStock)
+        }
         _ => return None,
     };
     let command = BalanceCommand::Refund { payment_id: payment_id.clone(), reason };

@@ -20,7 +20,9 @@ mod topology;
 mod tests;
 
 pub use config::PaymentConfig;
-pub use state::{BalanceCommand, BalanceRequest, ChargeState, CustomerBalance, InventoryOutcome, OrderPayment, RefundState};
+pub use state::{
+    BalanceCommand, BalanceRequest, ChargeState, CustomerBalance, InventoryOutcome, OrderPayment, RefundState,
+};
 pub use topology::{topology, BALANCES_STORE, ORDERS_STORE};
 
 /// PaymentFailed's reason when the balance does not cover the order.

@@ -150,8 +150,17 @@ mod tests {
         assert_eq!(
             taken,
             vec![
-                ("o-0/charge".to_owned(), AppliedRequest { settled: Settled::Declined { reason: "insufficient_funds".into() }, applied_at_ms: 10 }),
-                ("o-1/charge".to_owned(), AppliedRequest { settled: Settled::Charged { payment_id: "p-1".into() }, applied_at_ms: 5 }),
+                (
+                    "o-0/charge".to_owned(),
+                    AppliedRequest {
+                        settled: Settled::Declined { reason: "insufficient_funds".into() },
+                        applied_at_ms: 10
+                    }
+                ),
+                (
+                    "o-1/charge".to_owned(),
+                    AppliedRequest { settled: Settled::Charged { payment_id: "p-1".into() }, applied_at_ms: 5 }
+                ),
             ]
         );
         assert!(balance.take_legacy_applied(10).is_empty(), "given up once");

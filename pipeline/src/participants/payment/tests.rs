@@ -1,8 +1,8 @@
 use std::collections::HashMap;
 
 use schemas::{
-    CancellationReason, InventoryReleased, InventoryReservationFailed, InventoryReserved, OrderCancelled, Payload, PaymentCompleted,
-    SagaEvent, StockItem,
+    CancellationReason, InventoryReleased, InventoryReservationFailed, InventoryReserved, OrderCancelled, Payload,
+    PaymentCompleted, SagaEvent, StockItem,
 };
 
 use operators::serdes::{JsonSerde, StringSerde};
@@ -40,7 +40,10 @@ fn order(driven: &Driven, order_id: &str) -> Result<Option<OrderPayment>, Box<dy
 }
 
 fn cancelled(cause: &SagaEvent, reason: CancellationReason) -> SagaEvent {
-    caused_by(cause, Payload::OrderCancelled(OrderCancelled { customer_id: "alice".into(), reason, total_cents: 2_500 }))
+    caused_by(
+        cause,
+        Payload::OrderCancelled(OrderCancelled { customer_id: "alice".into(), reason, total_cents: 2_500 }),
+    )
 }
 
 fn reserved(cause: &SagaEvent) -> SagaEvent {
@@ -49,12 +52,16 @@ fn reserved(cause: &SagaEvent) -> SagaEvent {
 }
 
 fn released(cause: &SagaEvent) -> SagaEvent {
-    let released = InventoryReleased { reservation_id: "r-1".into(), items: vec![], reason: CancellationReason::ShipmentFailed };
+    let released =
+        InventoryReleased { reservation_id: "r-1".into(), items: vec![], reason: CancellationReason::ShipmentFailed };
     caused_by(cause, Payload::InventoryReleased(released))
 }
 
 fn reservation_failed(cause: &SagaEvent, reason: &str) -> SagaEvent {
-    caused_by(cause, Payload::InventoryReservationFailed(InventoryReservationFailed { reason: reason.into(), items: vec![] }))
+    caused_by(
+        cause,
+        Payload::InventoryReservationFailed(InventoryReservationFailed { reason: reason.into(), items: vec![] }),
+    )
 }
 
 /// Places alice's order of 2 500 cents and returns the OrderPlaced and the PaymentCompleted.
@@ -70,7 +77,8 @@ fn charged(driven: &Driven) -> Result<(SagaEvent, SagaEvent), Box<dyn std::error
 fn a_placed_order_is_charged_to_its_customer() -> TestResult {
     let driven = payment();
     let (placed, completed) = charged(&driven)?;
-    let Payload::PaymentCompleted(PaymentCompleted { customer_id, amount_cents, payment_id }) = &completed.payload else {
+    let Payload::PaymentCompleted(PaymentCompleted { customer_id, amount_cents, payment_id }) = &completed.payload
+    else {
         panic!("expected PaymentCompleted, got {completed:?}");
     };
     assert_eq!((customer_id.as_str(), *amount_cents), ("alice", 2_500));
@@ -108,7 +116,10 @@ fn an_order_the_balance_does_not_cover_fails_and_moves_no_money() -> TestResult 
     let out = driven.read(&topics().payment)?;
     let [failed] = out.as_slice() else { panic!("expected one event, got {out:?}") };
     let Payload::PaymentFailed(failure) = &failed.payload else { panic!("expected PaymentFailed, got {failed:?}") };
-    assert_eq!((failure.reason.as_str(), failure.amount_cents, failure.customer_id.as_str()), (INSUFFICIENT_FUNDS, 600, "bob"));
+    assert_eq!(
+        (failure.reason.as_str(), failure.amount_cents, failure.customer_id.as_str()),
+        (INSUFFICIENT_FUNDS, 600, "bob")
+    );
     assert_caused_by(failed, &placed);
     assert_eq!(balance(&driven, "bob")?, Some(500), "the starting balance is recorded, untouched");
     assert_eq!(order(&driven, "o-2")?.map(|order| order.charge), Some(ChargeState::Failed));
@@ -129,8 +140,18 @@ fn orders_of_one_customer_draw_on_one_balance() -> TestResult {
     let driven = payment();
     driven.pipe(&topics().order, &order_placed("o-4", "alice", &[("p1", 1, 6_000)], "DE"))?;
     driven.pipe(&topics().order, &order_placed("o-5", "alice", &[("p1", 1, 6_000)], "DE"))?;
-    let types: Vec<_> = driven.read(&topics().payment)?.iter().map(|event| (event.envelope.order_id.clone(), event.event_type())).collect();
-    assert_eq!(types, [("o-4".to_owned(), schemas::EventType::PaymentCompleted), ("o-5".to_owned(), schemas::EventType::PaymentFailed)]);
+    let types: Vec<_> = driven
+        .read(&topics().payment)?
+        .iter()
+        .map(|event| (event.envelope.order_id.clone(), event.event_type()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("o-4".to_owned(), schemas::EventType::PaymentCompleted),
+            ("o-5".to_owned(), schemas::EventType::PaymentFailed)
+        ]
+    );
     assert_eq!(balance(&driven, "alice")?, Some(4_000));
     Ok(())
 }
@@ -162,7 +183,9 @@ fn a_cancelled_reserved_order_is_refunded_only_after_the_release() -> TestResult
     driven.pipe(&topics().inventory, &release)?;
     let out = driven.read(&topics().payment)?;
     let [refund] = out.as_slice() else { panic!("expected one refund, got {out:?}") };
-    let Payload::PaymentRefunded(refunded) = &refund.payload else { panic!("expected PaymentRefunded, got {refund:?}") };
+    let Payload::PaymentRefunded(refunded) = &refund.payload else {
+        panic!("expected PaymentRefunded, got {refund:?}")
+    };
     let Payload::PaymentCompleted(charge) = &completed.payload else { unreachable!() };
     assert_eq!(refunded.payment_id, charge.payment_id);
     assert_eq!((refunded.amount_cents, refunded.reason.clone()), (2_500, CancellationReason::ShipmentFailed));
@@ -180,7 +203,8 @@ fn a_refund_happens_at_most_once() -> TestResult {
     let cancel = cancelled(&reserved, CancellationReason::CustomerCancelled);
     let release = released(&cancel);
     for event in [&reserved, &cancel, &release] {
-        let topic = if event.event_type() == schemas::EventType::OrderCancelled { topics().order } else { topics().inventory };
+        let topic =
+            if event.event_type() == schemas::EventType::OrderCancelled { topics().order } else { topics().inventory };
         driven.pipe(&topic, event)?;
     }
     assert_eq!(driven.read(&topics().payment)?.len(), 1);
@@ -201,7 +225,9 @@ fn a_failed_reservation_is_refunded_at_once() -> TestResult {
     driven.pipe(&topics().inventory, &failure)?;
     let out = driven.read(&topics().payment)?;
     let [refund] = out.as_slice() else { panic!("expected one refund, got {out:?}") };
-    let Payload::PaymentRefunded(refunded) = &refund.payload else { panic!("expected PaymentRefunded, got {refund:?}") };
+    let Payload::PaymentRefunded(refunded) = &refund.payload else {
+        panic!("expected PaymentRefunded, got {refund:?}")
+    };
     assert_eq!(refunded.reason, CancellationReason::InsufficientStock);
     assert_caused_by(refund, &failure);
     assert_eq!(balance(&driven, "alice")?, Some(10_000));
@@ -217,7 +243,9 @@ fn a_reservation_refused_for_cancellation_is_refunded_with_the_cancellation_reas
     driven.pipe(&topics().order, &cancelled(&completed, CancellationReason::Timeout { step: "inventory".into() }))?;
     let out = driven.read(&topics().payment)?;
     let [refund] = out.as_slice() else { panic!("expected one refund, got {out:?}") };
-    let Payload::PaymentRefunded(refunded) = &refund.payload else { panic!("expected PaymentRefunded, got {refund:?}") };
+    let Payload::PaymentRefunded(refunded) = &refund.payload else {
+        panic!("expected PaymentRefunded, got {refund:?}")
+    };
     assert_eq!(refunded.reason, CancellationReason::Timeout { step: "inventory".into() });
     Ok(())
 }
@@ -248,7 +276,10 @@ fn an_order_cancelled_before_it_was_charged_is_not_charged() -> TestResult {
 
 #[test]
 fn a_retry_of_a_refund_that_was_applied_publishes_no_second_refund() -> TestResult {
-    let driven = Driven { driver: operators::test_driver::TopologyTestDriver::new(topology(EventSerde::with_fixed_ids(), &config())).hold_repartitions() };
+    let driven = Driven {
+        driver: operators::test_driver::TopologyTestDriver::new(topology(EventSerde::with_fixed_ids(), &config()))
+            .hold_repartitions(),
+    };
     let deliver_all = |driven: &Driven| -> TestResult {
         while let Some(topic) = driven.driver.held_topics().first().cloned() {
             driven.driver.deliver_held(&topic)?;
@@ -258,7 +289,8 @@ fn a_retry_of_a_refund_that_was_applied_publishes_no_second_refund() -> TestResu
     let placed = order_placed("o-1", "alice", &[("apple", 1, 1_000)], "DE");
     driven.pipe(&topics().order, &placed)?;
     deliver_all(&driven)?;
-    let [completed] = <[SagaEvent; 1]>::try_from(driven.read(&topics().payment)?).map_err(|e| format!("expected the charge: {e:?}"))?;
+    let [completed] = <[SagaEvent; 1]>::try_from(driven.read(&topics().payment)?)
+        .map_err(|e| format!("expected the charge: {e:?}"))?;
     let reserved = reserved(&completed);
     let cancel = cancelled(&reserved, CancellationReason::CustomerCancelled);
     driven.pipe(&topics().inventory, &reserved)?;
@@ -273,7 +305,11 @@ fn a_retry_of_a_refund_that_was_applied_publishes_no_second_refund() -> TestResu
     };
     driven.pipe(&topics().order, &caused_by(&cancel, Payload::OrderInterventionRequested(retry)))?;
     deliver_all(&driven)?;
-    let refunds = driven.read(&topics().payment)?.into_iter().filter(|e| matches!(e.payload, Payload::PaymentRefunded(_))).count();
+    let refunds = driven
+        .read(&topics().payment)?
+        .into_iter()
+        .filter(|e| matches!(e.payload, Payload::PaymentRefunded(_)))
+        .count();
     assert_eq!(refunds, 1, "the balance applied the refund once, and says so once");
     assert_eq!(balance(&driven, "alice")?, Some(10_000));
     Ok(())
@@ -291,7 +327,9 @@ fn a_cancelled_order_owed_a_refund_is_kept_past_the_grace_period_until_it_is_ref
     assert!(order(&driven, "o-1")?.is_some(), "the refund waits for the release: the order is not settled");
 
     driven.pipe(&topics().inventory, &released(&cancellation))?;
-    assert!(matches!(&driven.read(&topics().payment)?[..], [refunded] if matches!(refunded.payload, Payload::PaymentRefunded(_))));
+    assert!(
+        matches!(&driven.read(&topics().payment)?[..], [refunded] if matches!(refunded.payload, Payload::PaymentRefunded(_)))
+    );
     driven.driver.advance_wall_clock_time(grace + std::time::Duration::from_secs(60))?;
     assert_eq!(order(&driven, "o-1")?, None, "refunded: forgotten a grace period after its last event");
     assert_eq!(balance(&driven, "alice")?, Some(10_000));
@@ -309,7 +347,8 @@ fn a_balance_record_stays_the_same_size_however_many_orders_it_settled() -> Test
         let balance = store.get(&"alice".to_owned())?.ok_or("no balance for alice")?;
         Ok(serde_json::to_vec(&balance)?.len())
     };
-    let place = |n: usize| driven.pipe(&topics().order, &order_placed(&format!("o-{n:03}"), "alice", &[("p1", 1, 1)], "DE"));
+    let place =
+        |n: usize| driven.pipe(&topics().order, &order_placed(&format!("o-{n:03}"), "alice", &[("p1", 1, 1)], "DE"));
     place(0)?;
     let after_one = stored_size(&driven)?;
     for n in 1..200 {
@@ -346,10 +385,15 @@ fn a_request_seen_again_moves_no_money_and_is_answered_once() -> TestResult {
     requests.pipe_input("alice", charge.clone())?;
     requests.pipe_input("alice", charge)?;
     let answers = driven.read(&topics().payment)?;
-    let [SagaEvent { payload: Payload::PaymentCompleted(completed), .. }] = &answers[..] else { panic!("expected one charge, got {answers:?}") };
+    let [SagaEvent { payload: Payload::PaymentCompleted(completed), .. }] = &answers[..] else {
+        panic!("expected one charge, got {answers:?}")
+    };
     assert_eq!(balance(&driven, "alice")?, Some(9_700));
 
-    let refund = BalanceCommand::Refund { payment_id: completed.payment_id.clone(), reason: CancellationReason::CustomerCancelled };
+    let refund = BalanceCommand::Refund {
+        payment_id: completed.payment_id.clone(),
+        reason: CancellationReason::CustomerCancelled,
+    };
     let refund = balance_request("o-1", "alice", 300, refund);
     requests.pipe_input("alice", refund.clone())?;
     requests.pipe_input("alice", refund)?;

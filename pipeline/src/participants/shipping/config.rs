@@ -56,7 +56,13 @@ mod tests {
     use super::*;
 
     fn address(line1: &str, country: &str) -> Address {
-        Address { line1: line1.into(), line2: None, city: "Berlin".into(), postal_code: "10115".into(), country: country.into() }
+        Address {
+            line1: line1.into(),
+            line2: None,
+            city: "Berlin".into(),
+            postal_code: "10115".into(),
+            country: country.into(),
+        }
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub struct Shipment {
 pub enum Cancellation {
     Cancelled,
     /// The shipment stays live: it is with the carrier already, say.
-    TooLate { reason: String },
+    TooLate {
+        reason: String,
+    },
 }
 
 /// Creates and cancels the shipment of an order, each at most once: calling again for the

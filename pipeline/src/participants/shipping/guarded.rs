@@ -60,11 +60,20 @@ impl Stores {
     /// Runs `effect` under the idempotency key `key`: once per key, and a replay after it
     /// completed runs it again only to read back the row it left (every effect is idempotent
     /// in the table too).
-    fn guarded<T>(&mut self, key: &str, effect: impl Fn(&mut ShipmentsTable) -> Result<T, ShipmentError>) -> Result<T, ShipmentError> {
+    fn guarded<T>(
+        &mut self,
+        key: &str,
+        effect: impl Fn(&mut ShipmentsTable) -> Result<T, ShipmentError>,
+    ) -> Result<T, ShipmentError> {
         match self.guard.claim(key, None).map_err(guard_failed)? {
             // A crashed attempt's lease runs out by itself; until then the effect must wait.
-            Claim::InProgress => Err(ShipmentError::unavailable("idempotency lease", format!("another attempt holds idempotency key {key} until its lease runs out"))),
-            Claim::Reused => Err(ShipmentError::permanent(format!("idempotency key {key} was claimed for another request"))),
+            Claim::InProgress => Err(ShipmentError::unavailable(
+                "idempotency lease",
+                format!("another attempt holds idempotency key {key} until its lease runs out"),
+            )),
+            Claim::Reused => {
+                Err(ShipmentError::permanent(format!("idempotency key {key} was claimed for another request")))
+            }
             Claim::Completed(_) => effect(&mut self.table),
             Claim::Acquired(lease) => match effect(&mut self.table) {
                 Ok(done) => {

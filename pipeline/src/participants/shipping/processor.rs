@@ -40,13 +40,16 @@ impl Processor<String, SagaEvent> for ShipOrders {
         }
         // A shipment created before the cancellation reached us: undo it, once; and again when
         // an operator asks, if the carrier refused before.
-        let retry = matches!(&record.value.payload, Payload::OrderInterventionRequested(r) if r.action == RETRY_COMPENSATIONS);
+        let retry =
+            matches!(&record.value.payload, Payload::OrderInterventionRequested(r) if r.action == RETRY_COMPENSATIONS);
         let due = match (&record.value.payload, &order.cancellation) {
             (Payload::OrderCancelled(_), None) => true,
             (_, Some(CancellationOutcome::TooLate { .. })) => retry,
             _ => false,
         };
-        if let (true, Some(ShipmentOutcome::Created { shipment_id, .. }), Some(reason)) = (due, &order.outcome, &order.cancel_reason) {
+        if let (true, Some(ShipmentOutcome::Created { shipment_id, .. }), Some(reason)) =
+            (due, &order.outcome, &order.cancel_reason)
+        {
             let (outcome, payload) = self.cancel(&record.key, shipment_id, reason)?;
             emitted = Some(reply(&record.value.envelope, payload, now_ms));
             order.cancellation = Some(outcome);
@@ -75,17 +78,26 @@ impl ShipOrders {
             return failed(ADDRESS_REJECTED);
         }
         let shipment = self.gateway.create_shipment(order_id)?;
-        Ok(Some(ShipmentOutcome::Created { shipment_id: shipment.shipment_id, tracking_number: shipment.tracking_number }))
+        Ok(Some(ShipmentOutcome::Created {
+            shipment_id: shipment.shipment_id,
+            tracking_number: shipment.tracking_number,
+        }))
     }
 }
 
 impl ShipOrders {
-    fn cancel(&self, order_id: &str, shipment_id: &str, reason: &CancellationReason) -> Result<(CancellationOutcome, Payload), ProcessError> {
+    fn cancel(
+        &self,
+        order_id: &str,
+        shipment_id: &str,
+        reason: &CancellationReason,
+    ) -> Result<(CancellationOutcome, Payload), ProcessError> {
         let shipment_id = shipment_id.to_owned();
         Ok(match self.gateway.cancel_shipment(order_id, &shipment_id)? {
-            Cancellation::Cancelled => {
-                (CancellationOutcome::Cancelled, Payload::ShipmentCancelled(ShipmentCancelled { shipment_id, reason: reason.clone() }))
-            }
+            Cancellation::Cancelled => (
+                CancellationOutcome::Cancelled,
+                Payload::ShipmentCancelled(ShipmentCancelled { shipment_id, reason: reason.clone() }),
+            ),
             Cancellation::TooLate { reason } => (
                 CancellationOutcome::TooLate { reason: reason.clone() },
                 Payload::ShipmentCancellationFailed(ShipmentCancellationFailed { shipment_id, reason }),
@@ -97,7 +109,9 @@ impl ShipOrders {
 /// Records what the event says about the order; repeated events change nothing.
 fn learn(order: &mut OrderShipment, event: &SagaEvent) {
     match &event.payload {
-        Payload::OrderPlaced(placed) if order.address.is_none() => order.address = Some(placed.shipping_address.clone()),
+        Payload::OrderPlaced(placed) if order.address.is_none() => {
+            order.address = Some(placed.shipping_address.clone())
+        }
         Payload::InventoryReserved(_) if order.reserved.is_none() => order.reserved = Some(event.envelope.clone()),
         Payload::OrderCancelled(cancelled) => {
             order.cancelled = true;

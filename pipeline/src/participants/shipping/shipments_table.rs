@@ -28,8 +28,13 @@ pub(super) struct ShipmentsTable {
 }
 
 impl ShipmentsTable {
-    pub(super) fn new(database_url: &str, timeout: Duration, handover_after: Option<Duration>) -> Result<Self, ShipmentError> {
-        let mut config: Config = database_url.parse().map_err(|e| ShipmentError::permanent(format!("database url is invalid: {e}")))?;
+    pub(super) fn new(
+        database_url: &str,
+        timeout: Duration,
+        handover_after: Option<Duration>,
+    ) -> Result<Self, ShipmentError> {
+        let mut config: Config =
+            database_url.parse().map_err(|e| ShipmentError::permanent(format!("database url is invalid: {e}")))?;
         config.connect_timeout(timeout);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -41,10 +46,12 @@ impl ShipmentsTable {
 
     /// Inserts a new shipment for the order unless it has one; returns the one on record.
     pub(super) fn insert_or_fetch(&mut self, order_id: &str) -> Result<Shipment, ShipmentError> {
-        let candidate = Shipment { shipment_id: uuid::Uuid::new_v4().to_string(), tracking_number: new_tracking_number() };
+        let candidate =
+            Shipment { shipment_id: uuid::Uuid::new_v4().to_string(), tracking_number: new_tracking_number() };
         let client = self.connected()?;
         let query = async {
-            let inserted = client.query_opt(INSERT, &[&order_id, &candidate.shipment_id, &candidate.tracking_number]).await?;
+            let inserted =
+                client.query_opt(INSERT, &[&order_id, &candidate.shipment_id, &candidate.tracking_number]).await?;
             match inserted {
                 Some(row) => Ok(Some(row)),
                 None => client.query_opt(SELECT, &[&order_id]).await,
@@ -53,9 +60,13 @@ impl ShipmentsTable {
         // On any error the client is dropped here, and the next call reconnects.
         let row = self.call(query)?;
         self.client = Some(client);
-        let row = row.ok_or_else(|| ShipmentError::retriable(format!("the shipment of order {order_id} vanished after a conflict")))?;
-        let shipment_id: String = row.try_get(0).map_err(|e| ShipmentError::permanent(format!("shipments.shipment_id: {e}")))?;
-        let tracking_number: String = row.try_get(1).map_err(|e| ShipmentError::permanent(format!("shipments.tracking_number: {e}")))?;
+        let row = row.ok_or_else(|| {
+            ShipmentError::retriable(format!("the shipment of order {order_id} vanished after a conflict"))
+        })?;
+        let shipment_id: String =
+            row.try_get(0).map_err(|e| ShipmentError::permanent(format!("shipments.shipment_id: {e}")))?;
+        let tracking_number: String =
+            row.try_get(1).map_err(|e| ShipmentError::permanent(format!("shipments.tracking_number: {e}")))?;
         Ok(Shipment { shipment_id, tracking_number })
     }
 
@@ -91,7 +102,10 @@ impl ShipmentsTable {
         match self.runtime.block_on(async { tokio::time::timeout(self.timeout, future).await }) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(classify(&error)),
-            Err(_) => Err(ShipmentError::unavailable("postgres", format!("postgres did not answer within {:?}", self.timeout))),
+            Err(_) => Err(ShipmentError::unavailable(
+                "postgres",
+                format!("postgres did not answer within {:?}", self.timeout),
+            )),
         }
     }
 }
@@ -103,7 +117,9 @@ fn classify(error: &tokio_postgres::Error) -> ShipmentError {
     let message = format!("postgres: {error}");
     match error.as_db_error().map(|db| db.code().code()) {
         None => ShipmentError::unavailable("postgres", message),
-        Some(code) if ["08", "57"].iter().any(|class| code.starts_with(class)) => ShipmentError::unavailable("postgres", message),
+        Some(code) if ["08", "57"].iter().any(|class| code.starts_with(class)) => {
+            ShipmentError::unavailable("postgres", message)
+        }
         Some(code) if ["40", "53"].iter().any(|class| code.starts_with(class)) => ShipmentError::retriable(message),
         Some(_) => ShipmentError::permanent(message),
     }

@@ -27,7 +27,9 @@ impl crate::participants::retention::OrderState for OrderShipment {
     /// past cancelling.
     fn settled(&self) -> bool {
         let unanswered = self.reserved.is_some() && self.outcome.is_none();
-        let cancel_owed = self.cancelled && matches!(self.outcome, Some(ShipmentOutcome::Created { .. })) && self.cancellation.is_none();
+        let cancel_owed = self.cancelled
+            && matches!(self.outcome, Some(ShipmentOutcome::Created { .. }))
+            && self.cancellation.is_none();
         !unanswered && !cancel_owed
     }
 }
@@ -47,9 +49,10 @@ pub enum ShipmentOutcome {
 impl ShipmentOutcome {
     pub(super) fn payload(&self) -> Payload {
         match self {
-            ShipmentOutcome::Created { shipment_id, tracking_number } => {
-                Payload::ShipmentCreated(ShipmentCreated { shipment_id: shipment_id.clone(), tracking_number: tracking_number.clone() })
-            }
+            ShipmentOutcome::Created { shipment_id, tracking_number } => Payload::ShipmentCreated(ShipmentCreated {
+                shipment_id: shipment_id.clone(),
+                tracking_number: tracking_number.clone(),
+            }),
             ShipmentOutcome::Failed { reason } => Payload::ShipmentFailed(ShipmentFailed { reason: reason.clone() }),
         }
     }

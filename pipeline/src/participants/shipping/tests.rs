@@ -46,7 +46,11 @@ fn config() -> ShippingConfig {
 
 fn shipping() -> (Driven, Arc<FakeGateway>) {
     let gateway = Arc::new(FakeGateway::default());
-    let topology = topology_with_gateway(EventSerde::with_fixed_ids(), &config(), Arc::clone(&gateway) as Arc<dyn ShipmentGateway>);
+    let topology = topology_with_gateway(
+        EventSerde::with_fixed_ids(),
+        &config(),
+        Arc::clone(&gateway) as Arc<dyn ShipmentGateway>,
+    );
     (Driven::new(topology), gateway)
 }
 
@@ -60,7 +64,8 @@ fn reserved(cause: &SagaEvent) -> SagaEvent {
 }
 
 fn only(events: Vec<SagaEvent>) -> SagaEvent {
-    let [event] = <[SagaEvent; 1]>::try_from(events).unwrap_or_else(|events| panic!("expected one event, got {events:?}"));
+    let [event] =
+        <[SagaEvent; 1]>::try_from(events).unwrap_or_else(|events| panic!("expected one event, got {events:?}"));
     event
 }
 
@@ -83,8 +88,15 @@ fn a_reserved_order_is_shipped() -> TestResult {
     assert_eq!((created.shipment_id.as_str(), created.tracking_number.as_str()), ("s-o-1", "TRK-o-1"));
     assert_caused_by(&event, &reservation);
     assert_eq!(gateway.calls.load(Ordering::SeqCst), 1);
-    let order = driven.driver.key_value_store::<String, OrderShipment>(ORDERS_STORE)?.get(&"o-1".to_owned())?.ok_or("no order")?;
-    assert_eq!(order.outcome, Some(ShipmentOutcome::Created { shipment_id: "s-o-1".into(), tracking_number: "TRK-o-1".into() }));
+    let order = driven
+        .driver
+        .key_value_store::<String, OrderShipment>(ORDERS_STORE)?
+        .get(&"o-1".to_owned())?
+        .ok_or("no order")?;
+    assert_eq!(
+        order.outcome,
+        Some(ShipmentOutcome::Created { shipment_id: "s-o-1".into(), tracking_number: "TRK-o-1".into() })
+    );
     Ok(())
 }
 
@@ -138,7 +150,8 @@ fn rejected_addresses_fail_without_a_shipment() -> TestResult {
 fn an_order_cancelled_before_its_reservation_arrives_is_not_shipped() -> TestResult {
     let (driven, gateway) = shipping();
     let placed = order_placed("o-1", "alice", &[("p1", 1, 100)], "DE");
-    let cancel = OrderCancelled { customer_id: "alice".into(), reason: CancellationReason::CustomerCancelled, total_cents: 100 };
+    let cancel =
+        OrderCancelled { customer_id: "alice".into(), reason: CancellationReason::CustomerCancelled, total_cents: 100 };
     driven.pipe(&topics().order, &placed)?;
     driven.pipe(&topics().order, &caused_by(&placed, Payload::OrderCancelled(cancel)))?;
     driven.pipe(&topics().inventory, &reserved(&placed))?;
@@ -188,7 +201,8 @@ fn malformed_urls_are_refused_up_front() {
 }
 
 fn cancelled(cause: &SagaEvent) -> SagaEvent {
-    let cancelled = OrderCancelled { customer_id: "c-1".into(), reason: CancellationReason::CustomerCancelled, total_cents: 100 };
+    let cancelled =
+        OrderCancelled { customer_id: "c-1".into(), reason: CancellationReason::CustomerCancelled, total_cents: 100 };
     caused_by(cause, Payload::OrderCancelled(cancelled))
 }
 
@@ -204,7 +218,9 @@ fn a_shipment_created_before_the_cancellation_is_cancelled_once() -> TestResult 
     driven.pipe(&topics().order, &cancel)?;
     let undone = only(driven.read(&topics().shipping)?);
     assert_caused_by(&undone, &cancel);
-    assert!(matches!(&undone.payload, Payload::ShipmentCancelled(c) if c.shipment_id == "s-o-1" && c.reason == CancellationReason::CustomerCancelled));
+    assert!(
+        matches!(&undone.payload, Payload::ShipmentCancelled(c) if c.shipment_id == "s-o-1" && c.reason == CancellationReason::CustomerCancelled)
+    );
     driven.pipe(&topics().order, &cancel)?;
     assert!(driven.read(&topics().shipping)?.is_empty(), "a redelivered cancellation changes nothing");
     assert_eq!(gateway.cancels.load(Ordering::SeqCst), 1);
@@ -221,6 +237,9 @@ fn a_shipment_with_the_carrier_is_reported_as_not_cancellable() -> TestResult {
     driven.read(&topics().shipping)?;
     driven.pipe(&topics().order, &cancelled(&placed))?;
     let refused = only(driven.read(&topics().shipping)?);
-    assert!(matches!(&refused.payload, Payload::ShipmentCancellationFailed(f) if f.reason == "with the carrier"), "{refused:?}");
+    assert!(
+        matches!(&refused.payload, Payload::ShipmentCancellationFailed(f) if f.reason == "with the carrier"),
+        "{refused:?}"
+    );
     Ok(())
 }

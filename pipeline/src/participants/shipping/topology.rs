@@ -26,7 +26,11 @@ pub fn topology(serde: EventSerde, config: &ShippingConfig) -> Result<Topology, 
 }
 
 /// The topology creating shipments through `gateway`.
-pub fn topology_with_gateway(serde: EventSerde, config: &ShippingConfig, gateway: Arc<dyn ShipmentGateway>) -> Topology {
+pub fn topology_with_gateway(
+    serde: EventSerde,
+    config: &ShippingConfig,
+    gateway: Arc<dyn ShipmentGateway>,
+) -> Topology {
     let topics = &config.topics;
     let builder = StreamsBuilder::new();
     builder.add_state_store(StoreBuilder::key_value(ORDERS_STORE, StringSerde, JsonSerde::<OrderShipment>::new()));
@@ -38,7 +42,8 @@ pub fn topology_with_gateway(serde: EventSerde, config: &ShippingConfig, gateway
         .merge(&read(&topics.inventory))
         .process_with(
             move || {
-                let ship = ShipOrders { gateway: Arc::clone(&gateway), allowed_countries: Arc::clone(&allowed_countries) };
+                let ship =
+                    ShipOrders { gateway: Arc::clone(&gateway), allowed_countries: Arc::clone(&allowed_countries) };
                 Retained::<_, OrderShipment>::new(ship, "shipping", ORDERS_STORE, retention)
             },
             Processed::named("ship-orders").with_stores(&retention::stores(ORDERS_STORE)).with_durable_timers(),

@@ -45,7 +45,9 @@ impl EndOffsets {
     pub fn fetch(consumer: &impl Consumer, topics: &[String]) -> Result<Self> {
         let mut ranges = BTreeMap::new();
         for topic in topics {
-            let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT).with_context(|| format!("reading the partitions of {topic}"))?;
+            let metadata = consumer
+                .fetch_metadata(Some(topic), TIMEOUT)
+                .with_context(|| format!("reading the partitions of {topic}"))?;
             let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
             if partitions == 0 {
                 bail!("topic {topic} does not exist (or has no partitions): nothing to rebuild from");
@@ -64,7 +66,9 @@ impl EndOffsets {
     pub fn from_ranges(ranges: impl IntoIterator<Item = ((&'static str, i32), (i64, i64))>) -> Self {
         let ranges = ranges
             .into_iter()
-            .map(|((topic, partition), (start, end))| ((topic.to_string(), partition), Range { start, end, position: start }))
+            .map(|((topic, partition), (start, end))| {
+                ((topic.to_string(), partition), Range { start, end, position: start })
+            })
             .collect();
         EndOffsets { ranges }
     }
@@ -72,7 +76,11 @@ impl EndOffsets {
     /// Partitions whose first records retention has already deleted: a view rebuilt from them
     /// would miss those orders.
     pub fn trimmed(&self) -> Vec<String> {
-        self.ranges.iter().filter(|(_, range)| range.start > 0).map(|((topic, p), range)| format!("{topic}[{p}] starts at {}", range.start)).collect()
+        self.ranges
+            .iter()
+            .filter(|(_, range)| range.start > 0)
+            .map(|((topic, p), range)| format!("{topic}[{p}] starts at {}", range.start))
+            .collect()
     }
 
     /// What the rebuild consumer is assigned: every partition not done yet, from its start.
@@ -118,7 +126,8 @@ impl EndOffsets {
             .iter()
             .filter_map(|(topic, partition, offset)| {
                 let range = self.ranges.get(&(topic.clone(), *partition))?;
-                (*offset > range.end).then(|| format!("{topic}[{partition}] committed {offset}, rebuilt up to {}", range.end))
+                (*offset > range.end)
+                    .then(|| format!("{topic}[{partition}] committed {offset}, rebuilt up to {}", range.end))
             })
             .collect()
     }

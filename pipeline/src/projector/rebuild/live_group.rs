@@ -32,12 +32,16 @@ impl LiveGroup {
     /// live view past its committed offsets; after a swap it would go on from there, and the
     /// records in between would be missing from the new view. Blocking.
     pub fn ensure_stopped(&self) -> Result<()> {
-        let groups = self.consumer.fetch_group_list(Some(&self.group), TIMEOUT).with_context(|| format!("describing consumer group {}", self.group))?;
+        let groups = self
+            .consumer
+            .fetch_group_list(Some(&self.group), TIMEOUT)
+            .with_context(|| format!("describing consumer group {}", self.group))?;
         let Some(info) = groups.groups().iter().find(|info| info.name() == self.group) else { return Ok(()) };
         if info.members().is_empty() {
             return Ok(());
         }
-        let members: Vec<String> = info.members().iter().map(|m| format!("{} on {}", m.client_id(), m.client_host())).collect();
+        let members: Vec<String> =
+            info.members().iter().map(|m| format!("{} on {}", m.client_id(), m.client_host())).collect();
         bail!(
             "the projector is running: consumer group {} has {} member(s) ({}; state {}). Stop every `pipeline projector` \
              and `pipeline all` first (a killed one leaves the group after its session timeout), then run the rebuild again; \
@@ -55,7 +59,10 @@ impl LiveGroup {
         for (topic, partition) in partitions {
             list.add_partition(topic, partition);
         }
-        let committed = self.consumer.committed_offsets(list, TIMEOUT).with_context(|| format!("reading the committed offsets of group {}", self.group))?;
+        let committed = self
+            .consumer
+            .committed_offsets(list, TIMEOUT)
+            .with_context(|| format!("reading the committed offsets of group {}", self.group))?;
         Ok(committed
             .elements()
             .iter()

@@ -101,7 +101,11 @@ pub async fn rebuild_read_model(
 /// The swap, once the live projector is known to be still stopped and not to have committed
 /// past the end offsets, under a lock that keeps it from writing meanwhile. Returns the rows
 /// of the new view and how many differ from the previous one.
-async fn swap_if_still_stopped(live: &Arc<LiveGroup>, lock: &mut RebuildLock, offsets: &EndOffsets) -> Result<(i64, i64)> {
+async fn swap_if_still_stopped(
+    live: &Arc<LiveGroup>,
+    lock: &mut RebuildLock,
+    offsets: &EndOffsets,
+) -> Result<(i64, i64)> {
     let orders: i64 = lock.client().query_one(&format!("select count(*) from {}", NEXT.view), &[]).await?.get(0);
     let tx = lock.client().transaction().await.context("starting the swap")?;
     swap::lock_live(&tx).await?;

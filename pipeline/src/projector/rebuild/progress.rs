@@ -87,7 +87,8 @@ fn progress_line(offsets: &EndOffsets, counts: &Counts, elapsed: Duration, stall
     let topics = offsets.per_topic();
     let (read, total) = topics.values().fold((0, 0), |(r, t), (read, total)| (r + read, t + total));
     let percent = if total == 0 { 100 } else { read * 100 / total };
-    let per_topic: Vec<String> = topics.iter().map(|(topic, (read, total))| format!("{topic} {read}/{total}")).collect();
+    let per_topic: Vec<String> =
+        topics.iter().map(|(topic, (read, total))| format!("{topic} {read}/{total}")).collect();
     let seconds = elapsed.as_secs_f64();
     let events_per_second = if seconds > 0.0 { counts.records as f64 / seconds } else { 0.0 };
     let offsets_per_second = if seconds > 0.0 { read as f64 / seconds } else { 0.0 };
@@ -121,7 +122,11 @@ pub struct RebuildSummary {
 impl RebuildSummary {
     pub fn events_per_second(&self) -> f64 {
         let seconds = self.duration.as_secs_f64();
-        if seconds > 0.0 { self.counts.records as f64 / seconds } else { 0.0 }
+        if seconds > 0.0 {
+            self.counts.records as f64 / seconds
+        } else {
+            0.0
+        }
     }
 }
 
@@ -184,7 +189,10 @@ mod tests {
     #[test]
     fn nothing_to_read_is_done_at_once() {
         let offsets = EndOffsets::from_ranges([(("order.events", 0), (0, 0))]);
-        assert_eq!(progress_line(&offsets, &Counts::default(), Duration::ZERO, false), "rebuild 100% | order.events 0/0 | 0 events/s | done");
+        assert_eq!(
+            progress_line(&offsets, &Counts::default(), Duration::ZERO, false),
+            "rebuild 100% | order.events 0/0 | 0 events/s | done"
+        );
     }
 
     #[test]

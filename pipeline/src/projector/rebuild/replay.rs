@@ -68,7 +68,8 @@ pub async fn replay<F: FnMut(&str)>(
             () = &mut shutdown => bail!("interrupted; the live view was not changed"),
             batch = next_batch(&consumer) => batch,
         };
-        let wanted: Vec<RawRecord> = batch.into_iter().filter(|r| offsets.wanted(&r.topic, r.partition, r.offset)).collect();
+        let wanted: Vec<RawRecord> =
+            batch.into_iter().filter(|r| offsets.wanted(&r.topic, r.partition, r.offset)).collect();
         if !wanted.is_empty() {
             tokio::select! {
                 biased;

@@ -16,7 +16,9 @@ use crate::projector::store::Tables;
 /// change the live view between the last check of the live projector and the swap.
 pub async fn lock_live(tx: &Transaction<'_>) -> Result<()> {
     let live = Tables::LIVE;
-    tx.batch_execute(&format!("lock table {}, {} in access exclusive mode", live.view, live.dedup)).await.context("locking the live view")
+    tx.batch_execute(&format!("lock table {}, {} in access exclusive mode", live.view, live.dedup))
+        .await
+        .context("locking the live view")
 }
 
 /// Moves the live tables to the previous names (dropping an older previous) and the rebuilt
@@ -28,7 +30,11 @@ pub async fn swap_in(tx: &Transaction<'_>) -> Result<()> {
         let next_indexes = indexes(tx, next).await?;
         let mut sql = format!("drop table if exists {previous}; alter table {live} rename to {previous}; ");
         for index in &live_indexes {
-            sql += &format!("alter index {} rename to {}; ", quote(&index.name), quote(&format!("{}_previous", index.name)));
+            sql += &format!(
+                "alter index {} rename to {}; ",
+                quote(&index.name),
+                quote(&format!("{}_previous", index.name))
+            );
         }
         sql += &format!("alter table {next} rename to {live}; ");
         for (from, to) in index_renames(&live_indexes, &next_indexes) {
@@ -103,7 +109,11 @@ mod tests {
             index("order_view_twin_b", false, "btree (status)"),
         ];
         let next = [
-            index("order_view_next_customer_id_placed_at_order_id_idx", false, "btree (customer_id, placed_at DESC NULLS LAST, order_id)"),
+            index(
+                "order_view_next_customer_id_placed_at_order_id_idx",
+                false,
+                "btree (customer_id, placed_at DESC NULLS LAST, order_id)",
+            ),
             index("order_view_next_pkey", true, "btree (order_id)"),
             index("order_view_next_status_idx", false, "btree (status)"),
             index("order_view_next_status_idx1", false, "btree (status)"),
