@@ -71,11 +71,6 @@ impl<K, V> Record<K, V> {
         Record { key: self.key, value, timestamp_ms: self.timestamp_ms, headers: self.headers }
     }
 
-    pub fn with_timestamp(mut self, timestamp_ms: i64) -> Self {
-        self.timestamp_ms = timestamp_ms;
-        self
-    }
-
     pub fn with_headers(mut self, headers: Vec<Header>) -> Self {
         self.headers = headers;
         self

@@ -43,12 +43,6 @@ impl<K, V> TestInputTopic<K, V> {
         self.pipe_bytes(key, &record.value, record.timestamp_ms, record.headers)
     }
 
-    /// Pipes a record with a null key.
-    pub fn pipe_value(&self, value: impl Into<V>) -> Result<(), DriverError> {
-        let now_ms = self.core.borrow().now_ms();
-        self.pipe_bytes(None, &value.into(), now_ms, Vec::new())
-    }
-
     pub fn pipe_key_values(&self, records: impl IntoIterator<Item = (K, V)>) -> Result<(), DriverError> {
         records.into_iter().try_for_each(|(key, value)| self.pipe_input(key, value))
     }
