@@ -109,10 +109,6 @@ impl<'a, KOut: Data, VOut: Data> ProcessorContext<'a, KOut, VOut> {
         Ok(self.node.state.punctuations.schedule(node, kind, interval_ms, first_ms))
     }
 
-    pub fn cancel_punctuation(&mut self, id: PunctuationId) {
-        self.node.state.punctuations.cancel(id);
-    }
-
     fn timers(&mut self) -> Result<TimerStore<ChangeLoggingStore<'_>>, ProcessError> {
         let store: StoreId = self.node.meta().and_then(|meta| meta.timer_store).ok_or_else(|| {
             ProcessError::processing(format!(

@@ -47,10 +47,6 @@ impl Punctuations {
         id
     }
 
-    pub(crate) fn cancel(&mut self, id: PunctuationId) {
-        self.schedules.retain(|schedule| schedule.id != id);
-    }
-
     /// Schedules of `kind` due at `now_ms`, each moved to its next time on its interval grid;
     /// missed intervals fire once, like Kafka Streams.
     pub(crate) fn take_due(&mut self, kind: PunctuationType, now_ms: i64) -> Vec<(PunctuationId, NodeId)> {

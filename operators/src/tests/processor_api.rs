@@ -155,54 +155,6 @@ fn stream_time_punctuation_follows_record_timestamps() -> TestResult {
     Ok(())
 }
 
-/// Reports on its punctuation until it has seen a record, then cancels it.
-struct ReportUntilARecord {
-    punctuation: Option<PunctuationId>,
-}
-
-impl Processor<String, String, String, i64> for ReportUntilARecord {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, i64>) -> Result<(), ProcessError> {
-        self.punctuation = Some(ctx.schedule(Duration::from_millis(10), PunctuationType::WallClockTime)?);
-        Ok(())
-    }
-
-    fn process(
-        &mut self,
-        ctx: &mut ProcessorContext<'_, String, i64>,
-        _: Record<String, String>,
-    ) -> Result<(), ProcessError> {
-        if let Some(id) = self.punctuation.take() {
-            ctx.cancel_punctuation(id);
-        }
-        Ok(())
-    }
-
-    fn punctuate(
-        &mut self,
-        ctx: &mut ProcessorContext<'_, String, i64>,
-        _: PunctuationId,
-        timestamp_ms: i64,
-    ) -> Result<(), ProcessError> {
-        ctx.forward(Record::new(format!("at-{timestamp_ms}"), 0, timestamp_ms))
-    }
-}
-
-#[test]
-fn a_cancelled_punctuation_fires_no_more() -> TestResult {
-    let builder = StreamsBuilder::new();
-    builder
-        .stream("in", Consumed::with(StringSerde, StringSerde))
-        .process(|| ReportUntilARecord { punctuation: None }, &[])
-        .to("out", Produced::with(StringSerde, I64Serde));
-    let driver = driver(builder);
-    let output = driver.create_output_topic("out", StringSerde, I64Serde);
-    driver.advance_wall_clock_time(Duration::from_millis(10))?;
-    driver.create_input_topic("in", StringSerde, StringSerde).pipe_input("a", "x")?;
-    driver.advance_wall_clock_time(Duration::from_millis(50))?;
-    assert_eq!(output.read_key_values_to_vec()?, vec![("at-10".to_owned(), 0)]);
-    Ok(())
-}
-
 /// Sets a step timeout per order; completion cancels it, expiry emits a timeout.
 struct StepTimeouts;
 
