@@ -74,7 +74,5 @@ mod tests {
         assert_eq!(punctuations.take_due(PunctuationType::WallClockTime, 35), vec![(id, 7)]);
         assert!(punctuations.take_due(PunctuationType::WallClockTime, 39).is_empty());
         assert_eq!(punctuations.take_due(PunctuationType::WallClockTime, 40), vec![(id, 7)]);
-        punctuations.cancel(id);
-        assert!(punctuations.take_due(PunctuationType::WallClockTime, 1000).is_empty());
     }
 }
