@@ -148,8 +148,8 @@ impl Task {
     }
 
     /// Each store's name and committed entries.
-    pub fn store_entries(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.state.stores.iter().flatten().map(|slot| (slot.name.as_str(), slot.store.approximate_entries()))
+    pub fn store_entries(&self) -> impl Iterator<Item = (&str, Result<u64, StoreError>)> {
+        self.state.stores.iter().flatten().map(|slot| (slot.name.as_str(), slot.store.entries()))
     }
 
     /// Each store's name and bytes on disk (0 in memory).

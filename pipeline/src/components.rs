@@ -176,6 +176,12 @@ fn streams_config(participant: Participant, settings: &Settings) -> StreamsConfi
     if let Some(mib) = settings.state.min_free_mib {
         config.state_dir_min_free_bytes = mib.saturating_mul(1024 * 1024);
     }
+    if let Some(mib) = settings.state.block_cache_mib {
+        config.persistent_memory.block_cache_bytes = mib.saturating_mul(1024 * 1024);
+    }
+    if let Some(mib) = settings.state.memtable_mib {
+        config.persistent_memory.memtable_bytes = mib.max(1).saturating_mul(1024 * 1024);
+    }
     if let Some(session_timeout_ms) = settings.kafka.session_timeout_ms {
         // librdkafka wants heartbeats well inside the session.
         config = config
@@ -455,12 +461,16 @@ mod tests {
             ("SAGA__STATE__STORES__ORDERS", "persistent"),
             ("SAGA__STATE__DIR", "/srv/state"),
             ("SAGA__STATE__MIN_FREE_MIB", "10"),
+            ("SAGA__STATE__BLOCK_CACHE_MIB", "8"),
+            ("SAGA__STATE__MEMTABLE_MIB", "1"),
         ]);
         let config = streams_config(Participant::Shipping, &by_name);
         assert_eq!(config.store_type("orders"), StoreType::Persistent);
         assert_eq!(config.store_type("order-lifecycles"), StoreType::InMemory);
         assert_eq!(config.state_dir, std::path::PathBuf::from("/srv/state"));
         assert_eq!(config.state_dir_min_free_bytes, 10 * 1024 * 1024);
+        let memory = operators::store::PersistentMemory { block_cache_bytes: 8 << 20, memtable_bytes: 1 << 20 };
+        assert_eq!(config.persistent_memory, memory);
         check_state_stores(&by_name, &EventSerde::with_fixed_ids()).expect("orders is a store");
 
         let underscored = settings(&[("SAGA__STATE__STORES__ORDER_LIFECYCLES", "persistent")]);

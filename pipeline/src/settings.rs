@@ -56,6 +56,13 @@ pub struct StateSettings {
     /// participant stops before its next commit, saying so. Unset: the runtime's 64 MiB.
     #[serde(default)]
     pub min_free_mib: Option<u64>,
+    /// With a persistent store, each participant's block cache (MiB). Unset: the runtime's 16.
+    #[serde(default)]
+    pub block_cache_mib: Option<u64>,
+    /// With a persistent store, the writes each store (one per task) buffers in memory before
+    /// flushing them to disk (MiB). Unset: the runtime's 2.
+    #[serde(default)]
+    pub memtable_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 
 use crate::error::ErrorPolicy;
+use crate::store::PersistentMemory;
 
 const STATISTICS_INTERVAL: &str = "statistics.interval.ms";
 
@@ -71,6 +72,8 @@ pub struct StreamsConfig {
     /// With a persistent store, free space the state directory's filesystem must keep: below
     /// it the instance stops before its next commit, with an error that says so.
     pub state_dir_min_free_bytes: u64,
+    /// Memory the persistent stores may hold (block cache, write buffers).
+    pub persistent_memory: PersistentMemory,
 }
 
 impl StreamsConfig {
@@ -92,6 +95,7 @@ impl StreamsConfig {
             default_store_type: StoreType::InMemory,
             store_types: BTreeMap::new(),
             state_dir_min_free_bytes: 64 * 1024 * 1024,
+            persistent_memory: PersistentMemory::default(),
         }
     }
 

@@ -843,7 +843,11 @@ impl Engine {
     fn report_store_entries(&self) {
         let mut entries: BTreeMap<&str, u64> = self.topology.store_names().map(|store| (store, 0)).collect();
         for (store, count) in self.tasks.values().flat_map(Task::store_entries) {
-            *entries.entry(store).or_insert(0) += count;
+            match count {
+                Ok(count) => *entries.entry(store).or_insert(0) += count,
+                // A metric only: a store that cannot be read fails its task's next commit.
+                Err(e) => tracing::warn!(store, error = %e, "counting a store's entries failed"),
+            }
         }
         StoreEntries(&entries).emit(&self.metrics);
     }

@@ -20,7 +20,8 @@ impl LocalState {
         let wanted = topology.store_names().any(|store| config.store_type(store) == StoreType::Persistent);
         let persistent = match wanted {
             true => Some(Arc::new(
-                PersistentStores::open(&config.state_dir, &config.application_id).map_err(local_state_error)?,
+                PersistentStores::open(&config.state_dir, &config.application_id, config.persistent_memory)
+                    .map_err(local_state_error)?,
             )),
             false => None,
         };

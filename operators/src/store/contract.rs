@@ -99,7 +99,29 @@ macro_rules! store_contract_tests {
             store.put(b"b", Some(b"2")).unwrap();
             store.wipe().unwrap();
             assert!(entries(&store).is_empty());
-            assert_eq!(store.approximate_entries(), 0);
+            assert_eq!(store.entries().unwrap(), 0);
+        }
+
+        #[test]
+        fn entries_count_live_keys_only() {
+            let (_guard, mut store) = $make();
+            for key in [b"a", b"b", b"c"] {
+                store.put(key, Some(b"1")).unwrap();
+            }
+            store.commit().unwrap();
+            assert_eq!(store.entries().unwrap(), 3);
+            store.put(b"a", None).unwrap();
+            store.put(b"b", Some(b"2")).unwrap();
+            store.put(b"never-written", None).unwrap();
+            store.commit().unwrap();
+            assert_eq!(store.entries().unwrap(), 2, "an overwrite, a delete and a delete of nothing");
+            store.restore(b"c", None).unwrap();
+            store.restore(b"d", Some(b"1")).unwrap();
+            store.commit().unwrap();
+            assert_eq!(store.entries().unwrap(), 2, "after a restore");
+            store.put(b"e", Some(b"1")).unwrap();
+            store.commit().unwrap();
+            assert_eq!(store.entries().unwrap(), 3);
         }
     };
 }

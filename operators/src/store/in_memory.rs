@@ -85,8 +85,8 @@ impl StateStore for InMemoryKeyValueStore {
         Ok(())
     }
 
-    fn approximate_entries(&self) -> u64 {
-        self.committed.len() as u64
+    fn entries(&self) -> Result<u64, StoreError> {
+        Ok(self.committed.len() as u64)
     }
 }
 

@@ -36,7 +36,7 @@ use crate::topology::TaskId;
 pub use builder::StoreBuilder;
 pub use in_memory::{InMemoryKeyValueStore, InMemoryStoreSupplier};
 pub(crate) use logging::ChangeLoggingStore;
-pub use persistent::{PersistentKeyValueStore, PersistentStores};
+pub use persistent::{PersistentKeyValueStore, PersistentMemory, PersistentStores};
 pub use session::{SessionBytesStore, SessionEntry, TimeOrderedSessionStore};
 pub use typed::KeyValueStore;
 pub(crate) use typed::{SessionStore, StoreSerdes, WindowStore};
@@ -128,8 +128,8 @@ pub trait StateStore: KeyValueBytesStore + Send {
     /// restore from the beginning of the changelog.
     fn wipe(&mut self) -> Result<(), StoreError>;
 
-    /// Committed entries, for the store-size metric; a persistent store may estimate.
-    fn approximate_entries(&self) -> u64;
+    /// Committed entries (live keys, deletes not counted), for the store-size metric.
+    fn entries(&self) -> Result<u64, StoreError>;
 
     /// Whether the store keeps local state across restarts (and so takes checkpoints).
     fn is_persistent(&self) -> bool {

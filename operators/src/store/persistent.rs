@@ -6,6 +6,7 @@
 //! Layout: `<state dir>/<application id>/` holds a lock file, one fjall database (`db/`, one
 //! keyspace per task and store) and `checkpoints/<task>/<store>`.
 
+use std::cell::Cell;
 use std::fs::{self, File};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -21,12 +22,30 @@ use crate::topology::TaskId;
 /// Restored records are written in batches of this many: one journal write each.
 const RESTORE_BATCH: usize = 10_000;
 
+/// Memory the persistent stores may hold, as Kafka Streams bounds RocksDB's with a config setter.
+/// Both are caches of what is on disk: smaller figures cost reads and more frequent flushes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersistentMemory {
+    /// One block cache per instance, over all its stores.
+    pub block_cache_bytes: u64,
+    /// Writes each store (one per task) buffers in memory before flushing them to a table on
+    /// disk. fjall's default, 64 MiB, grows to gigabytes over the stores of a few participants.
+    pub memtable_bytes: u64,
+}
+
+impl Default for PersistentMemory {
+    fn default() -> Self {
+        PersistentMemory { block_cache_bytes: 16 * 1024 * 1024, memtable_bytes: 2 * 1024 * 1024 }
+    }
+}
+
 /// The local state of one application instance; supplies a [`PersistentKeyValueStore`] per task
 /// and store. Two instances cannot share it: the directory is locked while it is open.
 #[derive(Clone)]
 pub struct PersistentStores {
     db: Database,
     dir: PathBuf,
+    memory: PersistentMemory,
     _lock: Arc<File>,
 }
 
@@ -34,7 +53,7 @@ impl PersistentStores {
     /// Opens `<state_dir>/<application_id>`, creating it if needed. Local state that does not
     /// open (corrupt, or written by an incompatible version) is wiped with a warning: the
     /// changelogs restore it.
-    pub fn open(state_dir: &Path, application_id: &str) -> Result<Self, StoreError> {
+    pub fn open(state_dir: &Path, application_id: &str, memory: PersistentMemory) -> Result<Self, StoreError> {
         let dir = state_dir.join(application_id);
         fs::create_dir_all(&dir)
             .map_err(|e| io_error(&format!("creating the state directory {}", dir.display()), e))?;
@@ -46,7 +65,7 @@ impl PersistentStores {
                 dir.display()
             ))
         })?;
-        let db = match open_database(&dir) {
+        let db = match open_database(&dir, memory) {
             Ok(db) => db,
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "local state does not open; wiping it, the changelogs restore it");
@@ -58,10 +77,10 @@ impl PersistentStores {
                         _ => {}
                     }
                 }
-                open_database(&dir).map_err(|e| fjall_error("opening local state after wiping it", e))?
+                open_database(&dir, memory).map_err(|e| fjall_error("opening local state after wiping it", e))?
             }
         };
-        Ok(PersistentStores { db, dir, _lock: Arc::new(lock) })
+        Ok(PersistentStores { db, dir, memory, _lock: Arc::new(lock) })
     }
 
     /// Bytes free for an unprivileged writer on the filesystem that holds the local state.
@@ -79,7 +98,9 @@ impl PersistentStores {
     fn open_store(&self, name: &str, task: TaskId) -> Result<PersistentKeyValueStore, StoreError> {
         let keyspace = self
             .db
-            .keyspace(&format!("{task}.{name}"), KeyspaceCreateOptions::default)
+            .keyspace(&format!("{task}.{name}"), || {
+                KeyspaceCreateOptions::default().max_memtable_size(self.memory.memtable_bytes)
+            })
             .map_err(|e| fjall_error("opening a keyspace", e))?;
         let checkpoint = Checkpoint::at(self.dir.join("checkpoints").join(task.to_string()).join(name));
         let restore_from = checkpoint.read();
@@ -91,6 +112,7 @@ impl PersistentStores {
             keyspace,
             pending: PendingWrites::default(),
             restored: None,
+            live: Cell::new(None),
             checkpoint,
             restore_from,
         };
@@ -102,8 +124,8 @@ impl PersistentStores {
     }
 }
 
-fn open_database(dir: &Path) -> fjall::Result<Database> {
-    Database::builder(dir.join("db")).open()
+fn open_database(dir: &Path, memory: PersistentMemory) -> fjall::Result<Database> {
+    Database::builder(dir.join("db")).cache_size(memory.block_cache_bytes).open()
 }
 
 impl StoreSupplier for PersistentStores {
@@ -120,6 +142,10 @@ pub struct PersistentKeyValueStore {
     pending: PendingWrites,
     /// Restored records not yet written.
     restored: Option<WriteBatch>,
+    /// Committed live keys, counted by one scan and kept by each commit from then on. Unknown
+    /// after a restore: its batches do not say whether a key was new. (fjall's own count
+    /// includes deletes not yet compacted away.)
+    live: Cell<Option<u64>>,
     checkpoint: Checkpoint,
     restore_from: Option<i64>,
 }
@@ -183,14 +209,25 @@ impl StateStore for PersistentKeyValueStore {
         if writes.is_empty() {
             return Ok(());
         }
+        let mut live = self.live.get();
         let mut batch = self.db.batch();
         for (key, value) in writes {
+            if let Some(count) = live.as_mut() {
+                let existed = self.keyspace.contains_key(&key).map_err(|e| fjall_error("reading local state", e))?;
+                match (existed, value.is_some()) {
+                    (false, true) => *count += 1,
+                    (true, false) => *count -= 1,
+                    _ => {}
+                }
+            }
             match value {
                 Some(value) => batch.insert(&self.keyspace, key, value),
                 None => batch.remove(&self.keyspace, key),
             }
         }
-        batch.commit().map_err(|e| self.write_failed(e))
+        batch.commit().map_err(|e| self.write_failed(e))?;
+        self.live.set(live);
+        Ok(())
     }
 
     fn abort(&mut self) {
@@ -198,6 +235,7 @@ impl StateStore for PersistentKeyValueStore {
     }
 
     fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        self.live.set(None);
         let batch = self.restored.get_or_insert_with(|| self.db.batch());
         match value {
             Some(value) => batch.insert(&self.keyspace, key, value),
@@ -213,11 +251,18 @@ impl StateStore for PersistentKeyValueStore {
         self.pending.clear();
         self.restored = None;
         self.restore_from = None;
-        self.keyspace.clear().map_err(|e| self.write_failed(e))
+        self.keyspace.clear().map_err(|e| self.write_failed(e))?;
+        self.live.set(Some(0));
+        Ok(())
     }
 
-    fn approximate_entries(&self) -> u64 {
-        self.keyspace.approximate_len() as u64
+    fn entries(&self) -> Result<u64, StoreError> {
+        if let Some(count) = self.live.get() {
+            return Ok(count);
+        }
+        let count = self.keyspace.len().map_err(|e| fjall_error("counting local state", e))? as u64;
+        self.live.set(Some(count));
+        Ok(count)
     }
 
     fn is_persistent(&self) -> bool {
@@ -261,7 +306,7 @@ mod tests {
     const TASK: TaskId = TaskId { subtopology: 0, partition: 3 };
 
     fn open(dir: &Path) -> (PersistentStores, PersistentKeyValueStore) {
-        let stores = PersistentStores::open(dir, "app").unwrap();
+        let stores = PersistentStores::open(dir, "app", PersistentMemory::default()).unwrap();
         let store = stores.open_store("counts", TASK).unwrap();
         (stores, store)
     }
@@ -347,8 +392,8 @@ mod tests {
     #[test]
     fn two_instances_cannot_share_a_state_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let _first = PersistentStores::open(dir.path(), "app").unwrap();
-        let error = PersistentStores::open(dir.path(), "app").err().unwrap();
+        let _first = PersistentStores::open(dir.path(), "app", PersistentMemory::default()).unwrap();
+        let error = PersistentStores::open(dir.path(), "app", PersistentMemory::default()).err().unwrap();
         assert!(error.to_string().contains("in use by another instance"), "{error}");
     }
 
