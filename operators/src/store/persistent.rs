@@ -19,6 +19,9 @@ use super::pending::PendingWrites;
 use super::{is_empty_range, ByteEntries, KeyValueBytesStore, StateStore, StoreError, StoreSupplier};
 use crate::topology::TaskId;
 
+/// Left by a clean close (the last handle dropped, the process not killed); see [`CleanClose`].
+const CLEAN_CLOSE_MARK: &str = "closed-cleanly";
+
 /// Restored records are written in batches of this many: one journal write each.
 const RESTORE_BATCH: usize = 10_000;
 
@@ -46,7 +49,24 @@ pub struct PersistentStores {
     db: Database,
     dir: PathBuf,
     memory: PersistentMemory,
-    _lock: Arc<File>,
+    _clean_close: Arc<CleanClose>,
+}
+
+/// Holds the state directory's lock. When the last handle goes (a clean stop, not a kill) it makes
+/// the database durable and leaves the mark that lets the next open trust fjall's files.
+struct CleanClose {
+    db: Database,
+    mark: Checkpoint,
+    _lock: File,
+}
+
+impl Drop for CleanClose {
+    fn drop(&mut self) {
+        let closed = self.db.persist(PersistMode::SyncAll).map_err(|e| e.to_string());
+        if let Err(error) = closed.and_then(|()| self.mark.write(0).map_err(|e| e.to_string())) {
+            tracing::warn!(%error, "local state could not be closed cleanly; the next start restores it in full");
+        }
+    }
 }
 
 impl PersistentStores {
@@ -65,22 +85,26 @@ impl PersistentStores {
                 dir.display()
             ))
         })?;
+        // Files a kill left are never opened: fjall 3.1's journal recovery can panic on them ("memtable
+        // lsn does not match", seen under the SIGKILL soak), and under exactly-once a crash means a
+        // full restore anyway. The mark goes before fjall writes anything.
+        let mark = Checkpoint::at(dir.join(CLEAN_CLOSE_MARK));
+        let closed_cleanly = mark.read().is_some();
+        mark.remove().map_err(|e| io_error("removing the clean-close mark", e))?;
+        if !closed_cleanly && dir.join("db").exists() {
+            tracing::warn!(dir = %dir.display(), "local state was not closed cleanly (the instance crashed or was killed); wiping it, the changelogs restore it in full");
+            wipe_local_state(&dir)?;
+        }
         let db = match open_database(&dir, memory) {
             Ok(db) => db,
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "local state does not open; wiping it, the changelogs restore it");
-                for wiped in ["db", "checkpoints"] {
-                    match fs::remove_dir_all(dir.join(wiped)) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                            return Err(io_error("wiping local state", e))
-                        }
-                        _ => {}
-                    }
-                }
+                wipe_local_state(&dir)?;
                 open_database(&dir, memory).map_err(|e| fjall_error("opening local state after wiping it", e))?
             }
         };
-        Ok(PersistentStores { db, dir, memory, _lock: Arc::new(lock) })
+        let clean_close = CleanClose { db: db.clone(), mark, _lock: lock };
+        Ok(PersistentStores { db, dir, memory, _clean_close: Arc::new(clean_close) })
     }
 
     /// Bytes free for an unprivileged writer on the filesystem that holds the local state.
@@ -122,6 +146,16 @@ impl PersistentStores {
         }
         Ok(store)
     }
+}
+
+fn wipe_local_state(dir: &Path) -> Result<(), StoreError> {
+    for wiped in ["db", "checkpoints"] {
+        match fs::remove_dir_all(dir.join(wiped)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error("wiping local state", e)),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn open_database(dir: &Path, memory: PersistentMemory) -> fjall::Result<Database> {
@@ -356,6 +390,21 @@ mod tests {
         assert_eq!(store.restore_from(), None);
         assert_eq!(store.get(b"a").unwrap(), None);
         assert_eq!(store.get(b"uncommitted-in-kafka").unwrap(), None);
+    }
+
+    #[test]
+    fn local_state_a_kill_left_is_wiped_before_it_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_stores, mut store) = open(dir.path());
+            committed(&mut store, &[(b"a", b"1")]);
+            store.checkpoint(7).unwrap();
+        }
+        // A kill leaves the files but not the mark of a clean close.
+        fs::remove_file(dir.path().join("app").join(CLEAN_CLOSE_MARK)).unwrap();
+        let (_stores, store) = open(dir.path());
+        assert_eq!(store.restore_from(), None, "even a store with a checkpoint restores in full");
+        assert_eq!(store.get(b"a").unwrap(), None);
     }
 
     #[test]
