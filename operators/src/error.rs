@@ -59,8 +59,13 @@ pub struct SourceRecordRef {
 ///
 /// The task has already discarded every store write and output of the failed unit of work when
 /// this is returned, so the runtime may skip, dead-letter or retry the record safely.
+///
+/// Boxed, so that a `Result<_, ProcessError>` stays one pointer wide on the hot path.
 #[derive(Clone, Debug)]
-pub struct ProcessError {
+pub struct ProcessError(Box<Details>);
+
+#[derive(Clone, Debug)]
+struct Details {
     kind: ErrorKind,
     retriable: bool,
     message: String,
@@ -73,7 +78,7 @@ pub struct ProcessError {
 
 impl ProcessError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ProcessError {
+        ProcessError(Box::new(Details {
             kind,
             retriable: false,
             message: message.into(),
@@ -81,7 +86,7 @@ impl ProcessError {
             processor: None,
             unavailable: None,
             cause: None,
-        }
+        }))
     }
 
     pub fn deserialization(message: impl Into<String>) -> Self {
@@ -102,7 +107,7 @@ impl ProcessError {
 
     /// Marks the error as transient: handling the same record again may succeed.
     pub fn retriable(mut self) -> Self {
-        self.retriable = true;
+        self.0.retriable = true;
         self
     }
 
@@ -111,65 +116,65 @@ impl ProcessError {
     /// again with backoff, for as long as it takes, instead of retrying records one by one.
     pub fn unavailable(dependency: impl Into<String>, message: impl Into<String>) -> Self {
         let mut error = Self::processing(message).retriable();
-        error.unavailable = Some(dependency.into());
+        error.0.unavailable = Some(dependency.into());
         error
     }
 
     /// The dependency that is down, if that is why this failed.
     pub fn unavailable_dependency(&self) -> Option<&str> {
-        self.unavailable.as_deref()
+        self.0.unavailable.as_deref()
     }
 
     pub fn with_retriable(mut self, retriable: bool) -> Self {
-        self.retriable = retriable;
+        self.0.retriable = retriable;
         self
     }
 
     pub fn with_cause(mut self, cause: impl Error + Send + Sync + 'static) -> Self {
-        self.cause = Some(Arc::new(cause));
+        self.0.cause = Some(Arc::new(cause));
         self
     }
 
     /// Records where the failing record came from, unless an inner layer already did.
     pub fn with_source_record(mut self, topic: &str, partition: i32, offset: i64) -> Self {
-        if self.source_record.is_none() {
-            self.source_record = Some(SourceRecordRef { topic: topic.to_owned(), partition, offset });
+        if self.0.source_record.is_none() {
+            self.0.source_record = Some(SourceRecordRef { topic: topic.to_owned(), partition, offset });
         }
         self
     }
 
     /// Names the processor that failed, unless an inner one already did.
     pub fn with_processor(mut self, processor: &str) -> Self {
-        self.processor.get_or_insert_with(|| processor.to_owned());
+        self.0.processor.get_or_insert_with(|| processor.to_owned());
         self
     }
 
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     pub fn is_retriable(&self) -> bool {
-        self.retriable
+        self.0.retriable
     }
 
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     pub fn source_record(&self) -> Option<&SourceRecordRef> {
-        self.source_record.as_ref()
+        self.0.source_record.as_ref()
     }
 
     pub fn processor(&self) -> Option<&str> {
-        self.processor.as_deref()
+        self.0.processor.as_deref()
     }
 
     /// Retriable errors are transient (a schema registry that is down included); bytes that
     /// cannot be read are poison; the rest is permanent.
     pub fn class(&self) -> FailureClass {
-        if self.retriable {
+        if self.0.retriable {
             FailureClass::Transient
-        } else if self.kind == ErrorKind::Deserialization {
+        } else if self.0.kind == ErrorKind::Deserialization {
             FailureClass::Poison
         } else {
             FailureClass::Permanent
@@ -205,15 +210,15 @@ impl FailureClass {
 
 impl fmt::Display for ProcessError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} error", self.kind)?;
-        if let Some(at) = &self.source_record {
+        write!(f, "{} error", self.0.kind)?;
+        if let Some(at) = &self.0.source_record {
             write!(f, " on record {}-{}@{}", at.topic, at.partition, at.offset)?;
         }
-        write!(f, ": {}", self.message)?;
-        if let Some(cause) = &self.cause {
+        write!(f, ": {}", self.0.message)?;
+        if let Some(cause) = &self.0.cause {
             write!(f, ": {cause}")?;
         }
-        if self.retriable {
+        if self.0.retriable {
             f.write_str(" (retriable)")?;
         }
         Ok(())
@@ -222,7 +227,7 @@ impl fmt::Display for ProcessError {
 
 impl Error for ProcessError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.cause.as_deref().map(|cause| cause as &(dyn Error + 'static))
+        self.0.cause.as_deref().map(|cause| cause as &(dyn Error + 'static))
     }
 }
 

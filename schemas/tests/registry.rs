@@ -246,7 +246,7 @@ async fn the_shipped_schemas_register_in_order_pass_the_registry_check_and_are_f
     let ids = current_schema_ids(&RegistryClient::new(&registry_base_url()).unwrap()).await.unwrap();
     for event_type in EventType::ALL {
         let subject = subject_for(topic_of(event_type), event_type);
-        let latest = registered.iter().filter(|entry| entry.subject == subject).last().unwrap();
+        let latest = registered.iter().rfind(|entry| entry.subject == subject).unwrap();
         assert_eq!(ids[&event_type], latest.id, "{event_type}");
     }
 }

@@ -779,7 +779,9 @@ async fn a_repaired_permanent_failure_reprocessed_through_the_api_completes_the_
         "one shipments row"
     );
     assert_eq!(saga::shipment_guard_state(&mut redis, &order_id).as_deref(), Some("COMPLETED"));
-    let letters: Vec<(Option<&[u8]>, Option<&[u8]>)> = dead
+    // (consumer group, reprocessed-from) of each dead letter of the order.
+    type Headers<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+    let letters: Vec<Headers> = dead
         .iter()
         .filter(|r| r.key.as_deref() == Some(order_id.as_bytes()))
         .map(|r| (r.header("dlq.consumer.group"), r.header(REPROCESSED_FROM_HEADER)))

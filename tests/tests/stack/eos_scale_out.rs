@@ -22,12 +22,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Enough for three members to join and the rebalance to finish.
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// Each schedule runs several app processes: one schedule at a time, so two cores suffice.
-static ONE_SCHEDULE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-    ONE_SCHEDULE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+/// Each schedule runs several app processes: one schedule at a time, so two cores suffice. An
+/// async lock: it is held across the awaits of a whole test, and a failed test must not poison it.
+static ONE_SCHEDULE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One test's topics and application id.
 struct Run {
@@ -283,7 +280,7 @@ fn finish_generating(generator: JoinHandle<ByKey>) -> ByKey {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn steady_three_instances_deliver_everything_once() {
-    let _exclusive = exclusive();
+    let _exclusive = ONE_SCHEDULE_AT_A_TIME.lock().await;
     let started = Instant::now();
     let run = Run::new("eos-steady").await;
     let mut instances = Instances::new(&run);
@@ -299,7 +296,7 @@ async fn steady_three_instances_deliver_everything_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_chaos_with_replacements_loses_and_duplicates_nothing() {
-    let _exclusive = exclusive();
+    let _exclusive = ONE_SCHEDULE_AT_A_TIME.lock().await;
     let started = Instant::now();
     let mut rng = Rng::seeded("eos-chaos");
     let run = Run::new("eos-chaos").await;
@@ -323,7 +320,7 @@ async fn sigkill_chaos_with_replacements_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_joining_and_leaving_mid_stream_lose_and_duplicate_nothing() {
-    let _exclusive = exclusive();
+    let _exclusive = ONE_SCHEDULE_AT_A_TIME.lock().await;
     let started = Instant::now();
     let mut rng = Rng::seeded("eos-join-leave");
     let run = Run::new("eos-join-leave").await;
@@ -346,7 +343,7 @@ async fn instances_joining_and_leaving_mid_stream_lose_and_duplicate_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stopping_every_instance_mid_stream_and_starting_new_ones_loses_and_duplicates_nothing() {
-    let _exclusive = exclusive();
+    let _exclusive = ONE_SCHEDULE_AT_A_TIME.lock().await;
     let started = Instant::now();
     let run = Run::new("eos-graceful").await;
     let generator = run.generate_in_background(30_000, 6, Duration::from_millis(2_500));
@@ -372,7 +369,7 @@ async fn stopping_every_instance_mid_stream_and_starting_new_ones_loses_and_dupl
 /// local state and restores in full. Either way nothing is lost or repeated.
 #[tokio::test(flavor = "multi_thread")]
 async fn persistent_stores_restarted_in_place_lose_and_duplicate_nothing() {
-    let _exclusive = exclusive();
+    let _exclusive = ONE_SCHEDULE_AT_A_TIME.lock().await;
     let started = Instant::now();
     let mut rng = Rng::seeded("eos-persistent");
     let run = Run::with_persistent_stores("eos-persistent").await;

@@ -174,7 +174,6 @@ mod tests {
         offsets.advance("order.events", 0, 10);
         reporter.finish(&offsets, &Counts::default());
         reporter.finish(&offsets, &Counts::default());
-        drop(reporter);
         assert_eq!(lines.len(), 1, "not due yet, then one final line: {lines:?}");
         assert!(lines[0].starts_with("rebuild 100% | order.events 10/10"), "{lines:?}");
 
@@ -182,7 +181,6 @@ mod tests {
         let mut reporter = ProgressReporter::new(|line: &str| lines.push(line.to_string()), Duration::ZERO);
         reporter.tick(&offsets, &Counts::default());
         reporter.finish(&offsets, &Counts::default());
-        drop(reporter);
         assert_eq!(lines.len(), 1, "the final state was shown already: {lines:?}");
     }
 
