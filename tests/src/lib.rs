@@ -4,6 +4,8 @@
 //! service and how to start it, so a test never skips silently.
 
 pub mod app;
+#[cfg(feature = "testcontainers")]
+pub mod containers;
 pub mod eos;
 pub mod eos_verifier;
 pub mod kafka;

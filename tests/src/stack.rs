@@ -35,8 +35,11 @@ fn read_ports_file() -> HashMap<String, String> {
         .collect()
 }
 
-/// Panics naming the service unless something listens on its port.
+/// Panics naming the service unless something listens on its port (with the `testcontainers`
+/// feature, once the containers are up).
 pub fn require(service: &str, port_name: &str) -> u16 {
+    #[cfg(feature = "testcontainers")]
+    crate::containers::start_once();
     let port = port(port_name);
     let address = format!("127.0.0.1:{port}");
     let reachable =
@@ -92,4 +95,50 @@ pub fn prometheus_url() -> String {
 /// A name no other test run uses, for topics, tables, keys and connectors.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pinned versions of `dev/versions.env`, by name.
+    fn versions() -> HashMap<String, String> {
+        let text = std::fs::read_to_string(repo_root().join("dev/versions.env")).expect("dev/versions.env");
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn compose_yaml_runs_the_versions_dev_stack_runs() {
+        let versions = versions();
+        let compose = std::fs::read_to_string(repo_root().join("compose.yaml")).expect("compose.yaml");
+        let images: Vec<&str> = compose.lines().filter_map(|line| line.trim().strip_prefix("image: ")).collect();
+        for (repository, version) in [
+            ("postgres", "PG_MAJOR"),
+            ("apache/kafka", "KAFKA_VERSION"),
+            ("apicurio/apicurio-registry", "APICURIO_VERSION"),
+            ("quay.io/debezium/connect", "DEBEZIUM_VERSION"),
+        ] {
+            let wanted = format!("{repository}:{}", versions[version]);
+            assert!(
+                images.contains(&wanted.as_str()),
+                "compose.yaml should run {wanted} ({version}), it runs {images:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn compose_yaml_listens_on_the_ports_of_ports_env() {
+        let compose = std::fs::read_to_string(repo_root().join("compose.yaml")).expect("compose.yaml");
+        let numbers: Vec<&str> = compose.split(|c: char| !c.is_ascii_digit()).filter(|n| !n.is_empty()).collect();
+        for (name, value) in read_ports_file() {
+            if matches!(name.as_str(), "ORDER_API_PORT" | "ADMIN_PORT") {
+                continue; // The pipeline's own ports, not the stack's.
+            }
+            assert!(numbers.contains(&value.as_str()), "compose.yaml does not use {name}={value}");
+        }
+    }
 }
