@@ -2,10 +2,10 @@
 
 mod branched;
 mod builder;
-mod config;
 mod grouped;
 mod kstream;
 mod ktable;
+mod options;
 mod windowed;
 
 use std::sync::Arc;
@@ -20,10 +20,10 @@ use crate::serdes::Serde;
 
 pub use branched::BranchedKStream;
 pub use builder::StreamsBuilder;
-pub use config::{Consumed, Grouped, Materialized, Processed, Produced, Repartitioned};
 pub use grouped::KGroupedStream;
 pub use kstream::KStream;
 pub use ktable::KTable;
+pub use options::{Consumed, Grouped, Materialized, Processed, Produced, Repartitioned};
 pub use windowed::{SessionWindowedKStream, TimeWindowedKStream, WindowedBy};
 
 /// Gives a closure the higher-ranked signature a stateless node needs.

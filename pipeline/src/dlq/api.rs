@@ -27,7 +27,7 @@ use super::request::{
     actor, bulk_filter, entry_id, json_body, list_filter, BadRequest, BulkReprocessBody, DiscardBody, ListParams,
     ReprocessBody,
 };
-use super::store::{self, Entry, StoreError};
+use super::store::{self, DlqStoreError, Entry};
 use crate::admin::audit::{ids_field, AdminAction};
 use crate::admin::auth::{require_admin_token, AdminToken};
 use crate::codec::EventSerde;
@@ -139,8 +139,8 @@ impl From<BadRequest> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
+impl From<DlqStoreError> for ApiError {
+    fn from(error: DlqStoreError) -> Self {
         ApiError::Unavailable(format!("the DLQ index is unavailable: {error}"))
     }
 }

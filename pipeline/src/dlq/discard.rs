@@ -7,9 +7,9 @@ use super::entry::Status;
 use super::internal_events::EntryDiscarded;
 use super::outcome::Outcome;
 use super::request::Actor;
-use super::store::{self, StoreError};
+use super::store::{self, DlqStoreError};
 
-pub async fn discard_one(pool: &Pool, id: i64, actor: &Actor) -> Result<Outcome, StoreError> {
+pub async fn discard_one(pool: &Pool, id: i64, actor: &Actor) -> Result<Outcome, DlqStoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     match store::lock(&tx, id).await? {

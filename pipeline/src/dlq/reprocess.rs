@@ -22,19 +22,19 @@ use super::internal_events::{EntryReprocessed, MarkAfterPublishFailed};
 use super::outcome::Outcome;
 use super::republish::Republisher;
 use super::request::{Actor, BulkFilter};
-use super::store::{self, Entry, StoreError};
+use super::store::{self, DlqStoreError, Entry};
 use super::stored_headers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReprocessError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] DlqStoreError),
     #[error("publishing to Kafka failed, nothing was published: {0}")]
     Publish(#[from] KafkaError),
     #[error("entry {id} cannot be published again: {reason}")]
     Unpublishable { id: i64, reason: String },
     #[error("entry {id} was published again but could not be marked REPROCESSED (it is still PENDING): {error}")]
-    NotMarked { id: i64, error: StoreError },
+    NotMarked { id: i64, error: DlqStoreError },
 }
 
 pub async fn reprocess_one(
@@ -43,8 +43,8 @@ pub async fn reprocess_one(
     id: i64,
     actor: &Actor,
 ) -> Result<Outcome, ReprocessError> {
-    let mut client = pool.get().await.map_err(StoreError::from)?;
-    let tx = client.transaction().await.map_err(StoreError::from)?;
+    let mut client = pool.get().await.map_err(DlqStoreError::from)?;
+    let tx = client.transaction().await.map_err(DlqStoreError::from)?;
     let entry = match store::lock(&tx, id).await? {
         None => return Ok(Outcome::NotFound),
         // Someone got there first, or it was discarded: nothing is published.
@@ -57,7 +57,7 @@ pub async fn reprocess_one(
     republisher.publish(record).await?;
     let marked = async {
         store::set_status(&tx, id, Status::Reprocessed, &actor.operator, actor.reason.as_deref()).await?;
-        tx.commit().await.map_err(StoreError::from)
+        tx.commit().await.map_err(DlqStoreError::from)
     };
     match marked.await {
         Ok(()) => {
@@ -87,7 +87,7 @@ pub async fn reprocess_many(
     republisher: &Arc<Republisher>,
     filter: &BulkFilter,
     actor: &Actor,
-) -> Result<BulkOutcome, StoreError> {
+) -> Result<BulkOutcome, DlqStoreError> {
     let candidates = store::pending_ids(pool, filter).await?;
     let mut outcome = BulkOutcome::default();
     if let Some(asked) = &filter.ids {

@@ -10,7 +10,7 @@ use super::request::{BulkFilter, ListFilter};
 use super::stored_headers;
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum DlqStoreError {
     #[error("no PostgreSQL connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("PostgreSQL: {0}")]
@@ -59,7 +59,7 @@ const COLUMNS: &str = "id, dlq_topic, dlq_partition, dlq_offset, original_topic,
     status_reason, reprocessed_from, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') as created_at";
 
 /// Indexes one dead letter; `Ok(false)` if its (topic, partition, offset) is indexed already.
-pub async fn insert(pool: &Pool, entry: &NewEntry) -> Result<bool, StoreError> {
+pub async fn insert(pool: &Pool, entry: &NewEntry) -> Result<bool, DlqStoreError> {
     let client = pool.get().await?;
     let error_class = entry.error_class.map(|class| class.as_str());
     let headers = stored_headers::to_json(&entry.headers);
@@ -94,14 +94,14 @@ pub async fn insert(pool: &Pool, entry: &NewEntry) -> Result<bool, StoreError> {
     Ok(inserted.is_some())
 }
 
-pub async fn find(pool: &Pool, id: i64) -> Result<Option<Entry>, StoreError> {
+pub async fn find(pool: &Pool, id: i64) -> Result<Option<Entry>, DlqStoreError> {
     let client = pool.get().await?;
     let row = client.query_opt(&format!("select {COLUMNS} from dlq_entries where id = $1"), &[&id]).await?;
     Ok(row.as_ref().map(to_entry))
 }
 
 /// One page, oldest first, plus whether another page follows.
-pub async fn list(pool: &Pool, filter: &ListFilter) -> Result<(Vec<Entry>, bool), StoreError> {
+pub async fn list(pool: &Pool, filter: &ListFilter) -> Result<(Vec<Entry>, bool), DlqStoreError> {
     let error_class = filter.error_class.map(|class| class.as_str());
     let status = filter.status.map(|status| status.as_str());
     let mut conditions = Vec::new();
@@ -136,7 +136,7 @@ pub async fn list(pool: &Pool, filter: &ListFilter) -> Result<(Vec<Entry>, bool)
 }
 
 /// The ids a bulk reprocess takes on: PENDING entries matching the filter, oldest first.
-pub async fn pending_ids(pool: &Pool, filter: &BulkFilter) -> Result<Vec<i64>, StoreError> {
+pub async fn pending_ids(pool: &Pool, filter: &BulkFilter) -> Result<Vec<i64>, DlqStoreError> {
     let error_class = filter.error_class.map(|class| class.as_str());
     let pending = Status::Pending.as_str();
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&pending];
@@ -161,7 +161,7 @@ pub async fn pending_ids(pool: &Pool, filter: &BulkFilter) -> Result<Vec<i64>, S
 
 /// Locks the entry until `tx` ends: a second reprocess (from this or another admin instance)
 /// waits, then sees the status the first one left.
-pub async fn lock(tx: &Transaction<'_>, id: i64) -> Result<Option<Entry>, StoreError> {
+pub async fn lock(tx: &Transaction<'_>, id: i64) -> Result<Option<Entry>, DlqStoreError> {
     let row = tx.query_opt(&format!("select {COLUMNS} from dlq_entries where id = $1 for update"), &[&id]).await?;
     Ok(row.as_ref().map(to_entry))
 }
@@ -173,7 +173,7 @@ pub async fn set_status(
     status: Status,
     by: &str,
     reason: Option<&str>,
-) -> Result<(), StoreError> {
+) -> Result<(), DlqStoreError> {
     tx.execute(
         "update dlq_entries set status = $2, status_changed_by = $3, status_changed_at = now(), status_reason = $4 where id = $1",
         &[&id, &status.as_str(), &by, &reason],
@@ -183,7 +183,7 @@ pub async fn set_status(
 }
 
 /// PENDING entries per DLQ topic, for `dlq_pending{topic}`.
-pub async fn pending_per_topic(pool: &Pool) -> Result<Vec<(String, i64)>, StoreError> {
+pub async fn pending_per_topic(pool: &Pool) -> Result<Vec<(String, i64)>, DlqStoreError> {
     let client = pool.get().await?;
     let rows = client
         .query(

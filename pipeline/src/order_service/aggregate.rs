@@ -105,8 +105,7 @@ impl DomainEvent {
 /// The order as the command side sees it; the saga's progress is the read model's (`GET /orders/{id}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[schema(as = AcceptedStatus)]
-pub enum OrderStatus {
+pub enum AcceptedStatus {
     Placed,
     CancellationRequested,
 }
@@ -119,7 +118,7 @@ pub struct Order {
     /// Every event of this order's saga run carries it.
     pub correlation_id: String,
     pub total_cents: i64,
-    pub status: OrderStatus,
+    pub status: AcceptedStatus,
 }
 
 /// Why a cancellation request is refused.
@@ -143,8 +142,8 @@ impl Order {
     /// The event that asks the saga to cancel this order, continuing its saga run.
     pub fn request_cancellation(&self, requested_by: &str, occurred_at: i64) -> Result<DomainEvent, CancelRejected> {
         match self.status {
-            OrderStatus::CancellationRequested => Err(CancelRejected::AlreadyRequested(self.order_id.clone())),
-            OrderStatus::Placed => Ok(DomainEvent {
+            AcceptedStatus::CancellationRequested => Err(CancelRejected::AlreadyRequested(self.order_id.clone())),
+            AcceptedStatus::Placed => Ok(DomainEvent {
                 envelope: Envelope::new(&self.order_id, &self.correlation_id, occurred_at),
                 event: OrderEvent::CancellationRequested(OrderCancellationRequested {
                     customer_id: self.customer_id.clone(),
@@ -174,10 +173,10 @@ pub fn evolve(state: Option<Order>, event: &DomainEvent) -> Option<Order> {
             customer_id: placed.customer_id.clone(),
             correlation_id: event.envelope.correlation_id.clone(),
             total_cents: placed.total_cents,
-            status: OrderStatus::Placed,
+            status: AcceptedStatus::Placed,
         }),
         (Some(order), OrderEvent::CancellationRequested(_)) => {
-            Some(Order { status: OrderStatus::CancellationRequested, ..order })
+            Some(Order { status: AcceptedStatus::CancellationRequested, ..order })
         }
         (state, _) => state,
     }
@@ -215,14 +214,14 @@ mod tests {
     fn placing_then_cancelling_moves_the_order_to_cancellation_requested() {
         let placed = placed_event();
         let order = replay(None, [&placed]).expect("placed order exists");
-        assert_eq!(order.status, OrderStatus::Placed);
+        assert_eq!(order.status, AcceptedStatus::Placed);
         assert_eq!((order.customer_id.as_str(), order.total_cents), ("c-1", 300));
 
         let cancel = order.request_cancellation("c-1", 2_000).expect("a placed order can be cancelled");
         assert_eq!(cancel.envelope.correlation_id, "corr-1");
         assert_eq!(cancel.envelope.order_id, "o-1");
         let cancelled = replay(Some(order), [&cancel]).expect("still exists");
-        assert_eq!(cancelled.status, OrderStatus::CancellationRequested);
+        assert_eq!(cancelled.status, AcceptedStatus::CancellationRequested);
         assert_eq!(cancelled.request_cancellation("c-1", 3_000), Err(CancelRejected::AlreadyRequested("o-1".into())));
     }
 

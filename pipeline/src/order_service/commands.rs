@@ -9,8 +9,8 @@ use schemas::{CodecError, OrderInterventionRequested, OrderPlaced};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::error::SqlState;
 
-use super::aggregate::{self, CancelRejected, DomainEvent, OrderStatus};
-use super::event_store::{self, Loaded, StoreError};
+use super::aggregate::{self, AcceptedStatus, CancelRejected, DomainEvent};
+use super::event_store::{self, EventStoreError, Loaded};
 use operators::idempotency::{AsyncIdempotencyGuard, Claim};
 
 use super::idempotency::{guard_config, request_hash, scoped_key};
@@ -22,7 +22,7 @@ use super::OrderService;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderAccepted {
     pub order_id: String,
-    pub status: OrderStatus,
+    pub status: AcceptedStatus,
     /// The order's event-store version after this command: `GET /orders/{id}?min_version=` it
     /// to read your own write. Absent (0) in answers stored before versions were returned.
     #[serde(default)]
@@ -42,7 +42,7 @@ pub enum CommandError {
     #[error("order {order_id} is {status}, not waiting for intervention (REQUIRES_INTERVENTION)")]
     NotParked { order_id: String, status: String },
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] EventStoreError),
     #[error("encoding the event for the outbox failed: {0}")]
     Encode(#[from] CodecError),
     #[error("no PostgreSQL connection: {0}")]
@@ -53,7 +53,7 @@ pub enum CommandError {
 
 impl From<tokio_postgres::Error> for CommandError {
     fn from(e: tokio_postgres::Error) -> Self {
-        CommandError::Store(StoreError::Database(e))
+        CommandError::Store(EventStoreError::Database(e))
     }
 }
 
@@ -112,7 +112,7 @@ impl OrderService {
         let correlation_id = uuid::Uuid::new_v4().to_string();
         let event = aggregate::place(&order_id, &correlation_id, placed, now_millis());
         let row = OutboxRow::encode(&self.codec, &event, trace.as_str()).await?;
-        let accepted = OrderAccepted { order_id: order_id.clone(), status: OrderStatus::Placed, version: 1 };
+        let accepted = OrderAccepted { order_id: order_id.clone(), status: AcceptedStatus::Placed, version: 1 };
 
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -156,7 +156,7 @@ impl OrderService {
         self.commit_events(tx, order_id, Some(&loaded), &[event], &[row], trace).await?;
         Ok(OrderAccepted {
             order_id: order_id.to_string(),
-            status: OrderStatus::CancellationRequested,
+            status: AcceptedStatus::CancellationRequested,
             version: i64::from(loaded.version) + 1,
         })
     }

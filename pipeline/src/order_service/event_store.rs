@@ -17,7 +17,7 @@ pub struct Loaded {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum EventStoreError {
     /// Someone appended to the aggregate since it was loaded; reload and decide again.
     #[error("order {aggregate_id} changed concurrently: expected version {expected}, found {actual}")]
     ConcurrencyConflict { aggregate_id: String, expected: i32, actual: i32 },
@@ -36,8 +36,8 @@ struct Metadata {
 }
 
 /// Loads an order: the latest snapshot, then the events after it. `None` if it has no events.
-pub async fn load(client: &Client, aggregate_id: &str) -> Result<Option<Loaded>, StoreError> {
-    let corrupt = |detail: String| StoreError::Corrupt { aggregate_id: aggregate_id.to_string(), detail };
+pub async fn load(client: &Client, aggregate_id: &str) -> Result<Option<Loaded>, EventStoreError> {
+    let corrupt = |detail: String| EventStoreError::Corrupt { aggregate_id: aggregate_id.to_string(), detail };
     let snapshot = client
         .query_opt("select version, state::text from snapshots where aggregate_id = $1", &[&aggregate_id])
         .await?;
@@ -72,7 +72,7 @@ fn read_event(event_type: &str, payload: &str, metadata: &str) -> Result<DomainE
 }
 
 /// Every event of an aggregate from version 1, ignoring snapshots: what a snapshot must equal.
-pub async fn load_events(client: &Client, aggregate_id: &str) -> Result<Vec<DomainEvent>, StoreError> {
+pub async fn load_events(client: &Client, aggregate_id: &str) -> Result<Vec<DomainEvent>, EventStoreError> {
     let rows = client
         .query(
             "select event_type, payload::text, metadata::text from event_store where aggregate_id = $1 order by version",
@@ -82,7 +82,7 @@ pub async fn load_events(client: &Client, aggregate_id: &str) -> Result<Vec<Doma
     rows.iter()
         .map(|row| read_event(row.get(0), row.get(1), row.get(2)))
         .collect::<Result<_, _>>()
-        .map_err(|e| StoreError::Corrupt { aggregate_id: aggregate_id.to_string(), detail: e.to_string() })
+        .map_err(|e| EventStoreError::Corrupt { aggregate_id: aggregate_id.to_string(), detail: e.to_string() })
 }
 
 /// Appends `events` after `expected_version` and returns the new version. Fails with
@@ -94,9 +94,9 @@ pub async fn append(
     expected_version: i32,
     events: &[DomainEvent],
     traceparent: &str,
-) -> Result<i32, StoreError> {
+) -> Result<i32, EventStoreError> {
     let actual = current_version(tx, aggregate_id).await?;
-    let conflict = |actual| StoreError::ConcurrencyConflict {
+    let conflict = |actual| EventStoreError::ConcurrencyConflict {
         aggregate_id: aggregate_id.to_string(),
         expected: expected_version,
         actual,
@@ -113,7 +113,7 @@ pub async fn append(
     let mut version = expected_version;
     for event in events {
         version += 1;
-        let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+        let corrupt = |e: serde_json::Error| EventStoreError::Corrupt {
             aggregate_id: aggregate_id.to_string(),
             detail: e.to_string(),
         };
@@ -135,7 +135,7 @@ pub async fn append(
     Ok(version)
 }
 
-async fn current_version(tx: &Transaction<'_>, aggregate_id: &str) -> Result<i32, StoreError> {
+async fn current_version(tx: &Transaction<'_>, aggregate_id: &str) -> Result<i32, EventStoreError> {
     let row = tx
         .query_one("select coalesce(max(version), 0) from event_store where aggregate_id = $1", &[&aggregate_id])
         .await?;
@@ -150,13 +150,13 @@ pub async fn snapshot_if_due(
     old_version: i32,
     new_version: i32,
     every: u32,
-) -> Result<bool, StoreError> {
+) -> Result<bool, EventStoreError> {
     let every = i32::try_from(every.max(1)).unwrap_or(i32::MAX);
     if old_version / every == new_version / every {
         return Ok(false);
     }
     let state_json = serde_json::to_string(state)
-        .map_err(|e| StoreError::Corrupt { aggregate_id: state.order_id.clone(), detail: e.to_string() })?;
+        .map_err(|e| EventStoreError::Corrupt { aggregate_id: state.order_id.clone(), detail: e.to_string() })?;
     tx.execute(
         "insert into snapshots (aggregate_id, version, state) values ($1, $2, $3::text::jsonb) \
          on conflict (aggregate_id) do update set version = excluded.version, state = excluded.state, created_at = now() \

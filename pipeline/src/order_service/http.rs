@@ -14,9 +14,9 @@ use schemas::CodecError;
 use serde::de::DeserializeOwned;
 use utoipa::{OpenApi, ToSchema};
 
-use super::aggregate::OrderStatus;
+use super::aggregate::AcceptedStatus;
 use super::commands::{CommandError, OrderAccepted};
-use super::event_store::StoreError;
+use super::event_store::EventStoreError;
 use super::request::{AddressRequest, ItemRequest, PlaceOrderRequest};
 use super::trace::TraceParent;
 use super::OrderService;
@@ -43,7 +43,7 @@ const MAX_ORDER_ID_LEN: usize = 64;
         InterventionRequest,
         InterventionAction,
         OrderAccepted,
-        OrderStatus,
+        AcceptedStatus,
         ErrorBody
     ))
 )]
@@ -299,7 +299,7 @@ impl From<CommandError> for ApiError {
             CommandError::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             CommandError::NotParked { .. } => StatusCode::CONFLICT,
             CommandError::Rejected(_) | CommandError::InProgress => StatusCode::CONFLICT,
-            CommandError::Store(StoreError::ConcurrencyConflict { .. }) => StatusCode::CONFLICT,
+            CommandError::Store(EventStoreError::ConcurrencyConflict { .. }) => StatusCode::CONFLICT,
             CommandError::Encode(CodecError::Registry(_)) | CommandError::Pool(_) => StatusCode::SERVICE_UNAVAILABLE,
             CommandError::Encode(_) | CommandError::Store(_) | CommandError::StoredResponse { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -310,7 +310,7 @@ impl From<CommandError> for ApiError {
         }
         let message = match &error {
             // Internal detail stays in the log.
-            CommandError::Store(StoreError::Database(_)) => "the order store failed; retry later".to_string(),
+            CommandError::Store(EventStoreError::Database(_)) => "the order store failed; retry later".to_string(),
             _ => error.to_string(),
         };
         ApiError::new(status, message)

@@ -20,7 +20,7 @@ use proptest::prelude::*;
 use schemas::{Envelope, EventType, OrderCancellationRequested, OrderInterventionRequested, Payload, SagaEvent};
 
 use super::inventory::{self, InventoryConfig, ProductStock};
-use super::order_saga::{self, OrderSagaState, OrderStatus, SagaConfig};
+use super::order_saga::{self, OrderSagaState, SagaConfig, SagaStatus};
 use super::payment::{self, CustomerBalance, PaymentConfig};
 use super::shipping::{self, Cancellation, Shipment, ShipmentError, ShipmentGateway, ShippingConfig};
 use super::test_support::{order_placed, Driven, T0};
@@ -367,7 +367,7 @@ fn run_with_operator(
         world.publish("order.events", cancel_request(&placed));
         world.settle()?;
     }
-    if world.saga_state()?.status == OrderStatus::RequiresIntervention {
+    if world.saga_state()?.status == SagaStatus::RequiresIntervention {
         match operator {
             Operator::Away => {}
             Operator::Retries => {
@@ -392,7 +392,7 @@ fn check(world: &World, scenario: Scenario, customer: &str, cancel_requested: bo
 
     // Exactly one terminal state, decided once.
     let terminal =
-        matches!(saga.status, OrderStatus::Confirmed | OrderStatus::Cancelled | OrderStatus::RequiresIntervention);
+        matches!(saga.status, SagaStatus::Confirmed | SagaStatus::Cancelled | SagaStatus::RequiresIntervention);
     prop_assert!(terminal, "ended {} instead of a terminal state\n{}", saga.status, trace());
     let decisions = world.count(EventType::OrderConfirmed) + world.count(EventType::OrderCancelled);
     prop_assert_eq!(decisions, 1, "one OrderConfirmed or OrderCancelled\n{}", trace());
@@ -429,7 +429,7 @@ fn check(world: &World, scenario: Scenario, customer: &str, cancel_requested: bo
     let shipped = world.count(EventType::ShipmentCreated) == 1;
     let (balance, apples) = (world.balance(customer)?, world.stock("apple")?.unwrap_or(STOCK));
     match saga.status {
-        OrderStatus::Confirmed => {
+        SagaStatus::Confirmed => {
             prop_assert!(charged && reserved && shipped, "confirmed without every step\n{}", trace());
             prop_assert_eq!(world.count(EventType::PaymentRefunded) + world.count(EventType::InventoryReleased), 0);
             prop_assert_eq!(world.count(EventType::ShipmentCancelled), 0);
@@ -441,7 +441,7 @@ fn check(world: &World, scenario: Scenario, customer: &str, cancel_requested: bo
             );
             prop_assert!(matches!(scenario, Scenario::Happy), "{:?} confirmed\n{}", scenario, trace());
         }
-        OrderStatus::Cancelled if saga.resolution.is_some() => {
+        SagaStatus::Cancelled if saga.resolution.is_some() => {
             // Settled by a person as it stood: only a shipment the carrier kept may stay live.
             prop_assert!(
                 world.carrier.handed_over.load(Ordering::SeqCst) && shipped,
@@ -450,7 +450,7 @@ fn check(world: &World, scenario: Scenario, customer: &str, cancel_requested: bo
             );
             prop_assert_eq!(world.count(EventType::ShipmentCancelled), 0);
         }
-        OrderStatus::Cancelled => {
+        SagaStatus::Cancelled => {
             // Every completed step was compensated exactly once, and nothing is held.
             prop_assert_eq!(world.count(EventType::PaymentRefunded), usize::from(charged), "refunds\n{}", trace());
             prop_assert_eq!(world.count(EventType::InventoryReleased), usize::from(reserved), "releases\n{}", trace());
@@ -483,7 +483,7 @@ fn check(world: &World, scenario: Scenario, customer: &str, cancel_requested: bo
             );
         }
     }
-    if cancel_requested && saga.status == OrderStatus::Confirmed {
+    if cancel_requested && saga.status == SagaStatus::Confirmed {
         prop_assert_eq!(
             world.count(EventType::OrderCancellationRejected),
             1,
@@ -551,7 +551,7 @@ fn a_parked_order_is_retried_by_an_operator_once_the_carrier_lets_go() -> Result
     let world = run_with_operator(Scenario::Happy, &racing_shipment(), Some(0), true, Operator::Retries)?;
     prop_assert_eq!(world.count(EventType::OrderRequiresIntervention), 1, "parked first");
     prop_assert_eq!(world.count(EventType::ShipmentCancelled), 1, "then cancelled after all");
-    prop_assert_eq!(world.saga_state()?.status, OrderStatus::Cancelled);
+    prop_assert_eq!(world.saga_state()?.status, SagaStatus::Cancelled);
     Ok(())
 }
 
@@ -571,7 +571,7 @@ fn a_parked_order_is_resolved_by_an_operator_as_it_stands() -> Result<(), TestCa
     let saga = world.saga_state()?;
     prop_assert_eq!(
         (saga.status, saga.resolution.as_deref()),
-        (OrderStatus::Cancelled, Some("checked with the carrier"))
+        (SagaStatus::Cancelled, Some("checked with the carrier"))
     );
     Ok(())
 }

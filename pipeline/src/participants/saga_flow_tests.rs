@@ -9,7 +9,7 @@ use std::time::Duration;
 use schemas::{CancellationReason, EventType, Payload, SagaEvent};
 
 use super::inventory::{self, InventoryConfig, ProductStock};
-use super::order_saga::{self, OrderSagaState, OrderStatus, SagaConfig};
+use super::order_saga::{self, OrderSagaState, SagaConfig, SagaStatus};
 use super::payment::{self, CustomerBalance, PaymentConfig};
 use super::shipping::{self, Cancellation, Shipment, ShipmentError, ShipmentGateway, ShippingConfig};
 use super::test_support::{order_placed, Driven, TestResult};
@@ -194,7 +194,7 @@ fn an_order_runs_through_to_confirmation() -> TestResult {
     let saga = bus.saga("o-1")?;
     assert_eq!(
         (saga.status, saga.tracking_number.as_deref(), saga.total_cents),
-        (OrderStatus::Confirmed, Some("TRK-1"), 2_500)
+        (SagaStatus::Confirmed, Some("TRK-1"), 2_500)
     );
     assert_eq!(bus.balance("alice")?, Some(7_500));
     assert_eq!((bus.stock("apple")?, bus.stock("pear")?), (Some(8), Some(9)));
@@ -209,7 +209,7 @@ fn a_rejected_address_releases_the_stock_before_refunding_the_money() -> TestRes
     assert_eq!(cancellation_reason(&bus), Some(CancellationReason::ShipmentFailed));
     let (released, refunded) = (bus.position(EventType::InventoryReleased), bus.position(EventType::PaymentRefunded));
     assert!(released.is_some() && released < refunded, "compensations in reverse order: {:?}", bus.types());
-    assert_eq!(bus.saga("o-1")?.status, OrderStatus::Cancelled);
+    assert_eq!(bus.saga("o-1")?.status, SagaStatus::Cancelled);
     assert_eq!((bus.balance("alice")?, bus.stock("apple")?), (Some(10_000), Some(10)));
     assert!(bus.carrier.created.lock().map_err(|_| "poisoned")?.is_empty());
     Ok(())
@@ -221,7 +221,7 @@ fn insufficient_stock_refunds_and_leaves_stock_untouched() -> TestResult {
     bus.publish("order.events", order_placed("o-1", "alice", &[("apple", 2, 1_000), ("rare", 2, 1_000)], "DE"))?;
     assert_eq!(cancellation_reason(&bus), Some(CancellationReason::InsufficientStock));
     assert_eq!(bus.types().iter().filter(|&&t| t == EventType::PaymentRefunded).count(), 1);
-    assert_eq!(bus.saga("o-1")?.status, OrderStatus::Cancelled);
+    assert_eq!(bus.saga("o-1")?.status, SagaStatus::Cancelled);
     assert_eq!((bus.balance("alice")?, bus.stock("apple")?, bus.stock("rare")?), (Some(10_000), Some(10), Some(1)));
     Ok(())
 }
@@ -234,7 +234,7 @@ fn insufficient_funds_cancels_before_anything_is_held() -> TestResult {
     assert_eq!(cancellation_reason(&bus), Some(CancellationReason::PaymentFailed));
     assert_eq!(
         (bus.saga("o-1")?.status, bus.balance("poor")?, bus.stock("apple")?),
-        (OrderStatus::Cancelled, Some(100), None)
+        (SagaStatus::Cancelled, Some(100), None)
     );
     Ok(())
 }
@@ -244,13 +244,13 @@ fn a_shipping_step_that_never_answers_times_out_and_is_compensated() -> TestResu
     let mut bus = Bus::new();
     bus.carrier.down.store(true, Ordering::SeqCst);
     bus.publish("order.events", order_placed("o-1", "alice", &[("apple", 1, 1_000)], "DE"))?;
-    assert_eq!(bus.saga("o-1")?.status, OrderStatus::Reserved);
+    assert_eq!(bus.saga("o-1")?.status, SagaStatus::Reserved);
     let (member, topic, stuck) = bus.failed.pop().ok_or("shipping should have failed the reservation")?;
     assert_eq!((member, stuck.event_type()), (SHIPPING, EventType::InventoryReserved));
 
     bus.advance(SagaConfig::default().shipping_timeout)?;
     assert_eq!(cancellation_reason(&bus), Some(CancellationReason::Timeout { step: "shipping".into() }));
-    assert_eq!(bus.saga("o-1")?.status, OrderStatus::Cancelled);
+    assert_eq!(bus.saga("o-1")?.status, SagaStatus::Cancelled);
     assert_eq!((bus.balance("alice")?, bus.stock("apple")?), (Some(10_000), Some(10)));
 
     bus.carrier.down.store(false, Ordering::SeqCst);
@@ -260,7 +260,7 @@ fn a_shipping_step_that_never_answers_times_out_and_is_compensated() -> TestResu
         matches!(&last.payload, Payload::ShipmentFailed(failed) if failed.reason == shipping::CANCELLED),
         "{last:?}"
     );
-    assert_eq!(bus.saga("o-1")?.status, OrderStatus::Cancelled, "a late answer does not revive the order");
+    assert_eq!(bus.saga("o-1")?.status, SagaStatus::Cancelled, "a late answer does not revive the order");
     Ok(())
 }
 
@@ -298,8 +298,8 @@ fn every_participant_forgets_a_finished_order_after_the_grace_period_and_ignores
     bus.publish("order.events", confirmed.clone())?;
     let cancelled = order_placed("o-2", "alice", &[("apple", 1, 1_000)], "US");
     bus.publish("order.events", cancelled.clone())?;
-    assert_eq!(bus.saga("o-1")?.status, OrderStatus::Confirmed);
-    assert_eq!(bus.saga("o-2")?.status, OrderStatus::Cancelled);
+    assert_eq!(bus.saga("o-1")?.status, SagaStatus::Confirmed);
+    assert_eq!(bus.saga("o-2")?.status, SagaStatus::Cancelled);
     assert!(bus.per_order_entries()?.iter().all(|&n| n > 0), "{:?}", bus.per_order_entries()?);
 
     let grace = super::retention::Retention::default().grace;

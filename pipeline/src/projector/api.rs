@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::queries::{find_order, list_orders, OrderFilter, OrderRecord};
-use super::store::StoreError;
+use super::store::ReadModelError;
 use super::view::OrderStatus;
 use crate::error_body::{error_response, ErrorBody};
 use crate::path_text::PathText;
@@ -49,7 +49,7 @@ pub fn query_routes(pool: Pool) -> Router {
 enum ApiError {
     BadRequest(String),
     NotFound(String),
-    Unavailable(StoreError),
+    Unavailable(ReadModelError),
 }
 
 impl IntoResponse for ApiError {
@@ -66,8 +66,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
+impl From<ReadModelError> for ApiError {
+    fn from(error: ReadModelError) -> Self {
         ApiError::Unavailable(error)
     }
 }

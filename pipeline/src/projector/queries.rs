@@ -5,7 +5,7 @@ use serde::Serialize;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::store::StoreError;
+use super::store::ReadModelError;
 use super::view::OrderStatus;
 
 /// An order as the query API shows it. Amounts in cents, times in RFC 3339 (UTC).
@@ -54,14 +54,14 @@ const COLUMNS: &str = "order_id, customer_id, status, total_amount, item_count, 
 /// Newest first; the order id makes the order total, so pages never overlap.
 const LISTING_ORDER: &str = "placed_at desc nulls last, order_id";
 
-pub async fn find_order(pool: &Pool, order_id: &str) -> Result<Option<OrderRecord>, StoreError> {
+pub async fn find_order(pool: &Pool, order_id: &str) -> Result<Option<OrderRecord>, ReadModelError> {
     let client = pool.get().await?;
     let row = client.query_opt(&format!("select {COLUMNS} from order_view where order_id = $1"), &[&order_id]).await?;
     Ok(row.as_ref().map(to_record))
 }
 
 /// One page of orders, plus whether another page follows.
-pub async fn list_orders(pool: &Pool, filter: &OrderFilter) -> Result<(Vec<OrderRecord>, bool), StoreError> {
+pub async fn list_orders(pool: &Pool, filter: &OrderFilter) -> Result<(Vec<OrderRecord>, bool), ReadModelError> {
     let status = filter.status.map(OrderStatus::as_str);
     // Only the filters given make it into the SQL, so each shape can use its index.
     let mut conditions = Vec::new();

@@ -9,10 +9,10 @@ use std::collections::{HashMap, HashSet};
 use deadpool_postgres::{GenericClient, Pool};
 use schemas::SagaEvent;
 
-use super::view::{Intervention, OrderStatus, OrderView, Progress};
+use super::view::{Intervention, OrderStatus, OrderView, StepsSeen};
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum ReadModelError {
     #[error("no PostgreSQL connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("PostgreSQL: {0}")]
@@ -44,7 +44,10 @@ pub enum Projection {
 }
 
 /// Events (with their `order_version`) into the live tables, in one transaction of their own.
-pub async fn apply_events(pool: &Pool, events: &[(&SagaEvent, Option<i64>)]) -> Result<Vec<Projection>, StoreError> {
+pub async fn apply_events(
+    pool: &Pool,
+    events: &[(&SagaEvent, Option<i64>)],
+) -> Result<Vec<Projection>, ReadModelError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let projected = apply_events_in(&tx, Tables::LIVE, events).await?;
@@ -62,7 +65,7 @@ pub async fn apply_events_in(
     tx: &impl GenericClient,
     tables: Tables,
     events: &[(&SagaEvent, Option<i64>)],
-) -> Result<Vec<Projection>, StoreError> {
+) -> Result<Vec<Projection>, ReadModelError> {
     let ids: Vec<&str> = events.iter().map(|(event, _)| event.envelope.event_id.as_str()).collect();
     let orders: Vec<&str> = events.iter().map(|(event, _)| event.envelope.order_id.as_str()).collect();
     // An id twice in the batch conflicts with itself: it is returned once.
@@ -104,7 +107,7 @@ pub async fn apply_events_in(
 }
 
 /// Marks the order of a record the projector could never read, so the read model says so.
-pub async fn flag_projection_problem(pool: &Pool, order_id: &str, reason: &str) -> Result<(), StoreError> {
+pub async fn flag_projection_problem(pool: &Pool, order_id: &str, reason: &str) -> Result<(), ReadModelError> {
     let client = pool.get().await?;
     flag_projection_problem_in(&client, Tables::LIVE, order_id, reason).await
 }
@@ -115,7 +118,7 @@ pub async fn flag_projection_problem_in(
     tables: Tables,
     order_id: &str,
     reason: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), ReadModelError> {
     client
         .execute(
             &format!(
@@ -131,7 +134,11 @@ pub async fn flag_projection_problem_in(
 
 /// The order's row, locked; created first if none of its events was applied yet (any of an
 /// order's events may come first, the row exists from then on).
-async fn load_for_update(client: &impl GenericClient, tables: Tables, order_id: &str) -> Result<OrderView, StoreError> {
+async fn load_for_update(
+    client: &impl GenericClient,
+    tables: Tables,
+    order_id: &str,
+) -> Result<OrderView, ReadModelError> {
     let create = client
         .prepare_cached(&format!(
             "insert into {} (order_id, status, version, updated_at) values ($1, $2, 0, now()) on conflict do nothing",
@@ -155,7 +162,7 @@ async fn load_for_update(client: &impl GenericClient, tables: Tables, order_id: 
         order_id: order_id.to_string(),
         customer_id: row.get("customer_id"),
         status: OrderStatus::parse(&status)
-            .ok_or_else(|| StoreError::UnknownStatus { order_id: order_id.to_string(), status })?,
+            .ok_or_else(|| ReadModelError::UnknownStatus { order_id: order_id.to_string(), status })?,
         total_amount: row.get("total_amount"),
         item_count: row.get("item_count"),
         tracking_number: row.get("tracking_number"),
@@ -166,7 +173,7 @@ async fn load_for_update(client: &impl GenericClient, tables: Tables, order_id: 
             outstanding: row.get::<_, Option<Vec<String>>>("outstanding_compensations").unwrap_or_default(),
         }),
         resolution: row.get("resolution"),
-        progress: Progress {
+        progress: StepsSeen {
             charged: row.get("charged"),
             refunded: row.get("refunded"),
             reserved: row.get("reserved"),
@@ -185,7 +192,7 @@ fn stored_intervention(view: &OrderView) -> Option<&Intervention> {
     view.intervention.as_ref().filter(|_| view.status == OrderStatus::RequiresIntervention)
 }
 
-async fn save(client: &impl GenericClient, tables: Tables, view: &OrderView) -> Result<(), StoreError> {
+async fn save(client: &impl GenericClient, tables: Tables, view: &OrderView) -> Result<(), ReadModelError> {
     let placed_at_seconds = view.placed_at_ms.map(|ms| ms as f64 / 1000.0);
     let parked = stored_intervention(view);
     let intervention_reason = parked.map(|parked| parked.reason.clone());

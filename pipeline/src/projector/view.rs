@@ -2,7 +2,7 @@
 //! row, applies one event here and writes the row back, all in one transaction.
 //!
 //! Each topic is consumed on its own, so one order's events can arrive in any order. The status is
-//! therefore derived from the set of steps known to have happened ([`Progress`]), and every event
+//! therefore derived from the set of steps known to have happened ([`StepsSeen`]), and every event
 //! also records the steps that must have happened before it (a reservation implies a charge), so a
 //! late cause changes nothing once its effect was seen.
 
@@ -66,7 +66,7 @@ impl fmt::Display for OrderStatus {
 
 /// The saga steps known to have happened to an order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Progress {
+pub struct StepsSeen {
     pub charged: bool,
     pub refunded: bool,
     pub reserved: bool,
@@ -75,7 +75,7 @@ pub struct Progress {
     pub shipment_cancelled: bool,
 }
 
-impl Progress {
+impl StepsSeen {
     /// A reservation only follows a charge, so knowing of one means knowing of both.
     fn reserve(&mut self) {
         self.reserved = true;
@@ -119,7 +119,7 @@ pub struct OrderView {
     pub intervention: Option<Intervention>,
     /// An operator's note settling a parked order.
     pub resolution: Option<String>,
-    pub progress: Progress,
+    pub progress: StepsSeen,
     /// Distinct events applied.
     pub version: i64,
     /// The highest event-store version of the order seen (the `aggregate_version` header of its
@@ -143,7 +143,7 @@ impl OrderView {
             cancellation_rejected: None,
             intervention: None,
             resolution: None,
-            progress: Progress::default(),
+            progress: StepsSeen::default(),
             version: 0,
             order_version: 0,
             placed_at_ms: None,
@@ -260,7 +260,7 @@ impl OrderView {
 
 /// The saga cancels for these reasons only from a state that had these steps done, so the
 /// compensations they need are expected even before their causes' events arrive here.
-fn record_steps_implied_by(reason: &CancellationReason, progress: &mut Progress) {
+fn record_steps_implied_by(reason: &CancellationReason, progress: &mut StepsSeen) {
     match reason {
         CancellationReason::InsufficientStock => progress.charged = true,
         CancellationReason::ShipmentFailed => progress.reserve(),
@@ -398,7 +398,7 @@ mod tests {
     fn a_cancellation_before_any_charge_is_final_at_once() {
         let (view, trail) = statuses(&[placed(), cancelled(CancellationReason::PaymentFailed)]);
         assert_eq!(trail, [OrderStatus::Placed, OrderStatus::Cancelled]);
-        assert_eq!(view.progress, Progress::default());
+        assert_eq!(view.progress, StepsSeen::default());
     }
 
     #[test]

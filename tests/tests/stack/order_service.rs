@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use integration_tests::stack::{postgres_config, redis_url, registry_with_saga_schemas, unique};
 use operators::idempotency::{AsyncIdempotencyGuard, Claim};
-use pipeline::order_service::aggregate::{replay, OrderStatus};
-use pipeline::order_service::event_store::{self, StoreError};
+use pipeline::order_service::aggregate::{replay, AcceptedStatus};
+use pipeline::order_service::event_store::{self, EventStoreError};
 use pipeline::order_service::idempotency::{guard_config, request_hash, scoped_key};
 use pipeline::order_service::outbox::sweep_outbox;
 use pipeline::order_service::request::PlaceOrderRequest;
@@ -455,7 +455,9 @@ async fn a_stale_expected_version_is_a_conflict_never_a_lost_write() {
         let tx = db.transaction().await.expect("transaction");
         let result = event_store::append(&tx, &order_id, stale, std::slice::from_ref(&cancel), "trace").await;
         match result {
-            Err(StoreError::ConcurrencyConflict { expected, actual, .. }) => assert_eq!((expected, actual), (stale, 1)),
+            Err(EventStoreError::ConcurrencyConflict { expected, actual, .. }) => {
+                assert_eq!((expected, actual), (stale, 1))
+            }
             other => panic!("expected version {stale} must conflict, got {other:?}"),
         }
         tx.rollback().await.expect("rollback");
@@ -494,7 +496,7 @@ async fn snapshots_are_written_every_n_events_and_load_equals_a_full_replay() {
     assert_eq!(snapshot(&rarely.db, &order_id).await.map(|s| s.0), Some(1), "no snapshot at version 2");
     let loaded = rarely.service.load(&order_id).await.expect("load").expect("order exists");
     assert_eq!(loaded.version, 2);
-    assert_eq!(loaded.order.status, OrderStatus::CancellationRequested);
+    assert_eq!(loaded.order.status, AcceptedStatus::CancellationRequested);
     let events = event_store::load_events(&rarely.db, &order_id).await.expect("events");
     assert_eq!(events.len(), 2);
     assert_eq!(replay(None, &events), Some(loaded.order.clone()), "snapshot + replay equals a full replay");
@@ -616,7 +618,7 @@ async fn events_stored_as_v1_replay_after_the_upgrade_from_snapshot_plus_events(
     assert_eq!(rarely.cancel(&order_id).await.0, StatusCode::ACCEPTED);
 
     let loaded = rarely.service.load(&order_id).await.expect("load").expect("order exists");
-    assert_eq!((loaded.version, loaded.order.status), (2, OrderStatus::CancellationRequested));
+    assert_eq!((loaded.version, loaded.order.status), (2, AcceptedStatus::CancellationRequested));
     assert_eq!(loaded.order.total_cents, 2 * 1_250 + 999);
 
     let events = event_store::load_events(&rarely.db, &order_id).await.expect("events");

@@ -9,7 +9,7 @@ use prometheus::core::Collector;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
 use schemas::CancellationReason;
 
-use super::state::{OrderSagaState, OrderStatus, Progress};
+use super::state::{LearntFacts, OrderSagaState, SagaStatus};
 use super::transitions::PARKING_REASONS;
 
 struct SagaMetrics {
@@ -123,11 +123,11 @@ pub(super) fn saga_built() {
     }
 }
 
-/// The compensation kinds, as `Progress::outstanding` names them.
+/// The compensation kinds, as `LearntFacts::outstanding` names them.
 const COMPENSATIONS: [&str; 3] = ["refund", "release", "cancel_shipment"];
 
-fn is_outcome(status: OrderStatus) -> bool {
-    matches!(status, OrderStatus::Confirmed | OrderStatus::Cancelled | OrderStatus::RequiresIntervention)
+fn is_outcome(status: SagaStatus) -> bool {
+    matches!(status, SagaStatus::Confirmed | SagaStatus::Cancelled | SagaStatus::RequiresIntervention)
 }
 
 /// What one state change means for the metrics.
@@ -153,8 +153,8 @@ fn effects(before: Option<&OrderSagaState>, after: &OrderSagaState, now_ms: i64)
     let before_status = before.map(|b| b.status);
     if is_outcome(after.status) && before_status.is_none_or(|s| !is_outcome(s)) {
         let outcome = match after.status {
-            OrderStatus::Confirmed => "confirmed",
-            OrderStatus::Cancelled => "cancelled",
+            SagaStatus::Confirmed => "confirmed",
+            SagaStatus::Cancelled => "cancelled",
             _ => "requires_intervention",
         };
         effects.completed = Some((outcome, (now_ms - after.started_at_ms).max(0) as f64 / 1000.0));
@@ -185,7 +185,7 @@ fn effects(before: Option<&OrderSagaState>, after: &OrderSagaState, now_ms: i64)
     if before.is_some_and(|b| b.reason.is_some()) {
         effects.late_replies = completed_steps(&was, now);
     }
-    if after.status == OrderStatus::RequiresIntervention && before_status != Some(OrderStatus::RequiresIntervention) {
+    if after.status == SagaStatus::RequiresIntervention && before_status != Some(SagaStatus::RequiresIntervention) {
         effects.compensations.extend(now.outstanding().into_iter().map(|kind| (kind, "failed")));
         effects.parked = after.parked.clone();
     }
@@ -193,7 +193,7 @@ fn effects(before: Option<&OrderSagaState>, after: &OrderSagaState, now_ms: i64)
 }
 
 /// The steps that completed between `was` and `now`.
-fn completed_steps(was: &Progress, now: &Progress) -> Vec<&'static str> {
+fn completed_steps(was: &LearntFacts, now: &LearntFacts) -> Vec<&'static str> {
     [
         (was.charged, now.charged, "payment"),
         (was.reserved, now.reserved, "inventory"),
@@ -239,7 +239,7 @@ mod tests {
     #[test]
     fn an_outcome_counts_once_with_its_latency() {
         let placed = OrderSagaState { started_at_ms: 1_000, ..Default::default() };
-        let confirmed = OrderSagaState { status: OrderStatus::Confirmed, ..placed.clone() };
+        let confirmed = OrderSagaState { status: SagaStatus::Confirmed, ..placed.clone() };
         assert!(effects(None, &placed, 1_000).started);
         assert_eq!(effects(Some(&placed), &confirmed, 3_500).completed, Some(("confirmed", 2.5)));
         assert_eq!(
@@ -251,14 +251,14 @@ mod tests {
 
     #[test]
     fn compensations_count_when_they_finish_or_are_given_up() {
-        let charged = Progress { placed: true, charged: true, reserved: true, ..Progress::default() };
+        let charged = LearntFacts { placed: true, charged: true, reserved: true, ..LearntFacts::default() };
         let compensating =
-            OrderSagaState { status: OrderStatus::Compensating, progress: charged.clone(), ..Default::default() };
+            OrderSagaState { status: SagaStatus::Compensating, progress: charged.clone(), ..Default::default() };
         let released =
-            OrderSagaState { progress: Progress { released: true, ..charged.clone() }, ..compensating.clone() };
+            OrderSagaState { progress: LearntFacts { released: true, ..charged.clone() }, ..compensating.clone() };
         assert_eq!(effects(Some(&compensating), &released, 0).compensations, [("release", "succeeded")]);
         let stuck = OrderSagaState {
-            status: OrderStatus::RequiresIntervention,
+            status: SagaStatus::RequiresIntervention,
             parked: Some("timeout:compensation".into()),
             ..released.clone()
         };
@@ -270,12 +270,12 @@ mod tests {
     #[test]
     fn a_timeout_counts_as_its_step_and_as_the_reason_and_a_late_reply_counts_once() {
         let paid = OrderSagaState {
-            status: OrderStatus::Paid,
-            progress: Progress { placed: true, charged: true, ..Progress::default() },
+            status: SagaStatus::Paid,
+            progress: LearntFacts { placed: true, charged: true, ..LearntFacts::default() },
             ..Default::default()
         };
         let timed_out = OrderSagaState {
-            status: OrderStatus::Compensating,
+            status: SagaStatus::Compensating,
             reason: Some(CancellationReason::Timeout { step: "inventory".into() }),
             ..paid.clone()
         };
@@ -286,8 +286,10 @@ mod tests {
         );
         assert!(cancelling.late_replies.is_empty());
 
-        let late =
-            OrderSagaState { progress: Progress { reserved: true, ..timed_out.progress.clone() }, ..timed_out.clone() };
+        let late = OrderSagaState {
+            progress: LearntFacts { reserved: true, ..timed_out.progress.clone() },
+            ..timed_out.clone()
+        };
         let reply = effects(Some(&timed_out), &late, 0);
         assert_eq!(reply.late_replies, ["inventory"]);
         assert_eq!((reply.cancelled, reply.step_timeout), (None, None), "the cancellation counts once");

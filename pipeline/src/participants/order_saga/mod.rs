@@ -22,5 +22,5 @@ mod transitions;
 mod tests;
 
 pub use config::SagaConfig;
-pub use state::{Awaiting, OrderSagaState, OrderStatus, Progress, Step};
+pub use state::{Awaiting, LearntFacts, OrderSagaState, SagaStatus, Step};
 pub use topology::{topology, ORDERS_STORE};

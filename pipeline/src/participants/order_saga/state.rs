@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// One order's saga, keyed by order id.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OrderSagaState {
-    pub status: OrderStatus,
+    pub status: SagaStatus,
     /// Why the order was cancelled; set once.
     pub reason: Option<CancellationReason>,
     pub customer_id: Option<String>,
@@ -20,7 +20,7 @@ pub struct OrderSagaState {
     /// Bumped on every change, starting at 1.
     pub version: u64,
     pub correlation_id: String,
-    pub progress: Progress,
+    pub progress: LearntFacts,
     /// The step with a timer running, if any.
     pub awaiting: Option<Awaiting>,
     /// Timestamp of the first event seen for the order, for the end-to-end latency metric.
@@ -49,7 +49,7 @@ pub struct OrderSagaState {
 impl crate::participants::retention::OrderState for OrderSagaState {
     /// Confirmed, or cancelled with every compensation in.
     fn settled(&self) -> bool {
-        matches!(self.status, OrderStatus::Confirmed | OrderStatus::Cancelled) && self.compensations.is_empty()
+        matches!(self.status, SagaStatus::Confirmed | SagaStatus::Cancelled) && self.compensations.is_empty()
     }
 }
 
@@ -62,7 +62,7 @@ pub struct CompensationDeadline {
 
 /// Facts learnt from the participants. They only ever become true.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
+pub struct LearntFacts {
     pub placed: bool,
     pub charged: bool,
     pub reserved: bool,
@@ -73,7 +73,7 @@ pub struct Progress {
     pub shipment_cancelled: bool,
 }
 
-impl Progress {
+impl LearntFacts {
     /// The compensations still to come, by name: money held, stock held, a live shipment.
     pub fn outstanding(&self) -> Vec<&'static str> {
         [
@@ -96,7 +96,7 @@ impl Progress {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OrderStatus {
+pub enum SagaStatus {
     #[default]
     Placed,
     Paid,
@@ -107,21 +107,21 @@ pub enum OrderStatus {
     RequiresIntervention,
 }
 
-impl OrderStatus {
+impl SagaStatus {
     pub fn as_str(self) -> &'static str {
         match self {
-            OrderStatus::Placed => "PLACED",
-            OrderStatus::Paid => "PAID",
-            OrderStatus::Reserved => "RESERVED",
-            OrderStatus::Confirmed => "CONFIRMED",
-            OrderStatus::Compensating => "COMPENSATING",
-            OrderStatus::Cancelled => "CANCELLED",
-            OrderStatus::RequiresIntervention => "REQUIRES_INTERVENTION",
+            SagaStatus::Placed => "PLACED",
+            SagaStatus::Paid => "PAID",
+            SagaStatus::Reserved => "RESERVED",
+            SagaStatus::Confirmed => "CONFIRMED",
+            SagaStatus::Compensating => "COMPENSATING",
+            SagaStatus::Cancelled => "CANCELLED",
+            SagaStatus::RequiresIntervention => "REQUIRES_INTERVENTION",
         }
     }
 }
 
-impl fmt::Display for OrderStatus {
+impl fmt::Display for SagaStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

@@ -64,7 +64,7 @@ impl Run {
         Ok(store.get(&ORDER.to_owned())?.ok_or("no saga state")?)
     }
 
-    fn status(&self) -> Result<OrderStatus, Box<dyn std::error::Error>> {
+    fn status(&self) -> Result<SagaStatus, Box<dyn std::error::Error>> {
         Ok(self.state()?.status)
     }
 
@@ -132,11 +132,11 @@ fn timeout(step: &str) -> CancellationReason {
 #[test]
 fn an_order_that_is_paid_reserved_and_shipped_is_confirmed() -> TestResult {
     let mut run = Run::start()?;
-    assert_eq!(run.status()?, OrderStatus::Placed);
+    assert_eq!(run.status()?, SagaStatus::Placed);
     run.paid()?;
-    assert_eq!(run.status()?, OrderStatus::Paid);
+    assert_eq!(run.status()?, SagaStatus::Paid);
     run.reserved()?;
-    assert_eq!(run.status()?, OrderStatus::Reserved);
+    assert_eq!(run.status()?, SagaStatus::Reserved);
     let shipped = run.shipped()?;
     let confirmed = only(run.decisions()?);
     let Payload::OrderConfirmed(confirmation) = &confirmed.payload else {
@@ -150,7 +150,7 @@ fn an_order_that_is_paid_reserved_and_shipped_is_confirmed() -> TestResult {
     assert_eq!(confirmed.envelope.correlation_id, run.placed.envelope.correlation_id);
 
     let state = run.state()?;
-    assert_eq!(state.status, OrderStatus::Confirmed);
+    assert_eq!(state.status, SagaStatus::Confirmed);
     assert_eq!((state.customer_id.as_deref(), state.total_cents, state.item_count), (Some("alice"), 2_500, 3));
     assert_eq!((state.tracking_number.as_deref(), state.reason.clone(), state.version), (Some("TRK-1"), None, 4));
     assert_eq!(state.awaiting, None);
@@ -172,7 +172,7 @@ fn a_failed_payment_cancels_the_order_with_nothing_to_compensate() -> TestResult
     assert_caused_by(&cancelled, &failure);
     let Payload::OrderCancelled(details) = &cancelled.payload else { unreachable!() };
     assert_eq!((details.customer_id.as_str(), details.total_cents), ("alice", 2_500));
-    assert_eq!((run.status()?, run.state()?.reason), (OrderStatus::Cancelled, Some(CancellationReason::PaymentFailed)));
+    assert_eq!((run.status()?, run.state()?.reason), (SagaStatus::Cancelled, Some(CancellationReason::PaymentFailed)));
     Ok(())
 }
 
@@ -185,9 +185,9 @@ fn insufficient_stock_cancels_and_waits_for_the_refund() -> TestResult {
         items: vec![],
     }))?;
     assert_eq!(cancellation(&only(run.decisions()?)), CancellationReason::InsufficientStock);
-    assert_eq!(run.status()?, OrderStatus::Compensating);
+    assert_eq!(run.status()?, SagaStatus::Compensating);
     run.refunded(CancellationReason::InsufficientStock)?;
-    assert_eq!(run.status()?, OrderStatus::Cancelled);
+    assert_eq!(run.status()?, SagaStatus::Cancelled);
     assert!(run.decisions()?.is_empty());
     Ok(())
 }
@@ -199,11 +199,11 @@ fn a_failed_shipment_compensates_release_then_refund() -> TestResult {
     run.reserved()?;
     run.send(Payload::ShipmentFailed(ShipmentFailed { reason: "address_rejected".into() }))?;
     assert_eq!(cancellation(&only(run.decisions()?)), CancellationReason::ShipmentFailed);
-    assert_eq!(run.status()?, OrderStatus::Compensating);
+    assert_eq!(run.status()?, SagaStatus::Compensating);
     run.released(CancellationReason::ShipmentFailed)?;
-    assert_eq!(run.status()?, OrderStatus::Compensating, "the refund is still outstanding");
+    assert_eq!(run.status()?, SagaStatus::Compensating, "the refund is still outstanding");
     run.refunded(CancellationReason::ShipmentFailed)?;
-    assert_eq!(run.status()?, OrderStatus::Cancelled);
+    assert_eq!(run.status()?, SagaStatus::Cancelled);
     let progress = run.state()?.progress;
     assert!(progress.released && progress.refunded && !progress.compensation_outstanding());
     Ok(())
@@ -214,15 +214,15 @@ fn a_customer_can_cancel_until_confirmation() -> TestResult {
     let mut placed = Run::start()?;
     placed.customer_cancels()?;
     assert_eq!(cancellation(&only(placed.decisions()?)), CancellationReason::CustomerCancelled);
-    assert_eq!(placed.status()?, OrderStatus::Cancelled);
+    assert_eq!(placed.status()?, SagaStatus::Cancelled);
 
     let mut paid = Run::start()?;
     paid.paid()?;
     paid.customer_cancels()?;
     assert_eq!(cancellation(&only(paid.decisions()?)), CancellationReason::CustomerCancelled);
-    assert_eq!(paid.status()?, OrderStatus::Compensating);
+    assert_eq!(paid.status()?, SagaStatus::Compensating);
     paid.refunded(CancellationReason::CustomerCancelled)?;
-    assert_eq!(paid.status()?, OrderStatus::Cancelled);
+    assert_eq!(paid.status()?, SagaStatus::Cancelled);
 
     let mut reserved = Run::start()?;
     reserved.paid()?;
@@ -231,7 +231,7 @@ fn a_customer_can_cancel_until_confirmation() -> TestResult {
     assert_eq!(cancellation(&only(reserved.decisions()?)), CancellationReason::CustomerCancelled);
     reserved.released(CancellationReason::CustomerCancelled)?;
     reserved.refunded(CancellationReason::CustomerCancelled)?;
-    assert_eq!(reserved.status()?, OrderStatus::Cancelled);
+    assert_eq!(reserved.status()?, SagaStatus::Cancelled);
 
     let mut confirmed = Run::start()?;
     confirmed.paid()?;
@@ -246,7 +246,7 @@ fn a_customer_can_cancel_until_confirmation() -> TestResult {
     );
     confirmed.customer_cancels()?;
     assert!(confirmed.decisions()?.is_empty(), "a cancellation is refused once");
-    assert_eq!(confirmed.status()?, OrderStatus::Confirmed);
+    assert_eq!(confirmed.status()?, SagaStatus::Confirmed);
     Ok(())
 }
 
@@ -259,7 +259,7 @@ fn each_step_times_out_on_its_own_deadline() -> TestResult {
     let cancelled = only(run.decisions()?);
     assert_eq!(cancellation(&cancelled), timeout("payment"));
     assert_caused_by(&cancelled, &run.placed);
-    assert_eq!(run.status()?, OrderStatus::Cancelled);
+    assert_eq!(run.status()?, SagaStatus::Cancelled);
 
     let mut paid = Run::start()?;
     paid.advance(Duration::from_secs(20))?;
@@ -268,7 +268,7 @@ fn each_step_times_out_on_its_own_deadline() -> TestResult {
     assert!(paid.decisions()?.is_empty(), "the inventory deadline runs from PAID");
     paid.advance(Duration::from_millis(1))?;
     assert_eq!(cancellation(&only(paid.decisions()?)), timeout("inventory"));
-    assert_eq!(paid.status()?, OrderStatus::Compensating);
+    assert_eq!(paid.status()?, SagaStatus::Compensating);
 
     let mut reserved = Run::start()?;
     reserved.paid()?;
@@ -333,11 +333,11 @@ fn a_compensation_that_never_finishes_is_asked_for_again_then_needs_intervention
     let mut run = Run::start()?;
     run.paid()?;
     run.customer_cancels()?;
-    assert_eq!(run.status()?, OrderStatus::Compensating);
+    assert_eq!(run.status()?, SagaStatus::Compensating);
     assert_eq!(only(run.decisions()?).event_type(), EventType::OrderCancelled);
     for attempt in 1..=config.compensation_retries {
         run.advance(config.compensation_timeout)?;
-        assert_eq!(run.status()?, OrderStatus::Compensating, "retry {attempt} is not the end yet");
+        assert_eq!(run.status()?, SagaStatus::Compensating, "retry {attempt} is not the end yet");
         let retry = only(run.decisions()?);
         let Payload::OrderInterventionRequested(requested) = &retry.payload else {
             panic!("expected a retry, got {retry:?}")
@@ -352,7 +352,7 @@ fn a_compensation_that_never_finishes_is_asked_for_again_then_needs_intervention
         );
     }
     run.advance(config.compensation_timeout)?;
-    assert_eq!(run.status()?, OrderStatus::RequiresIntervention);
+    assert_eq!(run.status()?, SagaStatus::RequiresIntervention);
     let parked = only(run.decisions()?);
     let Payload::OrderRequiresIntervention(parked) = &parked.payload else {
         panic!("expected the parking, got {parked:?}")
@@ -363,7 +363,7 @@ fn a_compensation_that_never_finishes_is_asked_for_again_then_needs_intervention
     );
     assert!(run.state()?.compensations.is_empty(), "a parked order waits for a person, without a timer");
     run.refunded(CancellationReason::CustomerCancelled)?;
-    assert_eq!(run.status()?, OrderStatus::Cancelled, "a late refund resolves it");
+    assert_eq!(run.status()?, SagaStatus::Cancelled, "a late refund resolves it");
     Ok(())
 }
 
@@ -376,7 +376,7 @@ fn each_compensation_runs_on_its_own_deadline() -> TestResult {
     run.decisions()?;
     run.advance(timeout / 2)?;
     run.reserved()?;
-    assert_eq!(run.status()?, OrderStatus::Compensating, "a late reservation is to be released too");
+    assert_eq!(run.status()?, SagaStatus::Compensating, "a late reservation is to be released too");
     run.advance(timeout / 2)?;
     let first = only(run.decisions()?);
     assert!(
@@ -393,7 +393,7 @@ fn each_compensation_runs_on_its_own_deadline() -> TestResult {
         "{second:?}"
     );
     run.refunded(CancellationReason::CustomerCancelled)?;
-    assert_eq!(run.status()?, OrderStatus::Cancelled);
+    assert_eq!(run.status()?, SagaStatus::Cancelled);
     assert!(run.state()?.awaiting.is_none() && run.state()?.compensations.is_empty());
     run.advance(timeout * 4)?;
     assert!(run.decisions()?.is_empty(), "nothing fires after the end");
@@ -433,7 +433,7 @@ fn a_confirmed_order_never_moves_and_late_steps_of_a_cancelled_one_are_compensat
     confirmed.resend(&reserved)?;
     confirmed.resend(&paid)?;
     confirmed.send(Payload::ShipmentFailed(ShipmentFailed { reason: "address_rejected".into() }))?;
-    assert_eq!(confirmed.status()?, OrderStatus::Confirmed);
+    assert_eq!(confirmed.status()?, SagaStatus::Confirmed);
     assert_eq!(only(confirmed.decisions()?).event_type(), EventType::OrderConfirmed);
 
     let mut cancelled = Run::start()?;
@@ -441,16 +441,16 @@ fn a_confirmed_order_never_moves_and_late_steps_of_a_cancelled_one_are_compensat
     cancelled.paid()?;
     cancelled.reserved()?;
     cancelled.shipped()?;
-    assert_eq!(cancelled.status()?, OrderStatus::Compensating, "each late step must be undone");
+    assert_eq!(cancelled.status()?, SagaStatus::Compensating, "each late step must be undone");
     assert_eq!(only(cancelled.decisions()?).event_type(), EventType::OrderCancelled);
     cancelled.released(CancellationReason::CustomerCancelled)?;
     cancelled.refunded(CancellationReason::CustomerCancelled)?;
-    assert_eq!(cancelled.status()?, OrderStatus::Compensating, "the shipment is still live");
+    assert_eq!(cancelled.status()?, SagaStatus::Compensating, "the shipment is still live");
     cancelled.send(Payload::ShipmentCancelled(ShipmentCancelled {
         shipment_id: "s-1".into(),
         reason: CancellationReason::CustomerCancelled,
     }))?;
-    assert_eq!(cancelled.status()?, OrderStatus::Cancelled);
+    assert_eq!(cancelled.status()?, SagaStatus::Cancelled);
     assert!(cancelled.decisions()?.is_empty());
     Ok(())
 }
@@ -474,7 +474,7 @@ fn events_arriving_before_the_order_still_count() -> TestResult {
         .key_value_store::<String, OrderSagaState>(ORDERS_STORE)?
         .get(&ORDER.to_owned())?
         .ok_or("no state")?;
-    assert_eq!((state.status, state.total_cents, state.item_count), (OrderStatus::Paid, 700, 1));
+    assert_eq!((state.status, state.total_cents, state.item_count), (SagaStatus::Paid, 700, 1));
     assert_eq!(state.awaiting.map(|awaiting| awaiting.step), Some(Step::Inventory));
     Ok(())
 }
@@ -499,7 +499,7 @@ fn a_payment_failure_overtaking_its_order_still_cancels_with_the_terms() -> Test
         .key_value_store::<String, OrderSagaState>(ORDERS_STORE)?
         .get(&ORDER.to_owned())?
         .ok_or("no state")?;
-    assert_eq!((state.status, state.item_count, state.awaiting), (OrderStatus::Cancelled, 1, None));
+    assert_eq!((state.status, state.item_count, state.awaiting), (SagaStatus::Cancelled, 1, None));
     assert!(driven.read(&topics().order)?.is_empty());
     Ok(())
 }

@@ -7,7 +7,7 @@ use schemas::{
 };
 
 use super::config::SagaConfig;
-use super::state::{Awaiting, CompensationDeadline, OrderSagaState, OrderStatus, Step};
+use super::state::{Awaiting, CompensationDeadline, OrderSagaState, SagaStatus, Step};
 use crate::participants::envelope::reply;
 use crate::participants::{RETRY_COMPENSATIONS, SAGA_OPERATOR};
 
@@ -109,7 +109,7 @@ fn learn(state: &mut OrderSagaState, payload: &Payload) -> Option<Trigger> {
         }
         Payload::OrderCancellationRequested(requested) => {
             state.customer_id.get_or_insert_with(|| requested.customer_id.clone());
-            if state.status == OrderStatus::Confirmed {
+            if state.status == SagaStatus::Confirmed {
                 return Some(Trigger::RejectCancellation);
             }
             return Some(Trigger::Cancel(CancellationReason::CustomerCancelled));
@@ -130,7 +130,7 @@ fn learn_terms(state: &mut OrderSagaState, customer_id: &str, amount_cents: i64)
 
 /// Decides the cancellation, once, unless the order is already confirmed or cancelled.
 fn cancel(state: &mut OrderSagaState, reason: CancellationReason, cause: &Envelope, now_ms: i64) -> Option<SagaEvent> {
-    if state.reason.is_some() || state.status == OrderStatus::Confirmed {
+    if state.reason.is_some() || state.status == SagaStatus::Confirmed {
         return None;
     }
     state.reason = Some(reason.clone());
@@ -200,7 +200,7 @@ fn park(state: &mut OrderSagaState, reason: &str, cause: &Envelope, now_ms: i64)
         return None;
     }
     state.parked = Some(reason.to_owned());
-    state.status = OrderStatus::RequiresIntervention;
+    state.status = SagaStatus::RequiresIntervention;
     let outstanding = state.progress.outstanding().into_iter().map(str::to_owned).collect();
     let parked = OrderRequiresIntervention { reason: reason.to_owned(), outstanding };
     Some(reply(cause, Payload::OrderRequiresIntervention(parked), now_ms))
@@ -225,14 +225,14 @@ fn intervene(state: &mut OrderSagaState, retry: bool, note: String) {
 /// compensate that step too.
 fn settle_cancelled(state: &mut OrderSagaState) {
     if state.resolution.is_some() {
-        state.status = OrderStatus::Cancelled;
+        state.status = SagaStatus::Cancelled;
     } else if !state.progress.compensation_outstanding() {
-        state.status = OrderStatus::Cancelled;
+        state.status = SagaStatus::Cancelled;
         state.parked = None;
     } else if state.parked.is_some() {
-        state.status = OrderStatus::RequiresIntervention;
+        state.status = SagaStatus::RequiresIntervention;
     } else {
-        state.status = OrderStatus::Compensating;
+        state.status = SagaStatus::Compensating;
     }
 }
 
@@ -244,19 +244,19 @@ fn advance(state: &mut OrderSagaState, cause: &Envelope, now_ms: i64) -> Option<
     }
     let progress = &state.progress;
     let supported = if progress.charged && progress.reserved && progress.shipped {
-        OrderStatus::Confirmed
+        SagaStatus::Confirmed
     } else if progress.reserved {
-        OrderStatus::Reserved
+        SagaStatus::Reserved
     } else if progress.charged {
-        OrderStatus::Paid
+        SagaStatus::Paid
     } else {
-        OrderStatus::Placed
+        SagaStatus::Placed
     };
     if supported <= state.status {
         return None;
     }
     state.status = supported;
-    if supported != OrderStatus::Confirmed {
+    if supported != SagaStatus::Confirmed {
         return None;
     }
     let confirmed = OrderConfirmed {
@@ -273,11 +273,11 @@ fn advance(state: &mut OrderSagaState, cause: &Envelope, now_ms: i64) -> Option<
 fn set_timer(state: &mut OrderSagaState, cause: &Envelope, now_ms: i64, config: &SagaConfig) {
     track_compensations(state, now_ms, config);
     let step = match state.status {
-        OrderStatus::Placed => Some(Step::Payment),
-        OrderStatus::Paid => Some(Step::Inventory),
-        OrderStatus::Reserved => Some(Step::Shipping),
-        OrderStatus::Compensating => Some(Step::Compensation),
-        OrderStatus::Confirmed | OrderStatus::Cancelled | OrderStatus::RequiresIntervention => None,
+        SagaStatus::Placed => Some(Step::Payment),
+        SagaStatus::Paid => Some(Step::Inventory),
+        SagaStatus::Reserved => Some(Step::Shipping),
+        SagaStatus::Compensating => Some(Step::Compensation),
+        SagaStatus::Confirmed | SagaStatus::Cancelled | SagaStatus::RequiresIntervention => None,
     };
     match step {
         Some(Step::Compensation) => {
@@ -303,7 +303,7 @@ fn set_timer(state: &mut OrderSagaState, cause: &Envelope, now_ms: i64, config: 
 /// Gives each compensation that became due its own deadline and forgets those that arrived;
 /// none outside COMPENSATING (a parked order waits for a person, without a timer).
 fn track_compensations(state: &mut OrderSagaState, now_ms: i64, config: &SagaConfig) {
-    if state.status != OrderStatus::Compensating {
+    if state.status != SagaStatus::Compensating {
         state.compensations.clear();
         return;
     }

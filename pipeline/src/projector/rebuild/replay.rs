@@ -25,7 +25,7 @@ use super::tables::NEXT;
 use crate::codec::EventSerde;
 use crate::projector::config::ProjectorConfig;
 use crate::projector::consumer::{decode, order_version};
-use crate::projector::store::{apply_events_in, flag_projection_problem_in, Projection, StoreError};
+use crate::projector::store::{apply_events_in, flag_projection_problem_in, Projection, ReadModelError};
 
 /// Records per transaction.
 const BATCH_SIZE: usize = 500;
@@ -154,7 +154,10 @@ async fn decode_with_retry(record: &RawRecord, serde: &EventSerde) -> Result<Sag
     }
 }
 
-async fn apply_batch(pool: &Pool, decoded: &[(&RawRecord, Result<SagaEvent, String>)]) -> Result<Counts, StoreError> {
+async fn apply_batch(
+    pool: &Pool,
+    decoded: &[(&RawRecord, Result<SagaEvent, String>)],
+) -> Result<Counts, ReadModelError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let mut events = Vec::with_capacity(decoded.len());
@@ -178,13 +181,13 @@ async fn apply_batch(pool: &Pool, decoded: &[(&RawRecord, Result<SagaEvent, Stri
 
 /// No connection, a server going away, a conflict or a resource limit pass by themselves; a
 /// missing table or a violated constraint will not.
-fn is_transient(error: &StoreError) -> bool {
+fn is_transient(error: &ReadModelError) -> bool {
     match error {
-        StoreError::Pool(_) => true,
-        StoreError::Postgres(error) => match error.as_db_error() {
+        ReadModelError::Pool(_) => true,
+        ReadModelError::Postgres(error) => match error.as_db_error() {
             None => true,
             Some(db) => ["08", "40", "53", "57"].iter().any(|class| db.code().code().starts_with(class)),
         },
-        StoreError::UnknownStatus { .. } => false,
+        ReadModelError::UnknownStatus { .. } => false,
     }
 }
