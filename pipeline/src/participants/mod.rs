@@ -14,6 +14,7 @@ mod envelope;
 pub mod inventory;
 pub mod order_saga;
 pub mod payment;
+pub mod reasons;
 pub mod retention;
 pub mod shipping;
 mod topics;

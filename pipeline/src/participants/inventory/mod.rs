@@ -16,18 +16,14 @@ mod processor;
 mod reservations;
 mod state;
 mod stock;
+mod stores;
 mod topology;
 
 #[cfg(test)]
 mod tests;
 
+pub use super::reasons::inventory::{CANCELLED, INSUFFICIENT_STOCK, INVALID_QUANTITY};
 pub use config::InventoryConfig;
 pub use state::{OrderReservation, ProductStock, ReservationPhase, StockReply, StockRequest};
-pub use topology::{topology, ORDERS_STORE, STOCK_STORE};
-
-/// InventoryReservationFailed's reason when a product lacks stock.
-pub const INSUFFICIENT_STOCK: &str = "insufficient_stock";
-/// InventoryReservationFailed's reason when the order was cancelled before the reservation held.
-pub const CANCELLED: &str = "cancelled";
-/// InventoryReservationFailed's reason when an item's quantity is not positive.
-pub const INVALID_QUANTITY: &str = "invalid_quantity";
+pub use stores::{ORDERS_STORE, STOCK_STORE};
+pub use topology::topology;

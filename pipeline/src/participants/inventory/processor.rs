@@ -8,7 +8,7 @@ use schemas::SagaEvent;
 
 use super::reservations::{on_event, on_reply, Effect};
 use super::state::{OrderReservation, StockReply};
-use super::topology::ORDERS_STORE;
+use super::stores::ORDERS_STORE;
 use crate::participants::envelope::event_record;
 
 /// Keyed by order id; forwards stock requests keyed by product id and events keyed by order id.

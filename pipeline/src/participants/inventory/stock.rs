@@ -9,7 +9,7 @@ use operators::record::Record;
 
 use super::config::InventoryConfig;
 use super::state::{ProductStock, StockReply, StockRequest};
-use super::topology::STOCK_STORE;
+use super::stores::STOCK_STORE;
 
 /// Keyed by product id; answers each reservation request with a reply keyed by order id.
 pub(super) struct ReserveStock {

@@ -12,13 +12,9 @@ use super::processor::Reservations;
 use super::reservations::Effect;
 use super::state::{OrderReservation, ProductStock, StockReply, StockRequest};
 use super::stock::{ReleaseStock, ReserveStock};
+use super::stores::{ORDERS_STORE, STOCK_STORE};
 use crate::codec::EventSerde;
 use crate::participants::retention::{self, Retained};
-
-/// [`OrderReservation`]s by order id.
-pub const ORDERS_STORE: &str = "orders";
-/// [`ProductStock`] by product id.
-pub const STOCK_STORE: &str = "stock";
 
 pub fn topology(serde: EventSerde, config: &InventoryConfig) -> Topology {
     let topics = &config.topics;

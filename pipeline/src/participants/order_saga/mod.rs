@@ -15,6 +15,7 @@ mod config;
 mod internal_events;
 mod processor;
 mod state;
+mod stores;
 mod topology;
 mod transitions;
 
@@ -23,4 +24,5 @@ mod tests;
 
 pub use config::SagaConfig;
 pub use state::{Awaiting, LearntFacts, OrderSagaState, SagaStatus, Step};
-pub use topology::{topology, ORDERS_STORE};
+pub use stores::ORDERS_STORE;
+pub use topology::topology;

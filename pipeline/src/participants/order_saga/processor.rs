@@ -10,7 +10,7 @@ use schemas::{Payload, SagaEvent};
 use super::config::SagaConfig;
 use super::internal_events;
 use super::state::OrderSagaState;
-use super::topology::ORDERS_STORE;
+use super::stores::ORDERS_STORE;
 use super::transitions::{on_event, on_timeout};
 use crate::participants::envelope::{event_record, trace_headers, traceparent};
 use crate::participants::SAGA_OPERATOR;

@@ -10,11 +10,9 @@ use operators::topology::Topology;
 use super::config::SagaConfig;
 use super::processor::OrderSaga;
 use super::state::OrderSagaState;
+use super::stores::ORDERS_STORE;
 use crate::codec::EventSerde;
 use crate::participants::retention::{self, Retained};
-
-/// [`OrderSagaState`]s by order id.
-pub const ORDERS_STORE: &str = "orders";
 
 pub fn topology(serde: EventSerde, config: &SagaConfig) -> Topology {
     super::internal_events::saga_built();

@@ -9,7 +9,7 @@ use schemas::{Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEve
 
 use super::config::PaymentConfig;
 use super::state::{AppliedRequest, BalanceCommand, BalanceRequest, CustomerBalance, Settled};
-use super::topology::{APPLIED_STORE, BALANCES_STORE};
+use super::stores::{APPLIED_STORE, BALANCES_STORE};
 use super::{INSUFFICIENT_FUNDS, INVALID_AMOUNT};
 use crate::participants::envelope::{event_record, reply};
 

@@ -6,8 +6,8 @@ use operators::record::Record;
 use schemas::{CancellationReason, Envelope, Payload, SagaEvent};
 
 use super::state::{BalanceCommand, BalanceRequest, ChargeState, InventoryOutcome, OrderPayment, RefundState};
-use super::topology::ORDERS_STORE;
-use crate::participants::inventory::CANCELLED as RESERVATION_CANCELLED;
+use super::stores::ORDERS_STORE;
+use crate::participants::reasons::inventory::CANCELLED as RESERVATION_CANCELLED;
 use crate::participants::RETRY_COMPENSATIONS;
 
 /// Keyed by order id; forwards balance requests keyed by customer id.

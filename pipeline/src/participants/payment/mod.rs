@@ -14,18 +14,16 @@ mod balances;
 mod config;
 mod ledger;
 mod state;
+mod stores;
 mod topology;
 
 #[cfg(test)]
 mod tests;
 
+pub use super::reasons::payment::{INSUFFICIENT_FUNDS, INVALID_AMOUNT};
 pub use config::PaymentConfig;
 pub use state::{
     BalanceCommand, BalanceRequest, ChargeState, CustomerBalance, InventoryOutcome, OrderPayment, RefundState,
 };
-pub use topology::{topology, BALANCES_STORE, ORDERS_STORE};
-
-/// PaymentFailed's reason when the balance does not cover the order.
-pub const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
-/// PaymentFailed's reason when the order's total is negative.
-pub const INVALID_AMOUNT: &str = "invalid_amount";
+pub use stores::{BALANCES_STORE, ORDERS_STORE};
+pub use topology::topology;

@@ -8,7 +8,7 @@ use schemas::{
 use operators::serdes::{JsonSerde, StringSerde};
 
 use super::state::{AppliedRequest, Settled};
-use super::topology::APPLIED_STORE;
+use super::stores::APPLIED_STORE;
 use super::*;
 use crate::codec::EventSerde;
 use crate::participants::test_support::{assert_caused_by, caused_by, order_placed, Driven, TestResult};

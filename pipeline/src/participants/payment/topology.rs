@@ -11,15 +11,9 @@ use super::balances::Balances;
 use super::config::PaymentConfig;
 use super::ledger::OrderLedger;
 use super::state::{AppliedRequest, BalanceRequest, CustomerBalance, OrderPayment};
+use super::stores::{APPLIED_STORE, BALANCES_STORE, ORDERS_STORE};
 use crate::codec::EventSerde;
 use crate::participants::retention::{self, Retained};
-
-/// [`OrderPayment`]s by order id.
-pub const ORDERS_STORE: &str = "orders";
-/// [`CustomerBalance`]s by customer id.
-pub const BALANCES_STORE: &str = "balances";
-/// [`AppliedRequest`]s by `<order>/<command>`, beside the balances of the same customers.
-pub const APPLIED_STORE: &str = "applied-requests";
 
 pub fn topology(serde: EventSerde, config: &PaymentConfig) -> Topology {
     let topics = &config.topics;

@@ -20,18 +20,16 @@ mod guarded;
 mod processor;
 mod shipments_table;
 mod state;
+mod stores;
 mod topology;
 
 #[cfg(test)]
 mod tests;
 
+pub use super::reasons::shipping::{ADDRESS_REJECTED, CANCELLED};
 pub use config::ShippingConfig;
 pub use gateway::{Cancellation, Shipment, ShipmentError, ShipmentGateway};
 pub use guarded::{cancellation_key, idempotency_key, GuardedShipments, GUARD_NAMESPACE};
 pub use state::{OrderShipment, ShipmentOutcome};
-pub use topology::{topology, topology_with_gateway, ORDERS_STORE};
-
-/// ShipmentFailed's reason when the address is not served.
-pub const ADDRESS_REJECTED: &str = "address_rejected";
-/// ShipmentFailed's reason when the order was cancelled before shipping.
-pub const CANCELLED: &str = "cancelled";
+pub use stores::ORDERS_STORE;
+pub use topology::{topology, topology_with_gateway};

@@ -10,7 +10,7 @@ use schemas::{CancellationReason, Payload, SagaEvent, ShipmentCancellationFailed
 use super::config::accepts;
 use super::gateway::{Cancellation, ShipmentGateway};
 use super::state::{CancellationOutcome, OrderShipment, ShipmentOutcome};
-use super::topology::ORDERS_STORE;
+use super::stores::ORDERS_STORE;
 use super::{ADDRESS_REJECTED, CANCELLED};
 use crate::participants::envelope::{event_record, reply};
 use crate::participants::RETRY_COMPENSATIONS;

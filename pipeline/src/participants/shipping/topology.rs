@@ -12,11 +12,9 @@ use super::gateway::{ShipmentError, ShipmentGateway};
 use super::guarded::GuardedShipments;
 use super::processor::ShipOrders;
 use super::state::OrderShipment;
+use super::stores::ORDERS_STORE;
 use crate::codec::EventSerde;
 use crate::participants::retention::{self, Retained};
-
-/// [`OrderShipment`]s by order id.
-pub const ORDERS_STORE: &str = "orders";
 
 /// The topology with the production gateway ([`GuardedShipments`]); fails on a malformed
 /// database or Redis URL. Connections open on first use.
