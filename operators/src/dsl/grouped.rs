@@ -3,7 +3,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{Grouped, KStream, KTable, Materialized, WindowedBy};
+use super::{aggregators, Grouped, KStream, KTable, Materialized, WindowedBy};
 use crate::graph::{NodeDef, NodeFactory, NodeId, NodeRole, StoreDef, StoreId, StoreKind};
 use crate::node::aggregate::{AggregateFn, AggregateNode};
 use crate::node::join::StoreValueGetter;
@@ -44,8 +44,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
     /// Number of records per key.
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
-        let count: AggregateFn<K, V, i64> = Arc::new(|_, _, count| count.unwrap_or(0).saturating_add(1));
-        self.aggregate_with("KSTREAM-AGGREGATE", materialized, Some(Arc::new(I64Serde)), count)
+        self.aggregate_with(aggregators::AGGREGATE, materialized, Some(Arc::new(I64Serde)), aggregators::counter())
     }
 
     /// Combines the values of each key with `reducer(aggregate, value)`; the first value is the
@@ -55,12 +54,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
         materialized: Materialized<K, V>,
     ) -> KTable<K, V> {
-        let reduce: AggregateFn<K, V, V> = Arc::new(move |_, value, aggregate| match aggregate {
-            Some(aggregate) => reducer(aggregate, value),
-            None => value,
-        });
         let value_serde = Some(Arc::clone(&self.grouped.value_serde));
-        self.aggregate_with("KSTREAM-REDUCE", materialized, value_serde, reduce)
+        self.aggregate_with(aggregators::REDUCE, materialized, value_serde, aggregators::reducer(Arc::new(reducer)))
     }
 
     /// Folds the values of each key with `aggregator(key, value, aggregate)`, starting from
@@ -71,9 +66,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
     ) -> KTable<K, VA> {
-        let aggregate: AggregateFn<K, V, VA> =
-            Arc::new(move |key, value, aggregate| aggregator(key, value, aggregate.unwrap_or_else(&initializer)));
-        self.aggregate_with("KSTREAM-AGGREGATE", materialized, None, aggregate)
+        let aggregate = aggregators::aggregator(Arc::new(initializer), aggregator);
+        self.aggregate_with(aggregators::AGGREGATE, materialized, None, aggregate)
     }
 
     /// Aggregates per window: `TimeWindows` (tumbling or hopping) or `SessionWindows`.

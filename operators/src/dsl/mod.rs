@@ -1,5 +1,6 @@
 //! The Kafka Streams DSL: [`StreamsBuilder`], [`KStream`], [`KTable`], grouping and windowing.
 
+mod aggregators;
 mod branched;
 mod builder;
 mod grouped;

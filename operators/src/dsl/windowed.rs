@@ -4,7 +4,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::grouped::AggregationPlan;
-use super::{KGroupedStream, KTable, Materialized};
+use super::{aggregators, KGroupedStream, KTable, Materialized};
 use crate::graph::{NodeFactory, StoreKind};
 use crate::node::aggregate::AggregateFn;
 use crate::node::session_aggregate::SessionAggregateNode;
@@ -68,8 +68,7 @@ pub struct TimeWindowedKStream<K, V> {
 
 impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
-        let count: AggregateFn<K, V, i64> = Arc::new(|_, _, count| count.unwrap_or(0).saturating_add(1));
-        self.aggregate_with("KSTREAM-AGGREGATE", materialized, Some(Arc::new(I64Serde)), count)
+        self.aggregate_with(aggregators::AGGREGATE, materialized, Some(Arc::new(I64Serde)), aggregators::counter())
     }
 
     pub fn reduce(
@@ -77,12 +76,8 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
         materialized: Materialized<K, V>,
     ) -> KTable<Windowed<K>, V> {
-        let reduce: AggregateFn<K, V, V> = Arc::new(move |_, value, aggregate| match aggregate {
-            Some(aggregate) => reducer(aggregate, value),
-            None => value,
-        });
         let value_serde = Some(Arc::clone(&self.grouped.grouped.value_serde));
-        self.aggregate_with("KSTREAM-REDUCE", materialized, value_serde, reduce)
+        self.aggregate_with(aggregators::REDUCE, materialized, value_serde, aggregators::reducer(Arc::new(reducer)))
     }
 
     pub fn aggregate<VA: Data>(
@@ -91,9 +86,8 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
     ) -> KTable<Windowed<K>, VA> {
-        let aggregate: AggregateFn<K, V, VA> =
-            Arc::new(move |key, value, aggregate| aggregator(key, value, aggregate.unwrap_or_else(&initializer)));
-        self.aggregate_with("KSTREAM-AGGREGATE", materialized, None, aggregate)
+        let aggregate = aggregators::aggregator(Arc::new(initializer), aggregator);
+        self.aggregate_with(aggregators::AGGREGATE, materialized, None, aggregate)
     }
 
     fn aggregate_with<VA: Data>(
@@ -131,9 +125,8 @@ pub struct SessionWindowedKStream<K, V> {
 
 impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
-        let count: AggregateFn<K, V, i64> = Arc::new(|_, _, count| count.unwrap_or(0).saturating_add(1));
-        let merge: AggregateFn<K, i64, i64> = Arc::new(|_, session, count| count.unwrap_or(0).saturating_add(session));
-        self.aggregate_with("KSTREAM-AGGREGATE", materialized, Some(Arc::new(I64Serde)), count, merge)
+        let (count, merge) = (aggregators::counter(), aggregators::count_merger());
+        self.aggregate_with(aggregators::AGGREGATE, materialized, Some(Arc::new(I64Serde)), count, merge)
     }
 
     pub fn reduce(
@@ -141,18 +134,10 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
         materialized: Materialized<K, V>,
     ) -> KTable<Windowed<K>, V> {
-        let reducer = Arc::new(reducer);
-        let merge_reducer = Arc::clone(&reducer);
-        let reduce: AggregateFn<K, V, V> = Arc::new(move |_, value, aggregate| match aggregate {
-            Some(aggregate) => reducer(aggregate, value),
-            None => value,
-        });
-        let merge: AggregateFn<K, V, V> = Arc::new(move |_, session, aggregate| match aggregate {
-            Some(aggregate) => merge_reducer(aggregate, session),
-            None => session,
-        });
+        let reducer: Arc<dyn Fn(V, V) -> V + Send + Sync> = Arc::new(reducer);
+        let (reduce, merge) = (aggregators::reducer(Arc::clone(&reducer)), aggregators::reducer(reducer));
         let value_serde = Some(Arc::clone(&self.grouped.grouped.value_serde));
-        self.aggregate_with("KSTREAM-REDUCE", materialized, value_serde, reduce, merge)
+        self.aggregate_with(aggregators::REDUCE, materialized, value_serde, reduce, merge)
     }
 
     /// `merger(key, aggregate1, aggregate2)` combines two sessions' aggregates when a record
@@ -164,14 +149,11 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         merger: impl Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
     ) -> KTable<Windowed<K>, VA> {
-        let initializer = Arc::new(initializer);
-        let merge_initializer = Arc::clone(&initializer);
-        let aggregate: AggregateFn<K, V, VA> =
-            Arc::new(move |key, value, aggregate| aggregator(key, value, aggregate.unwrap_or_else(|| initializer())));
-        let merge: AggregateFn<K, VA, VA> = Arc::new(move |key, session, aggregate| {
-            merger(key, aggregate.unwrap_or_else(|| merge_initializer()), session)
-        });
-        self.aggregate_with("KSTREAM-AGGREGATE", materialized, None, aggregate, merge)
+        let initializer: Arc<dyn Fn() -> VA + Send + Sync> = Arc::new(initializer);
+        let aggregate = aggregators::aggregator(Arc::clone(&initializer), aggregator);
+        // A merge folds one session's aggregate into the other's: `merger(key, merged, session)`.
+        let merge = aggregators::aggregator(initializer, move |key, session, merged| merger(key, merged, session));
+        self.aggregate_with(aggregators::AGGREGATE, materialized, None, aggregate, merge)
     }
 
     fn aggregate_with<VA: Data>(
