@@ -19,13 +19,14 @@ pub fn port(name: &str) -> u16 {
     if let Ok(value) = std::env::var(name) {
         return value.parse().unwrap_or_else(|_| panic!("{name}={value} is not a port number"));
     }
-    let ports = read_ports_file();
+    let ports = read_env_file("dev/ports.env");
     let value = ports.get(name).unwrap_or_else(|| panic!("dev/ports.env has no {name}"));
     value.parse().unwrap_or_else(|_| panic!("dev/ports.env: {name}={value} is not a port number"))
 }
 
-fn read_ports_file() -> HashMap<String, String> {
-    let path = repo_root().join("dev/ports.env");
+/// The `NAME=value` lines of one of `dev/`'s env files (`ports.env`, `versions.env`).
+fn read_env_file(relative_path: &str) -> HashMap<String, String> {
+    let path = repo_root().join(relative_path);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     text.lines()
         .map(str::trim)
@@ -101,19 +102,9 @@ pub fn unique(prefix: &str) -> String {
 mod tests {
     use super::*;
 
-    /// The pinned versions of `dev/versions.env`, by name.
-    fn versions() -> HashMap<String, String> {
-        let text = std::fs::read_to_string(repo_root().join("dev/versions.env")).expect("dev/versions.env");
-        text.lines()
-            .filter(|line| !line.starts_with('#'))
-            .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
-    }
-
     #[test]
     fn compose_yaml_runs_the_versions_dev_stack_runs() {
-        let versions = versions();
+        let versions = read_env_file("dev/versions.env");
         let compose = std::fs::read_to_string(repo_root().join("compose.yaml")).expect("compose.yaml");
         let images: Vec<&str> = compose.lines().filter_map(|line| line.trim().strip_prefix("image: ")).collect();
         for (repository, version) in [
@@ -134,7 +125,7 @@ mod tests {
     fn compose_yaml_listens_on_the_ports_of_ports_env() {
         let compose = std::fs::read_to_string(repo_root().join("compose.yaml")).expect("compose.yaml");
         let numbers: Vec<&str> = compose.split(|c: char| !c.is_ascii_digit()).filter(|n| !n.is_empty()).collect();
-        for (name, value) in read_ports_file() {
+        for (name, value) in read_env_file("dev/ports.env") {
             if matches!(name.as_str(), "ORDER_API_PORT" | "ADMIN_PORT") {
                 continue; // The pipeline's own ports, not the stack's.
             }
