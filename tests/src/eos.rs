@@ -22,6 +22,33 @@ pub fn generate(bootstrap: &str, topic: &str, first: i64, count: i64) -> BTreeMa
 /// [`generate`] over several co-partitioned topics: each key's records rotate through all of
 /// them, and murmur2 (as Java clients use) puts a key on the same partition number in each.
 pub fn generate_over(bootstrap: &str, topics: &[&str], first: i64, count: i64) -> BTreeMap<String, Vec<i64>> {
+    // Not n % topics.len() for the topic: with KEYS a multiple of it, a key would always get the
+    // same topic.
+    generate_with(bootstrap, first, count, |n| {
+        (topics[n as usize / KEYS % topics.len()], format!("k{}", n as usize % KEYS))
+    })
+}
+
+/// Produces `count` records, each under a key of its own (`n` zero-padded to `key_len` bytes),
+/// so that every record adds an entry of about `key_len` bytes to a store keyed by it.
+pub fn generate_distinct_keys(
+    bootstrap: &str,
+    topic: &str,
+    first: i64,
+    count: i64,
+    key_len: usize,
+) -> BTreeMap<String, Vec<i64>> {
+    generate_with(bootstrap, first, count, |n| (topic, format!("{n:0>key_len$}")))
+}
+
+/// Produces records `first..first + count` to the topic and under the key `route` gives each
+/// number; the value is the number as an 8-byte big-endian i64.
+fn generate_with<'a>(
+    bootstrap: &str,
+    first: i64,
+    count: i64,
+    route: impl Fn(i64) -> (&'a str, String),
+) -> BTreeMap<String, Vec<i64>> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -31,9 +58,7 @@ pub fn generate_over(bootstrap: &str, topics: &[&str], first: i64, count: i64) -
         .expect("generator producer");
     let mut sent: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for n in first..first + count {
-        let key = format!("k{}", n as usize % KEYS);
-        // Not n % topics.len(): with KEYS a multiple of it, a key would always get the same topic.
-        let topic = topics[n as usize / KEYS % topics.len()];
+        let (topic, key) = route(n);
         let value = n.to_be_bytes();
         let mut record = BaseRecord::to(topic).key(&key).payload(&value);
         loop {

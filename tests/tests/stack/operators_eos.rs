@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use integration_tests::eos::{generate, read_committed_by_key, verify_echo, verify_sums};
+use integration_tests::eos::{generate, generate_distinct_keys, read_committed_by_key, verify_echo, verify_sums};
 use integration_tests::kafka::{create_topic, read_topic, CommittedCounter};
 use integration_tests::stack::{kafka_bootstrap, unique};
 
@@ -418,6 +418,121 @@ async fn a_state_directory_short_of_free_space_stops_the_instance_before_it_comm
 
     let streams = start(StreamsConfig::new(&app, bootstrap.as_str()).state_dir_min_free_bytes);
     let counts = read_committed_by_key(&bootstrap, &output, 200, WAIT);
+    streams.close().expect("close");
+    for (key, values) in &sent {
+        let counted = counts.get(key).and_then(|counts| counts.last().copied());
+        assert_eq!(
+            counted,
+            Some(values.len() as i64),
+            "key {key}: every record counted once after the disk had room again"
+        );
+    }
+}
+
+/// A small tmpfs for a state directory, unmounted when dropped. Mounting takes root, which the
+/// stack's machines have (`dev/stack` installs Debian packages).
+struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a {size} tmpfs at {} failed ({status}): this test needs root",
+            dir.path().display()
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Takes every free byte with one file, so that the next write anyone makes gets ENOSPC.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path().join("filler");
+        let mut file = std::fs::File::create(&filler).expect("create the filler");
+        let block = vec![0u8; 4096];
+        loop {
+            if let Err(e) = file.write_all(&block) {
+                assert_eq!(e.raw_os_error(), Some(28), "filling the tmpfs: expected ENOSPC, got {e}");
+                break;
+            }
+        }
+        // One byte at a time: the last partial block too.
+        while file.write_all(&[0]).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// A disk that fills up under a running instance: fjall's own write fails with ENOSPC after the
+/// Kafka transaction committed. The instance stops with an error naming local state (no panic);
+/// with room again a restart finds no checkpoint, restores from the changelog, and every record
+/// is counted exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disk_that_fills_up_under_a_persistent_store_stops_the_instance_and_loses_nothing() {
+    use operators::dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+    use operators::runtime::{KafkaStreams, RuntimeError, StoreType, StreamsConfig};
+    use operators::serdes::{I64Serde, StringSerde};
+
+    let bootstrap = kafka_bootstrap();
+    let id = unique("eos-enospc");
+    let (input, output) = (format!("{id}-input"), format!("{id}-output"));
+    create_topic(&bootstrap, &input, PARTITIONS).await;
+    create_topic(&bootstrap, &output, PARTITIONS).await;
+    let disk = SmallFilesystem::mount("16m");
+    let app = format!("{id}-app");
+    let start = || {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+            .group_by_key(Grouped::with(StringSerde, I64Serde))
+            .count(Materialized::as_store("counts"))
+            .to_stream()
+            .to(&output, Produced::with(StringSerde, I64Serde));
+        let mut config = StreamsConfig::new(&app, bootstrap.as_str());
+        config.default_store_type = StoreType::Persistent;
+        config.state_dir = disk.path().to_path_buf();
+        // The free-space floor off: this test is about the write that fails anyway.
+        config.state_dir_min_free_bytes = 0;
+        KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start")
+    };
+
+    let mut sent = generate(&bootstrap, &input, 1, 300);
+    let streams = start();
+    read_committed_by_key(&bootstrap, &output, 300, WAIT);
+    let filler = disk.fill();
+    // 3,000 new keys of 1 KB each: about 3 MB for fjall's journal, which cannot stay in its
+    // buffer (8 KB), on a disk with no byte left.
+    sent.extend(generate_distinct_keys(&bootstrap, &input, 301, 3_000, 1_000));
+    let (stopped, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || stopped.send(streams.join()));
+    let error = outcome
+        .recv_timeout(WAIT)
+        .expect("an instance whose local state cannot be written must stop")
+        .expect_err("an instance whose local state cannot be written must stop with an error");
+    assert!(
+        matches!(&error, RuntimeError::LocalState(message) if message.contains("is the disk full?")),
+        "unexpected error: {error}"
+    );
+
+    std::fs::remove_file(filler).expect("free the disk");
+    let streams = start();
+    let counts = read_committed_by_key(&bootstrap, &output, 3_300, WAIT);
     streams.close().expect("close");
     for (key, values) in &sent {
         let counted = counts.get(key).and_then(|counts| counts.last().copied());
