@@ -54,8 +54,8 @@
 //! - **Repartitioning**: after an operation that may change keys (`map`, `flat_map`,
 //!   `select_key`, `group_by`, `process`), a stateful operation (aggregation, join, a processor
 //!   with stores) first writes the stream to `<application.id>-<name>-repartition`, so each key
-//!   is handled by one task. [`KStream::repartition`](dsl::KStream::repartition) does it
-//!   explicitly.
+//!   is handled by one task. Every aggregation of one grouping reads the same repartition topic.
+//!   [`KStream::repartition`](dsl::KStream::repartition) does it explicitly.
 //! - **Windows** ([`windowing`]): `windowed_by(TimeWindows)` for tumbling and hopping windows,
 //!   `windowed_by(SessionWindows)` for sessions. Stream time is the highest record timestamp a
 //!   task has seen; records arriving after their window's end plus grace are dropped and counted.

@@ -1,5 +1,6 @@
 //! `KGroupedStream`: a stream grouped by key, ready for aggregation.
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -25,6 +26,10 @@ pub struct KGroupedStream<K, V> {
     pub(crate) stream: KStream<K, V>,
     pub(crate) repartition_required: bool,
     pub(crate) grouped: Grouped<K, V>,
+    /// The source of the repartition topic, once an aggregation has added it. Shared by clones
+    /// (`windowed_by` takes one), so that every aggregation of the grouping reads the one topic:
+    /// a second source of it would fail the build, and a second topic would copy every record.
+    repartition_source: Rc<OnceCell<NodeId>>,
 }
 
 impl<K, V> Clone for KGroupedStream<K, V> {
@@ -33,13 +38,14 @@ impl<K, V> Clone for KGroupedStream<K, V> {
             stream: self.stream.clone(),
             repartition_required: self.repartition_required,
             grouped: self.grouped.clone(),
+            repartition_source: Rc::clone(&self.repartition_source),
         }
     }
 }
 
 impl<K: Data, V: Data> KGroupedStream<K, V> {
     pub(crate) fn new(stream: KStream<K, V>, repartition_required: bool, grouped: Grouped<K, V>) -> Self {
-        KGroupedStream { stream, repartition_required, grouped }
+        KGroupedStream { stream, repartition_required, grouped, repartition_source: Rc::default() }
     }
 
     /// Number of records per key.
@@ -114,9 +120,9 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         graph.add_node(NodeDef::new(name, NodeRole::Processor, vec![parent], factory).with_stores(vec![store]))
     }
 
-    /// Names and registers the aggregation's store and, when keys may have changed, its
-    /// repartition topic (named after the grouping, else after the store, as in Kafka Streams).
-    /// `None` when the aggregate's value serde is unknown; the build then fails.
+    /// Names and registers the aggregation's store and, when keys may have changed, finds its
+    /// input in the grouping's repartition topic. `None` when the aggregate's value serde is
+    /// unknown; the build then fails.
     pub(crate) fn plan<VA: Data>(
         &self,
         prefix: &str,
@@ -133,13 +139,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             ));
             return None;
         };
-        let parent = if self.repartition_required {
-            let topic_name = self.grouped.name.clone().unwrap_or_else(|| store_name.clone());
-            let (key, value) = (Arc::clone(&self.grouped.key_serde), Arc::clone(&self.grouped.value_serde));
-            self.stream.through_repartition_topic(&topic_name, key, value)
-        } else {
-            self.stream.node
-        };
+        let parent = if self.repartition_required { self.repartition_source(&store_name) } else { self.stream.node };
         let serdes =
             StoreSerdes { key: key_serde.unwrap_or_else(|| Arc::clone(&self.grouped.key_serde)), value: value_serde };
         let store = self.stream.graph.borrow_mut().add_store(StoreDef {
@@ -149,5 +149,17 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             supplier: supplier.unwrap_or_else(|| Arc::new(InMemoryStoreSupplier)),
         });
         Some(AggregationPlan { parent, store, store_name, serdes })
+    }
+
+    /// The source of the grouping's repartition topic, which its first aggregation adds: named
+    /// after the grouping, else after that aggregation's store, as in Kafka Streams. Later
+    /// aggregations read the same source, as Kafka Streams' `GroupedStreamAggregateBuilder` reuses
+    /// its repartition node (there only for a named grouping, unless the topology is optimized).
+    fn repartition_source(&self, first_store_name: &str) -> NodeId {
+        *self.repartition_source.get_or_init(|| {
+            let topic_name = self.grouped.name.as_deref().unwrap_or(first_store_name);
+            let (key, value) = (Arc::clone(&self.grouped.key_serde), Arc::clone(&self.grouped.value_serde));
+            self.stream.through_repartition_topic(topic_name, key, value)
+        })
     }
 }

@@ -38,7 +38,8 @@ impl<K, V> Produced<K, V> {
 }
 
 /// How to group a stream: the serdes of its repartition topic, if one is needed, and optionally
-/// the topic's name (`<application.id>-<name>-repartition`).
+/// the topic's name (`<application.id>-<name>-repartition`; without one, the topic is named after
+/// the store of the grouping's first aggregation). All aggregations of the grouping read it.
 pub struct Grouped<K, V> {
     pub(crate) name: Option<String>,
     pub(crate) key_serde: Arc<dyn Serde<K>>,

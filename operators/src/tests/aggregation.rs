@@ -42,6 +42,28 @@ fn every_store_write_is_change_logged_for_the_task_partition() -> TestResult {
 }
 
 #[test]
+fn aggregations_of_a_grouping_without_repartition_read_the_stream_itself() -> TestResult {
+    let builder = StreamsBuilder::new();
+    let grouped = grouped_numbers(&builder);
+    grouped.count(Materialized::as_store("counts")).to_stream().to("counts", Produced::with(StringSerde, I64Serde));
+    grouped
+        .reduce(|sum, value| sum + value, Materialized::as_store("sums"))
+        .to_stream()
+        .to("sums", Produced::with(StringSerde, I64Serde));
+    let topology = builder.build(APP);
+    assert!(topology.repartition_topics().is_empty());
+    assert_eq!(topology.subtopology_count(), 1);
+
+    let driver = crate::test_driver::TopologyTestDriver::new(topology);
+    driver.create_input_topic("in", StringSerde, I64Serde).pipe_key_values([kv("a", 5), kv("b", 1), kv("a", 7)])?;
+    let counts = driver.create_output_topic("counts", StringSerde, I64Serde);
+    assert_eq!(counts.read_key_values_to_vec()?, vec![kv("a", 1), kv("b", 1), kv("a", 2)]);
+    let sums = driver.create_output_topic("sums", StringSerde, I64Serde);
+    assert_eq!(sums.read_key_values_to_vec()?, vec![kv("a", 5), kv("b", 1), kv("a", 12)]);
+    Ok(())
+}
+
+#[test]
 fn reduce_combines_values_per_key() -> TestResult {
     let builder = StreamsBuilder::new();
     grouped_numbers(&builder)

@@ -5,6 +5,7 @@ use crate::processor::{Processor, ProcessorContext};
 use crate::record::Record;
 use crate::serdes::{I64Serde, StringSerde};
 use crate::store::StoreBuilder;
+use crate::windowing::{TimeWindowedSerde, TimeWindows, Windowed};
 
 #[test]
 fn explicit_repartition_uses_a_named_topic_and_a_new_subtopology() -> TestResult {
@@ -160,4 +161,94 @@ fn automatic_repartition_without_known_serdes_is_a_build_error() {
         .process(|| Remember, &["last"]);
     let error = builder.try_build(APP).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("must be repartitioned"), "{error}");
+}
+
+/// Orders keyed `<customer>-<n>`, grouped by customer: a grouping that must repartition.
+fn orders_by_customer(
+    builder: &StreamsBuilder,
+    grouped: Grouped<String, i64>,
+) -> crate::dsl::KGroupedStream<String, i64> {
+    builder
+        .stream("orders", Consumed::with(StringSerde, I64Serde))
+        .group_by(|order: &String, _| order.split('-').next().unwrap_or_default().to_owned(), grouped)
+}
+
+fn pipe_three_orders(driver: &crate::test_driver::TopologyTestDriver) -> TestResult {
+    driver.create_input_topic("orders", StringSerde, I64Serde).pipe_key_values([
+        kv("a-1", 5),
+        kv("b-1", 1),
+        kv("a-2", 7),
+    ])?;
+    Ok(())
+}
+
+#[test]
+fn aggregations_of_a_named_grouping_share_its_repartition_topic() -> TestResult {
+    let builder = StreamsBuilder::new();
+    let by_customer = orders_by_customer(&builder, Grouped::with(StringSerde, I64Serde).with_name("by-customer"));
+    by_customer.count(Materialized::as_store("counts")).to_stream().to("counts", Produced::with(StringSerde, I64Serde));
+    by_customer
+        .reduce(|sum, amount| sum + amount, Materialized::as_store("sums"))
+        .to_stream()
+        .to("sums", Produced::with(StringSerde, I64Serde));
+    let topology = builder.try_build(APP)?;
+    assert_eq!(topology.repartition_topics(), vec!["app-by-customer-repartition".to_owned()]);
+    assert_eq!(topology.subtopology_count(), 2);
+
+    let driver = crate::test_driver::TopologyTestDriver::new(topology);
+    pipe_three_orders(&driver)?;
+    let counts = driver.create_output_topic("counts", StringSerde, I64Serde);
+    assert_eq!(counts.read_key_values_to_vec()?, vec![kv("a", 1), kv("b", 1), kv("a", 2)]);
+    let sums = driver.create_output_topic("sums", StringSerde, I64Serde);
+    assert_eq!(sums.read_key_values_to_vec()?, vec![kv("a", 5), kv("b", 1), kv("a", 12)]);
+    Ok(())
+}
+
+#[test]
+fn aggregations_of_an_unnamed_grouping_share_the_repartition_topic_of_the_first() -> TestResult {
+    let builder = StreamsBuilder::new();
+    let by_customer = orders_by_customer(&builder, Grouped::with(StringSerde, I64Serde));
+    by_customer.count(Materialized::as_store("counts"));
+    by_customer.reduce(|sum, amount| sum + amount, Materialized::as_store("sums"));
+    let topology = builder.try_build(APP)?;
+    assert_eq!(topology.repartition_topics(), vec!["app-counts-repartition".to_owned()]);
+
+    let driver = crate::test_driver::TopologyTestDriver::new(topology);
+    pipe_three_orders(&driver)?;
+    assert_eq!(driver.key_value_store::<String, i64>("counts")?.all()?, vec![kv("a", 2), kv("b", 1)]);
+    assert_eq!(driver.key_value_store::<String, i64>("sums")?.all()?, vec![kv("a", 12), kv("b", 1)]);
+    Ok(())
+}
+
+#[test]
+fn windowed_and_plain_aggregations_of_one_grouping_share_its_repartition_topic() -> TestResult {
+    let window = std::time::Duration::from_millis(10);
+    let builder = StreamsBuilder::new();
+    let by_customer = orders_by_customer(&builder, Grouped::with(StringSerde, I64Serde).with_name("by-customer"));
+    by_customer.count(Materialized::as_store("counts"));
+    by_customer
+        .windowed_by(TimeWindows::of_size_without_grace(window))
+        .count(Materialized::as_store("windowed-counts"))
+        .to_stream()
+        .to("windowed-counts", Produced::with(TimeWindowedSerde::new(StringSerde, window), I64Serde));
+    let topology = builder.try_build(APP)?;
+    assert_eq!(topology.repartition_topics(), vec!["app-by-customer-repartition".to_owned()]);
+
+    let driver = crate::test_driver::TopologyTestDriver::new(topology);
+    let orders = driver.create_input_topic("orders", StringSerde, I64Serde);
+    orders.pipe_input_at("a-1", 5, 1)?;
+    orders.pipe_input_at("b-1", 1, 2)?;
+    orders.pipe_input_at("a-2", 7, 12)?;
+    assert_eq!(driver.key_value_store::<String, i64>("counts")?.all()?, vec![kv("a", 2), kv("b", 1)]);
+    let windowed_counts =
+        driver.create_output_topic("windowed-counts", TimeWindowedSerde::new(StringSerde, window), I64Serde);
+    assert_eq!(
+        windowed_counts.read_key_values_to_vec()?,
+        vec![
+            (Windowed::new("a".to_owned(), 0, 10), 1),
+            (Windowed::new("b".to_owned(), 0, 10), 1),
+            (Windowed::new("a".to_owned(), 10, 20), 1)
+        ]
+    );
+    Ok(())
 }

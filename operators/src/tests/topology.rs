@@ -62,6 +62,39 @@ Topologies:
 }
 
 #[test]
+fn describe_shows_one_repartition_source_feeding_every_aggregation_of_a_grouping() {
+    let builder = StreamsBuilder::new();
+    let by_word = builder
+        .stream("text", Consumed::with(StringSerde, StringSerde))
+        .group_by(|_, word| word.clone(), Grouped::with(StringSerde, StringSerde).with_name("by-word"));
+    by_word.count(Materialized::as_store("counts"));
+    by_word.reduce(|longest, word| longest.max(word), Materialized::as_store("longest"));
+    let expected = "\
+Topologies:
+   Sub-topology: 0
+    Source: KSTREAM-SOURCE-0000000000 (topics: [text])
+      --> KSTREAM-KEY-SELECT-0000000001
+    Processor: KSTREAM-KEY-SELECT-0000000001 (stores: [])
+      --> by-word-repartition-sink
+      <-- KSTREAM-SOURCE-0000000000
+    Sink: by-word-repartition-sink (topic: app-by-word-repartition)
+      <-- KSTREAM-KEY-SELECT-0000000001
+
+   Sub-topology: 1
+    Source: by-word-repartition-source (topics: [app-by-word-repartition])
+      --> KSTREAM-AGGREGATE-0000000002, KSTREAM-REDUCE-0000000003
+    Processor: KSTREAM-AGGREGATE-0000000002 (stores: [counts])
+      --> none
+      <-- by-word-repartition-source
+    Processor: KSTREAM-REDUCE-0000000003 (stores: [longest])
+      --> none
+      <-- by-word-repartition-source
+
+";
+    assert_eq!(builder.build(APP).describe(), expected);
+}
+
+#[test]
 fn build_errors_list_every_problem() {
     let builder = StreamsBuilder::new();
     builder.stream("in", Consumed::with(StringSerde, StringSerde));
