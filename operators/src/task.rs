@@ -110,7 +110,13 @@ impl Task {
         }
         let subtopology = Arc::clone(&self.subtopology);
         for &(node, store) in &subtopology.timers {
-            let due = match self.state.timer_store(store).and_then(|timers| Ok(timers.due(now_ms)?)) {
+            // Collected: firing a timer writes the stores, which the scan borrows; and a timer a
+            // callback schedules for now fires in the next round, not this one.
+            let due = match self
+                .state
+                .timer_store(store)
+                .and_then(|timers| Ok(timers.due(now_ms).collect::<Result<Vec<_>, _>>()?))
+            {
                 Ok(due) => due,
                 Err(error) => {
                     failures.push(error);

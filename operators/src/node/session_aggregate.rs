@@ -28,11 +28,11 @@ impl<K: Data, V: Data, VA: Data> Node for SessionAggregateNode<K, V, VA> {
         let mut store = ctx.state.session_store(self.store, &self.serdes)?;
         // Sessions that ended this long ago can no longer merge with any accepted record.
         store.remove_sessions_ended_before(close_ms.saturating_sub(gap_ms))?;
-        let overlapping = store.find_sessions(
-            &record.key,
-            timestamp_ms.saturating_sub(gap_ms),
-            timestamp_ms.saturating_add(gap_ms),
-        )?;
+        // Collected because a merge deletes them, and the store cannot be written while read;
+        // only the key's overlapping sessions are, not everything the scan passes over.
+        let overlapping = store
+            .find_sessions(&record.key, timestamp_ms.saturating_sub(gap_ms), timestamp_ms.saturating_add(gap_ms))?
+            .collect::<Result<Vec<_>, _>>()?;
 
         let single = Window { start_ms: timestamp_ms, end_ms: timestamp_ms };
         let mut merged_window = single;

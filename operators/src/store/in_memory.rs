@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::pending::PendingWrites;
-use super::{is_empty_range, ByteEntries, KeyValueBytesStore, StateStore, StoreError, StoreSupplier};
+use super::{is_empty_range, KeyValueBytesStore, KeyValueIterator, StateStore, StoreError, StoreSupplier};
 use crate::topology::TaskId;
 
 /// Committed state and pending writes kept apart, so abort is dropping the overlay and commit is
@@ -35,12 +35,12 @@ impl KeyValueBytesStore for InMemoryKeyValueStore {
         Ok(())
     }
 
-    fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<ByteEntries, StoreError> {
+    fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> KeyValueIterator<'_> {
         if is_empty_range(from, to) {
-            return Ok(Vec::new());
+            return Box::new(std::iter::empty());
         }
         let committed = self.committed.range::<[u8], _>((from, to)).map(Ok);
-        self.pending.merge_over(committed, from, to)
+        Box::new(self.pending.merge_over(committed, from, to))
     }
 }
 

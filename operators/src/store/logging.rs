@@ -2,7 +2,7 @@
 
 use std::ops::Bound;
 
-use super::{ByteEntries, KeyValueBytesStore, StateStore, StoreError};
+use super::{KeyValueBytesStore, KeyValueIterator, StateStore, StoreError};
 use crate::record::OutputRecord;
 
 /// Borrows a task's store and output buffer for one access; every write goes to the store and is
@@ -33,7 +33,7 @@ impl KeyValueBytesStore for ChangeLoggingStore<'_> {
         Ok(())
     }
 
-    fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<ByteEntries, StoreError> {
+    fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> KeyValueIterator<'_> {
         self.inner.range(from, to)
     }
 }

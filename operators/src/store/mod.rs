@@ -37,10 +37,10 @@ pub use builder::StoreBuilder;
 pub use in_memory::{InMemoryKeyValueStore, InMemoryStoreSupplier};
 pub(crate) use logging::ChangeLoggingStore;
 pub use persistent::{PersistentKeyValueStore, PersistentMemory, PersistentStores};
-pub use session::{SessionBytesStore, SessionEntry, TimeOrderedSessionStore};
+pub use session::{SessionBytesStore, SessionEntry, SessionStoreIterator, TimeOrderedSessionStore};
 pub use typed::KeyValueStore;
 pub(crate) use typed::{SessionStore, StoreSerdes, WindowStore};
-pub use window::{TimeOrderedWindowStore, WindowBytesStore, WindowEntry};
+pub use window::{TimeOrderedWindowStore, WindowBytesStore, WindowEntry, WindowStoreIterator};
 
 /// A failure inside a store implementation.
 #[derive(Clone, Debug)]
@@ -89,8 +89,12 @@ impl From<StoreError> for ProcessError {
     }
 }
 
-/// Key–value pairs of bytes, in key order.
-pub type ByteEntries = Vec<(Vec<u8>, Vec<u8>)>;
+/// One key–value pair of bytes.
+pub type ByteEntry = (Vec<u8>, Vec<u8>);
+
+/// The entries of a range scan, in key order, read as they are consumed: stopping early reads no
+/// more (Kafka Streams' `KeyValueIterator`). After an error it ends.
+pub type KeyValueIterator<'a> = Box<dyn Iterator<Item = Result<ByteEntry, StoreError>> + 'a>;
 
 /// Ordered byte key–value access: what operators read and write.
 pub trait KeyValueBytesStore {
@@ -99,8 +103,10 @@ pub trait KeyValueBytesStore {
     /// Writes `value`, or deletes the key when `value` is `None`.
     fn put(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError>;
 
-    /// Entries with keys inside the bounds, in byte order of keys. Inverted bounds give nothing.
-    fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<ByteEntries, StoreError>;
+    /// Entries with keys inside the bounds, in byte order of keys: committed state with the
+    /// pending writes laid over it. Inverted bounds give nothing. The iterator borrows the store,
+    /// so a caller that writes what it reads collects the keys first.
+    fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> KeyValueIterator<'_>;
 }
 
 /// A store owned by one task: byte access plus the transaction lifecycle the task drives.
@@ -164,6 +170,12 @@ pub trait StateStore: KeyValueBytesStore + Send {
 /// ([`PersistentStores`]).
 pub trait StoreSupplier: Send + Sync {
     fn build(&self, name: &str, task: TaskId) -> Result<Box<dyn StateStore>, StoreError>;
+}
+
+/// The keys of a scan, collected: for a caller that writes the keys it reads, which it cannot do
+/// while the scan borrows the store.
+pub(crate) fn keys(scan: KeyValueIterator<'_>) -> Result<Vec<Vec<u8>>, StoreError> {
+    scan.map(|entry| entry.map(|(key, _)| key)).collect()
 }
 
 /// Whether a byte range is empty because its bounds are inverted or touch at an excluded end.

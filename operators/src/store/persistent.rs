@@ -16,7 +16,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch as WriteB
 
 use super::checkpoint::Checkpoint;
 use super::pending::PendingWrites;
-use super::{is_empty_range, ByteEntries, KeyValueBytesStore, StateStore, StoreError, StoreSupplier};
+use super::{is_empty_range, KeyValueBytesStore, KeyValueIterator, StateStore, StoreError, StoreSupplier};
 use crate::topology::TaskId;
 
 /// Left by a clean close (the last handle dropped, the process not killed); see [`CleanClose`].
@@ -211,16 +211,16 @@ impl KeyValueBytesStore for PersistentKeyValueStore {
         Ok(())
     }
 
-    fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<ByteEntries, StoreError> {
+    fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> KeyValueIterator<'_> {
         if is_empty_range(from, to) {
-            return Ok(Vec::new());
+            return Box::new(std::iter::empty());
         }
         let bounds = (from.map(<[u8]>::to_vec), to.map(<[u8]>::to_vec));
         let committed = self
             .keyspace
             .range::<Vec<u8>, _>(bounds)
             .map(|guard| guard.into_inner().map_err(|e| fjall_error("reading local state", e)));
-        self.pending.merge_over(committed, from, to)
+        Box::new(self.pending.merge_over(committed, from, to))
     }
 }
 

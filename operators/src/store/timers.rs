@@ -61,22 +61,19 @@ impl<S: KeyValueBytesStore> TimerStore<S> {
         Ok(true)
     }
 
-    /// Timers due at `now_ms`, earliest first, as (timer key, fire time).
-    pub(crate) fn due(&self, now_ms: i64) -> Result<Vec<(Vec<u8>, i64)>, StoreError> {
+    /// Timers due at `now_ms`, earliest first, as (timer key, fire time), read as consumed.
+    pub(crate) fn due(&self, now_ms: i64) -> impl Iterator<Item = Result<(Vec<u8>, i64), StoreError>> + '_ {
         let from = [BY_TIME];
         let to = match now_ms.checked_add(1) {
             Some(after_now) => by_time(after_now, &[]),
             None => vec![BY_TIME + 1],
         };
-        self.inner
-            .range(Bound::Included(&from), Bound::Excluded(&to))?
-            .into_iter()
-            .map(|(stored_key, _)| {
-                let entry = stored_key.get(1..).unwrap_or_default();
-                let fire_at_ms = decode_time(entry)?;
-                Ok((entry.get(TIME_LEN..).unwrap_or_default().to_vec(), fire_at_ms))
-            })
-            .collect()
+        self.inner.range(Bound::Included(&from), Bound::Excluded(&to)).map(|entry| {
+            let (stored_key, _) = entry?;
+            let entry = stored_key.get(1..).unwrap_or_default();
+            let fire_at_ms = decode_time(entry)?;
+            Ok((entry.get(TIME_LEN..).unwrap_or_default().to_vec(), fire_at_ms))
+        })
     }
 }
 
@@ -92,11 +89,12 @@ mod tests {
         timers.schedule(b"early", 100).unwrap();
         timers.schedule(b"moved", 50).unwrap();
         timers.schedule(b"moved", 200).unwrap();
-        assert_eq!(timers.due(99).unwrap(), vec![]);
-        assert_eq!(timers.due(200).unwrap(), vec![(b"early".to_vec(), 100), (b"moved".to_vec(), 200)]);
+        let due = |timers: &TimerStore<_>, now_ms| timers.due(now_ms).collect::<Result<Vec<_>, _>>().unwrap();
+        assert_eq!(due(&timers, 99), vec![]);
+        assert_eq!(due(&timers, 200), vec![(b"early".to_vec(), 100), (b"moved".to_vec(), 200)]);
         assert!(timers.cancel(b"early").unwrap());
         assert!(!timers.cancel(b"early").unwrap());
-        assert_eq!(timers.due(i64::MAX).unwrap(), vec![(b"moved".to_vec(), 200), (b"late".to_vec(), 300)]);
+        assert_eq!(due(&timers, i64::MAX), vec![(b"moved".to_vec(), 200), (b"late".to_vec(), 300)]);
         assert_eq!(timers.scheduled_at(b"late").unwrap(), Some(300));
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::session::{SessionBytesStore, TimeOrderedSessionStore};
 use super::window::{TimeOrderedWindowStore, WindowBytesStore};
-use super::{ByteEntries, ChangeLoggingStore, KeyValueBytesStore};
+use super::{ChangeLoggingStore, KeyValueBytesStore, KeyValueIterator};
 use crate::error::ProcessError;
 use crate::serdes::Serde;
 use crate::windowing::Window;
@@ -55,17 +55,19 @@ impl<'a, K, V> KeyValueStore<'a, K, V> {
         encode(self.serdes.key.as_ref(), self.bytes.changelog_topic, "key", key)
     }
 
-    fn decode_entries(&self, entries: ByteEntries) -> Result<Vec<(K, V)>, ProcessError> {
-        let topic = self.bytes.changelog_topic;
-        entries
-            .into_iter()
-            .map(|(key, value)| {
-                Ok((
-                    decode(self.serdes.key.as_ref(), topic, "key", &key)?,
-                    decode(self.serdes.value.as_ref(), topic, "value", &value)?,
-                ))
-            })
-            .collect()
+    /// Decodes each entry of a scan as it is consumed.
+    fn decode_entries<'s>(
+        &'s self,
+        entries: KeyValueIterator<'s>,
+    ) -> impl Iterator<Item = Result<(K, V), ProcessError>> + 's {
+        let (serdes, topic): (&'s StoreSerdes<K, V>, &'s str) = (self.serdes, self.bytes.changelog_topic);
+        entries.map(move |entry| {
+            let (key, value) = entry?;
+            Ok((
+                decode(serdes.key.as_ref(), topic, "key", &key)?,
+                decode(serdes.value.as_ref(), topic, "value", &value)?,
+            ))
+        })
     }
 
     pub fn get(&self, key: &K) -> Result<Option<V>, ProcessError> {
@@ -91,17 +93,21 @@ impl<'a, K, V> KeyValueStore<'a, K, V> {
         Ok(previous)
     }
 
-    /// Every entry, in byte order of the serialized keys.
-    pub fn all(&self) -> Result<Vec<(K, V)>, ProcessError> {
-        let entries = self.bytes.range(Bound::Unbounded, Bound::Unbounded)?;
-        self.decode_entries(entries)
+    /// Every entry, in byte order of the serialized keys, read and decoded as consumed (Kafka
+    /// Streams' `all()`). The iterator borrows the store: collect what you mean to write back.
+    pub fn all(&self) -> impl Iterator<Item = Result<(K, V), ProcessError>> + '_ {
+        self.decode_entries(self.bytes.range(Bound::Unbounded, Bound::Unbounded))
     }
 
-    /// Entries with serialized keys between those of `from` and `to`, both inclusive.
-    pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>, ProcessError> {
+    /// Entries with serialized keys between those of `from` and `to`, both inclusive, read and
+    /// decoded as consumed.
+    pub fn range(
+        &self,
+        from: &K,
+        to: &K,
+    ) -> Result<impl Iterator<Item = Result<(K, V), ProcessError>> + '_, ProcessError> {
         let (from, to) = (self.encode_key(from)?, self.encode_key(to)?);
-        let entries = self.bytes.range(Bound::Included(&from), Bound::Included(&to))?;
-        self.decode_entries(entries)
+        Ok(self.decode_entries(self.bytes.range(Bound::Included(&from), Bound::Included(&to))))
     }
 }
 
@@ -150,20 +156,19 @@ impl<'a, K, V> SessionStore<'a, K, V> {
         SessionStore { bytes: TimeOrderedSessionStore::new(bytes), topic, serdes }
     }
 
+    /// The sessions of `key` a record could merge with, decoded as consumed.
     pub(crate) fn find_sessions(
         &self,
         key: &K,
         earliest_end_ms: i64,
         latest_start_ms: i64,
-    ) -> Result<Vec<(Window, V)>, ProcessError> {
+    ) -> Result<impl Iterator<Item = Result<(Window, V), ProcessError>> + '_, ProcessError> {
         let key = encode(self.serdes.key.as_ref(), self.topic, "key", key)?;
-        self.bytes
-            .find_sessions(&key, earliest_end_ms, latest_start_ms)?
-            .into_iter()
-            .map(|session| {
-                Ok((session.window, decode(self.serdes.value.as_ref(), self.topic, "value", &session.value)?))
-            })
-            .collect()
+        let (serdes, topic): (&StoreSerdes<K, V>, &str) = (self.serdes, self.topic);
+        Ok(self.bytes.find_sessions(&key, earliest_end_ms, latest_start_ms).map(move |session| {
+            let session = session?;
+            Ok((session.window, decode(serdes.value.as_ref(), topic, "value", &session.value)?))
+        }))
     }
 
     /// Writes the session's aggregate, or removes the session when `value` is `None`.

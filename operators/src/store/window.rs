@@ -3,7 +3,7 @@
 use std::ops::Bound;
 
 use super::time_key::{decode_time, encode_time, TIME_LEN};
-use super::{KeyValueBytesStore, StoreError};
+use super::{keys, KeyValueBytesStore, StoreError};
 
 /// One stored window.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,6 +13,9 @@ pub struct WindowEntry {
     pub value: Vec<u8>,
 }
 
+/// Stored windows, read as they are consumed; ends after an error.
+pub type WindowStoreIterator<'a> = Box<dyn Iterator<Item = Result<WindowEntry, StoreError>> + 'a>;
+
 /// What windowed aggregations need from a store.
 pub trait WindowBytesStore {
     fn fetch(&self, key: &[u8], window_start_ms: i64) -> Result<Option<Vec<u8>>, StoreError>;
@@ -20,8 +23,8 @@ pub trait WindowBytesStore {
     /// Writes the window's value, or deletes the window when `value` is `None`.
     fn put(&mut self, key: &[u8], window_start_ms: i64, value: Option<&[u8]>) -> Result<(), StoreError>;
 
-    /// Every window, oldest start first.
-    fn fetch_all(&self) -> Result<Vec<WindowEntry>, StoreError>;
+    /// Every window, oldest start first, read as consumed.
+    fn fetch_all(&self) -> WindowStoreIterator<'_>;
 
     /// Deletes every window that starts before `window_start_ms` (retention).
     fn remove_windows_before(&mut self, window_start_ms: i64) -> Result<(), StoreError>;
@@ -61,20 +64,19 @@ impl<S: KeyValueBytesStore> WindowBytesStore for TimeOrderedWindowStore<S> {
         self.inner.put(&window_key(key, window_start_ms), value)
     }
 
-    fn fetch_all(&self) -> Result<Vec<WindowEntry>, StoreError> {
-        self.inner
-            .range(Bound::Unbounded, Bound::Unbounded)?
-            .into_iter()
-            .map(|(stored_key, value)| {
-                let (key, window_start_ms) = parse_window_key(&stored_key)?;
-                Ok(WindowEntry { key, window_start_ms, value })
-            })
-            .collect()
+    fn fetch_all(&self) -> WindowStoreIterator<'_> {
+        Box::new(self.inner.range(Bound::Unbounded, Bound::Unbounded).map(|entry| {
+            let (stored_key, value) = entry?;
+            let (key, window_start_ms) = parse_window_key(&stored_key)?;
+            Ok(WindowEntry { key, window_start_ms, value })
+        }))
     }
 
     fn remove_windows_before(&mut self, window_start_ms: i64) -> Result<(), StoreError> {
         let limit = encode_time(window_start_ms);
-        for (stored_key, _) in self.inner.range(Bound::Unbounded, Bound::Excluded(&limit))? {
+        // The scan borrows the store, so the expired keys are collected before they are deleted.
+        let expired = keys(self.inner.range(Bound::Unbounded, Bound::Excluded(&limit)))?;
+        for stored_key in expired {
             self.inner.put(&stored_key, None)?;
         }
         Ok(())
@@ -94,7 +96,8 @@ mod tests {
         store.put(b"b", 10, Some(b"3")).unwrap();
         assert_eq!(store.fetch(b"a", 10).unwrap(), Some(b"2".to_vec()));
         store.remove_windows_before(10).unwrap();
-        let starts: Vec<_> = store.fetch_all().unwrap().into_iter().map(|e| (e.key, e.window_start_ms)).collect();
+        let starts: Vec<_> =
+            store.fetch_all().map(|e| e.map(|e| (e.key, e.window_start_ms))).collect::<Result<_, _>>().unwrap();
         assert_eq!(starts, vec![(b"a".to_vec(), 10), (b"b".to_vec(), 10)]);
     }
 }

@@ -38,15 +38,17 @@ impl<K, V> TestKeyValueStore<K, V> {
             .transpose()
     }
 
-    /// Every entry, in byte order of the serialized keys.
+    /// Every entry, in byte order of the serialized keys. Collected, unlike a processor's
+    /// [`KeyValueStore::all`](crate::store::KeyValueStore::all): the scan borrows the driver's
+    /// state, which this view may only hold for the call.
     pub fn all(&self) -> Result<Vec<(K, V)>, DriverError> {
         let core = self.core.borrow();
         let slot = core.store_slot(&self.name)?;
         let topic = &slot.changelog_topic;
-        let entries = slot.store.range(Bound::Unbounded, Bound::Unbounded).map_err(|e| self.store_error(e))?;
-        entries
-            .into_iter()
-            .map(|(key, value)| {
+        slot.store
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .map(|entry| {
+                let (key, value) = entry.map_err(|e| self.store_error(e))?;
                 let key = self.serdes.key.deserialize(topic, &key).map_err(|e| self.serde_error(e))?;
                 let value = self.serdes.value.deserialize(topic, &value).map_err(|e| self.serde_error(e))?;
                 Ok((key, value))

@@ -49,6 +49,40 @@ fn process_uses_its_store_and_feeds_downstream_dsl_nodes() -> TestResult {
     Ok(())
 }
 
+/// Puts each record, then forwards the store's first key and how many keys lie from "b" to "d".
+struct Census;
+
+impl Processor<String, String> for Census {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, String>,
+        record: Record<String, String>,
+    ) -> Result<(), ProcessError> {
+        let mut seen = ctx.kv_store::<String, String>("seen")?;
+        seen.put(&record.key, &record.value)?;
+        let first = seen.all().next().transpose()?.map(|(key, _)| key).unwrap_or_default();
+        let between = seen.range(&"b".to_owned(), &"d".to_owned())?.collect::<Result<Vec<_>, _>>()?.len();
+        ctx.forward(Record { value: format!("{first} {between}"), ..record })
+    }
+}
+
+#[test]
+fn a_processor_scans_its_store_lazily_with_all_and_range() -> TestResult {
+    let builder = StreamsBuilder::new();
+    builder.add_state_store(StoreBuilder::key_value("seen", StringSerde, StringSerde));
+    builder
+        .stream("in", Consumed::with(StringSerde, StringSerde))
+        .process(|| Census, &["seen"])
+        .to("out", Produced::with(StringSerde, StringSerde));
+    let driver = driver(builder);
+    let input = driver.create_input_topic("in", StringSerde, StringSerde);
+    input.pipe_key_values([pair("c", "1"), pair("a", "2"), pair("b", "3"), pair("d", "4"), pair("e", "5")])?;
+    let output = driver.create_output_topic("out", StringSerde, StringSerde);
+    let expected = [pair("c", "c 1"), pair("a", "a 1"), pair("b", "a 2"), pair("d", "a 3"), pair("e", "a 3")];
+    assert_eq!(output.read_key_values_to_vec()?, expected);
+    Ok(())
+}
+
 #[test]
 fn a_store_must_be_connected_and_read_with_its_declared_types() -> TestResult {
     struct WrongTypes;
