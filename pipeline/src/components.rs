@@ -2,7 +2,6 @@
 //! process; each subcommand runs one, so they can also be deployed apart.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -10,10 +9,11 @@ use deadpool_postgres::Pool;
 use operators::error::ErrorPolicy;
 use operators::runtime::{retry_lane_topics, KafkaStreams, ProcessingGuarantee, StoreType, StreamsConfig};
 use operators::topology::Topology;
+use schemas::{RegistryResolver, SagaCodec};
 
 use crate::admin::auth::AdminToken;
 use crate::admin::lag::WatchedGroup;
-use crate::codec::EventSerde;
+use crate::event_serde::EventSerde;
 use crate::participants::{inventory, order_saga, payment, shipping};
 use crate::settings::{Guarantee, Settings, StoreKind};
 use crate::{admin, db, dlq, openapi, order_service, projector, setup};
@@ -41,11 +41,14 @@ impl Participant {
     }
 }
 
-pub async fn event_serde(settings: &Settings) -> Result<EventSerde> {
+/// The saga's one codec, every current schema's id looked up already: a missing schema stops
+/// start-up here, with what to run. Clones share its cache.
+pub async fn saga_codec(settings: &Settings) -> Result<SagaCodec> {
     let registry = schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?;
-    EventSerde::prepare(registry)
+    let resolver = RegistryResolver::prepare(registry)
         .await
-        .with_context(|| format!("looking up the saga schemas at {}", settings.registry.url))
+        .with_context(|| format!("looking up the saga schemas at {}", settings.registry.url))?;
+    Ok(SagaCodec::new(resolver))
 }
 
 pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde) -> Result<Topology> {
@@ -232,23 +235,13 @@ pub fn admin_router(dlq: dlq::DlqAdmin, token: AdminToken) -> axum::Router {
 }
 
 /// The command side (POST) and the query side (GET) on the order API port.
-pub async fn serve_order_api(settings: &Settings, pool: Pool) -> Result<()> {
+pub async fn serve_order_api(settings: &Settings, pool: Pool, codec: SagaCodec) -> Result<()> {
     let redis = redis::Client::open(settings.redis.url.as_str()).context("redis.url")?;
     let redis = redis::aio::ConnectionManager::new(redis)
         .await
         .with_context(|| format!("connecting to Redis at {}", settings.redis.url))?;
-    let registry = schemas::RegistryClient::new(&settings.registry.url).context("registry.url")?;
-    // The codec looks each id up on first use; this finds a missing schema at start-up instead.
-    schemas::current_schema_ids(&registry)
-        .await
-        .with_context(|| format!("looking up the saga schemas at {}", settings.registry.url))?;
-    let service = order_service::OrderService::new(
-        pool.clone(),
-        redis,
-        Arc::new(schemas::SagaCodec::new(registry)),
-        settings.order_service.snapshot_every,
-    )
-    .with_admin_token(settings.admin_token()?);
+    let service = order_service::OrderService::new(pool.clone(), redis, codec, settings.order_service.snapshot_every)
+        .with_admin_token(settings.admin_token()?);
     tokio::spawn(order_service::run_outbox_sweeper(
         pool.clone(),
         Duration::from_secs(settings.order_service.outbox_retention_s),
@@ -260,12 +253,12 @@ pub async fn serve_order_api(settings: &Settings, pool: Pool) -> Result<()> {
 pub async fn run_projector(
     settings: &Settings,
     pool: Pool,
-    serde: EventSerde,
+    codec: SagaCodec,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     projector::run_projector(
         projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone()),
-        serde,
+        codec,
         pool,
         shutdown,
     )
@@ -276,11 +269,11 @@ pub async fn run_projector(
 pub async fn rebuild_read_model(
     settings: &Settings,
     pool: Pool,
-    serde: EventSerde,
+    codec: SagaCodec,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let config = projector::ProjectorConfig::new(settings.kafka.bootstrap_servers.clone());
-    let summary = projector::rebuild_read_model(&config, &serde, &pool, |line| eprintln!("{line}"), shutdown).await?;
+    let summary = projector::rebuild_read_model(&config, &codec, &pool, |line| eprintln!("{line}"), shutdown).await?;
     println!("{summary}");
     Ok(())
 }
@@ -289,25 +282,25 @@ pub async fn rebuild_read_model(
 pub async fn serve_admin(
     settings: &Settings,
     pool: Pool,
-    serde: EventSerde,
+    codec: SagaCodec,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let indexer =
         dlq::run_indexer(dlq::IndexerConfig::new(settings.kafka.bootstrap_servers.clone()), pool.clone(), shutdown);
     tokio::select! {
         result = indexer => result.context("DLQ indexer"),
-        result = serve_admin_http(settings, pool, serde) => result,
+        result = serve_admin_http(settings, pool, codec) => result,
     }
 }
 
 /// The admin port: `/metrics` (with the consumer-lag exporter for every group of the pipeline),
 /// `/health`, `/ready`, and the DLQ's `/admin/dlq` routes (with their transactional producer).
 /// Joins no consumer group: the DLQ indexer is [`serve_admin`]'s.
-pub async fn serve_admin_http(settings: &Settings, pool: Pool, serde: EventSerde) -> Result<()> {
+pub async fn serve_admin_http(settings: &Settings, pool: Pool, codec: SagaCodec) -> Result<()> {
     // On a blocking thread: shipping's topology owns a runtime of its own (its database
     // client), which may not be dropped inside this async context.
     let groups = {
-        let (settings, serde) = (settings.clone(), serde.clone());
+        let (settings, serde) = (settings.clone(), EventSerde::new(codec.clone()));
         tokio::task::spawn_blocking(move || watched_groups(&settings, &serde))
             .await
             .context("listing the consumer groups")??
@@ -321,7 +314,7 @@ pub async fn serve_admin_http(settings: &Settings, pool: Pool, serde: EventSerde
         settings.kafka.instance_id.clone().unwrap_or_else(|| StreamsConfig::new("dlq-admin", "").instance_id);
     let republisher = dlq::Republisher::new(&settings.kafka.bootstrap_servers, &format!("dlq-admin-{instance_id}"));
     let token = AdminToken::new(settings.admin_token()?);
-    let app = admin_router(dlq::DlqAdmin::new(pool, serde, republisher), token);
+    let app = admin_router(dlq::DlqAdmin::new(pool, codec, republisher), token);
     serve(app, settings.http.bind_address, settings.http.admin_port, "admin endpoint").await
 }
 
@@ -349,13 +342,13 @@ pub fn watched_groups(settings: &Settings, serde: &EventSerde) -> Result<Vec<Wat
 pub async fn serve_apis(
     settings: &Settings,
     pool: Pool,
-    serde: EventSerde,
+    codec: SagaCodec,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     tokio::select! {
         () = shutdown => Ok(()),
-        result = serve_order_api(settings, pool.clone()) => result.context("order API"),
-        result = serve_admin_http(settings, pool, serde) => result.context("admin endpoint"),
+        result = serve_order_api(settings, pool.clone(), codec.clone()) => result.context("order API"),
+        result = serve_admin_http(settings, pool, codec) => result.context("admin endpoint"),
     }
 }
 
@@ -387,17 +380,17 @@ pub async fn with_process_metrics(
 }
 
 /// Every part in one process until `shutdown` resolves or one part fails.
-/// The pool and the registered event serde are made once and shared by every part.
+/// The pool and the saga codec are made once and shared by every part.
 pub async fn run_all(settings: &Settings, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
     let pool = database(settings).await?;
     prepare(settings).await?;
-    let serde = event_serde(settings).await?;
+    let codec = saga_codec(settings).await?;
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     tokio::select! {
-        result = run_participants(settings, &Participant::ALL, serde.clone(), shutdown.clone()) => result.context("participants"),
-        result = serve_order_api(settings, pool.clone()) => result.context("order API"),
-        result = serve_admin(settings, pool.clone(), serde.clone(), shutdown.clone()) => result.context("admin endpoint"),
-        result = run_projector(settings, pool, serde, shutdown.clone()) => result.context("projector"),
+        result = run_participants(settings, &Participant::ALL, codec.clone(), shutdown.clone()) => result.context("participants"),
+        result = serve_order_api(settings, pool.clone(), codec.clone()) => result.context("order API"),
+        result = serve_admin(settings, pool.clone(), codec.clone(), shutdown.clone()) => result.context("admin endpoint"),
+        result = run_projector(settings, pool, codec, shutdown.clone()) => result.context("projector"),
     }
 }
 
@@ -408,9 +401,10 @@ pub async fn run_all(settings: &Settings, shutdown: impl std::future::Future<Out
 pub async fn run_participants(
     settings: &Settings,
     which: &[Participant],
-    serde: EventSerde,
+    codec: SagaCodec,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
+    let serde = EventSerde::new(codec);
     // Once per process, before any participant starts: it builds every participant's topology.
     check_state_stores(settings, &serde)?;
     let mut running = Vec::new();

@@ -2,12 +2,12 @@
 //! saga participants, the projector (read side), and the admin and metrics endpoints.
 
 pub mod admin;
-pub mod codec;
 pub mod components;
 pub mod db;
 pub mod demo;
 pub mod dlq;
 pub mod error_body;
+pub mod event_serde;
 pub mod logging;
 mod offsets;
 pub mod openapi;

@@ -133,31 +133,33 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
         }
         Command::OrderApi => {
             let pool = components::database(&settings).await?;
-            components::with_process_metrics(&settings, "order-api", components::serve_order_api(&settings, pool)).await
+            let codec = components::saga_codec(&settings).await?;
+            let order_api = components::serve_order_api(&settings, pool, codec);
+            components::with_process_metrics(&settings, "order-api", order_api).await
         }
         Command::Payment => run_participants(&settings, Participant::Payment).await,
         Command::Inventory => run_participants(&settings, Participant::Inventory).await,
         Command::Shipping => run_participants(&settings, Participant::Shipping).await,
         Command::OrderSaga => run_participants(&settings, Participant::OrderSaga).await,
         Command::Projector { action } => {
-            let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);
+            let (pool, codec) = (components::database(&settings).await?, components::saga_codec(&settings).await?);
             match action {
                 None => {
-                    let projector = components::run_projector(&settings, pool, serde, shutdown_signal());
+                    let projector = components::run_projector(&settings, pool, codec, shutdown_signal());
                     components::with_process_metrics(&settings, "projector", projector).await
                 }
                 Some(ProjectorAction::Rebuild) => {
-                    components::rebuild_read_model(&settings, pool, serde, shutdown_signal()).await
+                    components::rebuild_read_model(&settings, pool, codec, shutdown_signal()).await
                 }
             }
         }
         Command::Admin => {
-            let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);
-            components::serve_admin(&settings, pool, serde, shutdown_signal()).await
+            let (pool, codec) = (components::database(&settings).await?, components::saga_codec(&settings).await?);
+            components::serve_admin(&settings, pool, codec, shutdown_signal()).await
         }
         Command::Api => {
-            let (pool, serde) = (components::database(&settings).await?, components::event_serde(&settings).await?);
-            components::serve_apis(&settings, pool, serde, shutdown_signal()).await
+            let (pool, codec) = (components::database(&settings).await?, components::saga_codec(&settings).await?);
+            components::serve_apis(&settings, pool, codec, shutdown_signal()).await
         }
         Command::Schemas { command: SchemasCommand::Check { offline } } => {
             schema_commands::check(&settings, offline).await
@@ -176,9 +178,9 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
 }
 
 async fn run_participants(settings: &Settings, participant: Participant) -> Result<()> {
-    let serde = components::event_serde(settings).await?;
+    let codec = components::saga_codec(settings).await?;
     let which = [participant];
-    let running = components::run_participants(settings, &which, serde, shutdown_signal());
+    let running = components::run_participants(settings, &which, codec, shutdown_signal());
     components::with_process_metrics(settings, participant.application_id(), running).await
 }
 

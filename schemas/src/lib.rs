@@ -4,8 +4,11 @@
 //! Producing: [`SagaCodec::encode`] gives Confluent-framed bytes, what Kafka records (and the
 //! outbox, whose bytes Debezium passes through untouched) carry. Consuming: [`SagaCodec::decode`]
 //! resolves the writer's schema against ours, so events written with an older or newer
-//! compatible schema still read. [`encode_avro_body`], [`to_wire`] and [`parse_wire`] are the
-//! parts, for callers that hold a schema id already.
+//! compatible schema still read. The codec gets ids and writer schemas from a [`SchemaResolver`]:
+//! the registry, cached ([`RegistryResolver`]), or fixed ids ([`FixedIdsResolver`]). It is the
+//! one codec of the saga: async callers await it, the stream thread calls its `_blocking` pair
+//! (through `pipeline`'s `EventSerde`). [`encode_avro_body`], [`to_wire`] and [`parse_wire`] are
+//! the parts, for callers that hold a schema id already.
 //!
 //! ```
 //! use schemas::{decode_avro_body, encode_avro_body, Envelope, EventType, Payload, SagaEvent, ShipmentFailed};
@@ -30,6 +33,7 @@ mod events;
 mod policy;
 mod registration;
 mod registry;
+mod resolver;
 mod upcast;
 mod version_check;
 mod wire;
@@ -55,6 +59,7 @@ pub use registration::{
     StartupSchemaError,
 };
 pub use registry::{Compatibility, RegistryClient, RegistryError};
+pub use resolver::{Answer, Asking, FixedIdsResolver, RegistryResolver, SchemaResolver};
 pub use upcast::{upcast, upcast_parts};
 pub use version_check::{check_chain, check_versions, Direction, Incompatibility};
 pub use wire::{parse_wire, to_wire, WireError, HEADER_LEN, MAGIC_BYTE};

@@ -50,6 +50,18 @@ pub enum RegistryError {
     UnusableSchema { id: u32, detail: String },
 }
 
+impl RegistryError {
+    /// An unreachable or failing registry may answer next time; an id it does not have, a schema
+    /// it holds that we cannot use, or a refusal will not change by asking again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Unreachable { .. } | RegistryError::BadResponse { .. } => true,
+            RegistryError::Rejected { status, .. } => status.is_server_error(),
+            _ => false,
+        }
+    }
+}
+
 /// A subject's compatibility level: which earlier versions a new version must stay readable with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -1,4 +1,4 @@
-//! `SagaCodec` and `RegistryClient` against the real Apicurio registry of the local stack
+//! `SagaCodec` (over a `RegistryResolver`) and `RegistryClient` against the real Apicurio registry of the local stack
 //! (`dev/stack up`). Every run uses topics of its own, so its subjects never collide with earlier
 //! runs; the test deletes them when it passes.
 
@@ -13,7 +13,7 @@ use samples::sample;
 use schemas::{
     check_chain, check_chain_in_registry, check_in_registry, current_schema_ids, encode_avro_body, parse_wire,
     register_all, schema_of, schema_text_of, schema_version_of, schema_versions_of, subject_for, to_wire, topic_of,
-    CodecError, Compatibility, EventType, RegistryClient, RegistryError, SagaCodec,
+    CodecError, Compatibility, EventType, RegistryClient, RegistryError, RegistryResolver, SagaCodec,
 };
 use serde_json::json;
 
@@ -60,6 +60,11 @@ async fn delete_subject(client: &RegistryClient, subject: &str) {
     }
 }
 
+/// A codec that looks ids up in the registry at `base` on first use.
+fn registry_codec(base: &str) -> SagaCodec {
+    SagaCodec::new(RegistryResolver::new(RegistryClient::new(base).unwrap()))
+}
+
 /// GET /schemas/ids/{id}, parsed, without going through the client under test.
 async fn fetch_schema_by_id(client: &RegistryClient, id: u32) -> Schema {
     let url = format!("{}/schemas/ids/{id}", client.api_url());
@@ -73,9 +78,11 @@ async fn fetch_schema_by_id(client: &RegistryClient, id: u32) -> Schema {
 async fn every_event_round_trips_through_the_registry() {
     let base = registry_base_url();
     let run = new_run_id();
-    let codec = SagaCodec::new(RegistryClient::new(&base).unwrap());
+    let codec = registry_codec(&base);
     // A second codec with empty caches decodes too: nothing rides on the encoder's state.
-    let fresh_codec = SagaCodec::new(RegistryClient::new(&base).unwrap());
+    let fresh_codec = registry_codec(&base);
+    // Registers, as `pipeline schemas register` does: the codec never does.
+    let registry = RegistryClient::new(&base).unwrap();
 
     for event_type in EventType::ALL {
         let event = sample(event_type);
@@ -85,11 +92,11 @@ async fn every_event_round_trips_through_the_registry() {
             Err(CodecError::NotRegistered { event_type: missing, .. }) => assert_eq!(missing, event_type),
             other => panic!("{event_type} is not registered under {topic} yet, got {other:?}"),
         }
-        codec.registry().register(&subject_for(&topic, event_type), schema_text_of(event_type)).await.unwrap();
+        registry.register(&subject_for(&topic, event_type), schema_text_of(event_type)).await.unwrap();
         let bytes = codec.encode(&topic, &event).await.unwrap_or_else(|e| panic!("encode {event_type}: {e}"));
 
         let (schema_id, _) = parse_wire(&bytes).unwrap();
-        let registered = fetch_schema_by_id(codec.registry(), schema_id).await;
+        let registered = fetch_schema_by_id(&registry, schema_id).await;
         assert_eq!(&registered, schema_of(event_type), "schema id {schema_id} of {event_type}");
 
         assert_eq!(codec.decode(&bytes).await.unwrap(), event, "{event_type}");
@@ -99,10 +106,10 @@ async fn every_event_round_trips_through_the_registry() {
     // Asked one by one: Apicurio caps GET /subjects at 1000 entries (apicurio.ccompat.max-subjects).
     for event_type in EventType::ALL {
         let subject = subject_for(&run_topic(event_type, &run), event_type);
-        let url = format!("{}/subjects/{subject}/versions", codec.registry().api_url());
+        let url = format!("{}/subjects/{subject}/versions", registry.api_url());
         let versions: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
         assert_eq!(versions, json!([1]), "TopicRecordNameStrategy subject {subject}");
-        delete_subject(codec.registry(), &subject).await;
+        delete_subject(&registry, &subject).await;
     }
 }
 
@@ -141,20 +148,21 @@ async fn backward_compatibility_refuses_a_new_required_field_and_accepts_a_defau
 
 #[tokio::test]
 async fn an_unknown_schema_id_is_a_typed_error() {
-    let codec = SagaCodec::new(RegistryClient::new(&registry_base_url()).unwrap());
+    let codec = registry_codec(&registry_base_url());
     let body = encode_avro_body(&sample(EventType::ShipmentFailed)).unwrap();
     match codec.decode(&to_wire(u32::MAX, &body)).await {
-        Err(CodecError::Registry(RegistryError::SchemaNotFound { id: u32::MAX })) => {}
+        Err(CodecError::WriterSchema { id: u32::MAX, source: RegistryError::SchemaNotFound { id: u32::MAX } }) => {}
         other => panic!("expected SchemaNotFound, got {other:?}"),
     }
 }
 
 #[tokio::test]
 async fn a_writer_schema_that_is_no_saga_event_is_refused() {
-    let codec = SagaCodec::new(RegistryClient::new(&registry_base_url()).unwrap());
+    let codec = registry_codec(&registry_base_url());
+    let registry = RegistryClient::new(&registry_base_url()).unwrap();
     let subject = format!("schemas-test-{}-saga.other.Note", new_run_id());
     let schema = r#"{"type": "record", "name": "Note", "namespace": "saga.other", "fields": [{"name": "text", "type": "string"}]}"#;
-    let id = codec.registry().register(&subject, schema).await.unwrap();
+    let id = registry.register(&subject, schema).await.unwrap();
 
     match codec.decode(&to_wire(id, &[4, b'h', b'i'])).await {
         Err(CodecError::NotASagaEvent { schema_id, name }) => {
@@ -162,7 +170,7 @@ async fn a_writer_schema_that_is_no_saga_event_is_refused() {
         }
         other => panic!("expected NotASagaEvent, got {other:?}"),
     }
-    delete_subject(codec.registry(), &subject).await;
+    delete_subject(&registry, &subject).await;
 }
 
 /// A record schema `P` with the given fields, as JSON text.

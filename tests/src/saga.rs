@@ -9,13 +9,16 @@ use std::time::Duration;
 use operators::idempotency::GuardConfig;
 use operators::runtime::{KafkaStreams, StreamsConfig};
 use operators::serdes::Serde;
-use pipeline::codec::EventSerde;
+use pipeline::event_serde::EventSerde;
 use pipeline::participants::inventory::InventoryConfig;
 use pipeline::participants::order_saga::SagaConfig;
 use pipeline::participants::payment::PaymentConfig;
 use pipeline::participants::shipping::{idempotency_key, ShippingConfig, GUARD_NAMESPACE};
 use pipeline::participants::{inventory, order_saga, payment, shipping, SagaTopics};
-use schemas::{Address, Envelope, EventType, Money, OrderItem, OrderPlaced, Payload, SagaEvent, DEFAULT_CURRENCY};
+use schemas::{
+    Address, Envelope, EventType, Money, OrderItem, OrderPlaced, Payload, RegistryResolver, SagaCodec, SagaEvent,
+    DEFAULT_CURRENCY,
+};
 
 use crate::kafka::{create_topic, read_topic, Consumed};
 use crate::stack::{kafka_bootstrap, postgres_config, redis_url, registry_with_saga_schemas};
@@ -23,10 +26,18 @@ use crate::stack::{kafka_bootstrap, postgres_config, redis_url, registry_with_sa
 /// How long a test waits for the events it expects.
 pub const WAIT: Duration = Duration::from_secs(120);
 
-/// The saga's codec, with every event schema registered.
-pub async fn event_serde() -> EventSerde {
+/// The saga's codec, with every event schema registered and its id looked up.
+pub async fn saga_codec() -> SagaCodec {
     let registry = registry_with_saga_schemas().await;
-    EventSerde::prepare(registry).await.unwrap_or_else(|e| panic!("registry: looking up the saga schemas failed: {e}"))
+    let resolver = RegistryResolver::prepare(registry)
+        .await
+        .unwrap_or_else(|e| panic!("registry: looking up the saga schemas failed: {e}"));
+    SagaCodec::new(resolver)
+}
+
+/// [`saga_codec`] for the stream thread and for synchronous test code.
+pub async fn event_serde() -> EventSerde {
+    EventSerde::new(saga_codec().await)
 }
 
 /// Applies the migrations, so `shipments` (and the rest) exist.

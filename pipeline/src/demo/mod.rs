@@ -75,11 +75,11 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
         if poison_count == 0 {
             return Ok(Vec::new());
         }
-        let serde = crate::components::event_serde(settings).await?;
+        let codec = crate::components::saga_codec(settings).await?;
         let placing =
             options.rate.map_or(Duration::ZERO, |rate| Duration::from_secs_f64(options.orders as f64 / rate.max(1e-3)));
         let every = placing / u32::try_from(poison_count).unwrap_or(u32::MAX);
-        poison::produce(&settings.kafka.bootstrap_servers, schemas::ORDER_EVENTS, &serde, &run_id, poison_count, every)
+        poison::produce(&settings.kafka.bootstrap_servers, schemas::ORDER_EVENTS, &codec, &run_id, poison_count, every)
             .await
     };
     let started = Instant::now();

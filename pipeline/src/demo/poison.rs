@@ -6,15 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use operators::serdes::Serde;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use schemas::{Address, Envelope, OrderPlaced, Payload, SagaEvent, DEFAULT_CURRENCY};
+use schemas::{Address, Envelope, OrderPlaced, Payload, SagaCodec, SagaEvent, DEFAULT_CURRENCY};
 
 use super::changelog::read_all;
 use super::invariants::Check;
-use crate::codec::EventSerde;
 
 /// The header that marks a demo poison record with its kind.
 const KIND_HEADER: &str = "demo.poison";
@@ -42,7 +40,7 @@ const KINDS: [&str; 4] = ["bad_magic_byte", "unknown_schema_id", "truncated_avro
 pub async fn produce(
     bootstrap: &str,
     topic: &str,
-    serde: &EventSerde,
+    codec: &SagaCodec,
     run_id: &str,
     count: usize,
     every: Duration,
@@ -66,7 +64,7 @@ pub async fn produce(
     };
     let sample = SagaEvent::new(Envelope::new(format!("{run_id}-poison"), "poison", 0), Payload::OrderPlaced(placed));
     let valid =
-        serde.serialize(topic, &sample).context("encoding the sample event the truncated poison is cut from")?;
+        codec.encode(topic, &sample).await.context("encoding the sample event the truncated poison is cut from")?;
     let mut produced = Vec::with_capacity(count);
     for n in 0..count {
         let (key, kind) = (format!("{run_id}-poison-{n}"), KINDS[n % KINDS.len()]);

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::admin::lag::{LagReader, PartitionLag};
-use crate::codec::EventSerde;
 use crate::components;
+use crate::event_serde::EventSerde;
 use crate::settings::Settings;
 
 /// Reads in a row that must find every group caught up.

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use deadpool_postgres::Pool;
+use schemas::SagaCodec;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
@@ -30,7 +31,6 @@ use super::request::{
 use super::store::{self, DlqStoreError, Entry};
 use crate::admin::audit::{ids_field, AdminAction};
 use crate::admin::auth::{require_admin_token, AdminToken};
-use crate::codec::EventSerde;
 use crate::error_body::{error_response, ErrorBody};
 
 /// Far above any body these routes take (at most 500 ids and a reason).
@@ -40,13 +40,13 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct DlqAdmin {
     pool: Pool,
-    serde: EventSerde,
+    codec: SagaCodec,
     republisher: Arc<Republisher>,
 }
 
 impl DlqAdmin {
-    pub fn new(pool: Pool, serde: EventSerde, republisher: Arc<Republisher>) -> Self {
-        DlqAdmin { pool, serde, republisher }
+    pub fn new(pool: Pool, codec: SagaCodec, republisher: Arc<Republisher>) -> Self {
+        DlqAdmin { pool, codec, republisher }
     }
 }
 
@@ -218,19 +218,14 @@ fn audited<T>(operator: &str, action: &str, ids: &str, result: Result<T, ApiErro
     result.map(Json)
 }
 
-/// The entries as JSON, payloads decoded off the executor (a writer schema may be fetched).
-async fn render(serde: &EventSerde, entries: Vec<Entry>, with_headers: bool) -> Result<Vec<EntryView>, ApiError> {
-    let serde = serde.clone();
-    tokio::task::spawn_blocking(move || {
-        entries
-            .iter()
-            .map(|entry| {
-                entry_view(entry, payload(&serde, &entry.original_topic, entry.value.as_deref()), with_headers)
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("rendering DLQ entries failed: {e}")))
+/// The entries as the listing shows them (without headers), payloads decoded (a writer schema
+/// may be fetched).
+async fn listed(codec: &SagaCodec, entries: &[Entry]) -> Vec<EntryView> {
+    let mut views = Vec::with_capacity(entries.len());
+    for entry in entries {
+        views.push(entry_view(entry, payload(codec, entry.value.as_deref()).await, false));
+    }
+    views
 }
 
 /// Dead letters, filtered, a page at a time (keyset: pass `next_cursor` as `cursor`).
@@ -244,7 +239,6 @@ async fn render(serde: &EventSerde, entries: Vec<Entry>, with_headers: bool) -> 
         (status = 200, description = "One page of entries (without their headers)", body = DlqPage),
         (status = 400, description = "A bad filter, limit or cursor", body = ErrorBody),
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
-        (status = 500, description = "Rendering the entries failed", body = ErrorBody),
         (status = 503, description = "No admin token is configured, or the DLQ index is unavailable", body = ErrorBody),
     )
 )]
@@ -257,7 +251,7 @@ async fn list(
         let filter = list_filter(params)?;
         let (entries, has_more) = store::list(&admin.pool, &filter).await?;
         let next_cursor = if has_more { entries.last().map(|entry| entry.id) } else { None };
-        let entries = render(&admin.serde, entries, false).await?;
+        let entries = listed(&admin.codec, &entries).await;
         Ok(DlqPage { entries, limit: filter.limit, next_cursor })
     };
     audited("unknown", "dlq.list", "", result.await)
@@ -275,7 +269,6 @@ async fn list(
         (status = 400, description = "The id is not a positive integer", body = ErrorBody),
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "No such entry", body = ErrorBody),
-        (status = 500, description = "Rendering the entry failed", body = ErrorBody),
         (status = 503, description = "No admin token is configured, or the DLQ index is unavailable", body = ErrorBody),
     )
 )]
@@ -290,8 +283,7 @@ async fn inspect(
     let result = async {
         let entry =
             store::find(&admin.pool, id).await?.ok_or_else(|| ApiError::NotFound(format!("no DLQ entry {id}")))?;
-        let mut rendered = render(&admin.serde, vec![entry], true).await?;
-        rendered.pop().ok_or_else(|| ApiError::Internal(format!("DLQ entry {id} did not render")))
+        Ok(entry_view(&entry, payload(&admin.codec, entry.value.as_deref()).await, true))
     };
     audited("unknown", "dlq.inspect", &id.to_string(), result.await)
 }

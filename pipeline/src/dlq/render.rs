@@ -4,14 +4,13 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use operators::serdes::Serde;
+use schemas::SagaCodec;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::store::Entry;
 use super::stored_headers;
-use crate::codec::EventSerde;
 use crate::error_body::ErrorBody;
 
 /// How a payload is shown.
@@ -35,8 +34,7 @@ pub enum BytesEncoding {
     Base64,
 }
 
-/// The payload, decoded or not. Decoding may ask the registry for a writer schema (blocking):
-/// call it off the async executor.
+/// The payload, decoded or not.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Payload {
     pub encoding: PayloadEncoding,
@@ -45,12 +43,14 @@ pub struct Payload {
     pub decode_error: Option<String>,
 }
 
-pub fn payload(serde: &EventSerde, topic: &str, value: Option<&[u8]>) -> Payload {
+/// Decoding may ask the registry for a writer schema it has not seen.
+pub async fn payload(codec: &SagaCodec, value: Option<&[u8]>) -> Payload {
     let Some(bytes) = value else {
         return Payload { encoding: PayloadEncoding::Null, value: Value::Null, decode_error: None };
     };
-    let decoded = serde
-        .deserialize(topic, bytes)
+    let decoded = codec
+        .decode(bytes)
+        .await
         .map_err(|e| e.to_string())
         .and_then(|event| serde_json::to_value(&event).map_err(|e| e.to_string()));
     match decoded {
@@ -207,16 +207,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_payload_that_is_not_a_saga_event_is_shown_as_base64_with_the_reason() {
-        let shown = payload(&EventSerde::with_fixed_ids(), "order.events", Some(b"not avro"));
+    #[tokio::test]
+    async fn a_payload_that_is_not_a_saga_event_is_shown_as_base64_with_the_reason() {
+        let shown = payload(&SagaCodec::with_fixed_ids(), Some(b"not avro")).await;
         assert_eq!((shown.encoding, shown.value), (PayloadEncoding::Base64, json!("bm90IGF2cm8=")));
         assert!(shown.decode_error.is_some_and(|error| error.contains("magic")));
     }
 
-    #[test]
-    fn a_saga_event_is_shown_as_json() {
-        let serde = EventSerde::with_fixed_ids();
+    #[tokio::test]
+    async fn a_saga_event_is_shown_as_json() {
+        let codec = SagaCodec::with_fixed_ids();
         let event = SagaEvent::new(
             Envelope::new("order-1", "corr-1", 1_000),
             EventPayload::OrderConfirmed(OrderConfirmed {
@@ -225,23 +225,23 @@ mod tests {
                 tracking_number: "TRK-1".into(),
             }),
         );
-        let bytes = serde.serialize("order.events", &event).unwrap();
-        let shown = payload(&serde, "order.events", Some(&bytes));
+        let bytes = codec.encode("order.events", &event).await.unwrap();
+        let shown = payload(&codec, Some(&bytes)).await;
         assert_eq!(shown.encoding, PayloadEncoding::Json, "{:?}", shown.decode_error);
         assert_eq!(shown.value["envelope"]["order_id"], "order-1");
         assert_eq!(shown.value["envelope"]["event_id"], event.envelope.event_id.as_str());
         assert_eq!(shown.value["payload"]["OrderConfirmed"]["tracking_number"], "TRK-1", "{}", shown.value);
     }
 
-    #[test]
-    fn a_tombstone_is_null() {
-        assert_eq!(payload(&EventSerde::with_fixed_ids(), "t", None).encoding, PayloadEncoding::Null);
+    #[tokio::test]
+    async fn a_tombstone_is_null() {
+        assert_eq!(payload(&SagaCodec::with_fixed_ids(), None).await.encoding, PayloadEncoding::Null);
     }
 
-    #[test]
-    fn keys_and_header_values_are_text_when_they_can_be() {
+    #[tokio::test]
+    async fn keys_and_header_values_are_text_when_they_can_be() {
         let headers = [Header::new("trace", b"t-1".to_vec()), Header::new("raw", vec![0xff]), Header::null("none")];
-        let shown = payload(&EventSerde::with_fixed_ids(), "order.events", Some(&[0xff]));
+        let shown = payload(&SagaCodec::with_fixed_ids(), Some(&[0xff])).await;
         let json = serde_json::to_value(entry_view(&entry(Some(&[0xfe, 0x01]), Some(&[0xff]), &headers), shown, true))
             .unwrap();
         assert_eq!((json["key_encoding"].as_str(), json["key"].as_str()), (Some("base64"), Some("/gE=")));

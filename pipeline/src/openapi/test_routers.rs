@@ -2,12 +2,10 @@
 //! listens, so a handler that gets as far as PostgreSQL, Redis, the registry or Kafka fails at
 //! once, and operator calls take [`TOKEN`].
 
-use std::sync::Arc;
-
 use axum::Router;
+use schemas::{RegistryResolver, SagaCodec};
 
 use crate::admin::auth::AdminToken;
-use crate::codec::EventSerde;
 use crate::components::{admin_router, order_api_router};
 use crate::dlq::{DlqAdmin, Republisher};
 use crate::order_service::OrderService;
@@ -25,13 +23,13 @@ pub fn order_api() -> Router {
     let redis =
         redis::aio::ConnectionManager::new_lazy_with_config(redis, redis::aio::ConnectionManagerConfig::new()).unwrap();
     let registry = schemas::RegistryClient::new(&format!("http://{NOWHERE}")).unwrap();
-    let service = OrderService::new(pool(), redis, Arc::new(schemas::SagaCodec::new(registry)), 100)
+    let service = OrderService::new(pool(), redis, SagaCodec::new(RegistryResolver::new(registry)), 100)
         .with_admin_token(Some(TOKEN.into()));
     order_api_router(service, pool())
 }
 
 /// The admin port.
 pub fn admin() -> Router {
-    let dlq = DlqAdmin::new(pool(), EventSerde::with_fixed_ids(), Republisher::new(NOWHERE, "openapi-tests"));
+    let dlq = DlqAdmin::new(pool(), SagaCodec::with_fixed_ids(), Republisher::new(NOWHERE, "openapi-tests"));
     admin_router(dlq, AdminToken::new(Some(TOKEN.into())))
 }

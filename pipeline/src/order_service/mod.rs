@@ -11,8 +11,6 @@ pub mod outbox;
 pub mod request;
 pub mod trace;
 
-use std::sync::Arc;
-
 use schemas::SagaCodec;
 
 use crate::admin::auth::AdminToken;
@@ -25,7 +23,7 @@ pub use outbox::run_outbox_sweeper;
 pub struct OrderService {
     pool: deadpool_postgres::Pool,
     redis: redis::aio::ConnectionManager,
-    codec: Arc<SagaCodec>,
+    codec: SagaCodec,
     /// A snapshot is written each time an aggregate's version crosses a multiple of this.
     snapshot_every: u32,
     /// The bearer token operators' calls must carry (the admin port's); unset disables them.
@@ -36,7 +34,7 @@ impl OrderService {
     pub fn new(
         pool: deadpool_postgres::Pool,
         redis: redis::aio::ConnectionManager,
-        codec: Arc<SagaCodec>,
+        codec: SagaCodec,
         snapshot_every: u32,
     ) -> Self {
         OrderService { pool, redis, codec, snapshot_every, admin_token: AdminToken::default() }

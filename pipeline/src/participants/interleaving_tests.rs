@@ -25,7 +25,7 @@ use super::payment::{self, CustomerBalance, PaymentConfig};
 use super::shipping::{self, Cancellation, Shipment, ShipmentError, ShipmentGateway, ShippingConfig};
 use super::test_support::{order_placed, Driven, T0};
 use super::{SagaTopics, RESOLVE, RETRY_COMPENSATIONS};
-use crate::codec::EventSerde;
+use crate::event_serde::EventSerde;
 
 const ORDER: &str = "o-1";
 const BALANCE: i64 = 10_000;

@@ -14,7 +14,7 @@ use super::payment::{self, CustomerBalance, PaymentConfig};
 use super::shipping::{self, Cancellation, Shipment, ShipmentError, ShipmentGateway, ShippingConfig};
 use super::test_support::{order_placed, Driven, TestResult};
 use super::SagaTopics;
-use crate::codec::EventSerde;
+use crate::event_serde::EventSerde;
 
 /// Shipments numbered in creation order; unavailable while `down` is set.
 #[derive(Default)]

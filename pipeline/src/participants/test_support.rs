@@ -5,7 +5,7 @@ use operators::test_driver::TopologyTestDriver;
 use operators::topology::Topology;
 use schemas::{Address, Envelope, Money, OrderItem, OrderPlaced, Payload, SagaEvent, DEFAULT_CURRENCY};
 
-use crate::codec::EventSerde;
+use crate::event_serde::EventSerde;
 
 pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
 

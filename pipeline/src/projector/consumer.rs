@@ -19,10 +19,9 @@ use operators::clock::Clock;
 use operators::error::ProcessError;
 use operators::record::RawRecord;
 use operators::runtime::{dead_letter_record, kafka_headers, raw_record, FailureReason};
-use operators::serdes::{Serde, SerdeError};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use schemas::SagaEvent;
+use schemas::{CodecError, SagaCodec, SagaEvent};
 
 use super::config::ProjectorConfig;
 use super::internal_events::{
@@ -30,7 +29,6 @@ use super::internal_events::{
     ProjectionFailed, ProjectorStarted, RecordUndecodable,
 };
 use super::store::{apply_events, flag_projection_problem, Projection};
-use crate::codec::EventSerde;
 use crate::offsets::PendingOffsets;
 
 /// Records per database transaction at most. A batch is only what the consumer already holds, so
@@ -46,7 +44,7 @@ const CONSUME_ERROR_PAUSE: Duration = Duration::from_millis(500);
 /// of everything projected and leaves the group. Errors only if the consumer cannot start.
 pub async fn run_projector(
     config: ProjectorConfig,
-    serde: EventSerde,
+    codec: SagaCodec,
     pool: Pool,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
@@ -99,7 +97,7 @@ pub async fn run_projector(
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            () = project_batch(&batch, &serde, &pool, &dead_letters, &config.group_id) => {}
+            () = project_batch(&batch, &codec, &pool, &dead_letters, &config.group_id) => {}
         }
         BatchProjected { group: &config.group_id, records: batch.len() }.emit();
         for record in &batch {
@@ -127,18 +125,14 @@ pub async fn run_projector(
 /// never dropped for that. A record that can never be read is set aside first.
 async fn project_batch(
     records: &[RawRecord],
-    serde: &EventSerde,
+    codec: &SagaCodec,
     pool: &Pool,
     dead_letters: &FutureProducer,
     group: &str,
 ) {
     let mut decoded = Vec::with_capacity(records.len());
-    for (record, first_try) in records.iter().zip(decode_batch(records, serde).await) {
-        let event = match first_try {
-            Ok(event) => Some(event),
-            Err(_) => decode_or_set_aside(record, serde, pool, dead_letters, group).await,
-        };
-        if let Some(event) = event {
+    for record in records {
+        if let Some(event) = decode_or_set_aside(record, codec, pool, dead_letters, group).await {
             decoded.push((record, event));
         }
     }
@@ -189,7 +183,7 @@ async fn project_batch(
 /// which is dead-lettered and its order flagged.
 async fn decode_or_set_aside(
     record: &RawRecord,
-    serde: &EventSerde,
+    codec: &SagaCodec,
     pool: &Pool,
     dead_letters: &FutureProducer,
     group: &str,
@@ -197,7 +191,7 @@ async fn decode_or_set_aside(
     let topic = record.topic.as_str();
     let mut retry_in = FIRST_RETRY;
     loop {
-        match decode(record, serde).await {
+        match decode(record, codec).await {
             Ok(event) => return Some(event),
             Err(error) if error.is_transient() => {
                 DecodeRetried { topic, offset: record.offset, error: &error.to_string(), retry_in }.emit();
@@ -220,33 +214,9 @@ pub(super) fn order_version(record: &RawRecord) -> Option<i64> {
     std::str::from_utf8(header.value.as_deref()?).ok()?.trim().parse().ok()
 }
 
-/// Decoding may fetch an unknown writer schema from the registry with a blocking call.
-pub(super) async fn decode(record: &RawRecord, serde: &EventSerde) -> Result<SagaEvent, SerdeError> {
-    let (topic, value) = (record.topic.clone(), record.value.clone());
-    let serde = serde.clone();
-    tokio::task::spawn_blocking(move || decode_value(&topic, value.as_deref(), &serde))
-        .await
-        .map_err(|e| SerdeError::transient(format!("decoding panicked: {e}")))?
-}
-
-/// [`decode`] for a whole batch in one blocking call, so that a batch costs one hand-off to the
-/// blocking pool instead of one per record.
-async fn decode_batch(records: &[RawRecord], serde: &EventSerde) -> Vec<Result<SagaEvent, SerdeError>> {
-    let values: Vec<(String, Option<Vec<u8>>)> =
-        records.iter().map(|record| (record.topic.clone(), record.value.clone())).collect();
-    let serde = serde.clone();
-    match tokio::task::spawn_blocking(move || {
-        values.iter().map(|(topic, value)| decode_value(topic, value.as_deref(), &serde)).collect()
-    })
-    .await
-    {
-        Ok(decoded) => decoded,
-        Err(e) => records.iter().map(|_| Err(SerdeError::transient(format!("decoding panicked: {e}")))).collect(),
-    }
-}
-
-fn decode_value(topic: &str, value: Option<&[u8]>, serde: &EventSerde) -> Result<SagaEvent, SerdeError> {
-    serde.deserialize(topic, value.ok_or_else(|| SerdeError::new("record has no value (tombstone)"))?)
+/// The record's event; decoding fetches a writer schema it has not seen from the registry.
+pub(super) async fn decode(record: &RawRecord, codec: &SagaCodec) -> Result<SagaEvent, CodecError> {
+    codec.decode_value(&record.topic, record.value.as_deref()).await
 }
 
 /// A poison record: its dead letter (the original bytes, `dlq.*` headers with the reason), and

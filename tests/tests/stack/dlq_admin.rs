@@ -19,13 +19,13 @@ use operators::record::{Header, OutputRecord, RawRecord};
 use operators::runtime::{dead_letter_record, kafka_headers, FailureReason, REPROCESSED_FROM_HEADER};
 use operators::serdes::Serde;
 use pipeline::admin::auth::AdminToken;
-use pipeline::codec::EventSerde;
 use pipeline::dlq::{refresh_pending, routes, run_indexer, DlqAdmin, IndexerConfig, Republisher};
+use pipeline::event_serde::EventSerde;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reqwest::StatusCode;
-use schemas::{Envelope, EventType, OrderConfirmed, Payload, SagaEvent};
+use schemas::{Envelope, EventType, OrderConfirmed, Payload, SagaCodec, SagaEvent};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -42,10 +42,6 @@ async fn pool() -> deadpool_postgres::Pool {
     pool
 }
 
-async fn event_serde() -> EventSerde {
-    integration_tests::saga::event_serde().await
-}
-
 /// An admin endpoint on an ephemeral port, as `pipeline admin` serves it, with its own
 /// transactional producer.
 struct Admin {
@@ -54,10 +50,10 @@ struct Admin {
 }
 
 impl Admin {
-    async fn start(pool: &deadpool_postgres::Pool, serde: &EventSerde, token: Option<&str>) -> Self {
+    async fn start(pool: &deadpool_postgres::Pool, codec: &SagaCodec, token: Option<&str>) -> Self {
         let republisher = Republisher::new(&kafka_bootstrap(), &unique("dlq-admin-test"));
         let app = pipeline::admin::routes().merge(routes(
-            DlqAdmin::new(pool.clone(), serde.clone(), republisher),
+            DlqAdmin::new(pool.clone(), codec.clone(), republisher),
             AdminToken::new(token.map(str::to_string)),
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("ephemeral port");
@@ -256,7 +252,7 @@ fn metric(name: &str, label: Option<(&str, &str)>) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_letters_are_indexed_listed_reprocessed_once_linked_and_discarded() {
     let bootstrap = kafka_bootstrap();
-    let (pool, serde) = (pool().await, event_serde().await);
+    let (pool, codec) = (pool().await, saga::saga_codec().await);
     let prefix = unique("dlqadmin");
     let original_topic = format!("{prefix}-orders");
     let dlq_topic = format!("{original_topic}.dlq");
@@ -273,7 +269,7 @@ async fn dead_letters_are_indexed_listed_reprocessed_once_linked_and_discarded()
             tracking_number: "TRK-1".into(),
         }),
     );
-    let avro = serde.serialize(schemas::ORDER_EVENTS, &event).expect("encoding a saga event");
+    let avro = codec.encode(schemas::ORDER_EVENTS, &event).await.expect("encoding a saga event");
     let letter = |key: &str, value: Vec<u8>, class, original_offset| DeadLetter {
         key: key.into(),
         value,
@@ -301,8 +297,8 @@ async fn dead_letters_are_indexed_listed_reprocessed_once_linked_and_discarded()
     }
 
     let indexer = Indexer::start(&pool, &prefix);
-    let admin = Admin::start(&pool, &serde, Some(TOKEN)).await;
-    let other_admin = Admin::start(&pool, &serde, Some(TOKEN)).await;
+    let admin = Admin::start(&pool, &codec, Some(TOKEN)).await;
+    let other_admin = Admin::start(&pool, &codec, Some(TOKEN)).await;
     let of_topic = format!("topic={original_topic}");
     let all = admin.wait_for_entries(&of_topic, |entries| entries.len() == letters.len()).await;
     let id_of = |key: &str| {
@@ -508,8 +504,8 @@ fn admin_routes() -> Vec<(reqwest::Method, &'static str, Option<&'static str>)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admin_route_needs_the_token_and_bad_input_is_a_4xx() {
-    let (pool, serde) = (pool().await, event_serde().await);
-    let admin = Admin::start(&pool, &serde, Some(TOKEN)).await;
+    let (pool, codec) = (pool().await, saga::saga_codec().await);
+    let admin = Admin::start(&pool, &codec, Some(TOKEN)).await;
     for (method, path, body) in admin_routes() {
         for token in [None, Some("wrong-token"), Some("")] {
             let (status, answer) = admin.call(method.clone(), path, token, body).await;
@@ -517,7 +513,7 @@ async fn every_admin_route_needs_the_token_and_bad_input_is_a_4xx() {
             assert!(answer["error"].is_string(), "{answer}");
         }
     }
-    let disabled = Admin::start(&pool, &serde, None).await;
+    let disabled = Admin::start(&pool, &codec, None).await;
     for (method, path, body) in admin_routes() {
         let (status, answer) = disabled.call(method.clone(), path, Some(TOKEN), body).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{method} {path} without a configured token: {answer}");
@@ -623,7 +619,9 @@ async fn entries_of(admin: &Admin, topics: &[&str], key: &str, done: impl Fn(&[V
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_repaired_permanent_failure_reprocessed_through_the_api_completes_the_saga_once() {
     const PARTITIONS: i32 = 3;
-    let (pool, serde) = (pool().await, event_serde().await);
+    let (pool, codec) = (pool().await, saga::saga_codec().await);
+    // The participants' and this test's synchronous code go through the same codec.
+    let serde = EventSerde::new(codec.clone());
     let prefix = unique("dlqrepair");
     // The order waits for shipping while the operator repairs: no step times out meanwhile.
     let run = SagaRun::start(
@@ -640,7 +638,7 @@ async fn a_repaired_permanent_failure_reprocessed_through_the_api_completes_the_
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let indexer = Indexer::start(&pool, &prefix);
-    let admin = Admin::start(&pool, &serde, Some(TOKEN)).await;
+    let admin = Admin::start(&pool, &codec, Some(TOKEN)).await;
     let order_id = key_on_partition(&format!("{prefix}-order"), 1, PARTITIONS);
     // After the repaired order, on its partition: once this one is through, so is everything of the first.
     let sentinel = key_on_partition(&format!("{prefix}-sentinel"), 1, PARTITIONS);

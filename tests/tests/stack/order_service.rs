@@ -1,7 +1,6 @@
 //! The order service against real PostgreSQL, Redis and the schema registry: HTTP commands,
 //! event store versions and snapshots, outbox rows in wire format, idempotency keys.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::stack::{postgres_config, redis_url, registry_with_saga_schemas, unique};
@@ -13,7 +12,7 @@ use pipeline::order_service::outbox::sweep_outbox;
 use pipeline::order_service::request::PlaceOrderRequest;
 use pipeline::order_service::{routes, OrderService};
 use reqwest::StatusCode;
-use schemas::{parse_wire, Payload, SagaCodec, SagaEvent};
+use schemas::{parse_wire, Payload, RegistryResolver, SagaCodec, SagaEvent};
 use serde_json::{json, Value};
 
 struct Harness {
@@ -21,7 +20,7 @@ struct Harness {
     http: reqwest::Client,
     db: tokio_postgres::Client,
     redis: redis::aio::ConnectionManager,
-    codec: Arc<SagaCodec>,
+    codec: SagaCodec,
     service: OrderService,
 }
 
@@ -43,7 +42,7 @@ async fn start(snapshot_every: u32) -> Harness {
         .await
         .unwrap_or_else(|e| panic!("redis is down or refuses connections: {e} (`dev/stack status`)"));
 
-    let codec = Arc::new(SagaCodec::new(registry_with_saga_schemas().await));
+    let codec = SagaCodec::new(RegistryResolver::new(registry_with_saga_schemas().await));
 
     let service = OrderService::new(pool, redis.clone(), codec.clone(), snapshot_every)
         .with_admin_token(Some(ADMIN_TOKEN.into()));

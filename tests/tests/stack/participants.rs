@@ -16,7 +16,7 @@ use operators::record::Header;
 use operators::runtime::kafka_headers;
 use operators::runtime::{KafkaStreams, StreamsConfig};
 use operators::serdes::Serde;
-use pipeline::codec::EventSerde;
+use pipeline::event_serde::EventSerde;
 use pipeline::participants::inventory::InventoryConfig;
 use pipeline::participants::order_saga::SagaConfig;
 use pipeline::participants::payment::PaymentConfig;

@@ -12,15 +12,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use integration_tests::kafka::create_topic;
 use integration_tests::outage::Outage;
 use integration_tests::stack::{kafka_bootstrap, port, postgres_config, postgres_config_at, unique};
-use operators::serdes::Serde;
-use pipeline::codec::EventSerde;
 use pipeline::projector::{query_routes, run_projector, ProjectorConfig, FRESH_HEADER};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use schemas::{
     Address, CancellationReason, Envelope, InventoryReleased, InventoryReserved, Money, OrderCancelled, OrderConfirmed,
-    OrderItem, OrderPlaced, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCreated,
-    ShipmentFailed, StockItem, DEFAULT_CURRENCY, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS,
+    OrderItem, OrderPlaced, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaCodec, SagaEvent,
+    ShipmentCreated, ShipmentFailed, StockItem, DEFAULT_CURRENCY, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS,
+    SHIPPING_EVENTS,
 };
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -56,18 +55,18 @@ impl Topics {
 
 struct Producer {
     producer: FutureProducer,
-    serde: EventSerde,
+    codec: SagaCodec,
 }
 
 impl Producer {
     async fn send(&self, topics: &Topics, event: &SagaEvent) {
-        let bytes = self.serde.serialize(event.topic(), event).expect("encoding a saga event");
+        let bytes = self.codec.encode(event.topic(), event).await.expect("encoding a saga event");
         self.send_bytes(topics.of(event), &event.envelope.order_id, &bytes).await;
     }
 
     /// As Debezium delivers an order-service event: with the order's event-store version.
     async fn send_at_version(&self, topics: &Topics, event: &SagaEvent, version: i64) {
-        let bytes = self.serde.serialize(event.topic(), event).expect("encoding a saga event");
+        let bytes = self.codec.encode(event.topic(), event).await.expect("encoding a saga event");
         let version = version.to_string();
         let headers = rdkafka::message::OwnedHeaders::new()
             .insert(rdkafka::message::Header { key: "aggregate_version", value: Some(&version) });
@@ -124,13 +123,13 @@ impl RunningProjector {
     }
 }
 
-/// What every projector test starts from: the migrated database, the saga serde, this test's
+/// What every projector test starts from: the migrated database, the saga codec, this test's
 /// own topics and a producer to them.
 struct Fixture {
     bootstrap: String,
     pool: deadpool_postgres::Pool,
     db: Client,
-    serde: EventSerde,
+    codec: SagaCodec,
     topics: Topics,
     producer: Producer,
 }
@@ -141,7 +140,7 @@ impl Fixture {
         let pool = pipeline::db::pool(&postgres_config(), 4).expect("postgres pool");
         let db = connect(&postgres_config()).await;
         pipeline::db::migrate(&pool).await.expect("postgres: applying the migrations");
-        let serde = integration_tests::saga::event_serde().await;
+        let codec = integration_tests::saga::saga_codec().await;
         let topics = Topics::create(&bootstrap).await;
         let producer = Producer {
             producer: ClientConfig::new()
@@ -149,9 +148,9 @@ impl Fixture {
                 .set("enable.idempotence", "true")
                 .create()
                 .expect("kafka producer"),
-            serde: serde.clone(),
+            codec: codec.clone(),
         };
-        Fixture { bootstrap, pool, db, serde, topics, producer }
+        Fixture { bootstrap, pool, db, codec, topics, producer }
     }
 }
 
@@ -310,7 +309,7 @@ fn order_ids(listing: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projector_builds_order_view_and_the_query_api_serves_it() {
-    let Fixture { bootstrap, pool, db, serde, topics, producer } = Fixture::new().await;
+    let Fixture { bootstrap, pool, db, codec, topics, producer } = Fixture::new().await;
 
     let customer = unique("customer");
     let [confirmed_id, cancelled_id, early_id, failed_id, awaited_id] =
@@ -329,7 +328,7 @@ async fn projector_builds_order_view_and_the_query_api_serves_it() {
     config.topics = topics.all();
     config.commit_interval = Duration::from_millis(200);
     let projector =
-        RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
+        RunningProjector::start(|stopped| run_projector(config.clone(), codec.clone(), pool.clone(), stopped));
 
     let early = wait_for_version(&db, &early_id, 2).await;
     assert_eq!(early.status, "RESERVED");
@@ -554,7 +553,7 @@ async fn projector_builds_order_view_and_the_query_api_serves_it() {
     // A replay of everything (a new group, as after an offset reset) changes no row.
     let mut replay = config.clone();
     replay.group_id = unique("projector-replay");
-    let replaying = RunningProjector::start(|stopped| run_projector(replay, serde.clone(), pool.clone(), stopped));
+    let replaying = RunningProjector::start(|stopped| run_projector(replay, codec.clone(), pool.clone(), stopped));
     // Every valid record once more: early 3, confirmed 7 (2 of them duplicates), cancelled 7, failed 3, awaited 1.
     let replayed_duplicates = 3 + 7 + 7 + 3 + 1;
     let duplicates = || topics.all().iter().map(|topic| counter(topic, "duplicate")).sum::<f64>();
@@ -583,7 +582,7 @@ async fn projector_builds_order_view_and_the_query_api_serves_it() {
 /// PostgreSQL was down, each retry of flagging its order produced the dead letter again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_record_is_dead_lettered_once_however_long_the_database_is_down() {
-    let Fixture { bootstrap, db, serde, topics, producer, .. } = Fixture::new().await;
+    let Fixture { bootstrap, db, codec, topics, producer, .. } = Fixture::new().await;
     let outage = Outage::down_in_front_of(port("POSTGRES_PORT")).await;
     let pool = pipeline::db::pool(&postgres_config_at(outage.port()), 2).expect("postgres pool");
     let order_id = unique("poison");
@@ -594,7 +593,7 @@ async fn a_poison_record_is_dead_lettered_once_however_long_the_database_is_down
     config.group_id = unique("projector-outage");
     config.topics = topics.all();
     let projector =
-        RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
+        RunningProjector::start(|stopped| run_projector(config.clone(), codec.clone(), pool.clone(), stopped));
     // Long enough for several attempts at flagging the order (backoff 0.5 s, 1 s, 2 s).
     tokio::time::sleep(Duration::from_secs(4)).await;
     outage.bring_up();
@@ -641,13 +640,13 @@ fn committed_and_end(bootstrap: &str, group: &str, topic: &str) -> (i64, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_projector_commits_its_last_offsets_while_idle() {
-    let Fixture { bootstrap, pool, db, serde, topics, producer } = Fixture::new().await;
+    let Fixture { bootstrap, pool, db, codec, topics, producer } = Fixture::new().await;
     let mut config = ProjectorConfig::new(&bootstrap);
     config.group_id = unique("projector-idle");
     config.topics = topics.all();
     config.commit_interval = Duration::from_millis(200);
     let projector =
-        RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
+        RunningProjector::start(|stopped| run_projector(config.clone(), codec.clone(), pool.clone(), stopped));
 
     // A burst, then quiet: the last records of the burst arrive within one commit interval.
     let customer = unique("customer");
@@ -683,7 +682,7 @@ fn batches(group: &str) -> (u64, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_is_projected_in_batches_with_the_views_of_one_event_at_a_time() {
-    let Fixture { bootstrap, pool, db, serde, topics, producer } = Fixture::new().await;
+    let Fixture { bootstrap, pool, db, codec, topics, producer } = Fixture::new().await;
     // A backlog before the projector starts: three events per order on three topics, and a
     // duplicate of every tenth order's payment, which may land in the same batch as the original.
     let customer = unique("customer");
@@ -704,7 +703,7 @@ async fn a_backlog_is_projected_in_batches_with_the_views_of_one_event_at_a_time
     config.group_id = unique("projector-batch");
     config.topics = topics.all();
     let projector =
-        RunningProjector::start(|stopped| run_projector(config.clone(), serde.clone(), pool.clone(), stopped));
+        RunningProjector::start(|stopped| run_projector(config.clone(), codec.clone(), pool.clone(), stopped));
     for order_id in &order_ids {
         let view = wait_for_version(&db, order_id, 3).await;
         assert_eq!((view.status.as_str(), view.version), ("RESERVED", 3), "order {order_id}");

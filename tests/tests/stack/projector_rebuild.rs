@@ -12,18 +12,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use integration_tests::kafka::create_topic;
-use integration_tests::saga::{event_serde, order_placed};
+use integration_tests::saga::{order_placed, saga_codec};
 use integration_tests::stack::{kafka_bootstrap, postgres_config, unique};
 use operators::serdes::Serde;
-use pipeline::codec::EventSerde;
+use pipeline::event_serde::EventSerde;
 use pipeline::projector::{rebuild_read_model, run_projector, ProjectorConfig, RebuildSummary};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use schemas::{
     CancellationReason, Envelope, EventType, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaEvent, ShipmentCreated,
-    ShipmentFailed, StockItem, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS,
+    OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaCodec, SagaEvent,
+    ShipmentCreated, ShipmentFailed, StockItem, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, SHIPPING_EVENTS,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -278,9 +278,9 @@ struct LiveProjector {
 }
 
 impl LiveProjector {
-    fn start(config: &ProjectorConfig, serde: &EventSerde, pool: &deadpool_postgres::Pool) -> Self {
+    fn start(config: &ProjectorConfig, codec: &SagaCodec, pool: &deadpool_postgres::Pool) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run_projector(config.clone(), serde.clone(), pool.clone(), async move {
+        let task = tokio::spawn(run_projector(config.clone(), codec.clone(), pool.clone(), async move {
             let _ = stopped.await;
         }));
         LiveProjector { stop, task }
@@ -348,14 +348,14 @@ async fn oid(db: &Client, table: &str) -> Option<u32> {
 
 async fn rebuild(
     config: &ProjectorConfig,
-    serde: &EventSerde,
+    codec: &SagaCodec,
     pool: &deadpool_postgres::Pool,
 ) -> (anyhow::Result<RebuildSummary>, Vec<String>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
     let result = rebuild_read_model(
         config,
-        serde,
+        codec,
         pool,
         move |line| sink.lock().unwrap().push(line.to_string()),
         std::future::pending(),
@@ -372,7 +372,9 @@ async fn the_rebuilt_view_equals_the_live_one_and_is_swapped_in_whole() {
     let pool = pipeline::db::pool(&database.config(), 4).expect("postgres pool");
     pipeline::db::migrate(&pool).await.expect("postgres: applying the migrations");
     let db = connect(&database.config()).await;
-    let serde = event_serde().await;
+    let codec = saga_codec().await;
+    // The stream thread's adapter over the same codec, for the synchronous closure below.
+    let serde = EventSerde::new(codec.clone());
     let topics = create_topics(&bootstrap).await;
     let topic_of = |event: &SagaEvent| {
         let standard = [ORDER_EVENTS, PAYMENT_EVENTS, INVENTORY_EVENTS, SHIPPING_EVENTS]
@@ -441,7 +443,7 @@ async fn the_rebuilt_view_equals_the_live_one_and_is_swapped_in_whole() {
     config.group_id = unique("rebuild-test-projector");
     config.topics = topics.to_vec();
     config.commit_interval = Duration::from_millis(200);
-    let live = LiveProjector::start(&config, &serde, &pool);
+    let live = LiveProjector::start(&config, &codec, &pool);
     wait_until("the live projector folded every event in", async || {
         count(&db, "select count(*) from projected_events").await == distinct as i64
             && count(&db, "select count(*) from order_view where projection_problem is not null").await == 1
@@ -450,7 +452,7 @@ async fn the_rebuilt_view_equals_the_live_one_and_is_swapped_in_whole() {
 
     // It can fail: with the projector running, the rebuild refuses and changes nothing.
     let live_oid = oid(&db, "order_view").await;
-    let (refused, _) = rebuild(&config, &serde, &pool).await;
+    let (refused, _) = rebuild(&config, &codec, &pool).await;
     let error = format!("{:#}", refused.expect_err("a rebuild beside a running projector must refuse"));
     assert!(error.contains("the projector is running") && error.contains(&config.group_id), "{error}");
     assert_eq!(oid(&db, "order_view").await, live_oid, "the live view stays");
@@ -485,7 +487,7 @@ async fn the_rebuilt_view_equals_the_live_one_and_is_swapped_in_whole() {
             seen
         })
     };
-    let (rebuilt, progress) = rebuild(&config, &serde, &pool).await;
+    let (rebuilt, progress) = rebuild(&config, &codec, &pool).await;
     reading.store(false, Ordering::Relaxed);
     let summary = rebuilt.unwrap_or_else(|e| panic!("rebuild failed: {e:#}"));
     println!("{summary}");
@@ -547,7 +549,7 @@ async fn the_rebuilt_view_equals_the_live_one_and_is_swapped_in_whole() {
     let mut replay = config.clone();
     replay.group_id = unique("rebuild-test-after");
     let skipped_before = counted(&config.topics, "duplicate");
-    let after_swap = LiveProjector::start(&replay, &serde, &pool);
+    let after_swap = LiveProjector::start(&replay, &codec, &pool);
     wait_until("the projector after the swap read everything again", async || {
         count(&db, &format!("select count(*) from order_view where order_id = '{run}-after'")).await == 1
             && counted(&config.topics, "duplicate") >= skipped_before + (distinct + duplicates) as f64

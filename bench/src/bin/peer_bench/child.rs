@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use pipeline::codec::EventSerde;
+use pipeline::event_serde::EventSerde;
 use pipeline::settings::Settings;
 
 use crate::caught_up;

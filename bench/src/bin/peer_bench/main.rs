@@ -29,6 +29,7 @@ mod run_ours;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use pipeline::event_serde::EventSerde;
 use pipeline::settings::Settings;
 
 use child::Contestant;
@@ -87,7 +88,7 @@ fn main() -> Result<()> {
     let settings = Settings::load(&options.config, std::env::vars())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(pipeline::components::register_schemas(&settings))?;
-    let serde = runtime.block_on(pipeline::components::event_serde(&settings))?;
+    let serde = EventSerde::new(runtime.block_on(pipeline::components::saga_codec(&settings))?);
 
     println!(
         "peer-bench: {} OrderPlaced preloaded per run ({} customers), then {} orders/s for {} s; 6 partitions; {} round(s); ours as {} instance(s)",

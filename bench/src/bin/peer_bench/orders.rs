@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use operators::serdes::Serde;
-use pipeline::codec::EventSerde;
+use pipeline::event_serde::EventSerde;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use schemas::{Address, Envelope, Money, OrderItem, OrderPlaced, Payload, SagaEvent};

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use operators::error::ErrorPolicy;
 use operators::runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig};
+use pipeline::event_serde::EventSerde;
 use pipeline::participants::payment::{self, PaymentConfig};
 use pipeline::participants::SagaTopics;
 use pipeline::settings::Settings;
@@ -39,7 +40,7 @@ pub fn main(args: &[String]) -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let serde = pipeline::components::event_serde(&settings).await?;
+        let serde = EventSerde::new(pipeline::components::saga_codec(&settings).await?);
         let mut streams_config = StreamsConfig::new(application_id.as_str(), settings.kafka.bootstrap_servers.as_str());
         streams_config.commit_interval = settings.commit_interval("payment");
         streams_config.error_policy = ErrorPolicy::Retry(settings.retry.policy());

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use schemas::{CancellationReason, EventType, OrderCancelled, Payload, PaymentCompleted, SagaEvent, StockItem};
 
 use super::*;
-use crate::codec::EventSerde;
+use crate::event_serde::EventSerde;
 use crate::participants::test_support::{assert_caused_by, caused_by, order_placed, Driven, TestResult};
 use crate::participants::SagaTopics;
 

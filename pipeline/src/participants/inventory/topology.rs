@@ -13,7 +13,7 @@ use super::reservations::Effect;
 use super::state::{OrderReservation, ProductStock, StockReply, StockRequest};
 use super::stock::{ReleaseStock, ReserveStock};
 use super::stores::{ORDERS_STORE, STOCK_STORE};
-use crate::codec::EventSerde;
+use crate::event_serde::EventSerde;
 use crate::participants::retention::{self, Retained};
 
 pub fn topology(serde: EventSerde, config: &InventoryConfig) -> Topology {

@@ -7,7 +7,7 @@ use schemas::{
 };
 
 use super::*;
-use crate::codec::EventSerde;
+use crate::event_serde::EventSerde;
 use crate::participants::test_support::{assert_caused_by, caused_by, order_placed, Driven, TestResult};
 use crate::participants::{SagaTopics, RETRY_COMPENSATIONS, SAGA_OPERATOR};
 

@@ -11,7 +11,7 @@ use super::config::SagaConfig;
 use super::processor::OrderSaga;
 use super::state::OrderSagaState;
 use super::stores::ORDERS_STORE;
-use crate::codec::EventSerde;
+use crate::event_serde::EventSerde;
 use crate::participants::retention::{self, Retained};
 
 pub fn topology(serde: EventSerde, config: &SagaConfig) -> Topology {

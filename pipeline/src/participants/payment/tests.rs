@@ -10,7 +10,7 @@ use operators::serdes::{JsonSerde, StringSerde};
 use super::state::{AppliedRequest, Settled};
 use super::stores::APPLIED_STORE;
 use super::*;
-use crate::codec::EventSerde;
+use crate::event_serde::EventSerde;
 use crate::participants::test_support::{assert_caused_by, caused_by, order_placed, Driven, TestResult};
 use crate::participants::SagaTopics;
 

@@ -12,7 +12,7 @@ use super::config::PaymentConfig;
 use super::ledger::OrderLedger;
 use super::state::{AppliedRequest, BalanceRequest, CustomerBalance, OrderPayment};
 use super::stores::{APPLIED_STORE, BALANCES_STORE, ORDERS_STORE};
-use crate::codec::EventSerde;
+use crate::event_serde::EventSerde;
 use crate::participants::retention::{self, Retained};
 
 pub fn topology(serde: EventSerde, config: &PaymentConfig) -> Topology {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use schemas::{CancellationReason, EventType, InventoryReserved, OrderCancelled, Payload, SagaEvent, StockItem};
 
 use super::*;
-use crate::codec::EventSerde;
+use crate::event_serde::EventSerde;
 use crate::participants::test_support::{assert_caused_by, caused_by, order_placed, Driven, TestResult};
 use crate::participants::SagaTopics;
 

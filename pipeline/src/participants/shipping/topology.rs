@@ -13,7 +13,7 @@ use super::guarded::GuardedShipments;
 use super::processor::ShipOrders;
 use super::state::OrderShipment;
 use super::stores::ORDERS_STORE;
-use crate::codec::EventSerde;
+use crate::event_serde::EventSerde;
 use crate::participants::retention::{self, Retained};
 
 /// The topology with the production gateway ([`GuardedShipments`]); fails on a malformed

@@ -28,13 +28,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use deadpool_postgres::Pool;
+use schemas::SagaCodec;
 
 use self::end_offsets::EndOffsets;
 use self::live_group::LiveGroup;
 use self::progress::{Counts, ProgressReporter};
 use self::tables::{RebuildLock, NEXT};
 use super::config::ProjectorConfig;
-use crate::codec::EventSerde;
 
 pub use progress::RebuildSummary;
 
@@ -46,7 +46,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// failure (or `shutdown`) the live view is left as it was and the half-built tables dropped.
 pub async fn rebuild_read_model(
     config: &ProjectorConfig,
-    serde: &EventSerde,
+    codec: &SagaCodec,
     pool: &Pool,
     progress: impl FnMut(&str),
     shutdown: impl Future<Output = ()>,
@@ -84,7 +84,7 @@ pub async fn rebuild_read_model(
     let mut offsets = offsets;
     let mut counts = Counts::default();
     let rebuilt = async {
-        replay::replay(consumer, serde, pool, &mut offsets, &mut counts, &mut reporter, shutdown).await?;
+        replay::replay(consumer, codec, pool, &mut offsets, &mut counts, &mut reporter, shutdown).await?;
         reporter.finish(&offsets, &counts);
         swap_if_still_stopped(&live, &mut lock, &offsets).await
     }

@@ -16,13 +16,12 @@ use operators::record::RawRecord;
 use operators::runtime::raw_record;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use schemas::SagaEvent;
+use schemas::{SagaCodec, SagaEvent};
 use tokio::time::Instant;
 
 use super::end_offsets::EndOffsets;
 use super::progress::{Counts, ProgressReporter};
 use super::tables::NEXT;
-use crate::codec::EventSerde;
 use crate::projector::config::ProjectorConfig;
 use crate::projector::consumer::{decode, order_version};
 use crate::projector::store::{apply_events_in, flag_projection_problem_in, Projection, ReadModelError};
@@ -53,7 +52,7 @@ pub fn consumer(config: &ProjectorConfig) -> Result<StreamConsumer> {
 /// Fails on a database error that retrying will not fix, or when `shutdown` resolves.
 pub async fn replay<F: FnMut(&str)>(
     consumer: Arc<StreamConsumer>,
-    serde: &EventSerde,
+    codec: &SagaCodec,
     pool: &Pool,
     offsets: &mut EndOffsets,
     counts: &mut Counts,
@@ -74,7 +73,7 @@ pub async fn replay<F: FnMut(&str)>(
             tokio::select! {
                 biased;
                 () = &mut shutdown => bail!("interrupted; the live view was not changed"),
-                folded = fold(&wanted, serde, pool) => *counts += folded?,
+                folded = fold(&wanted, codec, pool) => *counts += folded?,
             }
         }
         // Positions, not records: a partition that ends in a transaction marker is done once
@@ -118,10 +117,10 @@ async fn next_batch(consumer: &StreamConsumer) -> Vec<RawRecord> {
 
 /// Decodes the batch (retrying while the registry fails) and applies it in one transaction
 /// (retrying while PostgreSQL is unavailable).
-async fn fold(batch: &[RawRecord], serde: &EventSerde, pool: &Pool) -> Result<Counts> {
+async fn fold(batch: &[RawRecord], codec: &SagaCodec, pool: &Pool) -> Result<Counts> {
     let mut decoded = Vec::with_capacity(batch.len());
     for record in batch {
-        decoded.push((record, decode_with_retry(record, serde).await));
+        decoded.push((record, decode_with_retry(record, codec).await));
     }
     let mut retry_in = FIRST_RETRY;
     loop {
@@ -139,10 +138,10 @@ async fn fold(batch: &[RawRecord], serde: &EventSerde, pool: &Pool) -> Result<Co
 
 /// The event, or why the record can never be read (the live projector dead-lettered it when it
 /// read it; the rebuild only flags its order, so the dead-letter topic gets no second copy).
-async fn decode_with_retry(record: &RawRecord, serde: &EventSerde) -> Result<SagaEvent, String> {
+async fn decode_with_retry(record: &RawRecord, codec: &SagaCodec) -> Result<SagaEvent, String> {
     let mut retry_in = FIRST_RETRY;
     loop {
-        match decode(record, serde).await {
+        match decode(record, codec).await {
             Ok(event) => return Ok(event),
             Err(error) if error.is_transient() => {
                 tracing::warn!(topic = %record.topic, offset = record.offset, %error, ?retry_in, "cannot decode the record for now; retrying");
