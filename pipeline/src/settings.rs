@@ -1,17 +1,23 @@
 //! Configuration: one TOML file, every key overridable from the environment
-//! (`SAGA__<SECTION>__<KEY>`), secrets from the environment or files. A bad key stops start-up
-//! with a message naming it.
+//! (`SAGA__<SECTION>__<KEY>`), secrets from the environment or files, the local stack's addresses
+//! from `dev/ports.env` unless the file names others. A bad key stops start-up with a message
+//! naming it and where its value came from.
+
+mod local_stack;
+mod overrides;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use figment::providers::{Format, Toml};
+use figment::Figment;
 use serde::Deserialize;
 
 use crate::components::Participant;
-
-const ENV_PREFIX: &str = "SAGA__";
+use local_stack::LocalStack;
+use overrides::Override;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -243,28 +249,22 @@ impl std::fmt::Debug for AdminSettings {
 }
 
 impl Settings {
-    /// Reads `path`, applies `SAGA__…` variables from `env`, and validates.
+    /// Reads `path` over the local stack's addresses, applies the `SAGA__…` variables of `env`,
+    /// and validates.
     pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-        let mut document: toml::Table =
-            toml::from_str(&text).with_context(|| format!("config file {} is not valid TOML", path.display()))?;
-        for (name, value) in env {
-            if let Some(key) = name.strip_prefix(ENV_PREFIX) {
-                apply_override(&mut document, key, &value).with_context(|| format!("environment variable {name}"))?;
-            }
-        }
-        let merged = document.to_string();
-        let settings: Settings = toml::from_str(&merged)
-            .map_err(|e| match e.span().and_then(|span| key_at(&merged, span.start)) {
-                Some(key) => anyhow::anyhow!("bad configuration: {key}: {}", e.message()),
-                None => anyhow::anyhow!("bad configuration: {}", e.message()),
-            })
-            .with_context(|| format!("in {} (with SAGA__ overrides)", path.display()))?;
-        settings.validate()?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        // A file that cannot be read is said to be so, not reported as a bad configuration.
+        std::fs::File::open(path).with_context(|| format!("reading config file {}", path.display()))?;
+        let figment = Override::all_in(&env)
+            .fold(Figment::from(LocalStack::from_env(&env)).merge(Toml::file_exact(path)), Figment::merge);
+        let settings: Settings = figment.extract().map_err(|error| explain(&figment, error))?;
+        settings
+            .validate()
+            .map_err(|invalid| anyhow::anyhow!("{}{}", invalid.message, origin(&figment, &invalid.key)))?;
         Ok(settings)
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<(), Invalid> {
         let positive = [
             ("kafka.partitions", self.kafka.partitions as i64),
             ("kafka.commit_interval_ms", self.kafka.commit_interval_ms as i64),
@@ -282,29 +282,32 @@ impl Settings {
         ];
         for (key, value) in positive {
             if value <= 0 {
-                bail!("bad configuration: {key} must be positive, got {value}");
+                return Err(Invalid::new(key, format!("bad configuration: {key} must be positive, got {value}")));
             }
         }
         for (participant, interval) in &self.kafka.commit_interval_ms_by_participant {
             let key = format!("kafka.commit_interval_ms_by_participant.{participant}");
             if !Participant::ALL.iter().any(|known| participant_key(known.application_id()) == *participant) {
                 let known: Vec<String> = Participant::ALL.iter().map(|p| participant_key(p.application_id())).collect();
-                bail!("bad configuration: {key}: no such participant (one of {})", known.join(", "));
+                let message = format!("bad configuration: {key}: no such participant (one of {})", known.join(", "));
+                return Err(Invalid::new(&key, message));
             }
             if *interval == 0 {
-                bail!("bad configuration: {key} must be positive, got 0");
+                return Err(Invalid::new(&key, format!("bad configuration: {key} must be positive, got 0")));
             }
         }
         if self.kafka.bootstrap_servers.trim().is_empty() {
-            bail!("bad configuration: kafka.bootstrap_servers is empty");
+            let key = "kafka.bootstrap_servers";
+            return Err(Invalid::new(key, format!("bad configuration: {key} is empty")));
         }
         for (key, url) in [("registry.url", &self.registry.url), ("connect.url", &self.connect.url)] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("bad configuration: {key} must be an http(s) URL, got {url:?}");
+                return Err(Invalid::new(key, format!("bad configuration: {key} must be an http(s) URL, got {url:?}")));
             }
         }
         if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
-            bail!("bad configuration: redis.url must start with redis:// or rediss://");
+            let key = "redis.url";
+            return Err(Invalid::new(key, format!("bad configuration: {key} must start with redis:// or rediss://")));
         }
         Ok(())
     }
@@ -352,59 +355,58 @@ impl Settings {
     }
 }
 
+/// A value its type allows and the pipeline does not.
+struct Invalid {
+    key: String,
+    message: String,
+}
+
+impl Invalid {
+    fn new(key: &str, message: String) -> Self {
+        Invalid { key: key.to_string(), message }
+    }
+}
+
 /// A participant's key in the settings: its application id, spelled so an environment variable
 /// can name it (`order-saga` is `order_saga`).
 fn participant_key(application_id: &str) -> String {
     application_id.replace('-', "_")
 }
 
-/// The dotted key (`section.key`) whose value sits at byte `offset` of a TOML document.
-fn key_at(document: &str, offset: usize) -> Option<String> {
-    let before = document.get(..offset)?;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = document[line_start..].lines().next()?;
-    let key = line.split('=').next()?.trim().trim_matches('"');
-    let section = before[..line_start]
-        .lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')).map(str::to_string));
-    match (section, key.is_empty() || key.starts_with('[')) {
-        (_, true) => None,
-        (Some(section), false) => Some(format!("{section}.{key}")),
-        (None, false) => Some(key.to_string()),
+/// Every error of `error`, each with its key and where the key's value came from.
+fn explain(figment: &Figment, error: figment::Error) -> anyhow::Error {
+    let lines: Vec<String> = error
+        .into_iter()
+        .map(|error| {
+            let key = error.path.join(".");
+            let origin = figment.find_metadata(&key).or(error.metadata.as_ref()).map(describe_origin);
+            let key = if key.is_empty() { String::new() } else { format!("{key}: ") };
+            format!("bad configuration: {key}{}{}", describe(&error.kind), origin.unwrap_or_default())
+        })
+        .collect();
+    anyhow::anyhow!(lines.join("\n"))
+}
+
+/// ` (from <the file, or the environment variable that set key>)`, if `key` has a value.
+fn origin(figment: &Figment, key: &str) -> String {
+    figment.find_metadata(key).map(describe_origin).unwrap_or_default()
+}
+
+fn describe_origin(metadata: &figment::Metadata) -> String {
+    match &metadata.source {
+        Some(source) => format!(" (from {} {source})", metadata.name),
+        None => format!(" (from {})", metadata.name),
     }
 }
 
-/// Keys whose value is always a string, taken as given: a secret of digits must not become a
-/// number, and then a type error quoting it.
-const SECRET_KEYS: [&str; 2] = ["password", "token"];
-
-/// `KAFKA__BOOTSTRAP_SERVERS=x` sets `kafka.bootstrap_servers`. The value is read as TOML when it
-/// parses as a number, boolean or array, else as a string.
-fn apply_override(document: &mut toml::Table, key: &str, raw: &str) -> Result<()> {
-    let path: Vec<String> = key.split("__").map(str::to_lowercase).collect();
-    if path.iter().any(String::is_empty) {
-        bail!("malformed key {key:?}");
+/// figment's wording, without its nested quotes around the known names.
+fn describe(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::UnknownField(_, known) => format!("unknown field, expected one of: {}", known.join(", ")),
+        Kind::UnknownVariant(found, known) => format!("unknown value {found:?}, expected one of: {}", known.join(", ")),
+        other => other.to_string().trim_end().to_string(),
     }
-    let (last, parents) = path.split_last().expect("split of a non-empty key");
-    let value = if SECRET_KEYS.contains(&last.as_str()) {
-        toml::Value::String(raw.to_string())
-    } else {
-        toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(raw.to_string()))
-    };
-    let mut table = document;
-    for part in parents {
-        table = table
-            .entry(part.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .with_context(|| format!("{part} is not a section"))?;
-    }
-    table.insert(last.clone(), value);
-    Ok(())
 }
 
 #[cfg(test)]
@@ -420,12 +422,89 @@ mod tests {
         format!("{:#}", Settings::load(&repo_config(), [(name.to_string(), value.to_string())]).unwrap_err())
     }
 
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
+    }
+
+    /// A copy of the shipped config with `edit` applied, as a file of its own.
+    struct EditedConfig(std::path::PathBuf);
+
+    impl EditedConfig {
+        fn new(name: &str, edit: impl FnOnce(String) -> String) -> Self {
+            let path = std::env::temp_dir().join(format!("saga-config-{name}-{}.toml", std::process::id()));
+            std::fs::write(&path, edit(std::fs::read_to_string(repo_config()).unwrap())).unwrap();
+            EditedConfig(path)
+        }
+    }
+
+    impl Drop for EditedConfig {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// The default of a port, from dev/ports.env.
+    fn default_port(name: &str) -> &'static str {
+        local_stack::ports_env().find(|(key, _)| *key == name).map(|(_, port)| port).unwrap()
+    }
+
     #[test]
     fn the_shipped_config_loads() {
         let settings = Settings::load(&repo_config(), []).expect("config/pipeline.toml loads");
         assert_eq!(settings.kafka.partitions, 6);
         assert_eq!(settings.saga.payment_timeout_ms, 30_000);
         assert_eq!(settings.payment.balances.get("customer-low-credit"), Some(&1000));
+        assert_eq!(settings.kafka.bootstrap_servers, format!("127.0.0.1:{}", default_port("KAFKA_PORT")));
+    }
+
+    #[test]
+    fn the_stack_ports_come_from_ports_env_unless_their_variables_are_set() {
+        let settings = Settings::load(&repo_config(), []).unwrap();
+        assert_eq!(settings.registry.url, format!("http://127.0.0.1:{}", default_port("REGISTRY_PORT")));
+        assert_eq!(settings.database.port.to_string(), default_port("POSTGRES_PORT"));
+        assert_eq!(settings.redis.url, format!("redis://127.0.0.1:{}/", default_port("REDIS_PORT")));
+        assert_eq!(settings.connect.url, format!("http://127.0.0.1:{}", default_port("CONNECT_PORT")));
+        assert_eq!(settings.http.order_api_port.to_string(), default_port("ORDER_API_PORT"));
+        assert_eq!(settings.http.admin_port.to_string(), default_port("ADMIN_PORT"));
+
+        let env = vars(&[
+            ("KAFKA_PORT", "19092"),
+            ("REGISTRY_PORT", "18081"),
+            ("POSTGRES_PORT", "15432"),
+            ("REDIS_PORT", "16379"),
+            ("CONNECT_PORT", "18083"),
+            ("ORDER_API_PORT", "18080"),
+            ("ADMIN_PORT", "19100"),
+        ]);
+        let settings = Settings::load(&repo_config(), env).unwrap();
+        assert_eq!(settings.kafka.bootstrap_servers, "127.0.0.1:19092");
+        assert_eq!(settings.registry.url, "http://127.0.0.1:18081");
+        assert_eq!(settings.database.port, 15432);
+        assert!(settings.database_url().unwrap().starts_with("host=127.0.0.1 port=15432 "));
+        assert_eq!(settings.redis.url, "redis://127.0.0.1:16379/");
+        assert_eq!(settings.connect.url, "http://127.0.0.1:18083");
+        assert_eq!((settings.http.order_api_port, settings.http.admin_port), (18080, 19100));
+
+        let empty = Settings::load(&repo_config(), vars(&[("KAFKA_PORT", "")])).unwrap();
+        assert_eq!(
+            empty.kafka.bootstrap_servers,
+            format!("127.0.0.1:{}", default_port("KAFKA_PORT")),
+            "empty is unset, as in dev/lib/common.sh"
+        );
+        let error = load_error("KAFKA_PORT", "kafka");
+        assert!(error.contains("KAFKA_PORT=\"kafka\" is not a port number"), "{error}");
+    }
+
+    #[test]
+    fn a_stack_address_set_in_the_file_or_a_saga_variable_wins_over_its_port() {
+        let env = vars(&[("KAFKA_PORT", "19092"), ("SAGA__KAFKA__BOOTSTRAP_SERVERS", "broker:9092")]);
+        assert_eq!(Settings::load(&repo_config(), env).unwrap().kafka.bootstrap_servers, "broker:9092");
+
+        let config = EditedConfig::new("servers", |text| {
+            text.replace("[kafka]\n", "[kafka]\nbootstrap_servers = \"broker-1:9092\"\n")
+        });
+        let settings = Settings::load(&config.0, vars(&[("KAFKA_PORT", "19092")])).unwrap();
+        assert_eq!(settings.kafka.bootstrap_servers, "broker-1:9092");
     }
 
     #[test]
@@ -440,18 +519,50 @@ mod tests {
         assert_eq!(settings.kafka.bootstrap_servers, "broker:9999");
         assert_eq!(settings.saga.payment_timeout_ms, 5);
         assert_eq!(settings.payment.balances.get("alice"), Some(&42));
+        assert_eq!(
+            settings.payment.balances.get("customer-low-credit"),
+            Some(&1000),
+            "a variable adds to a table of the file"
+        );
     }
 
     #[test]
     fn a_bad_key_is_named() {
         let error = load_error("SAGA__KAFKA__PARTITIONS", "\"many\"");
         assert!(error.contains("kafka.partitions"), "{error}");
+        assert!(error.contains("from environment variable SAGA__KAFKA__PARTITIONS"), "{error}");
 
         let error = load_error("SAGA__KAFKA__BOOTSTRAP", "x");
-        assert!(error.contains("bootstrap"), "{error}");
+        assert!(error.contains("kafka.bootstrap: unknown field"), "{error}");
+        assert!(error.contains("from environment variable SAGA__KAFKA__BOOTSTRAP"), "{error}");
 
         let error = load_error("SAGA__KAFKA__COMMIT_INTERVAL_MS", "0");
         assert!(error.contains("kafka.commit_interval_ms"), "{error}");
+        assert!(error.contains("from environment variable SAGA__KAFKA__COMMIT_INTERVAL_MS"), "{error}");
+
+        let error = load_error("SAGA__KAFKA____PARTITIONS", "6");
+        assert!(error.contains("malformed key (from environment variable SAGA__KAFKA____PARTITIONS)"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_key_in_the_file_is_named_with_the_file() {
+        let config = EditedConfig::new("bad-value", |text| text.replace("partitions = 6", "partitions = \"six\""));
+        let error = format!("{:#}", Settings::load(&config.0, []).unwrap_err());
+        assert!(error.contains("kafka.partitions"), "{error}");
+        assert!(error.contains(&format!("from TOML file {}", config.0.display())), "{error}");
+
+        let config = EditedConfig::new("unknown-key", |text| text.replace("[shipping]\n", "[shipping]\ncolour = 1\n"));
+        let error = format!("{:#}", Settings::load(&config.0, []).unwrap_err());
+        assert!(error.contains("shipping.colour: unknown field"), "{error}");
+        assert!(error.contains(&format!("from TOML file {}", config.0.display())), "{error}");
+
+        let config = EditedConfig::new("retries", |text| text.replace("max_attempts = 5", "max_attempts = 0"));
+        let error = format!("{:#}", Settings::load(&config.0, []).unwrap_err());
+        assert!(error.contains("retry.max_attempts must be positive, got 0"), "{error}");
+        assert!(error.contains(&format!("from TOML file {}", config.0.display())), "{error}");
+
+        let error = format!("{:#}", Settings::load(Path::new("/nonexistent/pipeline.toml"), []).unwrap_err());
+        assert!(error.contains("reading config file /nonexistent/pipeline.toml"), "{error}");
     }
 
     #[test]
