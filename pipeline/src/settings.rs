@@ -16,7 +16,6 @@ use figment::Figment;
 use serde::Deserialize;
 
 use crate::components::Participant;
-use local_stack::LocalStack;
 use overrides::Override;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -255,8 +254,10 @@ impl Settings {
         let env: Vec<(String, String)> = env.into_iter().collect();
         // A file that cannot be read is said to be so, not reported as a bad configuration.
         std::fs::File::open(path).with_context(|| format!("reading config file {}", path.display()))?;
-        let figment = Override::all_in(&env)
-            .fold(Figment::from(LocalStack::from_env(&env)).merge(Toml::file_exact(path)), Figment::merge);
+        let configured = Override::all_in(&env).fold(Figment::from(Toml::file_exact(path)), Figment::merge);
+        let figment = local_stack::defaults_under(&configured, &env)
+            .map_err(|message| anyhow::anyhow!("bad configuration: {message}"))?
+            .merge(configured);
         let settings: Settings = figment.extract().map_err(|error| explain(&figment, error))?;
         settings
             .validate()
@@ -505,6 +506,14 @@ mod tests {
         });
         let settings = Settings::load(&config.0, vars(&[("KAFKA_PORT", "19092")])).unwrap();
         assert_eq!(settings.kafka.bootstrap_servers, "broker-1:9092");
+    }
+
+    #[test]
+    fn a_port_variable_of_another_meaning_is_not_read_when_its_address_is_set() {
+        // What Kubernetes sets for a service named kafka; the deployment names its brokers itself.
+        let env = vars(&[("KAFKA_PORT", "tcp://10.0.0.7:9092"), ("SAGA__KAFKA__BOOTSTRAP_SERVERS", "kafka.prod:9092")]);
+        let settings = Settings::load(&repo_config(), env).expect("KAFKA_PORT is not needed here");
+        assert_eq!(settings.kafka.bootstrap_servers, "kafka.prod:9092");
     }
 
     #[test]
