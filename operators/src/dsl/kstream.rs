@@ -10,9 +10,9 @@ use super::{
 };
 use crate::graph::{GraphBuilder, NodeDef, NodeFactory, NodeId, NodeRole, StoreDef, StoreKind, TopicName};
 use crate::node::join::{JoinFn, StreamTableJoinNode};
-use crate::node::processor::ProcessorNode;
 use crate::node::source::SourceNode;
 use crate::node::stateless::StatelessFn;
+use crate::node::user_processor::ProcessorNode;
 use crate::processor::Processor;
 use crate::record::{Data, Record};
 use crate::serdes::Serde;

@@ -6,12 +6,12 @@
 
 pub(crate) mod aggregate;
 pub(crate) mod join;
-pub(crate) mod processor;
 pub(crate) mod session_aggregate;
 pub(crate) mod sink;
 pub(crate) mod source;
 pub(crate) mod stateless;
 pub(crate) mod table_source;
+pub(crate) mod user_processor;
 pub(crate) mod window_aggregate;
 
 use std::any::Any;
