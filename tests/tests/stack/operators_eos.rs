@@ -302,34 +302,70 @@ async fn the_stream_threads_clients_report_their_statistics() {
     assert!(queued.iter().any(|labels| labels.contains("client=consumer")), "{queued:?}");
 }
 
+/// The app of the persistent-store tests: a count per key in a persistent store, each count
+/// written to the output topic.
+struct PersistentCount {
+    bootstrap: String,
+    app: String,
+    input: String,
+    output: String,
+}
+
+impl PersistentCount {
+    async fn create(name: &str) -> Self {
+        let bootstrap = kafka_bootstrap();
+        let id = unique(name);
+        let (input, output) = (format!("{id}-input"), format!("{id}-output"));
+        create_topic(&bootstrap, &input, PARTITIONS).await;
+        create_topic(&bootstrap, &output, PARTITIONS).await;
+        Self { bootstrap, app: format!("{id}-app"), input, output }
+    }
+
+    /// Starts an instance on `state_dir` with the configuration `adjust` leaves.
+    fn start(
+        &self,
+        state_dir: &std::path::Path,
+        registry: &prometheus::Registry,
+        adjust: impl FnOnce(&mut operators::runtime::StreamsConfig),
+    ) -> operators::runtime::KafkaStreams {
+        use operators::dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+        use operators::runtime::{KafkaStreams, StoreType, StreamsConfig};
+        use operators::serdes::{I64Serde, StringSerde};
+
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, i64>(&self.input, Consumed::with(StringSerde, I64Serde))
+            .group_by_key(Grouped::with(StringSerde, I64Serde))
+            .count(Materialized::as_store("counts"))
+            .to_stream()
+            .to(&self.output, Produced::with(StringSerde, I64Serde));
+        let mut config = StreamsConfig::new(&self.app, self.bootstrap.as_str());
+        config.default_store_type = StoreType::Persistent;
+        config.state_dir = state_dir.to_path_buf();
+        adjust(&mut config);
+        KafkaStreams::start(builder.build(&self.app), config, registry).expect("start")
+    }
+
+    /// Every key's last count equals the records it was sent.
+    fn verify_counts(&self, sent: &std::collections::BTreeMap<String, Vec<i64>>, total: usize, why: &str) {
+        let counts = read_committed_by_key(&self.bootstrap, &self.output, total, WAIT);
+        for (key, values) in sent {
+            let counted = counts.get(key).and_then(|counts| counts.last().copied());
+            assert_eq!(counted, Some(values.len() as i64), "key {key}: {why}");
+        }
+    }
+}
+
 /// A persistent store closed cleanly leaves a checkpoint: started again on the same state
 /// directory, the task restores nothing from its changelog, and counts on from where it was.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_persistent_store_started_again_after_a_clean_close_restores_only_the_changelogs_tail() {
-    use operators::dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
-    use operators::runtime::{KafkaStreams, StoreType, StreamsConfig};
-    use operators::serdes::{I64Serde, StringSerde};
-
-    let bootstrap = kafka_bootstrap();
-    let id = unique("eos-persistent-restart");
-    let (input, output) = (format!("{id}-input"), format!("{id}-output"));
-    create_topic(&bootstrap, &input, PARTITIONS).await;
-    create_topic(&bootstrap, &output, PARTITIONS).await;
+    let counting = PersistentCount::create("eos-persistent-restart").await;
+    let (bootstrap, app, input, output) = (&counting.bootstrap, &counting.app, &counting.input, &counting.output);
     let state_dir = tempfile::tempdir().expect("a state directory");
-    let app = format!("{id}-app");
     let start = || {
-        let builder = StreamsBuilder::new();
-        builder
-            .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
-            .group_by_key(Grouped::with(StringSerde, I64Serde))
-            .count(Materialized::as_store("counts"))
-            .to_stream()
-            .to(&output, Produced::with(StringSerde, I64Serde));
-        let mut config = StreamsConfig::new(&app, bootstrap.as_str());
-        config.default_store_type = StoreType::Persistent;
-        config.state_dir = state_dir.path().to_path_buf();
         let registry = prometheus::Registry::new();
-        (KafkaStreams::start(builder.build(&app), config, &registry).expect("start"), registry)
+        (counting.start(state_dir.path(), &registry, |_| {}), registry)
     };
     // Process-wide families: this application's series only.
     let sample = |registry: &prometheus::Registry, name: &str, store: Option<&str>| -> f64 {
@@ -338,7 +374,7 @@ async fn a_persistent_store_started_again_after_a_clean_close_restores_only_the_
             .iter()
             .filter(|family| family.name() == name)
             .flat_map(|family| family.get_metric().iter())
-            .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == app))
+            .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == *app))
             .filter(|m| {
                 store.is_none_or(|store| m.get_label().iter().any(|l| l.name() == "store" && l.value() == store))
             })
@@ -346,20 +382,20 @@ async fn a_persistent_store_started_again_after_a_clean_close_restores_only_the_
             .sum()
     };
 
-    let mut sent = generate(&bootstrap, &input, 1, 300);
+    let mut sent = generate(bootstrap, input, 1, 300);
     let (streams, registry) = start();
-    read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 300);
+    read_topic(bootstrap, output, "read_committed", WAIT, |r| r.len() >= 300);
     let restored_before = sample(&registry, "streams_restore_records_total", None);
     streams.close().expect("close");
     let checkpoints =
-        std::fs::read_dir(state_dir.path().join(&app).join("checkpoints")).map(|tasks| tasks.count()).unwrap_or(0);
+        std::fs::read_dir(state_dir.path().join(app).join("checkpoints")).map(|tasks| tasks.count()).unwrap_or(0);
     assert_eq!(checkpoints, PARTITIONS as usize, "a checkpoint directory per task after the clean close");
 
-    for (key, values) in generate(&bootstrap, &input, 301, 100) {
+    for (key, values) in generate(bootstrap, input, 301, 100) {
         sent.entry(key).or_default().extend(values);
     }
     let (streams, registry) = start();
-    let counts = read_committed_by_key(&bootstrap, &output, 400, WAIT);
+    counting.verify_counts(&sent, 400, "counting went on from the state kept on disk");
     let restored_after = sample(&registry, "streams_restore_records_total", None);
     let disk_bytes = sample(&registry, "streams_store_disk_bytes", Some("counts"));
     streams.close().expect("close");
@@ -369,10 +405,6 @@ async fn a_persistent_store_started_again_after_a_clean_close_restores_only_the_
         "nothing restored from the changelog: local state was complete up to its checkpoint"
     );
     assert!(disk_bytes > 0.0, "the store's bytes on disk are reported");
-    for (key, values) in &sent {
-        let counted = counts.get(key).and_then(|counts| counts.last().copied());
-        assert_eq!(counted, Some(values.len() as i64), "key {key}: counting went on from the state kept on disk");
-    }
 }
 
 /// A filesystem short of the free space a persistent store must keep stops the instance before
@@ -380,53 +412,29 @@ async fn a_persistent_store_started_again_after_a_clean_close_restores_only_the_
 /// room again every record is counted exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_state_directory_short_of_free_space_stops_the_instance_before_it_commits_and_loses_nothing() {
-    use operators::dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
-    use operators::runtime::{KafkaStreams, RuntimeError, StoreType, StreamsConfig};
-    use operators::serdes::{I64Serde, StringSerde};
+    use operators::runtime::{RuntimeError, StreamsConfig};
 
-    let bootstrap = kafka_bootstrap();
-    let id = unique("eos-disk-full");
-    let (input, output) = (format!("{id}-input"), format!("{id}-output"));
-    create_topic(&bootstrap, &input, PARTITIONS).await;
-    create_topic(&bootstrap, &output, PARTITIONS).await;
+    let counting = PersistentCount::create("eos-disk-full").await;
     let state_dir = tempfile::tempdir().expect("a state directory");
-    let app = format!("{id}-app");
     let start = |min_free_bytes: u64| {
-        let builder = StreamsBuilder::new();
-        builder
-            .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
-            .group_by_key(Grouped::with(StringSerde, I64Serde))
-            .count(Materialized::as_store("counts"))
-            .to_stream()
-            .to(&output, Produced::with(StringSerde, I64Serde));
-        let mut config = StreamsConfig::new(&app, bootstrap.as_str());
-        config.default_store_type = StoreType::Persistent;
-        config.state_dir = state_dir.path().to_path_buf();
-        config.state_dir_min_free_bytes = min_free_bytes;
-        KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start")
+        let registry = prometheus::Registry::new();
+        counting.start(state_dir.path(), &registry, |config| config.state_dir_min_free_bytes = min_free_bytes)
     };
 
-    let sent = generate(&bootstrap, &input, 1, 200);
+    let sent = generate(&counting.bootstrap, &counting.input, 1, 200);
     // A floor no filesystem meets: to this instance the disk is full.
     let error = start(u64::MAX).join().expect_err("an instance short of disk space must stop");
     assert!(
         matches!(&error, RuntimeError::LocalState(message) if message.contains("bytes free")),
         "unexpected error: {error}"
     );
-    let committed = read_topic(&bootstrap, &output, "read_committed", Duration::from_secs(5), |_| false);
+    let committed =
+        read_topic(&counting.bootstrap, &counting.output, "read_committed", Duration::from_secs(5), |_| false);
     assert!(committed.is_empty(), "{} outputs were committed by an instance short of disk space", committed.len());
 
-    let streams = start(StreamsConfig::new(&app, bootstrap.as_str()).state_dir_min_free_bytes);
-    let counts = read_committed_by_key(&bootstrap, &output, 200, WAIT);
+    let streams = start(StreamsConfig::new(&counting.app, counting.bootstrap.as_str()).state_dir_min_free_bytes);
+    counting.verify_counts(&sent, 200, "every record counted once after the disk had room again");
     streams.close().expect("close");
-    for (key, values) in &sent {
-        let counted = counts.get(key).and_then(|counts| counts.last().copied());
-        assert_eq!(
-            counted,
-            Some(values.len() as i64),
-            "key {key}: every record counted once after the disk had room again"
-        );
-    }
 }
 
 /// A small tmpfs for a state directory, unmounted when dropped. Mounting takes root, which the
@@ -485,40 +493,23 @@ impl Drop for SmallFilesystem {
 /// is counted exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_disk_that_fills_up_under_a_persistent_store_stops_the_instance_and_loses_nothing() {
-    use operators::dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
-    use operators::runtime::{KafkaStreams, RuntimeError, StoreType, StreamsConfig};
-    use operators::serdes::{I64Serde, StringSerde};
+    use operators::runtime::RuntimeError;
 
-    let bootstrap = kafka_bootstrap();
-    let id = unique("eos-enospc");
-    let (input, output) = (format!("{id}-input"), format!("{id}-output"));
-    create_topic(&bootstrap, &input, PARTITIONS).await;
-    create_topic(&bootstrap, &output, PARTITIONS).await;
+    let counting = PersistentCount::create("eos-enospc").await;
+    let (bootstrap, input) = (&counting.bootstrap, &counting.input);
     let disk = SmallFilesystem::mount("16m");
-    let app = format!("{id}-app");
     let start = || {
-        let builder = StreamsBuilder::new();
-        builder
-            .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
-            .group_by_key(Grouped::with(StringSerde, I64Serde))
-            .count(Materialized::as_store("counts"))
-            .to_stream()
-            .to(&output, Produced::with(StringSerde, I64Serde));
-        let mut config = StreamsConfig::new(&app, bootstrap.as_str());
-        config.default_store_type = StoreType::Persistent;
-        config.state_dir = disk.path().to_path_buf();
         // The free-space floor off: this test is about the write that fails anyway.
-        config.state_dir_min_free_bytes = 0;
-        KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start")
+        counting.start(disk.path(), &prometheus::Registry::new(), |config| config.state_dir_min_free_bytes = 0)
     };
 
-    let mut sent = generate(&bootstrap, &input, 1, 300);
+    let mut sent = generate(bootstrap, input, 1, 300);
     let streams = start();
-    read_committed_by_key(&bootstrap, &output, 300, WAIT);
+    read_committed_by_key(bootstrap, &counting.output, 300, WAIT);
     let filler = disk.fill();
     // 3,000 new keys of 1 KB each: about 3 MB for fjall's journal, which cannot stay in its
     // buffer (8 KB), on a disk with no byte left.
-    sent.extend(generate_distinct_keys(&bootstrap, &input, 301, 3_000, 1_000));
+    sent.extend(generate_distinct_keys(bootstrap, input, 301, 3_000, 1_000));
     let (stopped, outcome) = std::sync::mpsc::channel();
     std::thread::spawn(move || stopped.send(streams.join()));
     let error = outcome
@@ -532,14 +523,6 @@ async fn a_disk_that_fills_up_under_a_persistent_store_stops_the_instance_and_lo
 
     std::fs::remove_file(filler).expect("free the disk");
     let streams = start();
-    let counts = read_committed_by_key(&bootstrap, &output, 3_300, WAIT);
+    counting.verify_counts(&sent, 3_300, "every record counted once after the disk had room again");
     streams.close().expect("close");
-    for (key, values) in &sent {
-        let counted = counts.get(key).and_then(|counts| counts.last().copied());
-        assert_eq!(
-            counted,
-            Some(values.len() as i64),
-            "key {key}: every record counted once after the disk had room again"
-        );
-    }
 }
