@@ -99,14 +99,6 @@ pub fn topology(participant: Participant, settings: &Settings, serde: EventSerde
     })
 }
 
-/// True once every participant runs in this process and is RUNNING (assigned, stores restored):
-/// the moment a load measures the saga rather than start-up.
-pub fn participants_assigned() -> bool {
-    Participant::ALL
-        .iter()
-        .all(|p| admin::health::state_of(p.application_id()) == Some(operators::runtime::State::Running))
-}
-
 /// Starts a participant's topology on the exactly-once runtime (or at-least-once if configured).
 fn start_participant(participant: Participant, settings: &Settings, serde: EventSerde) -> Result<KafkaStreams> {
     let topology = topology(participant, settings, serde)?;

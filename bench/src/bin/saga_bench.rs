@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use pipeline::components::Participant;
 use pipeline::demo::{self, DemoOptions};
 use pipeline::settings::Settings;
 
@@ -88,7 +89,8 @@ async fn main() -> Result<()> {
         })
         .await
     });
-    while !pipeline::components::participants_assigned() {
+    // Ready as /ready says, once all four participants run here (assigned, stores restored).
+    while !pipeline::admin::health::is_ready(Participant::ALL.map(Participant::application_id)) {
         if pipeline.is_finished() {
             bail!("the pipeline stopped during start-up: {:?}", pipeline.await);
         }

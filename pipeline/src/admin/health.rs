@@ -38,11 +38,6 @@ fn waiting() -> BTreeMap<String, String> {
     dependencies().iter().filter_map(|(app, health)| Some((app.clone(), health.waiting_on()?))).collect()
 }
 
-/// The state of `application_id` in this process, if it runs here.
-pub fn state_of(application_id: &str) -> Option<State> {
-    states().get(application_id).copied()
-}
-
 /// Each instance's state, or `WAITING_ON:<dependency>` while it runs with partitions paused.
 fn report() -> BTreeMap<String, String> {
     let waiting = waiting();
@@ -89,6 +84,37 @@ pub async fn health() -> (StatusCode, Json<BTreeMap<String, String>>) {
     )
 )]
 pub async fn ready() -> (StatusCode, Json<BTreeMap<String, String>>) {
-    let ready = states().values().all(|state| *state == State::Running) && waiting().is_empty();
-    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(report()))
+    (if is_ready([]) { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(report()))
+}
+
+/// `/ready`'s answer for this process, which also requires each of `expected` to run here: a
+/// caller that starts instances in process must not take the moment before they registered,
+/// when "every instance is RUNNING" holds of none, for ready.
+pub fn is_ready<'a>(expected: impl IntoIterator<Item = &'a str>) -> bool {
+    let running = {
+        let states = states();
+        expected.into_iter().all(|app| states.contains_key(app)) && states.values().all(|s| *s == State::Running)
+    };
+    running && waiting().is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expected_instance_that_never_registered_is_not_ready() {
+        assert!(!is_ready(["an-application-never-started-here"]));
+    }
+
+    #[test]
+    fn an_expected_instance_that_is_not_running_is_not_ready() {
+        let app = "health-test-application";
+        let on_change = listener(app);
+        assert!(!is_ready([app]), "CREATED is not ready");
+        on_change(State::Running, State::Created);
+        assert_eq!(states().get(app), Some(&State::Running));
+        on_change(State::Rebalancing, State::Running);
+        assert!(!is_ready([app]), "REBALANCING is not ready");
+    }
 }

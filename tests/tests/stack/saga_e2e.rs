@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use integration_tests::stack::{kafka_bootstrap, port, repo_root, require};
+use pipeline::components::Participant;
 use pipeline::demo::{self, DemoOptions, Scenario};
 use pipeline::settings::Settings;
 
@@ -41,7 +42,8 @@ async fn a_demo_load_keeps_every_invariant() {
     });
 
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !pipeline::components::participants_assigned() {
+    // Ready as /ready says, once all four participants run here (assigned, stores restored).
+    while !pipeline::admin::health::is_ready(Participant::ALL.map(Participant::application_id)) {
         assert!(!pipeline.is_finished(), "the pipeline stopped during start-up");
         assert!(Instant::now() < deadline, "the participants were not assigned partitions within 180 s");
         tokio::time::sleep(Duration::from_millis(500)).await;
