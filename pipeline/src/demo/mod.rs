@@ -38,6 +38,8 @@ pub struct DemoReport {
     pub final_outcomes: std::collections::HashMap<String, String>,
     pub outcomes: std::collections::BTreeMap<String, usize>,
     pub latency_ms: Option<(i64, i64, i64)>,
+    /// ms from the POST to the terminal state in the read model, per order that reached one.
+    pub terminal_latency_ms: std::collections::HashMap<String, i64>,
     pub placed_per_second: f64,
     pub completed_per_second: f64,
     pub checks: Vec<Check>,
@@ -132,6 +134,11 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
         outcomes: outcome::outcome_counts(&states, &orders),
         final_outcomes: orders.iter().map(|o| (o.order_id.clone(), outcome::label(states.get(&o.order_id)))).collect(),
         latency_ms: outcome::latency_percentiles(&states),
+        terminal_latency_ms: states
+            .iter()
+            .filter(|(_, state)| outcome::is_terminal(&state.status))
+            .map(|(order_id, state)| (order_id.clone(), state.latency_ms))
+            .collect(),
         placed_per_second: orders.len() as f64 / placing.as_secs_f64().max(1e-3),
         completed_per_second: orders.len() as f64 / settled.as_secs_f64().max(1e-3),
         orders,
