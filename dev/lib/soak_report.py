@@ -15,8 +15,10 @@ from prometheus_query import instant
 
 QUERIES = [
     ("store entries", 'sum by (application_id, store) (streams_store_entries{job="file_sd"})', lambda v: f"{v:.0f}"),
-    ("store bytes on disk, MB (persistent stores; updated at each rebalance)",
+    ("store bytes on disk, MB (persistent stores)",
      'sum by (application_id, store) (streams_store_disk_bytes{job="file_sd"}) > 0', lambda v: f"{v / 1e6:.1f}"),
+    ("persistent stores' memory, MB (write buffers are bounded per store and task, the block cache per instance)",
+     'sum by (application_id, kind) (streams_persistent_store_memory_bytes{job="file_sd"})', lambda v: f"{v / 1e6:.1f}"),
     ("resident memory, MB", 'sum by (part) (process_resident_memory_bytes{job="file_sd"})', lambda v: f"{v / 1e6:.1f}"),
 ]
 PER_PROCESS = ("resident memory per process, MB",

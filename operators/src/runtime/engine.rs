@@ -818,6 +818,10 @@ impl Engine {
                 }
                 self.lost_outputs_unexplained = false;
                 self.report_store_entries();
+                self.report_store_disk_bytes();
+                if let Some(memory) = self.local_state.memory() {
+                    memory.emit(&self.metrics);
+                }
                 RecordsCommitted { subtopologies: &self.counts }.emit(&self.metrics);
                 TransactionCommitted { records: self.counts.records(), elapsed: started.elapsed() }.emit(&self.metrics);
                 self.close_transaction();
@@ -852,7 +856,7 @@ impl Engine {
         StoreEntries(&entries).emit(&self.metrics);
     }
 
-    /// Bytes on disk change slowly and cost a walk of the store's files: after a rebalance only.
+    /// Bytes on disk: the table sizes fjall keeps in memory, a few additions per commit.
     fn report_store_disk_bytes(&self) {
         let mut bytes: BTreeMap<&str, u64> = self.topology.store_names().map(|store| (store, 0)).collect();
         for (store, size) in self.tasks.values().flat_map(Task::store_disk_bytes) {

@@ -39,6 +39,7 @@ struct Families {
     waiting_on_dependency: IntGaugeVec,
     store_entries: IntGaugeVec,
     store_disk_bytes: IntGaugeVec,
+    persistent_memory: IntGaugeVec,
     rebalances: IntCounterVec,
     producer_renewals: IntCounterVec,
     state: IntGaugeVec,
@@ -128,6 +129,10 @@ fn define() -> Families {
             Opts::new("streams_store_disk_bytes", "Bytes each persistent store takes on local disk, over the tasks this instance runs (0 in memory)"),
             &["application_id", "store"],
         )),
+        persistent_memory: family(IntGaugeVec::new(
+            Opts::new("streams_persistent_store_memory_bytes", "Memory the instance's persistent stores hold: write buffers (memtables not yet flushed) and block cache"),
+            &["application_id", "kind"],
+        )),
         process_latency: family(HistogramVec::new(
             HistogramOpts::new("streams_process_latency_seconds", "Time the topology took to process one input record (its outputs produced asynchronously)")
                 .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
@@ -202,6 +207,7 @@ impl RuntimeMetrics {
                 Box::new(f.waiting_on_dependency.clone()),
                 Box::new(f.store_entries.clone()),
                 Box::new(f.store_disk_bytes.clone()),
+                Box::new(f.persistent_memory.clone()),
                 Box::new(f.rebalances.clone()),
                 Box::new(f.producer_renewals.clone()),
                 Box::new(f.state.clone()),
@@ -269,7 +275,7 @@ impl StoreEntries<'_> {
     }
 }
 
-/// Each store's bytes on local disk over this instance's tasks, after a rebalance.
+/// Each store's bytes on local disk over this instance's tasks, after a commit or a rebalance.
 pub struct StoreDiskBytes<'a>(pub &'a std::collections::BTreeMap<&'a str, u64>);
 impl StoreDiskBytes<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
@@ -278,6 +284,24 @@ impl StoreDiskBytes<'_> {
                 .store_disk_bytes
                 .with_label_values(&[m.application_id.as_str(), store])
                 .set(i64::try_from(*bytes).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// What the instance's persistent stores hold in memory, after a commit: both are bounded by
+/// `StreamsConfig::persistent_memory` (write buffers: per store and task), so a soak shows them
+/// level off.
+pub struct PersistentStoreMemory {
+    pub write_buffer_bytes: u64,
+    pub block_cache_bytes: u64,
+}
+impl PersistentStoreMemory {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        for (kind, bytes) in [("write_buffers", self.write_buffer_bytes), ("block_cache", self.block_cache_bytes)] {
+            m.families
+                .persistent_memory
+                .with_label_values(&[m.application_id.as_str(), kind])
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::config::{StoreType, StreamsConfig};
 use super::error::RuntimeError;
+use super::internal_events::PersistentStoreMemory;
 use super::restore::Restorer;
 use crate::store::{PersistentStores, StoreError, StoreSupplier};
 use crate::task::Task;
@@ -58,6 +59,12 @@ impl LocalState {
             ))),
             false => Ok(()),
         }
+    }
+
+    /// What the persistent stores hold in memory, if the instance has any.
+    pub(crate) fn memory(&self) -> Option<PersistentStoreMemory> {
+        let (write_buffer_bytes, block_cache_bytes) = self.persistent.as_ref()?.memory_bytes();
+        Some(PersistentStoreMemory { write_buffer_bytes, block_cache_bytes })
     }
 
     /// After a clean commit, before the task's partitions go: its changelogs end where its local

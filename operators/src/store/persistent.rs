@@ -119,6 +119,12 @@ impl PersistentStores {
         self.db.disk_space().unwrap_or(0)
     }
 
+    /// Bytes held in memory: (write buffers, block cache). fjall marks both readings
+    /// experimental; they are metrics only.
+    pub fn memory_bytes(&self) -> (u64, u64) {
+        (self.db.write_buffer_size(), self.db.cache_size())
+    }
+
     fn open_store(&self, name: &str, task: TaskId) -> Result<PersistentKeyValueStore, StoreError> {
         let keyspace = self
             .db

@@ -14,6 +14,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use operators::metrics::{family, register_default};
+use operators::runtime::EndOfPartitionIsExpected;
 use prometheus::core::Collector;
 use prometheus::{GaugeVec, IntGaugeVec, Opts};
 use rdkafka::config::ClientConfig;
@@ -121,7 +122,8 @@ pub struct LagReader {
     /// A consumer with the group's id reads its committed offsets without joining the group.
     groups: Vec<(WatchedGroup, BaseConsumer)>,
     /// Fetches from committed offsets to tell records from markers; commits nothing.
-    probe: BaseConsumer,
+    /// Reaching a partition's end is what the probe waits for, not an error to log.
+    probe: BaseConsumer<EndOfPartitionIsExpected>,
 }
 
 impl LagReader {
@@ -135,14 +137,14 @@ impl LagReader {
                 .create()?;
             consumers.push((watched, consumer));
         }
-        let probe: BaseConsumer = ClientConfig::new()
+        let probe: BaseConsumer<EndOfPartitionIsExpected> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", "saga-lag-probe")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true")
-            .create()?;
+            .create_with_context(EndOfPartitionIsExpected)?;
         Ok(Self { groups: consumers, probe })
     }
 
