@@ -2,8 +2,10 @@
 //! caught up, and prints what happened: outcomes, latency, throughput and the invariants.
 
 mod changelog;
+pub mod hops;
 mod invariants;
 mod load;
+mod observer;
 mod outcome;
 mod poison;
 mod quiescence;
@@ -39,12 +41,14 @@ pub struct DemoReport {
     pub outcomes: std::collections::BTreeMap<String, usize>,
     pub latency_ms: Option<(i64, i64, i64)>,
     /// ms from the POST to the terminal state in the read model, per order that reached one.
-    pub terminal_latency_ms: std::collections::HashMap<String, i64>,
+    terminal_latency_ms: std::collections::HashMap<String, i64>,
     pub placed_per_second: f64,
     pub completed_per_second: f64,
     pub checks: Vec<Check>,
     /// Events of the run's orders on the saga topics, by type.
     pub event_counts: std::collections::BTreeMap<String, usize>,
+    /// Where a confirmed order's time went, hop by hop.
+    pub hops: Vec<hops::Hop>,
 }
 
 impl DemoReport {
@@ -84,6 +88,9 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
         poison::produce(&settings.kafka.bootstrap_servers, schemas::ORDER_EVENTS, &codec, &run_id, poison_count, every)
             .await
     };
+    // Before the first POST, so that every event of the run is seen.
+    let bootstrap = settings.kafka.bootstrap_servers.clone();
+    let observer = tokio::task::spawn_blocking(move || observer::Observer::start(&bootstrap)).await??;
     let started = Instant::now();
     let placing_orders = load::drive(spec, move |done, total| {
         if show_progress && (done % 100 == 0 || done == total) {
@@ -108,6 +115,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
     if show_progress {
         println!();
     }
+    let observed = observer.finish().await?;
     let behind = quiescence::wait_until_caught_up(settings, Duration::from_secs(120)).await?;
     if !behind.is_empty() {
         println!("  still behind after 120 s (the checks below read the stores as they are): {}", behind.join("; "));
@@ -130,7 +138,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
         checks.push(poison::check(&settings.kafka.bootstrap_servers, schemas::ORDER_EVENTS, &readers, &poisoned)?);
         println!("  poison records produced to {}: {}", schemas::ORDER_EVENTS, poisoned.len());
     }
-    Ok(DemoReport {
+    let mut report = DemoReport {
         outcomes: outcome::outcome_counts(&states, &orders),
         final_outcomes: orders.iter().map(|o| (o.order_id.clone(), outcome::label(states.get(&o.order_id)))).collect(),
         latency_ms: outcome::latency_percentiles(&states),
@@ -144,7 +152,11 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
         orders,
         checks,
         event_counts,
-    })
+        hops: Vec::new(),
+    };
+    let codec = crate::components::saga_codec(settings).await?;
+    report.hops = hops::breakdown(&observed.milestones(&report, &codec).await);
+    Ok(report)
 }
 
 pub fn print_report(report: &DemoReport, settings: &Settings) {
@@ -168,6 +180,8 @@ pub fn print_report(report: &DemoReport, settings: &Settings) {
         "Throughput: {:.0} orders/s placed; {:.0} orders/s from the first POST to the last terminal state",
         report.placed_per_second, report.completed_per_second
     );
+    println!("\nWhere a confirmed order's time goes, hop by hop (a read_committed observer of the saga topics)");
+    hops::print(&report.hops);
     let counts: Vec<String> = report.event_counts.iter().map(|(event_type, n)| format!("{event_type} {n}")).collect();
     println!("Events of these orders on the saga topics: {}", counts.join(", "));
     println!("\nInvariants");

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use pipeline::demo::DemoReport;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::{topic_of, EventType, SagaCodec};
 
-use crate::hops::Milestones;
+use super::hops::Milestones;
+use super::DemoReport;
 
 /// The happy path's events, in the order an order passes them.
 const HAPPY_PATH: [EventType; 5] = [
@@ -46,14 +46,14 @@ impl Observer {
     pub fn start(bootstrap: &str) -> Result<Observer> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
-            .set("group.id", format!("saga-bench-observer-{}", uuid::Uuid::new_v4().simple()))
+            .set("group.id", format!("demo-observer-{}", uuid::Uuid::new_v4().simple()))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "latest")
             .set("isolation.level", "read_committed")
             // The broker answers a fetch at once when there is data; this bounds the wait when there is none.
             .set("fetch.wait.max.ms", "10")
             .create()
-            .context("the saga-bench observer")?;
+            .context("the demo's observer")?;
         let mut assignment = TopicPartitionList::new();
         let mut topics = HAPPY_PATH.map(topic_of).to_vec();
         topics.sort_unstable();
@@ -79,7 +79,7 @@ impl Observer {
     /// Stops once it has read what is visible now.
     pub async fn finish(mut self) -> Result<Observed> {
         self.stop.store(true, Ordering::Relaxed);
-        (&mut self.reading).await.context("the saga-bench observer")
+        (&mut self.reading).await.context("the demo's observer")
     }
 }
 
@@ -111,7 +111,7 @@ fn read(consumer: &BaseConsumer, stop: &AtomicBool) -> Observed {
                     }
                 }
             }
-            Some(Err(e)) => eprintln!("saga-bench observer: {e}"),
+            Some(Err(e)) => eprintln!("demo observer: {e}"),
             None if stop.load(Ordering::Relaxed) => return observed,
             None => {}
         }
@@ -135,7 +135,7 @@ impl Observed {
                 Some(value) => match codec.decode(value).await {
                     Ok(event) => Some(event.envelope.occurred_at * 1000),
                     Err(e) => {
-                        eprintln!("saga-bench observer: decoding OrderPlaced of {id}: {e}");
+                        eprintln!("demo observer: decoding OrderPlaced of {id}: {e}");
                         None
                     }
                 },

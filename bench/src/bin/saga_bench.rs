@@ -3,14 +3,11 @@
 //! terminal state in the read model), the participants' transactions per second (what a commit
 //! interval costs the broker), and where the time goes: the largest consumer lag each group
 //! reached (per hop) and each application's mean transaction commit time. Under each rate's line,
-//! the per-hop breakdown of a confirmed order's time (see `hops`), from when a `read_committed`
-//! observer saw each event of the happy path. The settings' SAGA__ variables apply
-//! (SAGA__KAFKA__COMMIT_INTERVAL_MS=50, say).
+//! the per-hop breakdown of a confirmed order's time (`pipeline::demo::hops`), from when a
+//! `read_committed` observer saw each event of the happy path. The settings' SAGA__ variables
+//! apply (SAGA__KAFKA__COMMIT_INTERVAL_MS=50, say).
 //!
 //! Usage: saga-bench [--rates 20,40,80] [--seconds 15] [--config config/pipeline.toml]
-
-mod hops;
-mod observer;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,8 +18,6 @@ use anyhow::{bail, Context, Result};
 use pipeline::components::Participant;
 use pipeline::demo::{self, DemoOptions};
 use pipeline::settings::Settings;
-
-use crate::observer::Observer;
 
 // The allocator of the pipeline binary, whose parts this runs in one process.
 #[global_allocator]
@@ -103,7 +98,6 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let codec = pipeline::components::saga_codec(&settings).await?;
 
     println!("saga-bench: whole pipeline in one process, stack on the same machine; {} s per rate", options.seconds);
     println!(
@@ -134,11 +128,9 @@ async fn main() -> Result<()> {
             racing_cancels: false,
             poison_percent: 0.0,
         };
-        let observer = Observer::start(&settings.kafka.bootstrap_servers)?;
         let started = std::time::Instant::now();
         let report = demo::run(&settings, &demo_options, false).await?;
         sampler.abort();
-        let observed = observer.finish().await?;
         let after = commit_totals();
         // What the participants cost the broker: their transactions (committed) per second.
         let transactions: u64 = after
@@ -173,7 +165,7 @@ async fn main() -> Result<()> {
             commits.join(" "),
             if report.all_invariants_hold() { "" } else { "  (an invariant FAILED)" }
         );
-        hops::print(&hops::breakdown(&observed.milestones(&report, &codec).await));
+        demo::hops::print(&report.hops);
     }
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(60), pipeline).await;
