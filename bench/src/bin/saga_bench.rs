@@ -5,7 +5,7 @@
 //! reached (per hop) and each application's mean transaction commit time. Under each rate's line,
 //! the per-hop breakdown of a confirmed order's time (`pipeline::demo::hops`), from when a
 //! `read_committed` observer saw each event of the happy path. The settings' SAGA__ variables
-//! apply (SAGA__KAFKA__COMMIT_INTERVAL_MS=50, say).
+//! apply (SAGA__KAFKA__COMMIT_INTERVAL_MS=50, say). Logs go to stderr only when RUST_LOG is set.
 //!
 //! Usage: saga-bench [--rates 20,40,80] [--seconds 15] [--config config/pipeline.toml]
 
@@ -45,7 +45,7 @@ fn options() -> Result<Options> {
             }
             "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
             "--config" => options.config = value()?.into(),
-            other => bail!("unknown argument {other}; see the header of bench/src/bin/saga_bench/main.rs"),
+            other => bail!("unknown argument {other}; see the header of bench/src/bin/saga_bench.rs"),
         }
     }
     Ok(options)
@@ -83,6 +83,11 @@ fn lag_by_group() -> BTreeMap<String, i64> {
 async fn main() -> Result<()> {
     let options = options()?;
     let settings = Settings::load(&options.config, std::env::vars())?;
+    // Quiet unless asked: the figures are the output.
+    let _telemetry = match std::env::var_os("RUST_LOG") {
+        Some(_) => Some(pipeline::logging::init(&settings.logging, &settings.tracing)?),
+        None => None,
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let pipeline_settings = settings.clone();
     let pipeline = tokio::spawn(async move {

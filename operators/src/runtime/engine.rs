@@ -475,7 +475,6 @@ impl Engine {
                 if !self.waiting.is_empty() {
                     self.dependency_back(&key.0);
                 }
-                self.producer.poll(Duration::ZERO);
                 for output in &outputs {
                     if let Err(e) = produce::send(&self.producer, output, origin) {
                         // Abort and replay from the last commit; when the output itself
