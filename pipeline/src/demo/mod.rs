@@ -44,6 +44,8 @@ pub struct DemoReport {
     terminal_latency_ms: std::collections::HashMap<String, i64>,
     pub placed_per_second: f64,
     pub completed_per_second: f64,
+    /// When the last order reached a terminal state (before the checks read the topics).
+    pub settled_at: Instant,
     pub checks: Vec<Check>,
     /// Events of the run's orders on the saga topics, by type.
     pub event_counts: std::collections::BTreeMap<String, usize>,
@@ -111,7 +113,8 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
         }
     })
     .await?;
-    let settled = started.elapsed();
+    let settled_at = Instant::now();
+    let settled = settled_at - started;
     if show_progress {
         println!();
     }
@@ -149,6 +152,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
             .collect(),
         placed_per_second: orders.len() as f64 / placing.as_secs_f64().max(1e-3),
         completed_per_second: orders.len() as f64 / settled.as_secs_f64().max(1e-3),
+        settled_at,
         orders,
         checks,
         event_counts,

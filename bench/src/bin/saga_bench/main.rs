@@ -4,10 +4,15 @@
 //! interval costs the broker), and where the time goes: the largest consumer lag each group
 //! reached (per hop) and each application's mean transaction commit time. Under each rate's line,
 //! the per-hop breakdown of a confirmed order's time (`pipeline::demo::hops`), from when a
-//! `read_committed` observer saw each event of the happy path. The settings' SAGA__ variables
+//! `read_committed` observer saw each event of the happy path; then the CPU milliseconds per order
+//! each part of the stack spent (`pipeline` is this process, load generator and observer
+//! included) and the rate the machine's cores would sustain at that cost, and this process's
+//! resident memory. The settings' SAGA__ variables
 //! apply (SAGA__KAFKA__COMMIT_INTERVAL_MS=50, say). Logs go to stderr only when RUST_LOG is set.
 //!
 //! Usage: saga-bench [--rates 20,40,80] [--seconds 15] [--config config/pipeline.toml]
+
+mod cost;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,7 +50,7 @@ fn options() -> Result<Options> {
             }
             "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
             "--config" => options.config = value()?.into(),
-            other => bail!("unknown argument {other}; see the header of bench/src/bin/saga_bench.rs"),
+            other => bail!("unknown argument {other}; see the header of bench/src/bin/saga_bench/main.rs"),
         }
     }
     Ok(options)
@@ -134,8 +139,10 @@ async fn main() -> Result<()> {
             poison_percent: 0.0,
         };
         let started = std::time::Instant::now();
+        let cpu = cost::CpuSampler::start();
         let report = demo::run(&settings, &demo_options, false).await?;
         sampler.abort();
+        let cpu_spent = cpu.spent_until(report.settled_at);
         let after = commit_totals();
         // What the participants cost the broker: their transactions (committed) per second.
         let transactions: u64 = after
@@ -171,6 +178,8 @@ async fn main() -> Result<()> {
             if report.all_invariants_hold() { "" } else { "  (an invariant FAILED)" }
         );
         demo::hops::print(&report.hops);
+        cost::print_cpu_per_order(&cpu_spent, report.orders.len());
+        cost::print_memory();
     }
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(60), pipeline).await;
