@@ -43,9 +43,10 @@ fn status_kb(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU seconds so far of every live process, summed by the part of the stack it belongs to
-/// (`pipeline` is `own_pid`). A process that exits between two samples drops out of both.
-pub fn cpu_seconds_by_part(own_pid: u32) -> BTreeMap<u32, (&'static str, f64)> {
+/// CPU seconds so far of every live process, by pid, with the part of the stack it belongs to
+/// (`own_part` for this process). A process that exits between two samples drops out of both.
+pub fn cpu_seconds_by_part(own_part: &'static str) -> BTreeMap<u32, (&'static str, f64)> {
+    let own_pid = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return BTreeMap::new();
     };
@@ -53,7 +54,7 @@ pub fn cpu_seconds_by_part(own_pid: u32) -> BTreeMap<u32, (&'static str, f64)> {
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
             let command = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let part = if pid == own_pid { "pipeline" } else { part_of(&String::from_utf8_lossy(&command)) };
+            let part = if pid == own_pid { own_part } else { part_of(&String::from_utf8_lossy(&command)) };
             Some((pid, (part, cpu_seconds(pid).ok()?)))
         })
         .collect()
@@ -89,6 +90,8 @@ fn part_of(command: &str) -> &'static str {
         "redis"
     } else if program.ends_with("prometheus") {
         "prometheus"
+    } else if program.ends_with("/pipeline") || program == "pipeline" {
+        "pipeline"
     } else {
         "other"
     }
@@ -105,6 +108,7 @@ mod tests {
         assert_eq!(part_of("postgres: saga saga 127.0.0.1(5) idle"), "postgres");
         assert_eq!(part_of("/usr/lib/postgresql/17/bin/postgres\0-D\0data\0"), "postgres");
         assert_eq!(part_of("redis-server 127.0.0.1:6379"), "redis");
+        assert_eq!(part_of("/cache/cargo-target/release/pipeline\0all\0"), "pipeline");
         assert_eq!(part_of("bash\0-c\0echo kafka\0"), "other");
     }
 

@@ -246,4 +246,3 @@ fn spawn_one(
 fn peer_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/kafka-streams")
 }
-

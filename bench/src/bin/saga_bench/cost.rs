@@ -1,67 +1,100 @@
-//! What a rate cost the machine: CPU milliseconds per order in each part of the stack, from
-//! samples of /proc taken every half second while the rate runs, and the pipeline's memory.
+//! What a rate cost the machine: CPU milliseconds per order in each part of the stack, and the
+//! pipeline's resident memory over the run, from samples of /proc taken every half second.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bench::process_stats::{cpu_seconds_by_part, cpu_spent, peak_rss_kb, rss_kb};
+use bench::process_stats::{cpu_seconds_by_part, cpu_spent, rss_kb};
 
-type Sample = (Instant, BTreeMap<u32, (&'static str, f64)>);
+/// The part this process's own CPU counts as: the pipeline runs here too, or only the load.
+pub const IN_PROCESS: &str = "pipeline+bench";
+pub const ATTACHED: &str = "bench";
 
-/// Samples CPU by part until dropped.
+struct Sample {
+    at: Instant,
+    cpu: BTreeMap<u32, (&'static str, f64)>,
+    /// Resident kB of the pipeline's processes, summed.
+    pipeline_rss_kb: u64,
+}
+
+/// Samples CPU by part, and the pipeline's memory, until [`CpuSampler::finish`].
 pub struct CpuSampler {
     samples: Arc<Mutex<Vec<Sample>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl CpuSampler {
-    pub fn start() -> Self {
+    pub fn start(own_part: &'static str) -> Self {
         let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
         let taken = samples.clone();
         let task = tokio::spawn(async move {
             loop {
-                let sample = tokio::task::spawn_blocking(|| (Instant::now(), cpu_seconds_by_part(std::process::id())))
-                    .await
-                    .ok();
-                taken.lock().unwrap_or_else(|e| e.into_inner()).extend(sample);
+                let sample = tokio::task::spawn_blocking(move || {
+                    let cpu = cpu_seconds_by_part(own_part);
+                    let pipeline_rss_kb = cpu
+                        .iter()
+                        .filter(|(_, (part, _))| part.starts_with("pipeline"))
+                        .filter_map(|(pid, _)| rss_kb(*pid))
+                        .sum();
+                    Sample { at: Instant::now(), cpu, pipeline_rss_kb }
+                })
+                .await;
+                taken.lock().unwrap_or_else(|e| e.into_inner()).extend(sample.ok());
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
         CpuSampler { samples, task }
     }
 
-    /// CPU seconds per part from the first sample to the last one taken by `until`.
-    pub fn spent_until(self, until: Instant) -> BTreeMap<&'static str, f64> {
+    /// Stops sampling; what was spent from the first sample to the last one taken by `until`.
+    pub fn finish(self, until: Instant) -> Cost {
         self.task.abort();
-        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        let last = samples.iter().rev().find(|(at, _)| *at <= until);
-        match (samples.first(), last) {
-            (Some((_, first)), Some((_, last))) => cpu_spent(first, last),
-            _ => BTreeMap::new(),
-        }
+        let samples = std::mem::take(&mut *self.samples.lock().unwrap_or_else(|e| e.into_inner()));
+        let within: Vec<&Sample> = samples.iter().filter(|sample| sample.at <= until).collect();
+        let (cpu_seconds, seconds) = match (within.first(), within.last()) {
+            (Some(first), Some(last)) => (cpu_spent(&first.cpu, &last.cpu), (last.at - first.at).as_secs_f64()),
+            _ => (BTreeMap::new(), 0.0),
+        };
+        Cost { cpu_seconds, seconds, rss_kb: within.iter().map(|sample| sample.pipeline_rss_kb).collect() }
     }
 }
 
-/// One line: CPU ms per order by part, the total, and the rate the machine's cores would
-/// sustain at that cost if nothing else limited it.
-pub fn print_cpu_per_order(spent: &BTreeMap<&'static str, f64>, orders: usize) {
-    let orders = orders.max(1) as f64;
-    let total: f64 = spent.values().sum();
-    let parts: Vec<String> =
-        spent.iter().map(|(part, seconds)| format!("{part} {:.2}", seconds * 1000.0 / orders)).collect();
-    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-    let per_order_ms = total * 1000.0 / orders;
-    println!(
-        "    CPU ms per order: {} = {per_order_ms:.2}; {cores:.0} cores at this cost: {:.0} orders/s",
-        parts.join(", "),
-        cores * 1000.0 / per_order_ms.max(1e-9)
-    );
+pub struct Cost {
+    cpu_seconds: BTreeMap<&'static str, f64>,
+    seconds: f64,
+    rss_kb: Vec<u64>,
 }
 
-/// The pipeline process's resident memory now and at its peak.
-pub fn print_memory() {
-    let pid = std::process::id();
-    let mb = |kb: Option<u64>| kb.map_or("?".to_owned(), |kb| format!("{:.0}", kb as f64 / 1024.0));
-    println!("    pipeline RSS: {} MB now, {} MB peak", mb(rss_kb(pid)), mb(peak_rss_kb(pid)));
+impl Cost {
+    /// CPU ms per order by part and in all, and how many of the machine's cores were busy.
+    pub fn print(&self, orders: usize) {
+        let orders = orders.max(1) as f64;
+        let total: f64 = self.cpu_seconds.values().sum();
+        let parts: Vec<String> =
+            self.cpu_seconds.iter().map(|(part, seconds)| format!("{part} {:.2}", seconds * 1000.0 / orders)).collect();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        println!(
+            "    CPU ms per order: {} = {:.2}; {:.2} of {cores} cores busy",
+            parts.join(", "),
+            total * 1000.0 / orders,
+            total / self.seconds.max(1e-9)
+        );
+        self.print_memory();
+    }
+
+    /// The pipeline's resident memory at the end of each quarter of the run, and its peak.
+    fn print_memory(&self) {
+        let Some(peak) = self.rss_kb.iter().max() else {
+            return;
+        };
+        let mb = |kb: u64| format!("{:.0}", kb as f64 / 1024.0);
+        let quarters: Vec<String> =
+            (1..=4).map(|q| mb(self.rss_kb[(self.rss_kb.len() * q / 4).saturating_sub(1)])).collect();
+        println!(
+            "    pipeline RSS MB at each quarter of the run: {}; peak of the samples {}",
+            quarters.join(" / "),
+            mb(*peak)
+        );
+    }
 }

@@ -10,9 +10,14 @@
 //! resident memory. The settings' SAGA__ variables
 //! apply (SAGA__KAFKA__COMMIT_INTERVAL_MS=50, say). Logs go to stderr only when RUST_LOG is set.
 //!
-//! Usage: saga-bench [--rates 20,40,80] [--seconds 15] [--config config/pipeline.toml]
+//! Usage: saga-bench [--rates 20,40,80] [--seconds 15] [--config config/pipeline.toml] [--attach]
+//!
+//! `--attach` drives a pipeline already running in its own process (`pipeline all`, same
+//! settings) instead of starting one here: its CPU and memory are then its own, apart from the
+//! load generator's and the observer's.
 
 mod cost;
+mod scrape;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,7 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use pipeline::components::Participant;
 use pipeline::demo::{self, DemoOptions};
 use pipeline::settings::Settings;
 
@@ -32,6 +36,8 @@ struct Options {
     rates: Vec<f64>,
     seconds: u64,
     config: PathBuf,
+    /// Drive a pipeline already running in its own process (`pipeline all`) instead of one here.
+    attach: bool,
 }
 
 fn options() -> Result<Options> {
@@ -39,6 +45,7 @@ fn options() -> Result<Options> {
         rates: vec![20.0, 40.0, 80.0],
         seconds: 15,
         config: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/pipeline.toml"),
+        attach: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -50,38 +57,41 @@ fn options() -> Result<Options> {
             }
             "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
             "--config" => options.config = value()?.into(),
+            "--attach" => options.attach = true,
             other => bail!("unknown argument {other}; see the header of bench/src/bin/saga_bench/main.rs"),
         }
     }
     Ok(options)
 }
 
-/// Per application id: (sum, count) of `streams_commit_duration_seconds`.
-fn commit_totals() -> BTreeMap<String, (f64, u64)> {
-    let mut totals = BTreeMap::new();
-    for family in prometheus::gather().iter().filter(|f| f.name() == "streams_commit_duration_seconds") {
-        for metric in family.get_metric() {
-            let app = metric.get_label().iter().find(|l| l.name() == "application_id").map(|l| l.value().to_string());
-            if let Some(app) = app {
-                let histogram = metric.get_histogram();
-                totals.insert(app, (histogram.get_sample_sum(), histogram.get_sample_count()));
-            }
-        }
+/// The pipeline's metrics now; empty while its admin endpoint does not answer.
+async fn scrape_metrics(http: &reqwest::Client, admin: &str) -> String {
+    match http.get(format!("{admin}/metrics")).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
     }
-    totals
 }
 
-/// Per consumer group: the summed lag over its partitions right now.
-fn lag_by_group() -> BTreeMap<String, i64> {
-    let mut lag = BTreeMap::new();
-    for family in prometheus::gather().iter().filter(|f| f.name() == "kafka_consumergroup_group_lag") {
-        for metric in family.get_metric() {
-            if let Some(group) = metric.get_label().iter().find(|l| l.name() == "group") {
-                *lag.entry(group.value().to_string()).or_insert(0) += metric.get_gauge().value() as i64;
-            }
+/// Waits until the pipeline's `/ready` says all four participants run (assigned, stores restored).
+async fn wait_until_ready(
+    http: &reqwest::Client,
+    admin: &str,
+    pipeline: Option<&tokio::task::JoinHandle<Result<()>>>,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let ready = http.get(format!("{admin}/ready")).send().await.is_ok_and(|r| r.status().is_success());
+        if ready {
+            return Ok(());
         }
+        if pipeline.is_some_and(tokio::task::JoinHandle::is_finished) {
+            bail!("the pipeline stopped during start-up");
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the pipeline at {admin} was not ready within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    lag
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
@@ -93,36 +103,45 @@ async fn main() -> Result<()> {
         Some(_) => Some(pipeline::logging::init(&settings.logging, &settings.tracing)?),
         None => None,
     };
+    let admin = format!("http://127.0.0.1:{}", settings.http.admin_port);
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let pipeline_settings = settings.clone();
-    let pipeline = tokio::spawn(async move {
-        pipeline::components::run_all(&pipeline_settings, async {
-            let _ = stopped.await;
+    let pipeline = (!options.attach).then(|| {
+        let pipeline_settings = settings.clone();
+        tokio::spawn(async move {
+            pipeline::components::run_all(&pipeline_settings, async {
+                let _ = stopped.await;
+            })
+            .await
         })
-        .await
     });
-    // Ready as /ready says, once all four participants run here (assigned, stores restored).
-    while !pipeline::admin::health::is_ready(Participant::ALL.map(Participant::application_id)) {
-        if pipeline.is_finished() {
-            bail!("the pipeline stopped during start-up: {:?}", pipeline.await);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_until_ready(&http, &admin, pipeline.as_ref()).await?;
+    let own_part = if options.attach { cost::ATTACHED } else { cost::IN_PROCESS };
 
-    println!("saga-bench: whole pipeline in one process, stack on the same machine; {} s per rate", options.seconds);
+    match options.attach {
+        true => println!(
+            "saga-bench: the pipeline at {admin} in its own process, stack on the same machine; {} s per rate",
+            options.seconds
+        ),
+        false => println!(
+            "saga-bench: whole pipeline in this process, stack on the same machine; {} s per rate",
+            options.seconds
+        ),
+    }
     println!(
         "{:>8} {:>10} {:>9} {:>9} {:>9} {:>7}  {:<44} mean commit ms per app",
         "offered", "sustained", "p50 ms", "p95 ms", "p99 ms", "txn/s", "max lag per group (events)"
     );
     for rate in &options.rates {
         let orders = (rate * options.seconds as f64).round() as usize;
-        let before = commit_totals();
+        let before = scrape::commit_totals(&scrape_metrics(&http, &admin).await);
         // The largest lag each group reaches while this rate runs: where records queue up.
         let max_lag: Arc<Mutex<BTreeMap<String, i64>>> = Arc::default();
         let sampled = max_lag.clone();
+        let (sampler_http, sampler_admin) = (http.clone(), admin.clone());
         let sampler = tokio::spawn(async move {
             loop {
-                for (group, lag) in lag_by_group() {
+                for (group, lag) in scrape::lag_by_group(&scrape_metrics(&sampler_http, &sampler_admin).await) {
                     let mut max = sampled.lock().unwrap_or_else(|e| e.into_inner());
                     let entry = max.entry(group).or_insert(0);
                     *entry = (*entry).max(lag);
@@ -139,11 +158,11 @@ async fn main() -> Result<()> {
             poison_percent: 0.0,
         };
         let started = std::time::Instant::now();
-        let cpu = cost::CpuSampler::start();
+        let cpu = cost::CpuSampler::start(own_part);
         let report = demo::run(&settings, &demo_options, false).await?;
         sampler.abort();
-        let cpu_spent = cpu.spent_until(report.settled_at);
-        let after = commit_totals();
+        let cost = cpu.finish(report.settled_at);
+        let after = scrape::commit_totals(&scrape_metrics(&http, &admin).await);
         // What the participants cost the broker: their transactions (committed) per second.
         let transactions: u64 = after
             .iter()
@@ -178,10 +197,11 @@ async fn main() -> Result<()> {
             if report.all_invariants_hold() { "" } else { "  (an invariant FAILED)" }
         );
         demo::hops::print(&report.hops);
-        cost::print_cpu_per_order(&cpu_spent, report.orders.len());
-        cost::print_memory();
+        cost.print(report.orders.len());
     }
     let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(60), pipeline).await;
+    if let Some(pipeline) = pipeline {
+        let _ = tokio::time::timeout(Duration::from_secs(60), pipeline).await;
+    }
     Ok(())
 }
