@@ -183,6 +183,9 @@ fn streams_config(participant: Participant, settings: &Settings) -> StreamsConfi
             .set("session.timeout.ms", session_timeout_ms.to_string())
             .set("heartbeat.interval.ms", (session_timeout_ms / 3).max(1).to_string());
     }
+    if let Some(linger_ms) = settings.kafka.linger_ms {
+        config = config.set("linger.ms", linger_ms.to_string());
+    }
     config
 }
 

@@ -99,6 +99,10 @@ pub struct KafkaSettings {
     /// 45 s. Shorter means faster failover after a crash, and more rebalances on a slow host.
     #[serde(default)]
     pub session_timeout_ms: Option<u64>,
+    /// The participants' producers' `linger.ms` (unset: 5). Longer means fewer produce requests
+    /// on the broker and longer commits (docs/benchmarks.md, "linger.ms").
+    #[serde(default)]
+    pub linger_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

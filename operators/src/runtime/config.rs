@@ -213,7 +213,12 @@ impl StreamsConfig {
             required.push(("transaction.timeout.ms", self.transaction_timeout.as_millis().to_string()));
         }
         let mut config = self.with_statistics(self.base());
-        config.set("linger.ms", "5");
+        // 5 ms unless the user set it. Under exactly-once the commit flushes at once, so a longer
+        // linger costs no latency of its own: it trades produce requests for a longer commit
+        // (docs/benchmarks.md, "linger.ms").
+        if !self.client_properties.contains_key("linger.ms") {
+            config.set("linger.ms", "5");
+        }
         apply_required(&mut config, &self.client_properties, "producer", &required);
         config
     }
@@ -289,5 +294,12 @@ mod tests {
         config.processing_guarantee = ProcessingGuarantee::AtLeastOnce;
         assert_eq!(config.producer_config().get("transactional.id"), None);
         assert_eq!(config.consumer_config().get("isolation.level"), None);
+    }
+
+    #[test]
+    fn a_users_linger_stands() {
+        assert_eq!(StreamsConfig::new("app", "b:9092").producer_config().get("linger.ms"), Some("5"));
+        let config = StreamsConfig::new("app", "b:9092").set("linger.ms", "100");
+        assert_eq!(config.producer_config().get("linger.ms"), Some("100"));
     }
 }
