@@ -14,6 +14,8 @@ use rdkafka::message::{Headers, Message};
 pub struct Consumed {
     pub partition: i32,
     pub offset: i64,
+    /// The record's timestamp, as the broker keeps it (what its time retention goes by).
+    pub timestamp_ms: Option<i64>,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     /// In order; `None` is a null value.
@@ -169,6 +171,7 @@ fn consumed(message: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {
     Consumed {
         partition: message.partition(),
         offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis(),
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
         headers: message

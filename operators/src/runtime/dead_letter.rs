@@ -40,7 +40,9 @@ pub fn dead_letter_record(
         // The same partition number: a record's neighbours in the DLQ are its neighbours in the
         // source (the DLQ has as many partitions as the widest source topic).
         partition: Some(record.partition),
-        timestamp_ms: record.timestamp_ms,
+        // When it failed, not the original's time (that is `dlq.original.timestamp`): the DLQ's
+        // time retention would delete the letters of an old backlog minutes after writing them.
+        timestamp_ms: failed_at_ms,
         key: record.key,
         value: record.value,
         headers,
@@ -110,6 +112,7 @@ mod tests {
         let error = ProcessError::deserialization("bad magic byte").with_processor("decode");
         let out = dead_letter_record(record, "app", &FailureReason::Process(&error), 1, 5_000);
         assert_eq!((out.topic.as_str(), out.partition), ("orders.dlq", Some(2)));
+        assert_eq!(out.timestamp_ms, 5_000, "timestamped when it failed; the original's time is a header");
         assert_eq!((out.key.as_deref(), out.value.as_deref()), (Some(&b"k"[..]), Some(&[0xff][..])));
         let header = |k: &str| {
             out.headers.iter().find(|h| h.key == k).map(|h| String::from_utf8_lossy(h.value_bytes()).into_owned())

@@ -576,7 +576,7 @@ impl Engine {
         input: (Partition, i64),
     ) -> Result<(), RuntimeError> {
         let lane = retry_lane_topic(&self.config.application_id, id.subtopology);
-        let output = entry.to_output(&lane);
+        let output = entry.to_output(&lane, SystemClock.now_ms());
         if let Err(e) = produce::send(&self.producer, &output, origin) {
             let reason = format!("producing to the retry lane {lane} failed: {e}");
             if produce::rejects_the_record(&e) {

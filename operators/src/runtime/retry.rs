@@ -22,6 +22,7 @@ const ATTEMPTS: &str = "retry.attempts";
 const NOT_BEFORE: &str = "retry.not_before";
 const ORIGINAL_TOPIC: &str = "retry.original.topic";
 const ORIGINAL_OFFSET: &str = "retry.original.offset";
+const ORIGINAL_TIMESTAMP: &str = "retry.original.timestamp";
 
 /// The lane topic of a sub-topology.
 pub fn retry_lane_topic(application_id: &str, subtopology: usize) -> String {
@@ -41,7 +42,9 @@ pub(crate) struct LaneEntry {
 }
 
 impl LaneEntry {
-    pub fn to_output(&self, lane_topic: &str) -> OutputRecord {
+    /// The lane record, timestamped `written_at_ms`: a lane holding only records of an old backlog
+    /// would otherwise be deleted by the topic's time retention before they were retried.
+    pub fn to_output(&self, lane_topic: &str, written_at_ms: i64) -> OutputRecord {
         let original = &self.original;
         let mut headers = original.headers.clone();
         let mut add = |key: &str, value: String| headers.push(Header::new(key, value.into_bytes()));
@@ -50,10 +53,11 @@ impl LaneEntry {
         add(NOT_BEFORE, self.not_before_ms.to_string());
         add(ORIGINAL_TOPIC, original.topic.clone());
         add(ORIGINAL_OFFSET, original.offset.to_string());
+        add(ORIGINAL_TIMESTAMP, original.timestamp_ms.to_string());
         OutputRecord {
             topic: lane_topic.to_owned(),
             partition: Some(original.partition),
-            timestamp_ms: original.timestamp_ms,
+            timestamp_ms: written_at_ms,
             key: original.key.clone(),
             value: original.value.clone(),
             headers,
@@ -76,8 +80,13 @@ impl LaneEntry {
         let not_before_ms = number(NOT_BEFORE)?;
         let topic = header(ORIGINAL_TOPIC)?;
         let offset = number(ORIGINAL_OFFSET)?;
+        // Lane records written before this header carry the original's timestamp themselves.
+        let timestamp_ms = match header(ORIGINAL_TIMESTAMP) {
+            Ok(_) => number(ORIGINAL_TIMESTAMP)?,
+            Err(_) => lane_record.timestamp_ms,
+        };
         lane_record.headers.retain(|h| !h.key.starts_with(RETRY_HEADER_PREFIX));
-        let original = RawRecord { topic, offset, ..lane_record };
+        let original = RawRecord { topic, offset, timestamp_ms, ..lane_record };
         Ok(LaneEntry { original, seq, attempts, not_before_ms })
     }
 }
@@ -201,8 +210,29 @@ mod tests {
     #[test]
     fn a_lane_record_carries_the_original_byte_for_byte_on_its_partition() {
         let entry = LaneEntry { original: original(b"k", 41), seq: 7, attempts: 2, not_before_ms: 5_000 };
-        let output = entry.to_output("app-0-retry");
-        assert_eq!((output.topic.as_str(), output.partition, output.timestamp_ms), ("app-0-retry", Some(3), 1_000));
+        let output = entry.to_output("app-0-retry", 4_000);
+        assert_eq!(
+            (output.topic.as_str(), output.partition, output.timestamp_ms),
+            ("app-0-retry", Some(3), 4_000),
+            "timestamped when written to the lane"
+        );
+        let consumed = RawRecord {
+            topic: output.topic.clone(),
+            partition: 3,
+            offset: 900,
+            timestamp_ms: output.timestamp_ms,
+            key: output.key.clone(),
+            value: output.value.clone(),
+            headers: output.headers.clone(),
+        };
+        assert_eq!(LaneEntry::parse(consumed).expect("a lane record"), entry, "with the original's timestamp");
+    }
+
+    #[test]
+    fn a_lane_record_written_before_the_timestamp_header_keeps_its_own_timestamp() {
+        let entry = LaneEntry { original: original(b"k", 41), seq: 7, attempts: 2, not_before_ms: 5_000 };
+        let mut output = entry.to_output("app-0-retry", 1_000);
+        output.headers.retain(|h| h.key != ORIGINAL_TIMESTAMP);
         let consumed = RawRecord {
             topic: output.topic.clone(),
             partition: 3,

@@ -394,9 +394,19 @@ fn flaky_app(
 }
 
 fn send_keyed(bootstrap: &str, topic: &str, records: &[(&str, i64)]) {
+    send_keyed_at(bootstrap, topic, records, None);
+}
+
+/// Like [`send_keyed`], every record timestamped `timestamp_ms` if given.
+fn send_keyed_at(bootstrap: &str, topic: &str, records: &[(&str, i64)], timestamp_ms: Option<i64>) {
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("producer");
     for (key, value) in records {
-        producer.send(rdkafka::producer::BaseRecord::to(topic).key(*key).payload(&value.to_be_bytes())).expect("send");
+        let payload = value.to_be_bytes();
+        let mut record = rdkafka::producer::BaseRecord::to(topic).key(*key).payload(&payload);
+        if let Some(timestamp_ms) = timestamp_ms {
+            record = record.timestamp(timestamp_ms);
+        }
+        producer.send(record).expect("send");
     }
     producer.flush(Duration::from_secs(10)).expect("flush");
 }
@@ -439,14 +449,19 @@ async fn a_transient_failure_is_retried_with_backoff_behind_its_key_while_other_
         ("slow", 3),
         ("fast", 3),
     ];
-    send_keyed(&bootstrap, &input, &sent);
+    // From an old backlog: the lane and the DLQ must not inherit a timestamp their 7-day time
+    // retention would delete at the broker's next check.
+    const BACKLOG_MS: i64 = 1_700_000_000_000;
+    let started_ms = integration_tests::saga::now_ms();
+    send_keyed_at(&bootstrap, &input, &sent, Some(BACKLOG_MS));
     let attempts = Arc::new(Mutex::new(std::collections::HashMap::new()));
     let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
     config.error_policy = quick_retries();
     let streams =
         KafkaStreams::start(flaky_app(&input, &output, &app, &attempts, 3), config, &prometheus::Registry::new())
             .expect("start");
-    let out = keyed(&read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 8));
+    let out_records = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 8);
+    let out = keyed(&out_records);
     let dead = read_topic(&bootstrap, &dead_letter_topic(&input), "read_committed", WAIT, |r| r.len() >= 2);
     let lane = read_topic(
         &bootstrap,
@@ -508,6 +523,17 @@ async fn a_transient_failure_is_retried_with_backoff_behind_its_key_while_other_
     let attempts_in_lane: Vec<&str> = slow_retries.iter().map(|(a, _)| a.as_str()).collect();
     assert_eq!(attempts_in_lane, ["1", "2", "3"], "slow:1 went through the lane after each failure");
     assert!(slow_retries.windows(2).all(|w| w[1].1 - w[0].1 >= 200), "each retry waits longer: {slow_retries:?}");
+
+    let recent = |records: &[integration_tests::kafka::Consumed]| {
+        records.iter().all(|r| r.timestamp_ms.is_some_and(|t| t >= started_ms))
+    };
+    assert!(!lane.is_empty() && recent(&lane), "lane records are timestamped when written");
+    assert!(recent(&dead), "dead letters are timestamped when they failed");
+    let timestamps: Vec<Option<i64>> = out_records.iter().map(|r| r.timestamp_ms).collect();
+    assert!(
+        timestamps.iter().all(|t| *t == Some(BACKLOG_MS)),
+        "a retried record's outputs keep its own timestamp: {timestamps:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

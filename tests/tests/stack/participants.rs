@@ -526,6 +526,7 @@ async fn every_kind_of_poison_record_is_dead_lettered_by_every_reader_and_good_o
     ];
 
     // good, poison, good, poison, …, good: all on partition P, in this order.
+    let produced_at_ms = saga::now_ms();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &run.bootstrap)
         .set("enable.idempotence", "true")
@@ -643,6 +644,14 @@ async fn every_kind_of_poison_record_is_dead_lettered_by_every_reader_and_good_o
                 .into_owned()
             };
             assert_eq!(letter.partition, P, "{}: on the original partition", record.kind);
+            // The original is from 2023: a letter timestamped like it would be deleted by the
+            // DLQ's 7-day retention at the broker's next check.
+            assert!(
+                letter.timestamp_ms.is_some_and(|t| t >= produced_at_ms),
+                "{}: timestamped when it failed, not {:?}",
+                record.kind,
+                letter.timestamp_ms
+            );
             assert_eq!(letter.key.as_deref(), Some(record.key.as_bytes()), "{}: the key", record.kind);
             assert_eq!(letter.value, record.value, "{}: the value, byte for byte (null stays null)", record.kind);
             let (original, added) = letter.headers.split_at(original_headers.len().min(letter.headers.len()));
