@@ -74,6 +74,9 @@ pub struct StreamsConfig {
     pub state_dir_min_free_bytes: u64,
     /// Memory the persistent stores may hold (block cache, write buffers).
     pub persistent_memory: PersistentMemory,
+    /// Kafka Streams' `repartition.purge.interval.ms`: how often records of repartition topics
+    /// below the committed offsets are deleted (those topics have no time retention).
+    pub repartition_purge_interval: Duration,
 }
 
 impl StreamsConfig {
@@ -96,6 +99,7 @@ impl StreamsConfig {
             store_types: BTreeMap::new(),
             state_dir_min_free_bytes: 64 * 1024 * 1024,
             persistent_memory: PersistentMemory::default(),
+            repartition_purge_interval: Duration::from_secs(30),
         }
     }
 

@@ -25,6 +25,7 @@ use super::internal_events::{
 };
 use super::local_state::{local_state_error, LocalState};
 use super::produce::{self, TrackedProducer};
+use super::purge::RepartitionPurger;
 use super::raw_message::raw_record;
 use super::restore::Restorer;
 use super::retry::{retry_lane_topic, LaneEntry, LaneIndex};
@@ -108,6 +109,8 @@ pub(crate) struct Engine {
     /// Partitions whose last record failed for a dependency that is down: which, and how many
     /// times in a row (the backoff grows with it).
     waiting: BTreeMap<Partition, (String, u32)>,
+    /// Deletes repartition records once their consumption is committed.
+    purger: RepartitionPurger,
     open_since: Option<Instant>,
     /// What the open transaction read and wrote.
     counts: TransactionCounts,
@@ -129,6 +132,7 @@ impl Engine {
         let restorer = Restorer::new(&config, stop, state.clone())?;
         let local_state = LocalState::open(&config, &topology)?;
         let producer = thread_producer(&config, &metrics)?;
+        let purger = RepartitionPurger::new(&config, topology.repartition_topics())?;
         let lane_topics = match config.error_policy {
             ErrorPolicy::Retry(_) => (0..topology.subtopology_count())
                 .map(|subtopology| (retry_lane_topic(&config.application_id, subtopology), subtopology))
@@ -140,6 +144,7 @@ impl Engine {
             lanes: BTreeMap::new(),
             held: BTreeMap::new(),
             waiting: BTreeMap::new(),
+            purger,
             config,
             topology,
             producer,
@@ -823,6 +828,7 @@ impl Engine {
                 }
                 RecordsCommitted { subtopologies: &self.counts }.emit(&self.metrics);
                 TransactionCommitted { records: self.counts.records(), elapsed: started.elapsed() }.emit(&self.metrics);
+                self.purger.committed(&self.positions);
                 self.close_transaction();
                 Ok(())
             }

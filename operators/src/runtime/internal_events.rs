@@ -455,6 +455,24 @@ impl TransactionCommitted {
     }
 }
 
+pub struct RepartitionRecordsPurged {
+    pub partitions: usize,
+}
+impl RepartitionRecordsPurged {
+    pub fn emit(self) {
+        tracing::debug!(partitions = self.partitions, "repartition records purged up to the committed offsets");
+    }
+}
+
+pub struct RepartitionPurgeFailed<'a> {
+    pub error: &'a str,
+}
+impl RepartitionPurgeFailed<'_> {
+    pub fn emit(self) {
+        tracing::warn!(error = self.error, "purging consumed repartition records failed; the next purge tries again");
+    }
+}
+
 pub struct TransactionAborted<'a> {
     pub reason: &'a str,
 }

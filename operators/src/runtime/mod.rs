@@ -18,6 +18,7 @@ mod error;
 mod internal_events;
 mod local_state;
 mod produce;
+mod purge;
 mod raw_message;
 mod restore;
 mod retry;

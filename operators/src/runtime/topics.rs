@@ -39,6 +39,13 @@ pub fn retry_lane_topics(config: &StreamsConfig, topology: &Topology) -> Vec<Str
     }
 }
 
+/// How an internal topic is configured.
+enum Kind {
+    Repartition,
+    Changelog,
+    Plain,
+}
+
 /// Ensures internal topics exist with as many partitions as the widest source topic, so that
 /// task `p` of every subtopology finds partition `p` of its changelogs.
 pub fn ensure_internal_topics(config: &StreamsConfig, topology: &Topology) -> Result<i32, RuntimeError> {
@@ -65,19 +72,25 @@ pub fn ensure_internal_topics(config: &StreamsConfig, topology: &Topology) -> Re
         return Err(RuntimeError::Config("the topology has no source topic".into()));
     }
 
-    let mut wanted: Vec<(String, bool)> = Vec::new();
-    wanted.extend(internal.into_iter().map(|t| (t, false)));
-    wanted.extend(topology.changelog_topics().into_iter().map(|t| (t, true)));
-    wanted.extend(dead_letter_topics(config, topology).into_iter().map(|t| (t, false)));
-    wanted.extend(retry_lane_topics(config, topology).into_iter().map(|t| (t, false)));
+    let mut wanted: Vec<(String, Kind)> = Vec::new();
+    wanted.extend(internal.into_iter().map(|t| (t, Kind::Repartition)));
+    wanted.extend(topology.changelog_topics().into_iter().map(|t| (t, Kind::Changelog)));
+    wanted.extend(dead_letter_topics(config, topology).into_iter().map(|t| (t, Kind::Plain)));
+    wanted.extend(retry_lane_topics(config, topology).into_iter().map(|t| (t, Kind::Plain)));
     let new_topics: Vec<NewTopic> = wanted
         .iter()
-        .map(|(name, compacted)| {
+        .map(|(name, kind)| {
             let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
-            if *compacted {
-                topic.set("cleanup.policy", "compact")
-            } else {
-                topic
+            match kind {
+                Kind::Changelog => topic.set("cleanup.policy", "compact"),
+                // As Kafka Streams creates them: a repartitioned record keeps its input's
+                // timestamp, so time retention could delete an old backlog before it is read;
+                // the purge deletes what is consumed instead, and small segments let it free
+                // the disk soon.
+                Kind::Repartition => {
+                    topic.set("retention.ms", "-1").set("segment.bytes", "52428800").set("segment.ms", "600000")
+                }
+                Kind::Plain => topic,
             }
         })
         .collect();

@@ -6,6 +6,7 @@ mod dlq_admin;
 mod eos_scale_out;
 mod operators_eos;
 mod operators_faults;
+mod operators_repartition;
 mod order_service;
 mod participants;
 mod projector;

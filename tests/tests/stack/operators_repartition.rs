@@ -1,0 +1,93 @@
+//! Repartition topics against the broker: an old backlog survives them (no time retention), and
+//! what is consumed and committed is deleted (the purge).
+
+use std::time::{Duration, Instant};
+
+use integration_tests::kafka::{admin, create_topic, read_topic};
+use integration_tests::stack::{kafka_bootstrap, unique};
+use operators::dsl::{Consumed, Produced, Repartitioned, StreamsBuilder};
+use operators::runtime::{KafkaStreams, StreamsConfig};
+use operators::serdes::{I64Serde, StringSerde};
+use rdkafka::admin::{AdminOptions, ResourceSpecifier};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+const WAIT: Duration = Duration::from_secs(60);
+/// November 2023: older than any topic's default 7-day retention.
+const BACKLOG_MS: i64 = 1_700_000_000_000;
+const PARTITIONS: i32 = 2;
+
+fn send_backlog(bootstrap: &str, topic: &str, values: std::ops::Range<i64>) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("producer");
+    for value in values {
+        let (key, payload) = (format!("k{value}"), value.to_be_bytes());
+        producer.send(BaseRecord::to(topic).key(&key).payload(&payload).timestamp(BACKLOG_MS)).expect("send");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+}
+
+/// Each partition's (low, high) watermarks.
+fn watermarks(bootstrap: &str, topic: &str) -> Vec<(i64, i64)> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("watermark consumer");
+    (0..PARTITIONS)
+        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("kafka: watermarks"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repartition_topic_keeps_an_old_backlog_and_deletes_what_was_committed() {
+    let bootstrap = kafka_bootstrap();
+    let id = unique("repartition-purge");
+    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
+    create_topic(&bootstrap, &input, PARTITIONS).await;
+    create_topic(&bootstrap, &output, PARTITIONS).await;
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+        .repartition(Repartitioned::with(StringSerde, I64Serde).with_name("by-key"))
+        .to(&output, Produced::with(StringSerde, I64Serde));
+    let repartition = format!("{app}-by-key-repartition");
+    let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
+    config.repartition_purge_interval = Duration::from_millis(200);
+    let streams = KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start");
+
+    send_backlog(&bootstrap, &input, 0..100);
+    let first = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 100);
+    let first_batch_end = watermarks(&bootstrap, &repartition);
+    // A commit after the purge interval purges up to the positions committed so far.
+    std::thread::sleep(Duration::from_millis(400));
+    send_backlog(&bootstrap, &input, 100..200);
+    let all = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 200);
+    let deadline = Instant::now() + WAIT;
+    // Past every record of the first batch (the commit marker after them may stay).
+    let purged = |now: &[(i64, i64)]| now.iter().zip(&first_batch_end).all(|(now, end)| now.0 >= end.1 - 1);
+    let mut now = watermarks(&bootstrap, &repartition);
+    while Instant::now() < deadline && !purged(&now) {
+        std::thread::sleep(Duration::from_millis(200));
+        now = watermarks(&bootstrap, &repartition);
+    }
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let described = admin(&bootstrap)
+        .describe_configs([&ResourceSpecifier::Topic(&repartition)], &options)
+        .await
+        .expect("kafka: describe configs");
+    streams.close().expect("close");
+
+    assert_eq!((first.len(), all.len()), (100, 200), "every record through the repartition topic, once");
+    assert!(
+        all.iter().all(|r| r.timestamp_ms == Some(BACKLOG_MS)),
+        "the backlog keeps its timestamps through the repartition topic"
+    );
+    let resource = described.into_iter().next().expect("one resource").expect("the topic's configs");
+    assert_eq!(
+        resource.get("retention.ms").and_then(|e| e.value.as_deref()),
+        Some("-1"),
+        "no time retention: it would delete an old backlog before it is read"
+    );
+    assert!(
+        purged(&now),
+        "the records of the first batch, consumed and committed, are deleted: low watermarks {now:?}, the first batch ended at {first_batch_end:?}"
+    );
+}
