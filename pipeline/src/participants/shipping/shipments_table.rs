@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::gateway::{Cancellation, Shipment, ShipmentError};
 
@@ -24,7 +24,16 @@ pub(super) struct ShipmentsTable {
     handover_after_ms: Option<i64>,
     runtime: Runtime,
     /// Kept between calls while healthy.
-    client: Option<Client>,
+    client: Option<Connected>,
+}
+
+/// A connection and its statements, prepared once: a per-call query string would cost a parse
+/// round trip on every order.
+struct Connected {
+    client: Client,
+    insert: Statement,
+    select: Statement,
+    cancel: Statement,
 }
 
 impl ShipmentsTable {
@@ -48,18 +57,19 @@ impl ShipmentsTable {
     pub(super) fn insert_or_fetch(&mut self, order_id: &str) -> Result<Shipment, ShipmentError> {
         let candidate =
             Shipment { shipment_id: uuid::Uuid::new_v4().to_string(), tracking_number: new_tracking_number() };
-        let client = self.connected()?;
+        let connected = self.connected()?;
+        let Connected { client, insert, select, .. } = &connected;
         let query = async {
             let inserted =
-                client.query_opt(INSERT, &[&order_id, &candidate.shipment_id, &candidate.tracking_number]).await?;
+                client.query_opt(insert, &[&order_id, &candidate.shipment_id, &candidate.tracking_number]).await?;
             match inserted {
                 Some(row) => Ok(Some(row)),
-                None => client.query_opt(SELECT, &[&order_id]).await,
+                None => client.query_opt(select, &[&order_id]).await,
             }
         };
         // On any error the client is dropped here, and the next call reconnects.
         let row = self.call(query)?;
-        self.client = Some(client);
+        self.client = Some(connected);
         let row = row.ok_or_else(|| {
             ShipmentError::retriable(format!("the shipment of order {order_id} vanished after a conflict"))
         })?;
@@ -72,20 +82,21 @@ impl ShipmentsTable {
 
     /// Marks the order's shipment cancelled, unless it is past the handover to the carrier.
     pub(super) fn cancel(&mut self, order_id: &str, shipment_id: &str) -> Result<Cancellation, ShipmentError> {
-        let client = self.connected()?;
+        let connected = self.connected()?;
         let handover_after_ms = self.handover_after_ms;
-        let row = self.call(client.query_opt(CANCEL, &[&order_id, &shipment_id, &handover_after_ms]))?;
-        self.client = Some(client);
+        let row =
+            self.call(connected.client.query_opt(&connected.cancel, &[&order_id, &shipment_id, &handover_after_ms]))?;
+        self.client = Some(connected);
         Ok(match row {
             Some(_) => Cancellation::Cancelled,
             None => Cancellation::TooLate { reason: "the shipment is with the carrier".to_owned() },
         })
     }
 
-    /// The open client, or a new one.
-    fn connected(&mut self) -> Result<Client, ShipmentError> {
-        if let Some(client) = self.client.take().filter(|client| !client.is_closed()) {
-            return Ok(client);
+    /// The open connection, or a new one with its statements prepared.
+    fn connected(&mut self) -> Result<Connected, ShipmentError> {
+        if let Some(connected) = self.client.take().filter(|connected| !connected.client.is_closed()) {
+            return Ok(connected);
         }
         let (client, connection) = self.call(self.config.connect(NoTls))?;
         // Driven whenever the runtime runs a query; ends when the client is dropped.
@@ -94,7 +105,9 @@ impl ShipmentsTable {
                 tracing::warn!(%error, "connection to the shipments table ended");
             }
         });
-        Ok(client)
+        let (insert, select, cancel) = self
+            .call(async { tokio::try_join!(client.prepare(INSERT), client.prepare(SELECT), client.prepare(CANCEL)) })?;
+        Ok(Connected { client, insert, select, cancel })
     }
 
     fn call<T>(&self, future: impl Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, ShipmentError> {
