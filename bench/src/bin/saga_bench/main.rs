@@ -32,6 +32,12 @@ use pipeline::settings::Settings;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const USAGE: &str = "usage: saga-bench [--rates 20,40,80] [--seconds 15] [--config config/pipeline.toml] [--attach]
+  --rates     offered orders/s, one run per rate
+  --seconds   how long each rate is offered
+  --config    the pipeline's settings file (SAGA__ variables apply over it)
+  --attach    drive a `pipeline all` already running in its own process";
+
 struct Options {
     rates: Vec<f64>,
     seconds: u64,
@@ -58,7 +64,11 @@ fn options() -> Result<Options> {
             "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
             "--config" => options.config = value()?.into(),
             "--attach" => options.attach = true,
-            other => bail!("unknown argument {other}; see the header of bench/src/bin/saga_bench/main.rs"),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
     Ok(options)
