@@ -183,22 +183,57 @@ fn settled(read: impl Fn() -> u64) -> u64 {
 }
 
 #[test]
-fn a_fenced_producer_stops_the_instance_and_commits_nothing_more() {
+fn a_producer_fenced_once_is_renewed_and_the_instance_goes_on() {
     let fixture = Fixture::new(1);
     let (streams, metrics) = fixture.start("fenced", "a");
     wait_for_state(&streams, State::Running);
     fixture.produce_input(1, 10);
     fixture.wait_for_output(&inputs(1, 10));
-    // The mock shows outputs before their commit: wait until the commits stop.
     let committed = settled(|| metrics.transactions("committed"));
 
-    // The broker says another producer with our transactional.id has a newer epoch.
+    // The broker says our transactional.id has a newer epoch, as a coordinator that aborted our
+    // transaction at its timeout (the broker was away) answers. Our transactional.id is ours
+    // alone, so no other instance owns it: like Kafka Streams (tasks migrated), the instance
+    // renews its producer, restores its tasks and goes on.
     fixture
         .cluster
         .request_errors(RDKafkaApiKey::TxnOffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH]);
+    fixture.produce_input(11, RECORDS);
+    fixture.wait_for_output(&inputs(11, RECORDS));
+    let deadline = Instant::now() + WAIT;
+    while metrics.counter("streams_producer_renewals_total", None) == 0
+        || metrics.transactions("committed") == committed
+    {
+        assert!(!streams.is_finished(), "a fenced producer stopped the instance: {:?}", streams.join().err());
+        assert!(Instant::now() < deadline, "no renewed producer committed a transaction");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fixture.produce_input(RECORDS + 1, RECORDS + 10);
+    fixture.wait_for_output(&inputs(RECORDS + 1, RECORDS + 10));
+    assert!(!streams.is_finished(), "the renewed instance stopped: {:?}", streams.join().err());
+    streams.close().expect("close");
+    assert_eq!(metrics.counter("streams_producer_renewals_total", None), 1, "fenced once, renewed once");
+}
+
+#[test]
+fn a_producer_fenced_again_and_again_stops_the_instance_and_says_why() {
+    let fixture = Fixture::new(1);
+    let (streams, metrics) = fixture.start("fenced-again", "a");
+    wait_for_state(&streams, State::Running);
+    fixture.produce_input(1, 10);
+    fixture.wait_for_output(&inputs(1, 10));
+    let committed = settled(|| metrics.transactions("committed"));
+
+    // Fenced on every commit, as two running instances given the same instance_id fence each
+    // other: renewing for ever would only keep both from committing.
+    fixture.cluster.request_errors(
+        RDKafkaApiKey::TxnOffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH; 50],
+    );
     fixture.produce_input(11, 20);
-    let error = streams.join().expect_err("a fenced instance must stop");
+    let error = streams.join().expect_err("an instance fenced again and again must stop");
     assert!(matches!(error, RuntimeError::Fatal { .. }), "unexpected error: {error}");
+    assert!(error.to_string().contains("instance_id"), "the error names the likely cause: {error}");
     assert_eq!(metrics.transactions("committed"), committed, "a fenced instance committed a transaction");
 }
 

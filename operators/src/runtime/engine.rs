@@ -62,6 +62,14 @@ struct Held {
     until_ms: i64,
 }
 
+/// A fenced producer is renewed, as Kafka Streams treats it (tasks migrated): the transactional.id
+/// is this process's alone, so fencing means the coordinator aborted our transaction at its
+/// timeout (the broker was away) and bumped the epoch. Fenced this many times without a commit
+/// in between, two running instances share an instance_id and would fence each other for ever.
+const MAX_FENCED_IN_A_ROW: u32 = 5;
+const FENCED_AGAIN_AND_AGAIN: &str =
+    "abort_transaction: fenced again and again without a commit in between; is another running instance using this instance_id?";
+
 /// Commit metadata that carries a task's stream time across failover (as Kafka Streams does).
 const STREAM_TIME_METADATA: &str = "stream_time=";
 
@@ -111,6 +119,8 @@ pub(crate) struct Engine {
     waiting: BTreeMap<Partition, (String, u32)>,
     /// Deletes repartition records once their consumption is committed.
     purger: RepartitionPurger,
+    /// Times the producer was fenced since the last commit (see `MAX_FENCED_IN_A_ROW`).
+    fenced_in_a_row: u32,
     open_since: Option<Instant>,
     /// What the open transaction read and wrote.
     counts: TransactionCounts,
@@ -145,6 +155,7 @@ impl Engine {
             held: BTreeMap::new(),
             waiting: BTreeMap::new(),
             purger,
+            fenced_in_a_row: 0,
             config,
             topology,
             producer,
@@ -821,6 +832,7 @@ impl Engine {
                     self.poisoned.remove(&key);
                 }
                 self.lost_outputs_unexplained = false;
+                self.fenced_in_a_row = 0;
                 self.report_store_entries();
                 self.report_store_disk_bytes();
                 if let Some(memory) = self.local_state.memory() {
@@ -836,13 +848,10 @@ impl Engine {
                 self.poison_failed_deliveries(&failures)?;
                 self.abort(consumer, &format!("{} output(s) could not be delivered", failures.len()), true)
             }
-            // Anything but fencing (a flush or a coordinator that timed out while the broker
-            // restarts, an abortable error, a fatal one that leaves the outcome unknown) rolls
-            // back and replays: the abort renews the producer when it has to. A fenced thread
-            // stops, since a newer instance owns its transactional.id.
-            Err(CommitFailure::Kafka(e)) if self.exactly_once() && !is_fenced(&e) => {
-                self.abort(consumer, &e.to_string(), true)
-            }
+            // Any failure (a flush or a coordinator that timed out while the broker restarts, an
+            // abortable error, a fatal one that leaves the outcome unknown, fencing) rolls back
+            // and replays: the abort renews the producer when it has to.
+            Err(CommitFailure::Kafka(e)) if self.exactly_once() => self.abort(consumer, &e.to_string(), true),
             Err(CommitFailure::Kafka(source)) => Err(RuntimeError::Fatal { during: "commit", source }),
         }
     }
@@ -991,10 +1000,15 @@ impl Engine {
             };
             match refused {
                 None => TransactionAborted { reason }.emit(&self.metrics),
-                Some(source) if is_fenced(&source) => {
-                    return Err(RuntimeError::Fatal { during: "abort_transaction", source })
+                Some(source) => {
+                    if is_fenced(&source) {
+                        self.fenced_in_a_row += 1;
+                        if self.fenced_in_a_row >= MAX_FENCED_IN_A_ROW {
+                            return Err(RuntimeError::Fatal { during: FENCED_AGAIN_AND_AGAIN, source });
+                        }
+                    }
+                    self.renew_producer(&source)?
                 }
-                Some(source) => self.renew_producer(&source)?,
             }
         }
         for task in self.tasks.values_mut() {
