@@ -17,7 +17,8 @@ use super::internal_events::{RepartitionPurgeFailed, RepartitionRecordsPurged};
 type Partition = (String, i32);
 
 pub(crate) struct RepartitionPurger {
-    admin: AdminClient<DefaultClientContext>,
+    /// None for a topology without repartition topics: no client, no connection.
+    admin: Option<AdminClient<DefaultClientContext>>,
     topics: BTreeSet<String>,
     interval: Duration,
     timeout: Duration,
@@ -28,13 +29,19 @@ pub(crate) struct RepartitionPurger {
 
 impl RepartitionPurger {
     pub fn new(config: &StreamsConfig, topics: impl IntoIterator<Item = String>) -> Result<Self, RuntimeError> {
-        let admin = config
-            .admin_config()
-            .create()
-            .map_err(|source| RuntimeError::Kafka { during: "creating the purge's admin client", source })?;
+        let topics: BTreeSet<String> = topics.into_iter().collect();
+        let admin = match topics.is_empty() {
+            true => None,
+            false => Some(
+                config
+                    .admin_config()
+                    .create()
+                    .map_err(|source| RuntimeError::Kafka { during: "creating the purge's admin client", source })?,
+            ),
+        };
         Ok(Self {
             admin,
-            topics: topics.into_iter().collect(),
+            topics,
             interval: config.repartition_purge_interval,
             timeout: config.blocking_timeout,
             last: Instant::now(),
@@ -49,6 +56,9 @@ impl RepartitionPurger {
                 self.committed.insert(partition.clone(), *next);
             }
         }
+        let Some(admin) = &self.admin else {
+            return;
+        };
         if self.committed.is_empty() || self.last.elapsed() < self.interval {
             return;
         }
@@ -61,7 +71,7 @@ impl RepartitionPurger {
         // DeleteRecords is one request per leader and takes milliseconds; a failure only leaves
         // the records for the next purge.
         let options = AdminOptions::new().request_timeout(Some(self.timeout));
-        match futures::executor::block_on(self.admin.delete_records(&list, &options)) {
+        match futures::executor::block_on(admin.delete_records(&list, &options)) {
             Ok(result) => {
                 let failed: Vec<String> = result
                     .elements()
