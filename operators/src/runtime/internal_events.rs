@@ -455,6 +455,23 @@ impl TransactionCommitted {
     }
 }
 
+pub struct RepartitionConfigsUpdated<'a> {
+    pub topic: &'a str,
+    pub error: Option<&'a str>,
+}
+impl RepartitionConfigsUpdated<'_> {
+    pub fn emit(self) {
+        match self.error {
+            None => tracing::info!(topic = self.topic, "repartition topic given its configs (no time retention)"),
+            Some(error) => tracing::warn!(
+                topic = self.topic,
+                error,
+                "cannot give the repartition topic its configs: its time retention may delete an old backlog before it is read"
+            ),
+        }
+    }
+}
+
 pub struct RepartitionRecordsPurged {
     pub partitions: usize,
 }

@@ -20,6 +20,7 @@ mod local_state;
 mod produce;
 mod purge;
 mod raw_message;
+mod repartition_configs;
 mod restore;
 mod retry;
 mod state;

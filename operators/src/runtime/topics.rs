@@ -9,6 +9,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::config::StreamsConfig;
 use super::error::RuntimeError;
+use super::repartition_configs::{self, REPARTITION_CONFIGS};
 use super::retry::retry_lane_topic;
 use crate::error::ErrorPolicy;
 use crate::topology::Topology;
@@ -83,12 +84,8 @@ pub fn ensure_internal_topics(config: &StreamsConfig, topology: &Topology) -> Re
             let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
             match kind {
                 Kind::Changelog => topic.set("cleanup.policy", "compact"),
-                // As Kafka Streams creates them: a repartitioned record keeps its input's
-                // timestamp, so time retention could delete an old backlog before it is read;
-                // the purge deletes what is consumed instead, and small segments let it free
-                // the disk soon.
                 Kind::Repartition => {
-                    topic.set("retention.ms", "-1").set("segment.bytes", "52428800").set("segment.ms", "600000")
+                    REPARTITION_CONFIGS.iter().fold(topic, |topic, (key, value)| topic.set(key, value))
                 }
                 Kind::Plain => topic,
             }
@@ -100,12 +97,20 @@ pub fn ensure_internal_topics(config: &StreamsConfig, topology: &Topology) -> Re
     let options = AdminOptions::new().operation_timeout(Some(config.blocking_timeout));
     let results = block_on(admin.create_topics(new_topics.iter(), &options))
         .map_err(|source| RuntimeError::Kafka { during: "creating internal topics", source })?;
+    let mut existing = Vec::new();
     for result in results {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(_) => {}
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => existing.push(topic),
             Err((topic, code)) => return Err(RuntimeError::TopicCreation { topic, reason: code.to_string() }),
         }
     }
+    let existing_repartition: Vec<String> = wanted
+        .iter()
+        .filter(|(name, kind)| matches!(kind, Kind::Repartition) && existing.contains(name))
+        .map(|(name, _)| name.clone())
+        .collect();
+    repartition_configs::bring_up_to_date(&admin, &existing_repartition, &options);
     // A topic the group's leader cannot see yet would be left out of the first assignment, and
     // a task would be assigned without it.
     for (topic, _) in &wanted {

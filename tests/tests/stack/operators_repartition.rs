@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::kafka::{admin, create_topic, read_topic};
+use integration_tests::kafka::{admin, create_topic, create_topic_with, read_topic};
 use integration_tests::stack::{kafka_bootstrap, unique};
 use operators::dsl::{Consumed, Produced, Repartitioned, StreamsBuilder};
 use operators::runtime::{KafkaStreams, StreamsConfig};
@@ -34,6 +34,48 @@ fn watermarks(bootstrap: &str, topic: &str) -> Vec<(i64, i64)> {
     (0..PARTITIONS)
         .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("kafka: watermarks"))
         .collect()
+}
+
+/// The topic's configs as the broker has them now.
+async fn topic_configs(bootstrap: &str, topic: &str) -> rdkafka::admin::ConfigResource {
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let described = admin(bootstrap)
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
+        .await
+        .expect("kafka: describe configs");
+    described.into_iter().next().expect("one resource").expect("the topic's configs")
+}
+
+fn value<'a>(configs: &'a rdkafka::admin::ConfigResource, key: &str) -> Option<&'a str> {
+    configs.get(key).and_then(|e| e.value.as_deref())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repartition_topic_an_earlier_version_created_loses_its_time_retention_and_keeps_its_other_configs() {
+    let bootstrap = kafka_bootstrap();
+    let id = unique("repartition-upgrade");
+    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
+    create_topic(&bootstrap, &input, PARTITIONS).await;
+    create_topic(&bootstrap, &output, PARTITIONS).await;
+    let repartition = format!("{app}-by-key-repartition");
+    // As an earlier version left it: the broker's time retention, and a setting of the operator's.
+    create_topic_with(&bootstrap, &repartition, PARTITIONS, &[("max.message.bytes", "2000000")]).await;
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+        .repartition(Repartitioned::with(StringSerde, I64Serde).with_name("by-key"))
+        .to(&output, Produced::with(StringSerde, I64Serde));
+    let config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
+    let streams = KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start");
+    send_backlog(&bootstrap, &input, 0..10);
+    let out = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 10);
+    let configs = topic_configs(&bootstrap, &repartition).await;
+    streams.close().expect("close");
+
+    assert_eq!(out.len(), 10, "every record through the repartition topic");
+    assert_eq!(value(&configs, "retention.ms"), Some("-1"), "no time retention any more");
+    assert_eq!(value(&configs, "segment.bytes"), Some("52428800"));
+    assert_eq!(value(&configs, "max.message.bytes"), Some("2000000"), "the operator's setting stays");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -68,11 +110,7 @@ async fn a_repartition_topic_keeps_an_old_backlog_and_deletes_what_was_committed
         std::thread::sleep(Duration::from_millis(200));
         now = watermarks(&bootstrap, &repartition);
     }
-    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
-    let described = admin(&bootstrap)
-        .describe_configs([&ResourceSpecifier::Topic(&repartition)], &options)
-        .await
-        .expect("kafka: describe configs");
+    let configs = topic_configs(&bootstrap, &repartition).await;
     streams.close().expect("close");
 
     assert_eq!((first.len(), all.len()), (100, 200), "every record through the repartition topic, once");
@@ -80,9 +118,8 @@ async fn a_repartition_topic_keeps_an_old_backlog_and_deletes_what_was_committed
         all.iter().all(|r| r.timestamp_ms == Some(BACKLOG_MS)),
         "the backlog keeps its timestamps through the repartition topic"
     );
-    let resource = described.into_iter().next().expect("one resource").expect("the topic's configs");
     assert_eq!(
-        resource.get("retention.ms").and_then(|e| e.value.as_deref()),
+        value(&configs, "retention.ms"),
         Some("-1"),
         "no time retention: it would delete an old backlog before it is read"
     );
