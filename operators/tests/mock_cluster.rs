@@ -182,6 +182,29 @@ fn settled(read: impl Fn() -> u64) -> u64 {
     }
 }
 
+/// Waits until a renewed producer committed past `committed`, then checks the instance still
+/// processes new records, and closes it. `cause` names what forced the renewal.
+fn goes_on_with_a_renewed_producer(
+    fixture: &Fixture,
+    streams: KafkaStreams,
+    metrics: &Metrics,
+    committed: u64,
+    cause: &str,
+) {
+    let deadline = Instant::now() + WAIT;
+    while metrics.counter("streams_producer_renewals_total", None) == 0
+        || metrics.transactions("committed") == committed
+    {
+        assert!(!streams.is_finished(), "{cause} stopped the instance: {:?}", streams.join().err());
+        assert!(Instant::now() < deadline, "no renewed producer committed a transaction");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fixture.produce_input(RECORDS + 1, RECORDS + 10);
+    fixture.wait_for_output(&inputs(RECORDS + 1, RECORDS + 10));
+    assert!(!streams.is_finished(), "the renewed instance stopped: {:?}", streams.join().err());
+    streams.close().expect("close");
+}
+
 #[test]
 fn a_producer_fenced_once_is_renewed_and_the_instance_goes_on() {
     let fixture = Fixture::new(1);
@@ -200,18 +223,7 @@ fn a_producer_fenced_once_is_renewed_and_the_instance_goes_on() {
         .request_errors(RDKafkaApiKey::TxnOffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH]);
     fixture.produce_input(11, RECORDS);
     fixture.wait_for_output(&inputs(11, RECORDS));
-    let deadline = Instant::now() + WAIT;
-    while metrics.counter("streams_producer_renewals_total", None) == 0
-        || metrics.transactions("committed") == committed
-    {
-        assert!(!streams.is_finished(), "a fenced producer stopped the instance: {:?}", streams.join().err());
-        assert!(Instant::now() < deadline, "no renewed producer committed a transaction");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    fixture.produce_input(RECORDS + 1, RECORDS + 10);
-    fixture.wait_for_output(&inputs(RECORDS + 1, RECORDS + 10));
-    assert!(!streams.is_finished(), "the renewed instance stopped: {:?}", streams.join().err());
-    streams.close().expect("close");
+    goes_on_with_a_renewed_producer(&fixture, streams, &metrics, committed, "a fenced producer");
     assert_eq!(metrics.counter("streams_producer_renewals_total", None), 1, "fenced once, renewed once");
 }
 
@@ -352,17 +364,6 @@ fn an_abort_the_broker_refuses_renews_the_producer_and_the_instance_goes_on() {
     );
     fixture.produce_input(11, RECORDS);
     fixture.wait_for_output(&inputs(11, RECORDS));
-    let deadline = Instant::now() + WAIT;
-    while metrics.counter("streams_producer_renewals_total", None) == 0
-        || metrics.transactions("committed") == committed
-    {
-        assert!(!streams.is_finished(), "a refused abort stopped the instance: {:?}", streams.join().err());
-        assert!(Instant::now() < deadline, "no renewed producer committed a transaction");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    fixture.produce_input(RECORDS + 1, RECORDS + 10);
-    fixture.wait_for_output(&inputs(RECORDS + 1, RECORDS + 10));
-    assert!(!streams.is_finished(), "the renewed instance stopped: {:?}", streams.join().err());
-    streams.close().expect("close");
+    goes_on_with_a_renewed_producer(&fixture, streams, &metrics, committed, "a refused abort");
     assert_eq!(metrics.counter("streams_producer_renewals_total", None), 1, "one refused abort, one renewal");
 }

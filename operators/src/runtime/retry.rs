@@ -203,6 +203,19 @@ mod tests {
         }
     }
 
+    /// The lane record as a consumer reads it back.
+    fn consumed_from_lane(output: &OutputRecord) -> RawRecord {
+        RawRecord {
+            topic: output.topic.clone(),
+            partition: 3,
+            offset: 900,
+            timestamp_ms: output.timestamp_ms,
+            key: output.key.clone(),
+            value: output.value.clone(),
+            headers: output.headers.clone(),
+        }
+    }
+
     fn entry(key: &[u8], seq: u64, not_before_ms: i64) -> LaneEntry {
         LaneEntry { original: original(key, seq as i64), seq, attempts: 1, not_before_ms }
     }
@@ -216,16 +229,11 @@ mod tests {
             ("app-0-retry", Some(3), 4_000),
             "timestamped when written to the lane"
         );
-        let consumed = RawRecord {
-            topic: output.topic.clone(),
-            partition: 3,
-            offset: 900,
-            timestamp_ms: output.timestamp_ms,
-            key: output.key.clone(),
-            value: output.value.clone(),
-            headers: output.headers.clone(),
-        };
-        assert_eq!(LaneEntry::parse(consumed).expect("a lane record"), entry, "with the original's timestamp");
+        assert_eq!(
+            LaneEntry::parse(consumed_from_lane(&output)).expect("a lane record"),
+            entry,
+            "with the original's timestamp"
+        );
     }
 
     #[test]
@@ -233,16 +241,7 @@ mod tests {
         let entry = LaneEntry { original: original(b"k", 41), seq: 7, attempts: 2, not_before_ms: 5_000 };
         let mut output = entry.to_output("app-0-retry", 1_000);
         output.headers.retain(|h| h.key != ORIGINAL_TIMESTAMP);
-        let consumed = RawRecord {
-            topic: output.topic.clone(),
-            partition: 3,
-            offset: 900,
-            timestamp_ms: output.timestamp_ms,
-            key: output.key.clone(),
-            value: output.value.clone(),
-            headers: output.headers.clone(),
-        };
-        assert_eq!(LaneEntry::parse(consumed).expect("a lane record"), entry);
+        assert_eq!(LaneEntry::parse(consumed_from_lane(&output)).expect("a lane record"), entry);
     }
 
     #[test]

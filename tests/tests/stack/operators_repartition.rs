@@ -27,6 +27,16 @@ fn send_backlog(bootstrap: &str, topic: &str, values: std::ops::Range<i64>) {
     producer.flush(Duration::from_secs(10)).expect("flush");
 }
 
+/// input → `<app>-by-key-repartition` → output.
+fn through_repartition(input: &str, output: &str, app: &str) -> operators::topology::Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, i64>(input, Consumed::with(StringSerde, I64Serde))
+        .repartition(Repartitioned::with(StringSerde, I64Serde).with_name("by-key"))
+        .to(output, Produced::with(StringSerde, I64Serde));
+    builder.build(app)
+}
+
 /// Each partition's (low, high) watermarks.
 fn watermarks(bootstrap: &str, topic: &str) -> Vec<(i64, i64)> {
     let consumer: BaseConsumer =
@@ -60,13 +70,9 @@ async fn a_repartition_topic_an_earlier_version_created_loses_its_time_retention
     let repartition = format!("{app}-by-key-repartition");
     // As an earlier version left it: the broker's time retention, and a setting of the operator's.
     create_topic_with(&bootstrap, &repartition, PARTITIONS, &[("max.message.bytes", "2000000")]).await;
-    let builder = StreamsBuilder::new();
-    builder
-        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
-        .repartition(Repartitioned::with(StringSerde, I64Serde).with_name("by-key"))
-        .to(&output, Produced::with(StringSerde, I64Serde));
     let config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
-    let streams = KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start");
+    let streams = KafkaStreams::start(through_repartition(&input, &output, &app), config, &prometheus::Registry::new())
+        .expect("start");
     send_backlog(&bootstrap, &input, 0..10);
     let out = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 10);
     let configs = topic_configs(&bootstrap, &repartition).await;
@@ -85,15 +91,11 @@ async fn a_repartition_topic_keeps_an_old_backlog_and_deletes_what_was_committed
     let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
     create_topic(&bootstrap, &input, PARTITIONS).await;
     create_topic(&bootstrap, &output, PARTITIONS).await;
-    let builder = StreamsBuilder::new();
-    builder
-        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
-        .repartition(Repartitioned::with(StringSerde, I64Serde).with_name("by-key"))
-        .to(&output, Produced::with(StringSerde, I64Serde));
     let repartition = format!("{app}-by-key-repartition");
     let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
     config.repartition_purge_interval = Duration::from_millis(200);
-    let streams = KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start");
+    let streams = KafkaStreams::start(through_repartition(&input, &output, &app), config, &prometheus::Registry::new())
+        .expect("start");
 
     send_backlog(&bootstrap, &input, 0..100);
     let first = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 100);

@@ -10,7 +10,7 @@
 //! resident memory. The settings' SAGA__ variables
 //! apply (SAGA__KAFKA__COMMIT_INTERVAL_MS=50, say). Logs go to stderr only when RUST_LOG is set.
 //!
-//! Usage: saga-bench [--rates 20,40,80] [--seconds 15] [--config config/pipeline.toml] [--attach]
+//! Usage: `saga-bench --help`.
 //!
 //! `--attach` drives a pipeline already running in its own process (`pipeline all`, same
 //! settings) instead of starting one here: its CPU and memory are then its own, apart from the
