@@ -16,6 +16,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0009_order_view_version", include_str!("../../connectors/migrations/0009_order_view_version.sql")),
     ("0010_resolution", include_str!("../../connectors/migrations/0010_resolution.sql")),
     ("0011_dlq_index", include_str!("../../connectors/migrations/0011_dlq_index.sql")),
+    ("0012_projector_dead_letters", include_str!("../../connectors/migrations/0012_projector_dead_letters.sql")),
 ];
 
 pub fn pool(database_url: &str, max_size: usize) -> Result<Pool> {

@@ -28,7 +28,7 @@ use super::internal_events::{
     BatchProjected, ConsumeFailed, DecodeRetried, DuplicateSkipped, EventApplied, OffsetsCommitFailed,
     ProjectionFailed, ProjectorStarted, RecordUndecodable,
 };
-use super::store::{apply_events, flag_projection_problem, Projection};
+use super::store::{apply_events, dead_letter_already_sent, dead_letter_sent, flag_projection_problem, Projection};
 use crate::offsets::PendingOffsets;
 
 /// Records per database transaction at most. A batch is only what the consumer already holds, so
@@ -221,8 +221,32 @@ pub(super) async fn decode(record: &RawRecord, codec: &SagaCodec) -> Result<Saga
 
 /// A poison record: its dead letter (the original bytes, `dlq.*` headers with the reason), and
 /// a flag on its order. Each is retried until it succeeds, so the record is never lost; the
-/// dead letter is sent once, however long the database takes to come back for the flag.
+/// dead letter is sent once, however long the database takes to come back for the flag, and
+/// not again when the group reads the record again after offsets it failed to commit (only a
+/// crash between the broker's acknowledgement and noting it sends a second one).
 async fn set_aside(record: &RawRecord, reason: &str, pool: &Pool, dead_letters: &FutureProducer, group: &str) {
+    let (topic, partition, offset) = (record.topic.as_str(), record.partition, record.offset);
+    let already_sent = retry_until_done(record, "looking up its dead letter", || async {
+        dead_letter_already_sent(pool, group, topic, partition, offset).await.map_err(|e| e.to_string())
+    })
+    .await;
+    if !already_sent {
+        send_dead_letter(record, reason, dead_letters, group).await;
+        retry_until_done(record, "noting its dead letter", || async {
+            dead_letter_sent(pool, group, topic, partition, offset).await.map_err(|e| e.to_string())
+        })
+        .await;
+    }
+    if let Some(order_id) = record.key.as_deref().map(String::from_utf8_lossy) {
+        retry_until_done(record, "flagging its order", || async {
+            flag_projection_problem(pool, &order_id, reason).await.map_err(|e| e.to_string())
+        })
+        .await;
+    }
+}
+
+/// The record's dead letter, sent until the broker acknowledges it.
+async fn send_dead_letter(record: &RawRecord, reason: &str, dead_letters: &FutureProducer, group: &str) {
     let error = ProcessError::deserialization(reason.to_string()).with_processor("projector");
     let failed_at_ms = operators::clock::SystemClock.now_ms();
     let letter = dead_letter_record(record.clone(), group, &FailureReason::Process(&error), 1, failed_at_ms);
@@ -239,25 +263,24 @@ async fn set_aside(record: &RawRecord, reason: &str, pool: &Pool, dead_letters: 
         async move { dead_letters.send(out, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| e.to_string()) }
     })
     .await;
-    if let Some(order_id) = record.key.as_deref().map(String::from_utf8_lossy) {
-        retry_until_done(record, "flagging its order", || async {
-            flag_projection_problem(pool, &order_id, reason).await.map_err(|e| e.to_string())
-        })
-        .await;
-    }
 }
 
-/// Runs `attempt` with backoff until it succeeds.
-async fn retry_until_done<F: Future<Output = Result<(), String>>>(
+/// Runs `attempt` with backoff until it succeeds, and gives what it answered.
+async fn retry_until_done<T, F: Future<Output = Result<T, String>>>(
     record: &RawRecord,
     step: &str,
     mut attempt: impl FnMut() -> F,
-) {
+) -> T {
     let mut retry_in = FIRST_RETRY;
-    while let Err(error) = attempt().await {
-        tracing::warn!(topic = %record.topic, offset = record.offset, %error, ?retry_in, "setting an undecodable record aside: {step} failed; retrying");
-        tokio::time::sleep(retry_in).await;
-        retry_in = (retry_in * 2).min(MAX_RETRY);
+    loop {
+        match attempt().await {
+            Ok(answer) => return answer,
+            Err(error) => {
+                tracing::warn!(topic = %record.topic, offset = record.offset, %error, ?retry_in, "setting an undecodable record aside: {step} failed; retrying");
+                tokio::time::sleep(retry_in).await;
+                retry_in = (retry_in * 2).min(MAX_RETRY);
+            }
+        }
     }
 }
 

@@ -106,6 +106,46 @@ pub async fn apply_events_in(
     Ok(outcomes)
 }
 
+/// Whether `group` has already dead-lettered the record at `topic`/`partition`/`offset`; notes
+/// the record first, so that [`dead_letter_sent`] can mark it.
+pub async fn dead_letter_already_sent(
+    pool: &Pool,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<bool, ReadModelError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "insert into projector_dead_letters (consumer_group, topic, \"partition\", \"offset\") values ($1, $2, $3, $4) \
+             on conflict (consumer_group, topic, \"partition\", \"offset\") do update set topic = excluded.topic \
+             returning sent_at is not null",
+            &[&group, &topic, &partition, &offset],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Marks the dead letter of the record at `topic`/`partition`/`offset` as acknowledged.
+pub async fn dead_letter_sent(
+    pool: &Pool,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<(), ReadModelError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "update projector_dead_letters set sent_at = now() \
+             where consumer_group = $1 and topic = $2 and \"partition\" = $3 and \"offset\" = $4",
+            &[&group, &topic, &partition, &offset],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Marks the order of a record the projector could never read, so the read model says so.
 pub async fn flag_projection_problem(pool: &Pool, order_id: &str, reason: &str) -> Result<(), ReadModelError> {
     let client = pool.get().await?;

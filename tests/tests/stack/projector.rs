@@ -621,6 +621,58 @@ async fn a_poison_record_is_dead_lettered_once_however_long_the_database_is_down
     assert_eq!(dead.len(), 1, "dead letters of the one poison record");
 }
 
+/// A local chaos run after a broker restart found poison records dead-lettered twice by the
+/// projector: its offset commits failed ("Not coordinator") until its session timed out, and
+/// the group read the records since its last commit again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_read_again_after_an_uncommitted_offset_is_not_dead_lettered_again() {
+    let Fixture { bootstrap, db, codec, topics, producer, .. } = Fixture::new().await;
+    let pool = pipeline::db::pool(&postgres_config(), 2).expect("postgres pool");
+    let order_id = unique("poison-again");
+    let order_topic = &topics.0[ORDER_EVENTS];
+    producer.send_bytes(order_topic, &order_id, b"not avro at all").await;
+    let mut config = ProjectorConfig::new(&bootstrap);
+    config.group_id = unique("projector-reread");
+    config.topics = topics.all();
+    for (run, undecodable) in [(1, 1.0), (2, 2.0)] {
+        if run == 2 {
+            rewind_group(&bootstrap, &config.group_id, order_topic);
+        }
+        let projector =
+            RunningProjector::start(|stopped| run_projector(config.clone(), codec.clone(), pool.clone(), stopped));
+        wait_for_counter(order_topic, "undecodable", undecodable).await;
+        projector.stop().await;
+    }
+    let flagged = db
+        .query_opt("select projection_problem from order_view where order_id = $1", &[&order_id])
+        .await
+        .expect("query")
+        .and_then(|row| row.get::<_, Option<String>>(0));
+    assert!(flagged.is_some_and(|p| p.contains("magic")), "the order is flagged");
+    let dead = integration_tests::kafka::read_topic(
+        &bootstrap,
+        &format!("{order_topic}.dlq"),
+        "read_committed",
+        Duration::from_secs(5),
+        |records| records.len() > 1,
+    );
+    assert_eq!(dead.len(), 1, "dead letters of the one poison record, read twice by one group");
+}
+
+/// Commits offset 0 on every partition of `topic` for `group`, whose members have all left: the
+/// group reads the topic again, as after offset commits that failed.
+fn rewind_group(bootstrap: &str, group: &str, topic: &str) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("kafka: metadata");
+    let mut list = rdkafka::TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
+        list.add_partition_offset(topic, partition, rdkafka::Offset::Offset(0)).expect("offset");
+    }
+    consumer.commit(&list, CommitMode::Sync).expect("kafka: rewinding the group");
+}
+
 /// What the group has committed and what the partitions hold, summed over `topic`'s partitions.
 fn committed_and_end(bootstrap: &str, group: &str, topic: &str) -> (i64, i64) {
     use rdkafka::consumer::{BaseConsumer, Consumer};
