@@ -8,9 +8,9 @@ mod load;
 mod observer;
 mod outcome;
 mod poison;
+mod progress;
 mod quiescence;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -94,30 +94,27 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
     let bootstrap = settings.kafka.bootstrap_servers.clone();
     let observer = tokio::task::spawn_blocking(move || observer::Observer::start(&bootstrap)).await??;
     let started = Instant::now();
+    let placed = std::sync::Arc::new(progress::Progress::new("placing orders"));
+    let placed_shown = placed.clone();
     let placing_orders = load::drive(spec, move |done, total| {
-        if show_progress && (done % 100 == 0 || done == total) {
-            print!("\r  placing orders: {done}/{total}");
-            let _ = std::io::stdout().flush();
+        if show_progress {
+            placed_shown.show(done, total);
         }
     });
     let (orders, poisoned) = tokio::join!(placing_orders, poisoning);
     let (orders, poisoned) = (orders?, poisoned?);
     let placing = started.elapsed();
-    if show_progress {
-        println!();
-    }
-    let states = outcome::wait_for_terminal(&pool, &orders, options.settle_timeout, |terminal, total| {
+    placed.finish();
+    let terminal = progress::Progress::new("orders in a terminal state");
+    let states = outcome::wait_for_terminal(&pool, &orders, options.settle_timeout, |done, total| {
         if show_progress {
-            print!("\r  orders in a terminal state: {terminal}/{total}   ");
-            let _ = std::io::stdout().flush();
+            terminal.show(done, total);
         }
     })
     .await?;
     let settled_at = Instant::now();
     let settled = settled_at - started;
-    if show_progress {
-        println!();
-    }
+    terminal.finish();
     let observed = observer.finish().await?;
     let behind = quiescence::wait_until_caught_up(settings, Duration::from_secs(120)).await?;
     if !behind.is_empty() {
