@@ -27,26 +27,9 @@ pub async fn wait_for_terminal(
     timeout: Duration,
     progress: impl Fn(usize, usize),
 ) -> Result<HashMap<String, FinalState>> {
-    let placed_at: HashMap<&str, i64> = orders.iter().map(|o| (o.order_id.as_str(), o.placed_at_ms)).collect();
-    let ids: Vec<String> = orders.iter().map(|o| o.order_id.clone()).collect();
     let deadline = Instant::now() + timeout;
-    let mut seen = HashMap::new();
     loop {
-        let client = pool.get().await?;
-        let rows = client
-            .query(
-                "select order_id, status, cancellation_reason, \
-                 (extract(epoch from updated_at) * 1000)::bigint from order_view where order_id = any($1)",
-                &[&ids],
-            )
-            .await?;
-        seen.clear();
-        for row in rows {
-            let order_id: String = row.get(0);
-            let updated_ms: i64 = row.get(3);
-            let latency_ms = updated_ms - placed_at.get(order_id.as_str()).copied().unwrap_or(updated_ms);
-            seen.insert(order_id, FinalState { status: row.get(1), reason: row.get(2), latency_ms });
-        }
+        let seen = read_states(pool, orders).await?;
         let terminal = seen.values().filter(|s| is_terminal(&s.status)).count();
         progress(terminal, orders.len());
         if terminal == orders.len() || Instant::now() > deadline {
@@ -54,6 +37,28 @@ pub async fn wait_for_terminal(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The orders' rows in `order_view` as they are now.
+pub async fn read_states(pool: &Pool, orders: &[PlacedOrder]) -> Result<HashMap<String, FinalState>> {
+    let placed_at: HashMap<&str, i64> = orders.iter().map(|o| (o.order_id.as_str(), o.placed_at_ms)).collect();
+    let ids: Vec<String> = orders.iter().map(|o| o.order_id.clone()).collect();
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "select order_id, status, cancellation_reason, \
+             (extract(epoch from updated_at) * 1000)::bigint from order_view where order_id = any($1)",
+            &[&ids],
+        )
+        .await?;
+    let mut seen = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let order_id: String = row.get(0);
+        let updated_ms: i64 = row.get(3);
+        let latency_ms = updated_ms - placed_at.get(order_id.as_str()).copied().unwrap_or(updated_ms);
+        seen.insert(order_id, FinalState { status: row.get(1), reason: row.get(2), latency_ms });
+    }
+    Ok(seen)
 }
 
 pub const NOT_SEEN: &str = "not in the read model";
