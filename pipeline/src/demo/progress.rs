@@ -27,11 +27,12 @@ impl Progress {
         let now = Instant::now();
         let due = match *last {
             None => true,
-            Some(_) if done == total => true,
+            // The final count, once.
+            Some((printed, _)) if done == total => printed != total,
             Some((printed, at)) if printed != done => self.on_terminal || now - at >= CHANGED_EVERY,
             Some((_, at)) => !self.on_terminal && now - at >= UNCHANGED_EVERY,
         };
-        if !due || matches!(*last, Some((printed, _)) if printed == total && done == total) {
+        if !due {
             return;
         }
         *last = Some((done, now));

@@ -37,6 +37,27 @@ fn through_repartition(input: &str, output: &str, app: &str) -> operators::topol
     builder.build(app)
 }
 
+/// The topics of one test: its input and output created, and the repartition topic's name.
+struct Names {
+    bootstrap: String,
+    input: String,
+    output: String,
+    app: String,
+    repartition: String,
+}
+
+impl Names {
+    async fn create(prefix: &str) -> Self {
+        let bootstrap = kafka_bootstrap();
+        let id = unique(prefix);
+        let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
+        create_topic(&bootstrap, &input, PARTITIONS).await;
+        create_topic(&bootstrap, &output, PARTITIONS).await;
+        let repartition = format!("{app}-by-key-repartition");
+        Names { bootstrap, input, output, app, repartition }
+    }
+}
+
 /// Each partition's (low, high) watermarks.
 fn watermarks(bootstrap: &str, topic: &str) -> Vec<(i64, i64)> {
     let consumer: BaseConsumer =
@@ -62,12 +83,7 @@ fn value<'a>(configs: &'a rdkafka::admin::ConfigResource, key: &str) -> Option<&
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_repartition_topic_an_earlier_version_created_loses_its_time_retention_and_keeps_its_other_configs() {
-    let bootstrap = kafka_bootstrap();
-    let id = unique("repartition-upgrade");
-    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
-    create_topic(&bootstrap, &input, PARTITIONS).await;
-    create_topic(&bootstrap, &output, PARTITIONS).await;
-    let repartition = format!("{app}-by-key-repartition");
+    let Names { bootstrap, input, output, app, repartition } = Names::create("repartition-upgrade").await;
     // As an earlier version left it: the broker's time retention, and a setting of the operator's.
     create_topic_with(&bootstrap, &repartition, PARTITIONS, &[("max.message.bytes", "2000000")]).await;
     let config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
@@ -86,12 +102,7 @@ async fn a_repartition_topic_an_earlier_version_created_loses_its_time_retention
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_repartition_topic_keeps_an_old_backlog_and_deletes_what_was_committed() {
-    let bootstrap = kafka_bootstrap();
-    let id = unique("repartition-purge");
-    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
-    create_topic(&bootstrap, &input, PARTITIONS).await;
-    create_topic(&bootstrap, &output, PARTITIONS).await;
-    let repartition = format!("{app}-by-key-repartition");
+    let Names { bootstrap, input, output, app, repartition } = Names::create("repartition-purge").await;
     let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
     config.repartition_purge_interval = Duration::from_millis(200);
     let streams = KafkaStreams::start(through_repartition(&input, &output, &app), config, &prometheus::Registry::new())

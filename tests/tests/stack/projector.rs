@@ -599,11 +599,7 @@ async fn a_poison_record_is_dead_lettered_once_however_long_the_database_is_down
     outage.bring_up();
     let deadline = Instant::now() + WAIT;
     let flagged = loop {
-        let problem = db
-            .query_opt("select projection_problem from order_view where order_id = $1", &[&order_id])
-            .await
-            .expect("query");
-        let problem: Option<String> = problem.and_then(|row| row.get(0));
+        let problem = projection_problem(&db, &order_id).await;
         if problem.is_some() || Instant::now() > deadline {
             break problem;
         }
@@ -611,14 +607,7 @@ async fn a_poison_record_is_dead_lettered_once_however_long_the_database_is_down
     };
     projector.stop().await;
     assert!(flagged.is_some_and(|p| p.contains("magic")), "the order is flagged once the database is back");
-    let dead = integration_tests::kafka::read_topic(
-        &bootstrap,
-        &format!("{order_topic}.dlq"),
-        "read_committed",
-        Duration::from_secs(5),
-        |records| records.len() > 1,
-    );
-    assert_eq!(dead.len(), 1, "dead letters of the one poison record");
+    assert_eq!(dead_letters(&bootstrap, order_topic).len(), 1, "dead letters of the one poison record");
 }
 
 /// A local chaos run after a broker restart found poison records dead-lettered twice by the
@@ -626,8 +615,7 @@ async fn a_poison_record_is_dead_lettered_once_however_long_the_database_is_down
 /// the group read the records since its last commit again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_record_read_again_after_an_uncommitted_offset_is_not_dead_lettered_again() {
-    let Fixture { bootstrap, db, codec, topics, producer, .. } = Fixture::new().await;
-    let pool = pipeline::db::pool(&postgres_config(), 2).expect("postgres pool");
+    let Fixture { bootstrap, pool, db, codec, topics, producer } = Fixture::new().await;
     let order_id = unique("poison-again");
     let order_topic = &topics.0[ORDER_EVENTS];
     producer.send_bytes(order_topic, &order_id, b"not avro at all").await;
@@ -643,45 +631,63 @@ async fn a_poison_record_read_again_after_an_uncommitted_offset_is_not_dead_lett
         wait_for_counter(order_topic, "undecodable", undecodable).await;
         projector.stop().await;
     }
-    let flagged = db
+    let flagged = projection_problem(&db, &order_id).await;
+    assert!(flagged.is_some_and(|p| p.contains("magic")), "the order is flagged");
+    assert_eq!(
+        dead_letters(&bootstrap, order_topic).len(),
+        1,
+        "dead letters of the one poison record, read twice by one group"
+    );
+}
+
+async fn projection_problem(db: &Client, order_id: &str) -> Option<String> {
+    let row = db
         .query_opt("select projection_problem from order_view where order_id = $1", &[&order_id])
         .await
-        .expect("query")
-        .and_then(|row| row.get::<_, Option<String>>(0));
-    assert!(flagged.is_some_and(|p| p.contains("magic")), "the order is flagged");
-    let dead = integration_tests::kafka::read_topic(
-        &bootstrap,
-        &format!("{order_topic}.dlq"),
+        .expect("query");
+    row.and_then(|row| row.get(0))
+}
+
+/// The records of `topic`'s dead-letter topic, read until a second one would show.
+fn dead_letters(bootstrap: &str, topic: &str) -> Vec<integration_tests::kafka::Consumed> {
+    integration_tests::kafka::read_topic(
+        bootstrap,
+        &format!("{topic}.dlq"),
         "read_committed",
         Duration::from_secs(5),
         |records| records.len() > 1,
-    );
-    assert_eq!(dead.len(), 1, "dead letters of the one poison record, read twice by one group");
+    )
 }
 
 /// Commits offset 0 on every partition of `topic` for `group`, whose members have all left: the
 /// group reads the topic again, as after offset commits that failed.
 fn rewind_group(bootstrap: &str, group: &str, topic: &str) {
-    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-    let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().expect("consumer");
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("kafka: metadata");
+    use rdkafka::consumer::{CommitMode, Consumer};
+    let (consumer, partitions) = group_member(bootstrap, group, topic);
     let mut list = rdkafka::TopicPartitionList::new();
-    for partition in metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
+    for partition in partitions {
         list.add_partition_offset(topic, partition, rdkafka::Offset::Offset(0)).expect("offset");
     }
     consumer.commit(&list, CommitMode::Sync).expect("kafka: rewinding the group");
 }
 
-/// What the group has committed and what the partitions hold, summed over `topic`'s partitions.
-fn committed_and_end(bootstrap: &str, group: &str, topic: &str) -> (i64, i64) {
+/// A consumer in `group` that joins nothing, and `topic`'s partitions.
+fn group_member(bootstrap: &str, group: &str, topic: &str) -> (rdkafka::consumer::BaseConsumer, Vec<i32>) {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().expect("consumer");
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("kafka: metadata");
+    let partitions = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    (consumer, partitions)
+}
+
+/// What the group has committed and what the partitions hold, summed over `topic`'s partitions.
+fn committed_and_end(bootstrap: &str, group: &str, topic: &str) -> (i64, i64) {
+    use rdkafka::consumer::Consumer;
+    let (consumer, partitions) = group_member(bootstrap, group, topic);
     let mut list = rdkafka::TopicPartitionList::new();
     let mut end = 0;
-    for partition in metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
+    for partition in partitions {
         list.add_partition(topic, partition);
         end += consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)).expect("kafka: watermarks").1;
     }
