@@ -428,7 +428,7 @@ impl Engine {
             Some(Err(reason)) => {
                 // Not written by this runtime: set aside whole, in the lane's own dead-letter topic.
                 let poison = Poison { cause: "retry_lane", message: format!("unreadable retry lane record: {reason}") };
-                return self.dead_letter(raw_record(message), &FailureReason::Poisoned(&poison), 0);
+                return self.dead_letter(consumer, raw_record(message), &FailureReason::Poisoned(&poison), 0);
             }
             Some(Ok(entry)) => Some(entry),
             None => None,
@@ -444,10 +444,11 @@ impl Engine {
                 }
                 None => (raw_record(message), 1),
             };
-            if !self.skips() {
-                self.dead_letter(record, &FailureReason::Poisoned(&poison), attempts)?;
-            }
+            // Before the send: an abort while sending forgets it with the transaction.
             self.dead_lettered.push(key);
+            if !self.skips() {
+                self.dead_letter(consumer, record, &FailureReason::Poisoned(&poison), attempts)?;
+            }
             return Ok(());
         }
         let origin = self.producer.context().track(Origin::Input { topic: topic.clone(), partition, offset });
@@ -499,7 +500,7 @@ impl Engine {
                         if produce::rejects_the_record(&e) {
                             self.poisoned.insert(key, Poison { cause: "produce", message: reason.clone() });
                         }
-                        return self.abort(consumer, &reason, true);
+                        return self.abort_refused_send(consumer, &reason);
                     }
                     self.counts.wrote(id.subtopology, &output.topic);
                 }
@@ -569,7 +570,7 @@ impl Engine {
             return Ok(());
         }
         let Some(policy) = retry else {
-            return self.dead_letter(record, &FailureReason::Process(error), attempt.number);
+            return self.dead_letter(consumer, record, &FailureReason::Process(error), attempt.number);
         };
         let seq = match attempt.seq {
             Some(seq) => seq,
@@ -598,7 +599,7 @@ impl Engine {
             if produce::rejects_the_record(&e) {
                 self.poisoned.insert(input, Poison { cause: "produce", message: reason.clone() });
             }
-            return self.abort(consumer, &reason, true);
+            return self.abort_refused_send(consumer, &reason);
         }
         self.counts.wrote(id.subtopology, &lane);
         self.lanes.entry(id).or_default().insert(entry.original.key.as_deref(), entry.seq, entry.not_before_ms);
@@ -717,8 +718,12 @@ impl Engine {
         consumer.resume(&due).map_err(|e| kafka("resuming a paused partition", e))
     }
 
-    fn dead_letter(
+    /// Sends the dead-letter copy of `record` into the open transaction. A copy that cannot be
+    /// produced for what it is has nowhere else to go: that is fatal. Any other refusal aborts,
+    /// and the record is dead-lettered again when it is read again.
+    fn dead_letter<C: ConsumerContext>(
         &mut self,
+        consumer: &BaseConsumer<C>,
         record: crate::record::RawRecord,
         reason: &FailureReason<'_>,
         attempts: u32,
@@ -728,10 +733,34 @@ impl Engine {
         let origin = self.producer.context().track(origin);
         let error_class = reason.class().as_str();
         let output = dead_letter_record(record, &self.config.application_id, reason, attempts, SystemClock.now_ms());
-        produce::send(&self.producer, &output, origin)
-            .map_err(|source| RuntimeError::Kafka { during: "producing to the dead-letter topic", source })?;
-        RecordDeadLettered { dead_letter_topic: &output.topic, error_class }.emit(&self.metrics);
-        Ok(())
+        match produce::send(&self.producer, &output, origin) {
+            Ok(()) => {
+                RecordDeadLettered { dead_letter_topic: &output.topic, error_class }.emit(&self.metrics);
+                Ok(())
+            }
+            Err(source) if produce::rejects_the_record(&source) => {
+                Err(RuntimeError::Kafka { during: "producing to the dead-letter topic", source })
+            }
+            Err(e) => self.abort_refused_send(consumer, &format!("producing to {} failed: {e}", output.topic)),
+        }
+    }
+
+    /// A send refused for a reason that is not its record's: the transaction can only abort,
+    /// most often because an earlier output's delivery failed. As a failed commit does, the
+    /// inputs whose outputs the broker rejected are blamed first; otherwise the replay would
+    /// meet the same rejection and the same refusal for ever.
+    fn abort_refused_send<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        reason: &str,
+    ) -> Result<(), RuntimeError> {
+        produce::purge_unacknowledged(&self.producer, self.config.blocking_timeout);
+        let rejected: Vec<FailedDelivery> =
+            self.producer.context().failures().into_iter().filter(FailedDelivery::blames_the_record).collect();
+        if !rejected.is_empty() {
+            self.poison_failed_deliveries(&rejected)?;
+        }
+        self.abort(consumer, reason, true)
     }
 
     /// Fires wall-clock punctuations and due timers of every task. A failed unit is rolled back
@@ -762,10 +791,9 @@ impl Engine {
                     if !produce::rejects_the_record(&e) {
                         // The transaction cannot go on; its timers' store writes roll back with
                         // it, so they fire again after the replay.
-                        return self.abort(
+                        return self.abort_refused_send(
                             consumer,
                             &format!("producing a punctuation output to {} failed: {e}", output.topic),
-                            true,
                         );
                     }
                     // Not replayable like an input record: aborting would fire the same

@@ -153,6 +153,70 @@ async fn a_failing_dead_letter_send_stops_the_instance_without_committing() {
     assert!(out.is_empty(), "outputs of the failed transaction became visible: {:?}", values(&out));
 }
 
+/// Record 5's output is too large for the output topic: the broker rejects it, and the open
+/// transaction can then only abort. Record 6 is held back a second, so that the rejection is
+/// known before anything more is sent into the transaction. Then record 7 is sent: a
+/// malformed record, whose dead letter the producer refuses (ERR__STATE), or a good one, whose
+/// output it refuses. Neither refusal is about that record: the instance must blame record 5,
+/// abort, replay, and go on.
+async fn a_send_refused_after_a_rejected_delivery(name: &str, malformed_seventh: bool) {
+    let bootstrap = kafka_bootstrap();
+    let id = unique(name);
+    let (input, output) = (format!("{id}-input"), format!("{id}-output"));
+    create_topic(&bootstrap, &input, 1).await;
+    create_topic_with(&bootstrap, &output, 1, &[("max.message.bytes", "2000")]).await;
+    let total = 20i64;
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().expect("producer");
+    for n in 1..=total {
+        let value = if n == 7 && malformed_seventh { vec![0u8; 100] } else { n.to_be_bytes().to_vec() };
+        producer.send(rdkafka::producer::BaseRecord::to(&input).key("k").payload(&value)).expect("send");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+        .filter(|_, n| {
+            if *n == 6 {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            *n != 6
+        })
+        .map_values(|n| if n == 5 { vec![b'x'; 5_000] } else { n.to_be_bytes().to_vec() })
+        .to(&output, Produced::with(StringSerde, BytesSerde));
+    let app = format!("{id}-app");
+    let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
+    // All twenty records in one transaction.
+    config.commit_interval = Duration::from_secs(5);
+    let streams = KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start");
+    let dropped = |n: &i64| [5, 6].contains(n) || (*n == 7 && malformed_seventh);
+    let expected: Vec<i64> = (1..=total).filter(|n| !dropped(n)).collect();
+    let out = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| values(r).contains(&total));
+    let dead_letters = if malformed_seventh { 2 } else { 1 };
+    let dead = read_topic(&bootstrap, &dead_letter_topic(&input), "read_committed", WAIT, |r| r.len() >= dead_letters);
+    assert!(!streams.is_finished(), "a refused send must not stop the instance: {:?}", streams.join().err());
+    streams.close().expect("close");
+
+    assert_eq!(values(&out), expected, "exactly once: every good record once, in order");
+    let mut dead_offsets: Vec<String> = dead
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.header("dlq.original.offset").unwrap_or_default()).into_owned())
+        .collect();
+    dead_offsets.sort();
+    let wanted: Vec<String> = if malformed_seventh { vec!["4".into(), "6".into()] } else { vec!["4".into()] };
+    assert_eq!(dead_offsets, wanted, "record 5 (offset 4), and the malformed record 7, dead-lettered once each");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_letter_refused_because_the_transaction_failed_aborts_and_replays() {
+    a_send_refused_after_a_rejected_delivery("fault-dlq-state", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_output_refused_because_the_transaction_failed_blames_the_rejected_record() {
+    a_send_refused_after_a_rejected_delivery("fault-out-state", false).await;
+}
+
 fn committed_offset(bootstrap: &str, group: &str, topic: &str) -> Option<i64> {
     let consumer: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().expect("consumer");
