@@ -136,6 +136,13 @@ registry_java() {
 health_registry() { http_ok "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects"; }
 start_registry() {
   if health_registry; then say "registry: already up"; return 0; fi
+  if service_alive registry; then
+    # Running but answering 500 (its connection pool renewing itself after a PostgreSQL restart,
+    # seen for about a minute): a second registry could not take the port.
+    say "registry: running but not healthy yet; waiting for it"
+    wait_for registry 120 health_registry
+    return 0
+  fi
   local java
   java="$(registry_java)" || fail_service registry "Apicurio Registry $APICURIO_VERSION needs Java 21 or newer; none found in /usr/lib/jvm (set REGISTRY_JAVA_HOME)"
   (
