@@ -1,13 +1,15 @@
 //! The write side of order_view: a batch of events, one PostgreSQL transaction (mark the event
-//! ids as projected, lock each order's row, fold its new events in, write the row back once).
+//! ids as projected, lock the orders' rows, fold each order's new events in, write the rows back),
+//! in four statements whatever the batch holds.
 //!
 //! The tables are a parameter so that a rebuild (`rebuild/`) folds into tables of its own with
 //! the live projector's rules: the same dedup by event id and the same fold ([`OrderView::apply`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Pool};
 use schemas::SagaEvent;
+use tokio_postgres::Row;
 
 use super::view::{Intervention, OrderStatus, OrderView, StepsSeen};
 
@@ -19,6 +21,8 @@ pub enum ReadModelError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("order_view row of order {order_id} has status {status:?}, which is not an order status")]
     UnknownStatus { order_id: String, status: String },
+    #[error("{loaded} of {wanted} order_view rows could be locked (one deleted meanwhile?)")]
+    RowsMissing { wanted: usize, loaded: usize },
 }
 
 /// The two tables the projector writes: the view, and the event ids already folded into it.
@@ -56,11 +60,13 @@ pub async fn apply_events(
 }
 
 /// Events (with their `order_version`) in the caller's transaction, into `tables`, with the
-/// outcome of applying each in turn, in their order: the event ids marked in one statement, then
-/// each order's row locked, its new events folded in in their order, and saved once.
+/// outcome of applying each in turn, in their order: the event ids marked, the rows of their
+/// orders created where missing and locked, each order's new events folded in in their order,
+/// and the rows saved; four statements whatever the batch holds.
 ///
-/// Two writers whose batches share orders can deadlock on the row locks; PostgreSQL then fails
-/// one of them (a transient error) and it tries again.
+/// Rows are created and locked in order-id order, so two writers whose batches share orders wait
+/// for each other instead of deadlocking; were they to deadlock anyway, PostgreSQL fails one of
+/// them (a transient error) and it tries again.
 pub async fn apply_events_in(
     tx: &impl GenericClient,
     tables: Tables,
@@ -78,31 +84,28 @@ pub async fn apply_events_in(
     let mut first_seen: HashSet<String> =
         tx.query(&mark, &[&ids, &orders]).await?.iter().map(|row| row.get(0)).collect();
     let mut outcomes = vec![Projection::Duplicate; events.len()];
-    // Per order, in order of first appearance: the positions of its new events.
-    let mut by_order: Vec<(&str, Vec<usize>)> = Vec::new();
-    let mut position: HashMap<&str, usize> = HashMap::new();
+    // Per order: the positions of its new events, in their order.
+    let mut by_order: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (at, (event, _)) in events.iter().enumerate() {
-        if !first_seen.remove(&event.envelope.event_id) {
-            continue;
+        if first_seen.remove(&event.envelope.event_id) {
+            by_order.entry(event.envelope.order_id.as_str()).or_default().push(at);
         }
-        let order_id = event.envelope.order_id.as_str();
-        let index = *position.entry(order_id).or_insert_with(|| {
-            by_order.push((order_id, Vec::new()));
-            by_order.len() - 1
-        });
-        by_order[index].1.push(at);
     }
-    for (order_id, new_events) in by_order {
-        let mut view = load_for_update(tx, tables, order_id).await?;
-        for at in new_events {
+    if by_order.is_empty() {
+        return Ok(outcomes);
+    }
+    let order_ids: Vec<&str> = by_order.keys().copied().collect();
+    let mut views = load_for_update(tx, tables, &order_ids).await?;
+    for (view, new_events) in views.iter_mut().zip(by_order.values()) {
+        for &at in new_events {
             let (event, order_version) = events[at];
             view.apply(event, order_version);
             // The next event must see what loading the saved row would.
-            view.intervention = stored_intervention(&view).cloned();
+            view.intervention = stored_intervention(view).cloned();
             outcomes[at] = Projection::Applied { status: view.status, version: view.version };
         }
-        save(tx, tables, &view).await?;
     }
+    save(tx, tables, &views).await?;
     Ok(outcomes)
 }
 
@@ -172,37 +175,51 @@ pub async fn flag_projection_problem_in(
     Ok(())
 }
 
-/// The order's row, locked; created first if none of its events was applied yet (any of an
-/// order's events may come first, the row exists from then on).
+/// The rows of `order_ids` (sorted, distinct), locked, in that order; created first where none
+/// of an order's events was applied yet (any of an order's events may come first, the row
+/// exists from then on).
 async fn load_for_update(
     client: &impl GenericClient,
     tables: Tables,
-    order_id: &str,
-) -> Result<OrderView, ReadModelError> {
+    order_ids: &[&str],
+) -> Result<Vec<OrderView>, ReadModelError> {
     let create = client
         .prepare_cached(&format!(
-            "insert into {} (order_id, status, version, updated_at) values ($1, $2, 0, now()) on conflict do nothing",
+            "insert into {} (order_id, status, version, updated_at) \
+             select order_id, $2, 0, now() from unnest($1::text[]) as order_id order by order_id \
+             on conflict do nothing",
             tables.view
         ))
         .await?;
-    client.execute(&create, &[&order_id, &OrderStatus::Placed.as_str()]).await?;
+    client.execute(&create, &[&order_ids, &OrderStatus::Placed.as_str()]).await?;
     let select = client
         .prepare_cached(&format!(
-            "select customer_id, status, total_amount, item_count, tracking_number, cancellation_reason, \
+            "select order_id, customer_id, status, total_amount, item_count, tracking_number, cancellation_reason, \
                     charged, refunded, reserved, released, shipped, shipment_cancelled, \
                     cancellation_rejected, intervention_reason, outstanding_compensations, resolution, version, order_version, \
                     (extract(epoch from placed_at) * 1000)::bigint as placed_at_ms \
-             from {} where order_id = $1 for update",
+             from {} where order_id = any($1) order by order_id for update",
             tables.view
         ))
         .await?;
-    let row = client.query_one(&select, &[&order_id]).await?;
+    let rows = client.query(&select, &[&order_ids]).await?;
+    let views = rows.iter().map(order_view).collect::<Result<Vec<_>, _>>()?;
+    let loaded: Vec<&str> = views.iter().map(|view| view.order_id.as_str()).collect();
+    if loaded != order_ids {
+        // Only a row deleted between the two statements gets here; the retry creates it again.
+        return Err(ReadModelError::RowsMissing { wanted: order_ids.len(), loaded: loaded.len() });
+    }
+    Ok(views)
+}
+
+fn order_view(row: &Row) -> Result<OrderView, ReadModelError> {
+    let order_id: String = row.get("order_id");
     let status: String = row.get("status");
     Ok(OrderView {
-        order_id: order_id.to_string(),
-        customer_id: row.get("customer_id"),
         status: OrderStatus::parse(&status)
-            .ok_or_else(|| ReadModelError::UnknownStatus { order_id: order_id.to_string(), status })?,
+            .ok_or_else(|| ReadModelError::UnknownStatus { order_id: order_id.clone(), status })?,
+        order_id,
+        customer_id: row.get("customer_id"),
         total_amount: row.get("total_amount"),
         item_count: row.get("item_count"),
         tracking_number: row.get("tracking_number"),
@@ -232,19 +249,49 @@ fn stored_intervention(view: &OrderView) -> Option<&Intervention> {
     view.intervention.as_ref().filter(|_| view.status == OrderStatus::RequiresIntervention)
 }
 
-async fn save(client: &impl GenericClient, tables: Tables, view: &OrderView) -> Result<(), ReadModelError> {
-    let placed_at_seconds = view.placed_at_ms.map(|ms| ms as f64 / 1000.0);
-    let parked = stored_intervention(view);
-    let intervention_reason = parked.map(|parked| parked.reason.clone());
-    let outstanding = parked.map(|parked| parked.outstanding.clone());
+/// Writes `views` back in one statement: a column each as an array, joined on the order id.
+/// An array column cannot go through `unnest` (it would flatten), so the outstanding
+/// compensations travel as a JSON array each.
+async fn save(client: &impl GenericClient, tables: Tables, views: &[OrderView]) -> Result<(), ReadModelError> {
+    let column = |value: fn(&OrderView) -> Option<String>| views.iter().map(value).collect::<Vec<_>>();
+    let order_ids: Vec<&str> = views.iter().map(|view| view.order_id.as_str()).collect();
+    let customer_ids = column(|view| view.customer_id.clone());
+    let statuses: Vec<&str> = views.iter().map(|view| view.status.as_str()).collect();
+    let total_amounts: Vec<Option<i64>> = views.iter().map(|view| view.total_amount).collect();
+    let item_counts: Vec<Option<i64>> = views.iter().map(|view| view.item_count).collect();
+    let tracking_numbers = column(|view| view.tracking_number.clone());
+    let cancellation_reasons = column(|view| view.cancellation_reason.clone());
+    let steps = |step: fn(&StepsSeen) -> bool| views.iter().map(|view| step(&view.progress)).collect::<Vec<_>>();
+    let versions: Vec<i64> = views.iter().map(|view| view.version).collect();
+    let placed_at_seconds: Vec<Option<f64>> =
+        views.iter().map(|view| view.placed_at_ms.map(|ms| ms as f64 / 1000.0)).collect();
+    let cancellations_rejected = column(|view| view.cancellation_rejected.clone());
+    let intervention_reasons = column(|view| stored_intervention(view).map(|parked| parked.reason.clone()));
+    let outstanding = column(|view| {
+        stored_intervention(view).map(|parked| serde_json::Value::from(parked.outstanding.clone()).to_string())
+    });
+    let order_versions: Vec<i64> = views.iter().map(|view| view.order_version).collect();
+    let resolutions = column(|view| view.resolution.clone());
     let update = client
         .prepare_cached(&format!(
-            "update {} set customer_id = $2, status = $3, total_amount = $4, item_count = $5, \
-                    tracking_number = $6, cancellation_reason = $7, charged = $8, refunded = $9, \
-                    reserved = $10, released = $11, version = $12, placed_at = to_timestamp($13), \
-                    shipped = $14, shipment_cancelled = $15, cancellation_rejected = $16, \
-                    intervention_reason = $17, outstanding_compensations = $18, order_version = $19, resolution = $20, updated_at = now() \
-             where order_id = $1",
+            "update {} as v set customer_id = n.customer_id, status = n.status, total_amount = n.total_amount, \
+                    item_count = n.item_count, tracking_number = n.tracking_number, \
+                    cancellation_reason = n.cancellation_reason, charged = n.charged, refunded = n.refunded, \
+                    reserved = n.reserved, released = n.released, version = n.version, \
+                    placed_at = to_timestamp(n.placed_at), shipped = n.shipped, \
+                    shipment_cancelled = n.shipment_cancelled, cancellation_rejected = n.cancellation_rejected, \
+                    intervention_reason = n.intervention_reason, \
+                    outstanding_compensations = case when n.outstanding is null then null \
+                        else array(select jsonb_array_elements_text(n.outstanding::jsonb)) end, \
+                    order_version = n.order_version, resolution = n.resolution, updated_at = now() \
+             from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], \
+                         $8::bool[], $9::bool[], $10::bool[], $11::bool[], $12::bigint[], $13::float8[], \
+                         $14::bool[], $15::bool[], $16::text[], $17::text[], $18::text[], $19::bigint[], $20::text[]) \
+                  as n(order_id, customer_id, status, total_amount, item_count, tracking_number, \
+                       cancellation_reason, charged, refunded, reserved, released, version, placed_at, \
+                       shipped, shipment_cancelled, cancellation_rejected, intervention_reason, outstanding, \
+                       order_version, resolution) \
+             where v.order_id = n.order_id",
             tables.view
         ))
         .await?;
@@ -252,26 +299,26 @@ async fn save(client: &impl GenericClient, tables: Tables, view: &OrderView) -> 
         .execute(
             &update,
             &[
-                &view.order_id,
-                &view.customer_id,
-                &view.status.as_str(),
-                &view.total_amount,
-                &view.item_count,
-                &view.tracking_number,
-                &view.cancellation_reason,
-                &view.progress.charged,
-                &view.progress.refunded,
-                &view.progress.reserved,
-                &view.progress.released,
-                &view.version,
+                &order_ids,
+                &customer_ids,
+                &statuses,
+                &total_amounts,
+                &item_counts,
+                &tracking_numbers,
+                &cancellation_reasons,
+                &steps(|seen| seen.charged),
+                &steps(|seen| seen.refunded),
+                &steps(|seen| seen.reserved),
+                &steps(|seen| seen.released),
+                &versions,
                 &placed_at_seconds,
-                &view.progress.shipped,
-                &view.progress.shipment_cancelled,
-                &view.cancellation_rejected,
-                &intervention_reason,
+                &steps(|seen| seen.shipped),
+                &steps(|seen| seen.shipment_cancelled),
+                &cancellations_rejected,
+                &intervention_reasons,
                 &outstanding,
-                &view.order_version,
-                &view.resolution,
+                &order_versions,
+                &resolutions,
             ],
         )
         .await?;

@@ -17,9 +17,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use schemas::{
     Address, CancellationReason, Envelope, InventoryReleased, InventoryReserved, Money, OrderCancelled, OrderConfirmed,
-    OrderItem, OrderPlaced, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded, SagaCodec, SagaEvent,
-    ShipmentCreated, ShipmentFailed, StockItem, DEFAULT_CURRENCY, INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS,
-    SHIPPING_EVENTS,
+    OrderItem, OrderPlaced, OrderRequiresIntervention, Payload, PaymentCompleted, PaymentFailed, PaymentRefunded,
+    SagaCodec, SagaEvent, ShipmentCreated, ShipmentFailed, StockItem, DEFAULT_CURRENCY, INVENTORY_EVENTS, ORDER_EVENTS,
+    PAYMENT_EVENTS, SHIPPING_EVENTS,
 };
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -776,4 +776,70 @@ async fn a_backlog_is_projected_in_batches_with_the_views_of_one_event_at_a_time
         (count as f64) < records / 2.0,
         "{records} records in {count} batches: a backlog is written many events per transaction"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orders_of_one_batch_keep_their_own_columns_and_a_parked_order_its_outstanding_compensations() {
+    let Fixture { bootstrap, pool, db, codec, topics, producer } = Fixture::new().await;
+    let customer = unique("customer");
+    // Written in one statement per batch, in order-id order: the parked order comes first on the
+    // topics and last in that order.
+    let (parked_id, charged_id) = (unique("z-parked"), unique("a-charged"));
+    let parked_placed = placed(&parked_id, &customer, now_ms() - 2_000);
+    let parked_paid = paid(&parked_placed, &customer);
+    // Out of stock: the charge must be refunded, and the refund does not come.
+    let cancelled = after(
+        &parked_paid,
+        Payload::OrderCancelled(OrderCancelled {
+            customer_id: customer.clone(),
+            reason: CancellationReason::InsufficientStock,
+            total_cents: 2_500,
+        }),
+    );
+    let parked = after(
+        &cancelled,
+        Payload::OrderRequiresIntervention(OrderRequiresIntervention {
+            reason: "refund_failed".into(),
+            outstanding: vec!["refund".into(), "release \"all\", now".into()],
+        }),
+    );
+    let charged_placed = placed(&charged_id, &format!("{customer}-2"), now_ms() - 1_000);
+    let charged_paid = paid(&charged_placed, &format!("{customer}-2"));
+    for event in [&parked_placed, &parked_paid, &cancelled, &parked, &charged_placed, &charged_paid] {
+        producer.send(&topics, event).await;
+    }
+    let mut config = ProjectorConfig::new(&bootstrap);
+    config.group_id = unique("projector-columns");
+    config.topics = topics.all();
+    let projector =
+        RunningProjector::start(|stopped| run_projector(config.clone(), codec.clone(), pool.clone(), stopped));
+    let parked_row = wait_for_version(&db, &parked_id, 4).await;
+    let charged_row = wait_for_version(&db, &charged_id, 2).await;
+    projector.stop().await;
+
+    assert_eq!(parked_row.status, "REQUIRES_INTERVENTION");
+    assert_eq!(charged_row.status, "PAID");
+    assert_eq!(parked_row.customer_id.as_deref(), Some(customer.as_str()));
+    assert_eq!(charged_row.customer_id, Some(format!("{customer}-2")));
+    assert_eq!(parked_row.placed_at_ms, Some(parked_placed.envelope.occurred_at));
+    assert_eq!(charged_row.placed_at_ms, Some(charged_placed.envelope.occurred_at));
+    let intervention = db
+        .query_one(
+            "select intervention_reason, outstanding_compensations from order_view where order_id = $1",
+            &[&parked_id],
+        )
+        .await
+        .expect("postgres: reading the intervention");
+    assert_eq!(intervention.get::<_, Option<String>>(0).as_deref(), Some("refund_failed"));
+    assert_eq!(
+        intervention.get::<_, Option<Vec<String>>>(1),
+        Some(vec!["refund".to_string(), "release \"all\", now".to_string()]),
+        "the outstanding compensations, quotes and commas kept"
+    );
+    let none: Option<Vec<String>> = db
+        .query_one("select outstanding_compensations from order_view where order_id = $1", &[&charged_id])
+        .await
+        .expect("postgres: reading the other order")
+        .get(0);
+    assert_eq!(none, None, "an order that is not parked keeps none");
 }
