@@ -5,7 +5,7 @@
 //! The tables are a parameter so that a rebuild (`rebuild/`) folds into tables of its own with
 //! the live projector's rules: the same dedup by event id and the same fold ([`OrderView::apply`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Pool};
 use schemas::SagaEvent;
@@ -21,8 +21,8 @@ pub enum ReadModelError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("order_view row of order {order_id} has status {status:?}, which is not an order status")]
     UnknownStatus { order_id: String, status: String },
-    #[error("{loaded} of {wanted} order_view rows could be locked (one deleted meanwhile?)")]
-    RowsMissing { wanted: usize, loaded: usize },
+    #[error("the order_view row of order {0} was not there to lock (deleted meanwhile?)")]
+    RowMissing(String),
 }
 
 /// The two tables the projector writes: the view, and the event ids already folded into it.
@@ -95,9 +95,13 @@ pub async fn apply_events_in(
         return Ok(outcomes);
     }
     let order_ids: Vec<&str> = by_order.keys().copied().collect();
-    let mut views = load_for_update(tx, tables, &order_ids).await?;
-    for (view, new_events) in views.iter_mut().zip(by_order.values()) {
-        for &at in new_events {
+    // Matched by id: the database sorts by its collation, which need not be Rust's byte order.
+    let mut views: HashMap<String, OrderView> =
+        load_for_update(tx, tables, &order_ids).await?.into_iter().map(|view| (view.order_id.clone(), view)).collect();
+    for (order_id, new_events) in by_order {
+        // Only a row deleted between the two statements is missing; the retry creates it again.
+        let view = views.get_mut(order_id).ok_or_else(|| ReadModelError::RowMissing(order_id.to_string()))?;
+        for at in new_events {
             let (event, order_version) = events[at];
             view.apply(event, order_version);
             // The next event must see what loading the saved row would.
@@ -105,6 +109,7 @@ pub async fn apply_events_in(
             outcomes[at] = Projection::Applied { status: view.status, version: view.version };
         }
     }
+    let views: Vec<OrderView> = views.into_values().collect();
     save(tx, tables, &views).await?;
     Ok(outcomes)
 }
@@ -175,9 +180,9 @@ pub async fn flag_projection_problem_in(
     Ok(())
 }
 
-/// The rows of `order_ids` (sorted, distinct), locked, in that order; created first where none
-/// of an order's events was applied yet (any of an order's events may come first, the row
-/// exists from then on).
+/// The rows of `order_ids`, locked in the database's order of ids, so that every writer takes
+/// them in the same order; created first where none of an order's events was applied yet (any
+/// of an order's events may come first, the row exists from then on).
 async fn load_for_update(
     client: &impl GenericClient,
     tables: Tables,
@@ -203,13 +208,7 @@ async fn load_for_update(
         ))
         .await?;
     let rows = client.query(&select, &[&order_ids]).await?;
-    let views = rows.iter().map(order_view).collect::<Result<Vec<_>, _>>()?;
-    let loaded: Vec<&str> = views.iter().map(|view| view.order_id.as_str()).collect();
-    if loaded != order_ids {
-        // Only a row deleted between the two statements gets here; the retry creates it again.
-        return Err(ReadModelError::RowsMissing { wanted: order_ids.len(), loaded: loaded.len() });
-    }
-    Ok(views)
+    rows.iter().map(order_view).collect()
 }
 
 fn order_view(row: &Row) -> Result<OrderView, ReadModelError> {
@@ -282,7 +281,8 @@ async fn save(client: &impl GenericClient, tables: Tables, views: &[OrderView]) 
                     shipment_cancelled = n.shipment_cancelled, cancellation_rejected = n.cancellation_rejected, \
                     intervention_reason = n.intervention_reason, \
                     outstanding_compensations = case when n.outstanding is null then null \
-                        else array(select jsonb_array_elements_text(n.outstanding::jsonb)) end, \
+                        else array(select name from jsonb_array_elements_text(n.outstanding::jsonb) \
+                                   with ordinality as listed(name, at) order by at) end, \
                     order_version = n.order_version, resolution = n.resolution, updated_at = now() \
              from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], \
                          $8::bool[], $9::bool[], $10::bool[], $11::bool[], $12::bigint[], $13::float8[], \

@@ -187,7 +187,7 @@ fn is_transient(error: &ReadModelError) -> bool {
             None => true,
             Some(db) => ["08", "40", "53", "57"].iter().any(|class| db.code().code().starts_with(class)),
         },
-        ReadModelError::RowsMissing { .. } => true,
+        ReadModelError::RowMissing(_) => true,
         ReadModelError::UnknownStatus { .. } => false,
     }
 }
