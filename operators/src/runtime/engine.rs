@@ -2,6 +2,7 @@
 //! aborting. Shared between the stream thread and the rebalance callbacks, which run inside
 //! `poll` on the same thread.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -18,10 +19,10 @@ use super::dead_letter::{dead_letter_record, FailureReason, Poison};
 use super::delivery::{DeliveryTracker, FailedDelivery, Origin};
 use super::error::RuntimeError;
 use super::internal_events::{
-    DeliveryFailed, DependencyBack, DependencyUnavailable, PartitionsAssigned, ProducerRenewed, PunctuationFailed,
-    RecordDeadLettered, RecordFailed, RecordFailedOnReplay, RecordProcessed, RecordRetried, RecordsCommitted,
-    RecordsProcessed, RuntimeMetrics, StoreDiskBytes, StoreEntries, TaskRestored, TasksAssigned, TransactionAborted,
-    TransactionCommitted,
+    DeliveryFailed, DependencyBack, DependencyUnavailable, PartitionsAssigned, ProducerRenewed,
+    ProducerReplacedAfterTimeout, PunctuationFailed, RecordDeadLettered, RecordFailed, RecordFailedOnReplay,
+    RecordProcessed, RecordRetried, RecordsCommitted, RecordsProcessed, RuntimeMetrics, StoreDiskBytes, StoreEntries,
+    TaskRestored, TasksAssigned, TransactionAborted, TransactionCommitted,
 };
 use super::local_state::{local_state_error, LocalState};
 use super::produce::{self, TrackedProducer};
@@ -121,6 +122,9 @@ pub(crate) struct Engine {
     purger: RepartitionPurger,
     /// Times the producer was fenced since the last commit (see `MAX_FENCED_IN_A_ROW`).
     fenced_in_a_row: u32,
+    /// A flush, a delivery or a transactional call of the open transaction timed out (see
+    /// `replace_producer_if_it_timed_out`).
+    producer_timed_out: Cell<bool>,
     open_since: Option<Instant>,
     /// What the open transaction read and wrote.
     counts: TransactionCounts,
@@ -141,7 +145,7 @@ impl Engine {
     ) -> Result<Self, RuntimeError> {
         let restorer = Restorer::new(&config, stop, state.clone())?;
         let local_state = LocalState::open(&config, &topology)?;
-        let producer = thread_producer(&config, &metrics)?;
+        let producer = thread_producer(&config, &metrics, &state)?;
         let purger = RepartitionPurger::new(&config, topology.repartition_topics())?;
         let lane_topics = match config.error_policy {
             ErrorPolicy::Retry(_) => (0..topology.subtopology_count())
@@ -156,6 +160,7 @@ impl Engine {
             waiting: BTreeMap::new(),
             purger,
             fenced_in_a_row: 0,
+            producer_timed_out: Cell::new(false),
             config,
             topology,
             producer,
@@ -336,7 +341,7 @@ impl Engine {
         let mut list = TopicPartitionList::new();
         list.add_partition(lane, partition);
         let committed = consumer
-            .committed_offsets_retried(list, self.config.blocking_timeout)
+            .committed_offsets_retried(list, self.config.blocking_timeout, &self.state)
             .map_err(|source| RuntimeError::Kafka { during: "reading the committed retry lane offset", source })?;
         let from = committed
             .elements()
@@ -359,7 +364,8 @@ impl Engine {
         for topic in self.topology.source_topics_of(id.subtopology) {
             list.add_partition(&topic, id.partition);
         }
-        let committed = consumer.committed_offsets_retried(list, self.config.blocking_timeout).map_err(kafka)?;
+        let committed =
+            consumer.committed_offsets_retried(list, self.config.blocking_timeout, &self.state).map_err(kafka)?;
         Ok(committed
             .elements()
             .iter()
@@ -754,7 +760,7 @@ impl Engine {
         consumer: &BaseConsumer<C>,
         reason: &str,
     ) -> Result<(), RuntimeError> {
-        produce::purge_unacknowledged(&self.producer, self.config.blocking_timeout);
+        self.purge_unacknowledged();
         let rejected: Vec<FailedDelivery> =
             self.producer.context().failures().into_iter().filter(FailedDelivery::blames_the_record).collect();
         if !rejected.is_empty() {
@@ -870,7 +876,7 @@ impl Engine {
                 TransactionCommitted { records: self.counts.records(), elapsed: started.elapsed() }.emit(&self.metrics);
                 self.purger.committed(&self.positions);
                 self.close_transaction();
-                Ok(())
+                self.replace_producer_if_it_timed_out()
             }
             Err(CommitFailure::Delivery(failures)) => {
                 self.poison_failed_deliveries(&failures)?;
@@ -916,14 +922,16 @@ impl Engine {
             // While the outputs are still being acknowledged: the offsets' round trips overlap
             // theirs. A delivery that failed meanwhile fails this call as a bare abortable
             // error, so the failure is attributed from the delivery reports first.
-            if let Err(e) = with_retries(|| self.producer.send_offsets_to_transaction(&offsets, &metadata, timeout)) {
+            if let Err(e) =
+                self.with_retries(|| self.producer.send_offsets_to_transaction(&offsets, &metadata, timeout))
+            {
                 self.flush()?;
                 return Err(e.into());
             }
         }
         // Deliveries before the commit, so that a failed one is attributed to its input.
         self.flush()?;
-        Ok(with_retries(|| self.producer.commit_transaction(timeout))?)
+        Ok(self.with_retries(|| self.producer.commit_transaction(timeout))?)
     }
 
     /// Offsets are committed only once every output is acknowledged, so a failed delivery fails
@@ -937,8 +945,14 @@ impl Engine {
     }
 
     fn flush(&self) -> Result<(), CommitFailure> {
-        produce::flush(&self.producer, self.config.blocking_timeout)?;
+        if let Err(e) = produce::flush(&self.producer, self.config.blocking_timeout) {
+            self.producer_timed_out.set(true);
+            return Err(e.into());
+        }
         let failures = self.producer.context().failures();
+        if failures.iter().any(FailedDelivery::timed_out) {
+            self.producer_timed_out.set(true);
+        }
         if failures.is_empty() {
             Ok(())
         } else {
@@ -1021,13 +1035,16 @@ impl Engine {
         rewind: bool,
     ) -> Result<(), RuntimeError> {
         if self.open_since.is_some() {
-            produce::purge_unacknowledged(&self.producer, self.config.blocking_timeout);
+            self.purge_unacknowledged();
             let refused = match self.exactly_once() {
-                true => with_retries(|| self.producer.abort_transaction(self.config.blocking_timeout)).err(),
+                true => self.with_retries(|| self.producer.abort_transaction(self.config.blocking_timeout)).err(),
                 false => None,
             };
             match refused {
-                None => TransactionAborted { reason }.emit(&self.metrics),
+                None => {
+                    TransactionAborted { reason }.emit(&self.metrics);
+                    self.replace_producer_if_it_timed_out()?
+                }
                 Some(source) => {
                     if is_fenced(&source) {
                         self.fenced_in_a_row += 1;
@@ -1061,7 +1078,7 @@ impl Engine {
     /// takes over: its `init_transactions` waits until the coordinator has finished the old
     /// transaction, so the restore and the rewind that follow see whichever way it went.
     fn renew_producer(&mut self, error: &KafkaError) -> Result<(), RuntimeError> {
-        self.producer = thread_producer(&self.config, &self.metrics)?;
+        self.replace_producer()?;
         let corrupted = std::mem::take(&mut self.tasks);
         ProducerRenewed { error, tasks: corrupted.len() }.emit(&self.metrics);
         for id in corrupted.into_keys() {
@@ -1071,6 +1088,49 @@ impl Engine {
         self.state.set(State::Rebalancing);
         TasksAssigned(0).emit(&self.metrics);
         Ok(())
+    }
+
+    /// A flush, a delivery or a transactional call of the transaction just ended timed out (the
+    /// broker was away). librdkafka may still hold requests of that transaction to send again,
+    /// or partition registrations the coordinator no longer has; with transaction version 1 the
+    /// epoch stays the same from one transaction to the next, so such a late write lands outside
+    /// any transaction the coordinator knows and leaves a hanging one behind (a partition whose
+    /// last stable offset never moves). A new producer bumps the epoch, which fences whatever
+    /// the old one would still send. The transaction's outcome is known (committed, or aborted
+    /// and rolled back), so the tasks stay as they are.
+    fn replace_producer_if_it_timed_out(&mut self) -> Result<(), RuntimeError> {
+        if !self.producer_timed_out.take() || !self.exactly_once() {
+            return Ok(());
+        }
+        self.replace_producer()?;
+        ProducerReplacedAfterTimeout.emit(&self.metrics);
+        Ok(())
+    }
+
+    /// The old producer goes first, with whatever it still has queued or in flight, so that
+    /// nothing of it is sent after the new one's `init_transactions` has bumped the epoch.
+    fn replace_producer(&mut self) -> Result<(), RuntimeError> {
+        self.producer_timed_out.set(false);
+        let fresh = create_producer(&self.config, &self.metrics)?;
+        drop(std::mem::replace(&mut self.producer, fresh));
+        init_transactions(&self.producer, &self.config, &self.state)
+    }
+
+    /// Drops what is still queued and waits for what is in flight; what is still outstanding
+    /// after that counts as a timeout.
+    fn purge_unacknowledged(&self) {
+        if !produce::purge_unacknowledged(&self.producer, self.config.blocking_timeout) {
+            self.producer_timed_out.set(true);
+        }
+    }
+
+    /// [`with_retries`], noting whether any attempt timed out.
+    fn with_retries(&self, call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+        with_retries(call, &self.state, |e| {
+            if is_timeout(e) {
+                self.producer_timed_out.set(true)
+            }
+        })
     }
 
     /// Called once when the thread stops on an error: nothing of the open transaction may be
@@ -1098,7 +1158,7 @@ impl Engine {
             processed.add_partition(topic, *partition);
         }
         let committed = consumer
-            .committed_offsets_retried(processed, self.config.blocking_timeout)
+            .committed_offsets_retried(processed, self.config.blocking_timeout, &self.state)
             .map_err(|e| kafka("reading committed offsets", e))?;
         let mut seek = TopicPartitionList::new();
         for element in committed.elements() {
@@ -1142,11 +1202,22 @@ impl From<KafkaError> for CommitFailure {
 
 /// Retries calls that failed with a retriable error (CONCURRENT_TRANSACTIONS, a timeout).
 /// For up to a minute: long enough for a broker to restart under a transaction.
-fn with_retries(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+/// Each attempt that returns is a sign of life (the watchdog looks for calls that never do);
+/// `failed` sees each error.
+fn with_retries(
+    mut call: impl FnMut() -> Result<(), KafkaError>,
+    state: &StateCell,
+    mut failed: impl FnMut(&KafkaError),
+) -> Result<(), KafkaError> {
     let deadline = Instant::now() + RETRY_TRANSACTION_CALLS_FOR;
     let mut backoff = Duration::from_millis(50);
     loop {
-        match call() {
+        let result = call();
+        state.beat();
+        if let Err(e) = &result {
+            failed(e);
+        }
+        match result {
             Err(e) if is_retriable(&e) && Instant::now() < deadline => {
                 tracing::debug!(error = %e, "transactional call failed; retrying");
                 std::thread::sleep(backoff);
@@ -1161,16 +1232,33 @@ const RETRY_TRANSACTION_CALLS_FOR: Duration = Duration::from_secs(60);
 
 /// The thread's transactional producer, its transactions initialised under exactly-once: that
 /// fences any zombie with our transactional.id and finishes its open transaction.
-fn thread_producer(config: &StreamsConfig, metrics: &RuntimeMetrics) -> Result<TrackedProducer, RuntimeError> {
-    let producer: TrackedProducer = config
+fn thread_producer(
+    config: &StreamsConfig,
+    metrics: &RuntimeMetrics,
+    state: &StateCell,
+) -> Result<TrackedProducer, RuntimeError> {
+    let producer = create_producer(config, metrics)?;
+    init_transactions(&producer, config, state)?;
+    Ok(producer)
+}
+
+fn create_producer(config: &StreamsConfig, metrics: &RuntimeMetrics) -> Result<TrackedProducer, RuntimeError> {
+    config
         .producer_config()
         .create_with_context(DeliveryTracker::new(metrics.clone()))
-        .map_err(|source| RuntimeError::Kafka { during: "creating the producer", source })?;
+        .map_err(|source| RuntimeError::Kafka { during: "creating the producer", source })
+}
+
+fn init_transactions(
+    producer: &TrackedProducer,
+    config: &StreamsConfig,
+    state: &StateCell,
+) -> Result<(), RuntimeError> {
     if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-        with_retries(|| producer.init_transactions(config.blocking_timeout))
+        with_retries(|| producer.init_transactions(config.blocking_timeout), state, |_| {})
             .map_err(|source| RuntimeError::Fatal { during: "init_transactions", source })?;
     }
-    Ok(producer)
+    Ok(())
 }
 
 /// A newer producer with our transactional.id exists: this thread is a zombie.
@@ -1178,6 +1266,15 @@ fn is_fenced(error: &KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
         Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+    )
+}
+
+fn is_timeout(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::RequestTimedOut | RDKafkaErrorCode::MessageTimedOut
+        )
     )
 }
 
@@ -1189,12 +1286,13 @@ fn is_retriable(error: &KafkaError) -> bool {
 }
 
 /// Committed offsets, asked again while the coordinator does not answer in time (a broker
-/// restarting), for up to a minute.
+/// restarting), for up to a minute. Each answer is a sign of life.
 trait CommittedOffsetsRetried {
     fn committed_offsets_retried(
         &self,
         list: TopicPartitionList,
         timeout: Duration,
+        state: &StateCell,
     ) -> Result<TopicPartitionList, KafkaError>;
 }
 
@@ -1203,15 +1301,50 @@ impl<C: ConsumerContext> CommittedOffsetsRetried for BaseConsumer<C> {
         &self,
         list: TopicPartitionList,
         timeout: Duration,
+        state: &StateCell,
     ) -> Result<TopicPartitionList, KafkaError> {
         let deadline = Instant::now() + RETRY_TRANSACTION_CALLS_FOR;
         loop {
-            match self.committed_offsets(list.clone(), timeout) {
+            let result = self.committed_offsets(list.clone(), timeout);
+            state.beat();
+            match result {
                 Err(e) if is_retriable(&e) && Instant::now() < deadline => {
                     tracing::debug!(error = %e, "reading committed offsets; retrying")
                 }
                 other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transactional call retried through a broker's restart returns every few seconds: the
+    /// thread is alive, and the watchdog (which looks for a call that never returns) must see it.
+    #[test]
+    fn each_retried_attempt_is_a_sign_of_life() {
+        let state = StateCell::new(None);
+        let attempt = Duration::from_millis(300);
+        let mut attempts = 0;
+        let mut longest_silence = Duration::ZERO;
+        let result = with_retries(
+            || {
+                longest_silence = longest_silence.max(state.stalled_for().unwrap_or_default());
+                std::thread::sleep(attempt);
+                attempts += 1;
+                match attempts {
+                    4 => Ok(()),
+                    _ => Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)),
+                }
+            },
+            &state,
+            |_| {},
+        );
+        assert!(result.is_ok());
+        assert_eq!(attempts, 4);
+        // Without a beat per attempt, the fourth would start 1.25 s after the last beat.
+        assert!(longest_silence < Duration::from_millis(900), "silent for {longest_silence:?} between attempts");
     }
 }
