@@ -367,38 +367,3 @@ fn an_abort_the_broker_refuses_renews_the_producer_and_the_instance_goes_on() {
     goes_on_with_a_renewed_producer(&fixture, streams, &metrics, committed, "a refused abort");
     assert_eq!(metrics.counter("streams_producer_renewals_total", None), 1, "one refused abort, one renewal");
 }
-
-#[test]
-fn a_transaction_whose_flush_timed_out_ends_with_a_new_producer() {
-    let fixture = Fixture::new(3);
-    let (app, instance) = ("flush-timed-out", "a");
-    fixture
-        .cluster
-        .coordinator(MockCoordinator::Transaction(format!("{app}-{instance}")), 2)
-        .expect("transaction coordinator");
-    fixture.cluster.coordinator(MockCoordinator::Group(app.into()), 3).expect("group coordinator");
-    // Only the output's leader will be slow.
-    fixture.cluster.partition_leader(INPUT, 0, Some(3)).expect("input leader");
-    let (streams, metrics) = fixture.start(app, instance);
-    wait_for_state(&streams, State::Running);
-    fixture.produce_input(1, 10);
-    fixture.wait_for_output(&inputs(1, 10));
-    let committed = settled(|| metrics.transactions("committed"));
-
-    // The output's leader answers more slowly than the commit's flush waits (blocking_timeout,
-    // 5 s), as a broker restarting does. librdkafka may still hold requests of that transaction
-    // or partition registrations the coordinator has dropped; going on with the same producer
-    // and the same epoch once left a hanging transaction behind on a real broker (a write after
-    // the abort marker that no later marker closed). The transaction must end with a new
-    // producer, whose epoch fences anything the old one still sends.
-    fixture.cluster.broker_round_trip_time(1, Duration::from_secs(7)).expect("slow leader");
-    fixture.produce_input(11, 20);
-    let deadline = Instant::now() + WAIT;
-    while metrics.counter("streams_producer_renewals_total", None) == 0 && Instant::now() < deadline {
-        assert!(!streams.is_finished(), "a slow leader stopped the instance: {:?}", streams.join().err());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    fixture.cluster.broker_round_trip_time(1, Duration::ZERO).expect("leader back to normal");
-    fixture.wait_for_output(&inputs(11, 20));
-    goes_on_with_a_renewed_producer(&fixture, streams, &metrics, committed, "a flush that timed out");
-}

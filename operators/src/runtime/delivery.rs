@@ -38,11 +38,6 @@ impl FailedDelivery {
     pub fn blames_the_record(&self) -> bool {
         self.code.is_some_and(super::produce::is_record_specific)
     }
-
-    /// Not acknowledged in time: the broker may still write it, or have written it.
-    pub fn timed_out(&self) -> bool {
-        self.code == Some(RDKafkaErrorCode::MessageTimedOut)
-    }
 }
 
 /// The producer's context: every record carries the index of its origin in the open

@@ -2,7 +2,6 @@
 //! aborting. Shared between the stream thread and the rebalance callbacks, which run inside
 //! `poll` on the same thread.
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -19,10 +18,10 @@ use super::dead_letter::{dead_letter_record, FailureReason, Poison};
 use super::delivery::{DeliveryTracker, FailedDelivery, Origin};
 use super::error::RuntimeError;
 use super::internal_events::{
-    DeliveryFailed, DependencyBack, DependencyUnavailable, PartitionsAssigned, ProducerRenewed,
-    ProducerReplacedAfterTimeout, PunctuationFailed, RecordDeadLettered, RecordFailed, RecordFailedOnReplay,
-    RecordProcessed, RecordRetried, RecordsCommitted, RecordsProcessed, RuntimeMetrics, StoreDiskBytes, StoreEntries,
-    TaskRestored, TasksAssigned, TransactionAborted, TransactionCommitted,
+    DeliveryFailed, DependencyBack, DependencyUnavailable, PartitionsAssigned, ProducerRenewed, PunctuationFailed,
+    RecordDeadLettered, RecordFailed, RecordFailedOnReplay, RecordProcessed, RecordRetried, RecordsCommitted,
+    RecordsProcessed, RuntimeMetrics, StoreDiskBytes, StoreEntries, TaskRestored, TasksAssigned, TransactionAborted,
+    TransactionCommitted,
 };
 use super::local_state::{local_state_error, LocalState};
 use super::produce::{self, TrackedProducer};
@@ -122,9 +121,6 @@ pub(crate) struct Engine {
     purger: RepartitionPurger,
     /// Times the producer was fenced since the last commit (see `MAX_FENCED_IN_A_ROW`).
     fenced_in_a_row: u32,
-    /// A flush, a delivery or a transactional call of the open transaction timed out (see
-    /// `replace_producer_if_it_timed_out`).
-    producer_timed_out: Cell<bool>,
     open_since: Option<Instant>,
     /// What the open transaction read and wrote.
     counts: TransactionCounts,
@@ -160,7 +156,6 @@ impl Engine {
             waiting: BTreeMap::new(),
             purger,
             fenced_in_a_row: 0,
-            producer_timed_out: Cell::new(false),
             config,
             topology,
             producer,
@@ -760,7 +755,7 @@ impl Engine {
         consumer: &BaseConsumer<C>,
         reason: &str,
     ) -> Result<(), RuntimeError> {
-        self.purge_unacknowledged();
+        produce::purge_unacknowledged(&self.producer, self.config.blocking_timeout);
         let rejected: Vec<FailedDelivery> =
             self.producer.context().failures().into_iter().filter(FailedDelivery::blames_the_record).collect();
         if !rejected.is_empty() {
@@ -876,7 +871,7 @@ impl Engine {
                 TransactionCommitted { records: self.counts.records(), elapsed: started.elapsed() }.emit(&self.metrics);
                 self.purger.committed(&self.positions);
                 self.close_transaction();
-                self.replace_producer_if_it_timed_out()
+                Ok(())
             }
             Err(CommitFailure::Delivery(failures)) => {
                 self.poison_failed_deliveries(&failures)?;
@@ -923,7 +918,7 @@ impl Engine {
             // theirs. A delivery that failed meanwhile fails this call as a bare abortable
             // error, so the failure is attributed from the delivery reports first.
             if let Err(e) =
-                self.with_retries(|| self.producer.send_offsets_to_transaction(&offsets, &metadata, timeout))
+                with_retries(|| self.producer.send_offsets_to_transaction(&offsets, &metadata, timeout), &self.state)
             {
                 self.flush()?;
                 return Err(e.into());
@@ -931,7 +926,7 @@ impl Engine {
         }
         // Deliveries before the commit, so that a failed one is attributed to its input.
         self.flush()?;
-        Ok(self.with_retries(|| self.producer.commit_transaction(timeout))?)
+        Ok(with_retries(|| self.producer.commit_transaction(timeout), &self.state)?)
     }
 
     /// Offsets are committed only once every output is acknowledged, so a failed delivery fails
@@ -945,14 +940,8 @@ impl Engine {
     }
 
     fn flush(&self) -> Result<(), CommitFailure> {
-        if let Err(e) = produce::flush(&self.producer, self.config.blocking_timeout) {
-            self.producer_timed_out.set(true);
-            return Err(e.into());
-        }
+        produce::flush(&self.producer, self.config.blocking_timeout)?;
         let failures = self.producer.context().failures();
-        if failures.iter().any(FailedDelivery::timed_out) {
-            self.producer_timed_out.set(true);
-        }
         if failures.is_empty() {
             Ok(())
         } else {
@@ -1035,16 +1024,15 @@ impl Engine {
         rewind: bool,
     ) -> Result<(), RuntimeError> {
         if self.open_since.is_some() {
-            self.purge_unacknowledged();
+            produce::purge_unacknowledged(&self.producer, self.config.blocking_timeout);
             let refused = match self.exactly_once() {
-                true => self.with_retries(|| self.producer.abort_transaction(self.config.blocking_timeout)).err(),
+                true => {
+                    with_retries(|| self.producer.abort_transaction(self.config.blocking_timeout), &self.state).err()
+                }
                 false => None,
             };
             match refused {
-                None => {
-                    TransactionAborted { reason }.emit(&self.metrics);
-                    self.replace_producer_if_it_timed_out()?
-                }
+                None => TransactionAborted { reason }.emit(&self.metrics),
                 Some(source) => {
                     if is_fenced(&source) {
                         self.fenced_in_a_row += 1;
@@ -1078,7 +1066,7 @@ impl Engine {
     /// takes over: its `init_transactions` waits until the coordinator has finished the old
     /// transaction, so the restore and the rewind that follow see whichever way it went.
     fn renew_producer(&mut self, error: &KafkaError) -> Result<(), RuntimeError> {
-        self.replace_producer()?;
+        self.producer = thread_producer(&self.config, &self.metrics, &self.state)?;
         let corrupted = std::mem::take(&mut self.tasks);
         ProducerRenewed { error, tasks: corrupted.len() }.emit(&self.metrics);
         for id in corrupted.into_keys() {
@@ -1088,49 +1076,6 @@ impl Engine {
         self.state.set(State::Rebalancing);
         TasksAssigned(0).emit(&self.metrics);
         Ok(())
-    }
-
-    /// A flush, a delivery or a transactional call of the transaction just ended timed out (the
-    /// broker was away). librdkafka may still hold requests of that transaction to send again,
-    /// or partition registrations the coordinator no longer has; with transaction version 1 the
-    /// epoch stays the same from one transaction to the next, so such a late write lands outside
-    /// any transaction the coordinator knows and leaves a hanging one behind (a partition whose
-    /// last stable offset never moves). A new producer bumps the epoch, which fences whatever
-    /// the old one would still send. The transaction's outcome is known (committed, or aborted
-    /// and rolled back), so the tasks stay as they are.
-    fn replace_producer_if_it_timed_out(&mut self) -> Result<(), RuntimeError> {
-        if !self.producer_timed_out.take() || !self.exactly_once() {
-            return Ok(());
-        }
-        self.replace_producer()?;
-        ProducerReplacedAfterTimeout.emit(&self.metrics);
-        Ok(())
-    }
-
-    /// The old producer goes first, with whatever it still has queued or in flight, so that
-    /// nothing of it is sent after the new one's `init_transactions` has bumped the epoch.
-    fn replace_producer(&mut self) -> Result<(), RuntimeError> {
-        self.producer_timed_out.set(false);
-        let fresh = create_producer(&self.config, &self.metrics)?;
-        drop(std::mem::replace(&mut self.producer, fresh));
-        init_transactions(&self.producer, &self.config, &self.state)
-    }
-
-    /// Drops what is still queued and waits for what is in flight; what is still outstanding
-    /// after that counts as a timeout.
-    fn purge_unacknowledged(&self) {
-        if !produce::purge_unacknowledged(&self.producer, self.config.blocking_timeout) {
-            self.producer_timed_out.set(true);
-        }
-    }
-
-    /// [`with_retries`], noting whether any attempt timed out.
-    fn with_retries(&self, call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
-        with_retries(call, &self.state, |e| {
-            if is_timeout(e) {
-                self.producer_timed_out.set(true)
-            }
-        })
     }
 
     /// Called once when the thread stops on an error: nothing of the open transaction may be
@@ -1202,21 +1147,13 @@ impl From<KafkaError> for CommitFailure {
 
 /// Retries calls that failed with a retriable error (CONCURRENT_TRANSACTIONS, a timeout).
 /// For up to a minute: long enough for a broker to restart under a transaction.
-/// Each attempt that returns is a sign of life (the watchdog looks for calls that never do);
-/// `failed` sees each error.
-fn with_retries(
-    mut call: impl FnMut() -> Result<(), KafkaError>,
-    state: &StateCell,
-    mut failed: impl FnMut(&KafkaError),
-) -> Result<(), KafkaError> {
+/// Each attempt that returns is a sign of life (the watchdog looks for calls that never do).
+fn with_retries(mut call: impl FnMut() -> Result<(), KafkaError>, state: &StateCell) -> Result<(), KafkaError> {
     let deadline = Instant::now() + RETRY_TRANSACTION_CALLS_FOR;
     let mut backoff = Duration::from_millis(50);
     loop {
         let result = call();
         state.beat();
-        if let Err(e) = &result {
-            failed(e);
-        }
         match result {
             Err(e) if is_retriable(&e) && Instant::now() < deadline => {
                 tracing::debug!(error = %e, "transactional call failed; retrying");
@@ -1237,28 +1174,15 @@ fn thread_producer(
     metrics: &RuntimeMetrics,
     state: &StateCell,
 ) -> Result<TrackedProducer, RuntimeError> {
-    let producer = create_producer(config, metrics)?;
-    init_transactions(&producer, config, state)?;
-    Ok(producer)
-}
-
-fn create_producer(config: &StreamsConfig, metrics: &RuntimeMetrics) -> Result<TrackedProducer, RuntimeError> {
-    config
+    let producer: TrackedProducer = config
         .producer_config()
         .create_with_context(DeliveryTracker::new(metrics.clone()))
-        .map_err(|source| RuntimeError::Kafka { during: "creating the producer", source })
-}
-
-fn init_transactions(
-    producer: &TrackedProducer,
-    config: &StreamsConfig,
-    state: &StateCell,
-) -> Result<(), RuntimeError> {
+        .map_err(|source| RuntimeError::Kafka { during: "creating the producer", source })?;
     if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-        with_retries(|| producer.init_transactions(config.blocking_timeout), state, |_| {})
+        with_retries(|| producer.init_transactions(config.blocking_timeout), state)
             .map_err(|source| RuntimeError::Fatal { during: "init_transactions", source })?;
     }
-    Ok(())
+    Ok(producer)
 }
 
 /// A newer producer with our transactional.id exists: this thread is a zombie.
@@ -1266,15 +1190,6 @@ fn is_fenced(error: &KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
         Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
-    )
-}
-
-fn is_timeout(error: &KafkaError) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::RequestTimedOut | RDKafkaErrorCode::MessageTimedOut
-        )
     )
 }
 
@@ -1340,7 +1255,6 @@ mod tests {
                 }
             },
             &state,
-            |_| {},
         );
         assert!(result.is_ok());
         assert_eq!(attempts, 4);

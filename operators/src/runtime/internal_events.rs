@@ -165,7 +165,7 @@ fn define() -> Families {
         producer_renewals: family(IntCounterVec::new(
             Opts::new(
                 "streams_producer_renewals_total",
-                "Transactional producers replaced: after the broker left a transaction's outcome unknown (its tasks were restored from their changelogs), or after a transaction in which a call timed out (tasks kept)",
+                "Transactional producers replaced after the broker left a transaction's outcome unknown (its tasks were restored from their changelogs)",
             ),
             app,
         )),
@@ -507,16 +507,6 @@ pub struct ProducerRenewed<'a> {
 impl ProducerRenewed<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::warn!(error = %self.error, tasks = self.tasks, "the transaction's outcome is unknown: producer renewed, tasks to be restored from their changelogs");
-        m.families.producer_renewals.with_label_values(&[&m.application_id]).inc();
-    }
-}
-
-/// The transaction just ended saw a timeout: its producer was replaced (see the engine's
-/// `replace_producer_if_it_timed_out`). Counted with the renewals.
-pub struct ProducerReplacedAfterTimeout;
-impl ProducerReplacedAfterTimeout {
-    pub fn emit(self, m: &RuntimeMetrics) {
-        tracing::warn!("a call of the transaction just ended timed out: producer replaced, so that nothing it still holds is written under the same epoch");
         m.families.producer_renewals.with_label_values(&[&m.application_id]).inc();
     }
 }

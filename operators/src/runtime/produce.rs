@@ -74,15 +74,10 @@ pub fn is_record_specific(code: RDKafkaErrorCode) -> bool {
 /// Drops everything still queued (not what is in flight: purging in-flight records of an
 /// idempotent producer leaves gaps in its sequence numbers, which librdkafka repairs by bumping
 /// the epoch, failing records of the next transaction) and waits until nothing is outstanding.
-/// False when records are still outstanding at the timeout.
-pub fn purge_unacknowledged(producer: &TrackedProducer, timeout: Duration) -> bool {
+pub fn purge_unacknowledged(producer: &TrackedProducer, timeout: Duration) {
     producer.purge(PurgeConfig::default().queue());
-    match flush(producer, timeout) {
-        Ok(()) => true,
-        Err(error) => {
-            tracing::debug!(%error, "records still unacknowledged after the purge");
-            false
-        }
+    if let Err(error) = flush(producer, timeout) {
+        tracing::debug!(%error, "records still unacknowledged after the purge");
     }
 }
 
