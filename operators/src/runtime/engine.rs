@@ -139,7 +139,7 @@ impl Engine {
         state: StateCell,
         stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<Self, RuntimeError> {
-        let restorer = Restorer::new(&config, stop, state.clone())?;
+        let restorer = Restorer::new(&config, stop, state.clone(), metrics.clone())?;
         let local_state = LocalState::open(&config, &topology)?;
         let producer = thread_producer(&config, &metrics, &state)?;
         let purger = RepartitionPurger::new(&config, topology.repartition_topics())?;

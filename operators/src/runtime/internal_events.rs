@@ -33,6 +33,7 @@ struct Families {
     commit_duration: HistogramVec,
     restore_records: IntCounterVec,
     restore_duration: HistogramVec,
+    restore_waiting: GaugeVec,
     tasks_assigned: IntGaugeVec,
     dead_lettered: IntCounterVec,
     retried: IntCounterVec,
@@ -101,6 +102,13 @@ fn define() -> Families {
             )
             .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]),
             app,
+        )),
+        restore_waiting: family(GaugeVec::new(
+            Opts::new(
+                "streams_restore_waiting_on_transaction_seconds",
+                "How long a restore has waited for a transaction still open on a changelog partition (a hanging one never ends)",
+            ),
+            &["application_id", "changelog", "partition"],
         )),
         tasks_assigned: family(IntGaugeVec::new(
             Opts::new("streams_tasks_assigned", "Tasks this instance runs"),
@@ -201,6 +209,7 @@ impl RuntimeMetrics {
                 Box::new(f.commit_duration.clone()),
                 Box::new(f.restore_records.clone()),
                 Box::new(f.restore_duration.clone()),
+                Box::new(f.restore_waiting.clone()),
                 Box::new(f.tasks_assigned.clone()),
                 Box::new(f.dead_lettered.clone()),
                 Box::new(f.retried.clone()),
@@ -526,6 +535,61 @@ impl TaskRestored<'_> {
         );
         m.families.restore_records.with_label_values(&[&m.application_id]).inc_by(self.records);
         m.families.restore_duration.with_label_values(&[&m.application_id]).observe(self.elapsed.as_secs_f64());
+    }
+}
+
+/// A restore waits for a transaction still open on a changelog partition: a writer's crash is
+/// ended by the broker within the transaction timeout; one open far longer is a hanging
+/// transaction, which only an operator can end.
+pub struct RestoreWaitingOnTransaction<'a> {
+    pub changelog: &'a str,
+    pub partition: i32,
+    pub last_stable: i64,
+    pub target: i64,
+    pub waited: Duration,
+    pub hanging: bool,
+}
+impl RestoreWaitingOnTransaction<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        let (changelog, partition, last_stable, waited_s) =
+            (self.changelog, self.partition, self.last_stable, self.waited.as_secs());
+        if self.hanging {
+            tracing::error!(
+                changelog,
+                partition,
+                last_stable,
+                waited_s,
+                "a transaction on the changelog stays open past any transaction timeout (a hanging transaction); \
+                 find it with `kafka-transactions.sh find-hanging` and end it with `kafka-transactions.sh abort`"
+            );
+        } else {
+            tracing::info!(
+                changelog,
+                partition,
+                last_stable,
+                target = self.target,
+                "restore waits for an open transaction on the changelog"
+            );
+        }
+        m.families
+            .restore_waiting
+            .with_label_values(&[&m.application_id, changelog, &partition.to_string()])
+            .set(self.waited.as_secs_f64());
+    }
+}
+
+/// The restore no longer waits on that changelog partition: its series goes.
+pub struct RestoreDoneWaiting<'a> {
+    pub changelog: &'a str,
+    pub partition: i32,
+}
+impl RestoreDoneWaiting<'_> {
+    pub fn emit(self, m: &RuntimeMetrics) {
+        let _absent_unless_it_waited = m.families.restore_waiting.remove_label_values(&[
+            &m.application_id,
+            self.changelog,
+            &self.partition.to_string(),
+        ]);
     }
 }
 

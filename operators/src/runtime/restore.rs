@@ -12,6 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::StreamsConfig;
 use super::error::RuntimeError;
+use super::internal_events::{RestoreDoneWaiting, RestoreWaitingOnTransaction, RuntimeMetrics};
 use super::raw_message::raw_record;
 use super::state::StateCell;
 use crate::record::RawRecord;
@@ -45,10 +46,16 @@ pub struct Restorer {
     stop: Arc<AtomicBool>,
     /// A long restore is alive, not stalled.
     state: StateCell,
+    metrics: RuntimeMetrics,
 }
 
 impl Restorer {
-    pub fn new(config: &StreamsConfig, stop: Arc<AtomicBool>, state: StateCell) -> Result<Self, RuntimeError> {
+    pub fn new(
+        config: &StreamsConfig,
+        stop: Arc<AtomicBool>,
+        state: StateCell,
+        metrics: RuntimeMetrics,
+    ) -> Result<Self, RuntimeError> {
         let create = |client: rdkafka::ClientConfig, during| {
             client
                 .create_with_context(EndOfPartitionIsExpected)
@@ -59,6 +66,7 @@ impl Restorer {
             end_offsets: create(config.end_offsets_config(), "creating the end-offsets client")?,
             stop,
             state,
+            metrics,
         })
     }
 
@@ -223,6 +231,18 @@ impl Restorer {
         partition: i32,
         target: i64,
     ) -> Result<(), RuntimeError> {
+        let waited = self.wait_for_last_stable(config, changelog, partition, target);
+        RestoreDoneWaiting { changelog, partition }.emit(&self.metrics);
+        waited
+    }
+
+    fn wait_for_last_stable(
+        &self,
+        config: &StreamsConfig,
+        changelog: &str,
+        partition: i32,
+        target: i64,
+    ) -> Result<(), RuntimeError> {
         let (started, mut last_report) = (Instant::now(), Instant::now());
         loop {
             if self.stop.load(Ordering::Relaxed) {
@@ -238,21 +258,16 @@ impl Restorer {
             }
             if last_report.elapsed() >= PROGRESS_EVERY {
                 last_report = Instant::now();
-                // The broker aborts a crashed writer's transaction after its timeout; one still
-                // open long after that is a hanging transaction, which only an operator can abort.
-                if started.elapsed() > config.transaction_timeout * 3 {
-                    tracing::error!(changelog, partition, last_stable, waited_s = started.elapsed().as_secs(),
-                        "a transaction on the changelog stays open past any transaction timeout (a hanging transaction); \
-                         find it with `kafka-transactions.sh find-hanging` and end it with `kafka-transactions.sh abort`");
-                } else {
-                    tracing::info!(
-                        changelog,
-                        partition,
-                        last_stable,
-                        target,
-                        "restore waits for an open transaction on the changelog"
-                    );
+                RestoreWaitingOnTransaction {
+                    changelog,
+                    partition,
+                    last_stable,
+                    target,
+                    waited: started.elapsed(),
+                    // The broker aborts a crashed writer's transaction after its timeout.
+                    hanging: started.elapsed() > config.transaction_timeout * 3,
                 }
+                .emit(&self.metrics);
             }
             std::thread::sleep(config.wall_clock_tick);
         }

@@ -526,3 +526,74 @@ async fn a_disk_that_fills_up_under_a_persistent_store_stops_the_instance_and_lo
     counting.verify_counts(&sent, 3_300, "every record counted once after the disk had room again");
     streams.close().expect("close");
 }
+
+/// A restore held by a transaction still open on its changelog says so in a metric, for each
+/// changelog partition, while it waits (a hanging transaction holds it for ever: the operator's
+/// alert), and the series goes once the transaction ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_held_by_an_open_transaction_shows_how_long_it_waited() {
+    use operators::dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+    use operators::runtime::{KafkaStreams, StreamsConfig};
+    use operators::serdes::{I64Serde, StringSerde};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let bootstrap = kafka_bootstrap();
+    let id = unique("eos-restore-held");
+    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
+    let changelog = format!("{app}-counts-changelog");
+    create_topic(&bootstrap, &input, 1).await;
+    create_topic(&bootstrap, &output, 1).await;
+    let start = |registry: &prometheus::Registry| {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+            .group_by_key(Grouped::with(StringSerde, I64Serde))
+            .count(Materialized::as_store("counts"))
+            .to_stream()
+            .to(&output, Produced::with(StringSerde, I64Serde));
+        KafkaStreams::start(builder.build(&app), StreamsConfig::new(&app, bootstrap.as_str()), registry).expect("start")
+    };
+    // A first instance creates the changelog and writes to it.
+    let first = start(&prometheus::Registry::new());
+    generate(&bootstrap, &input, 1, 10);
+    read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 10);
+    first.close().expect("close");
+
+    // Another writer leaves a transaction open on the changelog, as a hanging one would be.
+    let writer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("transactional.id", format!("{id}-writer"))
+        .set("transaction.timeout.ms", "120000")
+        .create()
+        .expect("writer");
+    writer.init_transactions(Duration::from_secs(30)).expect("init_transactions");
+    writer.begin_transaction().expect("begin_transaction");
+    writer.send(BaseRecord::to(&changelog).partition(0).key("k").payload("v")).map_err(|(e, _)| e).expect("send");
+    writer.flush(Duration::from_secs(30)).expect("flush");
+
+    let registry = prometheus::Registry::new();
+    let waited = || {
+        registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == "streams_restore_waiting_on_transaction_seconds")
+            .flat_map(|family| family.get_metric().iter())
+            .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == app))
+            .find(|m| m.get_label().iter().any(|l| l.name() == "changelog" && l.value() == changelog))
+            .map(|m| m.get_gauge().value())
+    };
+    let second = start(&registry);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while waited().is_none_or(|s| s < 5.0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let while_open = waited();
+    writer.abort_transaction(Duration::from_secs(30)).expect("abort_transaction");
+    // Restored and running: a new record is counted on top of the first ten.
+    generate(&bootstrap, &input, 11, 1);
+    read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 11);
+    let after = waited();
+    second.close().expect("close");
+    assert!(while_open.is_some_and(|s| s >= 5.0), "seconds waited while the transaction was open: {while_open:?}");
+    assert_eq!(after, None, "the series goes once the restore no longer waits");
+}
