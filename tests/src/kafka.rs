@@ -38,6 +38,10 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     create_topic_with(bootstrap, name, partitions, &[]).await
 }
 
+/// The topic config for records with old timestamps (a backlog): time retention would delete
+/// them at the broker's next check, every five minutes, while a test still reads them.
+pub const KEEP_OLD_RECORDS: (&str, &str) = ("retention.ms", "-1");
+
 /// As [`create_topic`], with topic configs such as `max.message.bytes`.
 pub async fn create_topic_with(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
     let admin = admin(bootstrap);

@@ -207,10 +207,6 @@ async fn an_error_mid_transaction_aborts_the_whole_batch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_store_entries_gauge_counts_the_committed_keys_of_every_task() {
-    use operators::dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
-    use operators::runtime::{KafkaStreams, StreamsConfig};
-    use operators::serdes::{I64Serde, StringSerde};
-
     let bootstrap = kafka_bootstrap();
     let id = unique("eos-store-entries");
     let (input, output) = (format!("{id}-input"), format!("{id}-output"));
@@ -218,28 +214,11 @@ async fn the_store_entries_gauge_counts_the_committed_keys_of_every_task() {
     create_topic(&bootstrap, &output, PARTITIONS).await;
     let sent = generate(&bootstrap, &input, 1, 500);
 
-    let builder = StreamsBuilder::new();
-    builder
-        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
-        .group_by_key(Grouped::with(StringSerde, I64Serde))
-        .count(Materialized::as_store("counts"))
-        .to_stream()
-        .to(&output, Produced::with(StringSerde, I64Serde));
     let registry = prometheus::Registry::new();
     let app = format!("{id}-app");
-    let streams = KafkaStreams::start(builder.build(&app), StreamsConfig::new(&app, bootstrap.as_str()), &registry)
-        .expect("start");
+    let streams = start_counting(&bootstrap, &app, &input, &output, &registry);
     read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 500);
-    let entries = || {
-        registry
-            .gather()
-            .iter()
-            .filter(|family| family.name() == "streams_store_entries")
-            .flat_map(|family| family.get_metric().iter())
-            .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == app))
-            .find(|m| m.get_label().iter().any(|l| l.name() == "store" && l.value() == "counts"))
-            .map(|m| m.get_gauge().value())
-    };
+    let entries = || gauge(&registry, "streams_store_entries", &app, ("store", "counts"));
     // Set right after the commit that made the outputs visible.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while entries() != Some(sent.len() as f64) && std::time::Instant::now() < deadline {
@@ -532,9 +511,6 @@ async fn a_disk_that_fills_up_under_a_persistent_store_stops_the_instance_and_lo
 /// alert), and the series goes once the transaction ends.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_held_by_an_open_transaction_shows_how_long_it_waited() {
-    use operators::dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
-    use operators::runtime::{KafkaStreams, StreamsConfig};
-    use operators::serdes::{I64Serde, StringSerde};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
     let bootstrap = kafka_bootstrap();
@@ -543,16 +519,7 @@ async fn a_restore_held_by_an_open_transaction_shows_how_long_it_waited() {
     let changelog = format!("{app}-counts-changelog");
     create_topic(&bootstrap, &input, 1).await;
     create_topic(&bootstrap, &output, 1).await;
-    let start = |registry: &prometheus::Registry| {
-        let builder = StreamsBuilder::new();
-        builder
-            .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
-            .group_by_key(Grouped::with(StringSerde, I64Serde))
-            .count(Materialized::as_store("counts"))
-            .to_stream()
-            .to(&output, Produced::with(StringSerde, I64Serde));
-        KafkaStreams::start(builder.build(&app), StreamsConfig::new(&app, bootstrap.as_str()), registry).expect("start")
-    };
+    let start = |registry: &prometheus::Registry| start_counting(&bootstrap, &app, &input, &output, registry);
     // A first instance creates the changelog and writes to it.
     let first = start(&prometheus::Registry::new());
     generate(&bootstrap, &input, 1, 10);
@@ -572,16 +539,7 @@ async fn a_restore_held_by_an_open_transaction_shows_how_long_it_waited() {
     writer.flush(Duration::from_secs(30)).expect("flush");
 
     let registry = prometheus::Registry::new();
-    let waited = || {
-        registry
-            .gather()
-            .iter()
-            .filter(|family| family.name() == "streams_restore_waiting_on_transaction_seconds")
-            .flat_map(|family| family.get_metric().iter())
-            .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == app))
-            .find(|m| m.get_label().iter().any(|l| l.name() == "changelog" && l.value() == changelog))
-            .map(|m| m.get_gauge().value())
-    };
+    let waited = || gauge(&registry, "streams_restore_waiting_on_transaction_seconds", &app, ("changelog", &changelog));
     let second = start(&registry);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while waited().is_none_or(|s| s < 5.0) && std::time::Instant::now() < deadline {
@@ -596,4 +554,39 @@ async fn a_restore_held_by_an_open_transaction_shows_how_long_it_waited() {
     second.close().expect("close");
     assert!(while_open.is_some_and(|s| s >= 5.0), "seconds waited while the transaction was open: {while_open:?}");
     assert_eq!(after, None, "the series goes once the restore no longer waits");
+}
+
+/// A count per key in the store `counts` (changelog `<app>-counts-changelog`), each count
+/// written to `output`.
+fn start_counting(
+    bootstrap: &str,
+    app: &str,
+    input: &str,
+    output: &str,
+    registry: &prometheus::Registry,
+) -> operators::runtime::KafkaStreams {
+    use operators::dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+    use operators::runtime::{KafkaStreams, StreamsConfig};
+    use operators::serdes::{I64Serde, StringSerde};
+
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, i64>(input, Consumed::with(StringSerde, I64Serde))
+        .group_by_key(Grouped::with(StringSerde, I64Serde))
+        .count(Materialized::as_store("counts"))
+        .to_stream()
+        .to(output, Produced::with(StringSerde, I64Serde));
+    KafkaStreams::start(builder.build(app), StreamsConfig::new(app, bootstrap), registry).expect("start")
+}
+
+/// The value of the gauge `name` of application `app` in the series with `label` = its value.
+fn gauge(registry: &prometheus::Registry, name: &str, app: &str, (label, value): (&str, &str)) -> Option<f64> {
+    registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == name)
+        .flat_map(|family| family.get_metric().iter())
+        .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == app))
+        .find(|m| m.get_label().iter().any(|l| l.name() == label && l.value() == value))
+        .map(|m| m.get_gauge().value())
 }

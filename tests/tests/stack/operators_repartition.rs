@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::kafka::{admin, create_topic, create_topic_with, read_topic};
+use integration_tests::kafka::{admin, create_topic_with, read_topic, KEEP_OLD_RECORDS};
 use integration_tests::stack::{kafka_bootstrap, unique};
 use operators::dsl::{Consumed, Produced, Repartitioned, StreamsBuilder};
 use operators::runtime::{KafkaStreams, StreamsConfig};
@@ -51,8 +51,8 @@ impl Names {
         let bootstrap = kafka_bootstrap();
         let id = unique(prefix);
         let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
-        create_topic(&bootstrap, &input, PARTITIONS).await;
-        create_topic(&bootstrap, &output, PARTITIONS).await;
+        create_topic_with(&bootstrap, &input, PARTITIONS, &[KEEP_OLD_RECORDS]).await;
+        create_topic_with(&bootstrap, &output, PARTITIONS, &[KEEP_OLD_RECORDS]).await;
         let repartition = format!("{app}-by-key-repartition");
         Names { bootstrap, input, output, app, repartition }
     }
