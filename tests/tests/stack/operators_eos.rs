@@ -252,12 +252,8 @@ async fn the_stream_threads_clients_report_their_statistics() {
     let config = StreamsConfig::new(&app, bootstrap.as_str()).set("statistics.interval.ms", "200");
     let streams = KafkaStreams::start(builder.build(&app), config, &registry).expect("start");
     let series = |name: &str| -> Vec<String> {
-        registry
-            .gather()
+        app_series(&registry, name, &app)
             .iter()
-            .filter(|family| family.name() == name)
-            .flat_map(|family| family.get_metric().iter())
-            .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == app))
             .map(|m| m.get_label().iter().map(|l| format!("{}={}", l.name(), l.value())).collect::<Vec<_>>().join(","))
             .collect()
     };
@@ -581,12 +577,20 @@ fn start_counting(
 
 /// The value of the gauge `name` of application `app` in the series with `label` = its value.
 fn gauge(registry: &prometheus::Registry, name: &str, app: &str, (label, value): (&str, &str)) -> Option<f64> {
+    app_series(registry, name, app)
+        .iter()
+        .find(|m| m.get_label().iter().any(|l| l.name() == label && l.value() == value))
+        .map(|m| m.get_gauge().value())
+}
+
+/// The series of the metric `name` that belong to application `app`.
+fn app_series(registry: &prometheus::Registry, name: &str, app: &str) -> Vec<prometheus::proto::Metric> {
     registry
         .gather()
         .iter()
         .filter(|family| family.name() == name)
         .flat_map(|family| family.get_metric().iter())
         .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == app))
-        .find(|m| m.get_label().iter().any(|l| l.name() == label && l.value() == value))
-        .map(|m| m.get_gauge().value())
+        .cloned()
+        .collect()
 }
