@@ -344,12 +344,8 @@ async fn a_persistent_store_started_again_after_a_clean_close_restores_only_the_
     };
     // Process-wide families: this application's series only.
     let sample = |registry: &prometheus::Registry, name: &str, store: Option<&str>| -> f64 {
-        registry
-            .gather()
+        app_series(registry, name, app)
             .iter()
-            .filter(|family| family.name() == name)
-            .flat_map(|family| family.get_metric().iter())
-            .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == *app))
             .filter(|m| {
                 store.is_none_or(|store| m.get_label().iter().any(|l| l.name() == "store" && l.value() == store))
             })
