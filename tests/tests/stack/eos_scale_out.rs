@@ -391,6 +391,9 @@ async fn persistent_stores_restarted_in_place_lose_and_duplicate_nothing() {
         instances.kill_9(crashing);
         instances.start(&id);
     }
+    // The last restart rejoins, is assigned tasks and restores them before the final clean stop:
+    // once, the outputs were all read first and that instance held nothing to checkpoint.
+    std::thread::sleep(SETTLE * 2);
     let sent = finish_generating(generator);
     run.finish(&mut instances, &sent, started);
     // The group was settled for the final clean stop: every instance held tasks, and closed them.
