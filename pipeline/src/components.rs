@@ -147,6 +147,9 @@ fn store_key(name: &str) -> String {
 fn streams_config(participant: Participant, settings: &Settings) -> StreamsConfig {
     let mut config = StreamsConfig::new(participant.application_id(), settings.kafka.bootstrap_servers.as_str());
     config.commit_interval = settings.commit_interval(participant.application_id());
+    if let Some(max_ms) = settings.kafka.max_commit_interval_ms {
+        config.max_commit_interval = Duration::from_millis(max_ms);
+    }
     config.error_policy = ErrorPolicy::Retry(settings.retry.policy());
     config.processing_guarantee = match settings.kafka.processing_guarantee {
         Guarantee::ExactlyOnce => ProcessingGuarantee::ExactlyOnceV2,

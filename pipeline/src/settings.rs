@@ -103,6 +103,11 @@ pub struct KafkaSettings {
     /// on the broker and longer commits (docs/benchmarks.md, "linger.ms").
     #[serde(default)]
     pub linger_ms: Option<u64>,
+    /// Above the commit interval: under load each participant's interval stretches up to this,
+    /// so commits stay a fifth of its thread's time (docs/benchmarks.md, "Commit pacing").
+    /// Unset: the interval is fixed.
+    #[serde(default)]
+    pub max_commit_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -43,8 +43,12 @@ pub struct StreamsConfig {
     /// an `instance_id` setting) only to a value no other live instance uses.
     pub instance_id: String,
     pub processing_guarantee: ProcessingGuarantee,
-    /// Upper bound on how long a transaction stays open (Kafka Streams' EOS default: 100 ms).
+    /// How long a transaction stays open (Kafka Streams' EOS default: 100 ms).
     pub commit_interval: Duration,
+    /// Above `commit_interval`: under load the interval stretches up to this, to four times
+    /// what commits take lately, so that commits take at most a fifth of the stream thread's
+    /// time (see `commit_pacing`). At or below `commit_interval` (the default): fixed.
+    pub max_commit_interval: Duration,
     /// Upper bound on records per transaction.
     pub max_records_per_commit: usize,
     /// How often wall-clock punctuations and durable timers are checked.
@@ -87,6 +91,7 @@ impl StreamsConfig {
             bootstrap_servers: bootstrap_servers.into(),
             processing_guarantee: ProcessingGuarantee::ExactlyOnceV2,
             commit_interval: Duration::from_millis(100),
+            max_commit_interval: Duration::ZERO,
             max_records_per_commit: 10_000,
             wall_clock_tick: Duration::from_millis(100),
             blocking_timeout: Duration::from_secs(5),
@@ -128,6 +133,13 @@ impl StreamsConfig {
             return Err(format!(
                 "blocking_timeout ({:?}) must be below transaction_timeout ({:?}): a blocking call must not outlive the transaction",
                 self.blocking_timeout, self.transaction_timeout
+            ));
+        }
+        let longest_interval = self.commit_interval.max(self.max_commit_interval);
+        if longest_interval >= self.transaction_timeout {
+            return Err(format!(
+                "the commit interval may reach {longest_interval:?}; it must stay below transaction_timeout ({:?}), or the broker aborts open transactions",
+                self.transaction_timeout
             ));
         }
         Ok(())
@@ -290,6 +302,15 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
         config.blocking_timeout = config.transaction_timeout;
         assert!(config.validate().unwrap_err().contains("blocking_timeout"));
+    }
+
+    #[test]
+    fn a_commit_interval_that_may_reach_the_transaction_timeout_is_refused() {
+        let mut config = StreamsConfig::new("app", "b:9092");
+        config.max_commit_interval = config.transaction_timeout / 2;
+        assert_eq!(config.validate(), Ok(()));
+        config.max_commit_interval = config.transaction_timeout;
+        assert!(config.validate().unwrap_err().contains("may reach"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::commit_pacing::CommitPacing;
 use super::config::{ProcessingGuarantee, StreamsConfig};
 use super::dead_letter::{dead_letter_record, FailureReason, Poison};
 use super::delivery::{DeliveryTracker, FailedDelivery, Origin};
@@ -122,6 +123,8 @@ pub(crate) struct Engine {
     /// Times the producer was fenced since the last commit (see `MAX_FENCED_IN_A_ROW`).
     fenced_in_a_row: u32,
     open_since: Option<Instant>,
+    /// How long the open transaction stays open.
+    pacing: CommitPacing,
     /// What the open transaction read and wrote.
     counts: TransactionCounts,
     /// Set once the thread stops on an error: the revoke callback run by leaving the group
@@ -143,6 +146,7 @@ impl Engine {
         let local_state = LocalState::open(&config, &topology)?;
         let producer = thread_producer(&config, &metrics, &state)?;
         let purger = RepartitionPurger::new(&config, topology.repartition_topics())?;
+        let pacing = CommitPacing::new(config.commit_interval, config.max_commit_interval);
         let lane_topics = match config.error_policy {
             ErrorPolicy::Retry(_) => (0..topology.subtopology_count())
                 .map(|subtopology| (retry_lane_topic(&config.application_id, subtopology), subtopology))
@@ -174,6 +178,7 @@ impl Engine {
             isolated: None,
             lost_outputs_unexplained: false,
             open_since: None,
+            pacing,
             counts: TransactionCounts::default(),
             failed: false,
             fatal: None,
@@ -816,8 +821,7 @@ impl Engine {
     pub fn commit_due(&self) -> bool {
         self.isolated.is_some()
             || self.open_since.is_some_and(|since| {
-                since.elapsed() >= self.config.commit_interval
-                    || self.counts.records() >= self.config.max_records_per_commit
+                since.elapsed() >= self.pacing.interval() || self.counts.records() >= self.config.max_records_per_commit
             })
     }
 
@@ -825,7 +829,7 @@ impl Engine {
     pub fn poll_timeout(&self) -> Duration {
         let tick = self.config.wall_clock_tick;
         match self.open_since {
-            Some(since) => self.config.commit_interval.saturating_sub(since.elapsed()).min(tick),
+            Some(since) => self.pacing.interval().saturating_sub(since.elapsed()).min(tick),
             None => tick,
         }
     }
@@ -868,7 +872,10 @@ impl Engine {
                     memory.emit(&self.metrics);
                 }
                 RecordsCommitted { subtopologies: &self.counts }.emit(&self.metrics);
-                TransactionCommitted { records: self.counts.records(), elapsed: started.elapsed() }.emit(&self.metrics);
+                let elapsed = started.elapsed();
+                self.pacing.committed(elapsed);
+                TransactionCommitted { records: self.counts.records(), elapsed, next_interval: self.pacing.interval() }
+                    .emit(&self.metrics);
                 self.purger.committed(&self.positions);
                 self.close_transaction();
                 Ok(())

@@ -31,6 +31,7 @@ struct Families {
     records_failed: IntCounterVec,
     transactions: IntCounterVec,
     commit_duration: HistogramVec,
+    commit_interval: GaugeVec,
     restore_records: IntCounterVec,
     restore_duration: HistogramVec,
     restore_waiting: GaugeVec,
@@ -86,6 +87,13 @@ fn define() -> Families {
             .buckets(vec![
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
+            app,
+        )),
+        commit_interval: family(GaugeVec::new(
+            Opts::new(
+                "streams_commit_interval_seconds",
+                "How long the next transaction stays open: the commit interval, stretched under load when max_commit_interval allows",
+            ),
             app,
         )),
         restore_records: family(IntCounterVec::new(
@@ -207,6 +215,7 @@ impl RuntimeMetrics {
                 Box::new(f.records_failed.clone()),
                 Box::new(f.transactions.clone()),
                 Box::new(f.commit_duration.clone()),
+                Box::new(f.commit_interval.clone()),
                 Box::new(f.restore_records.clone()),
                 Box::new(f.restore_duration.clone()),
                 Box::new(f.restore_waiting.clone()),
@@ -455,12 +464,15 @@ impl PunctuationFailed<'_> {
 pub struct TransactionCommitted {
     pub records: usize,
     pub elapsed: Duration,
+    /// How long the next transaction stays open (see `commit_pacing`).
+    pub next_interval: Duration,
 }
 impl TransactionCommitted {
     pub fn emit(self, m: &RuntimeMetrics) {
         tracing::trace!(records = self.records, elapsed_ms = self.elapsed.as_millis() as u64, "committed");
         m.families.transactions.with_label_values(&[&m.application_id, "committed"]).inc();
         m.families.commit_duration.with_label_values(&[&m.application_id]).observe(self.elapsed.as_secs_f64());
+        m.families.commit_interval.with_label_values(&[&m.application_id]).set(self.next_interval.as_secs_f64());
     }
 }
 

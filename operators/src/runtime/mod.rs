@@ -10,6 +10,7 @@
 //! ```
 
 mod client_statistics;
+mod commit_pacing;
 mod config;
 mod dead_letter;
 mod delivery;
