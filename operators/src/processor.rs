@@ -40,6 +40,17 @@ pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: Send {
         Ok(())
     }
 
+    /// The task's transaction is about to commit: the place to finish work batched over the
+    /// records since the last commit, such as one round trip to an outside system for all of
+    /// them. Store writes and forwarded records commit with the transaction. An error aborts it
+    /// and every record since the last commit is processed again; so a processor whose batch
+    /// failed should do that work record by record on the replay, where the runtime's retries,
+    /// pauses and dead letters apply to each record. Keep anything batched in memory as a hint
+    /// only: after an abort the stores are rolled back, and what they say is what stands.
+    fn before_commit(&mut self, _ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<(), ProcessError> {
+        Ok(())
+    }
+
     /// A durable timer set with [`ProcessorContext::schedule_timer`] is due. It has already been
     /// removed, so the processor may set it again. If this returns an error the removal is rolled
     /// back too, and the timer fires again on the next wall-clock punctuation.

@@ -147,6 +147,24 @@ impl Task {
         failures
     }
 
+    /// The transaction is about to commit: every processor finishes the work it batched
+    /// ([`Processor::before_commit`](crate::processor::Processor::before_commit)), all of them
+    /// one unit, so that a failure leaves nothing of any of them.
+    pub fn before_commit(&mut self) -> Result<(), ProcessError> {
+        // Only an initialized task has processed anything since the last commit.
+        if !self.uninitialized.is_empty() {
+            return Ok(());
+        }
+        let now_ms = self.state.clock.now_ms();
+        let subtopology = Arc::clone(&self.subtopology);
+        self.run_unit(None, now_ms, |task| {
+            for &node in &subtopology.nodes {
+                task.invoke(node, |node, ctx| node.before_commit(ctx))?;
+            }
+            Ok(())
+        })
+    }
+
     /// Everything to produce since the last take: sink, repartition and changelog records
     /// (changelog records carry the task's partition), in the order they were made.
     pub fn take_output(&mut self) -> Vec<OutputRecord> {

@@ -2,7 +2,7 @@
 //! Streams' test driver.
 //!
 //! Every topic has a single partition 0, so there is one task per sub-topology. Each piped record
-//! goes through [`Task::process`] and [`Task::commit`], the code path the runtime uses; records
+//! goes through [`Task::process`], [`Task::before_commit`] and [`Task::commit`], the code path the runtime uses; records
 //! written to repartition topics (and to user topics the topology also reads) are fed straight
 //! back in. Changelog records are kept, so [`TopologyTestDriver::restart_from_changelogs`] can
 //! simulate a crash and prove state is recovered from them.
@@ -256,6 +256,11 @@ impl DriverCore {
                 return Err(DriverError::UnknownTopic(record.topic));
             };
             task.process(record)?;
+            if let Err(error) = task.before_commit() {
+                // The runtime aborts the transaction: the record's work goes with it.
+                task.abort();
+                return Err(error.into());
+            }
             let output = task.take_output();
             task.commit().map_err(ProcessError::from)?;
             self.route(output, &mut queue);

@@ -31,6 +31,43 @@ impl IdempotencyGuard {
         read_claim(&self.config, redis_key, ours, held, fingerprint)
     }
 
+    /// [`claim`](Self::claim) of each key, in one round trip.
+    pub fn claim_many(&mut self, keys: &[String]) -> Result<Vec<Claim>, GuardError> {
+        let lease_ms = millis(self.config.lease);
+        let attempts: Vec<(String, String)> =
+            keys.iter().map(|key| (self.config.redis_key(key), lease_value(None))).collect();
+        let mut pipeline = redis::pipe();
+        for (redis_key, ours) in &attempts {
+            // EVAL rather than EVALSHA: a pipeline does not load a missing script by itself.
+            pipeline.cmd("EVAL").arg(CLAIM).arg(1).arg(redis_key).arg(ours).arg(lease_ms);
+        }
+        let held: Vec<Option<String>> = self.run(|connection| pipeline.query(connection))?;
+        attempts
+            .into_iter()
+            .zip(held)
+            .map(|((redis_key, ours), held)| read_claim(&self.config, redis_key, ours, held, None))
+            .collect()
+    }
+
+    /// [`complete`](Self::complete) of each key with no result, in one round trip.
+    pub fn complete_many(&mut self, keys: &[String]) -> Result<(), GuardError> {
+        let (value, ttl_ms) = (completed_value(None, None), millis(self.config.completed_ttl));
+        let mut pipeline = redis::pipe();
+        for key in keys {
+            pipeline.cmd("SET").arg(self.config.redis_key(key)).arg(&value).arg("PX").arg(ttl_ms).ignore();
+        }
+        self.run(|connection| pipeline.query::<()>(connection))
+    }
+
+    /// [`release`](Self::release) of each lease, in one round trip.
+    pub fn release_many(&mut self, leases: &[Lease]) -> Result<(), GuardError> {
+        let mut pipeline = redis::pipe();
+        for lease in leases {
+            pipeline.cmd("EVAL").arg(RELEASE).arg(1).arg(&lease.redis_key).arg(&lease.value).ignore();
+        }
+        self.run(|connection| pipeline.query::<()>(connection))
+    }
+
     /// Marks the key COMPLETED (replacing any lease), with `result` if given.
     pub fn complete(
         &mut self,

@@ -53,6 +53,10 @@ pub(crate) trait Node: Send {
     ) -> Result<(), ProcessError> {
         Ok(())
     }
+
+    fn before_commit(&mut self, _ctx: &mut NodeContext<'_>) -> Result<(), ProcessError> {
+        Ok(())
+    }
 }
 
 /// Static facts about a node, shared by all tasks.

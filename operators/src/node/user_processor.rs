@@ -32,4 +32,8 @@ impl<KIn: Data, VIn: Data, KOut: Data, VOut: Data> Node for ProcessorNode<KIn, V
     fn on_timer(&mut self, ctx: &mut NodeContext<'_>, timer_key: &[u8], fire_at_ms: i64) -> Result<(), ProcessError> {
         self.processor.on_timer(&mut ProcessorContext::new(ctx.reborrow()), timer_key, fire_at_ms)
     }
+
+    fn before_commit(&mut self, ctx: &mut NodeContext<'_>) -> Result<(), ProcessError> {
+        self.processor.before_commit(&mut ProcessorContext::new(ctx.reborrow()))
+    }
 }

@@ -19,7 +19,7 @@ pub enum Origin {
     Input { topic: String, partition: i32, offset: i64 },
     /// The dead-letter copy of this input record.
     DeadLetter { topic: String, partition: i32, offset: i64 },
-    /// An output of a punctuation or timer of this task.
+    /// An output of a punctuation, a timer or a batch finished before the commit, of this task.
     Punctuation { task: String },
 }
 

@@ -845,6 +845,9 @@ impl Engine {
             self.abort(consumer, &full.to_string(), false)?;
             return Err(full);
         }
+        if !self.finish_batches(consumer)? {
+            return Ok(());
+        }
         let started = Instant::now();
         let outcome =
             if self.exactly_once() { self.commit_transaction(consumer) } else { self.commit_at_least_once(consumer) };
@@ -890,6 +893,38 @@ impl Engine {
             Err(CommitFailure::Kafka(e)) if self.exactly_once() => self.abort(consumer, &e.to_string(), true),
             Err(CommitFailure::Kafka(source)) => Err(RuntimeError::Fatal { during: "commit", source }),
         }
+    }
+
+    /// Lets every task finish the work its processors batched (`Processor::before_commit`) and
+    /// sends what that produced into the open transaction. `false`: a batch failed, and the
+    /// transaction was aborted and rewound, so that its records are processed again.
+    fn finish_batches<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<bool, RuntimeError> {
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            let Some(task) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            if let Err(error) = task.before_commit() {
+                self.abort(consumer, &format!("task {id} could not finish its batch: {error}"), true)?;
+                return Ok(false);
+            }
+            let outputs = task.take_output();
+            if outputs.is_empty() {
+                continue;
+            }
+            let origin = self.producer.context().track(Origin::Punctuation { task: id.to_string() });
+            for output in &outputs {
+                if let Err(e) = produce::send(&self.producer, output, origin) {
+                    self.abort_refused_send(
+                        consumer,
+                        &format!("producing a batch's output to {} failed: {e}", output.topic),
+                    )?;
+                    return Ok(false);
+                }
+                self.counts.wrote(id.subtopology, &output.topic);
+            }
+        }
+        Ok(true)
     }
 
     /// Sums each store's entries over the running tasks: a few additions per commit. A store

@@ -187,6 +187,10 @@ where
         self.inner.punctuate(ctx, id, timestamp_ms)
     }
 
+    fn before_commit(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<(), ProcessError> {
+        self.inner.before_commit(ctx)
+    }
+
     fn on_timer(
         &mut self,
         ctx: &mut ProcessorContext<'_, KOut, VOut>,

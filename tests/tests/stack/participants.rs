@@ -280,6 +280,60 @@ fn a_shipment_is_created_once_however_often_it_is_asked_for() {
 }
 
 #[test]
+fn a_batch_creates_each_shipment_once_and_returns_those_created_before() {
+    let runtime = runtime();
+    migrate(&runtime);
+    let config = ShippingConfig::new(postgres_config(), redis_url(), vec!["DE".into()]);
+    let gateway = GuardedShipments::new(&config).expect("gateway");
+    let orders: Vec<String> = (0..3).map(|i| unique(&format!("batch-order-{i}"))).collect();
+    let earlier = gateway.create_shipment(&orders[0]).unwrap_or_else(|e| panic!("creating a shipment failed: {e}"));
+
+    let batch = gateway.create_shipments(&orders).unwrap_or_else(|e| panic!("the batch failed: {e}"));
+    assert_eq!(batch.len(), 3, "{batch:?}");
+    assert_eq!(batch.get(&orders[0]), Some(&earlier), "the shipment created before is returned as it is");
+    let mut redis = redis_connection();
+    for order_id in &orders {
+        let shipment = &batch[order_id];
+        assert_eq!(
+            shipments_of(&runtime, order_id),
+            [(shipment.shipment_id.clone(), shipment.tracking_number.clone())]
+        );
+        let state: Option<String> =
+            redis::cmd("GET").arg(redis_key(&idempotency_key(order_id))).query(&mut redis).expect("GET");
+        assert_eq!(holder_state(state).as_deref(), Some("COMPLETED"), "{order_id}");
+    }
+    let again = gateway.create_shipments(&orders).unwrap_or_else(|e| panic!("asking again failed: {e}"));
+    assert_eq!(again, batch, "a repeated batch returns the shipments on record");
+}
+
+#[test]
+fn a_batch_with_a_held_lease_creates_nothing_and_gives_up_its_own_leases() {
+    let runtime = runtime();
+    migrate(&runtime);
+    let mut redis = redis_connection();
+    let (free_order, busy_order) = (unique("batch-free-order"), unique("batch-leased-order"));
+    let other_lease = r#"{"state":"PROCESSING","token":"another-attempt"}"#;
+    let _: () = redis::cmd("SET")
+        .arg(redis_key(&idempotency_key(&busy_order)))
+        .arg(other_lease)
+        .arg("PX")
+        .arg(30_000)
+        .query(&mut redis)
+        .expect("SET");
+    let gateway = GuardedShipments::new(&ShippingConfig::new(postgres_config(), redis_url(), vec![])).expect("gateway");
+
+    let error = gateway.create_shipments(&[free_order.clone(), busy_order.clone()]).expect_err("a lease is held");
+    assert!(error.retriable, "{error}");
+    assert!(shipments_of(&runtime, &free_order).is_empty() && shipments_of(&runtime, &busy_order).is_empty());
+    let state: Option<String> =
+        redis::cmd("GET").arg(redis_key(&idempotency_key(&free_order))).query(&mut redis).expect("GET");
+    assert_eq!(state, None, "the batch gives up the lease it took, so the order need not wait for it");
+    let held: Option<String> =
+        redis::cmd("GET").arg(redis_key(&idempotency_key(&busy_order))).query(&mut redis).expect("GET");
+    assert_eq!(held.as_deref(), Some(other_lease), "the other attempt's lease stays");
+}
+
+#[test]
 fn a_held_lease_or_a_database_outage_is_a_retriable_failure() {
     let runtime = runtime();
     migrate(&runtime);

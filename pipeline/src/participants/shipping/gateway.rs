@@ -1,6 +1,8 @@
 //! The side effect shipping performs, behind a trait so the topology can be driven in tests
 //! without Postgres or Redis.
 
+use std::collections::HashMap;
+
 use operators::error::ProcessError;
 
 /// A shipment as recorded in the `shipments` table.
@@ -25,6 +27,11 @@ pub enum Cancellation {
 /// (with timeouts).
 pub trait ShipmentGateway: Send + Sync {
     fn create_shipment(&self, order_id: &str) -> Result<Shipment, ShipmentError>;
+    /// `create_shipment` for each order, all or nothing as far as the caller can tell: on an
+    /// error, some may have been created, and calling again returns them as they are.
+    fn create_shipments(&self, order_ids: &[String]) -> Result<HashMap<String, Shipment>, ShipmentError> {
+        order_ids.iter().map(|order_id| Ok((order_id.clone(), self.create_shipment(order_id)?))).collect()
+    }
     fn cancel_shipment(&self, order_id: &str, shipment_id: &str) -> Result<Cancellation, ShipmentError>;
 }
 

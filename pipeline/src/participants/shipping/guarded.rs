@@ -1,6 +1,7 @@
 //! The production [`ShipmentGateway`]: a Redis idempotency key in front of the `shipments`
 //! table's unique order id.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use super::config::ShippingConfig;
@@ -95,11 +96,59 @@ impl Stores {
     }
 }
 
+impl Stores {
+    /// `guarded` for many shipments: one round trip to Redis for the claims, two statements at
+    /// most for the rows, one round trip for the completions. A key another attempt holds, or
+    /// one claimed for another request, fails the whole batch: the caller goes order by order,
+    /// where `guarded` tells those cases apart.
+    fn guarded_batch(&mut self, order_ids: &[String]) -> Result<HashMap<String, Shipment>, ShipmentError> {
+        let keys: Vec<String> = order_ids.iter().map(|order_id| idempotency_key(order_id)).collect();
+        let claims = self.guard.claim_many(&keys).map_err(guard_failed)?;
+        let (mut leases, mut acquired, mut refused) = (Vec::new(), Vec::new(), None);
+        for (key, claim) in keys.iter().zip(claims) {
+            match claim {
+                Claim::Acquired(lease) => {
+                    leases.push(lease);
+                    acquired.push(key.clone());
+                }
+                Claim::Completed(_) => {}
+                Claim::InProgress | Claim::Reused => refused = refused.or(Some(key)),
+            }
+        }
+        let created = match refused {
+            Some(key) => {
+                Err(ShipmentError::retriable(format!("idempotency key {key} is not free: shipping order by order")))
+            }
+            None => self.table.insert_or_fetch_many(order_ids),
+        };
+        match created {
+            Ok(shipments) => {
+                // The rows are the final word; an unmarked key only delays a replay until the lease ends.
+                if let Err(error) = self.guard.complete_many(&acquired) {
+                    tracing::warn!(keys = acquired.len(), %error, "effects done but their idempotency keys were not marked COMPLETED");
+                }
+                Ok(shipments)
+            }
+            Err(error) => {
+                if let Err(release_error) = self.guard.release_many(&leases) {
+                    tracing::warn!(keys = leases.len(), %release_error, "could not give up the leases");
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
 impl ShipmentGateway for GuardedShipments {
     fn create_shipment(&self, order_id: &str) -> Result<Shipment, ShipmentError> {
         let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
         // Created before: the insert conflicts and returns the row on record.
         stores.guarded(&idempotency_key(order_id), |table| table.insert_or_fetch(order_id))
+    }
+
+    fn create_shipments(&self, order_ids: &[String]) -> Result<HashMap<String, Shipment>, ShipmentError> {
+        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        stores.guarded_batch(order_ids)
     }
 
     fn cancel_shipment(&self, order_id: &str, shipment_id: &str) -> Result<Cancellation, ShipmentError> {

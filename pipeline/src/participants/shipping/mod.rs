@@ -9,6 +9,12 @@
 //! row and emits the same shipment again. A store unavailable fails the record with a
 //! retriable error.
 //!
+//! The orders that become ready during a transaction are shipped together as it commits
+//! (`Processor::before_commit`): one Redis round trip for their claims, one insert for their
+//! rows, one round trip to mark them COMPLETED, instead of three round trips per order. A batch
+//! that fails aborts the transaction, and the replay ships order by order, where each order's
+//! failure is handled on its own (paused while a store is down, retried, dead-lettered).
+//!
 //! A shipment of an order cancelled after it was created is cancelled the same way: a Redis
 //! key per cancellation, and `shipments.cancelled_at` set once. A shipment older than
 //! `handover_after` is with the carrier and cannot be cancelled: shipping says so

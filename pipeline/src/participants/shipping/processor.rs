@@ -1,14 +1,15 @@
 //! The order-keyed shipping processor.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use operators::error::ProcessError;
 use operators::processor::{Processor, ProcessorContext};
-use operators::record::Record;
+use operators::record::{Header, Record};
 use schemas::{CancellationReason, Payload, SagaEvent, ShipmentCancellationFailed, ShipmentCancelled};
 
 use super::config::accepts;
-use super::gateway::{Cancellation, ShipmentGateway};
+use super::gateway::{Cancellation, Shipment, ShipmentGateway};
 use super::state::{CancellationOutcome, OrderShipment, ShipmentOutcome};
 use super::stores::ORDERS_STORE;
 use super::{ADDRESS_REJECTED, CANCELLED};
@@ -16,8 +17,28 @@ use crate::participants::envelope::{event_record, reply};
 use crate::participants::RETRY_COMPENSATIONS;
 
 pub(super) struct ShipOrders {
-    pub(super) gateway: Arc<dyn ShipmentGateway>,
-    pub(super) allowed_countries: Arc<[String]>,
+    gateway: Arc<dyn ShipmentGateway>,
+    allowed_countries: Arc<[String]>,
+    /// Orders to ship when the transaction commits, all in one batch, with the timestamp and
+    /// headers of the record that made each ready. A hint: the store decides at the commit.
+    ready: BTreeMap<String, (i64, Vec<Header>)>,
+    /// After a batch failed: ship record by record, so that the runtime's pauses, retries and
+    /// dead letters apply to each order, until one shipment goes through.
+    one_by_one: bool,
+}
+
+/// What a reserved order with no outcome needs next.
+enum Next {
+    /// Its address is not known yet.
+    Wait,
+    Fail(&'static str),
+    Ship,
+}
+
+impl ShipOrders {
+    pub(super) fn new(gateway: Arc<dyn ShipmentGateway>, allowed_countries: Arc<[String]>) -> Self {
+        ShipOrders { gateway, allowed_countries, ready: BTreeMap::new(), one_by_one: false }
+    }
 }
 
 impl Processor<String, SagaEvent> for ShipOrders {
@@ -33,7 +54,20 @@ impl Processor<String, SagaEvent> for ShipOrders {
         learn(&mut order, &record.value);
         let mut emitted = None;
         if let (None, Some(reserved)) = (&order.outcome, &order.reserved) {
-            if let Some(outcome) = self.ship(&record.key, &order)? {
+            let outcome = match self.next(&order) {
+                Next::Wait => None,
+                Next::Fail(reason) => Some(ShipmentOutcome::Failed { reason: reason.to_owned() }),
+                Next::Ship if self.one_by_one => {
+                    let shipment = self.gateway.create_shipment(&record.key)?;
+                    self.one_by_one = false;
+                    Some(created(shipment))
+                }
+                Next::Ship => {
+                    self.ready.insert(record.key.clone(), (record.timestamp_ms, record.headers.clone()));
+                    None
+                }
+            };
+            if let Some(outcome) = outcome {
                 emitted = Some(reply(reserved, outcome.payload(), now_ms));
                 order.outcome = Some(outcome);
             }
@@ -62,27 +96,76 @@ impl Processor<String, SagaEvent> for ShipOrders {
             None => Ok(()),
         }
     }
+
+    /// Ships the orders that became ready since the last commit, in one batch. The store has the
+    /// last word: an order whose record an abort rolled back since, or one cancelled meanwhile,
+    /// is not shipped.
+    fn before_commit(&mut self, ctx: &mut ProcessorContext<'_, String, SagaEvent>) -> Result<(), ProcessError> {
+        if self.ready.is_empty() {
+            return Ok(());
+        }
+        let ready = std::mem::take(&mut self.ready);
+        let now_ms = ctx.current_system_time_ms();
+        let mut orders = ctx.kv_store::<String, OrderShipment>(ORDERS_STORE)?;
+        let mut decided = Vec::with_capacity(ready.len());
+        for (order_id, cause) in ready {
+            let Some(order) = orders.get(&order_id)?.filter(|order| order.outcome.is_none()) else {
+                continue;
+            };
+            let next = match (&order.reserved, self.next(&order)) {
+                (None, _) | (_, Next::Wait) => continue,
+                (Some(_), next) => next,
+            };
+            decided.push((order_id, order, next, cause));
+        }
+        let to_ship: Vec<String> =
+            decided.iter().filter(|(_, _, next, _)| matches!(next, Next::Ship)).map(|(id, ..)| id.clone()).collect();
+        let mut shipments = match to_ship.is_empty() {
+            true => Default::default(),
+            false => self.gateway.create_shipments(&to_ship).inspect_err(|_| self.one_by_one = true)?,
+        };
+        let mut replies = Vec::with_capacity(decided.len());
+        for (order_id, mut order, next, (timestamp_ms, headers)) in decided {
+            let outcome = match next {
+                Next::Fail(reason) => ShipmentOutcome::Failed { reason: reason.to_owned() },
+                _ => match shipments.remove(&order_id) {
+                    Some(shipment) => created(shipment),
+                    None => {
+                        self.one_by_one = true;
+                        return Err(ProcessError::processing(format!(
+                            "shipping: no shipment came back for order {order_id}"
+                        ))
+                        .with_retriable(true));
+                    }
+                },
+            };
+            let Some(reserved) = &order.reserved else { continue };
+            replies.push(event_record(reply(reserved, outcome.payload(), now_ms), timestamp_ms, &headers));
+            order.outcome = Some(outcome);
+            orders.put(&order_id, &order)?;
+        }
+        replies.into_iter().try_for_each(|event| ctx.forward(event))
+    }
 }
 
 impl ShipOrders {
-    /// What happens to a reserved order; `None` while its address is not known yet.
-    fn ship(&self, order_id: &str, order: &OrderShipment) -> Result<Option<ShipmentOutcome>, ProcessError> {
+    /// What a reserved order with no outcome needs next.
+    fn next(&self, order: &OrderShipment) -> Next {
         let Some(address) = &order.address else {
-            return Ok(None);
+            return Next::Wait;
         };
-        let failed = |reason: &str| Ok(Some(ShipmentOutcome::Failed { reason: reason.to_owned() }));
         if order.cancelled {
-            return failed(CANCELLED);
+            return Next::Fail(CANCELLED);
         }
         if !accepts(&self.allowed_countries, address) {
-            return failed(ADDRESS_REJECTED);
+            return Next::Fail(ADDRESS_REJECTED);
         }
-        let shipment = self.gateway.create_shipment(order_id)?;
-        Ok(Some(ShipmentOutcome::Created {
-            shipment_id: shipment.shipment_id,
-            tracking_number: shipment.tracking_number,
-        }))
+        Next::Ship
     }
+}
+
+fn created(shipment: Shipment) -> ShipmentOutcome {
+    ShipmentOutcome::Created { shipment_id: shipment.shipment_id, tracking_number: shipment.tracking_number }
 }
 
 impl ShipOrders {

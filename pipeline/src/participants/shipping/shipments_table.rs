@@ -1,6 +1,7 @@
 //! The `shipments` table (connectors/migrations/0003_participants.sql), from the synchronous
 //! stream thread: tokio-postgres on a private current-thread runtime, every call with a timeout.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -12,6 +13,12 @@ use super::gateway::{Cancellation, Shipment, ShipmentError};
 const INSERT: &str = "INSERT INTO shipments (order_id, shipment_id, tracking_number) VALUES ($1, $2::text::uuid, $3) \
                       ON CONFLICT (order_id) DO NOTHING RETURNING shipment_id::text, tracking_number";
 const SELECT: &str = "SELECT shipment_id::text, tracking_number FROM shipments WHERE order_id = $1";
+const INSERT_MANY: &str = "INSERT INTO shipments (order_id, shipment_id, tracking_number) \
+                           SELECT order_id, shipment_id::uuid, tracking_number FROM unnest($1::text[], $2::text[], $3::text[]) \
+                           AS candidate (order_id, shipment_id, tracking_number) \
+                           ON CONFLICT (order_id) DO NOTHING RETURNING order_id, shipment_id::text, tracking_number";
+const SELECT_MANY: &str =
+    "SELECT order_id, shipment_id::text, tracking_number FROM shipments WHERE order_id = ANY($1::text[])";
 /// Cancels once; a shipment already cancelled stays so, one past the handover stays live.
 const CANCEL: &str = "UPDATE shipments SET cancelled_at = coalesce(cancelled_at, now()) \
                       WHERE order_id = $1 AND shipment_id = $2::text::uuid \
@@ -34,6 +41,8 @@ struct Connected {
     insert: Statement,
     select: Statement,
     cancel: Statement,
+    insert_many: Statement,
+    select_many: Statement,
 }
 
 impl ShipmentsTable {
@@ -80,6 +89,49 @@ impl ShipmentsTable {
         Ok(Shipment { shipment_id, tracking_number })
     }
 
+    /// [`insert_or_fetch`](Self::insert_or_fetch) for each order, in two statements at most:
+    /// one insert of them all, and one read of those that had a shipment already.
+    pub(super) fn insert_or_fetch_many(
+        &mut self,
+        order_ids: &[String],
+    ) -> Result<HashMap<String, Shipment>, ShipmentError> {
+        let candidates: Vec<Shipment> = order_ids
+            .iter()
+            .map(|_| Shipment { shipment_id: uuid::Uuid::new_v4().to_string(), tracking_number: new_tracking_number() })
+            .collect();
+        let shipment_ids: Vec<&str> = candidates.iter().map(|c| c.shipment_id.as_str()).collect();
+        let tracking_numbers: Vec<&str> = candidates.iter().map(|c| c.tracking_number.as_str()).collect();
+        let connected = self.connected()?;
+        let Connected { client, insert_many, select_many, .. } = &connected;
+        let query = async {
+            let mut rows = client.query(insert_many, &[&order_ids, &shipment_ids, &tracking_numbers]).await?;
+            if rows.len() < order_ids.len() {
+                let inserted: HashSet<String> = rows.iter().filter_map(|row| row.try_get(0).ok()).collect();
+                let existing: Vec<&String> = order_ids.iter().filter(|id| !inserted.contains(*id)).collect();
+                rows.extend(client.query(select_many, &[&existing]).await?);
+            }
+            Ok(rows)
+        };
+        // On any error the client is dropped here, and the next call reconnects.
+        let rows = self.call(query)?;
+        self.client = Some(connected);
+        let mut shipments = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let column = |index: usize, name: &str| {
+                row.try_get::<_, String>(index).map_err(|e| ShipmentError::permanent(format!("shipments.{name}: {e}")))
+            };
+            let (order_id, shipment_id, tracking_number) =
+                (column(0, "order_id")?, column(1, "shipment_id")?, column(2, "tracking_number")?);
+            shipments.insert(order_id, Shipment { shipment_id, tracking_number });
+        }
+        match order_ids.iter().find(|id| !shipments.contains_key(*id)) {
+            Some(missing) => {
+                Err(ShipmentError::retriable(format!("the shipment of order {missing} vanished after a conflict")))
+            }
+            None => Ok(shipments),
+        }
+    }
+
     /// Marks the order's shipment cancelled, unless it is past the handover to the carrier.
     pub(super) fn cancel(&mut self, order_id: &str, shipment_id: &str) -> Result<Cancellation, ShipmentError> {
         let connected = self.connected()?;
@@ -105,9 +157,16 @@ impl ShipmentsTable {
                 tracing::warn!(%error, "connection to the shipments table ended");
             }
         });
-        let (insert, select, cancel) = self
-            .call(async { tokio::try_join!(client.prepare(INSERT), client.prepare(SELECT), client.prepare(CANCEL)) })?;
-        Ok(Connected { client, insert, select, cancel })
+        let (insert, select, cancel, insert_many, select_many) = self.call(async {
+            tokio::try_join!(
+                client.prepare(INSERT),
+                client.prepare(SELECT),
+                client.prepare(CANCEL),
+                client.prepare(INSERT_MANY),
+                client.prepare(SELECT_MANY)
+            )
+        })?;
+        Ok(Connected { client, insert, select, cancel, insert_many, select_many })
     }
 
     fn call<T>(&self, future: impl Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, ShipmentError> {

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,11 +10,12 @@ use crate::event_serde::EventSerde;
 use crate::participants::test_support::{assert_caused_by, caused_by, order_placed, Driven, TestResult};
 use crate::participants::SagaTopics;
 
-/// Counts calls; fails with a retriable error while `down` is set; refuses to cancel while
-/// `handed_over` is set.
+/// Counts calls (a batch counts once in `batches` and once per order in `calls`); fails with a
+/// retriable error while `down` is set; refuses to cancel while `handed_over` is set.
 #[derive(Default)]
 struct FakeGateway {
     calls: AtomicUsize,
+    batches: AtomicUsize,
     cancels: AtomicUsize,
     down: AtomicBool,
     handed_over: AtomicBool,
@@ -26,6 +28,14 @@ impl ShipmentGateway for FakeGateway {
         }
         self.calls.fetch_add(1, Ordering::SeqCst);
         Ok(Shipment { shipment_id: format!("s-{order_id}"), tracking_number: format!("TRK-{order_id}") })
+    }
+
+    fn create_shipments(&self, order_ids: &[String]) -> Result<HashMap<String, Shipment>, ShipmentError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ShipmentError::retriable("postgres is unavailable"));
+        }
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        order_ids.iter().map(|order_id| Ok((order_id.clone(), self.create_shipment(order_id)?))).collect()
     }
 
     fn cancel_shipment(&self, _order_id: &str, _shipment_id: &str) -> Result<Cancellation, ShipmentError> {
@@ -174,6 +184,39 @@ fn an_unavailable_store_fails_the_record_retriably_and_a_redelivery_ships() -> T
     gateway.down.store(false, Ordering::SeqCst);
     driven.pipe(&topics().inventory, &reservation)?;
     assert_eq!(only(driven.read(&topics().shipping)?).event_type(), EventType::ShipmentCreated);
+    Ok(())
+}
+
+#[test]
+fn orders_are_shipped_in_a_batch_when_the_transaction_commits() -> TestResult {
+    let (driven, gateway) = shipping();
+    let placed = order_placed("o-1", "alice", &[("p1", 1, 100)], "DE");
+    driven.pipe(&topics().order, &placed)?;
+    driven.pipe(&topics().inventory, &reserved(&placed))?;
+    assert_eq!(only(driven.read(&topics().shipping)?).event_type(), EventType::ShipmentCreated);
+    assert_eq!(gateway.batches.load(Ordering::SeqCst), 1, "shipped through the batch, not record by record");
+    Ok(())
+}
+
+#[test]
+fn after_a_failed_batch_orders_ship_one_by_one_until_one_goes_through() -> TestResult {
+    let (driven, gateway) = shipping();
+    let first = order_placed("o-1", "alice", &[("p1", 1, 100)], "DE");
+    let second = order_placed("o-2", "bob", &[("p1", 1, 100)], "DE");
+    driven.pipe(&topics().order, &first)?;
+    driven.pipe(&topics().order, &second)?;
+    gateway.down.store(true, Ordering::SeqCst);
+    let error = driven.pipe(&topics().inventory, &reserved(&first)).err().ok_or("expected the batch to fail")?;
+    assert!(error.as_process_error().is_some_and(|error| error.is_retriable()), "{error}");
+    assert!(driven.read(&topics().shipping)?.is_empty(), "the failed batch's transaction is aborted");
+
+    gateway.down.store(false, Ordering::SeqCst);
+    driven.pipe(&topics().inventory, &reserved(&first))?;
+    assert_eq!(only(driven.read(&topics().shipping)?).event_type(), EventType::ShipmentCreated);
+    assert_eq!(gateway.batches.load(Ordering::SeqCst), 0, "the replayed order ships on its own");
+    driven.pipe(&topics().inventory, &reserved(&second))?;
+    assert_eq!(only(driven.read(&topics().shipping)?).event_type(), EventType::ShipmentCreated);
+    assert_eq!(gateway.batches.load(Ordering::SeqCst), 1, "once one went through, batches again");
     Ok(())
 }
 

@@ -40,8 +40,7 @@ pub fn topology_with_gateway(
         .merge(&read(&topics.inventory))
         .process_with(
             move || {
-                let ship =
-                    ShipOrders { gateway: Arc::clone(&gateway), allowed_countries: Arc::clone(&allowed_countries) };
+                let ship = ShipOrders::new(Arc::clone(&gateway), Arc::clone(&allowed_countries));
                 Retained::<_, OrderShipment>::new(ship, "shipping", ORDERS_STORE, retention)
             },
             Processed::named("ship-orders").with_stores(&retention::stores(ORDERS_STORE)).with_durable_timers(),
