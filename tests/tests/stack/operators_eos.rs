@@ -112,6 +112,80 @@ async fn stopping_one_of_two_instances_moves_partitions_and_state() {
     stop_gracefully(a);
 }
 
+/// Holds every record until its transaction commits, then forwards them all; its first batch
+/// with records in it fails.
+struct HoldUntilCommit {
+    held: Vec<operators::record::Record<String, i64>>,
+    failed_batches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl operators::processor::Processor<String, i64> for HoldUntilCommit {
+    fn process(
+        &mut self,
+        _ctx: &mut operators::processor::ProcessorContext<'_, String, i64>,
+        record: operators::record::Record<String, i64>,
+    ) -> Result<(), operators::error::ProcessError> {
+        self.held.push(record);
+        Ok(())
+    }
+
+    fn before_commit(
+        &mut self,
+        ctx: &mut operators::processor::ProcessorContext<'_, String, i64>,
+    ) -> Result<(), operators::error::ProcessError> {
+        use std::sync::atomic::Ordering;
+        let held = std::mem::take(&mut self.held);
+        if !held.is_empty() && self.failed_batches.load(Ordering::SeqCst) == 0 {
+            self.failed_batches.fetch_add(1, Ordering::SeqCst);
+            return Err(operators::error::ProcessError::processing("the first batch fails"));
+        }
+        held.into_iter().try_for_each(|record| ctx.forward(record))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_finished_at_the_commit_commits_with_it_and_a_failed_one_is_replayed() {
+    use operators::dsl::{Consumed, Processed, Produced, StreamsBuilder};
+    use operators::runtime::{KafkaStreams, StreamsConfig};
+    use operators::serdes::{I64Serde, StringSerde};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let bootstrap = kafka_bootstrap();
+    let id = unique("eos-batch");
+    let (input, output) = (format!("{id}-input"), format!("{id}-output"));
+    create_topic(&bootstrap, &input, 1).await;
+    create_topic(&bootstrap, &output, 1).await;
+    let total = 2_000i64;
+    generate(&bootstrap, &input, 1, total);
+
+    let failed_batches = Arc::new(AtomicUsize::new(0));
+    let builder = StreamsBuilder::new();
+    let failed = Arc::clone(&failed_batches);
+    builder
+        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+        .process_with(
+            move || HoldUntilCommit { held: Vec::new(), failed_batches: Arc::clone(&failed) },
+            Processed::named("hold-until-commit"),
+        )
+        .to(&output, Produced::with(StringSerde, I64Serde));
+    let app = format!("{id}-app");
+    let streams = KafkaStreams::start(
+        builder.build(&app),
+        StreamsConfig::new(app.as_str(), bootstrap.as_str()),
+        &prometheus::Registry::new(),
+    )
+    .expect("start");
+    let committed = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= total as usize);
+    streams.close().expect("close");
+
+    assert_eq!(failed_batches.load(Ordering::SeqCst), 1, "the first batch failed");
+    let values: Vec<i64> =
+        committed.iter().map(|r| i64::from_be_bytes(r.value.clone().unwrap().try_into().unwrap())).collect();
+    let expected: Vec<i64> = (1..=total).collect();
+    assert_eq!(values, expected, "read_committed shows every record once, in order, the failed batch's ones replayed");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_error_mid_transaction_aborts_the_whole_batch() {
     use operators::dsl::{Consumed, Produced, StreamsBuilder};
