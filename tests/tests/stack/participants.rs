@@ -306,20 +306,26 @@ fn a_batch_creates_each_shipment_once_and_returns_those_created_before() {
     assert_eq!(again, batch, "a repeated batch returns the shipments on record");
 }
 
+/// Another attempt's PROCESSING lease on the order's shipment key, for 30 s; returns its value.
+fn hold_lease_for_another_attempt(redis: &mut redis::Connection, order_id: &str) -> &'static str {
+    let other_lease = r#"{"state":"PROCESSING","token":"another-attempt"}"#;
+    let _: () = redis::cmd("SET")
+        .arg(redis_key(&idempotency_key(order_id)))
+        .arg(other_lease)
+        .arg("PX")
+        .arg(30_000)
+        .query(redis)
+        .expect("SET");
+    other_lease
+}
+
 #[test]
 fn a_batch_with_a_held_lease_creates_nothing_and_gives_up_its_own_leases() {
     let runtime = runtime();
     migrate(&runtime);
     let mut redis = redis_connection();
     let (free_order, busy_order) = (unique("batch-free-order"), unique("batch-leased-order"));
-    let other_lease = r#"{"state":"PROCESSING","token":"another-attempt"}"#;
-    let _: () = redis::cmd("SET")
-        .arg(redis_key(&idempotency_key(&busy_order)))
-        .arg(other_lease)
-        .arg("PX")
-        .arg(30_000)
-        .query(&mut redis)
-        .expect("SET");
+    let other_lease = hold_lease_for_another_attempt(&mut redis, &busy_order);
     let gateway = GuardedShipments::new(&ShippingConfig::new(postgres_config(), redis_url(), vec![])).expect("gateway");
 
     let error = gateway.create_shipments(&[free_order.clone(), busy_order.clone()]).expect_err("a lease is held");
@@ -340,14 +346,7 @@ fn a_held_lease_or_a_database_outage_is_a_retriable_failure() {
     let mut redis = redis_connection();
 
     let busy_order = unique("leased-order");
-    let other_lease = r#"{"state":"PROCESSING","token":"another-attempt"}"#;
-    let _: () = redis::cmd("SET")
-        .arg(redis_key(&idempotency_key(&busy_order)))
-        .arg(other_lease)
-        .arg("PX")
-        .arg(30_000)
-        .query(&mut redis)
-        .expect("SET");
+    hold_lease_for_another_attempt(&mut redis, &busy_order);
     let gateway = GuardedShipments::new(&ShippingConfig::new(postgres_config(), redis_url(), vec![])).expect("gateway");
     let error = gateway.create_shipment(&busy_order).expect_err("another attempt holds the lease");
     assert!(error.retriable && error.message.contains("another attempt"), "{error}");
