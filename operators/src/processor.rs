@@ -45,8 +45,10 @@ pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: Send {
     /// them. Store writes and forwarded records commit with the transaction. An error aborts it
     /// and every record since the last commit is processed again; so a processor whose batch
     /// failed should do that work record by record on the replay, where the runtime's retries,
-    /// pauses and dead letters apply to each record. Keep anything batched in memory as a hint
-    /// only: after an abort the stores are rolled back, and what they say is what stands.
+    /// pauses and dead letters apply to each record, until the replay reaches its commit. Keep
+    /// anything batched in memory as a hint only: after an abort the stores are rolled back, and
+    /// what they say is what stands; and a processor replaced after a panic starts with empty
+    /// memory, so its `init` should find in the stores what is left to finish.
     fn before_commit(&mut self, _ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<(), ProcessError> {
         Ok(())
     }

@@ -151,10 +151,8 @@ impl Task {
     /// ([`Processor::before_commit`](crate::processor::Processor::before_commit)), all of them
     /// one unit, so that a failure leaves nothing of any of them.
     pub fn before_commit(&mut self) -> Result<(), ProcessError> {
-        // Only an initialized task has processed anything since the last commit.
-        if !self.uninitialized.is_empty() {
-            return Ok(());
-        }
+        // A processor replaced after a panic gets its `init` first, to find what it must finish.
+        self.initialize()?;
         let now_ms = self.state.clock.now_ms();
         let subtopology = Arc::clone(&self.subtopology);
         self.run_unit(None, now_ms, |task| {

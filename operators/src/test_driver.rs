@@ -307,7 +307,11 @@ impl DriverCore {
                 continue;
             };
             // Units that succeeded before a failure are kept, as the runtime would commit them.
-            let failures = task.punctuate_wall_clock(now_ms);
+            let mut failures = task.punctuate_wall_clock(now_ms);
+            if let Err(error) = task.before_commit() {
+                task.abort();
+                failures.insert(0, error);
+            }
             let output = task.take_output();
             if let Err(error) = task.commit() {
                 first_error.get_or_insert(error.into());

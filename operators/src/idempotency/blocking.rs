@@ -42,11 +42,27 @@ impl IdempotencyGuard {
             pipeline.cmd("EVAL").arg(CLAIM).arg(1).arg(redis_key).arg(ours).arg(lease_ms);
         }
         let held: Vec<Option<String>> = self.run(|connection| pipeline.query(connection))?;
-        attempts
+        let claims: Vec<Result<Claim, GuardError>> = attempts
             .into_iter()
             .zip(held)
             .map(|((redis_key, ours), held)| read_claim(&self.config, redis_key, ours, held, None))
-            .collect()
+            .collect();
+        if let Some(Err(error)) = claims.iter().find(|claim| claim.is_err()) {
+            // None of the batch goes ahead: the leases it took must not wait out their time.
+            let error = error.clone();
+            let leases: Vec<Lease> = claims
+                .into_iter()
+                .filter_map(|claim| match claim {
+                    Ok(Claim::Acquired(lease)) => Some(lease),
+                    _ => None,
+                })
+                .collect();
+            if let Err(release_error) = self.release_many(&leases) {
+                tracing::warn!(leases = leases.len(), %release_error, "could not give up the batch's leases");
+            }
+            return Err(error);
+        }
+        claims.into_iter().collect()
     }
 
     /// [`complete`](Self::complete) of each key with no result, in one round trip.

@@ -320,7 +320,7 @@ fn hold_lease_for_another_attempt(redis: &mut redis::Connection, order_id: &str)
 }
 
 #[test]
-fn a_batch_with_a_held_lease_creates_nothing_and_gives_up_its_own_leases() {
+fn a_batch_with_a_held_lease_or_a_corrupt_key_creates_nothing_and_gives_up_its_own_leases() {
     let runtime = runtime();
     migrate(&runtime);
     let mut redis = redis_connection();
@@ -337,6 +337,19 @@ fn a_batch_with_a_held_lease_creates_nothing_and_gives_up_its_own_leases() {
     let held: Option<String> =
         redis::cmd("GET").arg(redis_key(&idempotency_key(&busy_order))).query(&mut redis).expect("GET");
     assert_eq!(held.as_deref(), Some(other_lease), "the other attempt's lease stays");
+
+    // A key whose value does not read fails the batch too, and the batch's own leases go.
+    let (free_order, corrupt_order) = (unique("batch-free-order"), unique("batch-corrupt-order"));
+    let _: () = redis::cmd("SET")
+        .arg(redis_key(&idempotency_key(&corrupt_order)))
+        .arg("{not json")
+        .query(&mut redis)
+        .expect("SET");
+    let error = gateway.create_shipments(&[free_order.clone(), corrupt_order.clone()]).expect_err("a key is corrupt");
+    assert!(!error.retriable, "a corrupt key is not retried: {error}");
+    let state: Option<String> =
+        redis::cmd("GET").arg(redis_key(&idempotency_key(&free_order))).query(&mut redis).expect("GET");
+    assert_eq!(state, None, "the lease taken before the corrupt key was found is given up");
 }
 
 #[test]

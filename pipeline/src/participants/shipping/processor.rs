@@ -22,8 +22,9 @@ pub(super) struct ShipOrders {
     /// Orders to ship when the transaction commits, all in one batch, with the timestamp and
     /// headers of the record that made each ready. A hint: the store decides at the commit.
     ready: BTreeMap<String, (i64, Vec<Header>)>,
-    /// After a batch failed: ship record by record, so that the runtime's pauses, retries and
-    /// dead letters apply to each order, until one shipment goes through.
+    /// After a batch failed: ship record by record until the replay reaches its commit, so that
+    /// the runtime's pauses, retries and dead letters apply to each order, the one that failed
+    /// the batch included.
     one_by_one: bool,
 }
 
@@ -42,6 +43,20 @@ impl ShipOrders {
 }
 
 impl Processor<String, SagaEvent> for ShipOrders {
+    /// Finds the orders that were ready but not shipped when the transaction committed: this
+    /// processor replaced one that panicked, and the batch in memory went with it.
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, SagaEvent>) -> Result<(), ProcessError> {
+        let now_ms = ctx.current_system_time_ms();
+        let orders = ctx.kv_store::<String, OrderShipment>(ORDERS_STORE)?;
+        for entry in orders.all() {
+            let (order_id, order) = entry?;
+            if order.outcome.is_none() && order.reserved.is_some() && !matches!(self.next(&order), Next::Wait) {
+                self.ready.insert(order_id, (now_ms, Vec::new()));
+            }
+        }
+        Ok(())
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, String, SagaEvent>,
@@ -57,11 +72,7 @@ impl Processor<String, SagaEvent> for ShipOrders {
             let outcome = match self.next(&order) {
                 Next::Wait => None,
                 Next::Fail(reason) => Some(ShipmentOutcome::Failed { reason: reason.to_owned() }),
-                Next::Ship if self.one_by_one => {
-                    let shipment = self.gateway.create_shipment(&record.key)?;
-                    self.one_by_one = false;
-                    Some(created(shipment))
-                }
+                Next::Ship if self.one_by_one => Some(created(self.gateway.create_shipment(&record.key)?)),
                 Next::Ship => {
                     self.ready.insert(record.key.clone(), (record.timestamp_ms, record.headers.clone()));
                     None
@@ -101,6 +112,8 @@ impl Processor<String, SagaEvent> for ShipOrders {
     /// last word: an order whose record an abort rolled back since, or one cancelled meanwhile,
     /// is not shipped.
     fn before_commit(&mut self, ctx: &mut ProcessorContext<'_, String, SagaEvent>) -> Result<(), ProcessError> {
+        // A transaction shipped order by order reached its commit: the next one batches again.
+        self.one_by_one = false;
         if self.ready.is_empty() {
             return Ok(());
         }

@@ -199,7 +199,7 @@ fn orders_are_shipped_in_a_batch_when_the_transaction_commits() -> TestResult {
 }
 
 #[test]
-fn after_a_failed_batch_orders_ship_one_by_one_until_one_goes_through() -> TestResult {
+fn after_a_failed_batch_orders_ship_one_by_one_until_the_replay_commits() -> TestResult {
     let (driven, gateway) = shipping();
     let first = order_placed("o-1", "alice", &[("p1", 1, 100)], "DE");
     let second = order_placed("o-2", "bob", &[("p1", 1, 100)], "DE");
@@ -216,7 +216,7 @@ fn after_a_failed_batch_orders_ship_one_by_one_until_one_goes_through() -> TestR
     assert_eq!(gateway.batches.load(Ordering::SeqCst), 0, "the replayed order ships on its own");
     driven.pipe(&topics().inventory, &reserved(&second))?;
     assert_eq!(only(driven.read(&topics().shipping)?).event_type(), EventType::ShipmentCreated);
-    assert_eq!(gateway.batches.load(Ordering::SeqCst), 1, "once one went through, batches again");
+    assert_eq!(gateway.batches.load(Ordering::SeqCst), 1, "once the replay committed, batches again");
     Ok(())
 }
 
