@@ -419,7 +419,17 @@ impl Engine {
         let key = ((topic.clone(), partition), offset);
         if let Some(retries) = self.suspects.remove(&key) {
             // Commit what came before, so this record's outputs travel alone.
-            self.commit(consumer)?;
+            let rewound_with_it = self.batch_start.contains_key(&key.0);
+            if self.try_commit(consumer)? == CommitOutcome::Aborted {
+                // What came before is read again, and this record behind it, still a suspect.
+                self.suspects.insert(key, retries);
+                if rewound_with_it {
+                    return Ok(());
+                }
+                return consumer
+                    .seek(&topic, partition, Offset::Offset(offset), self.config.blocking_timeout)
+                    .map_err(|source| RuntimeError::Kafka { during: "rewinding to a suspect", source });
+            }
             self.isolated = Some(Isolated { record: key.clone(), retries });
         }
         self.ensure_open()?;
@@ -838,15 +848,20 @@ impl Engine {
     /// the input it came from, aborts and rewinds; an abortable failure aborts and rewinds (and
     /// is not an error); anything else is fatal.
     pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RuntimeError> {
+        self.try_commit(consumer).map(drop)
+    }
+
+    /// [`Self::commit`], telling whether the transaction committed or was aborted and rewound.
+    fn try_commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<CommitOutcome, RuntimeError> {
         let Some(_) = self.open_since else {
-            return Ok(());
+            return Ok(CommitOutcome::Committed);
         };
         if let Err(full) = self.local_state.ensure_room(&self.config) {
             self.abort(consumer, &full.to_string(), false)?;
             return Err(full);
         }
         if !self.finish_batches(consumer)? {
-            return Ok(());
+            return Ok(CommitOutcome::Aborted);
         }
         let started = Instant::now();
         let outcome =
@@ -881,16 +896,19 @@ impl Engine {
                     .emit(&self.metrics);
                 self.purger.committed(&self.positions);
                 self.close_transaction();
-                Ok(())
+                Ok(CommitOutcome::Committed)
             }
             Err(CommitFailure::Delivery(failures)) => {
                 self.poison_failed_deliveries(&failures)?;
-                self.abort(consumer, &format!("{} output(s) could not be delivered", failures.len()), true)
+                let reason = format!("{} output(s) could not be delivered", failures.len());
+                self.abort(consumer, &reason, true).map(|()| CommitOutcome::Aborted)
             }
             // Any failure (a flush or a coordinator that timed out while the broker restarts, an
             // abortable error, a fatal one that leaves the outcome unknown, fencing) rolls back
             // and replays: the abort renews the producer when it has to.
-            Err(CommitFailure::Kafka(e)) if self.exactly_once() => self.abort(consumer, &e.to_string(), true),
+            Err(CommitFailure::Kafka(e)) if self.exactly_once() => {
+                self.abort(consumer, &e.to_string(), true).map(|()| CommitOutcome::Aborted)
+            }
             Err(CommitFailure::Kafka(source)) => Err(RuntimeError::Fatal { during: "commit", source }),
         }
     }
@@ -1173,6 +1191,14 @@ struct Attempt {
     seq: Option<u64>,
     origin: usize,
     key: (Partition, i64),
+}
+
+/// How a commit ended that returned no error.
+#[derive(Debug, PartialEq, Eq)]
+enum CommitOutcome {
+    Committed,
+    /// Aborted and rewound: what the transaction processed is read again.
+    Aborted,
 }
 
 enum CommitFailure {

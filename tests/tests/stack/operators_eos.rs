@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use integration_tests::eos::{generate, generate_distinct_keys, read_committed_by_key, verify_echo, verify_sums};
-use integration_tests::kafka::{create_topic, read_topic, CommittedCounter};
+use integration_tests::kafka::{create_topic, create_topic_with, read_topic, CommittedCounter};
 use integration_tests::stack::{kafka_bootstrap, unique};
 
 const PARTITIONS: i32 = 3;
@@ -184,6 +184,106 @@ async fn a_batch_finished_at_the_commit_commits_with_it_and_a_failed_one_is_repl
         committed.iter().map(|r| i64::from_be_bytes(r.value.clone().unwrap().try_into().unwrap())).collect();
     let expected: Vec<i64> = (1..=total).collect();
     assert_eq!(values, expected, "read_committed shows every record once, in order, the failed batch's ones replayed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_suspect_whose_preceding_commit_aborts_waits_to_be_read_again_behind_what_came_before() {
+    use operators::dsl::{Consumed, Processed, Produced, StreamsBuilder};
+    use operators::runtime::{KafkaStreams, StreamsConfig};
+    use operators::serdes::{BytesSerde, I64Serde, StringSerde};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let bootstrap = kafka_bootstrap();
+    let id = unique("eos-suspect");
+    let (input, output, refusing) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-refusing"));
+    create_topic(&bootstrap, &input, 1).await;
+    create_topic(&bootstrap, &output, 1).await;
+    // The suspect's output goes alone to a topic of its own: a broker rejection hits its batch only.
+    create_topic_with(&bootstrap, &refusing, 1, &[("max.message.bytes", "10000")]).await;
+    let (total, suspect) = (10i64, 5i64);
+    generate(&bootstrap, &input, 1, total);
+
+    // The broker rejects the suspect's first output for its size, which makes it a suspect, to be
+    // retried in a transaction of its own; it is small on every later attempt. The commit of what
+    // comes before it on the replay fails once: the suspect must wait behind those records.
+    let refused = Arc::new(AtomicBool::new(false));
+    let failed_commits = Arc::new(AtomicUsize::new(0));
+    let builder = StreamsBuilder::new();
+    let (refused_seen, failed) = (Arc::clone(&refused), Arc::clone(&failed_commits));
+    let records = builder.stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde)).process_with(
+        move || FailTheCommitBefore {
+            suspect,
+            last_seen: 0,
+            refused: Arc::clone(&refused_seen),
+            failed_commits: Arc::clone(&failed),
+        },
+        Processed::named("fail-the-commit-before-the-suspect"),
+    );
+    records.filter(move |_, n| *n != suspect).to(&output, Produced::with(StringSerde, I64Serde));
+    let refuse = Arc::clone(&refused);
+    records
+        .filter(move |_, n| *n == suspect)
+        .map_values(
+            move |n| if refuse.swap(true, Ordering::SeqCst) { n.to_be_bytes().to_vec() } else { vec![b'x'; 20_000] },
+        )
+        .to(&refusing, Produced::with(StringSerde, BytesSerde));
+    let app = format!("{id}-app");
+    let streams = KafkaStreams::start(
+        builder.build(&app),
+        StreamsConfig::new(app.as_str(), bootstrap.as_str()),
+        &prometheus::Registry::new(),
+    )
+    .expect("start");
+    let others = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= (total - 1) as usize);
+    // Long enough for a second copy, which would come with the last of the others.
+    let suspects = read_topic(&bootstrap, &refusing, "read_committed", Duration::from_secs(10), |r| r.len() >= 2);
+    streams.close().expect("close");
+
+    assert!(refused.load(Ordering::SeqCst), "the broker saw the suspect's oversized output");
+    assert_eq!(failed_commits.load(Ordering::SeqCst), 1, "the commit before the suspect failed once");
+    let values = |records: &[integration_tests::kafka::Consumed]| -> Vec<i64> {
+        records.iter().map(|r| i64::from_be_bytes(r.value.clone().unwrap().try_into().unwrap())).collect()
+    };
+    assert_eq!(
+        values(&others),
+        (1..=total).filter(|n| *n != suspect).collect::<Vec<_>>(),
+        "the others, once, in order"
+    );
+    assert_eq!(values(&suspects), vec![suspect], "read_committed shows the suspect's output once");
+}
+
+/// Forwards every record; fails the commit that follows the record before the suspect, once,
+/// after the broker has refused the suspect's output.
+struct FailTheCommitBefore {
+    suspect: i64,
+    last_seen: i64,
+    refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    failed_commits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl operators::processor::Processor<String, i64> for FailTheCommitBefore {
+    fn process(
+        &mut self,
+        ctx: &mut operators::processor::ProcessorContext<'_, String, i64>,
+        record: operators::record::Record<String, i64>,
+    ) -> Result<(), operators::error::ProcessError> {
+        self.last_seen = record.value;
+        ctx.forward(record)
+    }
+
+    fn before_commit(
+        &mut self,
+        _ctx: &mut operators::processor::ProcessorContext<'_, String, i64>,
+    ) -> Result<(), operators::error::ProcessError> {
+        use std::sync::atomic::Ordering;
+        let before_the_suspect = self.last_seen == self.suspect - 1 && self.refused.load(Ordering::SeqCst);
+        if before_the_suspect && self.failed_commits.load(Ordering::SeqCst) == 0 {
+            self.failed_commits.fetch_add(1, Ordering::SeqCst);
+            return Err(operators::error::ProcessError::processing("the commit before the suspect fails"));
+        }
+        Ok(())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
