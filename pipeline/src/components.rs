@@ -448,6 +448,20 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_paces_every_participants_commits() {
+        let shipped = settings(&[]);
+        for participant in Participant::ALL {
+            let config = streams_config(participant, &shipped);
+            assert_eq!(
+                (config.commit_interval, config.max_commit_interval),
+                (Duration::from_millis(25), Duration::from_millis(250)),
+                "{}",
+                participant.application_id()
+            );
+        }
+    }
+
+    #[test]
     fn the_state_settings_reach_every_participants_runtime() {
         let by_name = settings(&[
             ("SAGA__STATE__STORES__ORDERS", "persistent"),
