@@ -54,11 +54,12 @@ struct Isolated {
     retries: u32,
 }
 
-/// A retry lane partition paused until its first record is due.
+/// A partition paused: a retry lane until its first record is due, or one whose record waits
+/// for a dependency.
 #[derive(Debug)]
 struct Held {
-    /// That record's offset: where reading goes on, and past which anything fetched before the
-    /// pause is ignored.
+    /// That record's offset, or the rewind's if an abort rolled back records before it: where
+    /// reading goes on, and past which anything fetched before the pause is ignored.
     offset: i64,
     until_ms: i64,
 }
@@ -1148,9 +1149,10 @@ impl Engine {
     }
 
     /// Seeks each partition processed in the aborted transaction back to its committed offset,
-    /// or, where the group has none yet, to the first offset the transaction processed.
+    /// or, where the group has none yet, to the first offset the transaction processed. A paused
+    /// partition resumes from there too, not from where it paused.
     fn rewind<C: ConsumerContext>(
-        &self,
+        &mut self,
         consumer: &BaseConsumer<C>,
         batch_start: &BTreeMap<Partition, i64>,
     ) -> Result<(), RuntimeError> {
@@ -1173,6 +1175,9 @@ impl Engine {
             };
             seek.add_partition_offset(element.topic(), element.partition(), Offset::Offset(offset))
                 .map_err(|e| kafka("building the rewind list", e))?;
+            if let Some(held) = self.held.get_mut(&(element.topic().to_owned(), element.partition())) {
+                held.offset = held.offset.min(offset);
+            }
         }
         let result = consumer.seek_partitions(seek, self.config.blocking_timeout).map_err(|e| kafka("rewinding", e))?;
         for element in result.elements() {

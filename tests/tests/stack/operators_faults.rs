@@ -642,6 +642,8 @@ async fn a_new_instance_keeps_later_records_of_a_key_behind_one_waiting_in_the_r
 struct NeedsRedis {
     attempts_at_five: Arc<Mutex<u32>>,
     outages: u32,
+    /// Fails the first commit after record 5 found Redis down, once, when set.
+    failed_commits: Option<Arc<Mutex<u32>>>,
 }
 
 impl Processor<String, i64, String, i64> for NeedsRedis {
@@ -658,6 +660,17 @@ impl Processor<String, i64, String, i64> for NeedsRedis {
             }
         }
         ctx.forward(record)
+    }
+
+    fn before_commit(&mut self, _ctx: &mut ProcessorContext<'_, String, i64>) -> Result<(), ProcessError> {
+        let Some(failed_commits) = &self.failed_commits else { return Ok(()) };
+        let waiting = *self.attempts_at_five.lock().unwrap_or_else(|e| e.into_inner()) >= 1;
+        let mut failed = failed_commits.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting && *failed == 0 {
+            *failed += 1;
+            return Err(ProcessError::processing("the commit while record 5 waits fails"));
+        }
+        Ok(())
     }
 }
 
@@ -678,7 +691,7 @@ async fn a_dependency_that_is_down_pauses_the_partition_and_loses_nothing() {
     builder
         .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
         .process_with(
-            move || NeedsRedis { attempts_at_five: Arc::clone(&shared), outages: 3 },
+            move || NeedsRedis { attempts_at_five: Arc::clone(&shared), outages: 3, failed_commits: None },
             Processed::named("needs-redis"),
         )
         .to(&output, Produced::with(StringSerde, I64Serde));
@@ -719,5 +732,52 @@ async fn a_dependency_that_is_down_pauses_the_partition_and_loses_nothing() {
         "an outage is waited out, not retried record by record: lane {}, dlq {}",
         lane.len(),
         dead.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_aborted_while_a_partition_waits_reads_its_rolled_back_records_again() {
+    let bootstrap = kafka_bootstrap();
+    let id = unique("fault-waiting-abort");
+    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
+    create_topic(&bootstrap, &input, 1).await;
+    create_topic(&bootstrap, &output, 1).await;
+    let records: Vec<(String, i64)> = (1..=20).map(|n| (format!("k{}", n % 3), n)).collect();
+    let refs: Vec<(&str, i64)> = records.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    send_keyed(&bootstrap, &input, &refs);
+
+    // Records 1-4 go through and 5 finds Redis down: the partition waits 2 s at record 5. The
+    // commit of 1-4 fails meanwhile, so they are rolled back and must be read again, from 1,
+    // when the partition resumes.
+    let (attempts_at_five, failed_commits) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
+    let builder = StreamsBuilder::new();
+    let (attempts, failed) = (Arc::clone(&attempts_at_five), Arc::clone(&failed_commits));
+    builder
+        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+        .process_with(
+            move || NeedsRedis {
+                attempts_at_five: Arc::clone(&attempts),
+                outages: 1,
+                failed_commits: Some(Arc::clone(&failed)),
+            },
+            Processed::named("needs-redis"),
+        )
+        .to(&output, Produced::with(StringSerde, I64Serde));
+    let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
+    config.error_policy = ErrorPolicy::Retry(RetryPolicy {
+        initial_backoff: Duration::from_secs(2),
+        multiplier: 2,
+        max_backoff: Duration::from_secs(2),
+        max_attempts: 5,
+    });
+    let streams = KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start");
+    let out = keyed(&read_topic(&bootstrap, &output, "read_committed", Duration::from_secs(20), |r| r.len() >= 20));
+    streams.close().expect("close");
+
+    assert_eq!(*failed_commits.lock().unwrap_or_else(|e| e.into_inner()), 1, "a commit failed while 5 waited");
+    assert_eq!(
+        out.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>(),
+        "every record once, in order, the rolled-back ones read again"
     );
 }
