@@ -47,6 +47,12 @@ impl Punctuations {
         id
     }
 
+    /// Drops the schedules of `node`: before its `init` runs again (a fresh processor after a
+    /// panic, or an `init` that failed), which schedules anew.
+    pub(crate) fn cancel_node(&mut self, node: NodeId) {
+        self.schedules.retain(|schedule| schedule.node != node);
+    }
+
     /// Schedules of `kind` due at `now_ms`, each moved to its next time on its interval grid;
     /// missed intervals fire once, like Kafka Streams.
     pub(crate) fn take_due(&mut self, kind: PunctuationType, now_ms: i64) -> Vec<(PunctuationId, NodeId)> {

@@ -306,6 +306,7 @@ impl Task {
     fn initialize(&mut self) -> Result<(), ProcessError> {
         while let Some(&node) = self.uninitialized.last() {
             let now_ms = self.state.clock.now_ms();
+            self.state.punctuations.cancel_node(node);
             self.run_unit(None, now_ms, |task| task.invoke(node, |node, ctx| node.init(ctx)))?;
             self.uninitialized.pop();
         }

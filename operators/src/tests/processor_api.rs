@@ -121,7 +121,7 @@ fn a_store_must_be_connected_and_read_with_its_declared_types() -> TestResult {
     Ok(())
 }
 
-/// Counts records and reports the count on each punctuation.
+/// Counts records and reports the count on each punctuation; panics on "boom".
 #[derive(Default)]
 struct Reporter {
     kind: Option<PunctuationType>,
@@ -137,8 +137,11 @@ impl Processor<String, String, String, i64> for Reporter {
     fn process(
         &mut self,
         _: &mut ProcessorContext<'_, String, i64>,
-        _: Record<String, String>,
+        record: Record<String, String>,
     ) -> Result<(), ProcessError> {
+        if record.value == "boom" {
+            panic!("reporter bug");
+        }
         self.count += 1;
         Ok(())
     }
@@ -172,6 +175,20 @@ fn wall_clock_punctuation_fires_every_interval() -> TestResult {
     driver.advance_wall_clock_time(Duration::from_millis(1))?;
     driver.advance_wall_clock_time(Duration::from_millis(25))?;
     assert_eq!(output.read_key_values_to_vec()?, vec![("at-10".to_owned(), 1), ("at-35".to_owned(), 1)]);
+    Ok(())
+}
+
+#[test]
+fn a_processor_replaced_after_a_panic_punctuates_once_per_interval() -> TestResult {
+    let driver = driver(reporter_topology(PunctuationType::WallClockTime));
+    let input = driver.create_input_topic("in", StringSerde, StringSerde);
+    let output = driver.create_output_topic("out", StringSerde, I64Serde);
+    input.pipe_input("a", "x")?;
+    input.pipe_input("a", "boom").err().ok_or("expected the panic as an error")?;
+    input.pipe_input("a", "y")?;
+    driver.advance_wall_clock_time(Duration::from_millis(10))?;
+    // The fresh processor counted "y" only; the schedule of the one it replaced is gone.
+    assert_eq!(output.read_key_values_to_vec()?, vec![("at-10".to_owned(), 1)]);
     Ok(())
 }
 
