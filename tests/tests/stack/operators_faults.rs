@@ -674,16 +674,23 @@ impl Processor<String, i64, String, i64> for NeedsRedis {
     }
 }
 
+/// A one-partition input holding records 1-20 under keys k0-k2, an output topic and an
+/// application id, all named after `name`.
+async fn twenty_keyed_records(bootstrap: &str, name: &str) -> (String, String, String) {
+    let id = unique(name);
+    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
+    create_topic(bootstrap, &input, 1).await;
+    create_topic(bootstrap, &output, 1).await;
+    let records: Vec<(String, i64)> = (1..=20).map(|n| (format!("k{}", n % 3), n)).collect();
+    let refs: Vec<(&str, i64)> = records.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    send_keyed(bootstrap, &input, &refs);
+    (input, output, app)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dependency_that_is_down_pauses_the_partition_and_loses_nothing() {
     let bootstrap = kafka_bootstrap();
-    let id = unique("fault-unavailable");
-    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
-    create_topic(&bootstrap, &input, 1).await;
-    create_topic(&bootstrap, &output, 1).await;
-    let records: Vec<(String, i64)> = (1..=20).map(|n| (format!("k{}", n % 3), n)).collect();
-    let refs: Vec<(&str, i64)> = records.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    send_keyed(&bootstrap, &input, &refs);
+    let (input, output, app) = twenty_keyed_records(&bootstrap, "fault-unavailable").await;
 
     let attempts_at_five = Arc::new(Mutex::new(0));
     let builder = StreamsBuilder::new();
@@ -738,13 +745,7 @@ async fn a_dependency_that_is_down_pauses_the_partition_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transaction_aborted_while_a_partition_waits_reads_its_rolled_back_records_again() {
     let bootstrap = kafka_bootstrap();
-    let id = unique("fault-waiting-abort");
-    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
-    create_topic(&bootstrap, &input, 1).await;
-    create_topic(&bootstrap, &output, 1).await;
-    let records: Vec<(String, i64)> = (1..=20).map(|n| (format!("k{}", n % 3), n)).collect();
-    let refs: Vec<(&str, i64)> = records.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    send_keyed(&bootstrap, &input, &refs);
+    let (input, output, app) = twenty_keyed_records(&bootstrap, "fault-waiting-abort").await;
 
     // Records 1-4 go through and 5 finds Redis down: the partition waits 2 s at record 5. The
     // commit of 1-4 fails meanwhile, so they are rolled back and must be read again, from 1,
