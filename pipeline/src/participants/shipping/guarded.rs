@@ -94,9 +94,7 @@ impl Stores {
             },
         }
     }
-}
 
-impl Stores {
     /// `guarded` for many shipments: one round trip to Redis for the claims, two statements at
     /// most for the rows, one round trip for the completions. A key another attempt holds, or
     /// one claimed for another request, fails the whole batch: the caller goes order by order,
