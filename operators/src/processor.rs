@@ -48,7 +48,8 @@ pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: Send {
     /// pauses and dead letters apply to each record, until the replay reaches its commit. Keep
     /// anything batched in memory as a hint only: after an abort the stores are rolled back, and
     /// what they say is what stands; and a processor replaced after a panic starts with empty
-    /// memory, so its `init` should find in the stores what is left to finish.
+    /// memory, so its `init` should find in the stores what is left to finish
+    /// ([`ProcessorContext::replaces_a_panicked_processor`]).
     fn before_commit(&mut self, _ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<(), ProcessError> {
         Ok(())
     }
@@ -165,6 +166,14 @@ impl<'a, KOut: Data, VOut: Data> ProcessorContext<'a, KOut, VOut> {
 
     pub fn task_id(&self) -> TaskId {
         self.node.state.task_id
+    }
+
+    /// In `init`: this processor replaces one of this task that panicked, so what that one
+    /// batched in memory since the last commit is gone while its store writes stand. `false` at
+    /// a task's start, where the stores hold committed state only: the place to look for
+    /// unfinished work only when this is `true`.
+    pub fn replaces_a_panicked_processor(&self) -> bool {
+        self.node.state.initializing_replacement
     }
 
     pub fn application_id(&self) -> &str {

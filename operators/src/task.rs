@@ -34,6 +34,8 @@ pub struct Task {
     meta: Arc<[NodeMeta]>,
     /// Nodes whose `init` has not succeeded yet, last to initialize first.
     uninitialized: Vec<NodeId>,
+    /// Nodes among those whose instance panicked and was replaced: their `init` is told so.
+    replaced: Vec<NodeId>,
     state: TaskState,
     committed_progress: Progress,
 }
@@ -48,7 +50,7 @@ impl Task {
     ) -> Self {
         let uninitialized = subtopology.nodes.iter().rev().copied().collect();
         let committed_progress = state.progress;
-        Task { subtopology, nodes, factories, meta, uninitialized, state, committed_progress }
+        Task { subtopology, nodes, factories, meta, uninitialized, replaced: Vec::new(), state, committed_progress }
     }
 
     pub fn id(&self) -> TaskId {
@@ -262,6 +264,9 @@ impl Task {
                 if !self.uninitialized.contains(&node) {
                     self.uninitialized.push(node);
                 }
+                if !self.replaced.contains(&node) {
+                    self.replaced.push(node);
+                }
             }
         }
         self.uninitialized.sort_unstable_by(|a, b| b.cmp(a));
@@ -307,8 +312,12 @@ impl Task {
         while let Some(&node) = self.uninitialized.last() {
             let now_ms = self.state.clock.now_ms();
             self.state.punctuations.cancel_node(node);
-            self.run_unit(None, now_ms, |task| task.invoke(node, |node, ctx| node.init(ctx)))?;
+            self.state.initializing_replacement = self.replaced.contains(&node);
+            let result = self.run_unit(None, now_ms, |task| task.invoke(node, |node, ctx| node.init(ctx)));
+            self.state.initializing_replacement = false;
+            result?;
             self.uninitialized.pop();
+            self.replaced.retain(|&replaced| replaced != node);
         }
         Ok(())
     }

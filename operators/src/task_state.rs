@@ -41,6 +41,8 @@ pub(crate) struct TaskState {
     pub(crate) progress: Progress,
     pub(crate) punctuations: Punctuations,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The `init` running now is that of a processor replacing one that panicked.
+    pub(crate) initializing_replacement: bool,
 }
 
 fn missing_store(id: StoreId) -> ProcessError {
@@ -64,6 +66,7 @@ impl TaskState {
             progress: Progress { stream_time_ms: UNKNOWN_STREAM_TIME, dropped_records: 0 },
             punctuations: Punctuations::default(),
             clock,
+            initializing_replacement: false,
         }
     }
 

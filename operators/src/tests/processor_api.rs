@@ -1,5 +1,5 @@
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{driver, pair, TestResult, APP};
@@ -189,6 +189,49 @@ fn a_processor_replaced_after_a_panic_punctuates_once_per_interval() -> TestResu
     driver.advance_wall_clock_time(Duration::from_millis(10))?;
     // The fresh processor counted "y" only; the schedule of the one it replaced is gone.
     assert_eq!(output.read_key_values_to_vec()?, vec![("at-10".to_owned(), 1)]);
+    Ok(())
+}
+
+/// Notes at each `init` whether it replaces a panicked instance; panics on "boom".
+struct InitWitness {
+    inits: Arc<Mutex<Vec<bool>>>,
+}
+
+impl Processor<String, String> for InitWitness {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> Result<(), ProcessError> {
+        self.inits.lock().map_err(|_| ProcessError::processing("poisoned"))?.push(ctx.replaces_a_panicked_processor());
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, String>,
+        record: Record<String, String>,
+    ) -> Result<(), ProcessError> {
+        assert_ne!(record.value, "boom", "a poison record");
+        ctx.forward(record)
+    }
+}
+
+#[test]
+fn only_the_init_of_a_processor_replacing_a_panicked_one_is_told_so() -> TestResult {
+    let inits = Arc::new(Mutex::new(Vec::new()));
+    let builder = StreamsBuilder::new();
+    let witnessed = Arc::clone(&inits);
+    builder
+        .stream("in", Consumed::with(StringSerde, StringSerde))
+        .process(move || InitWitness { inits: Arc::clone(&witnessed) }, &[])
+        .to("out", Produced::with(StringSerde, StringSerde));
+    let driver = driver(builder);
+    let input = driver.create_input_topic("in", StringSerde, StringSerde);
+    input.pipe_input("a", "x")?;
+    input.pipe_input("a", "boom").err().ok_or("expected the panic as an error")?;
+    input.pipe_input("a", "y")?;
+    input.pipe_input("a", "z")?;
+    driver.restart_from_changelogs()?;
+    input.pipe_input("a", "after the restart")?;
+    // The task's start, the replacement (once), the restarted task's start.
+    assert_eq!(*inits.lock().map_err(|_| "poisoned")?, vec![false, true, false]);
     Ok(())
 }
 

@@ -43,9 +43,13 @@ impl ShipOrders {
 }
 
 impl Processor<String, SagaEvent> for ShipOrders {
-    /// Finds the orders that were ready but not shipped when the transaction committed: this
-    /// processor replaced one that panicked, and the batch in memory went with it.
+    /// After a panic, finds the orders that were ready but not shipped: the batch in memory went
+    /// with the processor this one replaces, and their store writes stand. At a task's start
+    /// there are none (each commit ships its batch first), so the store is not scanned then.
     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, SagaEvent>) -> Result<(), ProcessError> {
+        if !ctx.replaces_a_panicked_processor() {
+            return Ok(());
+        }
         let now_ms = ctx.current_system_time_ms();
         let orders = ctx.kv_store::<String, OrderShipment>(ORDERS_STORE)?;
         for entry in orders.all() {
