@@ -169,9 +169,9 @@ impl<'a, KOut: Data, VOut: Data> ProcessorContext<'a, KOut, VOut> {
     }
 
     /// In `init`: this processor replaces one of this task that panicked, so what that one
-    /// batched in memory since the last commit is gone while its store writes stand. `false` at
-    /// a task's start, where the stores hold committed state only: the place to look for
-    /// unfinished work only when this is `true`.
+    /// batched in memory since the last commit is gone while its store writes stand. `false` for
+    /// the first instance at a task's start, where under exactly-once the stores hold committed
+    /// state only: the place to look for unfinished work only when this is `true`.
     pub fn replaces_a_panicked_processor(&self) -> bool {
         self.node.state.initializing_replacement
     }

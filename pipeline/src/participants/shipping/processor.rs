@@ -45,7 +45,9 @@ impl ShipOrders {
 impl Processor<String, SagaEvent> for ShipOrders {
     /// After a panic, finds the orders that were ready but not shipped: the batch in memory went
     /// with the processor this one replaces, and their store writes stand. At a task's start
-    /// there are none (each commit ships its batch first), so the store is not scanned then.
+    /// there are none under exactly-once (each commit ships its batch first), so the store is
+    /// not scanned then. (Under at-least-once a changelog may hold an order made ready by a
+    /// record that was dead-lettered on the replay; that order waits, as the record does.)
     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, SagaEvent>) -> Result<(), ProcessError> {
         if !ctx.replaces_a_panicked_processor() {
             return Ok(());
