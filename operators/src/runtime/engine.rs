@@ -64,6 +64,16 @@ struct Held {
     until_ms: i64,
 }
 
+/// A partition whose record failed for a dependency that is down.
+#[derive(Debug)]
+struct DependencyWait {
+    dependency: String,
+    /// Failures in a row: the backoff grows with it.
+    streak: u32,
+    /// The failed record's: the wait ends when it, or a record after it, goes through.
+    offset: i64,
+}
+
 /// A fenced producer is renewed, as Kafka Streams treats it (tasks migrated): the transactional.id
 /// is this process's alone, so fencing means the coordinator aborted our transaction at its
 /// timeout (the broker was away) and bumped the epoch. Fenced this many times without a commit
@@ -116,9 +126,8 @@ pub(crate) struct Engine {
     lanes: BTreeMap<TaskId, LaneIndex>,
     /// Partitions paused until their first record is due (a lane) or a dependency may be back.
     held: BTreeMap<Partition, Held>,
-    /// Partitions whose last record failed for a dependency that is down: which, and how many
-    /// times in a row (the backoff grows with it).
-    waiting: BTreeMap<Partition, (String, u32)>,
+    /// Partitions whose record failed for a dependency that is down.
+    waiting: BTreeMap<Partition, DependencyWait>,
     /// Deletes repartition records once their consumption is committed.
     purger: RepartitionPurger,
     /// Times the producer was fenced since the last commit (see `MAX_FENCED_IN_A_ROW`).
@@ -268,7 +277,9 @@ impl Engine {
     }
 
     /// Commits (or, if the assignment was lost or the thread failed, aborts) before the
-    /// partitions go. After a clean commit their tasks are suspended, else dropped.
+    /// partitions go. Their tasks are then suspended, their stores at the last commit (a commit
+    /// that aborts rolls them back), unless the assignment was lost or the thread failed: then
+    /// they are dropped.
     pub fn on_revoked<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partitions: &TopicPartitionList) {
         self.state.set(State::Rebalancing);
         let lost = consumer.assignment_lost();
@@ -507,7 +518,7 @@ impl Engine {
             Ok(Ok(())) => {
                 let outputs = task.take_output();
                 if !self.waiting.is_empty() {
-                    self.dependency_back(&key.0);
+                    self.dependency_back(&key);
                 }
                 for output in &outputs {
                     if let Err(e) = produce::send(&self.producer, output, origin) {
@@ -669,9 +680,9 @@ impl Engine {
         from_lane: Option<(TaskId, &RawRecord, u64)>,
     ) -> Result<(), RuntimeError> {
         let ((topic, partition), offset) = consumed;
-        let waiting = self.waiting.entry((topic.clone(), partition)).or_insert_with(|| (dependency.to_owned(), 0));
-        *waiting = (dependency.to_owned(), waiting.1 + 1);
-        let streak = waiting.1;
+        let streak = self.waiting.get(&(topic.clone(), partition)).map_or(0, |wait| wait.streak) + 1;
+        let wait = DependencyWait { dependency: dependency.to_owned(), streak, offset };
+        self.waiting.insert((topic.clone(), partition), wait);
         let policy = match self.config.error_policy {
             ErrorPolicy::Retry(policy) => policy,
             _ => RetryPolicy::default(),
@@ -697,14 +708,20 @@ impl Engine {
     }
 
     fn waiting_for(&self, dependency: &str) -> usize {
-        self.waiting.values().filter(|(d, _)| d == dependency).count()
+        self.waiting.values().filter(|wait| wait.dependency == dependency).count()
     }
 
-    /// A record of a partition that waited for a dependency went through: it is back.
-    fn dependency_back(&mut self, consumed: &Partition) {
-        let Some((dependency, _)) = self.waiting.remove(consumed) else { return };
-        DependencyBack { dependency: &dependency, partitions: self.waiting_for(&dependency) }.emit(&self.metrics);
-        let still = self.waiting.values().next().map(|(d, _)| d.clone());
+    /// A record went through: if it is the one its partition waited on, or one after it, the
+    /// dependency is back. Records before it, read again after an abort, say nothing of that.
+    fn dependency_back(&mut self, consumed: &(Partition, i64)) {
+        let (partition, offset) = consumed;
+        if self.waiting.get(partition).is_none_or(|wait| *offset < wait.offset) {
+            return;
+        }
+        let Some(wait) = self.waiting.remove(partition) else { return };
+        DependencyBack { dependency: &wait.dependency, partitions: self.waiting_for(&wait.dependency) }
+            .emit(&self.metrics);
+        let still = self.waiting.values().next().map(|wait| wait.dependency.clone());
         self.state.set_waiting_on(still);
     }
 

@@ -3,7 +3,7 @@
 //! nothing was lost, duplicated under exactly-once, or committed without its outputs.
 
 use std::ffi::{c_char, c_int, c_void, CString};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use integration_tests::eos::generate;
@@ -14,7 +14,9 @@ use operators::dsl::{Consumed, Produced, StreamsBuilder};
 use operators::error::{ErrorPolicy, ProcessError, RetryPolicy};
 use operators::processor::{Processor, ProcessorContext};
 use operators::record::Record;
-use operators::runtime::{dead_letter_topic, KafkaStreams, ProcessingGuarantee, RuntimeError, State, StreamsConfig};
+use operators::runtime::{
+    dead_letter_topic, Health, KafkaStreams, ProcessingGuarantee, RuntimeError, State, StreamsConfig,
+};
 use operators::serdes::{BytesSerde, I64Serde, StringSerde};
 use rdkafka::bindings as rdsys;
 use rdkafka::config::ClientConfig;
@@ -644,6 +646,15 @@ struct NeedsRedis {
     outages: u32,
     /// Fails the first commit after record 5 found Redis down, once, when set.
     failed_commits: Option<Arc<Mutex<u32>>>,
+    /// When set, what the instance says it waits on each time record 3 is processed.
+    waits_seen_at_three: Option<WaitsSeen>,
+}
+
+/// The instance's health, set once it started, and what it said it waited on at each look.
+#[derive(Clone, Default)]
+struct WaitsSeen {
+    health: Arc<OnceLock<Health>>,
+    seen: Arc<Mutex<Vec<Option<String>>>>,
 }
 
 impl Processor<String, i64, String, i64> for NeedsRedis {
@@ -652,6 +663,10 @@ impl Processor<String, i64, String, i64> for NeedsRedis {
         ctx: &mut ProcessorContext<'_, String, i64>,
         record: Record<String, i64>,
     ) -> Result<(), ProcessError> {
+        if let (3, Some(waits)) = (record.value, &self.waits_seen_at_three) {
+            let waiting_on = waits.health.get().and_then(Health::waiting_on);
+            waits.seen.lock().unwrap_or_else(|e| e.into_inner()).push(waiting_on);
+        }
         if record.value == 5 {
             let mut attempts = self.attempts_at_five.lock().unwrap_or_else(|e| e.into_inner());
             *attempts += 1;
@@ -698,7 +713,12 @@ async fn a_dependency_that_is_down_pauses_the_partition_and_loses_nothing() {
     builder
         .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
         .process_with(
-            move || NeedsRedis { attempts_at_five: Arc::clone(&shared), outages: 3, failed_commits: None },
+            move || NeedsRedis {
+                attempts_at_five: Arc::clone(&shared),
+                outages: 3,
+                failed_commits: None,
+                waits_seen_at_three: None,
+            },
             Processed::named("needs-redis"),
         )
         .to(&output, Produced::with(StringSerde, I64Serde));
@@ -749,10 +769,11 @@ async fn a_transaction_aborted_while_a_partition_waits_reads_its_rolled_back_rec
 
     // Records 1-4 go through and 5 finds Redis down: the partition waits 2 s at record 5. The
     // commit of 1-4 fails meanwhile, so they are rolled back and must be read again, from 1,
-    // when the partition resumes.
+    // when the partition resumes. Until 5 itself goes through, the instance still waits on Redis.
     let (attempts_at_five, failed_commits) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
+    let waits_seen = WaitsSeen::default();
     let builder = StreamsBuilder::new();
-    let (attempts, failed) = (Arc::clone(&attempts_at_five), Arc::clone(&failed_commits));
+    let (attempts, failed, waits) = (Arc::clone(&attempts_at_five), Arc::clone(&failed_commits), waits_seen.clone());
     builder
         .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
         .process_with(
@@ -760,6 +781,7 @@ async fn a_transaction_aborted_while_a_partition_waits_reads_its_rolled_back_rec
                 attempts_at_five: Arc::clone(&attempts),
                 outages: 1,
                 failed_commits: Some(Arc::clone(&failed)),
+                waits_seen_at_three: Some(waits.clone()),
             },
             Processed::named("needs-redis"),
         )
@@ -772,10 +794,17 @@ async fn a_transaction_aborted_while_a_partition_waits_reads_its_rolled_back_rec
         max_attempts: 5,
     });
     let streams = KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start");
+    let _ = waits_seen.health.set(streams.health());
     let out = keyed(&read_topic(&bootstrap, &output, "read_committed", Duration::from_secs(20), |r| r.len() >= 20));
     streams.close().expect("close");
 
     assert_eq!(*failed_commits.lock().unwrap_or_else(|e| e.into_inner()), 1, "a commit failed while 5 waited");
+    let seen = waits_seen.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(
+        seen.last(),
+        Some(&Some("redis".to_owned())),
+        "record 3, read again after the abort, comes while 5 still waits on Redis (each look: {seen:?})"
+    );
     assert_eq!(
         out.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
         (1..=20).collect::<Vec<_>>(),
