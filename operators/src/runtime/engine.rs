@@ -472,6 +472,7 @@ impl Engine {
                 }
                 None => (raw_record(message), 1),
             };
+            self.end_wait(&key);
             // Before the send: an abort while sending forgets it with the transaction.
             self.dead_lettered.push(key);
             if !self.skips() {
@@ -490,6 +491,7 @@ impl Engine {
                     // An earlier record of its key went back into the lane: queue behind it again.
                     tracing::debug!(seq = entry.seq, first, "retry lane record waits behind an earlier one of its key");
                     let waiting = LaneEntry { not_before_ms: entry.not_before_ms.max(not_before_ms), ..entry };
+                    self.end_wait(&key);
                     return self.enqueue(consumer, id, waiting, origin, key);
                 }
                 index.remove(record_key, entry.seq);
@@ -499,6 +501,7 @@ impl Engine {
                 // Earlier records of its key wait in the lane: it goes behind them, in order.
                 let seq = self.lanes.entry(id).or_default().next_seq();
                 let waiting = LaneEntry { original: raw_record(message), seq, attempts: 0, not_before_ms: 0 };
+                self.end_wait(&key);
                 return self.enqueue(consumer, id, waiting, origin, key);
             }
             None => (None, None, 1),
@@ -517,9 +520,7 @@ impl Engine {
         match processed {
             Ok(Ok(())) => {
                 let outputs = task.take_output();
-                if !self.waiting.is_empty() {
-                    self.dependency_back(&key);
-                }
+                self.end_wait(&key);
                 for output in &outputs {
                     if let Err(e) = produce::send(&self.producer, output, origin) {
                         // Abort and replay from the last commit; when the output itself
@@ -570,6 +571,8 @@ impl Engine {
             let from_lane = attempt.seq.map(|seq| (id, &record, seq));
             return self.wait_for_dependency(consumer, dependency, error, attempt.key.clone(), from_lane);
         }
+        // Dead-lettered, skipped or sent to the lane: its partition no longer waits for it.
+        self.end_wait(&attempt.key);
         let retry = match self.config.error_policy {
             ErrorPolicy::Retry(policy)
                 if error.class() == FailureClass::Transient && attempt.number < policy.max_attempts =>
@@ -711,9 +714,10 @@ impl Engine {
         self.waiting.values().filter(|wait| wait.dependency == dependency).count()
     }
 
-    /// A record went through: if it is the one its partition waited on, or one after it, the
-    /// dependency is back. Records before it, read again after an abort, say nothing of that.
-    fn dependency_back(&mut self, consumed: &(Partition, i64)) {
+    /// A record was handled other than by waiting (it went through, or was dead-lettered,
+    /// skipped or sent to the lane): if it is the one its partition waited on, or one after it,
+    /// the partition waits no more. Records before it, read again after an abort, change nothing.
+    fn end_wait(&mut self, consumed: &(Partition, i64)) {
         let (partition, offset) = consumed;
         if self.waiting.get(partition).is_none_or(|wait| *offset < wait.offset) {
             return;

@@ -685,14 +685,14 @@ impl DependencyUnavailable<'_> {
     }
 }
 
-/// A partition that waited for a dependency processed a record again.
+/// A partition that waited for a dependency handled its waiting record, or one after it.
 pub struct DependencyBack<'a> {
     pub dependency: &'a str,
     pub partitions: usize,
 }
 impl DependencyBack<'_> {
     pub fn emit(self, m: &RuntimeMetrics) {
-        tracing::info!(dependency = self.dependency, "dependency back; partition resumed");
+        tracing::info!(dependency = self.dependency, "partition no longer waits on the dependency");
         m.families
             .waiting_on_dependency
             .with_label_values(&[&m.application_id, self.dependency])

@@ -689,6 +689,66 @@ impl Processor<String, i64, String, i64> for NeedsRedis {
     }
 }
 
+/// Record 5 finds Redis down at its first try and breaks for good at its second.
+struct RedisThenBroken {
+    attempts_at_five: Arc<Mutex<u32>>,
+}
+
+impl Processor<String, i64, String, i64> for RedisThenBroken {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+        record: Record<String, i64>,
+    ) -> Result<(), ProcessError> {
+        if record.value == 5 {
+            let mut attempts = self.attempts_at_five.lock().unwrap_or_else(|e| e.into_inner());
+            *attempts += 1;
+            return Err(match *attempts {
+                1 => ProcessError::unavailable("redis", "connection refused"),
+                _ => ProcessError::processing("record 5 cannot be processed"),
+            });
+        }
+        ctx.forward(record)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_record_dead_lettered_at_its_next_try_ends_the_wait() {
+    let bootstrap = kafka_bootstrap();
+    let id = unique("fault-waiting-dead-lettered");
+    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
+    create_topic(&bootstrap, &input, 1).await;
+    create_topic(&bootstrap, &output, 1).await;
+    // Record 5 is the last: no record after it goes through to end the wait.
+    send_keyed(&bootstrap, &input, &[("k1", 1), ("k2", 2), ("k0", 3), ("k1", 4), ("k2", 5)]);
+
+    let attempts_at_five = Arc::new(Mutex::new(0));
+    let builder = StreamsBuilder::new();
+    let attempts = Arc::clone(&attempts_at_five);
+    builder
+        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
+        .process_with(
+            move || RedisThenBroken { attempts_at_five: Arc::clone(&attempts) },
+            Processed::named("redis-then-broken"),
+        )
+        .to(&output, Produced::with(StringSerde, I64Serde));
+    let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
+    config.error_policy = quick_retries();
+    let streams = KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start");
+    let health = streams.health();
+    let dead = read_topic(&bootstrap, &dead_letter_topic(&input), "read_committed", WAIT, |r| !r.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health.waiting_on().is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let waiting_at_the_end = health.waiting_on();
+    streams.close().expect("close");
+
+    assert_eq!(dead.len(), 1, "record 5 dead-lettered once");
+    assert_eq!(*attempts_at_five.lock().unwrap_or_else(|e| e.into_inner()), 2, "tried twice");
+    assert_eq!(waiting_at_the_end, None, "the partition waits on nothing once its record is dead-lettered");
+}
+
 /// A one-partition input holding records 1-20 under keys k0-k2, an output topic and an
 /// application id, all named after `name`.
 async fn twenty_keyed_records(bootstrap: &str, name: &str) -> (String, String, String) {
