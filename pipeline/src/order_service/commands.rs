@@ -121,12 +121,12 @@ impl OrderService {
                 .map_err(|e| CommandError::StoredResponse { key: key.to_string(), detail: e.to_string() })?;
             // First statement of the transaction: a duplicate waits here for the first request's
             // commit, then gets the unique violation and the first response.
-            let claimed = tx
-                .execute(
+            let claim = tx
+                .prepare_cached(
                     "insert into order_requests (idempotency_key, order_id, response, request_hash) values ($1, $2, $3::text::jsonb, $4)",
-                    &[&key, &order_id, &response, &hash],
                 )
-                .await;
+                .await?;
+            let claimed = tx.execute(&claim, &[&key, &order_id, &response, &hash]).await;
             match claimed {
                 Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                     tx.rollback().await?;

@@ -2,10 +2,11 @@
 //! load as the latest snapshot plus a replay of the events after it, and snapshots every N
 //! events. Appends and snapshots run inside the caller's transaction, next to the outbox rows.
 
+use deadpool_postgres::Transaction;
 use schemas::Envelope;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::Client;
 
 use super::aggregate::{evolve, DomainEvent, Order, OrderEvent, UnreadableEvent, AGGREGATE_TYPE};
 
@@ -105,7 +106,7 @@ pub async fn append(
         return Err(conflict(actual));
     }
     let insert = tx
-        .prepare(
+        .prepare_cached(
             "insert into event_store (event_id, aggregate_id, aggregate_type, event_type, version, payload, metadata) \
              values ($1::text::uuid, $2, $3, $4, $5, $6::text::jsonb, $7::text::jsonb)",
         )
@@ -136,9 +137,8 @@ pub async fn append(
 }
 
 async fn current_version(tx: &Transaction<'_>, aggregate_id: &str) -> Result<i32, EventStoreError> {
-    let row = tx
-        .query_one("select coalesce(max(version), 0) from event_store where aggregate_id = $1", &[&aggregate_id])
-        .await?;
+    let select = tx.prepare_cached("select coalesce(max(version), 0) from event_store where aggregate_id = $1").await?;
+    let row = tx.query_one(&select, &[&aggregate_id]).await?;
     Ok(row.get(0))
 }
 

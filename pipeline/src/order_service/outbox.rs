@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, Transaction};
 use schemas::{CodecError, SagaCodec, ORDER_EVENTS};
-use tokio_postgres::Transaction;
 
 use super::aggregate::{DomainEvent, AGGREGATE_TYPE};
 
@@ -45,7 +44,7 @@ pub async fn insert(
     appended_after: i64,
 ) -> Result<(), tokio_postgres::Error> {
     let statement = tx
-        .prepare(
+        .prepare_cached(
             "insert into outbox (id, aggregate_type, aggregate_id, event_type, payload, correlation_id, causation_id, traceparent, aggregate_version) \
              values ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8, $9)",
         )

@@ -447,9 +447,8 @@ async fn a_stale_expected_version_is_a_conflict_never_a_lost_write() {
     assert_eq!(loaded.version, 1);
     let cancel = loaded.order.request_cancellation("someone", 0).expect("placed orders can be cancelled");
 
-    let (mut db, connection) =
-        tokio_postgres::connect(&postgres_config(), tokio_postgres::NoTls).await.expect("postgres");
-    tokio::spawn(connection);
+    let pool = pipeline::db::pool(&postgres_config(), 1).expect("pool");
+    let mut db = pool.get().await.expect("postgres");
     for stale in [0, 5] {
         let tx = db.transaction().await.expect("transaction");
         let result = event_store::append(&tx, &order_id, stale, std::slice::from_ref(&cancel), "trace").await;
