@@ -70,7 +70,8 @@ struct DependencyWait {
     dependency: String,
     /// Failures in a row: the backoff grows with it.
     streak: u32,
-    /// The failed record's: the wait ends when it, or a record after it, goes through.
+    /// The failed record's: the wait ends when it, or a record after it, is handled other than
+    /// by waiting (see `end_wait`).
     offset: i64,
 }
 
