@@ -715,12 +715,8 @@ impl Processor<String, i64, String, i64> for RedisThenBroken {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_waiting_record_dead_lettered_at_its_next_try_ends_the_wait() {
     let bootstrap = kafka_bootstrap();
-    let id = unique("fault-waiting-dead-lettered");
-    let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
-    create_topic(&bootstrap, &input, 1).await;
-    create_topic(&bootstrap, &output, 1).await;
     // Record 5 is the last: no record after it goes through to end the wait.
-    send_keyed(&bootstrap, &input, &[("k1", 1), ("k2", 2), ("k0", 3), ("k1", 4), ("k2", 5)]);
+    let (input, output, app) = keyed_records(&bootstrap, "fault-waiting-dead-lettered", 5).await;
 
     let attempts_at_five = Arc::new(Mutex::new(0));
     let builder = StreamsBuilder::new();
@@ -749,14 +745,14 @@ async fn a_waiting_record_dead_lettered_at_its_next_try_ends_the_wait() {
     assert_eq!(waiting_at_the_end, None, "the partition waits on nothing once its record is dead-lettered");
 }
 
-/// A one-partition input holding records 1-20 under keys k0-k2, an output topic and an
+/// A one-partition input holding records 1 to `count` under keys k0-k2, an output topic and an
 /// application id, all named after `name`.
-async fn twenty_keyed_records(bootstrap: &str, name: &str) -> (String, String, String) {
+async fn keyed_records(bootstrap: &str, name: &str, count: i64) -> (String, String, String) {
     let id = unique(name);
     let (input, output, app) = (format!("{id}-input"), format!("{id}-output"), format!("{id}-app"));
     create_topic(bootstrap, &input, 1).await;
     create_topic(bootstrap, &output, 1).await;
-    let records: Vec<(String, i64)> = (1..=20).map(|n| (format!("k{}", n % 3), n)).collect();
+    let records: Vec<(String, i64)> = (1..=count).map(|n| (format!("k{}", n % 3), n)).collect();
     let refs: Vec<(&str, i64)> = records.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     send_keyed(bootstrap, &input, &refs);
     (input, output, app)
@@ -765,7 +761,7 @@ async fn twenty_keyed_records(bootstrap: &str, name: &str) -> (String, String, S
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dependency_that_is_down_pauses_the_partition_and_loses_nothing() {
     let bootstrap = kafka_bootstrap();
-    let (input, output, app) = twenty_keyed_records(&bootstrap, "fault-unavailable").await;
+    let (input, output, app) = keyed_records(&bootstrap, "fault-unavailable", 20).await;
 
     let attempts_at_five = Arc::new(Mutex::new(0));
     let builder = StreamsBuilder::new();
@@ -825,7 +821,7 @@ async fn a_dependency_that_is_down_pauses_the_partition_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transaction_aborted_while_a_partition_waits_reads_its_rolled_back_records_again() {
     let bootstrap = kafka_bootstrap();
-    let (input, output, app) = twenty_keyed_records(&bootstrap, "fault-waiting-abort").await;
+    let (input, output, app) = keyed_records(&bootstrap, "fault-waiting-abort", 20).await;
 
     // Records 1-4 go through and 5 finds Redis down: the partition waits 2 s at record 5. The
     // commit of 1-4 fails meanwhile, so they are rolled back and must be read again, from 1,
