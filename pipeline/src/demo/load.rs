@@ -40,6 +40,8 @@ pub struct PlacedOrder {
     pub items: Vec<(String, i64)>,
     /// Wall-clock ms when the POST was sent.
     pub placed_at_ms: i64,
+    /// How long the order API took to accept it (202), retries included.
+    pub accepted_after: Duration,
     /// The HTTP status that answered the customer's cancellation, if one was sent.
     pub cancel_answer: Option<u16>,
 }
@@ -137,7 +139,9 @@ pub async fn drive(
                 let scenario = Scenario::for_index(i);
                 let (body, customer_id, total_cents, items) = order_body(&spec, i, scenario);
                 let placed_at_ms = now_ms();
+                let posted = Instant::now();
                 let order_id = post_order(&client, &spec, &body, i).await?;
+                let accepted_after = posted.elapsed();
                 let mut cancel_answer = None;
                 match cancellation(&spec, i, scenario) {
                     Some(Duration::ZERO) => cancel_answer = Some(cancel_order(&client, &spec.api, &order_id).await?),
@@ -160,6 +164,7 @@ pub async fn drive(
                     total_cents,
                     items,
                     placed_at_ms,
+                    accepted_after,
                     cancel_answer,
                 });
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, spec.orders);

@@ -63,11 +63,9 @@ impl DemoReport {
     }
 }
 
-pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool) -> Result<DemoReport> {
-    let api = format!("http://127.0.0.1:{}", settings.http.order_api_port);
-    let pool = crate::db::pool(&settings.database_url()?, 4)?;
-    let spec = load::LoadSpec {
-        api,
+fn load_spec(settings: &Settings, options: &DemoOptions) -> load::LoadSpec {
+    load::LoadSpec {
+        api: format!("http://127.0.0.1:{}", settings.http.order_api_port),
         run_id: format!("demo{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
         orders: options.orders,
         concurrency: options.concurrency,
@@ -76,7 +74,18 @@ pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool
         unobtainable_quantity: settings.inventory.default_stock + 1,
         // Customers cancel 0.2–2.5 s after placing, the window the saga's races live in.
         cancel_delay_ms: options.racing_cancels.then_some((200, 2_500)),
-    };
+    }
+}
+
+/// Only places the orders (and sends the cancellations), as [`run`] does, without waiting for
+/// the saga: for measuring the order API on its own.
+pub async fn place(settings: &Settings, options: &DemoOptions) -> Result<Vec<PlacedOrder>> {
+    load::drive(load_spec(settings, options), |_, _| {}).await
+}
+
+pub async fn run(settings: &Settings, options: &DemoOptions, show_progress: bool) -> Result<DemoReport> {
+    let pool = crate::db::pool(&settings.database_url()?, 4)?;
+    let spec = load_spec(settings, options);
     let run_id = spec.run_id.clone();
     let poison_count = (options.orders as f64 * options.poison_percent / 100.0).round() as usize;
     let poisoning = async {

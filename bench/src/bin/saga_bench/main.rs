@@ -15,8 +15,11 @@
 //! `--attach` drives a pipeline already running in its own process (`pipeline all`, same
 //! settings) instead of starting one here: its CPU and memory are then its own, apart from the
 //! load generator's and the observer's.
+//!
+//! `--order-api` measures the order service alone instead (`order_api`).
 
 mod cost;
+mod order_api;
 mod scrape;
 
 use std::collections::BTreeMap;
@@ -32,11 +35,13 @@ use pipeline::settings::Settings;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: saga-bench [--rates 20,40,80] [--seconds 15] [--config config/pipeline.toml] [--attach]
-  --rates     offered orders/s, one run per rate
-  --seconds   how long each rate is offered
-  --config    the pipeline's settings file (SAGA__ variables apply over it)
-  --attach    drive a `pipeline all` already running in its own process";
+const USAGE: &str =
+    "usage: saga-bench [--rates 20,40,80] [--seconds 15] [--config config/pipeline.toml] [--attach | --order-api]
+  --rates      offered orders/s, one run per rate
+  --seconds    how long each rate is offered
+  --config     the pipeline's settings file (SAGA__ variables apply over it)
+  --attach     drive a `pipeline all` already running in its own process
+  --order-api  only place orders, on a `pipeline order-api` running alone: the order service's ceiling";
 
 struct Options {
     rates: Vec<f64>,
@@ -44,6 +49,8 @@ struct Options {
     config: PathBuf,
     /// Drive a pipeline already running in its own process (`pipeline all`) instead of one here.
     attach: bool,
+    /// Only place orders, on an order API running alone.
+    order_api: bool,
 }
 
 fn options() -> Result<Options> {
@@ -52,6 +59,7 @@ fn options() -> Result<Options> {
         seconds: 15,
         config: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/pipeline.toml"),
         attach: false,
+        order_api: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -64,12 +72,16 @@ fn options() -> Result<Options> {
             "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
             "--config" => options.config = value()?.into(),
             "--attach" => options.attach = true,
+            "--order-api" => options.order_api = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
+    }
+    if options.attach && options.order_api {
+        bail!("--attach and --order-api exclude each other\n{USAGE}");
     }
     Ok(options)
 }
@@ -115,6 +127,9 @@ async fn main() -> Result<()> {
     };
     let admin = format!("http://127.0.0.1:{}", settings.http.admin_port);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    if options.order_api {
+        return order_api::run(&settings, &http, &options.rates, options.seconds).await;
+    }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let pipeline = (!options.attach).then(|| {
         let pipeline_settings = settings.clone();

@@ -1,0 +1,69 @@
+//! `--order-api`: the order service's own ceiling. Drives a `pipeline order-api` running alone
+//! (no participants, no projector; Debezium still turns the outbox into records, as it does
+//! in production) at offered rates, and prints per rate the orders/s it accepted, how long a
+//! POST took to be accepted, and the CPU each part of the stack spent per order.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use pipeline::demo::{self, DemoOptions};
+use pipeline::settings::Settings;
+
+use crate::cost;
+
+/// Waits until the order API answers HTTP at all (a 404 for an unknown order will do).
+async fn wait_until_answering(http: &reqwest::Client, api: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while http.get(format!("{api}/orders/none")).send().await.is_err() {
+        if Instant::now() > deadline {
+            bail!("the order API at {api} did not answer within 120 s; start `pipeline order-api` first");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+/// Nearest-rank percentile of sorted durations, in ms.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n => sorted[((n as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0,
+    }
+}
+
+pub async fn run(settings: &Settings, http: &reqwest::Client, rates: &[f64], seconds: u64) -> Result<()> {
+    let api = format!("http://127.0.0.1:{}", settings.http.order_api_port);
+    wait_until_answering(http, &api).await?;
+    println!("saga-bench --order-api: the order API at {api} alone, stack on the same machine; {seconds} s per rate");
+    println!(
+        "{:>8} {:>9} {:>12} {:>12} {:>12}   (POST until 202, retries included)",
+        "offered", "accepted", "POST p50 ms", "POST p95 ms", "POST p99 ms"
+    );
+    for rate in rates {
+        let options = DemoOptions {
+            orders: (rate * seconds as f64).round() as usize,
+            concurrency: 64,
+            rate: Some(*rate),
+            settle_timeout: Duration::ZERO,
+            racing_cancels: false,
+            poison_percent: 0.0,
+        };
+        let started = Instant::now();
+        let cpu = cost::CpuSampler::start(cost::ATTACHED);
+        let orders = demo::place(settings, &options).await?;
+        let elapsed = started.elapsed();
+        let cost = cpu.finish(Instant::now());
+        let mut accepted_after: Vec<Duration> = orders.iter().map(|order| order.accepted_after).collect();
+        accepted_after.sort_unstable();
+        println!(
+            "{:>8.0} {:>9.1} {:>12.1} {:>12.1} {:>12.1}",
+            rate,
+            orders.len() as f64 / elapsed.as_secs_f64().max(1e-3),
+            percentile_ms(&accepted_after, 0.50),
+            percentile_ms(&accepted_after, 0.95),
+            percentile_ms(&accepted_after, 0.99),
+        );
+        cost.print(orders.len());
+    }
+    Ok(())
+}
