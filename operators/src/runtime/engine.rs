@@ -301,12 +301,9 @@ impl Engine {
                 if !keep {
                     self.lanes.remove(&id);
                 }
-                self.waiting.remove(&(element.topic().to_string(), element.partition()));
+                self.stop_waiting(&(element.topic().to_string(), element.partition()));
                 self.unrestored.remove(&id);
             }
-        }
-        if self.waiting.is_empty() {
-            self.state.set_waiting_on(None);
         }
         TasksAssigned(self.tasks.len()).emit(&self.metrics);
         self.report_store_entries();
@@ -686,7 +683,13 @@ impl Engine {
         let ((topic, partition), offset) = consumed;
         let streak = self.waiting.get(&(topic.clone(), partition)).map_or(0, |wait| wait.streak) + 1;
         let wait = DependencyWait { dependency: dependency.to_owned(), streak, offset };
-        self.waiting.insert((topic.clone(), partition), wait);
+        if let Some(before) = self.waiting.insert((topic.clone(), partition), wait) {
+            // A record read again after an abort, or the same one, now fails on another one.
+            if before.dependency != dependency {
+                DependencyBack { dependency: &before.dependency, partitions: self.waiting_for(&before.dependency) }
+                    .emit(&self.metrics);
+            }
+        }
         let policy = match self.config.error_policy {
             ErrorPolicy::Retry(policy) => policy,
             _ => RetryPolicy::default(),
@@ -723,6 +726,12 @@ impl Engine {
         if self.waiting.get(partition).is_none_or(|wait| *offset < wait.offset) {
             return;
         }
+        self.stop_waiting(partition);
+    }
+
+    /// The partition waits no more (its record was handled, or the partition went elsewhere):
+    /// its dependency's gauge and the instance's health say so.
+    fn stop_waiting(&mut self, partition: &Partition) {
         let Some(wait) = self.waiting.remove(partition) else { return };
         DependencyBack { dependency: &wait.dependency, partitions: self.waiting_for(&wait.dependency) }
             .emit(&self.metrics);

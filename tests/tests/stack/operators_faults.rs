@@ -867,3 +867,119 @@ async fn a_transaction_aborted_while_a_partition_waits_reads_its_rolled_back_rec
         "every record once, in order, the rolled-back ones read again"
     );
 }
+
+/// Record 5 finds `down[n]` unavailable at its try `n` (from 0), then goes through.
+struct DownAtFive {
+    attempts_at_five: Arc<Mutex<usize>>,
+    down: &'static [&'static str],
+}
+
+impl Processor<String, i64, String, i64> for DownAtFive {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+        record: Record<String, i64>,
+    ) -> Result<(), ProcessError> {
+        if record.value == 5 {
+            let mut attempts = self.attempts_at_five.lock().unwrap_or_else(|e| e.into_inner());
+            *attempts += 1;
+            if let Some(dependency) = self.down.get(*attempts - 1) {
+                return Err(ProcessError::unavailable(*dependency, "connection refused"));
+            }
+        }
+        ctx.forward(record)
+    }
+}
+
+/// `input` → [`DownAtFive`] → `output`.
+fn down_at_five(input: &str, output: &str, down: &'static [&'static str]) -> (StreamsBuilder, Arc<Mutex<usize>>) {
+    let attempts_at_five = Arc::new(Mutex::new(0));
+    let builder = StreamsBuilder::new();
+    let attempts = Arc::clone(&attempts_at_five);
+    builder
+        .stream::<String, i64>(input, Consumed::with(StringSerde, I64Serde))
+        .process_with(
+            move || DownAtFive { attempts_at_five: Arc::clone(&attempts), down },
+            Processed::named("down-at-five"),
+        )
+        .to(output, Produced::with(StringSerde, I64Serde));
+    (builder, attempts_at_five)
+}
+
+/// `streams_partitions_waiting_on_dependency` for `app` and `dependency`; 0 while absent.
+fn partitions_waiting_on(registry: &prometheus::Registry, app: &str, dependency: &str) -> i64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == "streams_partitions_waiting_on_dependency")
+        .flat_map(|family| family.get_metric().iter())
+        .filter(|m| [app, dependency].iter().all(|wanted| m.get_label().iter().any(|l| l.value() == *wanted)))
+        .map(|m| m.get_gauge().value() as i64)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_record_that_fails_on_another_dependency_moves_the_wait_gauge_to_it() {
+    let bootstrap = kafka_bootstrap();
+    let (input, output, app) = keyed_records(&bootstrap, "fault-wait-moves", 20).await;
+    let (builder, attempts_at_five) = down_at_five(&input, &output, &["redis", "postgres"]);
+    let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
+    config.error_policy = quick_retries();
+    let registry = prometheus::Registry::new();
+    let streams = KafkaStreams::start(builder.build(&app), config, &registry).expect("start");
+    let out = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 20);
+    let waiting = (partitions_waiting_on(&registry, &app, "redis"), partitions_waiting_on(&registry, &app, "postgres"));
+    streams.close().expect("close");
+
+    assert_eq!(out.len(), 20, "every record once");
+    assert_eq!(
+        *attempts_at_five.lock().unwrap_or_else(|e| e.into_inner()),
+        3,
+        "Redis down, then PostgreSQL, then through"
+    );
+    assert_eq!(waiting, (0, 0), "partitions waiting on (redis, postgres) once record 5 went through");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_taken_away_while_it_waits_leaves_the_wait_gauge() {
+    let bootstrap = kafka_bootstrap();
+    let (input, output, app) = keyed_records(&bootstrap, "fault-wait-revoked", 20).await;
+    let (builder, attempts_at_five) = down_at_five(&input, &output, &["redis"]);
+    let start = |builder: StreamsBuilder, registry: &prometheus::Registry| {
+        let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
+        // Record 5 is not tried again on the first instance: only a new assignment reads it again.
+        config.error_policy = ErrorPolicy::Retry(RetryPolicy {
+            initial_backoff: Duration::from_secs(600),
+            multiplier: 2,
+            max_backoff: Duration::from_secs(600),
+            max_attempts: 5,
+        });
+        KafkaStreams::start(builder.build(&app), config, registry).expect("start")
+    };
+    let registry = prometheus::Registry::new();
+    let first = start(builder, &registry);
+    let health = first.health();
+    let deadline = Instant::now() + WAIT;
+    while health.waiting_on().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let waiting_before = partitions_waiting_on(&registry, &app, "redis");
+    // A second instance joins: the eager rebalance takes the partition from the first, and
+    // whichever instance gets it reads record 5 again, with Redis back.
+    let (second_builder, _) = down_at_five(&input, &output, &[]);
+    let second = start(second_builder, &prometheus::Registry::new());
+    let out = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 20);
+    let waiting_after = partitions_waiting_on(&registry, &app, "redis");
+    let (health_after, attempts) = (health.waiting_on(), *attempts_at_five.lock().unwrap_or_else(|e| e.into_inner()));
+    second.close().expect("close");
+    first.close().expect("close");
+
+    assert_eq!(waiting_before, 1, "the first instance waited on Redis");
+    assert_eq!(out.len(), 20, "every record once, record 5 read again after the rebalance");
+    assert!(attempts >= 1, "record 5 was tried on the first instance");
+    assert_eq!(
+        (waiting_after, health_after),
+        (0, None),
+        "partitions waiting on Redis, and health, once it went through"
+    );
+}
