@@ -3,7 +3,8 @@
 //!
 //! Every topic has a single partition 0, so there is one task per sub-topology. Each piped record
 //! goes through [`Task::process`], [`Task::before_commit`] and [`Task::commit`], the code path
-//! the runtime uses; records written to repartition topics (and to user topics the topology also
+//! the runtime uses (several records share one transaction inside
+//! [`TopologyTestDriver::in_one_transaction`]); records written to repartition topics (and to user topics the topology also
 //! reads) are fed straight back in. Changelog records are kept, so [`TopologyTestDriver::restart_from_changelogs`] can
 //! simulate a crash and prove state is recovered from them.
 //!
@@ -79,6 +80,8 @@ pub(crate) struct DriverCore {
     feed_back_outputs: bool,
     /// Repartition records waiting for [`TopologyTestDriver::deliver_held`], when held.
     held: Option<BTreeMap<String, VecDeque<RawRecord>>>,
+    /// Inside [`TopologyTestDriver::in_one_transaction`]: records are processed, not committed.
+    in_transaction: bool,
 }
 
 impl TopologyTestDriver {
@@ -100,6 +103,7 @@ impl TopologyTestDriver {
             changelog: Vec::new(),
             feed_back_outputs: true,
             held: None,
+            in_transaction: false,
         };
         TopologyTestDriver { core: Rc::new(RefCell::new(core)) }
     }
@@ -153,6 +157,23 @@ impl TopologyTestDriver {
         value_serde: impl Serde<V> + 'static,
     ) -> TestOutputTopic<K, V> {
         TestOutputTopic::new(Rc::clone(&self.core), topic, Arc::new(key_serde), Arc::new(value_serde))
+    }
+
+    /// Processes the records `pipe` pipes in one transaction per task, committed when it
+    /// returns, as the runtime batches the records between two commits: `before_commit` sees
+    /// them all, and a record that fails (its own work undone) leaves the others' work in the
+    /// transaction. What they write to topics the topology reads is processed after the commit,
+    /// each record in its own transaction again. Returns what `pipe` returned, or the commit's
+    /// error; a wall-clock advance inside `pipe` commits as it always does.
+    pub fn in_one_transaction<T>(&self, pipe: impl FnOnce() -> T) -> Result<T, DriverError> {
+        let outer = std::mem::replace(&mut self.core.borrow_mut().in_transaction, true);
+        let piped = pipe();
+        if !outer {
+            let mut core = self.core.borrow_mut();
+            core.in_transaction = false;
+            core.commit_all()?;
+        }
+        Ok(piped)
     }
 
     /// Pipes a record with exactly these key and value bytes, e.g. bytes no serde would produce.
@@ -245,7 +266,7 @@ impl DriverCore {
     }
 
     /// Processes records, and the records they produce into topics the topology reads, until
-    /// none are left. Each record is its own committed transaction.
+    /// none are left. Each record is its own committed transaction, unless one is open.
     fn process_all(&mut self, mut queue: VecDeque<RawRecord>) -> Result<(), DriverError> {
         while let Some(record) = queue.pop_front() {
             let subtopology = self
@@ -256,16 +277,41 @@ impl DriverCore {
                 return Err(DriverError::UnknownTopic(record.topic));
             };
             task.process(record)?;
-            if let Err(error) = task.before_commit() {
-                // The runtime aborts the transaction: the record's work goes with it.
-                task.abort();
-                return Err(error.into());
+            if !self.in_transaction {
+                self.commit_task(subtopology, &mut queue)?;
             }
-            let output = task.take_output();
-            task.commit().map_err(ProcessError::from)?;
-            self.route(output, &mut queue);
         }
         Ok(())
+    }
+
+    /// Ends a task's transaction as the runtime does: `before_commit`, aborting on its error
+    /// (the transaction's work goes with it), then the commit; its outputs go to `queue`.
+    fn commit_task(&mut self, index: usize, queue: &mut VecDeque<RawRecord>) -> Result<(), ProcessError> {
+        let Some(task) = self.tasks.get_mut(index) else {
+            return Ok(());
+        };
+        let prepared = task.before_commit();
+        if prepared.is_err() {
+            task.abort();
+        }
+        let output = task.take_output();
+        let committed = task.commit().map_err(ProcessError::from);
+        self.route(output, queue);
+        prepared.and(committed)
+    }
+
+    /// Commits every task's open transaction, then processes what they wrote to topics the
+    /// topology reads.
+    fn commit_all(&mut self) -> Result<(), DriverError> {
+        let mut queue = VecDeque::new();
+        let mut first_error = None;
+        for index in 0..self.tasks.len() {
+            if let Err(error) = self.commit_task(index, &mut queue) {
+                first_error.get_or_insert(error);
+            }
+        }
+        self.process_all(queue)?;
+        first_error.map_or(Ok(()), |error| Err(error.into()))
     }
 
     fn route(&mut self, output: Vec<OutputRecord>, queue: &mut VecDeque<RawRecord>) {
@@ -308,15 +354,9 @@ impl DriverCore {
             };
             // Units that succeeded before a failure are kept, as the runtime would commit them.
             let mut failures = task.punctuate_wall_clock(now_ms);
-            if let Err(error) = task.before_commit() {
-                task.abort();
+            if let Err(error) = self.commit_task(index, &mut queue) {
                 failures.insert(0, error);
             }
-            let output = task.take_output();
-            if let Err(error) = task.commit() {
-                first_error.get_or_insert(error.into());
-            }
-            self.route(output, &mut queue);
             if let Some(error) = failures.into_iter().next() {
                 first_error.get_or_insert(error);
             }

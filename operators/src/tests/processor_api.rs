@@ -235,6 +235,53 @@ fn only_the_init_of_a_processor_replacing_a_panicked_one_is_told_so() -> TestRes
     Ok(())
 }
 
+/// Counts the records each transaction processed, and sends the count when it commits; "bad"
+/// records fail.
+#[derive(Default)]
+struct CountPerCommit {
+    processed: i64,
+}
+
+impl Processor<String, String, String, i64> for CountPerCommit {
+    fn process(
+        &mut self,
+        _ctx: &mut ProcessorContext<'_, String, i64>,
+        record: Record<String, String>,
+    ) -> Result<(), ProcessError> {
+        if record.value == "bad" {
+            return Err(ProcessError::processing("a bad record"));
+        }
+        self.processed += 1;
+        Ok(())
+    }
+
+    fn before_commit(&mut self, ctx: &mut ProcessorContext<'_, String, i64>) -> Result<(), ProcessError> {
+        let processed = std::mem::take(&mut self.processed);
+        ctx.forward(Record::new("processed".to_owned(), processed, ctx.current_system_time_ms()))
+    }
+}
+
+#[test]
+fn records_piped_in_one_transaction_are_committed_together_and_a_failed_one_leaves_the_rest() -> TestResult {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("in", Consumed::with(StringSerde, StringSerde))
+        .process(CountPerCommit::default, &[])
+        .to("out", Produced::with(StringSerde, I64Serde));
+    let driver = driver(builder);
+    let input = driver.create_input_topic("in", StringSerde, StringSerde);
+    let output = driver.create_output_topic("out", StringSerde, I64Serde);
+    input.pipe_input("a", "one")?;
+    let piped = driver.in_one_transaction(|| {
+        [input.pipe_input("a", "two"), input.pipe_input("b", "bad"), input.pipe_input("c", "three")]
+    })?;
+    assert_eq!(piped.iter().map(Result::is_ok).collect::<Vec<_>>(), [true, false, true]);
+    input.pipe_input("a", "four")?;
+    let counts: Vec<i64> = output.read_records_to_vec()?.into_iter().map(|record| record.value).collect();
+    assert_eq!(counts, [1, 2, 1], "one commit per record outside, one for the two good records inside");
+    Ok(())
+}
+
 #[test]
 fn stream_time_punctuation_follows_record_timestamps() -> TestResult {
     let driver = driver(reporter_topology(PunctuationType::StreamTime));

@@ -11,7 +11,8 @@ use crate::participants::test_support::{assert_caused_by, caused_by, order_place
 use crate::participants::SagaTopics;
 
 /// Counts calls (a batch counts once in `batches` and once per order in `calls`); fails with a
-/// retriable error while `down` is set; refuses to cancel while `handed_over` is set.
+/// retriable error while `down` is set; refuses to cancel while `handed_over` is set, and
+/// panics at a cancellation while `panics_at_cancel` is (a bug in a carrier's client).
 #[derive(Default)]
 struct FakeGateway {
     calls: AtomicUsize,
@@ -19,6 +20,7 @@ struct FakeGateway {
     cancels: AtomicUsize,
     down: AtomicBool,
     handed_over: AtomicBool,
+    panics_at_cancel: AtomicBool,
 }
 
 impl ShipmentGateway for FakeGateway {
@@ -38,7 +40,8 @@ impl ShipmentGateway for FakeGateway {
         order_ids.iter().map(|order_id| Ok((order_id.clone(), self.create_shipment(order_id)?))).collect()
     }
 
-    fn cancel_shipment(&self, _order_id: &str, _shipment_id: &str) -> Result<Cancellation, ShipmentError> {
+    fn cancel_shipment(&self, order_id: &str, _shipment_id: &str) -> Result<Cancellation, ShipmentError> {
+        assert!(!self.panics_at_cancel.load(Ordering::SeqCst), "the carrier's client broke cancelling {order_id}");
         if self.down.load(Ordering::SeqCst) {
             return Err(ShipmentError::retriable("postgres is unavailable"));
         }
@@ -217,6 +220,31 @@ fn after_a_failed_batch_orders_ship_one_by_one_until_the_replay_commits() -> Tes
     driven.pipe(&topics().inventory, &reserved(&second))?;
     assert_eq!(only(driven.read(&topics().shipping)?).event_type(), EventType::ShipmentCreated);
     assert_eq!(gateway.batches.load(Ordering::SeqCst), 1, "once the replay committed, batches again");
+    Ok(())
+}
+
+#[test]
+fn an_order_made_ready_before_the_processor_panicked_ships_at_the_commit() -> TestResult {
+    let (driven, gateway) = shipping();
+    let shipped = order_placed("o-1", "alice", &[("p1", 1, 100)], "DE");
+    driven.pipe(&topics().order, &shipped)?;
+    driven.pipe(&topics().inventory, &reserved(&shipped))?;
+    driven.read(&topics().shipping)?;
+    let ready = order_placed("o-2", "bob", &[("p1", 1, 100)], "DE");
+    driven.pipe(&topics().order, &ready)?;
+
+    // In one transaction, o-2 becomes ready (batched in the processor's memory), then cancelling
+    // o-1 panics: the processor and its batch are gone, o-2's store write stands.
+    gateway.panics_at_cancel.store(true, Ordering::SeqCst);
+    let (made_ready, cancelling) = driven.driver.in_one_transaction(|| {
+        (driven.pipe(&topics().inventory, &reserved(&ready)), driven.pipe(&topics().order, &cancelled(&shipped)))
+    })?;
+    made_ready?;
+    let panicked = cancelling.err().ok_or("expected the cancellation to fail")?;
+    assert!(panicked.to_string().contains("panicked"), "{panicked}");
+
+    let event = only(driven.read(&topics().shipping)?);
+    assert_eq!((event.event_type(), event.envelope.order_id.as_str()), (EventType::ShipmentCreated, "o-2"));
     Ok(())
 }
 
