@@ -159,12 +159,12 @@ impl TopologyTestDriver {
         TestOutputTopic::new(Rc::clone(&self.core), topic, Arc::new(key_serde), Arc::new(value_serde))
     }
 
-    /// Processes the records `pipe` pipes in one transaction per task, committed when it
-    /// returns, as the runtime batches the records between two commits: `before_commit` sees
-    /// them all, and a record that fails (its own work undone) leaves the others' work in the
-    /// transaction. What they write to topics the topology reads is processed after the commit,
-    /// each record in its own transaction again. Returns what `pipe` returned, or the commit's
-    /// error; a wall-clock advance inside `pipe` commits as it always does.
+    /// Processes the records `pipe` pipes in one transaction, committed when it returns, as the
+    /// runtime batches the records between two commits: `before_commit` sees them all, a record
+    /// that fails (its own work undone) leaves the others' work in the transaction, and a failed
+    /// `before_commit` aborts it all. What they write to topics the topology reads is processed
+    /// after the commit, each record in its own transaction again. Returns what `pipe` returned,
+    /// or the commit's error; a wall-clock advance inside `pipe` commits as it always does.
     pub fn in_one_transaction<T>(&self, pipe: impl FnOnce() -> T) -> Result<T, DriverError> {
         let outer = std::mem::replace(&mut self.core.borrow_mut().in_transaction, true);
         let piped = pipe();
@@ -285,33 +285,41 @@ impl DriverCore {
     }
 
     /// Ends a task's transaction as the runtime does: `before_commit`, aborting on its error
-    /// (the transaction's work goes with it), then the commit; its outputs go to `queue`.
+    /// (the transaction's work goes with it), then the commit.
     fn commit_task(&mut self, index: usize, queue: &mut VecDeque<RawRecord>) -> Result<(), ProcessError> {
         let Some(task) = self.tasks.get_mut(index) else {
             return Ok(());
         };
-        let prepared = task.before_commit();
-        if prepared.is_err() {
+        if let Err(error) = task.before_commit() {
             task.abort();
+            return Err(error);
         }
-        let output = task.take_output();
-        let committed = task.commit().map_err(ProcessError::from);
-        self.route(output, queue);
-        prepared.and(committed)
+        self.commit_prepared(index, queue)
     }
 
-    /// Commits every task's open transaction, then processes what they wrote to topics the
-    /// topology reads.
+    /// Commits a task whose `before_commit` ran; its outputs go to `queue`.
+    fn commit_prepared(&mut self, index: usize, queue: &mut VecDeque<RawRecord>) -> Result<(), ProcessError> {
+        let Some(task) = self.tasks.get_mut(index) else {
+            return Ok(());
+        };
+        let output = task.take_output();
+        task.commit().map_err(ProcessError::from)?;
+        self.route(output, queue);
+        Ok(())
+    }
+
+    /// Commits the transaction every task has open, then processes what they wrote to topics
+    /// the topology reads. As in the runtime, one failed `before_commit` aborts every task's work.
     fn commit_all(&mut self) -> Result<(), DriverError> {
-        let mut queue = VecDeque::new();
-        let mut first_error = None;
-        for index in 0..self.tasks.len() {
-            if let Err(error) = self.commit_task(index, &mut queue) {
-                first_error.get_or_insert(error);
-            }
+        if let Err(error) = self.tasks.iter_mut().try_for_each(Task::before_commit) {
+            self.tasks.iter_mut().for_each(Task::abort);
+            return Err(error.into());
         }
-        self.process_all(queue)?;
-        first_error.map_or(Ok(()), |error| Err(error.into()))
+        let mut queue = VecDeque::new();
+        for index in 0..self.tasks.len() {
+            self.commit_prepared(index, &mut queue)?;
+        }
+        self.process_all(queue)
     }
 
     fn route(&mut self, output: Vec<OutputRecord>, queue: &mut VecDeque<RawRecord>) {

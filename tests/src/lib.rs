@@ -10,6 +10,7 @@ pub mod eos;
 pub mod eos_verifier;
 pub mod kafka;
 pub mod logs;
+pub mod metrics;
 pub mod outage;
 pub mod saga;
 pub mod stack;

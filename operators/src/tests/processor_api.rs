@@ -235,8 +235,8 @@ fn only_the_init_of_a_processor_replacing_a_panicked_one_is_told_so() -> TestRes
     Ok(())
 }
 
-/// Counts the records each transaction processed, and sends the count when it commits; "bad"
-/// records fail.
+/// Sends each record on as 0, and the number of records its transaction processed as it
+/// commits; "bad" records fail.
 #[derive(Default)]
 struct CountPerCommit {
     processed: i64,
@@ -245,14 +245,14 @@ struct CountPerCommit {
 impl Processor<String, String, String, i64> for CountPerCommit {
     fn process(
         &mut self,
-        _ctx: &mut ProcessorContext<'_, String, i64>,
+        ctx: &mut ProcessorContext<'_, String, i64>,
         record: Record<String, String>,
     ) -> Result<(), ProcessError> {
         if record.value == "bad" {
             return Err(ProcessError::processing("a bad record"));
         }
         self.processed += 1;
-        Ok(())
+        ctx.forward(Record::new(record.key, 0, record.timestamp_ms))
     }
 
     fn before_commit(&mut self, ctx: &mut ProcessorContext<'_, String, i64>) -> Result<(), ProcessError> {
@@ -277,8 +277,13 @@ fn records_piped_in_one_transaction_are_committed_together_and_a_failed_one_leav
     })?;
     assert_eq!(piped.iter().map(Result::is_ok).collect::<Vec<_>>(), [true, false, true]);
     input.pipe_input("a", "four")?;
-    let counts: Vec<i64> = output.read_records_to_vec()?.into_iter().map(|record| record.value).collect();
-    assert_eq!(counts, [1, 2, 1], "one commit per record outside, one for the two good records inside");
+    let out: Vec<(String, i64)> = output.read_key_values_to_vec()?;
+    let expected = [("a", 0), ("processed", 1), ("a", 0), ("c", 0), ("processed", 2), ("a", 0), ("processed", 1)];
+    assert_eq!(
+        out,
+        expected.map(|(key, value)| (key.to_owned(), value)),
+        "one commit per record outside; inside, one for both good records, their outputs kept"
+    );
     Ok(())
 }
 

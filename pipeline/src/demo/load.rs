@@ -42,6 +42,9 @@ pub struct PlacedOrder {
     pub placed_at_ms: i64,
     /// How long the order API took to accept it (202), retries included.
     pub accepted_after: Duration,
+    /// How long after its due time (see [`LoadSpec::rate`]) the POST went out: the time it
+    /// queued in the load generator itself.
+    pub sent_late: Duration,
     /// The HTTP status that answered the customer's cancellation, if one was sent.
     pub cancel_answer: Option<u16>,
 }
@@ -131,10 +134,12 @@ pub async fn drive(
                     }
                     return Ok::<_, anyhow::Error>(placed);
                 }
+                let mut sent_late = Duration::ZERO;
                 if let Some(rate) = spec.rate {
                     // Open-loop pacing: order i is due at i / rate seconds from the start.
                     let due = started + Duration::from_secs_f64(i as f64 / rate);
                     tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+                    sent_late = due.elapsed();
                 }
                 let scenario = Scenario::for_index(i);
                 let (body, customer_id, total_cents, items) = order_body(&spec, i, scenario);
@@ -165,6 +170,7 @@ pub async fn drive(
                     items,
                     placed_at_ms,
                     accepted_after,
+                    sent_late,
                     cancel_answer,
                 });
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, spec.orders);

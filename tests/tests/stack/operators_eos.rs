@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use integration_tests::eos::{generate, generate_distinct_keys, read_committed_by_key, verify_echo, verify_sums};
 use integration_tests::kafka::{create_topic, create_topic_with, read_topic, CommittedCounter};
+use integration_tests::metrics::{app_series, gauge};
 use integration_tests::stack::{kafka_bootstrap, unique};
 
 const PARTITIONS: i32 = 3;
@@ -743,24 +744,4 @@ fn start_counting(
         .to_stream()
         .to(output, Produced::with(StringSerde, I64Serde));
     KafkaStreams::start(builder.build(app), StreamsConfig::new(app, bootstrap), registry).expect("start")
-}
-
-/// The value of the gauge `name` of application `app` in the series with `label` = its value.
-fn gauge(registry: &prometheus::Registry, name: &str, app: &str, (label, value): (&str, &str)) -> Option<f64> {
-    app_series(registry, name, app)
-        .iter()
-        .find(|m| m.get_label().iter().any(|l| l.name() == label && l.value() == value))
-        .map(|m| m.get_gauge().value())
-}
-
-/// The series of the metric `name` that belong to application `app`.
-fn app_series(registry: &prometheus::Registry, name: &str, app: &str) -> Vec<prometheus::proto::Metric> {
-    registry
-        .gather()
-        .iter()
-        .filter(|family| family.name() == name)
-        .flat_map(|family| family.get_metric().iter())
-        .filter(|m| m.get_label().iter().any(|l| l.name() == "application_id" && l.value() == app))
-        .cloned()
-        .collect()
 }

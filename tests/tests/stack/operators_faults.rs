@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::eos::generate;
 use integration_tests::kafka::{admin, create_topic, create_topic_with, read_topic, KEEP_OLD_RECORDS};
+use integration_tests::metrics::gauge;
 use integration_tests::stack::{kafka_bootstrap, unique};
 use operators::dsl::Processed;
 use operators::dsl::{Consumed, Produced, StreamsBuilder};
@@ -640,14 +641,12 @@ async fn a_new_instance_keeps_later_records_of_a_key_behind_one_waiting_in_the_r
     assert_eq!(out.first().map(|(k, _)| k.as_str()), Some("fast"), "fast:1 did not wait: {out:?}");
 }
 
-/// Says Redis is down for its first `outages` attempts at record 5, and passes everything through.
-struct NeedsRedis {
+/// Says Redis is down at record 5's first try, and fails the first commit after that, once.
+struct RedisDownThenCommitFails {
     attempts_at_five: Arc<Mutex<u32>>,
-    outages: u32,
-    /// Fails the first commit after record 5 found Redis down, once, when set.
-    failed_commits: Option<Arc<Mutex<u32>>>,
-    /// When set, what the instance says it waits on each time record 3 is processed.
-    waits_seen_at_three: Option<WaitsSeen>,
+    failed_commits: Arc<Mutex<u32>>,
+    /// What the instance says it waits on each time record 3 is processed.
+    waits_seen_at_three: WaitsSeen,
 }
 
 /// The instance's health, set once it started, and what it said it waited on at each look.
@@ -657,20 +656,21 @@ struct WaitsSeen {
     seen: Arc<Mutex<Vec<Option<String>>>>,
 }
 
-impl Processor<String, i64, String, i64> for NeedsRedis {
+impl Processor<String, i64, String, i64> for RedisDownThenCommitFails {
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, String, i64>,
         record: Record<String, i64>,
     ) -> Result<(), ProcessError> {
-        if let (3, Some(waits)) = (record.value, &self.waits_seen_at_three) {
+        if record.value == 3 {
+            let waits = &self.waits_seen_at_three;
             let waiting_on = waits.health.get().and_then(Health::waiting_on);
             waits.seen.lock().unwrap_or_else(|e| e.into_inner()).push(waiting_on);
         }
         if record.value == 5 {
             let mut attempts = self.attempts_at_five.lock().unwrap_or_else(|e| e.into_inner());
             *attempts += 1;
-            if *attempts <= self.outages {
+            if *attempts == 1 {
                 return Err(ProcessError::unavailable("redis", "connection refused"));
             }
         }
@@ -678,37 +678,13 @@ impl Processor<String, i64, String, i64> for NeedsRedis {
     }
 
     fn before_commit(&mut self, _ctx: &mut ProcessorContext<'_, String, i64>) -> Result<(), ProcessError> {
-        let Some(failed_commits) = &self.failed_commits else { return Ok(()) };
         let waiting = *self.attempts_at_five.lock().unwrap_or_else(|e| e.into_inner()) >= 1;
-        let mut failed = failed_commits.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failed = self.failed_commits.lock().unwrap_or_else(|e| e.into_inner());
         if waiting && *failed == 0 {
             *failed += 1;
             return Err(ProcessError::processing("the commit while record 5 waits fails"));
         }
         Ok(())
-    }
-}
-
-/// Record 5 finds Redis down at its first try and breaks for good at its second.
-struct RedisThenBroken {
-    attempts_at_five: Arc<Mutex<u32>>,
-}
-
-impl Processor<String, i64, String, i64> for RedisThenBroken {
-    fn process(
-        &mut self,
-        ctx: &mut ProcessorContext<'_, String, i64>,
-        record: Record<String, i64>,
-    ) -> Result<(), ProcessError> {
-        if record.value == 5 {
-            let mut attempts = self.attempts_at_five.lock().unwrap_or_else(|e| e.into_inner());
-            *attempts += 1;
-            return Err(match *attempts {
-                1 => ProcessError::unavailable("redis", "connection refused"),
-                _ => ProcessError::processing("record 5 cannot be processed"),
-            });
-        }
-        ctx.forward(record)
     }
 }
 
@@ -718,16 +694,7 @@ async fn a_waiting_record_dead_lettered_at_its_next_try_ends_the_wait() {
     // Record 5 is the last: no record after it goes through to end the wait.
     let (input, output, app) = keyed_records(&bootstrap, "fault-waiting-dead-lettered", 5).await;
 
-    let attempts_at_five = Arc::new(Mutex::new(0));
-    let builder = StreamsBuilder::new();
-    let attempts = Arc::clone(&attempts_at_five);
-    builder
-        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
-        .process_with(
-            move || RedisThenBroken { attempts_at_five: Arc::clone(&attempts) },
-            Processed::named("redis-then-broken"),
-        )
-        .to(&output, Produced::with(StringSerde, I64Serde));
+    let (builder, attempts_at_five) = fails_at_five(&input, &output, &[AtFive::Down("redis"), AtFive::Broken]);
     let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
     config.error_policy = quick_retries();
     let streams = KafkaStreams::start(builder.build(&app), config, &prometheus::Registry::new()).expect("start");
@@ -763,21 +730,8 @@ async fn a_dependency_that_is_down_pauses_the_partition_and_loses_nothing() {
     let bootstrap = kafka_bootstrap();
     let (input, output, app) = keyed_records(&bootstrap, "fault-unavailable", 20).await;
 
-    let attempts_at_five = Arc::new(Mutex::new(0));
-    let builder = StreamsBuilder::new();
-    let shared = Arc::clone(&attempts_at_five);
-    builder
-        .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
-        .process_with(
-            move || NeedsRedis {
-                attempts_at_five: Arc::clone(&shared),
-                outages: 3,
-                failed_commits: None,
-                waits_seen_at_three: None,
-            },
-            Processed::named("needs-redis"),
-        )
-        .to(&output, Produced::with(StringSerde, I64Serde));
+    let three_outages = &[AtFive::Down("redis"), AtFive::Down("redis"), AtFive::Down("redis")];
+    let (builder, attempts_at_five) = fails_at_five(&input, &output, three_outages);
     let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
     config.error_policy = quick_retries();
     // Records 1-4 share a transaction with 5: they commit with it, and 5 waits.
@@ -833,13 +787,12 @@ async fn a_transaction_aborted_while_a_partition_waits_reads_its_rolled_back_rec
     builder
         .stream::<String, i64>(&input, Consumed::with(StringSerde, I64Serde))
         .process_with(
-            move || NeedsRedis {
+            move || RedisDownThenCommitFails {
                 attempts_at_five: Arc::clone(&attempts),
-                outages: 1,
-                failed_commits: Some(Arc::clone(&failed)),
-                waits_seen_at_three: Some(waits.clone()),
+                failed_commits: Arc::clone(&failed),
+                waits_seen_at_three: waits.clone(),
             },
-            Processed::named("needs-redis"),
+            Processed::named("redis-down-then-commit-fails"),
         )
         .to(&output, Produced::with(StringSerde, I64Serde));
     let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
@@ -868,13 +821,20 @@ async fn a_transaction_aborted_while_a_partition_waits_reads_its_rolled_back_rec
     );
 }
 
-/// Record 5 finds `down[n]` unavailable at its try `n` (from 0), then goes through.
-struct DownAtFive {
-    attempts_at_five: Arc<Mutex<usize>>,
-    down: &'static [&'static str],
+/// What record 5 meets at one try.
+#[derive(Clone, Copy)]
+enum AtFive {
+    Down(&'static str),
+    Broken,
 }
 
-impl Processor<String, i64, String, i64> for DownAtFive {
+/// Record 5 meets `tries[n]` at its try `n` (from 0), then goes through.
+struct FailsAtFive {
+    attempts_at_five: Arc<Mutex<usize>>,
+    tries: &'static [AtFive],
+}
+
+impl Processor<String, i64, String, i64> for FailsAtFive {
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, String, i64>,
@@ -883,24 +843,28 @@ impl Processor<String, i64, String, i64> for DownAtFive {
         if record.value == 5 {
             let mut attempts = self.attempts_at_five.lock().unwrap_or_else(|e| e.into_inner());
             *attempts += 1;
-            if let Some(dependency) = self.down.get(*attempts - 1) {
-                return Err(ProcessError::unavailable(*dependency, "connection refused"));
+            match self.tries.get(*attempts - 1) {
+                Some(AtFive::Down(dependency)) => {
+                    return Err(ProcessError::unavailable(*dependency, "connection refused"))
+                }
+                Some(AtFive::Broken) => return Err(ProcessError::processing("record 5 cannot be processed")),
+                None => {}
             }
         }
         ctx.forward(record)
     }
 }
 
-/// `input` → [`DownAtFive`] → `output`.
-fn down_at_five(input: &str, output: &str, down: &'static [&'static str]) -> (StreamsBuilder, Arc<Mutex<usize>>) {
+/// `input` → [`FailsAtFive`] → `output`, and the count of record 5's tries.
+fn fails_at_five(input: &str, output: &str, tries: &'static [AtFive]) -> (StreamsBuilder, Arc<Mutex<usize>>) {
     let attempts_at_five = Arc::new(Mutex::new(0));
     let builder = StreamsBuilder::new();
     let attempts = Arc::clone(&attempts_at_five);
     builder
         .stream::<String, i64>(input, Consumed::with(StringSerde, I64Serde))
         .process_with(
-            move || DownAtFive { attempts_at_five: Arc::clone(&attempts), down },
-            Processed::named("down-at-five"),
+            move || FailsAtFive { attempts_at_five: Arc::clone(&attempts), tries },
+            Processed::named("fails-at-five"),
         )
         .to(output, Produced::with(StringSerde, I64Serde));
     (builder, attempts_at_five)
@@ -908,27 +872,33 @@ fn down_at_five(input: &str, output: &str, down: &'static [&'static str]) -> (St
 
 /// `streams_partitions_waiting_on_dependency` for `app` and `dependency`; 0 while absent.
 fn partitions_waiting_on(registry: &prometheus::Registry, app: &str, dependency: &str) -> i64 {
-    registry
-        .gather()
-        .iter()
-        .filter(|family| family.name() == "streams_partitions_waiting_on_dependency")
-        .flat_map(|family| family.get_metric().iter())
-        .filter(|m| [app, dependency].iter().all(|wanted| m.get_label().iter().any(|l| l.value() == *wanted)))
-        .map(|m| m.get_gauge().value() as i64)
-        .sum()
+    gauge(registry, "streams_partitions_waiting_on_dependency", app, ("dependency", dependency)).unwrap_or(0.0) as i64
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_waiting_record_that_fails_on_another_dependency_moves_the_wait_gauge_to_it() {
     let bootstrap = kafka_bootstrap();
     let (input, output, app) = keyed_records(&bootstrap, "fault-wait-moves", 20).await;
-    let (builder, attempts_at_five) = down_at_five(&input, &output, &["redis", "postgres"]);
+    let tries = &[AtFive::Down("redis"), AtFive::Down("postgres")];
+    let (builder, attempts_at_five) = fails_at_five(&input, &output, tries);
     let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
     config.error_policy = quick_retries();
     let registry = prometheus::Registry::new();
     let streams = KafkaStreams::start(builder.build(&app), config, &registry).expect("start");
+    let waiting =
+        || (partitions_waiting_on(&registry, &app, "redis"), partitions_waiting_on(&registry, &app, "postgres"));
+    // The (redis, postgres) counts while record 5 is tried, each change once.
+    let mut seen: Vec<(i64, i64)> = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while *attempts_at_five.lock().unwrap_or_else(|e| e.into_inner()) < 3 && Instant::now() < deadline {
+        let now = waiting();
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let out = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 20);
-    let waiting = (partitions_waiting_on(&registry, &app, "redis"), partitions_waiting_on(&registry, &app, "postgres"));
+    let at_the_end = waiting();
     streams.close().expect("close");
 
     assert_eq!(out.len(), 20, "every record once");
@@ -937,14 +907,15 @@ async fn a_waiting_record_that_fails_on_another_dependency_moves_the_wait_gauge_
         3,
         "Redis down, then PostgreSQL, then through"
     );
-    assert_eq!(waiting, (0, 0), "partitions waiting on (redis, postgres) once record 5 went through");
+    assert!(seen.contains(&(0, 1)), "while it waits on PostgreSQL, (redis, postgres) is (0, 1): {seen:?}");
+    assert_eq!(at_the_end, (0, 0), "partitions waiting on (redis, postgres) once record 5 went through");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partition_taken_away_while_it_waits_leaves_the_wait_gauge() {
     let bootstrap = kafka_bootstrap();
     let (input, output, app) = keyed_records(&bootstrap, "fault-wait-revoked", 20).await;
-    let (builder, attempts_at_five) = down_at_five(&input, &output, &["redis"]);
+    let (builder, attempts_at_five) = fails_at_five(&input, &output, &[AtFive::Down("redis")]);
     let start = |builder: StreamsBuilder, registry: &prometheus::Registry| {
         let mut config = StreamsConfig::new(app.as_str(), bootstrap.as_str());
         // Record 5 is not tried again on the first instance: only a new assignment reads it again.
@@ -966,7 +937,7 @@ async fn a_partition_taken_away_while_it_waits_leaves_the_wait_gauge() {
     let waiting_before = partitions_waiting_on(&registry, &app, "redis");
     // A second instance joins: the eager rebalance takes the partition from the first, and
     // whichever instance gets it reads record 5 again, with Redis back.
-    let (second_builder, _) = down_at_five(&input, &output, &[]);
+    let (second_builder, _) = fails_at_five(&input, &output, &[]);
     let second = start(second_builder, &prometheus::Registry::new());
     let out = read_topic(&bootstrap, &output, "read_committed", WAIT, |r| r.len() >= 20);
     let waiting_after = partitions_waiting_on(&registry, &app, "redis");
