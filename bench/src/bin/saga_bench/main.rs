@@ -3,7 +3,10 @@
 //! terminal state in the read model), the participants' transactions per second (what a commit
 //! interval costs the broker), and where the time goes: the largest consumer lag each group
 //! reached (per hop) and each application's mean transaction commit time. Under each rate's line,
-//! the per-hop breakdown of a confirmed order's time (`pipeline::demo::hops`), from when a
+//! how many orders ended in each state (the load's customers and products run out of credit
+//! and stock after about 30,000 orders with the default settings: for long runs raise
+//! SAGA__PAYMENT__DEFAULT_BALANCE_CENTS up to 99999999 and SAGA__INVENTORY__DEFAULT_STOCK up to
+//! 9999, which keep a refused order within the API's limits), the per-hop breakdown of a confirmed order's time (`pipeline::demo::hops`), from when a
 //! `read_committed` observer saw each event of the happy path; then the CPU milliseconds per order
 //! each part of the stack spent (`pipeline` is this process, load generator and observer
 //! included) and the rate the machine's cores would sustain at that cost, and this process's
@@ -221,6 +224,9 @@ async fn main() -> Result<()> {
             commits.join(" "),
             if report.all_invariants_hold() { "" } else { "  (an invariant FAILED)" }
         );
+        let outcomes: Vec<String> =
+            report.outcomes.iter().map(|(outcome, orders)| format!("{outcome} {orders}")).collect();
+        println!("    outcomes: {}", outcomes.join(", "));
         demo::hops::print(&report.hops);
         cost.print(report.orders.len());
     }
