@@ -6,7 +6,8 @@
 //! how many orders ended in each state (the load's customers and products run out of credit
 //! and stock after about 30,000 orders with the default settings: for long runs raise
 //! SAGA__PAYMENT__DEFAULT_BALANCE_CENTS up to 99999999 and SAGA__INVENTORY__DEFAULT_STOCK up to
-//! 9999, which keep a refused order within the API's limits), the per-hop breakdown of a confirmed order's time (`pipeline::demo::hops`), from when a
+//! 9999, which keep a refused order within the API's limits; stock then lasts about 150,000
+//! orders), the per-hop breakdown of a confirmed order's time (`pipeline::demo::hops`), from when a
 //! `read_committed` observer saw each event of the happy path; then the CPU milliseconds per order
 //! each part of the stack spent (`pipeline` is this process, load generator and observer
 //! included) and the rate the machine's cores would sustain at that cost, and this process's
