@@ -287,6 +287,57 @@ fn records_piped_in_one_transaction_are_committed_together_and_a_failed_one_leav
     Ok(())
 }
 
+/// Sends each record on, and fails the commit of a transaction that processed "fail at commit".
+#[derive(Default)]
+struct FailsAtCommit {
+    failing: bool,
+}
+
+impl Processor<String, String> for FailsAtCommit {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, String>,
+        record: Record<String, String>,
+    ) -> Result<(), ProcessError> {
+        self.failing |= record.value == "fail at commit";
+        ctx.forward(record)
+    }
+
+    fn before_commit(&mut self, _ctx: &mut ProcessorContext<'_, String, String>) -> Result<(), ProcessError> {
+        match std::mem::take(&mut self.failing) {
+            true => Err(ProcessError::processing("the batch fails at the commit")),
+            false => Ok(()),
+        }
+    }
+}
+
+#[test]
+fn a_batch_failing_at_the_commit_of_one_transaction_takes_every_tasks_work_with_it() -> TestResult {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("in-a", Consumed::with(StringSerde, StringSerde))
+        .process(CountPerCommit::default, &[])
+        .to("out-a", Produced::with(StringSerde, I64Serde));
+    builder
+        .stream("in-b", Consumed::with(StringSerde, StringSerde))
+        .process(FailsAtCommit::default, &[])
+        .to("out-b", Produced::with(StringSerde, StringSerde));
+    let driver = driver(builder);
+    let (in_a, in_b) = (
+        driver.create_input_topic("in-a", StringSerde, StringSerde),
+        driver.create_input_topic("in-b", StringSerde, StringSerde),
+    );
+    let committed = driver.in_one_transaction(|| (in_a.pipe_input("a", "one"), in_b.pipe_input("b", "fail at commit")));
+    let error = committed.err().ok_or("expected the commit to fail")?;
+    assert!(error.to_string().contains("fails at the commit"), "{error}");
+    let out_a: Vec<(String, i64)> =
+        driver.create_output_topic("out-a", StringSerde, I64Serde).read_key_values_to_vec()?;
+    let out_b: Vec<(String, String)> =
+        driver.create_output_topic("out-b", StringSerde, StringSerde).read_key_values_to_vec()?;
+    assert_eq!((out_a, out_b), (vec![], vec![]), "both tasks' outputs went with the aborted transaction");
+    Ok(())
+}
+
 #[test]
 fn stream_time_punctuation_follows_record_timestamps() -> TestResult {
     let driver = driver(reporter_topology(PunctuationType::StreamTime));
