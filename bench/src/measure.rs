@@ -21,11 +21,7 @@ impl Observed {
     }
 
     pub fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[index] as f64 / 1000.0
+        bench::percentile::at_percentile(&self.latencies_us, p).map_or(f64::NAN, |us| *us as f64 / 1000.0)
     }
 }
 

@@ -4,8 +4,8 @@
 //! Every topic has a single partition 0, so there is one task per sub-topology. Each piped record
 //! goes through [`Task::process`], [`Task::before_commit`] and [`Task::commit`], the code path
 //! the runtime uses (several records share one transaction inside
-//! [`TopologyTestDriver::in_one_transaction`]); records written to repartition topics (and to user topics the topology also
-//! reads) are fed straight back in. Changelog records are kept, so [`TopologyTestDriver::restart_from_changelogs`] can
+//! [`TopologyTestDriver::in_one_transaction`]); records written to repartition topics (and to
+//! user topics the topology also reads) are fed straight back in. Changelog records are kept, so [`TopologyTestDriver::restart_from_changelogs`] can
 //! simulate a crash and prove state is recovered from them.
 //!
 //! Topic and store handles are cheap values that share the driver, so any number can be used

@@ -29,10 +29,7 @@ impl Observed {
     }
 
     pub fn percentile_ms(&self, p: f64) -> f64 {
-        match self.latencies_ms.len() {
-            0 => f64::NAN,
-            n => self.latencies_ms[((n as f64 - 1.0) * p).round() as usize] as f64,
-        }
+        bench::percentile::at_percentile(&self.latencies_ms, p).map_or(f64::NAN, |ms| *ms as f64)
     }
 }
 

@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use bench::percentile::at_percentile;
 use pipeline::demo::{self, DemoOptions};
 use pipeline::settings::Settings;
 
@@ -25,12 +26,9 @@ async fn wait_until_answering(http: &reqwest::Client, api: &str) -> Result<()> {
     Ok(())
 }
 
-/// The percentile `p` of sorted durations (the one at the rounded rank), in ms.
+/// The percentile `p` of sorted durations, in ms.
 fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    match sorted.len() {
-        0 => f64::NAN,
-        n => sorted[((n as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0,
-    }
+    at_percentile(sorted, p).map_or(f64::NAN, |duration| duration.as_secs_f64() * 1000.0)
 }
 
 pub async fn run(settings: &Settings, http: &reqwest::Client, rates: &[f64], seconds: u64) -> Result<()> {
